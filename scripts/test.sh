@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what the tests need and runs the whole suite, lab tests included (they need root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/deps.sh
+require_root
+require_cargo
+install_packages "${BUILD_PACKAGES[@]}" iproute2 nftables iputils-ping
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+cargo fmt --all -- --check
+cargo clippy --release --all-targets --quiet -- -D warnings
+rm -f target/lab-report.txt
+cargo test --release
+if [ -f target/lab-report.txt ]; then
+    echo "== measured in the namespace lab =="
+    cat target/lab-report.txt
+fi

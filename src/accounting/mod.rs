@@ -1,0 +1,204 @@
+//! Accounting: rolls attributed traffic into intervals per (process name, uid, interface),
+//! with monotonic totals since start and rates.
+
+use crate::attribution::{AttributedReport, Owner, ProcessIdentity};
+use crate::engine::{CaptureStats, InterfaceName};
+use crate::traffic::{Counter, Traffic};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Bound on the series whose totals are kept; the longest idle are forgotten first.
+const MAX_SERIES: usize = 50_000;
+
+/// What identifies a series: the schema's `name`, `uid` and `device_name` tags.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesKey {
+    pub name: Arc<str>,
+    /// `None` for unattributed buckets.
+    pub uid: Option<u32>,
+    pub interface: InterfaceName,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProcessRow {
+    pub key: SeriesKey,
+    /// Whether a process owns this traffic (false for the `unknown ...` buckets).
+    pub attributed: bool,
+    /// The process that moved the most bytes in this series during the interval.
+    pub pid: Option<u32>,
+    pub exe: Option<String>,
+    pub cgroup: Option<String>,
+    /// This interval's traffic.
+    pub last: Traffic,
+    /// Since netgraph started; never decreases.
+    pub total: Traffic,
+}
+
+#[derive(Clone, Debug)]
+pub struct InterfaceRow {
+    pub interface: InterfaceName,
+    /// All IP traffic with a local end this interval; process rows of this interface sum to it.
+    pub last: Traffic,
+    pub total: Traffic,
+    pub malformed: Counter,
+    pub non_ip: Counter,
+    pub overflow: Counter,
+    pub capture: CaptureStats,
+}
+
+#[derive(Clone, Debug)]
+pub struct IntervalReport {
+    pub start: SystemTime,
+    pub end: SystemTime,
+    pub processes: Vec<ProcessRow>,
+    pub interfaces: Vec<InterfaceRow>,
+}
+
+impl IntervalReport {
+    pub fn duration(&self) -> Duration {
+        self.end.duration_since(self.start).unwrap_or_default()
+    }
+
+    /// KiB per second over the interval, as the original's `sent_kbs` / `recv_kbs`.
+    pub fn kib_per_second(&self, bytes: u64) -> f64 {
+        let seconds = self.duration().as_secs_f64();
+        if seconds > 0.0 {
+            bytes as f64 / 1024.0 / seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The processes behind one series in an interval, with their bytes.
+type Contributors = Vec<(u64, Arc<ProcessIdentity>)>;
+
+struct SeriesTotal {
+    traffic: Traffic,
+    last_active: u64,
+}
+
+pub struct Accountant {
+    series: HashMap<SeriesKey, SeriesTotal>,
+    interfaces: HashMap<InterfaceName, Traffic>,
+    interval_start: SystemTime,
+    intervals: u64,
+}
+
+impl Accountant {
+    pub fn new(start: SystemTime) -> Accountant {
+        Accountant {
+            series: HashMap::new(),
+            interfaces: HashMap::new(),
+            interval_start: start,
+            intervals: 0,
+        }
+    }
+
+    pub fn close_interval(&mut self, report: AttributedReport, end: SystemTime) -> IntervalReport {
+        self.intervals += 1;
+        let mut rows: HashMap<SeriesKey, (Traffic, Contributors)> = HashMap::new();
+        for item in report.traffic {
+            if item.traffic.is_zero() {
+                continue;
+            }
+            let (name, uid, process) = match item.owner {
+                Owner::Process(p) => (p.name.as_str().into(), Some(p.uid), Some(p)),
+                Owner::Unknown(protocol) => (protocol.unknown_bucket().into(), None, None),
+            };
+            let key = SeriesKey {
+                name,
+                uid,
+                interface: item.interface,
+            };
+            let (traffic, contributors) = rows.entry(key).or_default();
+            traffic.merge(item.traffic);
+            if let Some(process) = process {
+                let bytes = item.traffic.sent.bytes + item.traffic.recv.bytes;
+                match contributors.iter_mut().find(|(_, p)| p.pid == process.pid) {
+                    Some((sum, _)) => *sum += bytes,
+                    None => contributors.push((bytes, process)),
+                }
+            }
+        }
+
+        let mut processes: Vec<ProcessRow> = rows
+            .into_iter()
+            .map(|(key, (last, contributors))| {
+                let busiest = contributors.into_iter().max_by_key(|(bytes, _)| *bytes);
+                let total = self.series.entry(key.clone()).or_insert(SeriesTotal {
+                    traffic: Traffic::default(),
+                    last_active: 0,
+                });
+                total.traffic.merge(last);
+                total.last_active = self.intervals;
+                ProcessRow {
+                    attributed: busiest.is_some(),
+                    pid: busiest.as_ref().map(|(_, p)| p.pid),
+                    exe: busiest.as_ref().and_then(|(_, p)| p.exe.clone()),
+                    cgroup: busiest.as_ref().and_then(|(_, p)| p.cgroup.clone()),
+                    key,
+                    last,
+                    total: total.traffic,
+                }
+            })
+            .collect();
+        processes.sort_by(|a, b| a.key.cmp(&b.key));
+        self.bound_series();
+
+        let mut interfaces: HashMap<InterfaceName, InterfaceRow> = HashMap::new();
+        for traffic in report.interfaces {
+            let row = interfaces
+                .entry(traffic.interface.clone())
+                .or_insert_with(|| InterfaceRow {
+                    interface: traffic.interface.clone(),
+                    last: Traffic::default(),
+                    total: Traffic::default(),
+                    malformed: Counter::default(),
+                    non_ip: Counter::default(),
+                    overflow: Counter::default(),
+                    capture: CaptureStats::default(),
+                });
+            row.last.merge(traffic.captured);
+            row.malformed.merge(traffic.malformed);
+            row.non_ip.merge(traffic.non_ip);
+            row.overflow.merge(traffic.overflow);
+            row.capture.received += traffic.capture.received;
+            row.capture.dropped += traffic.capture.dropped;
+            row.capture.if_dropped += traffic.capture.if_dropped;
+        }
+        let mut interfaces: Vec<InterfaceRow> = interfaces
+            .into_values()
+            .map(|mut row| {
+                let total = self.interfaces.entry(row.interface.clone()).or_default();
+                total.merge(row.last);
+                row.total = *total;
+                row
+            })
+            .collect();
+        interfaces.sort_by(|a, b| a.interface.cmp(&b.interface));
+
+        let start = std::mem::replace(&mut self.interval_start, end);
+        IntervalReport {
+            start,
+            end,
+            processes,
+            interfaces,
+        }
+    }
+
+    fn bound_series(&mut self) {
+        if self.series.len() <= MAX_SERIES {
+            return;
+        }
+        let mut ages: Vec<u64> = self.series.values().map(|s| s.last_active).collect();
+        let cut = ages.len() - MAX_SERIES;
+        let (_, threshold, _) = ages.select_nth_unstable(cut);
+        let threshold = *threshold;
+        self.series.retain(|_, s| s.last_active > threshold);
+    }
+}
+
+#[cfg(test)]
+mod tests;

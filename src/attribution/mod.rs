@@ -1,0 +1,118 @@
+//! Attribution: which process owns each flow an engine reported.
+//! Flows no process can be found for land in per-protocol buckets, never dropped.
+
+mod processes;
+mod resolver;
+mod sock_diag;
+mod sockets;
+
+pub use processes::ProcessIdentity;
+pub use sockets::{SocketEntry, SocketTable};
+
+use crate::engine::{EngineReport, InterfaceName, InterfaceTraffic};
+use crate::traffic::{Flow, Protocol, Traffic};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use resolver::Resolver;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Most hints handled in one refresh.
+const HINT_BATCH: usize = 4096;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Owner {
+    Process(Arc<ProcessIdentity>),
+    /// Traffic no process could be found for, by protocol.
+    Unknown(Protocol),
+}
+
+#[derive(Clone, Debug)]
+pub struct AttributedTraffic {
+    pub owner: Owner,
+    pub interface: InterfaceName,
+    pub traffic: Traffic,
+}
+
+#[derive(Debug, Default)]
+pub struct AttributedReport {
+    pub traffic: Vec<AttributedTraffic>,
+    pub interfaces: Vec<InterfaceTraffic>,
+}
+
+pub struct Attributor {
+    resolver: Arc<Mutex<Resolver>>,
+    stop: Arc<AtomicBool>,
+    hint_thread: Option<JoinHandle<()>>,
+}
+
+impl Attributor {
+    /// `hints` carries flows engines have just seen for the first time.
+    pub fn start(hints: Receiver<Flow>) -> std::io::Result<Attributor> {
+        let resolver = Arc::new(Mutex::new(Resolver::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (thread_resolver, thread_stop) = (resolver.clone(), stop.clone());
+        let hint_thread = std::thread::Builder::new()
+            .name("attribution".into())
+            .spawn(move || resolve_hints(&thread_resolver, &hints, &thread_stop))?;
+        Ok(Attributor {
+            resolver,
+            stop,
+            hint_thread: Some(hint_thread),
+        })
+    }
+
+    pub fn attribute(&mut self, report: EngineReport) -> AttributedReport {
+        let flows: Vec<Flow> = report.flows.iter().map(|f| f.flow).collect();
+        let owners = lock(&self.resolver).resolve_interval(&flows);
+        let traffic = report
+            .flows
+            .into_iter()
+            .zip(owners)
+            .map(|(flow, owner)| AttributedTraffic {
+                owner: match owner {
+                    Some(process) => Owner::Process(process),
+                    None => Owner::Unknown(flow.flow.protocol),
+                },
+                interface: flow.interface,
+                traffic: flow.traffic,
+            })
+            .collect();
+        AttributedReport {
+            traffic,
+            interfaces: report.interfaces,
+        }
+    }
+}
+
+impl Drop for Attributor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.hint_thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn lock(resolver: &Mutex<Resolver>) -> MutexGuard<'_, Resolver> {
+    resolver.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn resolve_hints(resolver: &Mutex<Resolver>, hints: &Receiver<Flow>, stop: &AtomicBool) {
+    let mut pending = Vec::with_capacity(HINT_BATCH);
+    while !stop.load(Ordering::Relaxed) {
+        match hints.recv_timeout(Duration::from_millis(200)) {
+            Ok(flow) => pending.push(flow),
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let wait = lock(resolver).until_refresh_allowed();
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+        pending.extend(hints.try_iter().take(HINT_BATCH - pending.len()));
+        lock(resolver).resolve_new(&pending);
+        pending.clear();
+    }
+}

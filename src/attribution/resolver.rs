@@ -1,0 +1,154 @@
+//! Resolves flows to processes: socket table lookup, then socket inode to process.
+//! Results are cached per flow; tables are refreshed only when a flow is unknown.
+
+use super::processes::{ProcessIdentity, ProcessTable};
+use super::sock_diag::SockDiag;
+use super::sockets::SocketTable;
+use crate::traffic::Flow;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Refreshes from hints are at most this frequent: a burst of new flows shares one scan.
+pub const MIN_REFRESH_GAP: Duration = Duration::from_millis(5);
+/// Drains a cached owner outlives its flow's last traffic.
+const KEEP_IDLE: u64 = 3;
+/// Drains a flow found ownerless stays so before it is looked up again.
+const NEGATIVE_TTL: u64 = 5;
+/// Bound on cached flows; beyond it the least recently used go first.
+const MAX_CACHED: usize = 262_144;
+
+struct Cached {
+    owner: Option<Arc<ProcessIdentity>>,
+    resolved_at: u64,
+    last_used: u64,
+}
+
+pub struct Resolver {
+    diag: Option<SockDiag>,
+    sockets: SocketTable,
+    processes: ProcessTable,
+    last_refresh: Option<Instant>,
+    cache: HashMap<Flow, Cached>,
+    generation: u64,
+    pub refreshes: u64,
+}
+
+impl Resolver {
+    pub fn new() -> Resolver {
+        let diag = match SockDiag::open() {
+            Ok(diag) => Some(diag),
+            Err(error) => {
+                tracing::warn!(%error, "netlink sock_diag unavailable; reading sockets from /proc/net instead (slower)");
+                None
+            }
+        };
+        Resolver {
+            diag,
+            sockets: SocketTable::default(),
+            processes: ProcessTable::default(),
+            last_refresh: None,
+            cache: HashMap::new(),
+            generation: 0,
+            refreshes: 0,
+        }
+    }
+
+    pub fn until_refresh_allowed(&self) -> Duration {
+        self.last_refresh
+            .map(|at| MIN_REFRESH_GAP.saturating_sub(at.elapsed()))
+            .unwrap_or_default()
+    }
+
+    fn refresh_sockets(&mut self) {
+        self.sockets = SocketTable::load(self.diag.as_mut());
+        self.last_refresh = Some(Instant::now());
+        self.refreshes += 1;
+    }
+
+    fn refresh_all(&mut self) {
+        self.refresh_sockets();
+        self.processes.refresh_all();
+    }
+
+    fn find(&self, flow: &Flow) -> Option<Arc<ProcessIdentity>> {
+        let socket = self.sockets.lookup(flow)?;
+        self.processes.owner(socket.inode).cloned()
+    }
+
+    /// New flows just seen by an engine: look them up now, while their process lives.
+    /// A flow seen anew may be a reused address pair, so its old answer is not trusted.
+    pub fn resolve_new(&mut self, flows: &[Flow]) {
+        if flows.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        self.refresh_sockets();
+        let inodes: Vec<u64> = flows
+            .iter()
+            .filter_map(|flow| self.sockets.lookup(flow).map(|s| s.inode))
+            .collect();
+        self.processes.find(&inodes);
+        tracing::trace!(flows = flows.len(), took = ?started.elapsed(), "resolved new flows");
+        for flow in flows {
+            if let Some(owner) = self.find(flow) {
+                self.remember(*flow, Some(owner));
+            }
+        }
+    }
+
+    /// Owners for one interval's flows. Unknown flows get one refresh, then are ownerless.
+    pub fn resolve_interval(&mut self, flows: &[Flow]) -> Vec<Option<Arc<ProcessIdentity>>> {
+        self.generation += 1;
+        if flows.iter().any(|flow| self.cached(flow).is_none()) {
+            self.refresh_all();
+        }
+        let owners = flows
+            .iter()
+            .map(|flow| match self.cached(flow) {
+                Some(owner) => owner,
+                None => {
+                    let owner = self.find(flow);
+                    self.remember(*flow, owner.clone());
+                    owner
+                }
+            })
+            .collect();
+        self.collect();
+        owners
+    }
+
+    fn cached(&mut self, flow: &Flow) -> Option<Option<Arc<ProcessIdentity>>> {
+        let generation = self.generation;
+        let entry = self.cache.get_mut(flow)?;
+        if entry.owner.is_none() && generation - entry.resolved_at > NEGATIVE_TTL {
+            return None;
+        }
+        entry.last_used = generation;
+        Some(entry.owner.clone())
+    }
+
+    fn remember(&mut self, flow: Flow, owner: Option<Arc<ProcessIdentity>>) {
+        self.cache.insert(
+            flow,
+            Cached {
+                owner,
+                resolved_at: self.generation,
+                last_used: self.generation,
+            },
+        );
+    }
+
+    fn collect(&mut self) {
+        let generation = self.generation;
+        self.cache
+            .retain(|_, entry| generation - entry.last_used <= KEEP_IDLE);
+        if self.cache.len() > MAX_CACHED {
+            let mut ages: Vec<u64> = self.cache.values().map(|e| e.last_used).collect();
+            let cut = ages.len() - MAX_CACHED;
+            let (_, threshold, _) = ages.select_nth_unstable(cut);
+            let threshold = *threshold;
+            self.cache.retain(|_, entry| entry.last_used > threshold);
+        }
+    }
+}

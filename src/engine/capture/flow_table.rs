@@ -1,0 +1,226 @@
+//! Per-interface traffic by flow, bounded, oriented by the host's own addresses.
+
+use super::decode::IpPacket;
+use super::link::LinkDirection;
+use super::local_addresses::LocalAddresses;
+use crate::engine::{FlowTraffic, InterfaceName, InterfaceTraffic};
+use crate::traffic::{canonical_addr, Counter, Flow, Protocol, Traffic};
+use std::collections::HashMap;
+
+pub struct FlowTable {
+    interface: InterfaceName,
+    /// On a loopback interface every packet is both sent and received by this host.
+    loopback: bool,
+    flows: HashMap<Flow, Traffic>,
+    capacity: usize,
+    totals: InterfaceTraffic,
+}
+
+impl FlowTable {
+    pub fn new(interface: InterfaceName, loopback: bool, capacity: usize) -> Self {
+        FlowTable {
+            loopback,
+            totals: InterfaceTraffic::new(interface.clone()),
+            interface,
+            flows: HashMap::new(),
+            capacity,
+        }
+    }
+
+    /// Counts one IP packet. Returns the flows this packet opened, for attribution hints.
+    /// Direction comes from the link layer where it tells, else from the host's addresses;
+    /// on loopback a packet counts for both ends.
+    pub fn record(&mut self, packet: &IpPacket, local: &LocalAddresses) -> [Option<Flow>; 2] {
+        let protocol = Protocol::from_ip_number(packet.ip_number);
+        let src = canonical_addr(packet.src);
+        let dst = canonical_addr(packet.dst);
+        let (sent, received) = if self.loopback {
+            (true, true)
+        } else {
+            match packet.direction {
+                LinkDirection::Outgoing => (true, false),
+                LinkDirection::Incoming => (false, true),
+                // Traffic to no local address (broadcast, multicast, transit) is received too.
+                LinkDirection::Unknown => {
+                    let from_us = local.is_local(src.ip());
+                    (from_us, local.is_local(dst.ip()) || !from_us)
+                }
+            }
+        };
+        let mut opened = [None, None];
+        if sent {
+            let flow = Flow {
+                protocol,
+                local: src,
+                remote: dst,
+            };
+            self.totals.captured.sent.add_packet(packet.ip_len);
+            opened[0] = self.add(flow, packet.ip_len, |t| &mut t.sent);
+        }
+        if received {
+            let flow = Flow {
+                protocol,
+                local: dst,
+                remote: src,
+            };
+            self.totals.captured.recv.add_packet(packet.ip_len);
+            opened[1] = self.add(flow, packet.ip_len, |t| &mut t.recv);
+        }
+        opened
+    }
+
+    pub fn record_malformed(&mut self, wire_len: u64) {
+        self.totals.malformed.add_packet(wire_len);
+    }
+
+    pub fn record_not_ip(&mut self, wire_len: u64) {
+        self.totals.non_ip.add_packet(wire_len);
+    }
+
+    fn add(
+        &mut self,
+        flow: Flow,
+        bytes: u64,
+        direction: fn(&mut Traffic) -> &mut Counter,
+    ) -> Option<Flow> {
+        if let Some(traffic) = self.flows.get_mut(&flow) {
+            direction(traffic).add_packet(bytes);
+            return None;
+        }
+        if self.flows.len() >= self.capacity {
+            // Beyond the bound the flow's identity is dropped, never its bytes:
+            // they go to a per-protocol flow with no socket, so to the unknown bucket.
+            self.totals.overflow.add_packet(bytes);
+            let anonymous = overflow_flow(flow.protocol);
+            direction(self.flows.entry(anonymous).or_default()).add_packet(bytes);
+            return None;
+        }
+        direction(self.flows.entry(flow).or_default()).add_packet(bytes);
+        Some(flow)
+    }
+
+    /// Takes the traffic since the last drain. Flows idle for a whole drain period are
+    /// forgotten, which keeps the table to the flows that are alive.
+    pub fn drain(&mut self) -> (Vec<FlowTraffic>, InterfaceTraffic) {
+        let mut flows = Vec::new();
+        self.flows.retain(|flow, traffic| {
+            if traffic.is_zero() {
+                return false;
+            }
+            flows.push(FlowTraffic {
+                interface: self.interface.clone(),
+                flow: *flow,
+                traffic: std::mem::take(traffic),
+            });
+            true
+        });
+        let totals = std::mem::replace(
+            &mut self.totals,
+            InterfaceTraffic::new(self.interface.clone()),
+        );
+        (flows, totals)
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+}
+
+/// The flow that collects traffic past the table's bound: port 0 on the unspecified
+/// address, which no socket can own.
+fn overflow_flow(protocol: Protocol) -> Flow {
+    let nowhere = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+    Flow {
+        protocol,
+        local: nowhere,
+        remote: nowhere,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, SocketAddr};
+
+    fn packet(src: &str, dst: &str, len: u64) -> IpPacket {
+        IpPacket {
+            ip_number: 6,
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            ip_len: len,
+            fragment: None,
+            direction: LinkDirection::Unknown,
+        }
+    }
+
+    fn local() -> LocalAddresses {
+        LocalAddresses::new(["10.0.0.1".parse::<IpAddr>().unwrap()])
+    }
+
+    #[test]
+    fn direction_follows_local_addresses() {
+        let mut table = FlowTable::new("eth0".into(), false, 16);
+        let opened = table.record(&packet("10.0.0.1:1000", "10.0.0.2:80", 100), &local());
+        assert!(opened[0].is_some() && opened[1].is_none());
+        table.record(&packet("10.0.0.2:80", "10.0.0.1:1000", 60), &local());
+        let (flows, totals) = table.drain();
+        assert_eq!(flows.len(), 1, "both directions land on one flow");
+        let flow = &flows[0];
+        assert_eq!(
+            flow.flow.local,
+            "10.0.0.1:1000".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(flow.traffic.sent.bytes, 100);
+        assert_eq!(flow.traffic.recv.bytes, 60);
+        assert_eq!(totals.captured.sent.bytes, 100);
+        assert_eq!(totals.captured.recv.bytes, 60);
+    }
+
+    #[test]
+    fn loopback_counts_for_both_ends() {
+        let mut table = FlowTable::new("lo".into(), true, 16);
+        let opened = table.record(&packet("127.0.0.1:1000", "127.0.0.1:80", 500), &local());
+        assert!(opened.iter().all(Option::is_some));
+        let (flows, totals) = table.drain();
+        assert_eq!(flows.len(), 2);
+        assert_eq!(totals.captured.sent.bytes, 500);
+        assert_eq!(totals.captured.recv.bytes, 500);
+    }
+
+    #[test]
+    fn link_direction_beats_addresses() {
+        let mut table = FlowTable::new("eth0".into(), false, 16);
+        // Neighbour discovery from a link-local address no interface listed.
+        let mut solicitation = packet("[fe80::1]:0", "[ff02::1:ff00:2]:0", 72);
+        solicitation.direction = LinkDirection::Outgoing;
+        table.record(&solicitation, &local());
+        let (flows, totals) = table.drain();
+        assert_eq!(totals.captured.sent.bytes, 72);
+        assert_eq!(totals.captured.recv.bytes, 0);
+        assert_eq!(
+            flows[0].flow.local,
+            "[fe80::1]:0".parse::<SocketAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn overflow_keeps_bytes_and_idle_flows_are_forgotten() {
+        let mut table = FlowTable::new("eth0".into(), false, 1);
+        table.record(&packet("10.0.0.1:1", "10.0.0.2:80", 10), &local());
+        table.record(&packet("10.0.0.1:2", "10.0.0.2:80", 20), &local());
+        let (flows, totals) = table.drain();
+        let bytes: u64 = flows.iter().map(|f| f.traffic.sent.bytes).sum();
+        assert_eq!(bytes, 30);
+        assert_eq!(totals.overflow.bytes, 20);
+        assert_eq!(table.len(), 2, "flows survive one drain");
+        let (flows, _) = table.drain();
+        assert!(flows.is_empty());
+        assert!(table.is_empty(), "idle flows are collected");
+    }
+}

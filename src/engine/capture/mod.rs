@@ -1,0 +1,215 @@
+//! The capture engine: libpcap on every selected interface, the way nethogs works,
+//! with interfaces picked up and dropped while running.
+
+mod decode;
+mod flow_table;
+mod fragments;
+mod interfaces;
+mod link;
+mod local_addresses;
+mod worker;
+
+pub use decode::{decode, Decoded, IpPacket};
+pub use interfaces::InterfaceSelection;
+pub use link::{Link, LinkDirection, LinkType};
+pub use worker::CaptureSettings;
+
+use super::{Engine, EngineReport, FlowHints};
+use arc_swap::ArcSwap;
+use local_addresses::LocalAddresses;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use worker::Worker;
+
+/// How often interfaces and addresses are looked at again.
+const RESCAN_EVERY: Duration = Duration::from_millis(500);
+
+pub struct CaptureEngine {
+    shared: Arc<Shared>,
+    watcher: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    selection: InterfaceSelection,
+    settings: CaptureSettings,
+    hints: FlowHints,
+    local: Arc<ArcSwap<LocalAddresses>>,
+    workers: Mutex<Workers>,
+    stop: AtomicBool,
+}
+
+#[derive(Default)]
+struct Workers {
+    running: HashMap<String, Worker>,
+    /// Finished workers whose last counts have not been drained yet.
+    retired: Vec<Worker>,
+    /// Interfaces whose failure was already logged, so it is said once.
+    complained: HashSet<String>,
+}
+
+impl CaptureEngine {
+    pub fn start(
+        selection: InterfaceSelection,
+        settings: CaptureSettings,
+        hints: FlowHints,
+    ) -> anyhow::Result<CaptureEngine> {
+        let shared = Arc::new(Shared {
+            selection,
+            settings,
+            hints,
+            local: Arc::new(ArcSwap::from_pointee(LocalAddresses::default())),
+            workers: Mutex::new(Workers::default()),
+            stop: AtomicBool::new(false),
+        });
+        let first_error = shared.rescan()?;
+        if shared.workers().running.is_empty() {
+            if let Some(error) = first_error {
+                anyhow::bail!(
+                    "cannot capture on any interface: {error}; run netgraph as root or with CAP_NET_RAW and CAP_NET_ADMIN"
+                );
+            }
+        }
+        let watcher_shared = shared.clone();
+        let watcher = std::thread::Builder::new()
+            .name("interface watcher".into())
+            .spawn(move || watcher_shared.watch())?;
+        Ok(CaptureEngine {
+            shared,
+            watcher: Some(watcher),
+        })
+    }
+
+    /// Names of the interfaces being captured now.
+    pub fn interfaces(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.shared.workers().running.keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+impl Shared {
+    fn workers(&self) -> MutexGuard<'_, Workers> {
+        self.workers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn watch(&self) {
+        while !self.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(RESCAN_EVERY);
+            if let Err(error) = self.rescan() {
+                tracing::warn!(%error, "cannot list network interfaces");
+            }
+        }
+    }
+
+    /// Starts captures on new interfaces, retires those on vanished ones.
+    /// Returns the first error met opening a capture.
+    fn rescan(&self) -> Result<Option<String>, pcap::Error> {
+        let host = interfaces::discover()?;
+        self.local.store(Arc::new(host.local));
+        let wanted: Vec<&interfaces::Interface> = host
+            .interfaces
+            .iter()
+            .filter(|i| self.selection.wants(i))
+            .collect();
+        let mut workers = self.workers();
+        let workers = &mut *workers;
+        let mut first_error = None;
+
+        let still_wanted = |name: &str| wanted.iter().any(|i| i.name == name);
+        let ended: Vec<String> = workers
+            .running
+            .iter()
+            .filter(|(name, w)| w.state().finished || !still_wanted(name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in ended {
+            if let Some(worker) = workers.running.remove(&name) {
+                worker.request_stop();
+                tracing::info!(interface = %name, "stopped capturing");
+                workers.retired.push(worker);
+            }
+        }
+
+        for interface in wanted {
+            if self.stop.load(Ordering::Relaxed) || workers.running.contains_key(&interface.name) {
+                continue;
+            }
+            match Worker::start(
+                &interface.name,
+                interface.loopback,
+                &self.settings,
+                self.local.clone(),
+                self.hints.clone(),
+            ) {
+                Ok(worker) => {
+                    tracing::info!(interface = %interface.name, "capturing");
+                    workers.complained.remove(&interface.name);
+                    workers.running.insert(interface.name.clone(), worker);
+                }
+                Err(error) => {
+                    if workers.complained.insert(interface.name.clone()) {
+                        tracing::warn!(interface = %interface.name, %error, "cannot capture on interface; will retry");
+                    }
+                    first_error.get_or_insert_with(|| format!("{}: {error}", interface.name));
+                }
+            }
+        }
+        if let Some(only) = &self.selection.only {
+            for name in only {
+                let present = host.interfaces.iter().any(|i| &i.name == name);
+                if !present && workers.complained.insert(name.clone()) {
+                    tracing::warn!(interface = %name, "interface does not exist (yet); it is captured as soon as it appears");
+                }
+            }
+        }
+        Ok(first_error)
+    }
+}
+
+impl Engine for CaptureEngine {
+    fn name(&self) -> &'static str {
+        "capture"
+    }
+
+    fn drain(&mut self) -> EngineReport {
+        let mut report = EngineReport::default();
+        let mut workers = self.shared.workers();
+        let workers = &mut *workers;
+        let retired = std::mem::take(&mut workers.retired);
+        for worker in workers.running.values().chain(retired.iter()) {
+            let (flows, totals) = worker.state().drain();
+            report.flows.extend(flows);
+            report.interfaces.push(totals);
+        }
+        for mut worker in retired {
+            worker.join();
+            // Counts that arrived between the drain above and the thread's end.
+            let (flows, totals) = worker.state().drain();
+            report.flows.extend(flows);
+            report.interfaces.push(totals);
+        }
+        report
+    }
+
+    fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(watcher) = self.watcher.take() {
+            let _ = watcher.join();
+        }
+        let mut workers = self.shared.workers();
+        let workers = &mut *workers;
+        for (_, mut worker) in workers.running.drain() {
+            worker.join();
+            workers.retired.push(worker);
+        }
+    }
+}
+
+impl Drop for CaptureEngine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,76 @@
+//! Engines observe traffic and produce byte counts with a flow identity.
+//! The capture engine (libpcap) is here; the eBPF engine implements the same trait.
+
+pub mod capture;
+
+use crate::traffic::{Counter, Flow, Traffic};
+use std::sync::Arc;
+
+/// Interface names are shared by many flows, so they are reference-counted.
+pub type InterfaceName = Arc<str>;
+
+/// Traffic of one flow on one interface since the previous drain.
+#[derive(Clone, Debug)]
+pub struct FlowTraffic {
+    pub interface: InterfaceName,
+    pub flow: Flow,
+    pub traffic: Traffic,
+}
+
+/// Capture-buffer statistics of one interface, as deltas since the previous drain.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CaptureStats {
+    /// Packets the capture received (libpcap `ps_recv`).
+    pub received: u64,
+    /// Packets dropped because the capture buffer was full (`ps_drop`).
+    pub dropped: u64,
+    /// Packets dropped by the interface or its driver (`ps_ifdrop`).
+    pub if_dropped: u64,
+}
+
+/// Everything an engine saw on one interface since the previous drain.
+#[derive(Clone, Debug)]
+pub struct InterfaceTraffic {
+    pub interface: InterfaceName,
+    /// All IP traffic with a local end, by direction. Per-flow traffic sums to this.
+    pub captured: Traffic,
+    /// Frames whose IP or transport headers could not be decoded.
+    pub malformed: Counter,
+    /// Frames that carry no IP packet (ARP, LLDP, ...); not part of `captured`.
+    pub non_ip: Counter,
+    /// Packets of flows beyond the flow table's bound (counted in `captured`, never attributed).
+    pub overflow: Counter,
+    pub capture: CaptureStats,
+}
+
+impl InterfaceTraffic {
+    pub fn new(interface: InterfaceName) -> Self {
+        InterfaceTraffic {
+            interface,
+            captured: Traffic::default(),
+            malformed: Counter::default(),
+            non_ip: Counter::default(),
+            overflow: Counter::default(),
+            capture: CaptureStats::default(),
+        }
+    }
+}
+
+/// What an engine hands to attribution at the end of an interval.
+#[derive(Debug, Default)]
+pub struct EngineReport {
+    pub flows: Vec<FlowTraffic>,
+    pub interfaces: Vec<InterfaceTraffic>,
+}
+
+/// Sender for "a flow was seen for the first time" hints: attribution resolves the owner
+/// while a short-lived process is still alive, instead of waiting for the interval's end.
+pub type FlowHints = crossbeam_channel::Sender<Flow>;
+
+pub trait Engine: Send {
+    fn name(&self) -> &'static str;
+    /// Takes everything observed since the previous call.
+    fn drain(&mut self) -> EngineReport;
+    /// Stops observing; a last `drain` afterwards still returns what was seen.
+    fn stop(&mut self);
+}

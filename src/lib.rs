@@ -1,0 +1,11 @@
+//! netgraph: which application used how much network bandwidth.
+//!
+//! A pipeline in one direction: [`engine`] -> [`attribution`] -> [`accounting`] -> [`sinks`],
+//! driven once per interval by [`pipeline`].
+
+pub mod accounting;
+pub mod attribution;
+pub mod engine;
+pub mod pipeline;
+pub mod sinks;
+pub mod traffic;

@@ -1,0 +1,108 @@
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use netgraph::accounting::Accountant;
+use netgraph::attribution::Attributor;
+use netgraph::engine::capture::{CaptureEngine, CaptureSettings, InterfaceSelection};
+use netgraph::pipeline::Pipeline;
+use netgraph::sinks::json_lines::JsonLinesSink;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Which application used how much network bandwidth",
+    after_help = "Examples:\n  netgraph run                      account every interface, one JSON line per process per second\n  netgraph run --interval 10s       coarser intervals\n  netgraph run -i eth0 -i wg0       only these interfaces"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Account traffic per process and write it to the sinks until stopped (SIGTERM/SIGINT).
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Length of one accounting interval (e.g. 1s, 500ms, 1m).
+    #[arg(long, default_value = "1s", value_parser = parse_interval)]
+    interval: Duration,
+    /// Capture only this interface (repeatable); default: every interface that is up.
+    #[arg(short = 'i', long = "interface")]
+    interfaces: Vec<String>,
+    /// Leave loopback traffic out.
+    #[arg(long)]
+    no_loopback: bool,
+    /// Capture buffer per interface, in MiB.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    buffer_mib: u16,
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if interval < Duration::from_millis(100) {
+        return Err("the interval must be at least 100ms".into());
+    }
+    Ok(interval)
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Log level from `RUST_LOG`, or `LOG_LEVEL` as the original read it; logs go to stderr.
+fn init_logging() {
+    let filter = std::env::var("RUST_LOG")
+        .or_else(|_| std::env::var("LOG_LEVEL").map(|l| l.to_lowercase()))
+        .unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, shutdown.clone())
+            .context("cannot install signal handlers")?;
+    }
+    let (hints, hint_receiver) = crossbeam_channel::bounded(16_384);
+    let selection = InterfaceSelection {
+        only: (!args.interfaces.is_empty()).then_some(args.interfaces),
+        loopback: !args.no_loopback,
+    };
+    let settings = CaptureSettings {
+        buffer_bytes: i32::from(args.buffer_mib) << 20,
+        ..CaptureSettings::default()
+    };
+    let engine = CaptureEngine::start(selection, settings, hints)?;
+    tracing::info!(engine = "capture", interfaces = ?engine.interfaces(), interval = ?args.interval, "netgraph running");
+    let pipeline = Pipeline {
+        engine: Box::new(engine),
+        attributor: Attributor::start(hint_receiver).context("cannot start attribution")?,
+        accountant: Accountant::new(SystemTime::now()),
+        sinks: vec![Box::new(JsonLinesSink::new(std::io::stdout()))],
+        interval: args.interval,
+    };
+    pipeline.run(&shutdown);
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! One JSON object per line: a `process` line per series and interval, an `interface`
+//! line per interface and interval. Fields are documented in the README.
+
+use super::Sink;
+use crate::accounting::{InterfaceRow, IntervalReport, ProcessRow};
+use serde::Serialize;
+use std::io::Write;
+use std::time::UNIX_EPOCH;
+
+pub struct JsonLinesSink<W: Write + Send> {
+    out: W,
+}
+
+impl<W: Write + Send> JsonLinesSink<W> {
+    pub fn new(out: W) -> Self {
+        JsonLinesSink { out }
+    }
+}
+
+#[derive(Serialize)]
+struct Common {
+    time: String,
+    timestamp_ms: u128,
+    interval_s: f64,
+}
+
+#[derive(Serialize)]
+struct ProcessLine<'a> {
+    r#type: &'static str,
+    #[serde(flatten)]
+    common: &'a Common,
+    name: &'a str,
+    uid: Option<u32>,
+    interface: &'a str,
+    attributed: bool,
+    pid: Option<u32>,
+    exe: Option<&'a str>,
+    cgroup: Option<&'a str>,
+    sent_bytes_last: u64,
+    recv_bytes_last: u64,
+    sent_packets_last: u64,
+    recv_packets_last: u64,
+    sent_bytes: u64,
+    recv_bytes: u64,
+    sent_packets: u64,
+    recv_packets: u64,
+    sent_kbs: f64,
+    recv_kbs: f64,
+}
+
+#[derive(Serialize)]
+struct InterfaceLine<'a> {
+    r#type: &'static str,
+    #[serde(flatten)]
+    common: &'a Common,
+    interface: &'a str,
+    sent_bytes_last: u64,
+    recv_bytes_last: u64,
+    sent_packets_last: u64,
+    recv_packets_last: u64,
+    sent_bytes: u64,
+    recv_bytes: u64,
+    malformed_packets: u64,
+    non_ip_packets: u64,
+    overflow_packets: u64,
+    ps_recv: u64,
+    ps_drop: u64,
+    ps_ifdrop: u64,
+}
+
+fn process_line<'a>(
+    row: &'a ProcessRow,
+    common: &'a Common,
+    report: &IntervalReport,
+) -> ProcessLine<'a> {
+    ProcessLine {
+        r#type: "process",
+        common,
+        name: &row.key.name,
+        uid: row.key.uid,
+        interface: &row.key.interface,
+        attributed: row.attributed,
+        pid: row.pid,
+        exe: row.exe.as_deref(),
+        cgroup: row.cgroup.as_deref(),
+        sent_bytes_last: row.last.sent.bytes,
+        recv_bytes_last: row.last.recv.bytes,
+        sent_packets_last: row.last.sent.packets,
+        recv_packets_last: row.last.recv.packets,
+        sent_bytes: row.total.sent.bytes,
+        recv_bytes: row.total.recv.bytes,
+        sent_packets: row.total.sent.packets,
+        recv_packets: row.total.recv.packets,
+        sent_kbs: report.kib_per_second(row.last.sent.bytes),
+        recv_kbs: report.kib_per_second(row.last.recv.bytes),
+    }
+}
+
+fn interface_line<'a>(row: &'a InterfaceRow, common: &'a Common) -> InterfaceLine<'a> {
+    InterfaceLine {
+        r#type: "interface",
+        common,
+        interface: &row.interface,
+        sent_bytes_last: row.last.sent.bytes,
+        recv_bytes_last: row.last.recv.bytes,
+        sent_packets_last: row.last.sent.packets,
+        recv_packets_last: row.last.recv.packets,
+        sent_bytes: row.total.sent.bytes,
+        recv_bytes: row.total.recv.bytes,
+        malformed_packets: row.malformed.packets,
+        non_ip_packets: row.non_ip.packets,
+        overflow_packets: row.overflow.packets,
+        ps_recv: row.capture.received,
+        ps_drop: row.capture.dropped,
+        ps_ifdrop: row.capture.if_dropped,
+    }
+}
+
+fn common(report: &IntervalReport) -> Common {
+    Common {
+        time: humantime::format_rfc3339_millis(report.end).to_string(),
+        timestamp_ms: report
+            .end
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+        interval_s: report.duration().as_secs_f64(),
+    }
+}
+
+impl<W: Write + Send> Sink for JsonLinesSink<W> {
+    fn name(&self) -> &'static str {
+        "json"
+    }
+
+    fn write(&mut self, report: &IntervalReport) -> anyhow::Result<()> {
+        let common = common(report);
+        for row in &report.processes {
+            serde_json::to_writer(&mut self.out, &process_line(row, &common, report))?;
+            self.out.write_all(b"\n")?;
+        }
+        for row in &report.interfaces {
+            serde_json::to_writer(&mut self.out, &interface_line(row, &common))?;
+            self.out.write_all(b"\n")?;
+        }
+        self.out.flush()?;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        Ok(self.out.flush()?)
+    }
+}

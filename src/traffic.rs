@@ -1,0 +1,125 @@
+//! The vocabulary every pipeline stage shares: protocols, flows and byte counters.
+
+use serde::Serialize;
+use std::net::{IpAddr, SocketAddr};
+
+/// Transport protocol of a flow. ICMP covers ICMPv4 and ICMPv6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Icmp,
+    /// Any other IP protocol, by its number.
+    Other(u8),
+}
+
+impl Protocol {
+    pub fn from_ip_number(number: u8) -> Self {
+        match number {
+            6 => Protocol::Tcp,
+            17 => Protocol::Udp,
+            1 | 58 => Protocol::Icmp,
+            n => Protocol::Other(n),
+        }
+    }
+
+    /// Name of the bucket that collects this protocol's unattributed bytes.
+    pub fn unknown_bucket(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "unknown TCP",
+            Protocol::Udp => "unknown UDP",
+            Protocol::Icmp => "unknown ICMP",
+            Protocol::Other(_) => "unknown other",
+        }
+    }
+}
+
+/// One end-to-end conversation seen from this host: `local` is the host's endpoint.
+/// For ICMP echo the port is the echo identifier; for protocols without ports it is 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Flow {
+    pub protocol: Protocol,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+/// Bytes (IP layer: IP header and everything after it) and packets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counter {
+    pub bytes: u64,
+    pub packets: u64,
+}
+
+impl Counter {
+    pub fn add_packet(&mut self, bytes: u64) {
+        self.bytes += bytes;
+        self.packets += 1;
+    }
+
+    pub fn merge(&mut self, other: Counter) {
+        self.bytes += other.bytes;
+        self.packets += other.packets;
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.packets == 0 && self.bytes == 0
+    }
+}
+
+/// Both directions, from the host's point of view.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Traffic {
+    pub sent: Counter,
+    pub recv: Counter,
+}
+
+impl Traffic {
+    pub fn merge(&mut self, other: Traffic) {
+        self.sent.merge(other.sent);
+        self.recv.merge(other.recv);
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.sent.is_zero() && self.recv.is_zero()
+    }
+}
+
+/// Maps IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) to plain IPv4, so a dual-stack
+/// socket and the IPv4 packets it carries meet on the same key.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    }
+}
+
+pub fn canonical_addr(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(canonical_ip(addr.ip()), addr.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_ipv6_becomes_ipv4() {
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+        assert_eq!(canonical_ip(mapped), "10.1.2.3".parse::<IpAddr>().unwrap());
+        let plain: IpAddr = "fd00::1".parse().unwrap();
+        assert_eq!(canonical_ip(plain), plain);
+    }
+
+    #[test]
+    fn buckets_are_named_per_protocol() {
+        assert_eq!(Protocol::from_ip_number(6).unknown_bucket(), "unknown TCP");
+        assert_eq!(Protocol::from_ip_number(58), Protocol::Icmp);
+        assert_eq!(
+            Protocol::from_ip_number(253).unknown_bucket(),
+            "unknown other"
+        );
+    }
+}

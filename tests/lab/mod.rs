@@ -1,0 +1,413 @@
+//! The namespace test lab: two network namespaces joined by a veth pair, real processes
+//! moving traffic, nftables counters as the IP-layer truth, netgraph running in `a`.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const A4: &str = "10.201.0.1";
+pub const B4: &str = "10.201.0.2";
+pub const A6: &str = "fd00:201::1";
+pub const B6: &str = "fd00:201::2";
+
+/// Lab tests need root (namespaces, capture). Elsewhere they skip, loudly; under CI they fail.
+pub fn require_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: lab tests need root, and CI runs as root");
+    }
+    eprintln!("\n*** SKIPPED {test}: needs root (network namespaces, packet capture) ***\n");
+    false
+}
+
+/// Appends a measured figure to target/lab-report.txt, which CI prints at the end.
+pub fn report(line: &str) {
+    eprintln!("{line}");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../lab-report.txt");
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(file, "{line}");
+    }
+}
+
+pub fn run(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub struct Lab {
+    /// Labs run one at a time: parallel full-speed workloads would measure each other.
+    _serial: std::sync::MutexGuard<'static, ()>,
+    pub a: String,
+    pub b: String,
+    /// The veth end in `a`, the interface netgraph reports.
+    pub veth_a: String,
+    pub veth_b: String,
+    dir: PathBuf,
+    children: Vec<Child>,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl Lab {
+    pub fn new() -> Lab {
+        let id = format!(
+            "{}{}",
+            std::process::id() % 100_000,
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = std::env::temp_dir().join(format!("netgraph-lab-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let lab = Lab {
+            _serial: SERIAL.lock().unwrap_or_else(|p| p.into_inner()),
+            a: format!("nga{id}"),
+            b: format!("ngb{id}"),
+            veth_a: format!("va{id}"),
+            veth_b: format!("vb{id}"),
+            dir,
+            children: Vec::new(),
+        };
+        for ns in [&lab.a, &lab.b] {
+            run("ip", &["netns", "add", ns]);
+            run("ip", &["-n", ns, "link", "set", "lo", "up"]);
+        }
+        lab.link(
+            &lab.veth_a.clone(),
+            &lab.veth_b.clone(),
+            "10.201.0",
+            "fd00:201:",
+        );
+        lab
+    }
+
+    /// Adds a veth pair between the namespaces, `PREFIX4.1/24` and `PREFIX6:1/64` in `a`.
+    pub fn link(&self, in_a: &str, in_b: &str, prefix4: &str, prefix6: &str) {
+        run(
+            "ip",
+            &["link", "add", in_a, "type", "veth", "peer", "name", in_b],
+        );
+        for (dev, ns, host) in [(in_a, &self.a, "1"), (in_b, &self.b, "2")] {
+            run("ip", &["link", "set", dev, "netns", ns]);
+            run(
+                "ip",
+                &[
+                    "-n",
+                    ns,
+                    "addr",
+                    "add",
+                    &format!("{prefix4}.{host}/24"),
+                    "dev",
+                    dev,
+                ],
+            );
+            run(
+                "ip",
+                &[
+                    "-n",
+                    ns,
+                    "addr",
+                    "add",
+                    &format!("{prefix6}:{host}/64"),
+                    "dev",
+                    dev,
+                    "nodad",
+                ],
+            );
+            run("ip", &["-n", ns, "link", "set", dev, "up"]);
+        }
+    }
+
+    /// Installs nftables counters in `a`: (name, hook, match), hook `input` or `output`.
+    pub fn truth(&self, counters: &[(&str, &str, &str)]) {
+        let mut rules = String::from("table inet truth {\n");
+        for (name, _, _) in counters {
+            rules += &format!("  counter {name} {{ }}\n");
+        }
+        for hook in ["input", "output"] {
+            rules +=
+                &format!("  chain {hook} {{ type filter hook {hook} priority 0; policy accept;\n");
+            for (name, _, matcher) in counters.iter().filter(|(_, h, _)| *h == hook) {
+                rules += &format!("    {matcher} counter name {name}\n");
+            }
+            rules += "  }\n";
+        }
+        rules += "}\n";
+        let mut nft = Command::new("ip")
+            .args(["netns", "exec", &self.a, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("nft");
+        nft.stdin
+            .take()
+            .unwrap()
+            .write_all(rules.as_bytes())
+            .unwrap();
+        assert!(nft.wait().unwrap().success(), "nft rejected:\n{rules}");
+    }
+
+    /// Bytes counted by a truth counter.
+    pub fn truth_bytes(&self, name: &str) -> u64 {
+        let json = run(
+            "ip",
+            &[
+                "netns", "exec", &self.a, "nft", "-j", "list", "counter", "inet", "truth", name,
+            ],
+        );
+        let value: Value = serde_json::from_str(&json).unwrap();
+        value["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|item| item["counter"]["bytes"].as_u64())
+            .unwrap_or_else(|| panic!("no counter {name} in {json}"))
+    }
+
+    /// A copy of the traffic generator under its own name, so it is its own process name.
+    pub fn tool(&self, name: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        if !path.exists() {
+            std::fs::copy(labtraffic(), &path).unwrap();
+        }
+        path
+    }
+
+    /// Starts a tool in a namespace and waits until it says it is listening.
+    pub fn serve(&mut self, ns: &str, tool: &str, args: &[&str]) {
+        let mut child = self.spawn(ns, tool, args);
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "listening", "{tool} did not start");
+        self.children.push(child);
+    }
+
+    pub fn spawn(&self, ns: &str, tool: &str, args: &[&str]) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(self.tool(tool))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Runs a tool to its end and returns what it printed.
+    pub fn exec(&self, ns: &str, tool: &str, args: &[&str]) -> String {
+        let output = self.spawn(ns, tool, args).wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{tool} {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Starts netgraph in namespace `a` and waits until it captures.
+    pub fn netgraph(&self, extra: &[&str]) -> Netgraph {
+        let out = self.dir.join("netgraph.jsonl");
+        let err = self.dir.join("netgraph.log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.a])
+            .arg(env!("CARGO_BIN_EXE_netgraph"))
+            .args(["run", "--interval", "1s"])
+            .args(extra)
+            .env("RUST_LOG", "netgraph=debug")
+            .env("NO_COLOR", "1")
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        let netgraph = Netgraph { child, out, err };
+        netgraph.wait_for_log("netgraph running", Duration::from_secs(10));
+        netgraph
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn labtraffic() -> PathBuf {
+    let netgraph = Path::new(env!("CARGO_BIN_EXE_netgraph"));
+    let path = netgraph.parent().unwrap().join("examples/labtraffic");
+    assert!(
+        path.exists(),
+        "{} missing: cargo test builds examples",
+        path.display()
+    );
+    path
+}
+
+pub struct Netgraph {
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl Netgraph {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "netgraph never logged {needle:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Stops netgraph with SIGTERM, as systemd would, and returns every line it wrote.
+    pub fn stop(mut self) -> Records {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "netgraph exited with {status}:\n{}",
+                    self.log()
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "netgraph ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let text = std::fs::read_to_string(&self.out).unwrap();
+        let lines = text
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}"))
+            })
+            .collect();
+        Records {
+            lines,
+            log: self.log(),
+        }
+    }
+}
+
+impl Drop for Netgraph {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Records {
+    pub lines: Vec<Value>,
+    pub log: String,
+}
+
+impl Records {
+    pub fn processes(&self) -> impl Iterator<Item = &Value> {
+        self.lines.iter().filter(|l| l["type"] == "process")
+    }
+
+    pub fn interfaces(&self) -> impl Iterator<Item = &Value> {
+        self.lines.iter().filter(|l| l["type"] == "interface")
+    }
+
+    /// Sum of a per-interval field over every line of a process name on an interface.
+    pub fn sum(&self, name: &str, interface: &str, field: &str) -> u64 {
+        self.processes()
+            .filter(|l| l["name"] == name && l["interface"] == interface)
+            .map(|l| l[field].as_u64().unwrap())
+            .sum()
+    }
+
+    pub fn interface_sum(&self, interface: &str, field: &str) -> u64 {
+        self.interfaces()
+            .filter(|l| l["interface"] == interface)
+            .map(|l| l[field].as_u64().unwrap())
+            .sum()
+    }
+
+    /// Every interval, on every interface: process rows plus buckets equal what was captured.
+    pub fn assert_conservation(&self) {
+        let mut by_interval: BTreeMap<(u64, String), [u64; 4]> = BTreeMap::new();
+        for line in self.processes() {
+            let key = (
+                line["timestamp_ms"].as_u64().unwrap(),
+                line["interface"].as_str().unwrap().to_string(),
+            );
+            let sums = by_interval.entry(key).or_default();
+            sums[0] += line["sent_bytes_last"].as_u64().unwrap();
+            sums[1] += line["recv_bytes_last"].as_u64().unwrap();
+        }
+        for line in self.interfaces() {
+            let key = (
+                line["timestamp_ms"].as_u64().unwrap(),
+                line["interface"].as_str().unwrap().to_string(),
+            );
+            let sums = by_interval.entry(key).or_default();
+            sums[2] += line["sent_bytes_last"].as_u64().unwrap();
+            sums[3] += line["recv_bytes_last"].as_u64().unwrap();
+        }
+        assert!(!by_interval.is_empty(), "netgraph wrote nothing");
+        for ((at, interface), [sent, recv, captured_sent, captured_recv]) in by_interval {
+            assert_eq!(
+                (sent, recv),
+                (captured_sent, captured_recv),
+                "interval {at} on {interface}: processes + buckets != captured"
+            );
+        }
+    }
+}
+
+/// `part / whole` as a fraction, for share checks.
+pub fn share(part: u64, whole: u64) -> f64 {
+    assert!(
+        whole > 0,
+        "the truth counter saw nothing: the workload did not run"
+    );
+    part as f64 / whole as f64
+}
+
+/// The `bytes=N` a tool printed.
+pub fn printed_bytes(output: &str) -> u64 {
+    output
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("bytes="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no bytes= in {output:?}"))
+}
