@@ -111,6 +111,17 @@ fn decode_ip(sliced: &LaxSlicedPacket<'_>, frame: &[u8], wire_len: u32) -> Optio
     let (src_port, dst_port) = match &sliced.transport {
         Some(transport) => ports(transport),
         None if later_fragment => (0, 0),
+        // etherparse leaves a first fragment's transport unparsed; TCP and UDP keep both
+        // ports in its first four bytes.
+        None if fragment.is_some() && matches!(ip_number, IpNumber::TCP | IpNumber::UDP) => {
+            match payload.payload.get(..4) {
+                Some(p) => (
+                    u16::from_be_bytes([p[0], p[1]]),
+                    u16::from_be_bytes([p[2], p[3]]),
+                ),
+                None => (0, 0),
+            }
+        }
         None if carries_ports(ip_number) && sliced.stop_err.is_some() && whole_frame_captured => {
             return None
         }
@@ -151,3 +162,6 @@ fn ports(transport: &TransportSlice<'_>) -> (u16, u16) {
         _ => (0, 0),
     }
 }
+
+#[cfg(test)]
+mod tests;
