@@ -26,4 +26,4 @@ require_cargo() {
     fi
 }
 
-BUILD_PACKAGES=(build-essential pkg-config libpcap-dev)
+BUILD_PACKAGES=(build-essential pkg-config libpcap-dev clang libelf-dev zlib1g-dev linux-libc-dev)

@@ -5,6 +5,7 @@
 
 pub mod accounting;
 pub mod attribution;
+pub mod cgroup;
 pub mod engine;
 pub mod pipeline;
 pub mod sinks;

@@ -3,6 +3,8 @@ use clap::{Parser, Subcommand};
 use netgraph::accounting::Accountant;
 use netgraph::attribution::Attributor;
 use netgraph::engine::capture::{CaptureEngine, CaptureSettings, InterfaceSelection};
+use netgraph::engine::ebpf::EbpfEngine;
+use netgraph::engine::{Engine, FlowHints};
 use netgraph::pipeline::Pipeline;
 use netgraph::sinks::json_lines::JsonLinesSink;
 use std::io::IsTerminal;
@@ -28,8 +30,21 @@ enum Command {
     Run(RunArgs),
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum EngineChoice {
+    /// eBPF where the kernel allows it, else packet capture.
+    Auto,
+    /// Count in the kernel per socket (needs BTF, cgroup v2, CAP_BPF/CAP_PERFMON/CAP_NET_ADMIN).
+    Ebpf,
+    /// libpcap on every interface, as nethogs does.
+    Capture,
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
+    /// How traffic is observed.
+    #[arg(long, value_enum, default_value_t = EngineChoice::Auto)]
+    engine: EngineChoice,
     /// Length of one accounting interval (e.g. 1s, 500ms, 1m).
     #[arg(long, default_value = "1s", value_parser = parse_interval)]
     interval: Duration,
@@ -79,15 +94,20 @@ fn init_logging() {
         .init();
 }
 
-fn run(args: RunArgs) -> anyhow::Result<()> {
-    let shutdown = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, shutdown.clone())
-            .context("cannot install signal handlers")?;
+fn start_engine(args: &RunArgs, hints: FlowHints) -> anyhow::Result<Box<dyn Engine>> {
+    if args.engine != EngineChoice::Capture {
+        match EbpfEngine::start() {
+            Ok(engine) => return Ok(Box::new(engine)),
+            Err(reason) if args.engine == EngineChoice::Ebpf => {
+                anyhow::bail!("the eBPF engine cannot run: {reason}")
+            }
+            Err(reason) => {
+                tracing::warn!("eBPF engine unavailable ({reason}); using the capture engine")
+            }
+        }
     }
-    let (hints, hint_receiver) = crossbeam_channel::bounded(16_384);
     let selection = InterfaceSelection {
-        only: (!args.interfaces.is_empty()).then_some(args.interfaces),
+        only: (!args.interfaces.is_empty()).then(|| args.interfaces.clone()),
         loopback: !args.no_loopback,
     };
     let settings = CaptureSettings {
@@ -95,9 +115,21 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         ..CaptureSettings::default()
     };
     let engine = CaptureEngine::start(selection, settings, hints)?;
-    tracing::info!(engine = "capture", interfaces = ?engine.interfaces(), interval = ?args.interval, "netgraph running");
+    tracing::info!(interfaces = ?engine.interfaces(), "capturing");
+    Ok(Box::new(engine))
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, shutdown.clone())
+            .context("cannot install signal handlers")?;
+    }
+    let (hints, hint_receiver) = crossbeam_channel::bounded(16_384);
+    let engine = start_engine(&args, hints)?;
+    tracing::info!(engine = engine.name(), interval = ?args.interval, "netgraph running");
     let pipeline = Pipeline {
-        engine: Box::new(engine),
+        engine,
         attributor: Attributor::start(hint_receiver).context("cannot start attribution")?,
         accountant: Accountant::new(SystemTime::now()),
         sinks: vec![Box::new(JsonLinesSink::new(std::io::stdout()))],

@@ -39,7 +39,7 @@ fn bulk_tcp_upload_goes_to_the_sender() {
     ]);
     let b = lab.b.clone();
     lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:5001")]);
-    let netgraph = lab.netgraph(&[]);
+    let netgraph = lab.netgraph(&["--engine", "capture"]);
     lab.exec(&lab.a, "ng-up", &["tcp-send", &format!("{B4}:5001"), "4s"]);
     settle();
     let records = netgraph.stop();
@@ -68,7 +68,7 @@ fn bulk_tcp_download_goes_to_the_receiver() {
     ]);
     let b = lab.b.clone();
     lab.serve(&b, "ng-src", &["tcp-source", &format!("{B4}:5002"), "4"]);
-    let netgraph = lab.netgraph(&[]);
+    let netgraph = lab.netgraph(&["--engine", "capture"]);
     lab.exec(&lab.a, "ng-down", &["tcp-recv", &format!("{B4}:5002")]);
     settle();
     let records = netgraph.stop();
@@ -97,7 +97,7 @@ fn udp_on_an_unconnected_socket_both_ways() {
     ]);
     let b = lab.b.clone();
     lab.serve(&b, "ng-echo", &["udp-echo", &format!("{B4}:5003")]);
-    let netgraph = lab.netgraph(&[]);
+    let netgraph = lab.netgraph(&["--engine", "capture"]);
     lab.exec(
         &lab.a,
         "ng-udp",
@@ -127,7 +127,7 @@ fn ipv6_tcp_transfer() {
     lab.truth(&[("out", "output", "meta nfproto ipv6 tcp dport 5004")]);
     let b = lab.b.clone();
     lab.serve(&b, "ng-sink6", &["tcp-sink", &format!("[{B6}]:5004")]);
-    let netgraph = lab.netgraph(&[]);
+    let netgraph = lab.netgraph(&["--engine", "capture"]);
     lab.exec(
         &lab.a,
         "ng-up6",
@@ -154,7 +154,7 @@ fn loopback_names_both_ends() {
     lab.truth(&[("to_server", "input", "iif lo tcp dport 5005")]);
     let a = lab.a.clone();
     lab.serve(&a, "ng-lsrv", &["tcp-sink", "127.0.0.1:5005"]);
-    let netgraph = lab.netgraph(&[]);
+    let netgraph = lab.netgraph(&["--engine", "capture"]);
     lab.exec(&lab.a, "ng-lcli", &["tcp-send", "127.0.0.1:5005", "2s"]);
     settle();
     let records = netgraph.stop();
@@ -182,7 +182,7 @@ fn icmp_echo_with_payload() {
         ("requests", "output", "icmp type echo-request"),
         ("replies", "input", "icmp type echo-reply"),
     ]);
-    let netgraph = lab.netgraph(&[]);
+    let netgraph = lab.netgraph(&["--engine", "capture"]);
     run(
         "ip",
         &[
@@ -224,7 +224,7 @@ fn short_lived_processes_are_conserved() {
     lab.truth(&[("out", "output", "tcp dport 5006")]);
     let b = lab.b.clone();
     lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:5006")]);
-    let netgraph = lab.netgraph(&[]);
+    let netgraph = lab.netgraph(&["--engine", "capture"]);
     lab.exec(
         &lab.a,
         "ng-short",
@@ -257,7 +257,7 @@ fn malformed_packets_are_counted_and_harmless() {
     lab.truth(&[("out", "output", "tcp dport 5008")]);
     let b = lab.b.clone();
     lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:5008")]);
-    let mut netgraph = lab.netgraph(&[]);
+    let mut netgraph = lab.netgraph(&["--engine", "capture"]);
     let injected = lab.exec(&lab.b, "ng-inject", &["inject", &lab.veth_b, "50"]);
     assert_eq!(injected.trim(), "frames=300");
     lab.exec(
@@ -283,7 +283,7 @@ fn interface_added_while_running_is_captured() {
         return;
     }
     let mut lab = Lab::new();
-    let netgraph = lab.netgraph(&[]);
+    let netgraph = lab.netgraph(&["--engine", "capture"]);
     let (late_a, late_b) = (format!("{}x", lab.veth_a), format!("{}x", lab.veth_b));
     lab.link(&late_a, &late_b, "10.202.0", "fd00:202:");
     lab.truth(&[(

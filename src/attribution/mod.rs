@@ -1,6 +1,7 @@
 //! Attribution: which process owns each flow an engine reported.
 //! Flows no process can be found for land in per-protocol buckets, never dropped.
 
+mod kernel_owners;
 mod processes;
 mod resolver;
 mod sock_diag;
@@ -12,7 +13,8 @@ pub use sockets::{SocketEntry, SocketTable};
 use crate::engine::{EngineReport, InterfaceName, InterfaceTraffic};
 use crate::traffic::{Flow, Protocol, Traffic};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use resolver::Resolver;
+use kernel_owners::KernelOwners;
+use resolver::{Resolver, SocketRef};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -43,6 +45,7 @@ pub struct AttributedReport {
 
 pub struct Attributor {
     resolver: Arc<Mutex<Resolver>>,
+    kernel_owners: KernelOwners,
     stop: Arc<AtomicBool>,
     hint_thread: Option<JoinHandle<()>>,
 }
@@ -58,27 +61,52 @@ impl Attributor {
             .spawn(move || resolve_hints(&thread_resolver, &hints, &thread_stop))?;
         Ok(Attributor {
             resolver,
+            kernel_owners: KernelOwners::new(),
             stop,
             hint_thread: Some(hint_thread),
         })
     }
 
     pub fn attribute(&mut self, report: EngineReport) -> AttributedReport {
-        let flows: Vec<Flow> = report.flows.iter().map(|f| f.flow).collect();
-        let owners = lock(&self.resolver).resolve_interval(&flows);
-        let traffic = report
-            .flows
-            .into_iter()
-            .zip(owners)
-            .map(|(flow, owner)| AttributedTraffic {
+        // Sockets the kernel named are done; the rest are looked up in the socket table.
+        let mut traffic = Vec::with_capacity(report.flows.len() + report.sockets.len());
+        let mut unnamed = Vec::new();
+        for socket in report.sockets {
+            match &socket.owner {
+                Some(owner) => traffic.push(AttributedTraffic {
+                    owner: Owner::Process(self.kernel_owners.identity(owner)),
+                    interface: socket.interface,
+                    traffic: socket.traffic,
+                }),
+                None => unnamed.push((
+                    SocketRef::Cookie(socket.cookie),
+                    socket.protocol,
+                    socket.interface,
+                    socket.traffic,
+                )),
+            }
+        }
+        self.kernel_owners.end_interval();
+        unnamed.extend(report.flows.into_iter().map(|f| {
+            (
+                SocketRef::Flow(f.flow),
+                f.flow.protocol,
+                f.interface,
+                f.traffic,
+            )
+        }));
+        let refs: Vec<SocketRef> = unnamed.iter().map(|(socket, ..)| *socket).collect();
+        let owners = lock(&self.resolver).resolve_interval(&refs);
+        traffic.extend(unnamed.into_iter().zip(owners).map(
+            |((_, protocol, interface, traffic), owner)| AttributedTraffic {
                 owner: match owner {
                     Some(process) => Owner::Process(process),
-                    None => Owner::Unknown(flow.flow.protocol),
+                    None => Owner::Unknown(protocol),
                 },
-                interface: flow.interface,
-                traffic: flow.traffic,
-            })
-            .collect();
+                interface,
+                traffic,
+            },
+        ));
         AttributedReport {
             traffic,
             interfaces: report.interfaces,

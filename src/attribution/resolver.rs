@@ -18,6 +18,14 @@ const NEGATIVE_TTL: u64 = 5;
 /// Bound on cached flows; beyond it the least recently used go first.
 const MAX_CACHED: usize = 262_144;
 
+/// What traffic names a socket by: a flow (capture engine) or a socket cookie (eBPF
+/// engine, for sockets opened before it started).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SocketRef {
+    Flow(Flow),
+    Cookie(u64),
+}
+
 struct Cached {
     owner: Option<Arc<ProcessIdentity>>,
     resolved_at: u64,
@@ -29,7 +37,7 @@ pub struct Resolver {
     sockets: SocketTable,
     processes: ProcessTable,
     last_refresh: Option<Instant>,
-    cache: HashMap<Flow, Cached>,
+    cache: HashMap<SocketRef, Cached>,
     generation: u64,
     pub refreshes: u64,
 }
@@ -71,9 +79,16 @@ impl Resolver {
         self.processes.refresh_all();
     }
 
-    fn find(&self, flow: &Flow) -> Option<Arc<ProcessIdentity>> {
-        let socket = self.sockets.lookup(flow)?;
-        self.processes.owner(socket.inode).cloned()
+    fn socket(&self, socket: &SocketRef) -> Option<&super::SocketEntry> {
+        match socket {
+            SocketRef::Flow(flow) => self.sockets.lookup(flow),
+            SocketRef::Cookie(cookie) => self.sockets.by_cookie(*cookie),
+        }
+    }
+
+    fn find(&self, socket: &SocketRef) -> Option<Arc<ProcessIdentity>> {
+        let entry = self.socket(socket)?;
+        self.processes.owner(entry.inode).cloned()
     }
 
     /// New flows just seen by an engine: look them up now, while their process lives.
@@ -91,25 +106,26 @@ impl Resolver {
         self.processes.find(&inodes);
         tracing::trace!(flows = flows.len(), took = ?started.elapsed(), "resolved new flows");
         for flow in flows {
-            if let Some(owner) = self.find(flow) {
-                self.remember(*flow, Some(owner));
+            let socket = SocketRef::Flow(*flow);
+            if let Some(owner) = self.find(&socket) {
+                self.remember(socket, Some(owner));
             }
         }
     }
 
-    /// Owners for one interval's flows. Unknown flows get one refresh, then are ownerless.
-    pub fn resolve_interval(&mut self, flows: &[Flow]) -> Vec<Option<Arc<ProcessIdentity>>> {
+    /// Owners for one interval's sockets. Unknown ones get one refresh, then are ownerless.
+    pub fn resolve_interval(&mut self, sockets: &[SocketRef]) -> Vec<Option<Arc<ProcessIdentity>>> {
         self.generation += 1;
-        if flows.iter().any(|flow| self.cached(flow).is_none()) {
+        if sockets.iter().any(|socket| self.cached(socket).is_none()) {
             self.refresh_all();
         }
-        let owners = flows
+        let owners = sockets
             .iter()
-            .map(|flow| match self.cached(flow) {
+            .map(|socket| match self.cached(socket) {
                 Some(owner) => owner,
                 None => {
-                    let owner = self.find(flow);
-                    self.remember(*flow, owner.clone());
+                    let owner = self.find(socket);
+                    self.remember(*socket, owner.clone());
                     owner
                 }
             })
@@ -118,9 +134,9 @@ impl Resolver {
         owners
     }
 
-    fn cached(&mut self, flow: &Flow) -> Option<Option<Arc<ProcessIdentity>>> {
+    fn cached(&mut self, socket: &SocketRef) -> Option<Option<Arc<ProcessIdentity>>> {
         let generation = self.generation;
-        let entry = self.cache.get_mut(flow)?;
+        let entry = self.cache.get_mut(socket)?;
         if entry.owner.is_none() && generation - entry.resolved_at > NEGATIVE_TTL {
             return None;
         }
@@ -128,9 +144,9 @@ impl Resolver {
         Some(entry.owner.clone())
     }
 
-    fn remember(&mut self, flow: Flow, owner: Option<Arc<ProcessIdentity>>) {
+    fn remember(&mut self, socket: SocketRef, owner: Option<Arc<ProcessIdentity>>) {
         self.cache.insert(
-            flow,
+            socket,
             Cached {
                 owner,
                 resolved_at: self.generation,

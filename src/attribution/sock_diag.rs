@@ -90,6 +90,8 @@ impl SockDiag {
                             )),
                             inode: u64::from(response.header.inode),
                             uid: response.header.uid,
+                            // The kernel writes the cookie as two host-order u32, low first.
+                            cookie: cookie_of(&id.cookie),
                         });
                     }
                     NetlinkPayload::Done(_) => return Ok(()),
@@ -105,4 +107,10 @@ impl SockDiag {
             }
         }
     }
+}
+
+fn cookie_of(bytes: &[u8; 8]) -> u64 {
+    let low = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let high = u32::from_ne_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    u64::from(low) | u64::from(high) << 32
 }

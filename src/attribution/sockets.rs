@@ -14,6 +14,8 @@ pub struct SocketEntry {
     pub remote: SocketAddr,
     pub inode: u64,
     pub uid: u32,
+    /// The kernel's socket cookie (0 where the source does not tell).
+    pub cookie: u64,
 }
 
 const IPPROTO_ICMP: u16 = 1;
@@ -27,6 +29,7 @@ pub struct SocketTable {
     wildcard: HashMap<(Protocol, u16, bool), SocketEntry>,
     /// Raw sockets by IP protocol number.
     raw: HashMap<u8, SocketEntry>,
+    by_cookie: HashMap<u64, SocketEntry>,
 }
 
 impl SocketTable {
@@ -42,6 +45,9 @@ impl SocketTable {
         // Sockets in TIME_WAIT or half-open requests have no inode and no owner.
         if entry.inode == 0 {
             return;
+        }
+        if entry.cookie != 0 {
+            self.by_cookie.insert(entry.cookie, entry);
         }
         if entry.remote.port() != 0 || !entry.remote.ip().is_unspecified() {
             self.connected
@@ -60,6 +66,10 @@ impl SocketTable {
             // /proc/net/raw shows the socket's IP protocol in the port column.
             self.raw.insert(entry.local.port() as u8, entry);
         }
+    }
+
+    pub fn by_cookie(&self, cookie: u64) -> Option<&SocketEntry> {
+        self.by_cookie.get(&cookie)
     }
 
     pub fn len(&self) -> usize {
@@ -155,6 +165,7 @@ fn read_proc_net_inet(entries: &mut Vec<SocketEntry>) {
         remote: canonical_addr(e.remote_address),
         inode: e.inode,
         uid: e.uid,
+        cookie: 0,
     }));
     entries.extend(read_udp_format("/proc/net/udp", Protocol::Udp));
     entries.extend(read_udp_format("/proc/net/udp6", Protocol::Udp));
@@ -179,6 +190,7 @@ fn read_udp_format(path: &str, protocol: Protocol) -> Vec<SocketEntry> {
             remote: canonical_addr(e.remote_address),
             inode: e.inode,
             uid: e.uid,
+            cookie: 0,
         })
         .collect()
 }
@@ -194,6 +206,7 @@ mod tests {
             remote: remote.parse().unwrap(),
             inode,
             uid: 0,
+            cookie: 0,
         }
     }
 

@@ -2,8 +2,9 @@
 //! The capture engine (libpcap) is here; the eBPF engine implements the same trait.
 
 pub mod capture;
+pub mod ebpf;
 
-use crate::traffic::{Counter, Flow, Traffic};
+use crate::traffic::{Counter, Flow, Protocol, Traffic};
 use std::sync::Arc;
 
 /// Interface names are shared by many flows, so they are reference-counted.
@@ -56,11 +57,42 @@ impl InterfaceTraffic {
     }
 }
 
+/// The process that owned a socket, as the kernel recorded it in process context.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct KernelOwner {
+    /// Process id (thread group id).
+    pub tgid: u32,
+    pub uid: u32,
+    /// The process's name (the thread group leader's `comm`).
+    pub comm: String,
+    /// cgroup v2 id: the inode number of the cgroup's directory.
+    pub cgroup_id: u64,
+    /// Network namespace cookie.
+    pub netns: u64,
+}
+
+/// Traffic of one socket on one interface since the previous drain, counted in the
+/// kernel; the owner is already known unless the socket predates the engine.
+#[derive(Clone, Debug)]
+pub struct SocketTraffic {
+    pub interface: InterfaceName,
+    pub protocol: Protocol,
+    /// The kernel's socket cookie, which sock_diag reports too.
+    pub cookie: u64,
+    pub owner: Option<KernelOwner>,
+    pub traffic: Traffic,
+}
+
 /// What an engine hands to attribution at the end of an interval.
 #[derive(Debug, Default)]
 pub struct EngineReport {
+    /// Traffic by flow (capture engine): owners still to be found.
     pub flows: Vec<FlowTraffic>,
+    /// Traffic by socket (eBPF engine).
+    pub sockets: Vec<SocketTraffic>,
     pub interfaces: Vec<InterfaceTraffic>,
+    /// Events the engine could not record since the previous drain (a full map).
+    pub lost: u64,
 }
 
 /// Sender for "a flow was seen for the first time" hints: attribution resolves the owner

@@ -1,0 +1,64 @@
+//! Turns the owners the kernel recorded into process identities: the cgroup id becomes
+//! a path, and the executable is read while the process lives.
+
+use super::ProcessIdentity;
+use crate::cgroup::CgroupPaths;
+use crate::engine::KernelOwner;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Intervals an identity stays cached after its last use.
+const KEEP_UNUSED: u64 = 5;
+
+pub struct KernelOwners {
+    identities: HashMap<KernelOwner, (Arc<ProcessIdentity>, u64)>,
+    cgroups: CgroupPaths,
+    generation: u64,
+}
+
+impl KernelOwners {
+    pub fn new() -> Self {
+        KernelOwners {
+            identities: HashMap::new(),
+            cgroups: CgroupPaths::new(),
+            generation: 0,
+        }
+    }
+
+    pub fn identity(&mut self, owner: &KernelOwner) -> Arc<ProcessIdentity> {
+        let generation = self.generation;
+        if let Some((identity, used)) = self.identities.get_mut(owner) {
+            *used = generation;
+            return identity.clone();
+        }
+        let identity = Arc::new(ProcessIdentity {
+            pid: owner.tgid,
+            name: owner.comm.clone(),
+            exe: executable(owner),
+            uid: owner.uid,
+            cgroup: self.cgroups.path(owner.cgroup_id),
+        });
+        self.identities
+            .insert(owner.clone(), (identity.clone(), generation));
+        identity
+    }
+
+    /// Ends an interval: forgets identities no traffic used for a while.
+    pub fn end_interval(&mut self) {
+        self.generation += 1;
+        let generation = self.generation;
+        self.identities
+            .retain(|_, (_, used)| generation - *used <= KEEP_UNUSED);
+    }
+}
+
+/// The executable, if the process still lives and is still the one the kernel saw
+/// (its pid not reused by another program).
+fn executable(owner: &KernelOwner) -> Option<String> {
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", owner.tgid)).ok()?;
+    if comm.trim_end() != owner.comm {
+        return None;
+    }
+    let exe = std::fs::read_link(format!("/proc/{}/exe", owner.tgid)).ok()?;
+    Some(exe.to_string_lossy().into_owned())
+}

@@ -1,0 +1,32 @@
+/* The few kernel types netgraph's BPF programs read, with only the fields they use.
+ * preserve_access_index makes libbpf relocate each field against the running kernel's
+ * BTF (CO-RE), so no generated vmlinux.h is needed and layouts may differ by kernel. */
+#pragma once
+
+typedef struct {
+	long long counter;
+} atomic64_t;
+
+struct net {
+	unsigned long long net_cookie;
+} __attribute__((preserve_access_index));
+
+typedef struct {
+	struct net *net;
+} possible_net_t;
+
+struct sock_common {
+	unsigned short skc_family;
+	possible_net_t skc_net;
+	atomic64_t skc_cookie;
+} __attribute__((preserve_access_index));
+
+struct sock {
+	struct sock_common __sk_common;
+	unsigned short sk_protocol;
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	struct task_struct *group_leader;
+	char comm[16];
+} __attribute__((preserve_access_index));

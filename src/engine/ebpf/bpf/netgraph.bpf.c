@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: (MIT OR GPL-2.0)
+/* netgraph's kernel side: counts every IP packet of every local socket against the
+ * socket's cookie (cgroup_skb at the cgroup v2 root), and records which process owns
+ * each socket, in process context, as it is created or used. Userspace joins the two. */
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "kernel_types.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+#define EGRESS 0
+#define INGRESS 1
+#define EEXIST 17
+
+struct traffic_key {
+	__u64 cookie;
+	__u32 ifindex;
+	__u8 direction;
+	__u8 protocol;
+	__u16 pad;
+};
+
+struct traffic_value {
+	__u64 bytes;
+	__u64 packets;
+};
+
+struct owner {
+	__u64 cgroup_id;
+	__u64 netns;
+	__u32 tgid;
+	__u32 uid;
+	char comm[16];
+	__u16 family;
+	__u8 protocol;
+	__u8 released;
+	__u32 pad;
+};
+
+enum loss {
+	LOSS_TRAFFIC_FULL,
+	LOSS_OWNERS_FULL,
+	LOSS_KINDS,
+};
+
+/* Cumulative per socket, interface and direction: userspace takes deltas, so reading
+ * never races with counting. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct traffic_key);
+	__type(value, struct traffic_value);
+} traffic SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__type(key, __u64);
+	__type(value, struct owner);
+} owners SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LOSS_KINDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} losses SEC(".maps");
+
+static __always_inline void count_loss(__u32 kind)
+{
+	__u64 *lost = bpf_map_lookup_elem(&losses, &kind);
+	if (lost)
+		*lost += 1;
+}
+
+/* The transport protocol from the IP header: skb data starts there in cgroup_skb. */
+static __always_inline __u8 ip_protocol(struct __sk_buff *skb)
+{
+	__u8 version = 0, protocol = 0;
+	if (bpf_skb_load_bytes(skb, 0, &version, 1))
+		return 0;
+	if ((version >> 4) == 4)
+		bpf_skb_load_bytes(skb, 9, &protocol, 1);
+	else if ((version >> 4) == 6)
+		bpf_skb_load_bytes(skb, 6, &protocol, 1);
+	return protocol;
+}
+
+static __always_inline void count(struct __sk_buff *skb, __u8 direction)
+{
+	struct traffic_key key = {
+		.cookie = bpf_get_socket_cookie(skb),
+		.ifindex = skb->ifindex,
+		.direction = direction,
+		.protocol = ip_protocol(skb),
+	};
+	struct traffic_value *value = bpf_map_lookup_elem(&traffic, &key);
+	if (!value) {
+		struct traffic_value zero = {};
+		long err = bpf_map_update_elem(&traffic, &key, &zero, BPF_NOEXIST);
+		if (err && err != -EEXIST) {
+			count_loss(LOSS_TRAFFIC_FULL);
+			return;
+		}
+		value = bpf_map_lookup_elem(&traffic, &key);
+		if (!value)
+			return;
+	}
+	__sync_fetch_and_add(&value->bytes, skb->len);
+	__sync_fetch_and_add(&value->packets, 1);
+}
+
+SEC("cgroup_skb/egress")
+int count_egress(struct __sk_buff *skb)
+{
+	count(skb, EGRESS);
+	return 1;
+}
+
+SEC("cgroup_skb/ingress")
+int count_ingress(struct __sk_buff *skb)
+{
+	count(skb, INGRESS);
+	return 1;
+}
+
+/* The current process: thread group id, user, cgroup and the group leader's name
+ * (a thread's own name, such as "Socket Thread", is not the application's). */
+static __always_inline void fill_current(struct owner *owner)
+{
+	owner->tgid = bpf_get_current_pid_tgid() >> 32;
+	owner->uid = (__u32)bpf_get_current_uid_gid();
+	owner->cgroup_id = bpf_get_current_cgroup_id();
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+	if (!leader || bpf_core_read_str(owner->comm, sizeof(owner->comm), &leader->comm) < 0)
+		bpf_get_current_comm(owner->comm, sizeof(owner->comm));
+}
+
+static __always_inline void remember(__u64 cookie, struct owner *owner)
+{
+	if (bpf_map_update_elem(&owners, &cookie, owner, BPF_ANY))
+		count_loss(LOSS_OWNERS_FULL);
+}
+
+SEC("cgroup/sock_create")
+int owner_on_create(struct bpf_sock *sk)
+{
+	struct owner owner = {
+		.family = sk->family,
+		.protocol = sk->protocol,
+		.netns = bpf_get_netns_cookie(sk),
+	};
+	fill_current(&owner);
+	remember(bpf_get_socket_cookie(sk), &owner);
+	return 1;
+}
+
+SEC("cgroup/sock_release")
+int owner_on_release(struct bpf_sock *sk)
+{
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	struct owner *owner = bpf_map_lookup_elem(&owners, &cookie);
+	if (owner)
+		owner->released = 1;
+	return 1;
+}
+
+/* A socket used by a process other than its recorded owner (accepted by a server, or
+ * inherited across fork) now belongs to that process. */
+static __always_inline void adopt(struct sock *sk)
+{
+	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	if (!cookie)
+		return; /* no packet has passed yet; a later call adopts it */
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct owner *known = bpf_map_lookup_elem(&owners, &cookie);
+	if (known && known->tgid == tgid)
+		return;
+	struct owner owner = {};
+	if (known) {
+		owner.family = known->family;
+		owner.protocol = known->protocol;
+		owner.netns = known->netns;
+	} else {
+		owner.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		owner.protocol = BPF_CORE_READ(sk, sk_protocol);
+		owner.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, net_cookie);
+	}
+	fill_current(&owner);
+	remember(cookie, &owner);
+}
+
+SEC("raw_tp/sock_send_length")
+int owner_on_send(struct bpf_raw_tracepoint_args *ctx)
+{
+	adopt((struct sock *)ctx->args[0]);
+	return 0;
+}
+
+SEC("raw_tp/sock_recv_length")
+int owner_on_recv(struct bpf_raw_tracepoint_args *ctx)
+{
+	adopt((struct sock *)ctx->args[0]);
+	return 0;
+}

@@ -1,0 +1,185 @@
+//! Reads the kernel's cumulative per-socket counters and turns them into deltas.
+//! Counters are never reset while a socket is active, so no increment is lost to a
+//! race between reading and clearing; a socket's entries are deleted only once it is
+//! closed and quiet.
+
+use super::skeleton::types;
+use crate::engine::KernelOwner;
+use crate::traffic::{Counter, Protocol};
+use libbpf_rs::{MapCore, MapFlags, MapMut};
+use std::collections::{HashMap, HashSet};
+
+/// Drains a closed socket's counters must stay unchanged before they are forgotten.
+const QUIET_AFTER_CLOSE: u32 = 2;
+/// Drains a socket with no known owner (opened before netgraph) must stay unchanged.
+const QUIET_WITHOUT_OWNER: u32 = 60;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Egress,
+    Ingress,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CounterKey {
+    pub cookie: u64,
+    pub ifindex: u32,
+    pub direction: Direction,
+    pub protocol: Protocol,
+}
+
+struct Seen {
+    raw_key: Vec<u8>,
+    value: Counter,
+    quiet: u32,
+}
+
+pub struct Deltas {
+    pub changed: Vec<(CounterKey, Counter)>,
+    /// Sockets whose every counter was unchanged this drain.
+    pub idle: HashSet<u64>,
+}
+
+#[derive(Default)]
+pub struct Counters {
+    seen: HashMap<CounterKey, Seen>,
+}
+
+fn pod<T: Copy + Default>(bytes: &[u8]) -> Option<T> {
+    (bytes.len() == std::mem::size_of::<T>())
+        // SAFETY: T is a plain C struct generated from the BPF object's BTF, valid for
+        // any bit pattern, and the length matches.
+        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+fn parse_key(bytes: &[u8]) -> Option<CounterKey> {
+    let key: types::traffic_key = pod(bytes)?;
+    Some(CounterKey {
+        cookie: key.cookie,
+        ifindex: key.ifindex,
+        direction: if key.direction == 0 {
+            Direction::Egress
+        } else {
+            Direction::Ingress
+        },
+        protocol: Protocol::from_ip_number(key.protocol),
+    })
+}
+
+/// An owner record and whether its socket was released.
+pub fn parse_owner(bytes: &[u8]) -> Option<(KernelOwner, bool)> {
+    let owner: types::owner = pod(bytes)?;
+    let comm: Vec<u8> = owner
+        .comm
+        .iter()
+        .map(|&c| c as u8)
+        .take_while(|&c| c != 0)
+        .collect();
+    Some((
+        KernelOwner {
+            tgid: owner.tgid,
+            uid: owner.uid,
+            comm: String::from_utf8_lossy(&comm).into_owned(),
+            cgroup_id: owner.cgroup_id,
+            netns: owner.netns,
+        },
+        owner.released != 0,
+    ))
+}
+
+fn entries(map: &MapMut<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    match map.lookup_batch(4096, MapFlags::ANY, MapFlags::ANY) {
+        Ok(batch) => batch.collect(),
+        // Kernels before 5.6 have no batch lookups.
+        Err(_) => map
+            .keys()
+            .filter_map(|key| Some((key.clone(), map.lookup(&key, MapFlags::ANY).ok()??)))
+            .collect(),
+    }
+}
+
+impl Counters {
+    pub fn read(&mut self, map: &MapMut<'_>) -> Deltas {
+        let mut changed = Vec::new();
+        let mut present = HashSet::new();
+        let mut busy = HashSet::new();
+        let mut cookies = HashSet::new();
+        for (raw_key, raw_value) in entries(map) {
+            let (Some(key), Some(value)) =
+                (parse_key(&raw_key), pod::<types::traffic_value>(&raw_value))
+            else {
+                continue;
+            };
+            let value = Counter {
+                bytes: value.bytes,
+                packets: value.packets,
+            };
+            present.insert(key);
+            cookies.insert(key.cookie);
+            let seen = self.seen.entry(key).or_insert(Seen {
+                raw_key,
+                value: Counter::default(),
+                quiet: 0,
+            });
+            // Smaller than before: deleted and counted afresh since.
+            if value.bytes < seen.value.bytes || value.packets < seen.value.packets {
+                seen.value = Counter::default();
+            }
+            let delta = Counter {
+                bytes: value.bytes - seen.value.bytes,
+                packets: value.packets - seen.value.packets,
+            };
+            seen.value = value;
+            if delta.is_zero() {
+                seen.quiet += 1;
+            } else {
+                seen.quiet = 0;
+                busy.insert(key.cookie);
+                changed.push((key, delta));
+            }
+        }
+        self.seen.retain(|key, _| present.contains(key));
+        let idle = cookies.difference(&busy).copied().collect();
+        Deltas { changed, idle }
+    }
+
+    /// Deletes the counters of idle sockets that are closed (or have no owner record)
+    /// and have been quiet long enough. `released` says whether a socket was closed
+    /// (`None`: no owner record). Returns the sockets forgotten.
+    pub fn collect(
+        &mut self,
+        map: &MapMut<'_>,
+        idle: HashSet<u64>,
+        released: &mut dyn FnMut(u64) -> Option<bool>,
+    ) -> Vec<u64> {
+        let mut quietest: HashMap<u64, u32> = HashMap::new();
+        for (key, seen) in &self.seen {
+            if idle.contains(&key.cookie) {
+                let quiet = quietest.entry(key.cookie).or_insert(u32::MAX);
+                *quiet = (*quiet).min(seen.quiet);
+            }
+        }
+        let forget: HashSet<u64> = quietest
+            .into_iter()
+            .filter(|&(cookie, quiet)| match released(cookie) {
+                Some(true) => quiet >= QUIET_AFTER_CLOSE,
+                Some(false) => false,
+                None => quiet >= QUIET_WITHOUT_OWNER,
+            })
+            .map(|(cookie, _)| cookie)
+            .collect();
+        self.seen.retain(|key, seen| {
+            if forget.contains(&key.cookie) {
+                let _ = map.delete(&seen.raw_key);
+                false
+            } else {
+                true
+            }
+        });
+        forget.into_iter().collect()
+    }
+
+    pub fn tracks(&self, cookie: u64) -> bool {
+        self.seen.keys().any(|key| key.cookie == cookie)
+    }
+}
