@@ -24,6 +24,10 @@ require_cargo() {
         echo "error: cargo not found; install Rust (https://rustup.rs) and run again" >&2
         exit 1
     fi
+    # The eBPF skeleton is generated with rustfmt; clippy lints the tests.
+    if command -v rustup >/dev/null 2>&1; then
+        rustup component add rustfmt clippy >/dev/null 2>&1 || true
+    fi
 }
 
 BUILD_PACKAGES=(build-essential pkg-config libpcap-dev clang libelf-dev zlib1g-dev linux-libc-dev)

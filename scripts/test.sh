@@ -6,7 +6,6 @@ cd "$(dirname "$0")/.."
 require_root
 require_cargo
 install_packages "${BUILD_PACKAGES[@]}" iproute2 nftables iputils-ping
-rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 cargo fmt --all -- --check
 cargo clippy --release --all-targets --quiet -- -D warnings

@@ -53,6 +53,10 @@ pub struct IntervalReport {
     pub end: SystemTime,
     pub processes: Vec<ProcessRow>,
     pub interfaces: Vec<InterfaceRow>,
+    /// Events the engine could not record this interval; 0 unless its maps were full.
+    pub lost: u64,
+    /// Since start.
+    pub lost_total: u64,
 }
 
 impl IntervalReport {
@@ -84,6 +88,7 @@ pub struct Accountant {
     interfaces: HashMap<InterfaceName, Traffic>,
     interval_start: SystemTime,
     intervals: u64,
+    lost_total: u64,
 }
 
 impl Accountant {
@@ -93,11 +98,13 @@ impl Accountant {
             interfaces: HashMap::new(),
             interval_start: start,
             intervals: 0,
+            lost_total: 0,
         }
     }
 
     pub fn close_interval(&mut self, report: AttributedReport, end: SystemTime) -> IntervalReport {
         self.intervals += 1;
+        let lost = report.lost;
         let mut rows: HashMap<SeriesKey, (Traffic, Contributors)> = HashMap::new();
         for item in report.traffic {
             if item.traffic.is_zero() {
@@ -180,11 +187,14 @@ impl Accountant {
         interfaces.sort_by(|a, b| a.interface.cmp(&b.interface));
 
         let start = std::mem::replace(&mut self.interval_start, end);
+        self.lost_total += lost;
         IntervalReport {
             start,
             end,
             processes,
             interfaces,
+            lost,
+            lost_total: self.lost_total,
         }
     }
 

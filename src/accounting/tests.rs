@@ -39,6 +39,7 @@ fn rows_merge_per_name_and_keep_the_busiest_pid() {
             traffic(Owner::Unknown(Protocol::Udp), 7, 3),
         ],
         interfaces: vec![InterfaceTraffic::new("eth0".into())],
+        lost: 0,
     };
     let interval = accountant.close_interval(report, at(2));
     assert_eq!(interval.processes.len(), 2);
@@ -63,6 +64,7 @@ fn totals_are_monotonic_and_quiet_series_emit_nothing() {
     let one = |sent| AttributedReport {
         traffic: vec![traffic(process(10, "curl"), sent, 0)],
         interfaces: vec![],
+        lost: 0,
     };
     accountant.close_interval(one(100), at(1));
     let second = accountant.close_interval(one(50), at(2));
@@ -87,9 +89,11 @@ fn interface_rows_merge_and_total() {
     let report = AttributedReport {
         traffic: vec![],
         interfaces: vec![a, b],
+        lost: 3,
     };
     let interval = accountant.close_interval(report, at(1));
     assert_eq!(interval.interfaces.len(), 1);
     assert_eq!(interval.interfaces[0].last.sent.bytes, 150);
     assert_eq!(interval.interfaces[0].capture.dropped, 3);
+    assert_eq!((interval.lost, interval.lost_total), (3, 3));
 }

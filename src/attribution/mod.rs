@@ -41,6 +41,8 @@ pub struct AttributedTraffic {
 pub struct AttributedReport {
     pub traffic: Vec<AttributedTraffic>,
     pub interfaces: Vec<InterfaceTraffic>,
+    /// Events the engine could not record (see [`EngineReport::lost`]).
+    pub lost: u64,
 }
 
 pub struct Attributor {
@@ -110,6 +112,7 @@ impl Attributor {
         AttributedReport {
             traffic,
             interfaces: report.interfaces,
+            lost: report.lost,
         }
     }
 }

@@ -67,7 +67,7 @@ pub struct KernelOwner {
     pub comm: String,
     /// cgroup v2 id: the inode number of the cgroup's directory.
     pub cgroup_id: u64,
-    /// Network namespace cookie.
+    /// Inode number of the socket's network namespace.
     pub netns: u64,
 }
 

@@ -116,6 +116,15 @@ fn interface_line<'a>(row: &'a InterfaceRow, common: &'a Common) -> InterfaceLin
     }
 }
 
+#[derive(Serialize)]
+struct EngineLine<'a> {
+    r#type: &'static str,
+    #[serde(flatten)]
+    common: &'a Common,
+    lost_events: u64,
+    lost_events_total: u64,
+}
+
 fn common(report: &IntervalReport) -> Common {
     Common {
         time: humantime::format_rfc3339_millis(report.end).to_string(),
@@ -143,6 +152,14 @@ impl<W: Write + Send> Sink for JsonLinesSink<W> {
             serde_json::to_writer(&mut self.out, &interface_line(row, &common))?;
             self.out.write_all(b"\n")?;
         }
+        let engine = EngineLine {
+            r#type: "engine",
+            common: &common,
+            lost_events: report.lost,
+            lost_events_total: report.lost_total,
+        };
+        serde_json::to_writer(&mut self.out, &engine)?;
+        self.out.write_all(b"\n")?;
         self.out.flush()?;
         Ok(())
     }

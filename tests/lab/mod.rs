@@ -64,6 +64,7 @@ pub struct Lab {
     pub veth_b: String,
     dir: PathBuf,
     children: Vec<Child>,
+    cgroups: Vec<PathBuf>,
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -86,6 +87,7 @@ impl Lab {
             veth_b: format!("vb{id}"),
             dir,
             children: Vec::new(),
+            cgroups: Vec::new(),
         };
         for ns in [&lab.a, &lab.b] {
             run("ip", &["netns", "add", ns]);
@@ -223,13 +225,36 @@ impl Lab {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// Starts netgraph in namespace `a` and waits until it captures.
+    /// Starts netgraph in namespace `a` and waits until it runs (the capture engine
+    /// sees the interfaces of its own namespace).
     pub fn netgraph(&self, extra: &[&str]) -> Netgraph {
+        let netgraph = self.netgraph_as(&["ip", "netns", "exec", &self.a], extra);
+        netgraph.wait_for_log("netgraph running", Duration::from_secs(10));
+        netgraph
+    }
+
+    /// Starts netgraph in the host's namespace, as a service runs (the eBPF engine sees
+    /// the sockets of every namespace), and waits until it runs.
+    pub fn netgraph_on_host(&self, extra: &[&str]) -> Netgraph {
+        let netgraph = self.netgraph_as(&[], extra);
+        netgraph.wait_for_log("netgraph running", Duration::from_secs(10));
+        netgraph
+    }
+
+    /// Starts netgraph behind a wrapper command (such as `setpriv ...`), without waiting.
+    pub fn netgraph_as(&self, wrapper: &[&str], extra: &[&str]) -> Netgraph {
         let out = self.dir.join("netgraph.jsonl");
         let err = self.dir.join("netgraph.log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.a])
-            .arg(env!("CARGO_BIN_EXE_netgraph"))
+        let (program, wrapper_args) = match wrapper.split_first() {
+            Some((program, rest)) => (*program, rest),
+            None => (env!("CARGO_BIN_EXE_netgraph"), &[][..]),
+        };
+        let mut command = Command::new(program);
+        command.args(wrapper_args);
+        if !wrapper.is_empty() {
+            command.arg(env!("CARGO_BIN_EXE_netgraph"));
+        }
+        let child = command
             .args(["run", "--interval", "1s"])
             .args(extra)
             .env("RUST_LOG", "netgraph=debug")
@@ -238,9 +263,37 @@ impl Lab {
             .stderr(std::fs::File::create(&err).unwrap())
             .spawn()
             .unwrap();
-        let netgraph = Netgraph { child, out, err };
-        netgraph.wait_for_log("netgraph running", Duration::from_secs(10));
-        netgraph
+        Netgraph { child, out, err }
+    }
+
+    /// A fresh cgroup v2 group, removed with the lab; returns its path below the root.
+    pub fn cgroup(&mut self, name: &str) -> String {
+        let root = netgraph::cgroup::cgroup2_root().expect("cgroup v2 is mounted");
+        let path = root.join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        self.cgroups.push(path);
+        format!("/{name}")
+    }
+
+    /// Starts a tool in a namespace inside a cgroup, as a container runtime would.
+    pub fn spawn_in_cgroup(&self, ns: &str, cgroup: &str, tool: &str, args: &[&str]) -> Child {
+        let root = netgraph::cgroup::cgroup2_root().unwrap();
+        let procs = root
+            .join(cgroup.trim_start_matches('/'))
+            .join("cgroup.procs");
+        // Join the cgroup first: inside `ip netns exec` /sys is remounted without it.
+        let script = format!(
+            "echo $$ > {} && exec ip netns exec {ns} \"$0\" \"$@\"",
+            procs.display()
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .arg(self.tool(tool))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 }
 
@@ -252,6 +305,9 @@ impl Drop for Lab {
         }
         for ns in [&self.a, &self.b] {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        for cgroup in &self.cgroups {
+            let _ = std::fs::remove_dir(cgroup);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -343,6 +399,20 @@ impl Records {
         self.lines.iter().filter(|l| l["type"] == "process")
     }
 
+    /// Events the engine reported it could not record, over the whole run.
+    pub fn lost_events(&self) -> u64 {
+        self.lines
+            .iter()
+            .filter(|l| l["type"] == "engine")
+            .map(|l| l["lost_events"].as_u64().unwrap())
+            .sum()
+    }
+
+    /// Every line of a process name.
+    pub fn rows<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.processes().filter(move |l| l["name"] == name)
+    }
+
     pub fn interfaces(&self) -> impl Iterator<Item = &Value> {
         self.lines.iter().filter(|l| l["type"] == "interface")
     }
@@ -353,6 +423,11 @@ impl Records {
             .filter(|l| l["name"] == name && l["interface"] == interface)
             .map(|l| l[field].as_u64().unwrap())
             .sum()
+    }
+
+    /// Like `sum`, over every interface.
+    pub fn sum_all(&self, name: &str, field: &str) -> u64 {
+        self.rows(name).map(|l| l[field].as_u64().unwrap()).sum()
     }
 
     pub fn interface_sum(&self, interface: &str, field: &str) -> u64 {

@@ -23,6 +23,8 @@ pub enum Direction {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CounterKey {
     pub cookie: u64,
+    /// The socket's owner when the packets passed (0: none recorded yet).
+    pub tgid: u32,
     pub ifindex: u32,
     pub direction: Direction,
     pub protocol: Protocol,
@@ -56,6 +58,7 @@ fn parse_key(bytes: &[u8]) -> Option<CounterKey> {
     let key: types::traffic_key = pod(bytes)?;
     Some(CounterKey {
         cookie: key.cookie,
+        tgid: key.tgid,
         ifindex: key.ifindex,
         direction: if key.direction == 0 {
             Direction::Egress
@@ -181,5 +184,10 @@ impl Counters {
 
     pub fn tracks(&self, cookie: u64) -> bool {
         self.seen.keys().any(|key| key.cookie == cookie)
+    }
+
+    /// Processes that counters still being tracked were stamped with.
+    pub fn tgids(&self) -> HashSet<u32> {
+        self.seen.keys().map(|key| key.tgid).collect()
     }
 }

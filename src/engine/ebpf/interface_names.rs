@@ -1,14 +1,18 @@
 //! Interface names for (network namespace, ifindex) pairs: an ifindex only means
 //! something inside its namespace, and sockets of every namespace are counted.
-
-use std::collections::HashMap;
-use std::ffi::CStr;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Arc;
+//! Namespaces are known by inode number and entered through any handle to them:
+//! a name under /run/netns (ip netns, container runtimes) or a live process in it.
 
 use crate::engine::InterfaceName;
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-const SO_NETNS_COOKIE: libc::c_int = 71;
+/// Where named network namespaces live (ip netns, docker, podman, containerd).
+const NAMED_NAMESPACES: [&str; 3] = ["/run/netns", "/run/docker/netns", "/var/run/netns"];
 
 pub struct InterfaceNames {
     own_netns: Option<u64>,
@@ -18,15 +22,14 @@ pub struct InterfaceNames {
 impl InterfaceNames {
     pub fn new() -> Self {
         InterfaceNames {
-            own_netns: current_netns_cookie(),
+            own_netns: namespace_inode(&PathBuf::from("/proc/self/ns/net")),
             names: HashMap::new(),
         }
     }
 
-    /// The interface's name; for another namespace, looked up inside it through a
-    /// process (`tgid`) that lives there, and suffixed `@netns<cookie>` when no such
-    /// process is left to ask.
-    pub fn name(&mut self, netns: Option<u64>, ifindex: u32, tgid: Option<u32>) -> InterfaceName {
+    /// The interface's name, looked up inside the socket's namespace; `if<index>`
+    /// (with `@netns<inode>` for another namespace) when that is not possible.
+    pub fn name(&mut self, netns: Option<u64>, ifindex: u32) -> InterfaceName {
         let netns = netns.filter(|&n| n != 0).or(self.own_netns).unwrap_or(0);
         if let Some(name) = self.names.get(&(netns, ifindex)) {
             return name.clone();
@@ -35,22 +38,49 @@ impl InterfaceNames {
         let found = if own {
             index_to_name(ifindex)
         } else {
-            tgid.and_then(|tgid| name_in_namespace_of(tgid, netns, ifindex))
+            find_namespace(netns).and_then(|path| name_inside(path, ifindex))
         };
-        let name: InterfaceName = match found {
-            Some(name) => Arc::from(name),
-            // Not cached: a later lookup, with a live process, may do better.
-            None if own => return Arc::from(format!("if{ifindex}")),
-            None => return Arc::from(format!("if{ifindex}@netns{netns}")),
-        };
-        self.names.insert((netns, ifindex), name.clone());
-        name
+        match found {
+            Some(name) => {
+                let name: InterfaceName = Arc::from(name);
+                self.names.insert((netns, ifindex), name.clone());
+                name
+            }
+            // Not cached: the interface or a way into its namespace may appear later.
+            None if own => Arc::from(format!("if{ifindex}")),
+            None => Arc::from(format!("if{ifindex}@netns{netns}")),
+        }
     }
 
     /// Interfaces come and go and indexes are reused: forget and ask again.
     pub fn forget(&mut self) {
         self.names.clear();
     }
+}
+
+fn namespace_inode(path: &PathBuf) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|m| m.ino())
+}
+
+/// A path that opens the namespace with this inode: a named one, else a process's.
+fn find_namespace(inode: u64) -> Option<PathBuf> {
+    let named = NAMED_NAMESPACES
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flat_map(|entries| entries.flatten().map(|e| e.path()));
+    let processes = std::fs::read_dir("/proc")
+        .into_iter()
+        .flat_map(|entries| entries.flatten())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .map(|e| e.path().join("ns/net"));
+    named
+        .chain(processes)
+        .find(|path| namespace_inode(path) == Some(inode))
 }
 
 fn index_to_name(ifindex: u32) -> Option<String> {
@@ -68,40 +98,13 @@ fn index_to_name(ifindex: u32) -> Option<String> {
     )
 }
 
-/// The network namespace cookie of the calling thread.
-fn current_netns_cookie() -> Option<u64> {
-    // SAFETY: a plain socket, closed by OwnedFd.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: fd is a new socket we own.
-    let socket = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let mut cookie: u64 = 0;
-    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
-    // SAFETY: cookie and len describe a valid u64 buffer.
-    let result = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_NETNS_COOKIE,
-            (&mut cookie as *mut u64).cast(),
-            &mut len,
-        )
-    };
-    (result == 0).then_some(cookie)
-}
-
-/// Enters the process's network namespace on a short-lived thread (namespaces are per
-/// thread) and resolves the name there, if that namespace is still the one asked for.
-fn name_in_namespace_of(tgid: u32, netns: u64, ifindex: u32) -> Option<String> {
-    let namespace = std::fs::File::open(format!("/proc/{tgid}/ns/net")).ok()?;
+/// Enters the namespace on a short-lived thread (namespaces are per thread) and
+/// resolves the name there.
+fn name_inside(namespace: PathBuf, ifindex: u32) -> Option<String> {
+    let file = std::fs::File::open(namespace).ok()?;
     std::thread::spawn(move || {
         // SAFETY: setns on an open namespace file, affecting only this thread.
-        if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return None;
-        }
-        if current_netns_cookie() != Some(netns) {
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
             return None;
         }
         index_to_name(ifindex)

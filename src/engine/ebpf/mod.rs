@@ -23,12 +23,22 @@ pub use support::{check_support, Unsupported};
 
 /// Drains between forgetting resolved interface names (indexes get reused).
 const FORGET_NAMES_EVERY: u64 = 60;
-/// Drains between sweeps for owners of sockets that never moved a packet.
-const SWEEP_OWNERS_EVERY: u64 = 30;
+/// Drains between sweeps of owner and process records nothing refers to.
+const SWEEP_EVERY: u64 = 30;
+
+/// One socket's traffic on one interface under one owner: (cookie, tgid, ifindex, protocol).
+type SocketKey = (u64, u32, u32, Protocol);
 
 fn lookup_owner(owners: &libbpf_rs::MapMut<'_>, cookie: u64) -> Option<(KernelOwner, bool)> {
     let value = owners.lookup(&cookie.to_ne_bytes(), MapFlags::ANY).ok()??;
     counters::parse_owner(&value)
+}
+
+fn lookup_process(processes: &libbpf_rs::MapMut<'_>, tgid: u32) -> Option<KernelOwner> {
+    let value = processes
+        .lookup(&tgid.to_ne_bytes(), MapFlags::ANY)
+        .ok()??;
+    counters::parse_owner(&value).map(|(owner, _)| owner)
 }
 
 pub struct EbpfEngine {
@@ -97,29 +107,44 @@ impl EbpfEngine {
         })
     }
 
-    /// Owner records with no counters left: sockets closed without ever moving a
-    /// packet. Swept now and then, as a full pass over the map costs.
-    fn sweep_owners(&mut self) {
-        let owners = &self.skel.maps.owners;
-        let stale: Vec<Vec<u8>> = owners
-            .keys()
-            .filter(|key| {
-                let cookie = key
-                    .get(..8)
-                    .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or_default()));
-                let released =
-                    lookup_owner(owners, cookie.unwrap_or_default()).is_some_and(|(_, r)| r);
-                released && !cookie.is_some_and(|c| self.counters.tracks(c))
-            })
-            .collect();
-        for key in stale {
-            let _ = owners.delete(&key);
+    /// Owner records of closed sockets with no counters left (closed without moving a
+    /// packet), and process records no socket or counter refers to any more. Swept
+    /// now and then, as a full pass over the maps costs.
+    fn sweep(&mut self) {
+        let maps = &self.skel.maps;
+        let mut referenced = self.counters.tgids();
+        for key in maps.owners.keys() {
+            let Some(cookie) = key
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_ne_bytes)
+            else {
+                continue;
+            };
+            match lookup_owner(&maps.owners, cookie) {
+                Some((_, true)) if !self.counters.tracks(cookie) => {
+                    let _ = maps.owners.delete(&key);
+                }
+                Some((owner, _)) => {
+                    referenced.insert(owner.tgid);
+                }
+                None => {}
+            }
+        }
+        for key in maps.processes.keys() {
+            let tgid = key
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_ne_bytes);
+            if tgid.is_some_and(|tgid| !referenced.contains(&tgid)) {
+                let _ = maps.processes.delete(&key);
+            }
         }
     }
 
     fn lost_total(&self) -> u64 {
         let mut total = 0;
-        for kind in 0u32..2 {
+        for kind in 0u32..3 {
             if let Ok(Some(per_cpu)) = self
                 .skel
                 .maps
@@ -149,20 +174,35 @@ impl Engine for EbpfEngine {
         if self.drains % FORGET_NAMES_EVERY == 0 {
             self.names.forget();
         }
-        let map = &self.skel.maps.traffic;
-        let deltas = self.counters.read(map);
+        let maps = &self.skel.maps;
+        let deltas = self.counters.read(&maps.traffic);
 
+        // The socket's current owner, and each process traffic was stamped with.
         let mut owners: HashMap<u64, Option<(KernelOwner, bool)>> = HashMap::new();
-        let mut sockets: HashMap<(u64, u32, Protocol), (Traffic, Option<KernelOwner>)> =
-            HashMap::new();
+        let mut processes: HashMap<u32, Option<KernelOwner>> = HashMap::new();
+        let mut sockets: HashMap<SocketKey, (Traffic, Option<KernelOwner>)> = HashMap::new();
         for (key, delta) in deltas.changed {
-            let owner = owners
+            let current = owners
                 .entry(key.cookie)
-                .or_insert_with(|| lookup_owner(&self.skel.maps.owners, key.cookie))
-                .as_ref()
-                .map(|(owner, _)| owner.clone());
+                .or_insert_with(|| lookup_owner(&maps.owners, key.cookie));
+            let owner = if key.tgid == 0 {
+                // Before any owner was recorded (an accepted socket's first packets).
+                current.as_ref().map(|(owner, _)| owner.clone())
+            } else {
+                processes
+                    .entry(key.tgid)
+                    .or_insert_with(|| lookup_process(&maps.processes, key.tgid))
+                    .clone()
+                    .map(|mut owner| {
+                        // The namespace is the socket's, whoever owned it.
+                        if let Some((socket_owner, _)) = current {
+                            owner.netns = socket_owner.netns;
+                        }
+                        owner
+                    })
+            };
             let entry = sockets
-                .entry((key.cookie, key.ifindex, key.protocol))
+                .entry((key.cookie, key.tgid, key.ifindex, key.protocol))
                 .or_insert((Traffic::default(), owner));
             match key.direction {
                 Direction::Egress => entry.0.sent.merge(delta),
@@ -172,12 +212,8 @@ impl Engine for EbpfEngine {
 
         let mut report = EngineReport::default();
         let mut interfaces: HashMap<super::InterfaceName, InterfaceTraffic> = HashMap::new();
-        for ((cookie, ifindex, protocol), (traffic, owner)) in sockets {
-            let interface = self.names.name(
-                owner.as_ref().map(|o| o.netns),
-                ifindex,
-                owner.as_ref().map(|o| o.tgid),
-            );
+        for ((cookie, _, ifindex, protocol), (traffic, owner)) in sockets {
+            let interface = self.names.name(owner.as_ref().map(|o| o.netns), ifindex);
             interfaces
                 .entry(interface.clone())
                 .or_insert_with(|| InterfaceTraffic::new(interface.clone()))
@@ -194,17 +230,18 @@ impl Engine for EbpfEngine {
         report.interfaces = interfaces.into_values().collect();
 
         // Forget sockets that are closed and quiet; their counts have all been read.
-        let owner_map = &self.skel.maps.owners;
         let mut released = |cookie: u64| match owners.get(&cookie) {
             Some(known) => known.as_ref().map(|(_, released)| *released),
-            None => lookup_owner(owner_map, cookie).map(|(_, released)| released),
+            None => lookup_owner(&maps.owners, cookie).map(|(_, released)| released),
         };
-        let forgotten = self.counters.collect(map, deltas.idle, &mut released);
+        let forgotten = self
+            .counters
+            .collect(&maps.traffic, deltas.idle, &mut released);
         for cookie in forgotten {
-            let _ = owner_map.delete(&cookie.to_ne_bytes());
+            let _ = maps.owners.delete(&cookie.to_ne_bytes());
         }
-        if self.drains % SWEEP_OWNERS_EVERY == 0 {
-            self.sweep_owners();
+        if self.drains % SWEEP_EVERY == 0 {
+            self.sweep();
         }
 
         let lost = self.lost_total();

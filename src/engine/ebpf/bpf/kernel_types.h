@@ -7,8 +7,16 @@ typedef struct {
 	long long counter;
 } atomic64_t;
 
+struct ns_common {
+	unsigned int inum;
+} __attribute__((preserve_access_index));
+
 struct net {
-	unsigned long long net_cookie;
+	struct ns_common ns;
+} __attribute__((preserve_access_index));
+
+struct nsproxy {
+	struct net *net_ns;
 } __attribute__((preserve_access_index));
 
 typedef struct {
@@ -28,5 +36,6 @@ struct sock {
 
 struct task_struct {
 	struct task_struct *group_leader;
+	struct nsproxy *nsproxy;
 	char comm[16];
 } __attribute__((preserve_access_index));

@@ -15,12 +15,15 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define INGRESS 1
 #define EEXIST 17
 
+/* Every byte is a named field, so zero-initialised keys hash alike. */
 struct traffic_key {
 	__u64 cookie;
+	__u32 tgid; /* the socket's owner when the packet passed; 0 if none yet */
 	__u32 ifindex;
 	__u8 direction;
 	__u8 protocol;
 	__u16 pad;
+	__u32 pad2;
 };
 
 struct traffic_value {
@@ -30,7 +33,7 @@ struct traffic_value {
 
 struct owner {
 	__u64 cgroup_id;
-	__u64 netns;
+	__u64 netns; /* inode number of the socket's network namespace */
 	__u32 tgid;
 	__u32 uid;
 	char comm[16];
@@ -43,6 +46,7 @@ struct owner {
 enum loss {
 	LOSS_TRAFFIC_FULL,
 	LOSS_OWNERS_FULL,
+	LOSS_PROCESSES_FULL,
 	LOSS_KINDS,
 };
 
@@ -61,6 +65,15 @@ struct {
 	__type(key, __u64);
 	__type(value, struct owner);
 } owners SEC(".maps");
+
+/* Who each owning process is, by tgid, so that traffic stamped with a past owner is
+ * still named after a socket changed hands. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct owner);
+} processes SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -97,6 +110,9 @@ static __always_inline void count(struct __sk_buff *skb, __u8 direction)
 		.direction = direction,
 		.protocol = ip_protocol(skb),
 	};
+	struct owner *owner = bpf_map_lookup_elem(&owners, &key.cookie);
+	if (owner)
+		key.tgid = owner->tgid;
 	struct traffic_value *value = bpf_map_lookup_elem(&traffic, &key);
 	if (!value) {
 		struct traffic_value zero = {};
@@ -135,6 +151,8 @@ static __always_inline void fill_current(struct owner *owner)
 	owner->uid = (__u32)bpf_get_current_uid_gid();
 	owner->cgroup_id = bpf_get_current_cgroup_id();
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	if (!owner->netns)
+		owner->netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
 	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
 	if (!leader || bpf_core_read_str(owner->comm, sizeof(owner->comm), &leader->comm) < 0)
 		bpf_get_current_comm(owner->comm, sizeof(owner->comm));
@@ -144,15 +162,17 @@ static __always_inline void remember(__u64 cookie, struct owner *owner)
 {
 	if (bpf_map_update_elem(&owners, &cookie, owner, BPF_ANY))
 		count_loss(LOSS_OWNERS_FULL);
+	if (bpf_map_update_elem(&processes, &owner->tgid, owner, BPF_ANY))
+		count_loss(LOSS_PROCESSES_FULL);
 }
 
 SEC("cgroup/sock_create")
 int owner_on_create(struct bpf_sock *sk)
 {
+	/* A socket is created in its creator's network namespace. */
 	struct owner owner = {
 		.family = sk->family,
 		.protocol = sk->protocol,
-		.netns = bpf_get_netns_cookie(sk),
 	};
 	fill_current(&owner);
 	remember(bpf_get_socket_cookie(sk), &owner);
@@ -188,7 +208,7 @@ static __always_inline void adopt(struct sock *sk)
 	} else {
 		owner.family = BPF_CORE_READ(sk, __sk_common.skc_family);
 		owner.protocol = BPF_CORE_READ(sk, sk_protocol);
-		owner.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, net_cookie);
+		owner.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	}
 	fill_current(&owner);
 	remember(cookie, &owner);

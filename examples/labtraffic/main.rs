@@ -1,0 +1,82 @@
+//! Traffic generator for the namespace test lab. The tests copy this binary under a
+//! distinct name per workload, so each workload is a distinctly named process.
+//!
+//! Every command prints what it moved as `bytes=N` (payload bytes) on stdout; servers
+//! print `listening` once ready.
+
+mod inject;
+mod raw;
+mod tcp;
+mod udp;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: labtraffic COMMAND ARGS
+  tcp-sink ADDR                       accept connections forever, read and discard
+  tcp-send ADDR AMOUNT [MODE]         connect and send AMOUNT (bytes, or seconds with an s);
+                                      MODE: write (default), sendfile, splice, uring
+  tcp-source ADDR SECONDS             accept one connection, send to it for that long
+  tcp-recv ADDR [MODE]                connect, read until the peer closes; MODE: read, uring
+  tcp-duplex ADDR SECONDS             connect, send and receive at once for that long
+  tcp-duplex-serve ADDR SECONDS       accept one connection, send and receive at once
+  fork-send ADDR AMOUNT               connect, then a forked child named ng-child sends
+  short-lived ADDR COUNT BYTES        run COUNT processes one after another, each tcp-send
+  udp-echo ADDR                       echo every datagram back
+  udp-ping ADDR COUNT SIZE [connected]  send COUNT datagrams, read the echoes
+  udp-flood ADDR SECONDS SIZE MODE    send as fast as possible; MODE: connected, unconnected, mmsg
+  udp-sink ADDR MODE                  count datagrams forever; MODE: recv, mmsg
+  raw-ping ADDR COUNT SIZE            IP protocol 253 raw socket: send COUNT, read the echoes
+  raw-echo                            IP protocol 253 raw socket: echo what arrives
+  inject IFACE COUNT                  send COUNT of each kind of malformed frame on IFACE";
+
+pub type Result<T = ()> = std::result::Result<T, String>;
+
+pub fn addr(text: &str) -> Result<SocketAddr> {
+    text.parse()
+        .map_err(|e| format!("bad address {text:?}: {e}"))
+}
+
+pub fn number(text: &str) -> Result<u64> {
+    text.parse()
+        .map_err(|e| format!("bad number {text:?}: {e}"))
+}
+
+/// The last OS error as a Result, for libc calls that return -1.
+pub fn check(result: isize) -> Result<usize> {
+    if result < 0 {
+        Err(std::io::Error::last_os_error().to_string())
+    } else {
+        Ok(result as usize)
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
+    let result = match arg(1) {
+        "tcp-sink" => tcp::sink(arg(2)),
+        "tcp-send" => tcp::send(arg(2), arg(3), arg(4)),
+        "tcp-source" => tcp::source(arg(2), arg(3)),
+        "tcp-recv" => tcp::recv(arg(2), arg(3)),
+        "tcp-duplex" => tcp::duplex_client(arg(2), arg(3)),
+        "tcp-duplex-serve" => tcp::duplex_server(arg(2), arg(3)),
+        "fork-send" => tcp::fork_send(arg(2), arg(3)),
+        "short-lived" => tcp::short_lived(&args[0], arg(2), arg(3), arg(4)),
+        "udp-echo" => udp::echo(arg(2)),
+        "udp-ping" => udp::ping(arg(2), arg(3), arg(4), arg(5)),
+        "udp-flood" => udp::flood(arg(2), arg(3), arg(4), arg(5)),
+        "udp-sink" => udp::sink(arg(2), arg(3)),
+        "raw-ping" => raw::ping(arg(2), arg(3), arg(4)),
+        "raw-echo" => raw::echo(),
+        "inject" => inject::inject(arg(2), arg(3)),
+        _ => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("labtraffic: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

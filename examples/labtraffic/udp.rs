@@ -1,0 +1,154 @@
+//! UDP workloads: request/response, and floods through send, sendto and sendmmsg.
+
+use crate::{addr, check, number, Result};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+/// Datagrams per sendmmsg / recvmmsg call.
+const BATCH: usize = 64;
+
+fn unbound_for(target: SocketAddr) -> Result<UdpSocket> {
+    let any: SocketAddr = if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    }
+    .parse()
+    .unwrap();
+    UdpSocket::bind(any).map_err(|e| e.to_string())
+}
+
+pub fn echo(bind: &str) -> Result {
+    let socket = UdpSocket::bind(addr(bind)?).map_err(|e| e.to_string())?;
+    println!("listening");
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let (n, from) = socket.recv_from(&mut buffer).map_err(|e| e.to_string())?;
+        let _ = socket.send_to(&buffer[..n], from);
+    }
+}
+
+/// Sends COUNT datagrams, each answered by the echo server; unconnected unless asked.
+pub fn ping(target: &str, count: &str, size: &str, mode: &str) -> Result {
+    let target = addr(target)?;
+    let socket = unbound_for(target)?;
+    let connected = mode == "connected";
+    if connected {
+        socket.connect(target).map_err(|e| e.to_string())?;
+    }
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    let payload = vec![0x42u8; number(size)? as usize];
+    let mut buffer = vec![0u8; 1 << 16];
+    let (mut sent, mut echoed) = (0u64, 0u64);
+    for _ in 0..number(count)? {
+        sent += if connected {
+            socket.send(&payload)
+        } else {
+            socket.send_to(&payload, target)
+        }
+        .map_err(|e| e.to_string())? as u64;
+        if let Ok(n) = socket.recv(&mut buffer) {
+            echoed += n as u64;
+        }
+    }
+    println!("bytes={sent} echoed={echoed}");
+    Ok(())
+}
+
+fn sendmmsg(socket: &UdpSocket, payload: &[u8]) -> Result<usize> {
+    let mut iovecs: Vec<libc::iovec> = (0..BATCH)
+        .map(|_| libc::iovec {
+            iov_base: payload.as_ptr() as *mut _,
+            iov_len: payload.len(),
+        })
+        .collect();
+    let mut messages: Vec<libc::mmsghdr> = iovecs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: an all-zero mmsghdr is valid; we fill in the one iovec.
+            let mut message: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            message.msg_hdr.msg_iov = iov;
+            message.msg_hdr.msg_iovlen = 1;
+            message
+        })
+        .collect();
+    // SAFETY: messages point at live iovecs over a live payload.
+    let sent =
+        check(
+            unsafe { libc::sendmmsg(socket.as_raw_fd(), messages.as_mut_ptr(), BATCH as u32, 0) }
+                as isize,
+        )?;
+    Ok(sent * payload.len())
+}
+
+/// Sends datagrams of SIZE as fast as it can for SECONDS; send errors such as a full
+/// buffer are skipped, only what the kernel took is counted.
+pub fn flood(target: &str, seconds: &str, size: &str, mode: &str) -> Result {
+    let target = addr(target)?;
+    let socket = unbound_for(target)?;
+    if mode != "unconnected" {
+        socket.connect(target).map_err(|e| e.to_string())?;
+    }
+    let payload = vec![0x17u8; number(size)? as usize];
+    let deadline = Instant::now() + Duration::from_secs(number(seconds)?);
+    let mut sent = 0u64;
+    while Instant::now() < deadline {
+        for _ in 0..256 {
+            sent += match mode {
+                "connected" => socket.send(&payload).unwrap_or(0),
+                "unconnected" => socket.send_to(&payload, target).unwrap_or(0),
+                "mmsg" => sendmmsg(&socket, &payload).unwrap_or(0),
+                other => return Err(format!("unknown flood mode {other}")),
+            } as u64;
+        }
+    }
+    println!("bytes={sent}");
+    Ok(())
+}
+
+fn recvmmsg(socket: &UdpSocket, buffers: &mut [Vec<u8>]) -> Result<usize> {
+    let mut iovecs: Vec<libc::iovec> = buffers
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        })
+        .collect();
+    let mut messages: Vec<libc::mmsghdr> = iovecs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: an all-zero mmsghdr is valid; we fill in the one iovec.
+            let mut message: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            message.msg_hdr.msg_iov = iov;
+            message.msg_hdr.msg_iovlen = 1;
+            message
+        })
+        .collect();
+    // SAFETY: messages point at live iovecs over live buffers.
+    let count = check(unsafe {
+        libc::recvmmsg(
+            socket.as_raw_fd(),
+            messages.as_mut_ptr(),
+            messages.len() as u32,
+            libc::MSG_WAITFORONE,
+            std::ptr::null_mut(),
+        )
+    } as isize)?;
+    Ok(messages[..count].iter().map(|m| m.msg_len as usize).sum())
+}
+
+/// Receives forever, through recv or recvmmsg.
+pub fn sink(bind: &str, mode: &str) -> Result {
+    let socket = UdpSocket::bind(addr(bind)?).map_err(|e| e.to_string())?;
+    println!("listening");
+    let mut buffers = vec![vec![0u8; 2048]; BATCH];
+    loop {
+        match mode {
+            "mmsg" => recvmmsg(&socket, &mut buffers)?,
+            _ => socket.recv(&mut buffers[0]).map_err(|e| e.to_string())?,
+        };
+    }
+}
