@@ -641,3 +641,50 @@ fn runs_unprivileged_with_the_documented_capabilities() {
         lab.truth_bytes("out"),
     );
 }
+
+/// Traffic no local socket moved (the kernel answering pings, ARP) is counted on its
+/// interface, in the unknown buckets and as non-IP frames.
+#[test]
+fn traffic_without_a_socket_is_counted_per_interface() {
+    if !require_root("traffic_without_a_socket_is_counted_per_interface") {
+        return;
+    }
+    let lab = Lab::new();
+    let (host_end, b_end) = (
+        format!("vh{}", &lab.veth_a[2..]),
+        format!("vk{}", &lab.veth_b[2..]),
+    );
+    lab.link_to_host(&host_end, &b_end, "10.203.0");
+    let netgraph = ebpf(&lab);
+    netgraph.wait_for_log("netgraph running", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(1500));
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &lab.b,
+            "ping",
+            "-q",
+            "-c",
+            "20",
+            "-i",
+            "0.2",
+            "-s",
+            "1000",
+            "10.203.0.1",
+        ],
+    );
+    settle();
+    let records = netgraph.stop();
+    records.assert_conservation();
+    // 20 echo requests in, 20 replies out, 1028 bytes each at the IP layer.
+    let received = records.sum("unknown ICMP", &host_end, "recv_bytes_last");
+    let sent = records.sum("unknown ICMP", &host_end, "sent_bytes_last");
+    report(&format!("eBPF engine, the kernel's own ICMP (no socket): {received} bytes in, {sent} out, of 20560 each"));
+    assert_eq!((received, sent), (20 * 1028, 20 * 1028));
+    assert!(
+        records.interface_sum(&host_end, "non_ip_packets") > 0,
+        "ARP is counted as non-IP"
+    );
+}

@@ -74,19 +74,21 @@ impl Attributor {
         let mut traffic = Vec::with_capacity(report.flows.len() + report.sockets.len());
         let mut unnamed = Vec::new();
         for socket in report.sockets {
-            match &socket.owner {
-                Some(owner) => traffic.push(AttributedTraffic {
-                    owner: Owner::Process(self.kernel_owners.identity(owner)),
-                    interface: socket.interface,
-                    traffic: socket.traffic,
-                }),
-                None => unnamed.push((
-                    SocketRef::Cookie(socket.cookie),
-                    socket.protocol,
-                    socket.interface,
-                    socket.traffic,
-                )),
-            }
+            let owner = match (&socket.owner, socket.cookie) {
+                (Some(owner), _) => Owner::Process(self.kernel_owners.identity(owner)),
+                // Traffic that crossed an interface without any local socket.
+                (None, None) => Owner::Unknown(socket.protocol),
+                (None, Some(cookie)) => {
+                    let traffic = (socket.protocol, socket.interface, socket.traffic);
+                    unnamed.push((SocketRef::Cookie(cookie), traffic.0, traffic.1, traffic.2));
+                    continue;
+                }
+            };
+            traffic.push(AttributedTraffic {
+                owner,
+                interface: socket.interface,
+                traffic: socket.traffic,
+            });
         }
         self.kernel_owners.end_interval();
         unnamed.extend(report.flows.into_iter().map(|f| {

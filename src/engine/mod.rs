@@ -77,8 +77,9 @@ pub struct KernelOwner {
 pub struct SocketTraffic {
     pub interface: InterfaceName,
     pub protocol: Protocol,
-    /// The kernel's socket cookie, which sock_diag reports too.
-    pub cookie: u64,
+    /// The kernel's socket cookie, which sock_diag reports too; `None` for traffic
+    /// that crossed an interface without any local socket (forwarded, or the kernel's own).
+    pub cookie: Option<u64>,
     pub owner: Option<KernelOwner>,
     pub traffic: Traffic,
 }

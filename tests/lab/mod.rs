@@ -139,6 +139,34 @@ impl Lab {
         }
     }
 
+    /// A veth pair between the host's namespace (`in_host`, `PREFIX4.1/24`) and `b`
+    /// (`PREFIX4.2/24`), IPv4 only so that no background IPv6 traffic crosses it.
+    /// It goes away with `b`.
+    pub fn link_to_host(&self, in_host: &str, in_b: &str, prefix4: &str) {
+        run(
+            "ip",
+            &["link", "add", in_host, "type", "veth", "peer", "name", in_b],
+        );
+        run("ip", &["link", "set", in_b, "netns", &self.b]);
+        for (ns, dev, host) in [(None, in_host, "1"), (Some(&self.b), in_b, "2")] {
+            let mut ip = vec!["ip"];
+            if let Some(ns) = ns {
+                ip = vec!["ip", "netns", "exec", ns, "ip"];
+            }
+            let sysctl = format!("net.ipv6.conf.{dev}.disable_ipv6=1");
+            let mut sysctl_cmd: Vec<&str> = ip[..ip.len() - 1].to_vec();
+            sysctl_cmd.extend(["sysctl", "-q", "-w", &sysctl]);
+            run(sysctl_cmd[0], &sysctl_cmd[1..]);
+            let address = format!("{prefix4}.{host}/24");
+            let mut add: Vec<&str> = ip.clone();
+            add.extend(["addr", "add", &address, "dev", dev]);
+            run(add[0], &add[1..]);
+            let mut up: Vec<&str> = ip.clone();
+            up.extend(["link", "set", dev, "up"]);
+            run(up[0], &up[1..]);
+        }
+    }
+
     /// Installs nftables counters in `a`: (name, hook, match), hook `input` or `output`.
     pub fn truth(&self, counters: &[(&str, &str, &str)]) {
         let mut rules = String::from("table inet truth {\n");

@@ -28,6 +28,8 @@ pub struct CounterKey {
     pub ifindex: u32,
     pub direction: Direction,
     pub protocol: Protocol,
+    /// The IP header's protocol number (ICMP and ICMPv6 differ here).
+    pub ip_number: u8,
 }
 
 struct Seen {
@@ -66,6 +68,7 @@ fn parse_key(bytes: &[u8]) -> Option<CounterKey> {
             Direction::Ingress
         },
         protocol: Protocol::from_ip_number(key.protocol),
+        ip_number: key.protocol,
     })
 }
 

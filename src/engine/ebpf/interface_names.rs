@@ -27,6 +27,10 @@ impl InterfaceNames {
         }
     }
 
+    pub fn own_netns(&self) -> Option<u64> {
+        self.own_netns
+    }
+
     /// The interface's name, looked up inside the socket's namespace; `if<index>`
     /// (with `@netns<inode>` for another namespace) when that is not possible.
     pub fn name(&mut self, netns: Option<u64>, ifindex: u32) -> InterfaceName {

@@ -4,6 +4,7 @@
 //! that lived a millisecond is still named. See bpf/netgraph.bpf.c.
 
 mod counters;
+mod interface_hooks;
 mod interface_names;
 mod skeleton;
 mod support;
@@ -11,6 +12,7 @@ mod support;
 use super::{Engine, EngineReport, InterfaceTraffic, KernelOwner, SocketTraffic};
 use crate::traffic::{Protocol, Traffic};
 use counters::{Counters, Direction};
+use interface_hooks::InterfaceHooks;
 use interface_names::InterfaceNames;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags};
@@ -42,6 +44,8 @@ fn lookup_process(processes: &libbpf_rs::MapMut<'_>, tgid: u32) -> Option<Kernel
 }
 
 pub struct EbpfEngine {
+    tcx: bool,
+    hooks: InterfaceHooks,
     skel: NetgraphSkel<'static>,
     _links: Vec<Link>,
     counters: Counters,
@@ -59,9 +63,31 @@ impl EbpfEngine {
         // engine's: one allocation per engine, given up when the process ends.
         let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
             Box::leak(Box::new(MaybeUninit::uninit()));
-        let open = NetgraphSkelBuilder::default()
+        let mut open = NetgraphSkelBuilder::default()
             .open(storage)
             .map_err(|e| Unsupported::load(&e))?;
+        // Per-interface hooks need tcx (Linux 6.6); without it they are not loaded, so
+        // older kernels still count every socket.
+        let tcx = interface_hooks::kernel_has_tcx();
+        for (program, attach_type) in [
+            (
+                &mut open.progs.interface_ingress,
+                libbpf_rs::ProgramAttachType::TcxIngress,
+            ),
+            (
+                &mut open.progs.interface_egress,
+                libbpf_rs::ProgramAttachType::TcxEgress,
+            ),
+        ] {
+            if tcx {
+                program.set_attach_type(attach_type);
+            } else {
+                program.set_autoload(false);
+            }
+        }
+        if !tcx {
+            tracing::info!("Linux before 6.6 (no tcx): traffic without a local socket (forwarded, ARP) is not counted per interface");
+        }
         let skel = open.load().map_err(|e| Unsupported::load(&e))?;
 
         let cgroup = std::fs::File::open(&cgroup_root).map_err(|e| Unsupported::Cgroup {
@@ -96,7 +122,13 @@ impl EbpfEngine {
                 }
             }
         }
+        let mut hooks = InterfaceHooks::default();
+        if tcx {
+            hooks.sync(&skel);
+        }
         Ok(EbpfEngine {
+            tcx,
+            hooks,
             skel,
             _links: links,
             counters: Counters::default(),
@@ -144,7 +176,7 @@ impl EbpfEngine {
 
     fn lost_total(&self) -> u64 {
         let mut total = 0;
-        for kind in 0u32..3 {
+        for kind in 0u32..4 {
             if let Ok(Some(per_cpu)) = self
                 .skel
                 .maps
@@ -181,10 +213,20 @@ impl Engine for EbpfEngine {
         let mut owners: HashMap<u64, Option<(KernelOwner, bool)>> = HashMap::new();
         let mut processes: HashMap<u32, Option<KernelOwner>> = HashMap::new();
         let mut sockets: HashMap<SocketKey, (Traffic, Option<KernelOwner>)> = HashMap::new();
+        let own_netns = self.names.own_netns();
         for (key, delta) in deltas.changed {
             let current = owners
                 .entry(key.cookie)
                 .or_insert_with(|| lookup_owner(&maps.owners, key.cookie));
+            // Sockets of this namespace share its interfaces' TC counters.
+            let here = current
+                .as_ref()
+                .is_none_or(|(owner, _)| own_netns.is_none() || Some(owner.netns) == own_netns);
+            if here {
+                let egress = key.direction == Direction::Egress;
+                self.hooks
+                    .note_attributed(key.ifindex, egress, key.ip_number, delta);
+            }
             let owner = if key.tgid == 0 {
                 // Before any owner was recorded (an accepted socket's first packets).
                 current.as_ref().map(|(owner, _)| owner.clone())
@@ -222,10 +264,38 @@ impl Engine for EbpfEngine {
             report.sockets.push(SocketTraffic {
                 interface,
                 protocol,
-                cookie,
+                cookie: Some(cookie),
                 owner,
                 traffic,
             });
+        }
+        if self.tcx {
+            self.hooks.sync(&self.skel);
+            let maps = &self.skel.maps;
+            let (unattributed, non_ip) = self.hooks.unattributed(&maps.interface_traffic);
+            for item in unattributed {
+                let interface = self.names.name(None, item.ifindex);
+                interfaces
+                    .entry(interface.clone())
+                    .or_insert_with(|| InterfaceTraffic::new(interface.clone()))
+                    .captured
+                    .merge(item.traffic);
+                report.sockets.push(SocketTraffic {
+                    interface,
+                    protocol: item.protocol,
+                    cookie: None,
+                    owner: None,
+                    traffic: item.traffic,
+                });
+            }
+            for (ifindex, counter) in non_ip {
+                let interface = self.names.name(None, ifindex);
+                interfaces
+                    .entry(interface.clone())
+                    .or_insert_with(|| InterfaceTraffic::new(interface.clone()))
+                    .non_ip
+                    .merge(counter);
+            }
         }
         report.interfaces = interfaces.into_values().collect();
 

@@ -7,6 +7,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 #include "kernel_types.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
@@ -14,6 +15,8 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define EGRESS 0
 #define INGRESS 1
 #define EEXIST 17
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
 
 /* Every byte is a named field, so zero-initialised keys hash alike. */
 struct traffic_key {
@@ -47,6 +50,7 @@ enum loss {
 	LOSS_TRAFFIC_FULL,
 	LOSS_OWNERS_FULL,
 	LOSS_PROCESSES_FULL,
+	LOSS_INTERFACES_FULL,
 	LOSS_KINDS,
 };
 
@@ -65,6 +69,33 @@ struct {
 	__type(key, __u64);
 	__type(value, struct owner);
 } owners SEC(".maps");
+
+/* Everything that crosses each interface (TC), so that traffic no local socket
+ * moved (forwarded, or answered by the kernel itself) is seen too. Protocol 0 with
+ * non_ip set counts frames that carry no IP. */
+struct interface_key {
+	__u32 ifindex;
+	__u8 direction;
+	__u8 protocol;
+	__u8 non_ip;
+	__u8 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct interface_key);
+	__type(value, struct traffic_value);
+} interface_traffic SEC(".maps");
+
+/* Link-layer header length per interface (14 for Ethernet and loopback, 0 for
+ * tun or WireGuard), written by userspace as it attaches. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} link_header_length SEC(".maps");
 
 /* Who each owning process is, by tgid, so that traffic stamped with a past owner is
  * still named after a socket changed hands. */
@@ -141,6 +172,64 @@ int count_ingress(struct __sk_buff *skb)
 {
 	count(skb, INGRESS);
 	return 1;
+}
+
+/* Counts a frame at TC, in IP-layer bytes like the socket counters: the IP header's
+ * length field, or for offloaded packets that leave it 0, the frame less its link
+ * header. */
+static __always_inline void count_interface(struct __sk_buff *skb, __u8 direction)
+{
+	struct interface_key key = {.ifindex = skb->ifindex, .direction = direction};
+	__u64 bytes = 0;
+	__u8 header[8] = {};
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (bpf_skb_load_bytes_relative(skb, 0, header, 8, BPF_HDR_START_NET) == 0)
+			bytes = (header[2] << 8) | header[3];
+		__u8 protocol = 0;
+		bpf_skb_load_bytes_relative(skb, 9, &protocol, 1, BPF_HDR_START_NET);
+		key.protocol = protocol;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		if (bpf_skb_load_bytes_relative(skb, 0, header, 8, BPF_HDR_START_NET) == 0) {
+			__u64 payload = (header[4] << 8) | header[5];
+			bytes = payload ? payload + 40 : 0;
+			key.protocol = header[6];
+		}
+	} else {
+		key.non_ip = 1;
+	}
+	if (!bytes && !key.non_ip) {
+		__u32 ifindex = skb->ifindex;
+		__u32 *link = bpf_map_lookup_elem(&link_header_length, &ifindex);
+		__u32 link_len = link ? *link : 0;
+		bytes = skb->len > link_len ? skb->len - link_len : 0;
+	}
+	struct traffic_value *value = bpf_map_lookup_elem(&interface_traffic, &key);
+	if (!value) {
+		struct traffic_value zero = {};
+		if (bpf_map_update_elem(&interface_traffic, &key, &zero, BPF_NOEXIST) == 0)
+			value = bpf_map_lookup_elem(&interface_traffic, &key);
+		if (!value) {
+			count_loss(LOSS_INTERFACES_FULL);
+			return;
+		}
+	}
+	/* Per-CPU values: no other CPU writes this copy. */
+	value->bytes += key.non_ip ? skb->len : bytes;
+	value->packets += 1;
+}
+
+SEC("tc")
+int interface_ingress(struct __sk_buff *skb)
+{
+	count_interface(skb, INGRESS);
+	return 0; /* TC_ACT_OK: let it pass */
+}
+
+SEC("tc")
+int interface_egress(struct __sk_buff *skb)
+{
+	count_interface(skb, EGRESS);
+	return 0;
 }
 
 /* The current process: thread group id, user, cgroup and the group leader's name
