@@ -22,6 +22,7 @@ const USAGE: &str = "usage: labtraffic COMMAND ARGS
   tcp-duplex-serve ADDR SECONDS       accept one connection, send and receive at once
   fork-send ADDR AMOUNT               connect, then a forked child named ng-child sends
   short-lived ADDR COUNT BYTES        run COUNT processes one after another, each tcp-send
+  tcp-many ADDR COUNT SECONDS         open COUNT connections at once, send on all for that long
   udp-echo ADDR                       echo every datagram back
   udp-ping ADDR COUNT SIZE [connected]  send COUNT datagrams, read the echoes
   udp-flood ADDR SECONDS SIZE MODE    send as fast as possible; MODE: connected, unconnected, mmsg
@@ -63,6 +64,7 @@ fn main() -> ExitCode {
         "tcp-duplex-serve" => tcp::duplex_server(arg(2), arg(3)),
         "fork-send" => tcp::fork_send(arg(2), arg(3)),
         "short-lived" => tcp::short_lived(&args[0], arg(2), arg(3), arg(4)),
+        "tcp-many" => tcp::many(arg(2), arg(3), arg(4)),
         "udp-echo" => udp::echo(arg(2)),
         "udp-ping" => udp::ping(arg(2), arg(3), arg(4), arg(5)),
         "udp-flood" => udp::flood(arg(2), arg(3), arg(4), arg(5)),

@@ -35,6 +35,7 @@ impl Amount {
 }
 
 pub fn sink(bind: &str) -> Result {
+    raise_open_file_limit();
     let listener = TcpListener::bind(addr(bind)?).map_err(|e| e.to_string())?;
     println!("listening");
     for stream in listener.incoming() {
@@ -273,4 +274,48 @@ pub fn short_lived(myself: &str, target: &str, count: &str, bytes: &str) -> Resu
     }
     println!("bytes={total}");
     Ok(())
+}
+
+/// Opens COUNT connections at once and sends on each in turn for SECONDS.
+pub fn many(target: &str, count: &str, seconds: &str) -> Result {
+    raise_open_file_limit();
+    let target = addr(target)?;
+    let mut streams = Vec::new();
+    for _ in 0..number(count)? {
+        let stream = TcpStream::connect(target).map_err(|e| e.to_string())?;
+        stream.set_nonblocking(true).map_err(|e| e.to_string())?;
+        streams.push(stream);
+    }
+    let buffer = vec![0x5au8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(number(seconds)?);
+    let mut sent = 0u64;
+    while Instant::now() < deadline {
+        for stream in &mut streams {
+            // A full socket buffer is skipped; the next round tries again.
+            if let Ok(n) = stream.write(&buffer) {
+                sent += n as u64;
+            }
+        }
+    }
+    for stream in streams {
+        stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+        finish(stream)?;
+    }
+    println!("bytes={sent}");
+    Ok(())
+}
+
+/// A thousand sockets need more than the usual soft limit of 1024 descriptors.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: get and set our own limits from a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }

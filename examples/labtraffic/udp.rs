@@ -58,14 +58,9 @@ pub fn ping(target: &str, count: &str, size: &str, mode: &str) -> Result {
     Ok(())
 }
 
-fn sendmmsg(socket: &UdpSocket, payload: &[u8]) -> Result<usize> {
-    let mut iovecs: Vec<libc::iovec> = (0..BATCH)
-        .map(|_| libc::iovec {
-            iov_base: payload.as_ptr() as *mut _,
-            iov_len: payload.len(),
-        })
-        .collect();
-    let mut messages: Vec<libc::mmsghdr> = iovecs
+/// One message header per iovec, for sendmmsg/recvmmsg.
+fn message_headers(iovecs: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
+    iovecs
         .iter_mut()
         .map(|iov| {
             // SAFETY: an all-zero mmsghdr is valid; we fill in the one iovec.
@@ -74,7 +69,17 @@ fn sendmmsg(socket: &UdpSocket, payload: &[u8]) -> Result<usize> {
             message.msg_hdr.msg_iovlen = 1;
             message
         })
+        .collect()
+}
+
+fn sendmmsg(socket: &UdpSocket, payload: &[u8]) -> Result<usize> {
+    let mut iovecs: Vec<libc::iovec> = (0..BATCH)
+        .map(|_| libc::iovec {
+            iov_base: payload.as_ptr() as *mut _,
+            iov_len: payload.len(),
+        })
         .collect();
+    let mut messages = message_headers(&mut iovecs);
     // SAFETY: messages point at live iovecs over a live payload.
     let sent =
         check(
@@ -117,16 +122,7 @@ fn recvmmsg(socket: &UdpSocket, buffers: &mut [Vec<u8>]) -> Result<usize> {
             iov_len: b.len(),
         })
         .collect();
-    let mut messages: Vec<libc::mmsghdr> = iovecs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: an all-zero mmsghdr is valid; we fill in the one iovec.
-            let mut message: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            message.msg_hdr.msg_iov = iov;
-            message.msg_hdr.msg_iovlen = 1;
-            message
-        })
-        .collect();
+    let mut messages = message_headers(&mut iovecs);
     // SAFETY: messages point at live iovecs over live buffers.
     let count = check(unsafe {
         libc::recvmmsg(

@@ -232,8 +232,13 @@ impl Lab {
     }
 
     pub fn spawn(&self, ns: &str, tool: &str, args: &[&str]) -> Child {
-        Command::new("ip")
-            .args(["netns", "exec", ns])
+        self.spawn_with(&["ip", "netns", "exec", ns], tool, args)
+    }
+
+    /// Starts a tool behind a launcher command, output piped.
+    fn spawn_with(&self, launcher: &[&str], tool: &str, args: &[&str]) -> Child {
+        Command::new(launcher[0])
+            .args(&launcher[1..])
             .arg(self.tool(tool))
             .args(args)
             .stdout(Stdio::piped())
@@ -314,14 +319,7 @@ impl Lab {
             "echo $$ > {} && exec ip netns exec {ns} \"$0\" \"$@\"",
             procs.display()
         );
-        Command::new("sh")
-            .args(["-c", &script])
-            .arg(self.tool(tool))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        self.spawn_with(&["sh", "-c", &script], tool, args)
     }
 }
 
