@@ -2,12 +2,18 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use netgraph::accounting::Accountant;
 use netgraph::attribution::Attributor;
+use netgraph::config::Config;
 use netgraph::engine::capture::{CaptureEngine, CaptureSettings, InterfaceSelection};
 use netgraph::engine::ebpf::EbpfEngine;
 use netgraph::engine::{Engine, FlowHints};
 use netgraph::pipeline::Pipeline;
+use netgraph::sinks::influxdb::InfluxSink;
 use netgraph::sinks::json_lines::JsonLinesSink;
+use netgraph::sinks::prometheus::PrometheusSink;
+use netgraph::sinks::self_metrics::SelfMetrics;
+use netgraph::sinks::Sink;
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -42,6 +48,9 @@ enum EngineChoice {
 
 #[derive(clap::Args)]
 struct RunArgs {
+    /// Configuration file (TOML); see examples/netgraph.toml. Without it, defaults apply.
+    #[arg(short = 'c', long)]
+    config: Option<PathBuf>,
     /// How traffic is observed.
     #[arg(long, value_enum, default_value_t = EngineChoice::Auto)]
     engine: EngineChoice,
@@ -71,7 +80,20 @@ fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => {
+            // A bad configuration stops everything before it starts, with status 2.
+            let config = match &args.config {
+                Some(path) => Config::load(path),
+                None => Ok(Config::default()),
+            };
+            match config {
+                Ok(config) => run(args, config),
+                Err(error) => {
+                    tracing::error!("{error:#}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -119,7 +141,51 @@ fn start_engine(args: &RunArgs, hints: FlowHints) -> anyhow::Result<Box<dyn Engi
     Ok(Box::new(engine))
 }
 
-fn run(args: RunArgs) -> anyhow::Result<()> {
+/// Builds every configured sink; any that cannot start stops netgraph before it runs.
+fn start_sinks(config: &Config) -> anyhow::Result<Vec<Box<dyn Sink>>> {
+    let hostname = config.hostname.clone().unwrap_or_else(host_name);
+    let state_directory = config.state_directory();
+    let self_metrics = SelfMetrics::default();
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if config.json_lines.unwrap_or(true) {
+        sinks.push(Box::new(JsonLinesSink::new(std::io::stdout())));
+    }
+    for (index, influx) in config.influxdb.iter().enumerate() {
+        let name = influx.name.clone().unwrap_or_else(|| match index {
+            0 => "influxdb".into(),
+            n => format!("influxdb-{}", n + 1),
+        });
+        let name: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let sink = InfluxSink::start(&name, influx, &hostname, &state_directory, &self_metrics)?;
+        sinks.push(Box::new(sink));
+    }
+    if let Some(prometheus) = &config.prometheus {
+        sinks.push(Box::new(PrometheusSink::start(
+            prometheus.listen,
+            &self_metrics,
+        )?));
+    }
+    Ok(sinks)
+}
+
+/// The kernel's host name, as the `hostname` tag.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {
+    let sinks = start_sinks(&config)?;
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, shutdown.clone())
@@ -132,7 +198,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         engine,
         attributor: Attributor::start(hint_receiver).context("cannot start attribution")?,
         accountant: Accountant::new(SystemTime::now()),
-        sinks: vec![Box::new(JsonLinesSink::new(std::io::stdout()))],
+        sinks,
         interval: args.interval,
     };
     pipeline.run(&shutdown);

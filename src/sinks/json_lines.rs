@@ -138,7 +138,7 @@ fn common(report: &IntervalReport) -> Common {
 }
 
 impl<W: Write + Send> Sink for JsonLinesSink<W> {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "json"
     }
 

@@ -1,11 +1,15 @@
 //! Sinks read what accounting produced and deliver it somewhere.
 
+pub mod influxdb;
 pub mod json_lines;
+pub mod line_protocol;
+pub mod prometheus;
+pub mod self_metrics;
 
 use crate::accounting::IntervalReport;
 
 pub trait Sink: Send {
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
     fn write(&mut self, report: &IntervalReport) -> anyhow::Result<()>;
     /// Called once at shutdown, after the last interval.
     fn flush(&mut self) -> anyhow::Result<()> {

@@ -1,0 +1,201 @@
+//! The configuration file (TOML). Every option has a default, so no file at all is a
+//! valid configuration; `examples/netgraph.toml` documents each one.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Overrides the `hostname` tag; default: the host's name.
+    pub hostname: Option<String>,
+    /// Where spools (and later the embedded store) live; default: `$STATE_DIRECTORY`
+    /// (set by systemd) or `/var/lib/netgraph`.
+    pub state_directory: Option<PathBuf>,
+    /// One JSON line per series and interval on standard output.
+    pub json_lines: Option<bool>,
+    #[serde(default)]
+    pub influxdb: Vec<InfluxConfig>,
+    pub prometheus: Option<PrometheusConfig>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InfluxApi {
+    V1,
+    V2,
+    V3,
+}
+
+/// Not `Debug`: it holds secrets, which are never logged.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct InfluxConfig {
+    /// Names the sink in logs, metrics and its spool directory.
+    pub name: Option<String>,
+    pub url: String,
+    pub api: InfluxApi,
+    /// v1 and v3.
+    pub database: Option<String>,
+    /// v1.
+    pub retention_policy: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    /// v2.
+    pub org: Option<String>,
+    pub bucket: Option<String>,
+    /// v2 and v3.
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub token_env: Option<String>,
+    /// PEM file with the CA that signs the server's certificate; default: system roots.
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "yes")]
+    pub gzip: bool,
+    #[serde(default = "default_batch_lines")]
+    pub batch_lines: usize,
+    #[serde(default = "default_flush_interval", with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// Each wait before a flush is lengthened by up to this share, so a fleet spreads out.
+    #[serde(default = "default_jitter")]
+    pub jitter: f64,
+    #[serde(default = "default_max_retry_delay", with = "humantime_serde")]
+    pub max_retry_delay: Duration,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "default_spool_max_mib")]
+    pub spool_max_mib: u64,
+}
+
+impl InfluxConfig {
+    pub fn password(&self) -> anyhow::Result<Option<String>> {
+        resolve_secret(
+            "password",
+            &self.password,
+            &self.password_file,
+            &self.password_env,
+        )
+    }
+
+    pub fn token(&self) -> anyhow::Result<Option<String>> {
+        resolve_secret("token", &self.token, &self.token_file, &self.token_env)
+    }
+}
+
+/// A secret comes inline, from a file (systemd credentials) or from the environment.
+fn resolve_secret(
+    key: &str,
+    inline: &Option<String>,
+    file: &Option<PathBuf>,
+    env: &Option<String>,
+) -> anyhow::Result<Option<String>> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!(
+                "{key}_file {}: {e}; point it at a readable file holding the {key}",
+                path.display()
+            )
+        })?;
+        return Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()));
+    }
+    if let Some(variable) = env {
+        let value = std::env::var(variable).map_err(|_| {
+            anyhow::anyhow!("{key}_env: the environment variable {variable} is not set")
+        })?;
+        return Ok(Some(value));
+    }
+    Ok(inline.clone())
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusConfig {
+    /// Address of the `/metrics` endpoint, e.g. `127.0.0.1:9810`.
+    pub listen: std::net::SocketAddr,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_batch_lines() -> usize {
+    5000
+}
+fn default_flush_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_jitter() -> f64 {
+    0.2
+}
+fn default_max_retry_delay() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_spool_max_mib() -> u64 {
+    256
+}
+
+impl Config {
+    /// Reads and checks a configuration file; errors name the file and what to fix.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!("cannot read the configuration {}: {e}", path.display())
+        })?;
+        let config: Config = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), one_line(&e.to_string())))?;
+        config
+            .check()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        for (index, sink) in self.influxdb.iter().enumerate() {
+            let what = format!("[[influxdb]] number {}", index + 1);
+            if !(sink.url.starts_with("http://") || sink.url.starts_with("https://")) {
+                anyhow::bail!(
+                    "{what}: url {:?} must start with http:// or https://",
+                    sink.url
+                );
+            }
+            let missing = |key: &str| anyhow::anyhow!("{what}: api {:?} needs {key}", sink.api);
+            match sink.api {
+                InfluxApi::V1 | InfluxApi::V3 if sink.database.is_none() => {
+                    return Err(missing("database"))
+                }
+                InfluxApi::V2 if sink.org.is_none() => return Err(missing("org")),
+                InfluxApi::V2 if sink.bucket.is_none() => return Err(missing("bucket")),
+                _ => {}
+            }
+            if sink.batch_lines == 0 {
+                anyhow::bail!("{what}: batch_lines must be at least 1");
+            }
+            if !(0.0..=1.0).contains(&sink.jitter) {
+                anyhow::bail!("{what}: jitter must be between 0 and 1");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn state_directory(&self) -> PathBuf {
+        self.state_directory.clone().unwrap_or_else(|| {
+            std::env::var_os("STATE_DIRECTORY")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/var/lib/netgraph"))
+        })
+    }
+}
+
+/// toml's messages span several lines (a source excerpt); logs want one.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.chars().all(|c| c == '^'))
+        .collect::<Vec<_>>()
+        .join(" ")
+}

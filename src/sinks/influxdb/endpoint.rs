@@ -1,0 +1,93 @@
+//! Where and how one InfluxDB sink writes: the URL and credentials of the v1, v2 or v3
+//! write API, and an HTTP agent trusting the system roots or a given CA.
+
+use crate::config::{InfluxApi, InfluxConfig};
+use crate::sinks::line_protocol::{PRECISION_V1_V2, PRECISION_V3};
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
+
+pub struct Endpoint {
+    pub url: String,
+    /// The value of the `Authorization` header, if any.
+    pub authorization: Option<String>,
+    pub agent: ureq::Agent,
+}
+
+impl Endpoint {
+    pub fn new(config: &InfluxConfig) -> anyhow::Result<Endpoint> {
+        let base = config.url.trim_end_matches('/');
+        let mut query: Vec<(&str, String)> = Vec::new();
+        let (path, authorization) = match config.api {
+            InfluxApi::V1 => {
+                query.push(("db", config.database.clone().unwrap_or_default()));
+                if let Some(rp) = &config.retention_policy {
+                    query.push(("rp", rp.clone()));
+                }
+                query.push(("precision", PRECISION_V1_V2.into()));
+                let basic = match (&config.username, config.password()?) {
+                    (Some(user), password) => Some(basic_auth(user, &password.unwrap_or_default())),
+                    (None, _) => None,
+                };
+                ("/write", basic)
+            }
+            InfluxApi::V2 => {
+                query.push(("org", config.org.clone().unwrap_or_default()));
+                query.push(("bucket", config.bucket.clone().unwrap_or_default()));
+                query.push(("precision", PRECISION_V1_V2.into()));
+                (
+                    "/api/v2/write",
+                    config.token()?.map(|t| format!("Token {t}")),
+                )
+            }
+            InfluxApi::V3 => {
+                query.push(("db", config.database.clone().unwrap_or_default()));
+                query.push(("precision", PRECISION_V3.into()));
+                (
+                    "/api/v3/write_lp",
+                    config.token()?.map(|t| format!("Bearer {t}")),
+                )
+            }
+        };
+        let query: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+            .collect();
+        Ok(Endpoint {
+            url: format!("{base}{path}?{}", query.join("&")),
+            authorization,
+            agent: agent(config)?,
+        })
+    }
+}
+
+fn agent(config: &InfluxConfig) -> anyhow::Result<ureq::Agent> {
+    let roots = match &config.ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!("ca_file {}: {e}; give a readable PEM file", path.display())
+            })?;
+            let certificate = Certificate::from_pem(&pem).map_err(|e| {
+                anyhow::anyhow!("ca_file {}: not a PEM certificate ({e})", path.display())
+            })?;
+            RootCerts::new_with_certs(&[certificate])
+        }
+        None => RootCerts::PlatformVerifier,
+    };
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(config.timeout))
+        .tls_config(TlsConfig::builder().root_certs(roots).build())
+        .build()
+        .new_agent();
+    Ok(agent)
+}
+
+fn basic_auth(user: &str, password: &str) -> String {
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {token}")
+}
+
+/// Query values are names chosen by the user (databases, buckets, orgs).
+fn percent_encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}

@@ -1,0 +1,106 @@
+//! The InfluxDB sink: every interval's points go to an on-disk spool at once, and a
+//! writer thread delivers them to the v1, v2 or v3 write API, so that neither an outage
+//! nor a restart loses a point.
+
+mod endpoint;
+mod spool;
+mod verdict;
+mod writer;
+
+use super::line_protocol;
+use super::self_metrics::SelfMetrics;
+use super::Sink;
+use crate::accounting::IntervalReport;
+use crate::config::InfluxConfig;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct InfluxSink {
+    name: String,
+    hostname: String,
+    spool: Arc<spool::Spool>,
+    stop: Arc<AtomicBool>,
+    finished: crossbeam_channel::Receiver<()>,
+}
+
+/// How long shutdown waits for the spool to drain; what is left is sent at the next start.
+const DRAIN_AT_SHUTDOWN: Duration = Duration::from_secs(5);
+
+impl InfluxSink {
+    pub fn start(
+        name: &str,
+        config: &InfluxConfig,
+        hostname: &str,
+        state_directory: &Path,
+        metrics: &SelfMetrics,
+    ) -> anyhow::Result<InfluxSink> {
+        let context = |e: anyhow::Error| anyhow::anyhow!("InfluxDB sink {name}: {e}");
+        let endpoint = endpoint::Endpoint::new(config).map_err(context)?;
+        let directory = state_directory.join("spool").join(name);
+        let spool =
+            Arc::new(spool::Spool::open(&directory, config.spool_max_mib << 20).map_err(context)?);
+        let waiting = spool.waiting();
+        if waiting > 0 {
+            tracing::info!(
+                sink = name,
+                "{waiting} points spooled by an earlier run will be sent"
+            );
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (done, finished) = crossbeam_channel::bounded(1);
+        let writer = writer::Writer {
+            name: name.to_string(),
+            endpoint,
+            spool: spool.clone(),
+            metrics: metrics.for_sink(name),
+            stop: stop.clone(),
+            gzip: config.gzip,
+            batch_lines: config.batch_lines,
+            flush_interval: config.flush_interval,
+            jitter: config.jitter,
+            max_retry_delay: config.max_retry_delay,
+        };
+        std::thread::Builder::new()
+            .name(format!("influx-{name}"))
+            .spawn(move || {
+                writer.run();
+                let _ = done.send(());
+            })?;
+        tracing::info!(sink = name, url = %config.url, api = ?config.api, "writing to InfluxDB");
+        Ok(InfluxSink {
+            name: name.to_string(),
+            hostname: hostname.to_string(),
+            spool,
+            stop,
+            finished,
+        })
+    }
+}
+
+impl Sink for InfluxSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn write(&mut self, report: &IntervalReport) -> anyhow::Result<()> {
+        let lines = line_protocol::encode(report, &self.hostname);
+        self.spool
+            .push(&lines)
+            .map_err(|e| anyhow::anyhow!("cannot spool {} points: {e}", lines.len()))
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.spool.wake();
+        if self.finished.recv_timeout(DRAIN_AT_SHUTDOWN).is_err() {
+            tracing::warn!(sink = %self.name, "still sending at shutdown; the rest stays spooled");
+        }
+        let waiting = self.spool.waiting();
+        if waiting > 0 {
+            tracing::info!(sink = %self.name, "{waiting} points stay spooled for the next start");
+        }
+        Ok(())
+    }
+}

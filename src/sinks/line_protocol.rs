@@ -1,0 +1,139 @@
+//! InfluxDB line protocol for one interval, in the original's schema: `network_data` per
+//! series, `packet_stats` per interface. Timestamps are milliseconds (`precision=ms`).
+
+use crate::accounting::{InterfaceRow, IntervalReport, ProcessRow};
+use std::fmt::Write;
+use std::time::UNIX_EPOCH;
+
+/// The precision of the timestamps this module writes, in each API's spelling.
+pub const PRECISION_V1_V2: &str = "ms";
+pub const PRECISION_V3: &str = "millisecond";
+
+/// One line per process series and per interface, each ending in a newline.
+pub fn encode(report: &IntervalReport, hostname: &str) -> Vec<String> {
+    let millis = report
+        .end
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let mut lines = Vec::with_capacity(report.processes.len() + report.interfaces.len());
+    for row in &report.processes {
+        lines.push(network_data(row, report, hostname, millis));
+    }
+    for row in &report.interfaces {
+        lines.push(packet_stats(row, hostname, millis));
+    }
+    lines
+}
+
+fn network_data(row: &ProcessRow, report: &IntervalReport, hostname: &str, millis: u128) -> String {
+    let mut line = String::with_capacity(256);
+    line.push_str("network_data");
+    tag(&mut line, "name", &row.key.name);
+    if let Some(uid) = row.key.uid {
+        tag(&mut line, "uid", &uid.to_string());
+    }
+    tag(&mut line, "device_name", &row.key.interface);
+    tag(&mut line, "hostname", hostname);
+    let mut fields = Fields::new(&mut line);
+    if let Some(pid) = row.pid {
+        fields.integer("pid", pid.into());
+    }
+    fields.integer("sent_bytes", row.total.sent.bytes);
+    fields.integer("recv_bytes", row.total.recv.bytes);
+    fields.integer("sent_bytes_last", row.last.sent.bytes);
+    fields.integer("recv_bytes_last", row.last.recv.bytes);
+    fields.float("sent_kbs", report.kib_per_second(row.last.sent.bytes));
+    fields.float("recv_kbs", report.kib_per_second(row.last.recv.bytes));
+    fields.integer("sent_packets_last", row.last.sent.packets);
+    fields.integer("recv_packets_last", row.last.recv.packets);
+    let _ = writeln!(line, " {millis}");
+    line
+}
+
+fn packet_stats(row: &InterfaceRow, hostname: &str, millis: u128) -> String {
+    let mut line = String::with_capacity(160);
+    line.push_str("packet_stats");
+    tag(&mut line, "device_name", &row.interface);
+    tag(&mut line, "hostname", hostname);
+    let mut fields = Fields::new(&mut line);
+    fields.integer("ps_recv", row.capture.received);
+    fields.integer("ps_drop", row.capture.dropped);
+    fields.integer("ps_ifdrop", row.capture.if_dropped);
+    fields.integer("sent_bytes_last", row.last.sent.bytes);
+    fields.integer("recv_bytes_last", row.last.recv.bytes);
+    let _ = writeln!(line, " {millis}");
+    line
+}
+
+/// Empty tag values are not allowed by line protocol, so such tags are left out.
+fn tag(line: &mut String, key: &str, value: &str) {
+    if value.is_empty() {
+        return;
+    }
+    line.push(',');
+    escape_key(line, key);
+    line.push('=');
+    escape_key(line, value);
+}
+
+struct Fields<'a> {
+    line: &'a mut String,
+    first: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn new(line: &'a mut String) -> Self {
+        Fields { line, first: true }
+    }
+
+    fn separator(&mut self) {
+        self.line.push(if self.first { ' ' } else { ',' });
+        self.first = false;
+    }
+
+    /// Signed integers (`i`): InfluxDB 1.x rejects the unsigned `u` suffix.
+    fn integer(&mut self, key: &str, value: u64) {
+        self.separator();
+        let _ = write!(self.line, "{key}={}i", value.min(i64::MAX as u64));
+    }
+
+    fn float(&mut self, key: &str, value: f64) {
+        self.separator();
+        let value = if value.is_finite() { value } else { 0.0 };
+        // `{:?}` keeps a decimal point, so the field stays a float even for whole numbers.
+        let _ = write!(self.line, "{key}={value:?}");
+    }
+}
+
+/// Escapes a tag key, tag value or field key. Commas, equals signs and spaces get a
+/// backslash; a backslash is doubled only where it would otherwise escape what follows
+/// it (InfluxDB 1.x keeps other backslashes literally, 2.x and 3.x read `\\` as one).
+/// Line breaks cannot appear in a line, so they become spaces; a trailing backslash is
+/// left out, as InfluxDB 3 refuses a name that ends in one.
+fn escape_key(out: &mut String, text: &str) {
+    let mut chars = text.trim_end_matches('\\').chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            ',' | '=' | ' ' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push_str("\\ "),
+            '\\' => {
+                out.push('\\');
+                let next_is_special = matches!(
+                    chars.peek(),
+                    None | Some(',' | '=' | ' ' | '\\' | '\n' | '\r')
+                );
+                if next_is_special {
+                    out.push('\\');
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,147 @@
+//! The encoder checked against InfluxData's own parser (`influxdb-line-protocol`).
+
+use super::*;
+use crate::accounting::SeriesKey;
+use crate::engine::CaptureStats;
+use crate::traffic::{Counter, Traffic};
+use influxdb_line_protocol::{parse_lines, FieldValue};
+use std::time::Duration;
+
+fn traffic(sent: u64, recv: u64) -> Traffic {
+    let mut t = Traffic::default();
+    t.sent.add_packet(sent);
+    t.recv.add_packet(recv);
+    t
+}
+
+fn report(names: &[&str], uid: Option<u32>) -> IntervalReport {
+    let end = UNIX_EPOCH + Duration::from_millis(1_700_000_000_500);
+    IntervalReport {
+        start: end - Duration::from_secs(2),
+        end,
+        processes: names
+            .iter()
+            .map(|name| ProcessRow {
+                key: SeriesKey {
+                    name: (*name).into(),
+                    uid,
+                    interface: "eth 0,x=y".into(),
+                },
+                attributed: uid.is_some(),
+                pid: uid.map(|_| 4242),
+                exe: None,
+                cgroup: None,
+                last: traffic(2048, 100),
+                total: traffic(10_000, 500),
+            })
+            .collect(),
+        interfaces: vec![InterfaceRow {
+            interface: "wg0".into(),
+            last: traffic(1, 2),
+            total: traffic(1, 2),
+            malformed: Counter::default(),
+            non_ip: Counter::default(),
+            overflow: Counter::default(),
+            capture: CaptureStats {
+                received: 9,
+                dropped: 1,
+                if_dropped: 0,
+            },
+        }],
+        lost: 0,
+        lost_total: 0,
+    }
+}
+
+fn tags_of(line: &str) -> Vec<(String, String)> {
+    let parsed = parse_lines(line).next().unwrap().unwrap();
+    parsed
+        .series
+        .tag_set
+        .unwrap_or_default()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn awkward_names_round_trip_through_the_reference_parser() {
+    let names = [
+        "plain",
+        "with space",
+        "a,comma",
+        "key=value",
+        "quote\"d",
+        "back\\slash",
+        "trailing\\",
+        "\\,mixed =\\",
+        "Web Content",
+        "ünïcödé-進程",
+        "line\nbreak",
+    ];
+    let report = report(&names, Some(1000));
+    let lines = encode(&report, "host.example, inc");
+    assert_eq!(lines.len(), names.len() + 1);
+    for (line, name) in lines.iter().zip(names) {
+        let tags = tags_of(line);
+        let expected = name.replace('\n', " ").trim_end_matches('\\').to_string();
+        assert_eq!(tags[0], ("name".into(), expected), "line: {line}");
+        assert_eq!(tags[1], ("uid".into(), "1000".into()));
+        assert_eq!(tags[2], ("device_name".into(), "eth 0,x=y".into()));
+        assert_eq!(tags[3], ("hostname".into(), "host.example, inc".into()));
+    }
+}
+
+#[test]
+fn fields_have_the_schema_types_and_an_explicit_timestamp() {
+    let lines = encode(&report(&["curl"], Some(0)), "h");
+    let parsed = parse_lines(&lines[0]).next().unwrap().unwrap();
+    assert_eq!(parsed.series.measurement.as_str(), "network_data");
+    assert_eq!(parsed.timestamp, Some(1_700_000_000_500));
+    let field = |key: &str| {
+        parsed
+            .field_set
+            .iter()
+            .find(|(k, _)| k.as_str() == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no field {key} in {}", lines[0]))
+    };
+    assert_eq!(field("pid"), FieldValue::I64(4242));
+    assert_eq!(field("sent_bytes"), FieldValue::I64(10_000));
+    assert_eq!(field("recv_bytes"), FieldValue::I64(500));
+    assert_eq!(field("sent_bytes_last"), FieldValue::I64(2048));
+    assert_eq!(field("recv_bytes_last"), FieldValue::I64(100));
+    assert_eq!(field("sent_kbs"), FieldValue::F64(1.0));
+    assert_eq!(field("recv_kbs"), FieldValue::F64(100.0 / 1024.0 / 2.0));
+
+    let stats = parse_lines(&lines[1]).next().unwrap().unwrap();
+    assert_eq!(stats.series.measurement.as_str(), "packet_stats");
+    assert_eq!(stats.field_set[0].1, FieldValue::I64(9));
+    assert_eq!(stats.field_set[1].1, FieldValue::I64(1));
+}
+
+#[test]
+fn unattributed_rows_leave_out_the_uid_tag_and_the_pid() {
+    let lines = encode(&report(&["unknown UDP"], None), "");
+    let tags = tags_of(&lines[0]);
+    assert_eq!(
+        tags,
+        vec![
+            ("name".to_string(), "unknown UDP".to_string()),
+            ("device_name".to_string(), "eth 0,x=y".to_string()),
+        ]
+    );
+    assert!(!lines[0].contains("pid="));
+}
+
+#[test]
+fn huge_counts_stay_signed_integers() {
+    let mut report = report(&["x"], Some(1));
+    report.processes[0].total.sent.bytes = u64::MAX;
+    let lines = encode(&report, "h");
+    let parsed = parse_lines(&lines[0]).next().unwrap().unwrap();
+    assert!(parsed
+        .field_set
+        .iter()
+        .any(|(k, v)| k.as_str() == "sent_bytes" && *v == FieldValue::I64(i64::MAX)));
+}

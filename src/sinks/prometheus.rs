@@ -1,0 +1,221 @@
+//! The Prometheus endpoint: `/metrics` in OpenMetrics text, counters per (process name,
+//! uid, interface) that only ever grow (a process that exits keeps its last value), per
+//! interface statistics, and the self metrics. No pid label: every new process would be a
+//! new series.
+
+use super::self_metrics::SelfMetrics;
+use super::Sink;
+use crate::accounting::IntervalReport;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProcessLabels {
+    name: String,
+    /// Empty for the `unknown ...` buckets.
+    uid: String,
+    interface: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InterfaceLabels {
+    interface: String,
+}
+
+type Counters<L> = Family<L, Counter>;
+
+#[derive(Default)]
+struct Metrics {
+    process_sent_bytes: Counters<ProcessLabels>,
+    process_recv_bytes: Counters<ProcessLabels>,
+    process_sent_packets: Counters<ProcessLabels>,
+    process_recv_packets: Counters<ProcessLabels>,
+    interface_sent_bytes: Counters<InterfaceLabels>,
+    interface_recv_bytes: Counters<InterfaceLabels>,
+    capture_received: Counters<InterfaceLabels>,
+    capture_dropped: Counters<InterfaceLabels>,
+    capture_if_dropped: Counters<InterfaceLabels>,
+    lost_events: Counter,
+}
+
+pub struct PrometheusSink {
+    metrics: Metrics,
+}
+
+impl PrometheusSink {
+    /// Binds `listen` now (so a taken port is an error at start) and serves from a thread.
+    pub fn start(listen: SocketAddr, self_metrics: &SelfMetrics) -> anyhow::Result<PrometheusSink> {
+        let metrics = Metrics::default();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        self_metrics.register(&mut registry);
+        let listener = std::net::TcpListener::bind(listen).map_err(|e| {
+            anyhow::anyhow!("Prometheus endpoint: cannot listen on {listen}: {e}; choose another [prometheus] listen address")
+        })?;
+        listener.set_nonblocking(true)?;
+        let registry = Arc::new(registry);
+        std::thread::Builder::new()
+            .name("prometheus".into())
+            .spawn(move || serve(listener, registry))?;
+        tracing::info!("Prometheus metrics on http://{listen}/metrics");
+        Ok(PrometheusSink { metrics })
+    }
+}
+
+fn serve(listener: std::net::TcpListener, registry: Arc<Registry>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!("Prometheus endpoint: cannot start: {error}");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let app = axum::Router::new()
+            .route("/metrics", axum::routing::get(metrics_page))
+            .with_state(registry);
+        let served = match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => axum::serve(listener, app).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = served {
+            tracing::error!("Prometheus endpoint stopped: {error}");
+        }
+    });
+}
+
+async fn metrics_page(
+    axum::extract::State(registry): axum::extract::State<Arc<Registry>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut text = String::new();
+    if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &registry) {
+        let status = axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+        return (status, format!("cannot encode metrics: {error}")).into_response();
+    }
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(axum::http::header::CONTENT_TYPE, content_type)], text).into_response()
+}
+
+impl Metrics {
+    fn register(&self, registry: &mut Registry) {
+        let families = [
+            (
+                "netgraph_process_transmitted_bytes",
+                "IP-layer bytes a process sent",
+                &self.process_sent_bytes,
+            ),
+            (
+                "netgraph_process_received_bytes",
+                "IP-layer bytes a process received",
+                &self.process_recv_bytes,
+            ),
+            (
+                "netgraph_process_transmitted_packets",
+                "Packets a process sent",
+                &self.process_sent_packets,
+            ),
+            (
+                "netgraph_process_received_packets",
+                "Packets a process received",
+                &self.process_recv_packets,
+            ),
+        ];
+        for (name, help, family) in families {
+            registry.register(name, help, family.clone());
+        }
+        let interface_families = [
+            (
+                "netgraph_interface_transmitted_bytes",
+                "IP-layer bytes sent with a local end",
+                &self.interface_sent_bytes,
+            ),
+            (
+                "netgraph_interface_received_bytes",
+                "IP-layer bytes received with a local end",
+                &self.interface_recv_bytes,
+            ),
+            (
+                "netgraph_capture_received_packets",
+                "Packets the capture received (ps_recv)",
+                &self.capture_received,
+            ),
+            (
+                "netgraph_capture_dropped_packets",
+                "Packets dropped by the capture buffer (ps_drop)",
+                &self.capture_dropped,
+            ),
+            (
+                "netgraph_capture_interface_dropped_packets",
+                "Packets dropped by the interface (ps_ifdrop)",
+                &self.capture_if_dropped,
+            ),
+        ];
+        for (name, help, family) in interface_families {
+            registry.register(name, help, family.clone());
+        }
+        registry.register(
+            "netgraph_engine_lost_events",
+            "Events the engine could not record (full maps)",
+            self.lost_events.clone(),
+        );
+    }
+}
+
+impl Sink for PrometheusSink {
+    fn name(&self) -> &str {
+        "prometheus"
+    }
+
+    fn write(&mut self, report: &IntervalReport) -> anyhow::Result<()> {
+        let m = &self.metrics;
+        for row in &report.processes {
+            let labels = ProcessLabels {
+                name: row.key.name.to_string(),
+                uid: row.key.uid.map(|u| u.to_string()).unwrap_or_default(),
+                interface: row.key.interface.to_string(),
+            };
+            m.process_sent_bytes
+                .get_or_create(&labels)
+                .inc_by(row.last.sent.bytes);
+            m.process_recv_bytes
+                .get_or_create(&labels)
+                .inc_by(row.last.recv.bytes);
+            m.process_sent_packets
+                .get_or_create(&labels)
+                .inc_by(row.last.sent.packets);
+            m.process_recv_packets
+                .get_or_create(&labels)
+                .inc_by(row.last.recv.packets);
+        }
+        for row in &report.interfaces {
+            let labels = InterfaceLabels {
+                interface: row.interface.to_string(),
+            };
+            m.interface_sent_bytes
+                .get_or_create(&labels)
+                .inc_by(row.last.sent.bytes);
+            m.interface_recv_bytes
+                .get_or_create(&labels)
+                .inc_by(row.last.recv.bytes);
+            m.capture_received
+                .get_or_create(&labels)
+                .inc_by(row.capture.received);
+            m.capture_dropped
+                .get_or_create(&labels)
+                .inc_by(row.capture.dropped);
+            m.capture_if_dropped
+                .get_or_create(&labels)
+                .inc_by(row.capture.if_dropped);
+        }
+        m.lost_events.inc_by(report.lost);
+        Ok(())
+    }
+}
