@@ -5,7 +5,9 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 require_root
 require_cargo
-install_packages "${BUILD_PACKAGES[@]}" iproute2 nftables iputils-ping
+# Lab tools, and the real servers the export tests write to.
+install_packages "${BUILD_PACKAGES[@]}" iproute2 nftables iputils-ping \
+    influxdb victoria-metrics prometheus openssl curl
 
 cargo fmt --all -- --check
 cargo clippy --release --all-targets --quiet -- -D warnings

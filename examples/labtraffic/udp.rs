@@ -89,6 +89,22 @@ fn sendmmsg(socket: &UdpSocket, payload: &[u8]) -> Result<usize> {
     Ok(sent * payload.len())
 }
 
+/// Sends one datagram of SIZE every 10 ms for SECONDS: steady traffic for long tests.
+pub fn trickle(target: &str, seconds: &str, size: &str) -> Result {
+    let target = addr(target)?;
+    let socket = unbound_for(target)?;
+    socket.connect(target).map_err(|e| e.to_string())?;
+    let payload = vec![0x33u8; number(size)? as usize];
+    let deadline = Instant::now() + Duration::from_secs(number(seconds)?);
+    let mut sent = 0u64;
+    while Instant::now() < deadline {
+        sent += socket.send(&payload).unwrap_or(0) as u64;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    println!("bytes={sent}");
+    Ok(())
+}
+
 /// Sends datagrams of SIZE as fast as it can for SECONDS; send errors such as a full
 /// buffer are skipped, only what the kernel took is counted.
 pub fn flood(target: &str, seconds: &str, size: &str, mode: &str) -> Result {

@@ -212,6 +212,11 @@ impl Lab {
             .unwrap_or_else(|| panic!("no counter {name} in {json}"))
     }
 
+    /// A scratch file path inside the lab's directory (configs, certificates, data).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
     /// A copy of the traffic generator under its own name, so it is its own process name.
     pub fn tool(&self, name: &str) -> PathBuf {
         let path = self.dir.join(name);
@@ -276,8 +281,9 @@ impl Lab {
 
     /// Starts netgraph behind a wrapper command (such as `setpriv ...`), without waiting.
     pub fn netgraph_as(&self, wrapper: &[&str], extra: &[&str]) -> Netgraph {
-        let out = self.dir.join("netgraph.jsonl");
-        let err = self.dir.join("netgraph.log");
+        let run = NEXT.fetch_add(1, Ordering::Relaxed);
+        let out = self.dir.join(format!("netgraph-{run}.jsonl"));
+        let err = self.dir.join(format!("netgraph-{run}.log"));
         let (program, wrapper_args) = match wrapper.split_first() {
             Some((program, rest)) => (*program, rest),
             None => (env!("CARGO_BIN_EXE_netgraph"), &[][..]),
