@@ -342,9 +342,21 @@ pub struct VictoriaMetrics {
 
 impl VictoriaMetrics {
     pub fn start(dir: &Path) -> VictoriaMetrics {
+        Self::start_scraping(dir, None)
+    }
+
+    /// Also scrapes `target`'s /metrics every second, as a Prometheus would.
+    pub fn start_scraping(dir: &Path, target: Option<&str>) -> VictoriaMetrics {
         let port = free_port();
         let data = dir.join("victoria-metrics");
         let mut command = Command::new("victoria-metrics");
+        if let Some(target) = target {
+            let config = dir.join("vm-scrape.yml");
+            std::fs::write(&config, scrape_config(target)).unwrap();
+            command.arg(format!("-promscrape.config={}", config.display()));
+            // The file is shared with Prometheus, whose evaluation_interval VM does not know.
+            command.arg("-promscrape.config.strictParse=false");
+        }
         command.args([
             format!("-storageDataPath={}", data.display()),
             format!("-httpListenAddr=127.0.0.1:{port}"),
@@ -393,6 +405,13 @@ fn instant_query(base: &str, promql: &str) -> Value {
     value
 }
 
+fn scrape_config(target: &str) -> String {
+    format!(
+        "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+         scrape_configs: [{{job_name: netgraph, static_configs: [{{targets: ['{target}']}}]}}]\n"
+    )
+}
+
 /// Prometheus scraping one target every second.
 pub struct Prometheus {
     _process: Process,
@@ -404,14 +423,7 @@ impl Prometheus {
         let dir = dir.join("prometheus");
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
-                 scrape_configs: [{{job_name: netgraph, static_configs: [{{targets: ['{target}']}}]}}]\n"
-            ),
-        )
-        .unwrap();
+        std::fs::write(&config, scrape_config(target)).unwrap();
         let port = free_port();
         let mut command = Command::new("prometheus");
         command.args([

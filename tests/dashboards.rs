@@ -1,0 +1,410 @@
+//! The Grafana dashboards: their structure, and every InfluxQL and PromQL panel query
+//! executed against real servers after real traffic (Grafana itself cannot be installed
+//! here). Flux has no engine here: its panels are checked for the original's queries.
+
+mod lab;
+mod servers;
+
+use lab::*;
+use serde_json::Value;
+use servers::*;
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+fn dashboard(name: &str) -> Value {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("grafana/dashboards/{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn panels(board: &Value) -> &Vec<Value> {
+    board["panels"].as_array().unwrap()
+}
+
+/// (panel title, query text) of every panel target that queries the data source.
+fn queries(board: &Value, key: &str) -> Vec<(String, String)> {
+    panels(board)
+        .iter()
+        .flat_map(|p| {
+            p["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(move |t| {
+                    t[key]
+                        .as_str()
+                        .map(|q| (p["title"].as_str().unwrap().to_string(), q.to_string()))
+                })
+        })
+        .collect()
+}
+
+const TITLES: [&str; 7] = [
+    "Bytes sent per process",
+    "Bytes received per process",
+    "Hourly totals (sent, received, total)",
+    "Top processes",
+    "Traffic per interface",
+    "Unattributed share",
+    "Packet statistics (capture engine)",
+];
+
+#[test]
+fn dashboards_are_well_formed() {
+    let mut uids = HashSet::new();
+    for (name, datasource_type) in [
+        ("netgraph-influxql", "influxdb"),
+        ("netgraph-flux", "influxdb"),
+        ("netgraph-promql", "prometheus"),
+    ] {
+        let board = dashboard(name);
+        assert_eq!(board["uid"], name);
+        assert!(uids.insert(board["uid"].as_str().unwrap().to_string()));
+        let variables = board["templating"]["list"].as_array().unwrap();
+        let variable = |n: &str| variables.iter().find(|v| v["name"] == n);
+        let picker = variable("datasource").expect("a data source variable");
+        assert_eq!(picker["type"], "datasource");
+        assert_eq!(picker["query"], datasource_type);
+        let host = variable("host").expect("a host variable");
+        assert_eq!(host["datasource"]["uid"], "${datasource}");
+        let titles: Vec<&str> = panels(&board)
+            .iter()
+            .map(|p| p["title"].as_str().unwrap())
+            .collect();
+        assert_eq!(titles, TITLES, "{name}");
+        let mut ids = HashSet::new();
+        for panel in panels(&board) {
+            assert!(
+                ids.insert(panel["id"].as_u64().unwrap()),
+                "{name}: duplicate panel id"
+            );
+            let grid = &panel["gridPos"];
+            assert!(grid["x"].as_u64().unwrap() + grid["w"].as_u64().unwrap() <= 24);
+            assert_eq!(panel["datasource"]["type"], datasource_type);
+            assert_eq!(panel["datasource"]["uid"], "${datasource}");
+            let targets = panel["targets"].as_array().unwrap();
+            assert!(
+                !targets.is_empty(),
+                "{name}: {} has no query",
+                panel["title"]
+            );
+            for target in targets {
+                let source = &target["datasource"];
+                let expression = source["uid"] == "__expr__";
+                assert!(expression || source["uid"] == "${datasource}");
+                assert!(target["refId"].is_string());
+            }
+        }
+    }
+    let provisioning = Path::new(env!("CARGO_MANIFEST_DIR")).join("grafana/provisioning");
+    let providers = std::fs::read_to_string(provisioning.join("dashboards/netgraph.yaml")).unwrap();
+    assert!(
+        providers.contains("apiVersion: 1")
+            && providers.contains("path: /var/lib/grafana/dashboards/netgraph")
+    );
+    let sources = std::fs::read_to_string(provisioning.join("datasources/netgraph.yaml")).unwrap();
+    for needle in ["type: influxdb", "version: Flux", "type: prometheus"] {
+        assert!(sources.contains(needle), "datasources lack {needle}");
+    }
+}
+
+/// The original README's four Flux queries, step by step after `range`.
+const SEED_FLUX: [&[&str]; 4] = [
+    &[
+        r#"filter(fn: (r) => (r._measurement == "network_data" and (r._field == "sent_bytes_last" or r._field == "recv_bytes_last")))"#,
+        r#"keep(columns: ["_time","_value", "_field"])"#,
+        "aggregateWindow(every: 1h, fn: sum, createEmpty: true)",
+        r#"group(columns: ["_time","_field"])"#,
+        r#"pivot(rowKey:["_time"], columnKey: ["_field"], valueColumn: "_value")"#,
+        "group(columns: [])",
+        "map(fn: (r) => ({r with total_sum: (r.sent_bytes_last + r.recv_bytes_last)}))",
+    ],
+    &[
+        r#"filter(fn: (r) => (r._measurement == "packet_stats"))"#,
+        "aggregateWindow(every: 1h, fn: sum, createEmpty: true)",
+    ],
+    &[
+        r#"filter(fn: (r) => (r._measurement == "network_data" and (r._field == "recv_bytes_last")))"#,
+        r#"keep(columns: ["_time","_value", "name"])"#,
+        "aggregateWindow(every: 1h, fn: sum, createEmpty: true)",
+    ],
+    &[
+        r#"filter(fn: (r) => (r._measurement == "network_data" and (r._field == "sent_bytes_last")))"#,
+        r#"keep(columns: ["_time","_value", "name"])"#,
+        "aggregateWindow(every: 1h, fn: sum, createEmpty: true)",
+    ],
+];
+
+#[test]
+fn the_flux_dashboard_carries_the_original_queries() {
+    let board = dashboard("netgraph-flux");
+    let texts: Vec<Vec<String>> = queries(&board, "query")
+        .into_iter()
+        .map(|(_, q)| {
+            q.lines()
+                .map(|l| l.trim().trim_start_matches("|>").trim().to_string())
+                .collect()
+        })
+        .collect();
+    for seed in SEED_FLUX {
+        let found = texts.iter().any(|steps| {
+            steps[0].starts_with("from(bucket:")
+                && steps[1] == "range(start: v.timeRangeStart, stop: v.timeRangeStop)"
+                && steps[2].contains("r.hostname")
+                && steps[3..] == seed.iter().map(|s| s.to_string()).collect::<Vec<_>>()[..]
+        });
+        assert!(found, "no panel runs the original query {seed:?}");
+    }
+    for (title, query) in queries(&board, "query") {
+        let opened = query.matches('(').count();
+        assert_eq!(
+            opened,
+            query.matches(')').count(),
+            "{title}: unbalanced parentheses"
+        );
+        assert_eq!(
+            query.matches('[').count(),
+            query.matches(']').count(),
+            "{title}"
+        );
+        assert_eq!(
+            query.matches('{').count(),
+            query.matches('}').count(),
+            "{title}"
+        );
+    }
+}
+
+/// Grafana's macros, as it would expand them for "the last hour".
+fn influxql(query: &str, host: &str) -> String {
+    query
+        .replace("$timeFilter", "time > now() - 1h")
+        .replace("$__interval", "1s")
+        .replace("$host", host)
+}
+
+fn promql(query: &str, host: &str) -> String {
+    query
+        .replace("$__rate_interval", "1m")
+        .replace("$__range", "10m")
+        .replace("$host", host)
+}
+
+fn number(value: &Value) -> f64 {
+    value
+        .as_f64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn every_panel_query_runs_against_real_servers() {
+    if !require_root("every_panel_query_runs_against_real_servers") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (host_end, b_end) = (
+        format!("vh{}", &lab.veth_a[2..]),
+        format!("vk{}", &lab.veth_b[2..]),
+    );
+    lab.link_to_host(&host_end, &b_end, "10.204.0");
+    let influx = Influx::start(&lab.path(""), InfluxOptions::default());
+    influx.query("CREATE DATABASE netgraph");
+    let port = free_port();
+    let target = format!("127.0.0.1:{port}");
+    let prometheus = Prometheus::start(&lab.path(""), &target);
+    let vm = VictoriaMetrics::start_scraping(&lab.path(""), Some(&target));
+    let config = lab.path("dash.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "hostname = \"dash-host\"\nstate_directory = \"{}\"\n[prometheus]\nlisten = \"{target}\"\n\
+             [[influxdb]]\nurl = \"{}\"\napi = \"v1\"\ndatabase = \"netgraph\"\nflush_interval = \"500ms\"\n",
+            lab.path("state").display(),
+            influx.url
+        ),
+    )
+    .unwrap();
+    let b = lab.b.clone();
+    lab.serve(&b, "ng-sink", &["udp-sink", &format!("{B4}:7901"), "recv"]);
+    let netgraph =
+        lab.netgraph_on_host(&["--engine", "ebpf", "--config", &config.to_string_lossy()]);
+    // Both scrapers must see the counters grow, not be born at their final value.
+    for (server, base) in [
+        ("Prometheus", &prometheus.url),
+        ("VictoriaMetrics", &vm.url),
+    ] {
+        wait_until_up(server, base);
+    }
+    // Paced, so that the scrapers are not starved of CPU while it runs.
+    lab.exec(
+        &lab.a,
+        "ng-dash",
+        &["udp-trickle", &format!("{B4}:7901"), "4", "1000"],
+    );
+    // The kernel answering pings has no socket: unattributed traffic for that panel.
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &lab.b,
+            "ping",
+            "-q",
+            "-c",
+            "10",
+            "-i",
+            "0.1",
+            "10.204.0.1",
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(4));
+
+    let board = dashboard("netgraph-promql");
+    for (server, base) in [
+        ("Prometheus", &prometheus.url),
+        ("VictoriaMetrics", &vm.url),
+    ] {
+        let values: Value = ureq::get(&format!("{base}/api/v1/label/instance/values"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .map(|text| serde_json::from_str(&text).unwrap())
+            .unwrap();
+        assert!(
+            values["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v == &Value::from(target.clone())),
+            "{server}: host variable: {values}"
+        );
+        for (title, query) in queries(&board, "expr") {
+            let query = promql(&query, &target);
+            let answer = match server {
+                "Prometheus" => prometheus.query(&query),
+                _ => vm.query(&query),
+            };
+            let result = answer["data"]["result"].as_array().unwrap();
+            assert!(
+                !result.is_empty(),
+                "{server}, {title}: no series for {query}"
+            );
+            match title.as_str() {
+                "Bytes sent per process" | "Top processes" => assert!(
+                    result
+                        .iter()
+                        .any(|s| s["metric"]["name"] == "ng-dash" && number(&s["value"][1]) > 0.0),
+                    "{server}, {title}: ng-dash missing in {answer}"
+                ),
+                "Unattributed share" => {
+                    let share = number(&result[0]["value"][1]);
+                    assert!(share > 0.0 && share < 1.0, "{server}: share {share}");
+                }
+                _ => {}
+            }
+        }
+        report(&format!(
+            "dashboards: every PromQL panel query answers on {server}"
+        ));
+    }
+
+    let records = netgraph.stop();
+    let board = dashboard("netgraph-influxql");
+    let host_values = influx.query_db("netgraph", &queries_of_variable(&board));
+    assert!(
+        host_values.to_string().contains("dash-host"),
+        "{host_values}"
+    );
+    let sent = records.sum_all("ng-dash", "sent_bytes_last") as f64;
+    let all: f64 = records
+        .processes()
+        .map(|l| number(&l["sent_bytes_last"]) + number(&l["recv_bytes_last"]))
+        .sum();
+    for (title, query) in queries(&board, "query") {
+        let query = influxql(&query, "dash-host");
+        let answer = influx.query_db("netgraph", &query);
+        let series = answer["results"][0]["series"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(!series.is_empty(), "{title}: no series for {query}");
+        let column_sum = |series: &[Value], column: &str| -> f64 {
+            series
+                .iter()
+                .map(|s| {
+                    let index = s["columns"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .position(|c| c == column)
+                        .unwrap();
+                    s["values"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|row| number(&row[index]))
+                        .sum::<f64>()
+                })
+                .sum()
+        };
+        match title.as_str() {
+            "Bytes sent per process" => {
+                let ours: Vec<Value> = series
+                    .iter()
+                    .filter(|s| s["tags"]["name"] == "ng-dash")
+                    .cloned()
+                    .collect();
+                assert_eq!(column_sum(&ours, "sum"), sent, "{title}");
+            }
+            "Top processes" => {
+                let ours: Vec<Value> = series
+                    .iter()
+                    .filter(|s| s["tags"]["name"] == "ng-dash")
+                    .cloned()
+                    .collect();
+                assert_eq!(column_sum(&ours, "sent"), sent, "{title}");
+            }
+            "Hourly totals (sent, received, total)" => {
+                assert_eq!(column_sum(&series, "total"), all, "{title}");
+            }
+            _ => {}
+        }
+    }
+    report("dashboards: every InfluxQL panel query answers on InfluxDB 1.6 with the expected sums");
+}
+
+fn wait_until_up(server: &str, base: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer: Value = ureq::post(&format!("{base}/api/v1/query"))
+            .send_form([("query", "up{job=\"netgraph\"}")])
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        if number(&answer["data"]["result"][0]["value"][1]) == 1.0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{server} never scraped netgraph"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn queries_of_variable(board: &Value) -> String {
+    board["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "host")
+        .unwrap()["query"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
