@@ -146,7 +146,7 @@ impl Config {
             anyhow::anyhow!("cannot read the configuration {}: {e}", path.display())
         })?;
         let config: Config = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), one_line(&e.to_string())))?;
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), describe(&e, &text)))?;
         config
             .check()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -190,12 +190,40 @@ impl Config {
     }
 }
 
-/// toml's messages span several lines (a source excerpt); logs want one.
-fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.chars().all(|c| c == '^'))
-        .collect::<Vec<_>>()
-        .join(" ")
+/// One line: where (line and column), what, and for an unknown key the closest known one.
+fn describe(error: &toml::de::Error, text: &str) -> String {
+    let message = error.message().trim().replace('\n', " ");
+    let place = error.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        let key = text
+            .lines()
+            .nth(line - 1)
+            .and_then(|l| l.split_once('='))
+            .map(|(key, _)| format!("key `{}`: ", key.trim()))
+            .unwrap_or_default();
+        format!("line {line}, column {column}: {key}")
+    });
+    let hint = closest_key(&message)
+        .map(|key| format!(" (did you mean `{key}`?)"))
+        .unwrap_or_default();
+    format!("{}{message}{hint}", place.unwrap_or_default())
 }
+
+/// serde says "unknown field `x`, expected one of `a`, `b`": suggests the nearest.
+fn closest_key(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, expected) = rest.split_once('`')?;
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|key| (strsim::jaro_winkler(unknown, key), key))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, key)| key.to_string())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,67 @@
+use super::*;
+
+fn parse(text: &str) -> anyhow::Result<Config> {
+    let path = std::env::temp_dir().join(format!(
+        "netgraph-config-{}-{}.toml",
+        std::process::id(),
+        text.len()
+    ));
+    std::fs::write(&path, text).unwrap();
+    let result = Config::load(&path);
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
+#[test]
+fn the_sample_configuration_is_valid() {
+    let sample = include_str!("../../examples/netgraph.toml");
+    let config = parse(sample).unwrap();
+    assert_eq!(config.influxdb.len(), 1);
+    assert_eq!(config.influxdb[0].api, InfluxApi::V1);
+    assert!(config.prometheus.is_some());
+}
+
+#[test]
+fn broken_configurations_say_where_and_what() {
+    let cases = [
+        ("hostname = \n", "line 1"),
+        ("[[influxdb]]\nurll = \"x\"\n", "line 2, column 1: key `urll`: unknown field"),
+        ("[[influxdb]]\nurll = \"x\"\n", "(did you mean `url`?)"),
+        ("[[influxdb]]\nurl = \"ftp://x\"\napi = \"v1\"\ndatabase = \"d\"\n", "must start with http"),
+        ("[[influxdb]]\nurl = \"http://x\"\napi = \"v9\"\n", "unknown variant `v9`"),
+        ("[[influxdb]]\nurl = \"http://x\"\napi = \"v2\"\nbucket = \"b\"\n", "needs org"),
+        ("[[influxdb]]\nurl = \"http://x\"\napi = \"v1\"\n", "needs database"),
+        ("[[influxdb]]\nurl = \"http://x\"\napi = \"v1\"\ndatabase = \"d\"\nflush_interval = \"often\"\n", "flush_interval"),
+        ("[prometheus]\nlisten = \"not an address\"\n", "invalid socket address"),
+    ];
+    for (text, expected) in cases {
+        let error = parse(text).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            error.contains(expected),
+            "{text:?}: {error:?} lacks {expected:?}"
+        );
+        assert!(!error.contains('\n'), "one line: {error:?}");
+    }
+}
+
+#[test]
+fn secrets_come_from_files_and_the_environment() {
+    let file = std::env::temp_dir().join(format!("netgraph-secret-{}", std::process::id()));
+    std::fs::write(&file, "s3cret\n").unwrap();
+    let text = format!(
+        "[[influxdb]]\nurl = \"http://x\"\napi = \"v1\"\ndatabase = \"d\"\npassword_file = \"{}\"\n\
+         [[influxdb]]\nurl = \"http://x\"\napi = \"v2\"\norg = \"o\"\nbucket = \"b\"\ntoken_env = \"NETGRAPH_TEST_TOKEN_UNSET\"\n",
+        file.display()
+    );
+    let config = parse(&text).unwrap();
+    assert_eq!(
+        config.influxdb[0].password().unwrap().as_deref(),
+        Some("s3cret")
+    );
+    let error = config.influxdb[1].token().unwrap_err().to_string();
+    assert!(
+        error.contains("NETGRAPH_TEST_TOKEN_UNSET is not set"),
+        "{error}"
+    );
+    let _ = std::fs::remove_file(&file);
+}
