@@ -7,7 +7,6 @@ mod servers;
 
 use lab::*;
 use servers::*;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -324,6 +323,62 @@ fn an_outage_with_a_restart_loses_no_interval() {
 }
 
 #[test]
+fn sigkill_loses_at_most_the_last_interval() {
+    if !require_root("sigkill_loses_at_most_the_last_interval") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let mut influx = Influx::start(&lab.path(""), InfluxOptions::default());
+    influx.query("CREATE DATABASE lab");
+    influx.pause();
+    let config = write_config(
+        &lab,
+        "kill.toml",
+        &format!(
+            "[[influxdb]]\nurl = \"{}\"\napi = \"v1\"\ndatabase = \"lab\"\nmax_retry_delay = \"1s\"\n",
+            influx.url
+        ),
+    );
+    let b = lab.b.clone();
+    lab.serve(&b, "ng-sink", &["udp-sink", &format!("{B4}:7451"), "recv"]);
+    let killed = ebpf_with(&lab, &config);
+    let mut trickle = lab.spawn(
+        &lab.a,
+        "ng-trickle",
+        &["udp-trickle", &format!("{B4}:7451"), "6", "200"],
+    );
+    std::thread::sleep(Duration::from_millis(4500));
+    let killed = killed.kill();
+    assert!(trickle.wait().unwrap().success());
+    influx.resume();
+    let second = ebpf_with(&lab, &config);
+    second.wait_for_log("spooled by an earlier run", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(3));
+    drop(second.stop());
+
+    let last = killed
+        .rows("ng-trickle")
+        .map(|l| l["timestamp_ms"].as_u64().unwrap())
+        .max()
+        .expect("the killed run counted the traffic");
+    let stored = influx.scalar(
+        "lab",
+        &format!(
+            "SELECT count(sent_bytes_last) FROM network_data WHERE \"name\" = 'ng-trickle' AND time <= {}",
+            last * 1_000_000
+        ),
+    ) as u64;
+    let counted = rows(&killed, "ng-trickle");
+    report(&format!(
+        "SIGKILL during an outage: {stored} of the {counted} intervals the killed run counted reached InfluxDB after the restart"
+    ));
+    assert!(
+        stored + 1 >= counted && stored <= counted,
+        "{stored} of {counted}"
+    );
+}
+
+#[test]
 fn a_fleet_of_two_hosts_shares_one_database() {
     if !require_root("a_fleet_of_two_hosts_shares_one_database") {
         return;
@@ -486,37 +541,7 @@ fn the_v3_write_request_has_the_documented_shape() {
         return;
     }
     let mut lab = Lab::new();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut head = Vec::new();
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            if line.trim().is_empty() {
-                break;
-            }
-            head.push(line.trim().to_string());
-        }
-        let length: usize = head
-            .iter()
-            .find_map(|h| {
-                h.to_lowercase()
-                    .strip_prefix("content-length: ")
-                    .map(str::to_string)
-            })
-            .expect("a content length")
-            .parse()
-            .unwrap();
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).unwrap();
-        (&stream)
-            .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
-            .unwrap();
-        (head, body)
-    });
+    let (port, server) = scripted_server(vec!["HTTP/1.1 204 No Content"]);
     let config = write_config(
         &lab,
         "v3.toml",
@@ -533,22 +558,84 @@ fn the_v3_write_request_has_the_documented_shape() {
         "ng-v3",
         &["tcp-send", &format!("{B4}:7801"), "100000"],
     );
-    let (head, body) = server.join().unwrap();
+    let requests = server.join().unwrap();
     drop(netgraph);
+    let request = &requests[0];
     assert_eq!(
-        head[0],
+        request.head[0],
         "POST /api/v3/write_lp?db=net%20graph&precision=millisecond HTTP/1.1"
     );
-    let has = |header: &str| head.iter().any(|h| h.eq_ignore_ascii_case(header));
-    assert!(has("authorization: Bearer tok3"), "{head:?}");
-    assert!(has("content-encoding: gzip"), "{head:?}");
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(&body[..])
-        .read_to_string(&mut text)
-        .unwrap();
     assert!(
-        text.lines()
+        request.has_header("authorization: Bearer tok3"),
+        "{:?}",
+        request.head
+    );
+    assert!(
+        request.has_header("content-encoding: gzip"),
+        "{:?}",
+        request.head
+    );
+    assert!(
+        request
+            .body
+            .lines()
             .all(|l| l.starts_with("network_data,") || l.starts_with("packet_stats,")),
-        "{text}"
+        "{}",
+        request.body
+    );
+}
+
+/// Throttling: a 503 with `Retry-After: 3` delays the next attempt by 3 s, and the
+/// same points, in the same order, go out again.
+#[test]
+fn retry_after_is_honoured_and_order_kept() {
+    if !require_root("retry_after_is_honoured_and_order_kept") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (port, server) = scripted_server(vec![
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 3",
+        "HTTP/1.1 204 No Content",
+        "HTTP/1.1 204 No Content",
+    ]);
+    let config = write_config(
+        &lab,
+        "throttle.toml",
+        &format!(
+            "json_lines = false\n[[influxdb]]\nurl = \"http://127.0.0.1:{port}\"\napi = \"v2\"\n\
+             org = \"o\"\nbucket = \"b\"\nflush_interval = \"200ms\"\njitter = 0.0\n"
+        ),
+    );
+    let netgraph = ebpf_with(&lab, &config);
+    let b = lab.b.clone();
+    lab.serve(&b, "ng-sink", &["udp-sink", &format!("{B4}:7811"), "recv"]);
+    lab.exec(
+        &lab.a,
+        "ng-throttled",
+        &["udp-trickle", &format!("{B4}:7811"), "3", "100"],
+    );
+    let requests = server.join().unwrap();
+    drop(netgraph);
+    let waited = requests[1].at - requests[0].at;
+    report(&format!(
+        "503 with Retry-After: 3 -> next attempt after {:.2} s",
+        waited.as_secs_f64()
+    ));
+    assert!(
+        waited >= Duration::from_millis(2900),
+        "retried after {waited:?}"
+    );
+    assert!(
+        requests[1].body.starts_with(&requests[0].body),
+        "the refused points come first, in order"
+    );
+    let time = |line: &str| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap();
+    let times: Vec<u64> = requests[1..]
+        .iter()
+        .flat_map(|r| r.body.lines().map(time))
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "out of order: {times:?}"
     );
 }

@@ -1,6 +1,8 @@
 //! Attribution: which process owns each flow an engine reported.
 //! Flows no process can be found for land in per-protocol buckets, never dropped.
 
+#[doc(hidden)]
+pub mod hot_path;
 mod kernel_owners;
 mod processes;
 mod resolver;

@@ -383,6 +383,22 @@ impl Netgraph {
         self.child.try_wait().unwrap().is_none()
     }
 
+    /// Kills netgraph with SIGKILL (no chance to flush) and returns the lines it wrote.
+    pub fn kill(mut self) -> Records {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let text = std::fs::read_to_string(&self.out).unwrap();
+        // The last line may have been cut short.
+        let lines = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        Records {
+            lines,
+            log: self.log(),
+        }
+    }
+
     /// Stops netgraph with SIGTERM, as systemd would, and returns every line it wrote.
     pub fn stop(mut self) -> Records {
         // SAFETY: signalling our own child.

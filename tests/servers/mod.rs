@@ -448,3 +448,71 @@ impl Prometheus {
         instant_query(&self.url, promql)
     }
 }
+
+/// One request as a scripted server saw it.
+pub struct Request {
+    pub at: Instant,
+    pub head: Vec<String>,
+    /// The body, gunzipped when it was sent gzip-compressed.
+    pub body: String,
+}
+
+impl Request {
+    pub fn has_header(&self, header: &str) -> bool {
+        self.head.iter().any(|h| h.eq_ignore_ascii_case(header))
+    }
+}
+
+/// An HTTP server on loopback that answers each request with the next of `answers`
+/// (status line and headers), one request per connection; returns what it received.
+/// Stands in for servers that cannot be installed here, or to provoke rare answers.
+pub fn scripted_server(answers: Vec<&'static str>) -> (u16, std::thread::JoinHandle<Vec<Request>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let mut requests = Vec::new();
+        for answer in answers {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = Vec::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                head.push(line.trim().to_string());
+            }
+            let at = Instant::now();
+            let length: usize = head
+                .iter()
+                .find_map(|h| {
+                    h.to_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_string)
+                })
+                .expect("a content length")
+                .parse()
+                .unwrap();
+            let mut raw = vec![0; length];
+            reader.read_exact(&mut raw).unwrap();
+            let gzip = head
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case("content-encoding: gzip"));
+            let mut body = String::new();
+            if gzip {
+                flate2::read::GzDecoder::new(&raw[..])
+                    .read_to_string(&mut body)
+                    .unwrap();
+            } else {
+                body = String::from_utf8(raw).unwrap();
+            }
+            let response = format!("{answer}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            (&stream).write_all(response.as_bytes()).unwrap();
+            requests.push(Request { at, head, body });
+        }
+        requests
+    });
+    (port, server)
+}

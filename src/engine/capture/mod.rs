@@ -4,6 +4,8 @@
 mod decode;
 mod flow_table;
 mod fragments;
+#[doc(hidden)]
+pub mod hot_path;
 mod interfaces;
 mod link;
 mod local_addresses;
