@@ -10,8 +10,9 @@ once per monitor (no monitor first, as the baseline) and measures:
 Writes bench/results/<date>.json and .md, and bench/results/latest.md.
 
 Usage: sudo bench/run.py [--seconds 10] [--short-lived 300] [--only WORKLOAD]
-Needs: nethogs (Debian), bandwhich (cargo install bandwhich); a missing peer is
-skipped and says so in the results.
+Installs what it needs first: the build and lab packages, nethogs from Debian and
+bandwhich from crates.io (into /opt/bandwhich); --no-install skips that, and a
+missing peer is then skipped and says so in the results.
 """
 
 import argparse
@@ -322,15 +323,27 @@ def markdown(rows, meta):
     return "\n".join(lines) + "\n"
 
 
+def install_tools():
+    """The packages the lab and the peers need, and bandwhich, which Debian lacks."""
+    subprocess.run(["bash", "-c", '. scripts/deps.sh && install_packages "${BUILD_PACKAGES[@]}" iproute2 nftables nethogs'],
+                   cwd=ROOT, check=True)
+    if not shutil.which("bandwhich") and not Path("/opt/bandwhich/bin/bandwhich").exists():
+        print("installing bandwhich from crates.io into /opt/bandwhich", file=sys.stderr)
+        subprocess.run(["cargo", "install", "--quiet", "--locked", "bandwhich", "--root", "/opt/bandwhich"], check=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--short-lived", type=int, default=300)
     parser.add_argument("--only", help="run only this workload")
     parser.add_argument("--no-build", action="store_true")
+    parser.add_argument("--no-install", action="store_true")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/run.py needs root (network namespaces, capture, eBPF): sudo bench/run.py")
+    if not args.no_install:
+        install_tools()
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--bins", "--examples", "--quiet"], cwd=ROOT, check=True)
 

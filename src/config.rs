@@ -18,6 +18,90 @@ pub struct Config {
     #[serde(default)]
     pub influxdb: Vec<InfluxConfig>,
     pub prometheus: Option<PrometheusConfig>,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub web: WebConfig,
+}
+
+/// The embedded history (on by default).
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// How long each resolution is kept.
+    #[serde(default = "default_keep_seconds", with = "humantime_serde")]
+    pub keep_seconds: Duration,
+    #[serde(default = "default_keep_minutes", with = "humantime_serde")]
+    pub keep_minutes: Duration,
+    #[serde(default = "default_keep_hours", with = "humantime_serde")]
+    pub keep_hours: Duration,
+    /// Bound on the store's data on disk.
+    #[serde(default = "default_store_max_mib")]
+    pub max_size_mib: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            enabled: true,
+            keep_seconds: default_keep_seconds(),
+            keep_minutes: default_keep_minutes(),
+            keep_hours: default_keep_hours(),
+            max_size_mib: default_store_max_mib(),
+        }
+    }
+}
+
+/// The built-in page and its JSON API (on by default, on loopback).
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_web_listen")]
+    pub listen: std::net::SocketAddr,
+    /// Required to listen beyond loopback.
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub token_env: Option<String>,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            enabled: true,
+            listen: default_web_listen(),
+            token: None,
+            token_file: None,
+            token_env: None,
+        }
+    }
+}
+
+impl WebConfig {
+    pub fn token(&self) -> anyhow::Result<Option<String>> {
+        resolve_secret("token", &self.token, &self.token_file, &self.token_env)
+    }
+}
+
+fn default_keep_seconds() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_keep_minutes() -> Duration {
+    Duration::from_secs(30 * 86_400)
+}
+fn default_keep_hours() -> Duration {
+    Duration::from_secs(730 * 86_400)
+}
+fn default_store_max_mib() -> u64 {
+    512
+}
+/// The address the README tells users to open.
+pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:9800";
+fn default_web_listen() -> std::net::SocketAddr {
+    DEFAULT_WEB_LISTEN.parse().expect("a valid address")
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +238,17 @@ impl Config {
     }
 
     fn check(&self) -> anyhow::Result<()> {
+        if self.web.enabled
+            && !self.web.listen.ip().is_loopback()
+            && self.web.token.is_none()
+            && self.web.token_file.is_none()
+            && self.web.token_env.is_none()
+        {
+            anyhow::bail!(
+                "[web] listen = \"{}\" reaches beyond this host: set a token (token, token_file or token_env) or listen on 127.0.0.1",
+                self.web.listen
+            );
+        }
         for (index, sink) in self.influxdb.iter().enumerate() {
             let what = format!("[[influxdb]] number {}", index + 1);
             if !(sink.url.starts_with("http://") || sink.url.starts_with("https://")) {

@@ -7,11 +7,6 @@ use netgraph::engine::capture::{CaptureEngine, CaptureSettings, InterfaceSelecti
 use netgraph::engine::ebpf::EbpfEngine;
 use netgraph::engine::{Engine, FlowHints};
 use netgraph::pipeline::Pipeline;
-use netgraph::sinks::influxdb::InfluxSink;
-use netgraph::sinks::json_lines::JsonLinesSink;
-use netgraph::sinks::prometheus::PrometheusSink;
-use netgraph::sinks::self_metrics::SelfMetrics;
-use netgraph::sinks::Sink;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +58,9 @@ struct RunArgs {
     /// Leave loopback traffic out.
     #[arg(long)]
     no_loopback: bool,
+    /// Also write one JSON line per series and interval on standard output.
+    #[arg(long)]
+    json: bool,
     /// Capture buffer per interface, in MiB.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
     buffer_mib: u16,
@@ -141,51 +139,8 @@ fn start_engine(args: &RunArgs, hints: FlowHints) -> anyhow::Result<Box<dyn Engi
     Ok(Box::new(engine))
 }
 
-/// Builds every configured sink; any that cannot start stops netgraph before it runs.
-fn start_sinks(config: &Config) -> anyhow::Result<Vec<Box<dyn Sink>>> {
-    let hostname = config.hostname.clone().unwrap_or_else(host_name);
-    let state_directory = config.state_directory();
-    let self_metrics = SelfMetrics::default();
-    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-    if config.json_lines.unwrap_or(true) {
-        sinks.push(Box::new(JsonLinesSink::new(std::io::stdout())));
-    }
-    for (index, influx) in config.influxdb.iter().enumerate() {
-        let name = influx.name.clone().unwrap_or_else(|| match index {
-            0 => "influxdb".into(),
-            n => format!("influxdb-{}", n + 1),
-        });
-        let name: String = name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let sink = InfluxSink::start(&name, influx, &hostname, &state_directory, &self_metrics)?;
-        sinks.push(Box::new(sink));
-    }
-    if let Some(prometheus) = &config.prometheus {
-        sinks.push(Box::new(PrometheusSink::start(
-            prometheus.listen,
-            &self_metrics,
-        )?));
-    }
-    Ok(sinks)
-}
-
-/// The kernel's host name, as the `hostname` tag.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_string())
-        .unwrap_or_default()
-}
-
 fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {
-    let sinks = start_sinks(&config)?;
+    let sinks = netgraph::outputs::start(&config, args.json)?;
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, shutdown.clone())

@@ -3,8 +3,10 @@
 pub mod influxdb;
 pub mod json_lines;
 pub mod line_protocol;
+pub mod live;
 pub mod prometheus;
 pub mod self_metrics;
+pub mod store;
 
 use crate::accounting::IntervalReport;
 

@@ -294,8 +294,10 @@ impl Lab {
             command.arg(env!("CARGO_BIN_EXE_netgraph"));
         }
         let child = command
-            .args(["run", "--interval", "1s"])
+            .args(["run", "--json", "--interval", "1s"])
             .args(extra)
+            // Each run keeps its store (and spools) in the lab, never in /var/lib.
+            .env("STATE_DIRECTORY", self.dir.join(format!("state-{run}")))
             .env("RUST_LOG", "netgraph=debug")
             .env("NO_COLOR", "1")
             .stdout(std::fs::File::create(&out).unwrap())

@@ -1,0 +1,87 @@
+//! Everything downstream of accounting, built from the configuration: the sinks, and
+//! the web server that reads what the store and live sinks keep.
+
+use crate::config::{Config, DEFAULT_WEB_LISTEN};
+use crate::sinks::influxdb::InfluxSink;
+use crate::sinks::json_lines::JsonLinesSink;
+use crate::sinks::live::{LiveSink, SharedLive};
+use crate::sinks::prometheus::PrometheusSink;
+use crate::sinks::self_metrics::SelfMetrics;
+use crate::sinks::store::StoreSink;
+use crate::sinks::Sink;
+use crate::store::{Retention, Store};
+use std::sync::{Arc, Mutex};
+
+/// Starts every configured output; one that cannot start stops netgraph before it runs,
+/// except the default web address being taken, which only costs the page.
+pub fn start(config: &Config, json_lines: bool) -> anyhow::Result<Vec<Box<dyn Sink>>> {
+    let hostname = config.hostname.clone().unwrap_or_else(host_name);
+    let state_directory = config.state_directory();
+    let self_metrics = SelfMetrics::default();
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if json_lines || config.json_lines.unwrap_or(false) {
+        sinks.push(Box::new(JsonLinesSink::new(std::io::stdout())));
+    }
+    for (index, influx) in config.influxdb.iter().enumerate() {
+        let name = influx.name.clone().unwrap_or_else(|| match index {
+            0 => "influxdb".into(),
+            n => format!("influxdb-{}", n + 1),
+        });
+        let name = file_name_safe(&name);
+        let sink = InfluxSink::start(&name, influx, &hostname, &state_directory, &self_metrics)?;
+        sinks.push(Box::new(sink));
+    }
+    if let Some(prometheus) = &config.prometheus {
+        sinks.push(Box::new(PrometheusSink::start(
+            prometheus.listen,
+            &self_metrics,
+        )?));
+    }
+    let live = SharedLive::default();
+    sinks.push(Box::new(LiveSink::new(live.clone())));
+    let mut reader = None;
+    if config.store.enabled {
+        let retention = Retention {
+            seconds: config.store.keep_seconds,
+            minutes: config.store.keep_minutes,
+            hours: config.store.keep_hours,
+            max_bytes: config.store.max_size_mib << 20,
+        };
+        let store = Store::open(&state_directory, retention)?;
+        tracing::info!(path = %store.path().display(), "keeping history in the embedded store");
+        reader = Some(Arc::new(Mutex::new(store.reader()?)));
+        sinks.push(Box::new(StoreSink::new(store)));
+    }
+    if config.web.enabled {
+        let listen = config.web.listen;
+        let state = crate::web::ApiState { live, reader };
+        match crate::web::start(listen, config.web.token()?, state) {
+            Ok(()) => tracing::info!("web page and API on http://{listen}/"),
+            Err(error) if listen.to_string() == DEFAULT_WEB_LISTEN => {
+                tracing::warn!("{error:#}; running without the web page")
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(sinks)
+}
+
+/// Sink names become spool directory names.
+fn file_name_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The kernel's host name, as the `hostname` tag.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,79 @@
+//! Keeps the last interval in memory for the live views (the web page's top list and
+//! `netgraph top`), which must not wait for the store.
+
+use super::Sink;
+use crate::accounting::IntervalReport;
+use crate::store::seconds;
+use serde::Serialize;
+use std::sync::{Arc, RwLock};
+
+#[derive(Clone, Debug, Serialize, Default)]
+pub struct LiveRow {
+    pub name: String,
+    pub uid: Option<u32>,
+    pub interface: String,
+    pub attributed: bool,
+    pub pid: Option<u32>,
+    pub exe: Option<String>,
+    pub cgroup: Option<String>,
+    /// Bytes per second over the last interval.
+    pub sent_rate: f64,
+    pub recv_rate: f64,
+    /// Since netgraph started.
+    pub sent_total: u64,
+    pub recv_total: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Default)]
+pub struct LiveSnapshot {
+    /// The interval's end, in Unix seconds.
+    pub time: i64,
+    pub interval_seconds: f64,
+    pub processes: Vec<LiveRow>,
+}
+
+pub type SharedLive = Arc<RwLock<LiveSnapshot>>;
+
+pub struct LiveSink {
+    shared: SharedLive,
+}
+
+impl LiveSink {
+    pub fn new(shared: SharedLive) -> LiveSink {
+        LiveSink { shared }
+    }
+}
+
+impl Sink for LiveSink {
+    fn name(&self) -> &str {
+        "live"
+    }
+
+    fn write(&mut self, report: &IntervalReport) -> anyhow::Result<()> {
+        let seconds_long = report.duration().as_secs_f64().max(1e-9);
+        let processes = report
+            .processes
+            .iter()
+            .map(|row| LiveRow {
+                name: row.key.name.to_string(),
+                uid: row.key.uid,
+                interface: row.key.interface.to_string(),
+                attributed: row.attributed,
+                pid: row.pid,
+                exe: row.exe.clone(),
+                cgroup: row.cgroup.clone(),
+                sent_rate: row.last.sent.bytes as f64 / seconds_long,
+                recv_rate: row.last.recv.bytes as f64 / seconds_long,
+                sent_total: row.total.sent.bytes,
+                recv_total: row.total.recv.bytes,
+            })
+            .collect();
+        let snapshot = LiveSnapshot {
+            time: seconds(report.end),
+            interval_seconds: seconds_long,
+            processes,
+        };
+        *self.shared.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
+        Ok(())
+    }
+}

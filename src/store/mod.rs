@@ -1,0 +1,280 @@
+//! The embedded store: history with no database server. SQLite in WAL mode (a crash or
+//! kill -9 never corrupts it), every interval added to three resolutions at once (per
+//! second, minute and hour), so each resolution's sums are exact; old rows expire per
+//! resolution and the file stays under a size bound.
+
+mod query;
+mod schema;
+
+pub use query::{GroupBy, History, HistoryPoint, Only, Total};
+
+use crate::accounting::{IntervalReport, ProcessRow};
+use rusqlite::{params, Connection, OpenFlags};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Clone, Debug)]
+pub struct Retention {
+    pub seconds: Duration,
+    pub minutes: Duration,
+    pub hours: Duration,
+    /// Bound on the live data in the file; the oldest rows go first beyond it.
+    pub max_bytes: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            seconds: Duration::from_secs(3600),
+            minutes: Duration::from_secs(30 * 86_400),
+            hours: Duration::from_secs(730 * 86_400),
+            max_bytes: 512 << 20,
+        }
+    }
+}
+
+impl Retention {
+    fn of(&self, table: &str) -> Duration {
+        match table {
+            "samples_1s" => self.seconds,
+            "samples_1m" => self.minutes,
+            _ => self.hours,
+        }
+    }
+}
+
+/// Writes intervals; one per daemon.
+pub struct Store {
+    connection: Connection,
+    path: PathBuf,
+    retention: Retention,
+    series: HashMap<(String, Option<u32>, String, String), i64>,
+    last_maintenance: Option<Instant>,
+}
+
+const MAINTAIN_EVERY: Duration = Duration::from_secs(60);
+const STORE_FILE: &str = "netgraph.sqlite";
+
+fn open_connection(path: &Path, flags: OpenFlags) -> anyhow::Result<Connection> {
+    let connection = Connection::open_with_flags(path, flags).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the store {}: {e}; set state_directory to a writable place",
+            path.display()
+        )
+    })?;
+    connection.busy_timeout(Duration::from_secs(5))?;
+    Ok(connection)
+}
+
+impl Store {
+    pub fn open(state_directory: &Path, retention: Retention) -> anyhow::Result<Store> {
+        std::fs::create_dir_all(state_directory).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create {}: {e}; set state_directory to a writable place",
+                state_directory.display()
+            )
+        })?;
+        let path = state_directory.join(STORE_FILE);
+        let mut connection = open_connection(&path, OpenFlags::default())?;
+        // Set before the first table exists, so freed pages can be given back.
+        connection.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        schema::migrate(&mut connection)?;
+        Ok(Store {
+            connection,
+            path,
+            retention,
+            series: HashMap::new(),
+            last_maintenance: None,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A read-only connection for queries, usable from another thread.
+    pub fn reader(&self) -> anyhow::Result<Reader> {
+        let connection = open_connection(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        Ok(Reader { connection })
+    }
+
+    pub fn write(&mut self, report: &IntervalReport) -> anyhow::Result<()> {
+        let start = seconds(report.start);
+        let transaction = self.connection.transaction()?;
+        for (table, bucket) in schema::RESOLUTIONS {
+            transaction
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO coverage (resolution, since) VALUES (?1, ?2)",
+                )?
+                .execute(params![table, start - start.rem_euclid(bucket)])?;
+        }
+        for row in &report.processes {
+            let id = series_id(&transaction, &mut self.series, row)?;
+            for (table, bucket) in schema::RESOLUTIONS {
+                let mut statement = transaction.prepare_cached(&format!(
+                    "INSERT INTO {table} (t, series, sent, recv, sent_packets, recv_packets)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (t, series) DO UPDATE SET
+                       sent = sent + excluded.sent, recv = recv + excluded.recv,
+                       sent_packets = sent_packets + excluded.sent_packets,
+                       recv_packets = recv_packets + excluded.recv_packets"
+                ))?;
+                statement.execute(params![
+                    start - start.rem_euclid(bucket),
+                    id,
+                    clamp(row.last.sent.bytes),
+                    clamp(row.last.recv.bytes),
+                    clamp(row.last.sent.packets),
+                    clamp(row.last.recv.packets),
+                ])?;
+            }
+        }
+        transaction.commit()?;
+        if self
+            .last_maintenance
+            .is_none_or(|at| at.elapsed() >= MAINTAIN_EVERY)
+        {
+            self.last_maintenance = Some(Instant::now());
+            self.maintain(seconds(report.end))?;
+        }
+        Ok(())
+    }
+
+    /// Expires rows past each resolution's retention, then enforces the size bound.
+    pub fn maintain(&mut self, now: i64) -> anyhow::Result<()> {
+        for (table, _) in schema::RESOLUTIONS {
+            let cutoff = now - self.retention.of(table).as_secs() as i64;
+            self.expire(table, cutoff)?;
+        }
+        let mut dropped = 0;
+        while self.live_bytes()? > self.retention.max_bytes {
+            match self.drop_oldest()? {
+                0 => break,
+                rows => dropped += rows,
+            }
+        }
+        if dropped > 0 {
+            tracing::warn!(
+                "the store reached its size bound ({} MiB): dropped its {dropped} oldest rows; raise [store] max_size_mib to keep more",
+                self.retention.max_bytes >> 20
+            );
+        }
+        self.connection
+            .execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")?;
+        Ok(())
+    }
+
+    /// Bytes of pages in use (the file less its free pages).
+    pub fn live_bytes(&self) -> anyhow::Result<u64> {
+        let pragma = |name: &str| -> rusqlite::Result<u64> {
+            let value: i64 = self
+                .connection
+                .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))?;
+            Ok(value.max(0) as u64)
+        };
+        Ok((pragma("page_count")? - pragma("freelist_count")?) * pragma("page_size")?)
+    }
+
+    /// Deletes the oldest tenth of the largest table's time span; returns rows deleted.
+    fn drop_oldest(&mut self) -> anyhow::Result<usize> {
+        let mut largest = ("", 0i64);
+        for (table, _) in schema::RESOLUTIONS {
+            let rows: i64 =
+                self.connection
+                    .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
+            if rows > largest.1 {
+                largest = (table, rows);
+            }
+        }
+        let table = largest.0;
+        if table.is_empty() {
+            return Ok(0);
+        }
+        let (oldest, newest): (i64, i64) =
+            self.connection
+                .query_row(&format!("SELECT min(t), max(t) FROM {table}"), [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+        let cut = oldest + ((newest - oldest) / 10).max(1);
+        self.expire(table, cut)
+    }
+
+    /// Deletes a table's rows before `cutoff`; the table is complete from there on.
+    fn expire(&mut self, table: &str, cutoff: i64) -> anyhow::Result<usize> {
+        let deleted = self
+            .connection
+            .execute(&format!("DELETE FROM {table} WHERE t < ?1"), [cutoff])?;
+        self.connection.execute(
+            "UPDATE coverage SET since = max(since, ?2) WHERE resolution = ?1",
+            params![table, cutoff],
+        )?;
+        Ok(deleted)
+    }
+}
+
+fn series_id(
+    connection: &Connection,
+    cache: &mut HashMap<(String, Option<u32>, String, String), i64>,
+    row: &ProcessRow,
+) -> anyhow::Result<i64> {
+    let key = (
+        row.key.name.to_string(),
+        row.key.uid,
+        row.key.interface.to_string(),
+        row.cgroup.clone().unwrap_or_default(),
+    );
+    if let Some(id) = cache.get(&key) {
+        return Ok(*id);
+    }
+    connection.execute(
+        "INSERT INTO series (name, uid, interface, cgroup, attributed, exe)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (name, uid, interface, cgroup) DO UPDATE SET exe = coalesce(excluded.exe, exe)",
+        params![key.0, key.1, key.2, key.3, row.attributed, row.exe],
+    )?;
+    // `uid IS ?` matches NULL too, which `=` would not.
+    let id = connection.query_row(
+        "SELECT id FROM series WHERE name = ?1 AND uid IS ?2 AND interface = ?3 AND cgroup = ?4",
+        params![key.0, key.1, key.2, key.3],
+        |r| r.get(0),
+    )?;
+    if cache.len() > 100_000 {
+        cache.clear();
+    }
+    cache.insert(key, id);
+    Ok(id)
+}
+
+/// SQLite integers are signed.
+fn clamp(value: u64) -> i64 {
+    value.min(i64::MAX as u64) as i64
+}
+
+pub fn seconds(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64
+}
+
+/// Queries, on their own connection.
+pub struct Reader {
+    connection: Connection,
+}
+
+impl Reader {
+    /// SQLite's own check of every page and index: "ok" when the file is sound.
+    pub fn integrity_check(&self) -> anyhow::Result<String> {
+        Ok(self
+            .connection
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,203 @@
+//! Reading the store: totals over a range and time series, grouped by process, user,
+//! interface or container, from the finest resolution that still covers the range.
+
+use super::schema::RESOLUTIONS;
+use super::Reader;
+use rusqlite::{params_from_iter, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupBy {
+    #[default]
+    Process,
+    User,
+    Interface,
+    Container,
+}
+
+impl GroupBy {
+    /// The series column, as text: the group's key in answers.
+    fn column(self) -> &'static str {
+        match self {
+            GroupBy::Process => "s.name",
+            GroupBy::User => "coalesce(CAST(s.uid AS TEXT), '')",
+            GroupBy::Interface => "s.interface",
+            GroupBy::Container => "s.cgroup",
+        }
+    }
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Total {
+    pub key: String,
+    /// For processes: false for the `unknown ...` buckets.
+    pub attributed: bool,
+    pub sent_bytes: u64,
+    pub recv_bytes: u64,
+    pub sent_packets: u64,
+    pub recv_packets: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct History {
+    /// The bucket length of the points, in seconds.
+    pub step: i64,
+    /// The resolution read (1, 60 or 3600 seconds).
+    pub resolution: i64,
+    pub keys: Vec<String>,
+    /// (bucket start, then sent and received bytes per key in `keys` order).
+    pub points: Vec<HistoryPoint>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HistoryPoint {
+    pub t: i64,
+    pub sent: Vec<u64>,
+    pub recv: Vec<u64>,
+}
+
+/// A filter on one group, such as the process clicked on the page.
+pub struct Only<'a> {
+    pub group_by: GroupBy,
+    pub key: &'a str,
+}
+
+impl Reader {
+    /// The finest table complete from `from` on; if none is, the one complete from the
+    /// earliest time (the finest among equals).
+    fn table_for(&self, from: i64) -> anyhow::Result<(&'static str, i64)> {
+        let mut earliest: Option<(i64, &'static str, i64)> = None;
+        for (table, bucket) in RESOLUTIONS {
+            let since: Option<i64> = self
+                .connection
+                .query_row(
+                    "SELECT since FROM coverage WHERE resolution = ?1",
+                    [table],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(since) = since else { continue };
+            if since <= from - from.rem_euclid(bucket) {
+                return Ok((table, bucket));
+            }
+            if earliest.is_none_or(|(t, _, _)| since < t) {
+                earliest = Some((since, table, bucket));
+            }
+        }
+        Ok(earliest.map_or(RESOLUTIONS[0], |(_, table, bucket)| (table, bucket)))
+    }
+
+    /// Totals per group over `[from, to)`, largest first, at most `top` groups.
+    pub fn totals(
+        &self,
+        from: i64,
+        to: i64,
+        group_by: GroupBy,
+        top: usize,
+        only: Option<Only>,
+    ) -> anyhow::Result<(i64, Vec<Total>)> {
+        let (table, bucket) = self.table_for(from)?;
+        let (filter, mut values) = only_clause(only);
+        let from = from - from.rem_euclid(bucket);
+        values.splice(0..0, [from.to_string(), to.to_string()]);
+        let sql = format!(
+            "SELECT {key} AS k, max(s.attributed), sum(x.sent), sum(x.recv), sum(x.sent_packets), sum(x.recv_packets)
+             FROM {table} x JOIN series s ON s.id = x.series
+             WHERE x.t >= ?1 AND x.t < ?2 {filter}
+             GROUP BY k ORDER BY sum(x.sent) + sum(x.recv) DESC LIMIT {top}",
+            key = group_by.column(),
+        );
+        let mut statement = self.connection.prepare(&sql)?;
+        let rows = statement
+            .query_map(params_from_iter(values.iter()), |r| {
+                Ok(Total {
+                    key: r.get(0)?,
+                    attributed: r.get::<_, i64>(1)? != 0,
+                    sent_bytes: r.get::<_, i64>(2)? as u64,
+                    recv_bytes: r.get::<_, i64>(3)? as u64,
+                    sent_packets: r.get::<_, i64>(4)? as u64,
+                    recv_packets: r.get::<_, i64>(5)? as u64,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((bucket, rows))
+    }
+
+    /// Bytes per `step` seconds over `[from, to)` for the `top` largest groups.
+    pub fn history(
+        &self,
+        from: i64,
+        to: i64,
+        step: i64,
+        group_by: GroupBy,
+        top: usize,
+        only: Option<Only>,
+    ) -> anyhow::Result<History> {
+        let step = step.max(1);
+        let (table, resolution) = self.table_for(from)?;
+        let step = (step + resolution - 1) / resolution * resolution;
+        let only_key = only.as_ref().map(|o| (o.group_by, o.key.to_string()));
+        let keys: Vec<String> = self
+            .totals(
+                from,
+                to,
+                group_by,
+                top,
+                only_key.as_ref().map(|(g, k)| Only {
+                    group_by: *g,
+                    key: k,
+                }),
+            )?
+            .1
+            .into_iter()
+            .map(|t| t.key)
+            .collect();
+        let (filter, mut values) = only_clause(only);
+        let from = from - from.rem_euclid(resolution);
+        values.splice(0..0, [from.to_string(), to.to_string()]);
+        let sql = format!(
+            "SELECT x.t - (x.t % {step}) AS bucket, {key} AS k, sum(x.sent), sum(x.recv)
+             FROM {table} x JOIN series s ON s.id = x.series
+             WHERE x.t >= ?1 AND x.t < ?2 {filter}
+             GROUP BY bucket, k ORDER BY bucket",
+            key = group_by.column(),
+        );
+        let mut statement = self.connection.prepare(&sql)?;
+        let mut points: Vec<HistoryPoint> = Vec::new();
+        let mut rows = statement.query(params_from_iter(values.iter()))?;
+        while let Some(row) = rows.next()? {
+            let t: i64 = row.get(0)?;
+            let key: String = row.get(1)?;
+            let Some(index) = keys.iter().position(|k| *k == key) else {
+                continue;
+            };
+            if points.last().is_none_or(|p| p.t != t) {
+                points.push(HistoryPoint {
+                    t,
+                    sent: vec![0; keys.len()],
+                    recv: vec![0; keys.len()],
+                });
+            }
+            let point = points.last_mut().expect("pushed above");
+            point.sent[index] = row.get::<_, i64>(2)? as u64;
+            point.recv[index] = row.get::<_, i64>(3)? as u64;
+        }
+        Ok(History {
+            step,
+            resolution,
+            keys,
+            points,
+        })
+    }
+}
+
+fn only_clause(only: Option<Only>) -> (String, Vec<String>) {
+    match only {
+        Some(only) => (
+            format!("AND {} = ?3", only.group_by.column()),
+            vec![only.key.to_string()],
+        ),
+        None => (String::new(), Vec::new()),
+    }
+}

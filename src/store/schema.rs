@@ -1,0 +1,65 @@
+//! The store's tables, created and migrated by `PRAGMA user_version`: each migration
+//! runs once, in order, inside a transaction, so an upgrade is all or nothing.
+
+use rusqlite::Connection;
+
+/// Tables at each resolution: (table, seconds per bucket).
+pub const RESOLUTIONS: [(&str, i64); 3] =
+    [("samples_1s", 1), ("samples_1m", 60), ("samples_1h", 3600)];
+
+const MIGRATIONS: &[&str] = &[
+    // 1: series and samples at three resolutions.
+    "CREATE TABLE series (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        uid INTEGER,               -- NULL for the unknown buckets
+        interface TEXT NOT NULL,
+        cgroup TEXT NOT NULL DEFAULT '',
+        attributed INTEGER NOT NULL,
+        exe TEXT,
+        UNIQUE (name, uid, interface, cgroup)
+    );
+    CREATE TABLE samples_1s (
+        t INTEGER NOT NULL, series INTEGER NOT NULL,
+        sent INTEGER NOT NULL, recv INTEGER NOT NULL,
+        sent_packets INTEGER NOT NULL, recv_packets INTEGER NOT NULL,
+        PRIMARY KEY (t, series)
+    ) WITHOUT ROWID;
+    CREATE TABLE samples_1m (
+        t INTEGER NOT NULL, series INTEGER NOT NULL,
+        sent INTEGER NOT NULL, recv INTEGER NOT NULL,
+        sent_packets INTEGER NOT NULL, recv_packets INTEGER NOT NULL,
+        PRIMARY KEY (t, series)
+    ) WITHOUT ROWID;
+    CREATE TABLE samples_1h (
+        t INTEGER NOT NULL, series INTEGER NOT NULL,
+        sent INTEGER NOT NULL, recv INTEGER NOT NULL,
+        sent_packets INTEGER NOT NULL, recv_packets INTEGER NOT NULL,
+        PRIMARY KEY (t, series)
+    ) WITHOUT ROWID;",
+    // 2: from when on each resolution is complete (rows before were never written or
+    // have expired), so that queries pick a resolution that holds their whole range.
+    "CREATE TABLE coverage (resolution TEXT PRIMARY KEY, since INTEGER NOT NULL);",
+];
+
+/// The schema version this build writes.
+pub fn current_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+pub fn migrate(connection: &mut Connection) -> anyhow::Result<()> {
+    let version: i64 = connection.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > current_version() {
+        anyhow::bail!(
+            "the store has schema version {version}, newer than this netgraph ({}); upgrade netgraph or move the store away",
+            current_version()
+        );
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(migration)?;
+        transaction.pragma_update(None, "user_version", index as i64 + 1)?;
+        transaction.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,247 @@
+use super::*;
+use crate::accounting::SeriesKey;
+use crate::traffic::Traffic;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("netgraph-store-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn row(
+    name: &str,
+    uid: Option<u32>,
+    interface: &str,
+    cgroup: &str,
+    sent: u64,
+    recv: u64,
+) -> ProcessRow {
+    let mut last = Traffic::default();
+    last.sent.bytes = sent;
+    last.sent.packets = 1;
+    last.recv.bytes = recv;
+    last.recv.packets = 1;
+    ProcessRow {
+        key: SeriesKey {
+            name: name.into(),
+            uid,
+            interface: interface.into(),
+        },
+        attributed: uid.is_some(),
+        pid: Some(1),
+        exe: None,
+        cgroup: (!cgroup.is_empty()).then(|| cgroup.to_string()),
+        last,
+        total: last,
+    }
+}
+
+fn report(second: u64, rows: Vec<ProcessRow>) -> IntervalReport {
+    IntervalReport {
+        start: UNIX_EPOCH + Duration::from_secs(second),
+        end: UNIX_EPOCH + Duration::from_secs(second + 1),
+        processes: rows,
+        interfaces: Vec::new(),
+        lost: 0,
+        lost_total: 0,
+    }
+}
+
+/// Two hours of one-second intervals, starting on an hour boundary.
+const START: u64 = 1_700_000_000 - 1_700_000_000 % 3600;
+
+fn fill(store: &mut Store, seconds: u64) -> (u64, u64) {
+    let (mut curl, mut all) = (0, 0);
+    for s in 0..seconds {
+        let rows = vec![
+            row("curl", Some(1000), "eth0", "/user.slice", 100 + s % 7, 10),
+            row("sshd", Some(0), "eth0", "/system.slice/ssh.service", 50, 5),
+            row("unknown UDP", None, "wg0", "", 3, 4),
+        ];
+        curl += 100 + s % 7;
+        all += 100 + s % 7 + 10 + 55 + 7;
+        store.write(&report(START + s, rows)).unwrap();
+    }
+    (curl, all)
+}
+
+#[test]
+fn sums_are_exact_at_every_resolution_and_survive_a_reopen() {
+    let dir = scratch("exact");
+    let retention = Retention {
+        seconds: Duration::from_secs(10 * 86_400),
+        ..Retention::default()
+    };
+    let mut store = Store::open(&dir, retention.clone()).unwrap();
+    let (curl, all) = fill(&mut store, 7200);
+    drop(store);
+    let store = Store::open(&dir, retention).unwrap();
+    let reader = store.reader().unwrap();
+    let (from, to) = (START as i64, (START + 7200) as i64);
+    let (resolution, totals) = reader.totals(from, to, GroupBy::Process, 10, None).unwrap();
+    assert_eq!(resolution, 1);
+    assert_eq!(totals[0].key, "curl");
+    assert_eq!(totals[0].sent_bytes, curl);
+    let sum: u64 = totals.iter().map(|t| t.sent_bytes + t.recv_bytes).sum();
+    assert_eq!(sum, all);
+    assert!(
+        !totals
+            .iter()
+            .find(|t| t.key == "unknown UDP")
+            .unwrap()
+            .attributed
+    );
+
+    for (step, expected_points) in [(60, 120), (3600, 2)] {
+        let history = reader
+            .history(from, to, step, GroupBy::Process, 10, None)
+            .unwrap();
+        assert_eq!(history.points.len(), expected_points);
+        let index = history.keys.iter().position(|k| k == "curl").unwrap();
+        let summed: u64 = history.points.iter().map(|p| p.sent[index]).sum();
+        assert_eq!(summed, curl, "step {step}");
+    }
+    let users = reader.totals(from, to, GroupBy::User, 10, None).unwrap().1;
+    let keys: Vec<&str> = users.iter().map(|t| t.key.as_str()).collect();
+    assert_eq!(keys, ["1000", "0", ""]);
+    let containers = reader
+        .totals(from, to, GroupBy::Container, 10, None)
+        .unwrap()
+        .1;
+    assert_eq!(containers[0].key, "/user.slice");
+    let interfaces = reader
+        .totals(from, to, GroupBy::Interface, 1, None)
+        .unwrap()
+        .1;
+    assert_eq!(interfaces.len(), 1);
+    let only = reader
+        .history(
+            from,
+            to,
+            3600,
+            GroupBy::Interface,
+            5,
+            Some(Only {
+                group_by: GroupBy::Process,
+                key: "curl",
+            }),
+        )
+        .unwrap();
+    assert_eq!(only.keys, ["eth0"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn expired_seconds_leave_minutes_and_hours_exact() {
+    let dir = scratch("expire");
+    let mut store = Store::open(&dir, Retention::default()).unwrap();
+    let (curl, _) = fill(&mut store, 7200);
+    store.maintain((START + 7200) as i64).unwrap();
+    let reader = store.reader().unwrap();
+    let (from, to) = (START as i64, (START + 7200) as i64);
+    let (resolution, totals) = reader.totals(from, to, GroupBy::Process, 10, None).unwrap();
+    assert_eq!(resolution, 60, "the seconds of the first hour expired");
+    assert_eq!(totals[0].sent_bytes, curl);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_size_bound_holds_over_a_long_run() {
+    let dir = scratch("bound");
+    let retention = Retention {
+        seconds: Duration::from_secs(100 * 86_400),
+        max_bytes: 1 << 20,
+        ..Retention::default()
+    };
+    let mut store = Store::open(&dir, retention).unwrap();
+    for chunk in 0..20 {
+        let transaction_rows: Vec<ProcessRow> = (0..50)
+            .map(|i| row(&format!("p{i}"), Some(i), "eth0", "", 1000, 1000))
+            .collect();
+        for s in 0..200 {
+            store
+                .write(&report(START + chunk * 200 + s, transaction_rows.clone()))
+                .unwrap();
+        }
+        store.maintain((START + chunk * 200 + 200) as i64).unwrap();
+        assert!(store.live_bytes().unwrap() <= 1 << 20, "chunk {chunk}");
+    }
+    let reader = store.reader().unwrap();
+    let (_, totals) = reader
+        .totals(
+            START as i64,
+            (START + 4000) as i64,
+            GroupBy::Process,
+            100,
+            None,
+        )
+        .unwrap();
+    assert_eq!(totals.len(), 50, "recent data is kept");
+    let file = std::fs::metadata(store.path()).unwrap().len();
+    assert!(
+        file <= 2 << 20,
+        "the file itself stays near the bound: {file}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_newer_schema_is_refused_clearly() {
+    let dir = scratch("newer");
+    let store = Store::open(&dir, Retention::default()).unwrap();
+    store
+        .connection
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    drop(store);
+    let error = Store::open(&dir, Retention::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("schema version 99"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_young_store_answers_a_longer_range_from_its_finest_resolution() {
+    let dir = scratch("young");
+    let mut store = Store::open(&dir, Retention::default()).unwrap();
+    // Ten minutes, starting in the middle of an hour.
+    let mut curl = 0;
+    for s in 0..600 {
+        store
+            .write(&report(
+                START + 1800 + s,
+                vec![row("curl", Some(1), "eth0", "", 10, 0)],
+            ))
+            .unwrap();
+        curl += 10;
+    }
+    let reader = store.reader().unwrap();
+    let (resolution, totals) = reader
+        .totals(
+            START as i64 + 2000,
+            START as i64 + 7200,
+            GroupBy::Process,
+            5,
+            None,
+        )
+        .unwrap();
+    assert_eq!(resolution, 1);
+    assert_eq!(
+        totals[0].sent_bytes,
+        10 * 400,
+        "only the part of the range asked"
+    );
+    let (_, totals) = reader
+        .totals(
+            START as i64 - 86_400,
+            START as i64 + 7200,
+            GroupBy::Process,
+            5,
+            None,
+        )
+        .unwrap();
+    assert_eq!(totals[0].sent_bytes, curl);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,140 @@
+//! The JSON API over the store and the live view. Times are Unix seconds; a negative
+//! `from` or `to` counts back from now (`from=-3600`: the last hour).
+
+use crate::sinks::live::{LiveSnapshot, SharedLive};
+use crate::store::{GroupBy, History, Only, Reader, Total};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub live: SharedLive,
+    /// None when the store is off.
+    pub reader: Option<Arc<Mutex<Reader>>>,
+}
+
+#[derive(Deserialize)]
+pub struct RangeParams {
+    from: Option<i64>,
+    to: Option<i64>,
+    step: Option<i64>,
+    #[serde(default)]
+    group_by: GroupBy,
+    top: Option<usize>,
+    /// Only this process (by name).
+    process: Option<String>,
+}
+
+#[derive(Serialize)]
+struct TotalsAnswer {
+    from: i64,
+    to: i64,
+    resolution: i64,
+    rows: Vec<Total>,
+}
+
+#[derive(Serialize)]
+struct HistoryAnswer {
+    from: i64,
+    to: i64,
+    #[serde(flatten)]
+    history: History,
+}
+
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn now() -> i64 {
+    crate::store::seconds(SystemTime::now())
+}
+
+/// Resolves relative times; refuses empty or upside-down ranges.
+fn range(params: &RangeParams) -> Result<(i64, i64), ApiError> {
+    let now = now();
+    let absolute = |t: i64| if t <= 0 { now + t } else { t };
+    let to = params.to.map_or(now + 1, absolute);
+    let from = params.from.map_or(to - 3600, absolute);
+    if from >= to {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("from ({from}) must be before to ({to})"),
+        ));
+    }
+    Ok((from, to))
+}
+
+async fn with_reader<T: Send + 'static>(
+    state: &ApiState,
+    query: impl FnOnce(&Reader) -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let reader = state.reader.clone().ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            "the store is off ([store] enabled = false): no history".into(),
+        )
+    })?;
+    tokio::task::spawn_blocking(move || {
+        let reader = reader.lock().unwrap_or_else(|e| e.into_inner());
+        query(&reader)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+pub async fn live(State(state): State<ApiState>) -> Json<LiveSnapshot> {
+    Json(state.live.read().unwrap_or_else(|e| e.into_inner()).clone())
+}
+
+pub async fn totals(
+    State(state): State<ApiState>,
+    Query(params): Query<RangeParams>,
+) -> Result<Json<impl Serialize>, ApiError> {
+    let (from, to) = range(&params)?;
+    let (group_by, top) = (params.group_by, params.top.unwrap_or(20).clamp(1, 1000));
+    let process = params.process.clone();
+    let (resolution, rows) = with_reader(&state, move |reader| {
+        let only = process.as_deref().map(|key| Only {
+            group_by: GroupBy::Process,
+            key,
+        });
+        reader.totals(from, to, group_by, top, only)
+    })
+    .await?;
+    Ok(Json(TotalsAnswer {
+        from,
+        to,
+        resolution,
+        rows,
+    }))
+}
+
+pub async fn history(
+    State(state): State<ApiState>,
+    Query(params): Query<RangeParams>,
+) -> Result<Json<impl Serialize>, ApiError> {
+    let (from, to) = range(&params)?;
+    // About 300 points across the range unless asked otherwise.
+    let step = params.step.unwrap_or(((to - from) / 300).max(1));
+    let (group_by, top) = (params.group_by, params.top.unwrap_or(10).clamp(1, 100));
+    let process = params.process.clone();
+    let history = with_reader(&state, move |reader| {
+        let only = process.as_deref().map(|key| Only {
+            group_by: GroupBy::Process,
+            key,
+        });
+        reader.history(from, to, step, group_by, top, only)
+    })
+    .await?;
+    Ok(Json(HistoryAnswer { from, to, history }))
+}

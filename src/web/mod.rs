@@ -1,0 +1,94 @@
+//! The daemon's own web server: the page (`/`), its JSON API (`/api/v1/...`), on
+//! 127.0.0.1 by default. Listening elsewhere requires a token.
+
+mod api;
+
+pub use api::ApiState;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+const PAGE: &str = include_str!("page.html");
+
+/// Binds now (so the caller learns of a taken port) and serves from a thread.
+pub fn start(listen: SocketAddr, token: Option<String>, state: ApiState) -> anyhow::Result<()> {
+    if !listen.ip().is_loopback() && token.is_none() {
+        anyhow::bail!(
+            "the web server listens on {listen}, beyond this host, without a token; set [web] token (or token_file) or listen on 127.0.0.1"
+        );
+    }
+    let listener = std::net::TcpListener::bind(listen).map_err(|e| {
+        anyhow::anyhow!(
+            "the web server cannot listen on {listen}: {e}; choose another [web] listen address"
+        )
+    })?;
+    listener.set_nonblocking(true)?;
+    let token = Arc::new(token);
+    let router = axum::Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/api/v1/live", get(api::live))
+        .route("/api/v1/totals", get(api::totals))
+        .route("/api/v1/history", get(api::history))
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(token, require_token));
+    std::thread::Builder::new()
+        .name("web".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    tracing::error!("the web server cannot start: {error}");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let served = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => axum::serve(listener, router).await,
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = served {
+                    tracing::error!("the web server stopped: {error}");
+                }
+            });
+        })?;
+    Ok(())
+}
+
+/// With a token configured, every request carries it: `Authorization: Bearer TOKEN`
+/// or `?token=TOKEN` (which the page passes on to its API calls).
+async fn require_token(
+    State(token): State<Arc<Option<String>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = token.as_deref() else {
+        return next.run(request).await;
+    };
+    let bearer = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let in_query = request.uri().query().is_some_and(|query| {
+        query
+            .split('&')
+            .any(|pair| pair.strip_prefix("token=") == Some(token))
+    });
+    if bearer == Some(token) || in_query {
+        next.run(request).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            "a token is required: ?token=... or Authorization: Bearer ...",
+        )
+            .into_response()
+    }
+}

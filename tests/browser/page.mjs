@@ -1,0 +1,34 @@
+// Opens netgraph's page in headless Debian chromium and reports what a user would see:
+// the row of PROCESS in the totals (exact bytes from its data attributes), whether the
+// history chart drew, and the history shown after clicking the process.
+// Usage: node page.mjs URL PROCESS SCREENSHOT
+import { chromium } from "playwright-core";
+
+const [url, processName, screenshot] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  await page.goto(url);
+  const row = page.locator(`#by-process tr[data-name="${processName}"]`);
+  await row.waitFor({ timeout: 20000 });
+  const sent = Number(await row.getAttribute("data-sent"));
+  const recv = Number(await row.getAttribute("data-recv"));
+  const shown = await row.locator("td").allTextContents();
+  await page.locator("#chart svg path").first().waitFor({ timeout: 10000 });
+  const chartSeries = await page.locator("#chart svg path").evaluateAll((paths) => paths.map((p) => p.dataset.key));
+  await row.click();
+  await page.locator("#detail.open #detail-chart svg path").first().waitFor({ timeout: 10000 });
+  const detailName = await page.locator("#detail-name").textContent();
+  const detailSent = Number(await page.locator("#detail-totals [data-sent]").getAttribute("data-sent"));
+  await page.screenshot({ path: screenshot, fullPage: true });
+  console.log(JSON.stringify({ sent, recv, shown, chartSeries, detailName, detailSent, errors }));
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,268 @@
+//! The embedded store, its API and the page: known data through the API; real traffic
+//! in the namespace lab shown in headless Debian chromium; kill -9 and restarts.
+
+mod lab;
+mod servers;
+
+use lab::*;
+use netgraph::accounting::{IntervalReport, ProcessRow, SeriesKey};
+use netgraph::sinks::live::SharedLive;
+use netgraph::store::{Retention, Store};
+use netgraph::traffic::Traffic;
+use serde_json::Value;
+use servers::free_port;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+fn get(url: &str, token: Option<&str>) -> (u16, Value) {
+    let mut request = ureq::get(url).config().http_status_as_error(false).build();
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    let mut response = request.call().unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn row(name: &str, uid: Option<u32>, interface: &str, sent: u64, recv: u64) -> ProcessRow {
+    let mut last = Traffic::default();
+    last.sent.bytes = sent;
+    last.recv.bytes = recv;
+    ProcessRow {
+        key: SeriesKey {
+            name: name.into(),
+            uid,
+            interface: interface.into(),
+        },
+        attributed: uid.is_some(),
+        pid: None,
+        exe: None,
+        cgroup: Some(format!("/{name}.service")),
+        last,
+        total: last,
+    }
+}
+
+/// Ten minutes of known traffic, queried through the HTTP API as the page does.
+#[test]
+fn the_api_answers_each_query_on_known_data() {
+    let dir = std::env::temp_dir().join(format!("netgraph-api-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut store = Store::open(&dir, Retention::default()).unwrap();
+    let start = 1_800_000_000; // on an hour boundary
+    for second in 0..600u64 {
+        let report = IntervalReport {
+            start: UNIX_EPOCH + Duration::from_secs(start + second),
+            end: UNIX_EPOCH + Duration::from_secs(start + second + 1),
+            processes: vec![
+                row("firefox", Some(1000), "wlan0", 1000, 9000),
+                row("sshd", Some(0), "eth0", 200, 100),
+                row("unknown UDP", None, "eth0", 5, 5),
+            ],
+            interfaces: Vec::new(),
+            lost: 0,
+            lost_total: 0,
+        };
+        store.write(&report).unwrap();
+    }
+    let port = free_port();
+    let state = netgraph::web::ApiState {
+        live: SharedLive::default(),
+        reader: Some(Arc::new(Mutex::new(store.reader().unwrap()))),
+    };
+    netgraph::web::start(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        Some("s3cret".into()),
+        state,
+    )
+    .unwrap();
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    let (from, to) = (start, start + 600);
+
+    let (status, _) = get(&format!("{base}/totals?from={from}&to={to}"), None);
+    assert_eq!(status, 401, "a configured token is required");
+    let token = Some("s3cret");
+    let (status, totals) = get(&format!("{base}/totals?from={from}&to={to}"), token);
+    assert_eq!(status, 200, "{totals}");
+    let rows = totals["rows"].as_array().unwrap();
+    assert_eq!(rows[0]["key"], "firefox");
+    assert_eq!(rows[0]["sent_bytes"], 600_000);
+    assert_eq!(rows[0]["recv_bytes"], 5_400_000);
+    assert_eq!(rows[2]["key"], "unknown UDP");
+    assert_eq!(rows[2]["attributed"], false);
+
+    let (_, users) = get(
+        &format!("{base}/totals?from={from}&to={to}&group_by=user&top=2"),
+        token,
+    );
+    let keys: Vec<&str> = users["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["1000", "0"]);
+    let (_, interfaces) = get(
+        &format!("{base}/totals?from={from}&to={to}&group_by=interface"),
+        token,
+    );
+    assert_eq!(interfaces["rows"][1]["key"], "eth0");
+    assert_eq!(interfaces["rows"][1]["sent_bytes"], 600 * 205);
+    let (_, containers) = get(
+        &format!("{base}/totals?from={from}&to={to}&group_by=container&top=1"),
+        token,
+    );
+    assert_eq!(containers["rows"][0]["key"], "/firefox.service");
+
+    let (_, history) = get(
+        &format!("{base}/history?from={from}&to={to}&step=60&top=2"),
+        token,
+    );
+    assert_eq!(history["step"], 60);
+    assert_eq!(history["keys"], serde_json::json!(["firefox", "sshd"]));
+    let points = history["points"].as_array().unwrap();
+    assert_eq!(points.len(), 10);
+    assert!(points
+        .iter()
+        .all(|p| p["sent"][0] == 60_000 && p["recv"][1] == 6_000));
+
+    let (_, only) = get(
+        &format!("{base}/history?from={from}&to={to}&step=600&group_by=interface&process=sshd"),
+        token,
+    );
+    assert_eq!(only["keys"], serde_json::json!(["eth0"]));
+    assert_eq!(only["points"][0]["sent"][0], 120_000);
+
+    let (status, error) = get(&format!("{base}/totals?from={to}&to={from}"), token);
+    assert_eq!(status, 400);
+    assert!(error["error"].as_str().unwrap().contains("must be before"));
+    let (status, _) = get(&format!("{base}/totals?group_by=planet"), token);
+    assert_eq!(status, 400);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn web_config(lab: &Lab, port: u16) -> String {
+    let path = lab.path("web.toml");
+    std::fs::write(&path, format!("[web]\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Real traffic, then the page in headless chromium: the process is listed with the
+/// totals netgraph counted, the chart draws, a click shows the process's history.
+#[test]
+fn the_page_shows_real_traffic_in_chromium() {
+    if !require_root("the_page_shows_real_traffic_in_chromium") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let port = free_port();
+    let config = web_config(&lab, port);
+    let b = lab.b.clone();
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:8101")]);
+    let netgraph = lab.netgraph_on_host(&["--engine", "ebpf", "--config", &config]);
+    lab.exec(&lab.a, "ng-web", &["tcp-send", &format!("{B4}:8101"), "2s"]);
+    std::thread::sleep(Duration::from_millis(2500));
+
+    let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../web-page.png");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/page.mjs");
+    let output = Command::new("node")
+        .arg(&script)
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .arg("ng-web")
+        .arg(&screenshot)
+        .output()
+        .expect("node runs (scripts/test.sh installs nodejs and playwright-core)");
+    let records = netgraph.stop();
+    assert!(
+        output.status.success(),
+        "browser: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let sent = records.sum_all("ng-web", "sent_bytes_last");
+    let recv = records.sum_all("ng-web", "recv_bytes_last");
+    report(&format!(
+        "web page in chromium: ng-web listed with {} sent (netgraph counted {sent}); chart series {}; screenshot {}",
+        seen["sent"],
+        seen["chartSeries"],
+        screenshot.display()
+    ));
+    assert_eq!(seen["errors"], serde_json::json!([]), "no script errors");
+    assert_eq!(seen["sent"], sent);
+    assert_eq!(seen["recv"], recv);
+    assert!(seen["chartSeries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k == "ng-web"));
+    assert_eq!(seen["detailName"], "ng-web");
+    assert_eq!(seen["detailSent"], sent);
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
+}
+
+/// kill -9 while writing, three times, then a clean restart: the store is sound and
+/// keeps what was written before.
+#[test]
+fn kill_nine_and_restarts_keep_a_sound_store() {
+    if !require_root("kill_nine_and_restarts_keep_a_sound_store") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let state = lab.path("store-state");
+    let config = lab.path("store.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_directory = \"{}\"\n[web]\nenabled = false\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_string_lossy().into_owned();
+    let b = lab.b.clone();
+    lab.serve(&b, "ng-sink", &["udp-sink", &format!("{B4}:8201"), "recv"]);
+    let mut counted = 0;
+    for round in 0..4 {
+        let netgraph = lab.netgraph_on_host(&["--engine", "ebpf", "--config", &config]);
+        lab.exec(
+            &lab.a,
+            "ng-store",
+            &["udp-flood", &format!("{B4}:8201"), "2", "200", "connected"],
+        );
+        std::thread::sleep(Duration::from_millis(1200 + 170 * round));
+        let records = if round < 3 {
+            netgraph.kill()
+        } else {
+            netgraph.stop()
+        };
+        counted += records.sum_all("ng-store", "sent_bytes_last");
+    }
+    let store = Store::open(&state, Retention::default()).unwrap();
+    let reader = store.reader().unwrap();
+    assert_eq!(reader.integrity_check().unwrap(), "ok");
+    let now = netgraph::store::seconds(std::time::SystemTime::now());
+    let (_, totals) = reader
+        .totals(
+            now - 600,
+            now + 1,
+            netgraph::store::GroupBy::Process,
+            100,
+            None,
+        )
+        .unwrap();
+    let stored = totals
+        .iter()
+        .find(|t| t.key == "ng-store")
+        .map_or(0, |t| t.sent_bytes);
+    report(&format!(
+        "store after 3 kill -9 and a restart: sound; {stored} of {counted} bytes counted by the runs are stored"
+    ));
+    // Each kill struck over a second after the traffic, once its intervals were stored.
+    assert!(counted > 0);
+    assert_eq!(stored, counted, "stored: {totals:?}");
+}
