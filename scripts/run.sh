@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds netgraph and starts it on its defaults: every interface, loopback included,
-# one JSON line per process per second on standard output. Stop with Ctrl-C.
+# history in the embedded store, the page on http://127.0.0.1:9800/. Stop with Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
