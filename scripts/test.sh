@@ -7,7 +7,7 @@ require_root
 require_cargo
 # Lab tools, and the real servers the export tests write to.
 install_packages "${BUILD_PACKAGES[@]}" iproute2 nftables iputils-ping \
-    influxdb victoria-metrics prometheus openssl curl chromium nodejs
+    influxdb victoria-metrics prometheus openssl curl chromium nodejs tmux
 # npm comes with nodejs from NodeSource; Debian's own npm conflicts with that one.
 command -v npm >/dev/null 2>&1 || install_packages npm
 # The browser test drives chromium with playwright-core (no browser download).

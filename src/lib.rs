@@ -12,5 +12,6 @@ pub mod outputs;
 pub mod pipeline;
 pub mod sinks;
 pub mod store;
+pub mod top;
 pub mod traffic;
 pub mod web;

@@ -29,6 +29,22 @@ struct Cli {
 enum Command {
     /// Account traffic per process and write it to the sinks until stopped (SIGTERM/SIGINT).
     Run(RunArgs),
+    /// Live view in the terminal, like nethogs: from the running daemon, or counting by
+    /// itself when none answers. Keys: s/r/n sort, m rate or total, i interface, q quit.
+    Top(TopArgs),
+}
+
+#[derive(clap::Args)]
+struct TopArgs {
+    /// The daemon's web address.
+    #[arg(long, default_value = "http://127.0.0.1:9800")]
+    url: String,
+    /// The daemon's web token, if it has one.
+    #[arg(long, env = "NETGRAPH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// How to count when no daemon answers.
+    #[arg(long, value_enum, default_value_t = EngineChoice::Auto)]
+    engine: EngineChoice,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -75,9 +91,11 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
+    // The terminal belongs to top's screen: only errors may be logged over it.
+    init_logging(matches!(cli.command, Command::Top(_)));
     let result = match cli.command {
+        Command::Top(args) => top(args),
         Command::Run(args) => {
             // A bad configuration stops everything before it starts, with status 2.
             let config = match &args.config {
@@ -103,10 +121,11 @@ fn main() -> ExitCode {
 }
 
 /// Log level from `RUST_LOG`, or `LOG_LEVEL` as the original read it; logs go to stderr.
-fn init_logging() {
+fn init_logging(quiet: bool) {
     let filter = std::env::var("RUST_LOG")
         .or_else(|_| std::env::var("LOG_LEVEL").map(|l| l.to_lowercase()))
         .unwrap_or_else(|_| "info".into());
+    let filter = if quiet { "error".to_string() } else { filter };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
@@ -137,6 +156,45 @@ fn start_engine(args: &RunArgs, hints: FlowHints) -> anyhow::Result<Box<dyn Engi
     let engine = CaptureEngine::start(selection, settings, hints)?;
     tracing::info!(interfaces = ?engine.interfaces(), "capturing");
     Ok(Box::new(engine))
+}
+
+fn top(args: TopArgs) -> anyhow::Result<()> {
+    use netgraph::top::Source;
+    if netgraph::top::fetch_live(&args.url, args.token.as_deref()).is_ok() {
+        let source = Source::Daemon {
+            url: args.url,
+            token: args.token,
+        };
+        return netgraph::top::run(source);
+    }
+    // No daemon: run the pipeline here, into a live view only.
+    let live = netgraph::sinks::live::SharedLive::default();
+    let sinks: Vec<Box<dyn netgraph::sinks::Sink>> =
+        vec![Box::new(netgraph::sinks::live::LiveSink::new(live.clone()))];
+    let run_args = RunArgs {
+        config: None,
+        engine: args.engine,
+        interval: Duration::from_secs(1),
+        interfaces: Vec::new(),
+        no_loopback: false,
+        buffer_mib: 8,
+        json: false,
+    };
+    let (hints, hint_receiver) = crossbeam_channel::bounded(16_384);
+    let pipeline = Pipeline {
+        engine: start_engine(&run_args, hints)?,
+        attributor: Attributor::start(hint_receiver).context("cannot start attribution")?,
+        accountant: Accountant::new(SystemTime::now()),
+        sinks,
+        interval: run_args.interval,
+    };
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let stop = shutdown.clone();
+    let counting = std::thread::spawn(move || pipeline.run(&stop));
+    let shown = netgraph::top::run(Source::Local(live));
+    shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = counting.join();
+    shown
 }
 
 fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {

@@ -4,10 +4,10 @@
 use super::Sink;
 use crate::accounting::IntervalReport;
 use crate::store::seconds;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::{Arc, RwLock};
 
-#[derive(Clone, Debug, Serialize, Default)]
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
 pub struct LiveRow {
     pub name: String,
     pub uid: Option<u32>,
@@ -24,7 +24,7 @@ pub struct LiveRow {
     pub recv_total: u64,
 }
 
-#[derive(Clone, Debug, Serialize, Default)]
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
 pub struct LiveSnapshot {
     /// The interval's end, in Unix seconds.
     pub time: i64,

@@ -1,0 +1,124 @@
+//! What `top` shows and how keys change it.
+
+use crate::sinks::live::{LiveRow, LiveSnapshot};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Sort {
+    Sent,
+    Received,
+    Name,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    /// Bytes per second over the last interval.
+    Rate,
+    /// Bytes since the source started counting.
+    Total,
+}
+
+pub struct App {
+    pub source: String,
+    pub sort: Sort,
+    pub mode: Mode,
+    /// Only this interface, or all.
+    pub interface: Option<String>,
+    /// Every series seen, with its latest rates (0 once idle) and totals.
+    pub rows: BTreeMap<(String, Option<u32>, String), LiveRow>,
+    pub error: Option<String>,
+}
+
+impl App {
+    pub fn new(source: String) -> App {
+        App {
+            source,
+            sort: Sort::Sent,
+            mode: Mode::Rate,
+            interface: None,
+            rows: BTreeMap::new(),
+            error: None,
+        }
+    }
+
+    pub fn update(&mut self, snapshot: anyhow::Result<LiveSnapshot>) {
+        match snapshot {
+            Ok(snapshot) => {
+                self.error = None;
+                for row in self.rows.values_mut() {
+                    row.sent_rate = 0.0;
+                    row.recv_rate = 0.0;
+                }
+                for row in snapshot.processes {
+                    let key = (row.name.clone(), row.uid, row.interface.clone());
+                    self.rows.insert(key, row);
+                }
+            }
+            Err(error) => self.error = Some(format!("{error:#}")),
+        }
+    }
+
+    /// Applies a key; false to quit.
+    pub fn key(&mut self, key: KeyEvent) -> bool {
+        match key.code {
+            KeyCode::Char('q') | KeyCode::Esc => return false,
+            KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => return false,
+            KeyCode::Char('s') => self.sort = Sort::Sent,
+            KeyCode::Char('r') => self.sort = Sort::Received,
+            KeyCode::Char('n') => self.sort = Sort::Name,
+            KeyCode::Char('m') => {
+                self.mode = match self.mode {
+                    Mode::Rate => Mode::Total,
+                    Mode::Total => Mode::Rate,
+                }
+            }
+            KeyCode::Char('i') => self.interface = self.next_interface(),
+            _ => {}
+        }
+        true
+    }
+
+    fn interfaces(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.rows.keys().map(|k| k.2.clone()).collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// Cycles all -> each interface -> all.
+    fn next_interface(&self) -> Option<String> {
+        let all = self.interfaces();
+        match &self.interface {
+            None => all.first().cloned(),
+            Some(current) => all
+                .iter()
+                .position(|i| i == current)
+                .and_then(|p| all.get(p + 1).cloned()),
+        }
+    }
+
+    /// (sent, received) of a row in the current mode.
+    pub fn values(&self, row: &LiveRow) -> (f64, f64) {
+        match self.mode {
+            Mode::Rate => (row.sent_rate, row.recv_rate),
+            Mode::Total => (row.sent_total as f64, row.recv_total as f64),
+        }
+    }
+
+    /// The rows to show, filtered and sorted; idle ones only in total mode.
+    pub fn visible(&self) -> Vec<&LiveRow> {
+        let mut rows: Vec<&LiveRow> = self
+            .rows
+            .values()
+            .filter(|r| self.interface.as_ref().is_none_or(|i| *i == r.interface))
+            .filter(|r| self.mode == Mode::Total || r.sent_rate + r.recv_rate > 0.0)
+            .collect();
+        match self.sort {
+            Sort::Name => rows.sort_by(|a, b| a.name.cmp(&b.name)),
+            Sort::Sent => rows.sort_by(|a, b| self.values(b).0.total_cmp(&self.values(a).0)),
+            Sort::Received => rows.sort_by(|a, b| self.values(b).1.total_cmp(&self.values(a).1)),
+        }
+        rows
+    }
+}
