@@ -134,6 +134,7 @@ fn top_reads_the_running_daemon() {
     exercise(&tmux, "ng-top", "daemon at http://127.0.0.1");
     report("top: the daemon's live view under tmux; s/r/n sort, m mode and q work");
     let _ = traffic.kill();
+    let _ = traffic.wait();
     drop(daemon);
 }
 
@@ -161,4 +162,5 @@ fn top_counts_by_itself_without_a_daemon() {
     exercise(&tmux, "ng-alone", "counting by itself");
     report("top: counting by itself under tmux when no daemon answers");
     let _ = traffic.kill();
+    let _ = traffic.wait();
 }
