@@ -47,10 +47,17 @@ pub fn start(config: &Config, json_lines: bool) -> anyhow::Result<Vec<Box<dyn Si
             hours: config.store.keep_hours,
             max_bytes: config.store.max_size_mib << 20,
         };
-        let store = Store::open(&state_directory, retention)?;
-        tracing::info!(path = %store.path().display(), "keeping history in the embedded store");
-        reader = Some(Arc::new(Mutex::new(store.reader()?)));
-        sinks.push(Box::new(StoreSink::new(store)));
+        // History is worth much, but not stopping the accounting and the other sinks for.
+        match Store::open(&state_directory, retention)
+            .and_then(|store| Ok((store.reader()?, store)))
+        {
+            Ok((store_reader, store)) => {
+                tracing::info!(path = %store.path().display(), "keeping history in the embedded store");
+                reader = Some(Arc::new(Mutex::new(store_reader)));
+                sinks.push(Box::new(StoreSink::new(store)));
+            }
+            Err(error) => tracing::error!("{error:#}; running without history"),
+        }
     }
     if config.web.enabled {
         let listen = config.web.listen;

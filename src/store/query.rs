@@ -64,9 +64,11 @@ pub struct Only<'a> {
 }
 
 impl Reader {
-    /// The finest table complete from `from` on; if none is, the one complete from the
-    /// earliest time (the finest among equals).
+    /// The finest table complete from `from` on. If none is (a store younger than the
+    /// range), every table holds all that was ever written, and the finest is exact.
     fn table_for(&self, from: i64) -> anyhow::Result<(&'static str, i64)> {
+        // Compared at the coarsest bucket, so that tables filled by the same writes tie.
+        let coarsest = RESOLUTIONS[RESOLUTIONS.len() - 1].1;
         let mut earliest: Option<(i64, &'static str, i64)> = None;
         for (table, bucket) in RESOLUTIONS {
             let since: Option<i64> = self
@@ -81,6 +83,7 @@ impl Reader {
             if since <= from - from.rem_euclid(bucket) {
                 return Ok((table, bucket));
             }
+            let since = since - since.rem_euclid(coarsest);
             if earliest.is_none_or(|(t, _, _)| since < t) {
                 earliest = Some((since, table, bucket));
             }

@@ -245,3 +245,25 @@ fn a_young_store_answers_a_longer_range_from_its_finest_resolution() {
     assert_eq!(totals[0].sent_bytes, curl);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_young_store_charts_a_longer_range_at_fine_steps() {
+    let dir = scratch("young-chart");
+    let mut store = Store::open(&dir, Retention::default()).unwrap();
+    for s in 0..120 {
+        store
+            .write(&report(
+                START + 1800 + s,
+                vec![row("curl", Some(1), "eth0", "", 10, 0)],
+            ))
+            .unwrap();
+    }
+    let reader = store.reader().unwrap();
+    let to = (START + 1800 + 120) as i64;
+    let history = reader
+        .history(to - 3600, to, 12, GroupBy::Process, 5, None)
+        .unwrap();
+    assert_eq!((history.resolution, history.step), (1, 12));
+    assert_eq!(history.points.len(), 10);
+    let _ = std::fs::remove_dir_all(&dir);
+}

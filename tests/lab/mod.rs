@@ -293,11 +293,16 @@ impl Lab {
         if !wrapper.is_empty() {
             command.arg(env!("CARGO_BIN_EXE_netgraph"));
         }
+        // Writable by whoever the wrapper runs netgraph as (nobody, in some tests).
+        let state = self.dir.join(format!("state-{run}"));
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .unwrap();
         let child = command
             .args(["run", "--json", "--interval", "1s"])
             .args(extra)
             // Each run keeps its store (and spools) in the lab, never in /var/lib.
-            .env("STATE_DIRECTORY", self.dir.join(format!("state-{run}")))
+            .env("STATE_DIRECTORY", &state)
             .env("RUST_LOG", "netgraph=debug")
             .env("NO_COLOR", "1")
             .stdout(std::fs::File::create(&out).unwrap())
