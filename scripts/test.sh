@@ -7,11 +7,13 @@ require_root
 require_cargo
 # Lab tools, and the real servers the export tests write to.
 install_packages "${BUILD_PACKAGES[@]}" iproute2 nftables iputils-ping \
-    influxdb victoria-metrics prometheus openssl curl chromium nodejs tmux
+    influxdb victoria-metrics prometheus openssl curl chromium nodejs tmux systemd adduser
 # npm comes with nodejs from NodeSource; Debian's own npm conflicts with that one.
 command -v npm >/dev/null 2>&1 || install_packages npm
 # The browser test drives chromium with playwright-core (no browser download).
 npm ci --prefix tests/browser --no-audit --no-fund --silent
+# The package test builds the .deb.
+command -v cargo-deb >/dev/null 2>&1 || cargo install --locked --quiet cargo-deb
 
 cargo fmt --all -- --check
 cargo clippy --release --all-targets --quiet -- -D warnings

@@ -6,6 +6,7 @@
 pub mod accounting;
 pub mod attribution;
 pub mod cgroup;
+pub mod check;
 pub mod config;
 pub mod engine;
 pub mod outputs;

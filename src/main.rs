@@ -32,6 +32,17 @@ enum Command {
     /// Live view in the terminal, like nethogs: from the running daemon, or counting by
     /// itself when none answers. Keys: s/r/n sort, m rate or total, i interface, q quit.
     Top(TopArgs),
+    /// Check the configuration and the environment (privileges, kernel features, every
+    /// sink) without starting; exit 0 if netgraph can run, 1 if not, 2 if the
+    /// configuration is invalid.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// Configuration file; default: /etc/netgraph/netgraph.toml where it exists.
+    #[arg(short = 'c', long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -96,6 +107,7 @@ fn main() -> ExitCode {
     init_logging(matches!(cli.command, Command::Top(_)));
     let result = match cli.command {
         Command::Top(args) => top(args),
+        Command::Check(args) => return check(args),
         Command::Run(args) => {
             // A bad configuration stops everything before it starts, with status 2.
             let config = match &args.config {
@@ -156,6 +168,37 @@ fn start_engine(args: &RunArgs, hints: FlowHints) -> anyhow::Result<Box<dyn Engi
     let engine = CaptureEngine::start(selection, settings, hints)?;
     tracing::info!(interfaces = ?engine.interfaces(), "capturing");
     Ok(Box::new(engine))
+}
+
+const PACKAGED_CONFIG: &str = "/etc/netgraph/netgraph.toml";
+
+fn check(args: CheckArgs) -> ExitCode {
+    let path = args.config.or_else(|| {
+        let packaged = PathBuf::from(PACKAGED_CONFIG);
+        packaged.exists().then_some(packaged)
+    });
+    let config = match &path {
+        Some(path) => match Config::load(path) {
+            Ok(config) => config,
+            Err(error) => {
+                println!("FAIL  configuration: {error:#}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    let source = path.map_or("defaults (no file)".into(), |p| p.display().to_string());
+    println!("ok    configuration: {source}");
+    let findings = netgraph::check::run(&config);
+    for finding in &findings {
+        let status = if finding.ok { "ok  " } else { "FAIL" };
+        println!("{status}  {}: {}", finding.what, finding.detail);
+    }
+    if findings.iter().all(|f| f.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn top(args: TopArgs) -> anyhow::Result<()> {

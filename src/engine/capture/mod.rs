@@ -215,3 +215,27 @@ impl Drop for CaptureEngine {
         self.stop();
     }
 }
+
+/// For `netgraph check`: the interfaces that are up, after opening one of them for
+/// capture as the engine would (which needs CAP_NET_RAW).
+pub fn probe() -> anyhow::Result<Vec<String>> {
+    let host = interfaces::discover()?;
+    let up: Vec<String> = host
+        .interfaces
+        .iter()
+        .filter(|i| i.up)
+        .map(|i| i.name.clone())
+        .collect();
+    let first = up
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no network interface is up"))?;
+    pcap::Capture::from_device(first.as_str())?
+        .snaplen(128)
+        .open()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot capture on {first}: {e}; run as root or with CAP_NET_RAW and CAP_NET_ADMIN"
+            )
+        })?;
+    Ok(up)
+}

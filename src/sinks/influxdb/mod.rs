@@ -25,6 +25,29 @@ pub struct InfluxSink {
     finished: crossbeam_channel::Receiver<()>,
 }
 
+/// For `netgraph check`: a write of no points, which the server answers like any
+/// other, so reachability, TLS, credentials and the database are all tested without
+/// storing anything.
+pub fn probe(config: &InfluxConfig) -> anyhow::Result<()> {
+    let endpoint = endpoint::Endpoint::new(config)?;
+    let mut request = endpoint.agent.post(&endpoint.url);
+    if let Some(authorization) = &endpoint.authorization {
+        request = request.header("Authorization", authorization);
+    }
+    let mut response = request
+        .send(&b""[..])
+        .map_err(|e| anyhow::anyhow!("cannot reach {}: {e}", config.url))?;
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    match verdict::classify(status, None, &body, std::time::SystemTime::now()) {
+        verdict::Verdict::Written => Ok(()),
+        // An empty body is "malformed" to some servers, but they read the credentials.
+        verdict::Verdict::Rejected { .. } => Ok(()),
+        verdict::Verdict::Retry { message, .. } => Err(anyhow::anyhow!("{message}")),
+        other => Err(anyhow::anyhow!("unexpected answer {status}: {other:?}")),
+    }
+}
+
 /// How long shutdown waits for the spool to drain; what is left is sent at the next start.
 const DRAIN_AT_SHUTDOWN: Duration = Duration::from_secs(5);
 

@@ -1,0 +1,92 @@
+//! `netgraph check`: validates the configuration and the environment (privileges,
+//! kernel features for each engine, interfaces, every sink) and reports each finding.
+
+use crate::config::Config;
+use crate::engine::capture;
+use crate::engine::ebpf::EbpfEngine;
+use crate::sinks::influxdb;
+use crate::store::{Retention, Store};
+
+pub struct Finding {
+    pub ok: bool,
+    pub what: String,
+    pub detail: String,
+}
+
+fn finding(what: impl Into<String>, result: anyhow::Result<String>) -> Finding {
+    match result {
+        Ok(detail) => Finding {
+            ok: true,
+            what: what.into(),
+            detail,
+        },
+        Err(error) => Finding {
+            ok: false,
+            what: what.into(),
+            detail: format!("{error:#}"),
+        },
+    }
+}
+
+/// An engine being unavailable is only a problem if no engine is.
+pub fn run(config: &Config) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let ebpf = EbpfEngine::start()
+        .map(|engine| {
+            drop(engine);
+            "loads and attaches (the default engine)".to_string()
+        })
+        .map_err(anyhow::Error::from);
+    let capture = capture::probe().map(|up| format!("can capture on {}", up.join(", ")));
+    let any_engine = ebpf.is_ok() || capture.is_ok();
+    for (what, result) in [("eBPF engine", ebpf), ("capture engine", capture)] {
+        let mut item = finding(what, result);
+        if !item.ok && any_engine {
+            item.ok = true;
+            item.detail = format!("unavailable, another engine will count: {}", item.detail);
+        }
+        findings.push(item);
+    }
+    for (index, sink) in config.influxdb.iter().enumerate() {
+        let name = sink
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("number {}", index + 1));
+        findings.push(finding(
+            format!(
+                "InfluxDB sink {name} ({}, {})",
+                sink.url,
+                format!("{:?}", sink.api).to_lowercase()
+            ),
+            influxdb::probe(sink).map(|()| "reachable, credentials and database accepted".into()),
+        ));
+    }
+    if let Some(prometheus) = &config.prometheus {
+        findings.push(finding(
+            "Prometheus endpoint",
+            free(prometheus.listen).map(|()| format!("{} is free", prometheus.listen)),
+        ));
+    }
+    if config.store.enabled {
+        let directory = config.state_directory();
+        findings.push(finding(
+            "embedded store",
+            Store::open(&directory, Retention::default())
+                .map(|store| format!("{} is writable", store.path().display())),
+        ));
+    }
+    if config.web.enabled {
+        findings.push(finding(
+            "web page",
+            free(config.web.listen).map(|()| format!("http://{}/ is free", config.web.listen)),
+        ));
+    }
+    findings
+}
+
+/// Whether an address can be listened on (a running netgraph holds its own).
+fn free(address: std::net::SocketAddr) -> anyhow::Result<()> {
+    std::net::TcpListener::bind(address).map(drop).map_err(|e| {
+        anyhow::anyhow!("cannot listen on {address}: {e} (is netgraph already running?)")
+    })
+}

@@ -1,0 +1,155 @@
+//! Running as a service: `netgraph check`, exit statuses, and the Debian package
+//! (built with cargo-deb, installed with dpkg, its unit verified by systemd-analyze).
+
+mod lab;
+mod servers;
+
+use lab::*;
+use servers::*;
+use std::process::Command;
+
+fn check(config: &std::path::Path) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_netgraph"))
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn check_refuses_a_broken_configuration_with_status_2() {
+    let path = std::env::temp_dir().join(format!("netgraph-check-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "[[influxdb]]\nurl = \"http://x\"\napi = \"v1\"\ndatabse = \"d\"\n",
+    )
+    .unwrap();
+    let (status, out) = check(&path);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(status, 2, "{out}");
+    assert!(out.contains("line 4, column 1: key `databse`"), "{out}");
+    assert!(out.contains("did you mean `database`?"), "{out}");
+    let (status, out) = check(std::path::Path::new("/nonexistent/netgraph.toml"));
+    assert_eq!(status, 2);
+    assert!(
+        out.contains("cannot read the configuration /nonexistent/netgraph.toml"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_reports_every_sink() {
+    if !require_root("check_reports_every_sink") {
+        return;
+    }
+    let lab = Lab::new();
+    let influx = Influx::start(&lab.path(""), InfluxOptions::default());
+    influx.query("CREATE DATABASE present");
+    let port = free_port();
+    let config = lab.path("check.toml");
+    let write = |database: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "state_directory = \"{}\"\n[web]\nlisten = \"127.0.0.1:{port}\"\n\
+                 [[influxdb]]\nname = \"main\"\nurl = \"{}\"\napi = \"v1\"\ndatabase = \"{database}\"\n",
+                lab.path("check-state").display(),
+                influx.url
+            ),
+        )
+        .unwrap();
+    };
+    write("present");
+    let (status, out) = check(&config);
+    assert_eq!(status, 0, "{out}");
+    assert!(out.contains("ok    InfluxDB sink main"), "{out}");
+    assert!(out.contains("ok    eBPF engine"), "{out}");
+    assert!(out.contains("ok    embedded store"), "{out}");
+    write("absent");
+    let (status, out) = check(&config);
+    assert_eq!(status, 1, "{out}");
+    assert!(
+        out.contains("FAIL  InfluxDB sink main") && out.contains("404"),
+        "{out}"
+    );
+    report("netgraph check: exit 0 with a reachable InfluxDB, 1 naming the missing database, 2 on a broken file");
+}
+
+fn run_ok(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Builds the .deb, installs it, runs `netgraph check` from it and verifies the unit,
+/// then purges it.
+#[test]
+fn the_debian_package_installs_and_checks() {
+    if !require_root("the_debian_package_installs_and_checks") {
+        return;
+    }
+    let manifest = env!("CARGO_MANIFEST_DIR");
+    let built = run_ok(
+        "cargo",
+        &[
+            "deb",
+            "--no-build",
+            "--manifest-path",
+            &format!("{manifest}/Cargo.toml"),
+        ],
+    );
+    let deb = built.lines().last().unwrap().trim().to_string();
+    assert!(deb.ends_with(".deb"), "cargo deb said {built}");
+    run_ok("dpkg", &["-i", &deb]);
+    let installed = std::panic::catch_unwind(|| {
+        let listing = run_ok("dpkg", &["-L", "netgraph"]);
+        for file in [
+            "/usr/bin/netgraph",
+            "/etc/netgraph/netgraph.toml",
+            "/lib/systemd/system/netgraph.service",
+            "/usr/share/netgraph/grafana/dashboards/netgraph-influxql.json",
+        ] {
+            assert!(
+                listing.contains(file),
+                "{file} not in the package:\n{listing}"
+            );
+        }
+        run_ok("getent", &["passwd", "netgraph"]);
+        let output = Command::new("/usr/bin/netgraph")
+            .arg("check")
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            out.contains("configuration: /etc/netgraph/netgraph.toml"),
+            "{out}"
+        );
+        assert!(out.contains("ok    eBPF engine"), "{out}");
+        let verify = Command::new("systemd-analyze")
+            .args(["verify", "/lib/systemd/system/netgraph.service"])
+            .output()
+            .unwrap();
+        let complaints = String::from_utf8_lossy(&verify.stderr).into_owned();
+        assert!(
+            verify.status.success() && complaints.trim().is_empty(),
+            "systemd-analyze: {complaints}"
+        );
+        report(&format!("Debian package {deb}: installs, `netgraph check` runs from it, systemd-analyze verify is clean"));
+    });
+    run_ok("dpkg", &["--purge", "netgraph"]);
+    if let Err(panic) = installed {
+        std::panic::resume_unwind(panic);
+    }
+}
