@@ -129,7 +129,9 @@ class Monitor:
             self.process = None
             return
         self.output = open(workdir / f"{self.name}.out", "w+")
-        self.process = subprocess.Popen(command, stdout=self.output, stderr=subprocess.STDOUT)
+        # The store goes into the scratch directory, not the host's /var/lib/netgraph.
+        env = dict(os.environ, STATE_DIRECTORY=str(workdir / f"{self.name}.state"))
+        self.process = subprocess.Popen(command, stdout=self.output, stderr=subprocess.STDOUT, env=env)
         time.sleep(self.warmup)
 
     def pid(self):
@@ -148,7 +150,10 @@ class Monitor:
             self.process.kill()
             self.process.wait()
         self.output.seek(0)
-        return {"cpu_s": cpu, "peak_rss_mb": rss, "text": self.output.read()}
+        text = self.output.read()
+        if os.environ.get("BENCH_KEEP_OUTPUT"):
+            shutil.copy(self.output.name, os.environ["BENCH_KEEP_OUTPUT"])
+        return {"cpu_s": cpu, "peak_rss_mb": rss, "text": text}
 
 
 class Netgraph(Monitor):
@@ -160,7 +165,8 @@ class Netgraph(Monitor):
         self.name = f"netgraph-{engine}"
 
     def command(self):
-        run = [str(NETGRAPH), "run", "--engine", self.engine, "--interval", "1s"]
+        # Its default daemon (store and page on), plus JSON lines to score it by.
+        run = [str(NETGRAPH), "run", "--engine", self.engine, "--interval", "1s", "--json"]
         if self.engine == "capture":
             return in_ns(A, *run, "-i", VA)
         return run  # the eBPF engine sees every namespace from the host's

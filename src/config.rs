@@ -8,6 +8,15 @@ use std::time::Duration;
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// How traffic is observed: "auto" (default), "ebpf" or "capture".
+    pub engine: Option<EngineSetting>,
+    /// Length of one accounting interval (default 1s, at least 100ms).
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    /// Capture engine: only these interfaces (default: every interface that is up).
+    pub interfaces: Option<Vec<String>>,
+    /// Capture engine: count loopback traffic too (default true).
+    pub loopback: Option<bool>,
     /// Overrides the `hostname` tag; default: the host's name.
     pub hostname: Option<String>,
     /// Where spools (and later the embedded store) live; default: `$STATE_DIRECTORY`
@@ -106,6 +115,14 @@ fn default_web_listen() -> std::net::SocketAddr {
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
+pub enum EngineSetting {
+    Auto,
+    Ebpf,
+    Capture,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
 pub enum InfluxApi {
     V1,
     V2,
@@ -155,6 +172,34 @@ pub struct InfluxConfig {
 }
 
 impl InfluxConfig {
+    /// A sink with every option at its default.
+    pub fn new(url: String, api: InfluxApi) -> InfluxConfig {
+        InfluxConfig {
+            name: None,
+            url,
+            api,
+            database: None,
+            retention_policy: None,
+            username: None,
+            password: None,
+            password_file: None,
+            password_env: None,
+            org: None,
+            bucket: None,
+            token: None,
+            token_file: None,
+            token_env: None,
+            ca_file: None,
+            gzip: true,
+            batch_lines: default_batch_lines(),
+            flush_interval: default_flush_interval(),
+            jitter: default_jitter(),
+            max_retry_delay: default_max_retry_delay(),
+            timeout: default_timeout(),
+            spool_max_mib: default_spool_max_mib(),
+        }
+    }
+
     pub fn password(&self) -> anyhow::Result<Option<String>> {
         resolve_secret(
             "password",
@@ -229,8 +274,17 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| {
             anyhow::anyhow!("cannot read the configuration {}: {e}", path.display())
         })?;
-        let config: Config = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), describe(&e, &text)))?;
+        let config: Config = if legacy::is_legacy(path, &text) {
+            let (config, toml) = legacy::read(path, &text)?;
+            tracing::warn!(
+                "{} is the original netgraph's INI format: read for now, but please migrate to TOML (netgraph run --config netgraph.toml); its equivalent:\n{toml}",
+                path.display()
+            );
+            config
+        } else {
+            toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), describe(&e, &text)))?
+        };
         config
             .check()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -238,6 +292,12 @@ impl Config {
     }
 
     fn check(&self) -> anyhow::Result<()> {
+        if self
+            .interval
+            .is_some_and(|i| i < Duration::from_millis(100))
+        {
+            anyhow::bail!("interval must be at least 100ms");
+        }
         if self.web.enabled
             && !self.web.listen.ip().is_loopback()
             && self.web.token.is_none()
@@ -319,6 +379,8 @@ fn closest_key(message: &str) -> Option<String> {
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, key)| key.to_string())
 }
+
+mod legacy;
 
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@ pub mod cgroup;
 pub mod check;
 pub mod config;
 pub mod engine;
+pub mod http;
 pub mod outputs;
 pub mod pipeline;
 pub mod sinks;

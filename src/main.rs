@@ -73,12 +73,13 @@ struct RunArgs {
     /// Configuration file (TOML); see examples/netgraph.toml. Without it, defaults apply.
     #[arg(short = 'c', long)]
     config: Option<PathBuf>,
-    /// How traffic is observed.
-    #[arg(long, value_enum, default_value_t = EngineChoice::Auto)]
-    engine: EngineChoice,
-    /// Length of one accounting interval (e.g. 1s, 500ms, 1m).
-    #[arg(long, default_value = "1s", value_parser = parse_interval)]
-    interval: Duration,
+    /// How traffic is observed [default: auto, or the configuration's `engine`].
+    #[arg(long, value_enum)]
+    engine: Option<EngineChoice>,
+    /// Length of one accounting interval, e.g. 1s, 500ms, 1m [default: 1s, or the
+    /// configuration's `interval`].
+    #[arg(long, value_parser = parse_interval)]
+    interval: Option<Duration>,
     /// Capture only this interface (repeatable); default: every interface that is up.
     #[arg(short = 'i', long = "interface")]
     interfaces: Vec<String>,
@@ -91,6 +92,36 @@ struct RunArgs {
     /// Capture buffer per interface, in MiB.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
     buffer_mib: u16,
+}
+
+impl RunArgs {
+    /// The command line wins; the configuration fills in what it leaves out.
+    fn with_config(mut self, config: &Config) -> RunArgs {
+        use netgraph::config::EngineSetting;
+        let configured = config.engine.map(|engine| match engine {
+            EngineSetting::Auto => EngineChoice::Auto,
+            EngineSetting::Ebpf => EngineChoice::Ebpf,
+            EngineSetting::Capture => EngineChoice::Capture,
+        });
+        self.engine = self.engine.or(configured).or(Some(EngineChoice::Auto));
+        self.interval = self
+            .interval
+            .or(config.interval)
+            .or(Some(Duration::from_secs(1)));
+        if self.interfaces.is_empty() {
+            self.interfaces = config.interfaces.clone().unwrap_or_default();
+        }
+        self.no_loopback |= config.loopback == Some(false);
+        self
+    }
+
+    fn engine(&self) -> EngineChoice {
+        self.engine.unwrap_or(EngineChoice::Auto)
+    }
+
+    fn interval(&self) -> Duration {
+        self.interval.unwrap_or(Duration::from_secs(1))
+    }
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
@@ -146,10 +177,10 @@ fn init_logging(quiet: bool) {
 }
 
 fn start_engine(args: &RunArgs, hints: FlowHints) -> anyhow::Result<Box<dyn Engine>> {
-    if args.engine != EngineChoice::Capture {
+    if args.engine() != EngineChoice::Capture {
         match EbpfEngine::start() {
             Ok(engine) => return Ok(Box::new(engine)),
-            Err(reason) if args.engine == EngineChoice::Ebpf => {
+            Err(reason) if args.engine() == EngineChoice::Ebpf => {
                 anyhow::bail!("the eBPF engine cannot run: {reason}")
             }
             Err(reason) => {
@@ -216,8 +247,8 @@ fn top(args: TopArgs) -> anyhow::Result<()> {
         vec![Box::new(netgraph::sinks::live::LiveSink::new(live.clone()))];
     let run_args = RunArgs {
         config: None,
-        engine: args.engine,
-        interval: Duration::from_secs(1),
+        engine: Some(args.engine),
+        interval: Some(Duration::from_secs(1)),
         interfaces: Vec::new(),
         no_loopback: false,
         buffer_mib: 8,
@@ -229,7 +260,7 @@ fn top(args: TopArgs) -> anyhow::Result<()> {
         attributor: Attributor::start(hint_receiver).context("cannot start attribution")?,
         accountant: Accountant::new(SystemTime::now()),
         sinks,
-        interval: run_args.interval,
+        interval: run_args.interval(),
     };
     let shutdown = Arc::new(AtomicBool::new(false));
     let stop = shutdown.clone();
@@ -241,6 +272,7 @@ fn top(args: TopArgs) -> anyhow::Result<()> {
 }
 
 fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {
+    let args = args.with_config(&config);
     let sinks = netgraph::outputs::start(&config, args.json)?;
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -249,13 +281,13 @@ fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {
     }
     let (hints, hint_receiver) = crossbeam_channel::bounded(16_384);
     let engine = start_engine(&args, hints)?;
-    tracing::info!(engine = engine.name(), interval = ?args.interval, "netgraph running");
+    tracing::info!(engine = engine.name(), interval = ?args.interval(), "netgraph running");
     let pipeline = Pipeline {
         engine,
         attributor: Attributor::start(hint_receiver).context("cannot start attribution")?,
         accountant: Accountant::new(SystemTime::now()),
         sinks,
-        interval: args.interval,
+        interval: args.interval(),
     };
     pipeline.run(&shutdown);
     Ok(())

@@ -65,3 +65,50 @@ fn secrets_come_from_files_and_the_environment() {
     );
     let _ = std::fs::remove_file(&file);
 }
+
+/// The original's sample, as its README shows it (inline `;` comments included).
+const ORIGINAL_INI: &str = "[net_graph]
+interfaces = eth0, enp34s0          ; comma-separated capture devices
+geo_database = ./GeoLite2-Country.mmdb
+sampling_rate_ms = 100
+[influx_db]
+bucket = netgraph
+org = home
+token = s3cr3t-token
+url = http://influx.example:8086
+write_buffer_size = 100
+";
+
+#[test]
+fn the_original_ini_is_read_and_mapped() {
+    let config = parse(ORIGINAL_INI).unwrap();
+    assert_eq!(
+        config.interfaces,
+        Some(vec!["eth0".to_string(), "enp34s0".to_string()])
+    );
+    assert_eq!(config.interval, Some(Duration::from_secs(1)));
+    let sink = &config.influxdb[0];
+    assert_eq!(sink.api, InfluxApi::V2);
+    assert_eq!(sink.url, "http://influx.example:8086");
+    assert_eq!(sink.org.as_deref(), Some("home"));
+    assert_eq!(sink.bucket.as_deref(), Some("netgraph"));
+    assert_eq!(sink.token().unwrap().as_deref(), Some("s3cr3t-token"));
+    assert_eq!(sink.batch_lines, 100);
+}
+
+#[test]
+fn the_original_ini_with_empty_values_names_what_is_missing() {
+    let empty = "[net_graph]\ninterfaces = eth0\n[influx_db]\nbucket =\norg =\ntoken =\nurl = http://x:8086\n";
+    let error = parse(empty).err().unwrap().to_string();
+    assert!(error.contains("needs org"), "{error}");
+}
+
+#[test]
+fn engine_and_interval_come_from_the_file() {
+    let config = parse("engine = \"capture\"\ninterval = \"10s\"\nloopback = false\n").unwrap();
+    assert_eq!(config.engine, Some(EngineSetting::Capture));
+    assert_eq!(config.interval, Some(Duration::from_secs(10)));
+    assert_eq!(config.loopback, Some(false));
+    let error = parse("interval = \"10ms\"\n").err().unwrap().to_string();
+    assert!(error.contains("at least 100ms"), "{error}");
+}

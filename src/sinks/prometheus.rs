@@ -53,42 +53,18 @@ impl PrometheusSink {
         let mut registry = Registry::default();
         metrics.register(&mut registry);
         self_metrics.register(&mut registry);
-        let listener = std::net::TcpListener::bind(listen).map_err(|e| {
-            anyhow::anyhow!("Prometheus endpoint: cannot listen on {listen}: {e}; choose another [prometheus] listen address")
-        })?;
-        listener.set_nonblocking(true)?;
-        let registry = Arc::new(registry);
-        std::thread::Builder::new()
-            .name("prometheus".into())
-            .spawn(move || serve(listener, registry))?;
+        let listener = crate::http::bind(
+            listen,
+            "the Prometheus endpoint",
+            "choose another [prometheus] listen address",
+        )?;
+        let router = axum::Router::new()
+            .route("/metrics", axum::routing::get(metrics_page))
+            .with_state(Arc::new(registry));
+        crate::http::serve_in_thread("prometheus", listener, router)?;
         tracing::info!("Prometheus metrics on http://{listen}/metrics");
         Ok(PrometheusSink { metrics })
     }
-}
-
-fn serve(listener: std::net::TcpListener, registry: Arc<Registry>) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            tracing::error!("Prometheus endpoint: cannot start: {error}");
-            return;
-        }
-    };
-    runtime.block_on(async move {
-        let app = axum::Router::new()
-            .route("/metrics", axum::routing::get(metrics_page))
-            .with_state(registry);
-        let served = match tokio::net::TcpListener::from_std(listener) {
-            Ok(listener) => axum::serve(listener, app).await,
-            Err(error) => Err(error),
-        };
-        if let Err(error) = served {
-            tracing::error!("Prometheus endpoint stopped: {error}");
-        }
-    });
 }
 
 async fn metrics_page(

@@ -22,12 +22,11 @@ pub fn start(listen: SocketAddr, token: Option<String>, state: ApiState) -> anyh
             "the web server listens on {listen}, beyond this host, without a token; set [web] token (or token_file) or listen on 127.0.0.1"
         );
     }
-    let listener = std::net::TcpListener::bind(listen).map_err(|e| {
-        anyhow::anyhow!(
-            "the web server cannot listen on {listen}: {e}; choose another [web] listen address"
-        )
-    })?;
-    listener.set_nonblocking(true)?;
+    let listener = crate::http::bind(
+        listen,
+        "the web server",
+        "choose another [web] listen address",
+    )?;
     let token = Arc::new(token);
     let router = axum::Router::new()
         .route("/", get(|| async { Html(PAGE) }))
@@ -36,30 +35,7 @@ pub fn start(listen: SocketAddr, token: Option<String>, state: ApiState) -> anyh
         .route("/api/v1/history", get(api::history))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(token, require_token));
-    std::thread::Builder::new()
-        .name("web".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    tracing::error!("the web server cannot start: {error}");
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                let served = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => axum::serve(listener, router).await,
-                    Err(error) => Err(error),
-                };
-                if let Err(error) = served {
-                    tracing::error!("the web server stopped: {error}");
-                }
-            });
-        })?;
-    Ok(())
+    crate::http::serve_in_thread("web server", listener, router)
 }
 
 /// With a token configured, every request carries it: `Authorization: Bearer TOKEN`
