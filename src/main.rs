@@ -260,7 +260,9 @@ fn top(args: TopArgs) -> anyhow::Result<()> {
         attributor: Attributor::start(hint_receiver).context("cannot start attribution")?,
         accountant: Accountant::new(SystemTime::now()),
         sinks,
+        reloadable: Vec::new(),
         interval: run_args.interval(),
+        reload: None,
     };
     let shutdown = Arc::new(AtomicBool::new(false));
     let stop = shutdown.clone();
@@ -272,13 +274,37 @@ fn top(args: TopArgs) -> anyhow::Result<()> {
 }
 
 fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {
+    let cli_interval = args.interval;
     let args = args.with_config(&config);
-    let sinks = netgraph::outputs::start(&config, args.json)?;
+    let outputs = netgraph::outputs::start(&config, args.json)?;
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, shutdown.clone())
             .context("cannot install signal handlers")?;
     }
+    let requested = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, requested.clone())
+        .context("cannot install signal handlers")?;
+    let (config_path, json, metrics) =
+        (args.config.clone(), args.json, outputs.self_metrics.clone());
+    let reload = netgraph::pipeline::Reload {
+        requested,
+        load: Box::new(move || {
+            let config = match &config_path {
+                Some(path) => Config::load(path)?,
+                None => Config::default(),
+            };
+            // The command line still wins over the file.
+            let interval = cli_interval
+                .or(config.interval)
+                .unwrap_or(Duration::from_secs(1));
+            let metrics = metrics.clone();
+            Ok(netgraph::pipeline::Reloaded {
+                interval,
+                build: Box::new(move || netgraph::outputs::reloadable(&config, json, &metrics)),
+            })
+        }),
+    };
     let (hints, hint_receiver) = crossbeam_channel::bounded(16_384);
     let engine = start_engine(&args, hints)?;
     tracing::info!(engine = engine.name(), interval = ?args.interval(), "netgraph running");
@@ -286,8 +312,10 @@ fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {
         engine,
         attributor: Attributor::start(hint_receiver).context("cannot start attribution")?,
         accountant: Accountant::new(SystemTime::now()),
-        sinks,
+        sinks: outputs.lasting,
+        reloadable: outputs.reloadable,
         interval: args.interval(),
+        reload: Some(reload),
     };
     pipeline.run(&shutdown);
     Ok(())

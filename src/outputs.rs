@@ -12,25 +12,22 @@ use crate::sinks::Sink;
 use crate::store::{Retention, Store};
 use std::sync::{Arc, Mutex};
 
+/// The outputs that live as long as the process (the live view, the store, the
+/// Prometheus and web listeners), and what SIGHUP rebuilds from a reloaded configuration.
+pub struct Outputs {
+    pub lasting: Vec<Box<dyn Sink>>,
+    pub reloadable: Vec<Box<dyn Sink>>,
+    /// Shared by every InfluxDB sink, old and new, and shown by Prometheus.
+    pub self_metrics: SelfMetrics,
+}
+
 /// Starts every configured output; one that cannot start stops netgraph before it runs,
 /// except the default web address being taken, which only costs the page.
-pub fn start(config: &Config, json_lines: bool) -> anyhow::Result<Vec<Box<dyn Sink>>> {
-    let hostname = config.hostname.clone().unwrap_or_else(host_name);
+pub fn start(config: &Config, json_lines: bool) -> anyhow::Result<Outputs> {
     let state_directory = config.state_directory();
     let self_metrics = SelfMetrics::default();
+    let reloadable = reloadable(config, json_lines, &self_metrics)?;
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-    if json_lines || config.json_lines.unwrap_or(false) {
-        sinks.push(Box::new(JsonLinesSink::new(std::io::stdout())));
-    }
-    for (index, influx) in config.influxdb.iter().enumerate() {
-        let name = influx.name.clone().unwrap_or_else(|| match index {
-            0 => "influxdb".into(),
-            n => format!("influxdb-{}", n + 1),
-        });
-        let name = file_name_safe(&name);
-        let sink = InfluxSink::start(&name, influx, &hostname, &state_directory, &self_metrics)?;
-        sinks.push(Box::new(sink));
-    }
     if let Some(prometheus) = &config.prometheus {
         sinks.push(Box::new(PrometheusSink::start(
             prometheus.listen,
@@ -69,6 +66,34 @@ pub fn start(config: &Config, json_lines: bool) -> anyhow::Result<Vec<Box<dyn Si
             }
             Err(error) => return Err(error),
         }
+    }
+    Ok(Outputs {
+        lasting: sinks,
+        reloadable,
+        self_metrics,
+    })
+}
+
+/// The sinks a SIGHUP rebuilds: JSON lines and InfluxDB (whose spools carry over).
+pub fn reloadable(
+    config: &Config,
+    json_lines: bool,
+    self_metrics: &SelfMetrics,
+) -> anyhow::Result<Vec<Box<dyn Sink>>> {
+    let hostname = config.hostname.clone().unwrap_or_else(host_name);
+    let state_directory = config.state_directory();
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if json_lines || config.json_lines.unwrap_or(false) {
+        sinks.push(Box::new(JsonLinesSink::new(std::io::stdout())));
+    }
+    for (index, influx) in config.influxdb.iter().enumerate() {
+        let name = influx.name.clone().unwrap_or_else(|| match index {
+            0 => "influxdb".into(),
+            n => format!("influxdb-{}", n + 1),
+        });
+        let name = file_name_safe(&name);
+        let sink = InfluxSink::start(&name, influx, &hostname, &state_directory, self_metrics)?;
+        sinks.push(Box::new(sink));
     }
     Ok(sinks)
 }

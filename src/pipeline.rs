@@ -6,6 +6,7 @@ use crate::attribution::Attributor;
 use crate::engine::Engine;
 use crate::sinks::Sink;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub struct Pipeline {
@@ -13,7 +14,24 @@ pub struct Pipeline {
     pub attributor: Attributor,
     pub accountant: Accountant,
     pub sinks: Vec<Box<dyn Sink>>,
+    /// Sinks a reload replaces (JSON lines, InfluxDB).
+    pub reloadable: Vec<Box<dyn Sink>>,
     pub interval: Duration,
+    pub reload: Option<Reload>,
+}
+
+/// SIGHUP: the configuration read again, applied without losing a count.
+pub struct Reload {
+    pub requested: Arc<AtomicBool>,
+    pub load: Box<dyn FnMut() -> anyhow::Result<Reloaded> + Send>,
+}
+
+pub type Sinks = Vec<Box<dyn Sink>>;
+
+pub struct Reloaded {
+    pub interval: Duration,
+    /// Starts the new reloadable sinks, once the old ones have let go of their spools.
+    pub build: Box<dyn FnOnce() -> anyhow::Result<Sinks>>,
 }
 
 /// Step of the wait for the next interval, so a shutdown request is seen promptly.
@@ -24,7 +42,10 @@ impl Pipeline {
     pub fn run(mut self, shutdown: &AtomicBool) {
         loop {
             let boundary = next_boundary(SystemTime::now(), self.interval);
-            while SystemTime::now() < boundary && !shutdown.load(Ordering::Relaxed) {
+            while SystemTime::now() < boundary
+                && !shutdown.load(Ordering::Relaxed)
+                && !self.reload_requested()
+            {
                 let left = boundary
                     .duration_since(SystemTime::now())
                     .unwrap_or_default();
@@ -33,14 +54,57 @@ impl Pipeline {
             if shutdown.load(Ordering::Relaxed) {
                 self.engine.stop();
                 self.tick(SystemTime::now());
-                for sink in &mut self.sinks {
+                for sink in self.sinks.iter_mut().chain(self.reloadable.iter_mut()) {
                     if let Err(error) = sink.flush() {
                         tracing::error!(sink = sink.name(), %error, "flush at shutdown failed");
                     }
                 }
                 return;
             }
+            if self.reload_requested() {
+                self.reload();
+                continue;
+            }
             self.tick(boundary);
+        }
+    }
+
+    fn reload_requested(&self) -> bool {
+        self.reload
+            .as_ref()
+            .is_some_and(|r| r.requested.load(Ordering::Relaxed))
+    }
+
+    /// Closes the running interval into the old sinks, then swaps in the new ones; a
+    /// configuration that does not load leaves everything as it was.
+    fn reload(&mut self) {
+        let Some(reload) = self.reload.as_mut() else {
+            return;
+        };
+        reload.requested.store(false, Ordering::Relaxed);
+        let reloaded = match (reload.load)() {
+            Ok(reloaded) => reloaded,
+            Err(error) => {
+                tracing::error!("configuration not reloaded: {error:#}; keeping the running one");
+                return;
+            }
+        };
+        self.tick(SystemTime::now());
+        for sink in &mut self.reloadable {
+            if let Err(error) = sink.flush() {
+                tracing::error!(sink = sink.name(), %error, "flush at reload failed");
+            }
+        }
+        self.reloadable.clear();
+        self.interval = reloaded.interval;
+        match (reloaded.build)() {
+            Ok(sinks) => {
+                self.reloadable = sinks;
+                tracing::info!(interval = ?self.interval, "configuration reloaded");
+            }
+            Err(error) => tracing::error!(
+                "the reloaded configuration's sinks cannot start: {error:#}; JSON lines and InfluxDB are off until the next reload (spooled points wait)"
+            ),
         }
     }
 
@@ -48,7 +112,7 @@ impl Pipeline {
         let observed = self.engine.drain();
         let attributed = self.attributor.attribute(observed);
         let report = self.accountant.close_interval(attributed, end);
-        for sink in &mut self.sinks {
+        for sink in self.sinks.iter_mut().chain(self.reloadable.iter_mut()) {
             if let Err(error) = sink.write(&report) {
                 tracing::error!(sink = sink.name(), %error, "write failed");
             }

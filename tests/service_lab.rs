@@ -153,3 +153,99 @@ fn the_debian_package_installs_and_checks() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// SIGHUP during traffic: a broken file is refused and the old settings kept; a good
+/// one changes the interval; no byte is lost across either.
+#[test]
+fn sighup_reloads_without_losing_counts() {
+    if !require_root("sighup_reloads_without_losing_counts") {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.truth(&[("out", "output", "udp dport 8401")]);
+    let config = lab.path("hup.toml");
+    let state = lab.path("hup-state");
+    let settings = |interval: &str| {
+        format!(
+            "interval = \"{interval}\"\nstate_directory = \"{}\"\n[web]\nenabled = false\n",
+            state.display()
+        )
+    };
+    std::fs::write(&config, settings("1s")).unwrap();
+    let (out, err) = (lab.path("hup.jsonl"), lab.path("hup.log"));
+    let mut netgraph = Command::new(env!("CARGO_BIN_EXE_netgraph"))
+        .args(["run", "--engine", "ebpf", "--json", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "netgraph=info")
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&err).unwrap_or_default();
+    let wait_log = |needle: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !log().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never logged {needle:?}:\n{}",
+                log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    wait_log("netgraph running");
+    let b = lab.b.clone();
+    lab.serve(&b, "ng-sink", &["udp-sink", &format!("{B4}:8401"), "recv"]);
+    let mut traffic = lab.spawn(
+        &lab.a,
+        "ng-hup",
+        &["udp-trickle", &format!("{B4}:8401"), "8", "500"],
+    );
+    let hup = |pid: u32| {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+    };
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    std::fs::write(&config, "interval = \"often\"\n").unwrap();
+    hup(netgraph.id());
+    wait_log("configuration not reloaded");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    std::fs::write(&config, settings("2s")).unwrap();
+    hup(netgraph.id());
+    wait_log("configuration reloaded");
+    assert!(traffic.wait().unwrap().success());
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(netgraph.id() as i32, libc::SIGTERM) };
+    assert!(netgraph.wait().unwrap().success(), "{}", log());
+
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let sent: u64 = lines
+        .iter()
+        .filter(|l| l["type"] == "process" && l["name"] == "ng-hup")
+        .map(|l| l["sent_bytes_last"].as_u64().unwrap())
+        .sum();
+    let truth = lab.truth_bytes("out");
+    let ends: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["type"] == "engine")
+        .map(|l| l["timestamp_ms"].as_u64().unwrap())
+        .collect();
+    let steps: Vec<u64> = ends.windows(2).map(|w| w[1] - w[0]).collect();
+    report(&format!(
+        "SIGHUP: a broken file refused, then the interval changed from 1 s to 2 s; {sent} of {truth} bytes counted across both"
+    ));
+    assert_eq!(sent, truth, "no byte lost across the reloads");
+    assert!(
+        steps.iter().take(3).all(|s| *s <= 1000),
+        "1 s intervals first: {steps:?}"
+    );
+    assert!(
+        steps.iter().rev().skip(1).take(2).all(|s| *s == 2000),
+        "2 s intervals after the reload: {steps:?}"
+    );
+}
