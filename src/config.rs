@@ -17,6 +17,8 @@ pub struct Config {
     pub interfaces: Option<Vec<String>>,
     /// Capture engine: count loopback traffic too (default true).
     pub loopback: Option<bool>,
+    /// Log level or filter ("warn", "netgraph=debug"); RUST_LOG or LOG_LEVEL win.
+    pub log_level: Option<String>,
     /// Overrides the `hostname` tag; default: the host's name.
     pub hostname: Option<String>,
     /// Where spools (and later the embedded store) live; default: `$STATE_DIRECTORY`
@@ -292,6 +294,11 @@ impl Config {
     }
 
     fn check(&self) -> anyhow::Result<()> {
+        if let Some(level) = &self.log_level {
+            tracing_subscriber::EnvFilter::try_new(level).map_err(|e| {
+                anyhow::anyhow!("log_level = {level:?}: {e}; use error, warn, info, debug or trace")
+            })?;
+        }
         if self
             .interval
             .is_some_and(|i| i < Duration::from_millis(100))

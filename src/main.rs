@@ -135,7 +135,7 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The terminal belongs to top's screen: only errors may be logged over it.
-    init_logging(matches!(cli.command, Command::Top(_)));
+    let set_log_level = init_logging(matches!(cli.command, Command::Top(_)));
     let result = match cli.command {
         Command::Top(args) => top(args),
         Command::Check(args) => return check(args),
@@ -146,7 +146,12 @@ fn main() -> ExitCode {
                 None => Ok(Config::default()),
             };
             match config {
-                Ok(config) => run(args, config),
+                Ok(config) => {
+                    if let Some(level) = &config.log_level {
+                        set_log_level(level);
+                    }
+                    run(args, config)
+                }
                 Err(error) => {
                     tracing::error!("{error:#}");
                     return ExitCode::from(2);
@@ -164,16 +169,29 @@ fn main() -> ExitCode {
 }
 
 /// Log level from `RUST_LOG`, or `LOG_LEVEL` as the original read it; logs go to stderr.
-fn init_logging(quiet: bool) {
-    let filter = std::env::var("RUST_LOG")
+/// Returns how to apply the configuration's `log_level`, which only counts when neither
+/// variable is set.
+fn init_logging(quiet: bool) -> impl Fn(&str) {
+    let from_environment = std::env::var("RUST_LOG")
         .or_else(|_| std::env::var("LOG_LEVEL").map(|l| l.to_lowercase()))
-        .unwrap_or_else(|_| "info".into());
-    let filter = if quiet { "error".to_string() } else { filter };
-    tracing_subscriber::fmt()
+        .ok();
+    let filter = match (&from_environment, quiet) {
+        (_, true) => "error".to_string(),
+        (Some(filter), false) => filter.clone(),
+        (None, false) => "info".into(),
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_filter_reloading();
+    let handle = builder.reload_handle();
+    builder.init();
+    move |level: &str| {
+        if from_environment.is_none() && !quiet {
+            let _ = handle.reload(tracing_subscriber::EnvFilter::new(level));
+        }
+    }
 }
 
 fn start_engine(args: &RunArgs, hints: FlowHints) -> anyhow::Result<Box<dyn Engine>> {

@@ -112,3 +112,16 @@ fn engine_and_interval_come_from_the_file() {
     let error = parse("interval = \"10ms\"\n").err().unwrap().to_string();
     assert!(error.contains("at least 100ms"), "{error}");
 }
+
+#[test]
+fn a_log_level_is_checked_when_read() {
+    assert_eq!(
+        parse("log_level = \"netgraph=debug\"\n")
+            .unwrap()
+            .log_level
+            .as_deref(),
+        Some("netgraph=debug")
+    );
+    let error = parse("log_level = \"loud==\"\n").err().unwrap().to_string();
+    assert!(error.contains("log_level"), "{error}");
+}
