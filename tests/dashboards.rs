@@ -245,21 +245,7 @@ fn every_panel_query_runs_against_real_servers() {
         &["udp-trickle", &format!("{B4}:7901"), "4", "1000"],
     );
     // The kernel answering pings has no socket: unattributed traffic for that panel.
-    run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &lab.b,
-            "ping",
-            "-q",
-            "-c",
-            "10",
-            "-i",
-            "0.1",
-            "10.204.0.1",
-        ],
-    );
+    lab.ping_from_b("10.204.0.1", 10, "0.1", 56);
     std::thread::sleep(Duration::from_secs(4));
 
     let board = dashboard("netgraph-promql");

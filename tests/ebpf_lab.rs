@@ -658,23 +658,7 @@ fn traffic_without_a_socket_is_counted_per_interface() {
     let netgraph = ebpf(&lab);
     netgraph.wait_for_log("netgraph running", Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(1500));
-    run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &lab.b,
-            "ping",
-            "-q",
-            "-c",
-            "20",
-            "-i",
-            "0.2",
-            "-s",
-            "1000",
-            "10.203.0.1",
-        ],
-    );
+    lab.ping_from_b("10.203.0.1", 20, "0.2", 1000);
     settle();
     let records = netgraph.stop();
     records.assert_conservation();

@@ -167,6 +167,18 @@ impl Lab {
         }
     }
 
+    /// Pings `target` from namespace `b` (the kernel answers: traffic with no socket).
+    pub fn ping_from_b(&self, target: &str, count: u32, interval: &str, size: u32) {
+        let (count, size) = (count.to_string(), size.to_string());
+        run(
+            "ip",
+            &[
+                "netns", "exec", &self.b, "ping", "-q", "-c", &count, "-i", interval, "-s", &size,
+                target,
+            ],
+        );
+    }
+
     /// Installs nftables counters in `a`: (name, hook, match), hook `input` or `output`.
     pub fn truth(&self, counters: &[(&str, &str, &str)]) {
         let mut rules = String::from("table inet truth {\n");

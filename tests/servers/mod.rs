@@ -363,13 +363,8 @@ impl VictoriaMetrics {
             "-retentionPeriod=1d".into(),
             "-search.latencyOffset=1s".into(),
         ]);
-        let process = Process::spawn(&mut command, dir.join("victoria-metrics.log"));
-        let url = format!("http://127.0.0.1:{port}");
-        let health = format!("{url}/health");
-        let agent = agent(None);
-        wait_until("victoria-metrics", Duration::from_secs(30), || {
-            get(&agent, &health).is_some_and(|(status, _)| status == 200)
-        });
+        let log = dir.join("victoria-metrics.log");
+        let (process, url) = start_ready("victoria-metrics", &mut command, log, port, "/health");
         VictoriaMetrics {
             _process: process,
             url,
@@ -405,6 +400,24 @@ fn instant_query(base: &str, promql: &str) -> Value {
     value
 }
 
+/// Spawns a server on `port`, logging to `log`, and waits until GET `ready_path` is 200.
+fn start_ready(
+    what: &str,
+    command: &mut Command,
+    log: PathBuf,
+    port: u16,
+    ready_path: &str,
+) -> (Process, String) {
+    let process = Process::spawn(command, log);
+    let url = format!("http://127.0.0.1:{port}");
+    let ready = format!("{url}{ready_path}");
+    let agent = agent(None);
+    wait_until(what, Duration::from_secs(30), || {
+        get(&agent, &ready).is_some_and(|(status, _)| status == 200)
+    });
+    (process, url)
+}
+
 fn scrape_config(target: &str) -> String {
     format!(
         "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
@@ -431,13 +444,8 @@ impl Prometheus {
             format!("--storage.tsdb.path={}", dir.join("data").display()),
             format!("--web.listen-address=127.0.0.1:{port}"),
         ]);
-        let process = Process::spawn(&mut command, dir.join("prometheus.log"));
-        let url = format!("http://127.0.0.1:{port}");
-        let ready = format!("{url}/-/ready");
-        let agent = agent(None);
-        wait_until("prometheus", Duration::from_secs(30), || {
-            get(&agent, &ready).is_some_and(|(status, _)| status == 200)
-        });
+        let log = dir.join("prometheus.log");
+        let (process, url) = start_ready("prometheus", &mut command, log, port, "/-/ready");
         Prometheus {
             _process: process,
             url,
