@@ -104,9 +104,7 @@ impl Metrics {
                 &self.process_recv_packets,
             ),
         ];
-        for (name, help, family) in families {
-            registry.register(name, help, family.clone());
-        }
+        register_all(registry, families);
         let interface_families = [
             (
                 "netgraph_interface_transmitted_bytes",
@@ -134,14 +132,31 @@ impl Metrics {
                 &self.capture_if_dropped,
             ),
         ];
-        for (name, help, family) in interface_families {
-            registry.register(name, help, family.clone());
-        }
+        register_all(registry, interface_families);
         registry.register(
             "netgraph_engine_lost_events",
             "Events the engine could not record (full maps)",
             self.lost_events.clone(),
         );
+    }
+}
+
+/// Registers counter families given as (name, help, family).
+fn register_all<L, const N: usize>(
+    registry: &mut Registry,
+    families: [(&str, &str, &Counters<L>); N],
+) where
+    L: Clone
+        + std::hash::Hash
+        + Eq
+        + prometheus_client::encoding::EncodeLabelSet
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    for (name, help, family) in families {
+        registry.register(name, help, family.clone());
     }
 }
 

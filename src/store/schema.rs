@@ -7,40 +7,46 @@ use rusqlite::Connection;
 pub const RESOLUTIONS: [(&str, i64); 3] =
     [("samples_1s", 1), ("samples_1m", 60), ("samples_1h", 3600)];
 
-const MIGRATIONS: &[&str] = &[
-    // 1: series and samples at three resolutions.
-    "CREATE TABLE series (
-        id INTEGER PRIMARY KEY,
-        name TEXT NOT NULL,
-        uid INTEGER,               -- NULL for the unknown buckets
-        interface TEXT NOT NULL,
-        cgroup TEXT NOT NULL DEFAULT '',
-        attributed INTEGER NOT NULL,
-        exe TEXT,
-        UNIQUE (name, uid, interface, cgroup)
+/// The sample tables share one shape: per bucket start and series, bytes and packets.
+fn samples_table(table: &str) -> String {
+    format!(
+        "CREATE TABLE {table} (
+            t INTEGER NOT NULL, series INTEGER NOT NULL,
+            sent INTEGER NOT NULL, recv INTEGER NOT NULL,
+            sent_packets INTEGER NOT NULL, recv_packets INTEGER NOT NULL,
+            PRIMARY KEY (t, series)
+        ) WITHOUT ROWID;"
+    )
+}
+
+/// 1: series and samples at three resolutions.
+fn series_and_samples() -> String {
+    let mut sql = String::from(
+        "CREATE TABLE series (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            uid INTEGER,               -- NULL for the unknown buckets
+            interface TEXT NOT NULL,
+            cgroup TEXT NOT NULL DEFAULT '',
+            attributed INTEGER NOT NULL,
+            exe TEXT,
+            UNIQUE (name, uid, interface, cgroup)
+        );",
     );
-    CREATE TABLE samples_1s (
-        t INTEGER NOT NULL, series INTEGER NOT NULL,
-        sent INTEGER NOT NULL, recv INTEGER NOT NULL,
-        sent_packets INTEGER NOT NULL, recv_packets INTEGER NOT NULL,
-        PRIMARY KEY (t, series)
-    ) WITHOUT ROWID;
-    CREATE TABLE samples_1m (
-        t INTEGER NOT NULL, series INTEGER NOT NULL,
-        sent INTEGER NOT NULL, recv INTEGER NOT NULL,
-        sent_packets INTEGER NOT NULL, recv_packets INTEGER NOT NULL,
-        PRIMARY KEY (t, series)
-    ) WITHOUT ROWID;
-    CREATE TABLE samples_1h (
-        t INTEGER NOT NULL, series INTEGER NOT NULL,
-        sent INTEGER NOT NULL, recv INTEGER NOT NULL,
-        sent_packets INTEGER NOT NULL, recv_packets INTEGER NOT NULL,
-        PRIMARY KEY (t, series)
-    ) WITHOUT ROWID;",
-    // 2: from when on each resolution is complete (rows before were never written or
-    // have expired), so that queries pick a resolution that holds their whole range.
-    "CREATE TABLE coverage (resolution TEXT PRIMARY KEY, since INTEGER NOT NULL);",
-];
+    for (table, _) in RESOLUTIONS {
+        sql += &samples_table(table);
+    }
+    sql
+}
+
+/// 2: from when on each resolution is complete (rows before were never written or have
+/// expired), so that queries pick a resolution that holds their whole range.
+fn coverage() -> String {
+    "CREATE TABLE coverage (resolution TEXT PRIMARY KEY, since INTEGER NOT NULL);".into()
+}
+
+/// Applied in order, each once; never edit one that has shipped, add another.
+const MIGRATIONS: &[fn() -> String] = &[series_and_samples, coverage];
 
 /// The schema version this build writes.
 pub fn current_version() -> i64 {
@@ -57,7 +63,7 @@ pub fn migrate(connection: &mut Connection) -> anyhow::Result<()> {
     }
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let transaction = connection.transaction()?;
-        transaction.execute_batch(migration)?;
+        transaction.execute_batch(&migration())?;
         transaction.pragma_update(None, "user_version", index as i64 + 1)?;
         transaction.commit()?;
     }
