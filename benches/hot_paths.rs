@@ -80,6 +80,7 @@ fn interval(processes: u32) -> AttributedReport {
                     cgroup: None,
                 })),
                 interface: "eth0".into(),
+                ends: None,
                 traffic,
             }
         })

@@ -31,7 +31,7 @@ fn finding(what: impl Into<String>, result: anyhow::Result<String>) -> Finding {
 /// An engine being unavailable is only a problem if no engine is.
 pub fn run(config: &Config) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let ebpf = EbpfEngine::start()
+    let ebpf = EbpfEngine::start(config.geoip.is_some())
         .map(|engine| {
             drop(engine);
             "loads and attaches (the default engine)".to_string()
@@ -73,6 +73,14 @@ pub fn run(config: &Config) -> Vec<Finding> {
             "embedded store",
             Store::open(&directory, Retention::default())
                 .map(|store| format!("{} is writable", store.path().display())),
+        ));
+    }
+    if let Some(geoip) = &config.geoip {
+        findings.push(finding(
+            "GeoIP database",
+            crate::geo::Geo::open(&geoip.database, geoip.countries_per_process)
+                .map(|geo| format!("{}: {}", geoip.database.display(), geo.describe()))
+                .map_err(anyhow::Error::from),
         ));
     }
     if config.web.enabled {

@@ -33,6 +33,19 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub web: WebConfig,
+    pub geoip: Option<GeoipConfig>,
+}
+
+/// GeoIP enrichment (off unless a database is given).
+#[derive(Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct GeoipConfig {
+    /// A MaxMind database (.mmdb) with countries, such as GeoLite2-Country.mmdb; a
+    /// relative path is taken from the configuration file's directory.
+    pub database: PathBuf,
+    /// Also break each process's traffic down by remote country (more series).
+    #[serde(default)]
+    pub countries_per_process: bool,
 }
 
 /// The embedded history (on by default).
@@ -287,6 +300,13 @@ impl Config {
             toml::from_str(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), describe(&e, &text)))?
         };
+        let mut config = config;
+        if let Some(geoip) = &mut config.geoip {
+            if geoip.database.is_relative() {
+                let base = path.parent().unwrap_or(Path::new("."));
+                geoip.database = base.join(&geoip.database);
+            }
+        }
         config
             .check()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -315,6 +335,9 @@ impl Config {
                 "[web] listen = \"{}\" reaches beyond this host: set a token (token, token_file or token_env) or listen on 127.0.0.1",
                 self.web.listen
             );
+        }
+        if let Some(geoip) = &self.geoip {
+            crate::geo::Geo::open(&geoip.database, geoip.countries_per_process)?;
         }
         for (index, sink) in self.influxdb.iter().enumerate() {
             let what = format!("[[influxdb]] number {}", index + 1);

@@ -1,7 +1,7 @@
 //! netgraph: which application used how much network bandwidth.
 //!
 //! A pipeline in one direction: [`engine`] -> [`attribution`] -> [`accounting`] -> [`sinks`],
-//! driven once per interval by [`pipeline`].
+//! driven once per interval by [`pipeline`]; accounting names countries with [`geo`].
 
 pub mod accounting;
 pub mod attribution;
@@ -9,6 +9,7 @@ pub mod cgroup;
 pub mod check;
 pub mod config;
 pub mod engine;
+pub mod geo;
 pub mod http;
 pub mod outputs;
 pub mod pipeline;

@@ -6,6 +6,7 @@ use netgraph::config::Config;
 use netgraph::engine::capture::{CaptureEngine, CaptureSettings, InterfaceSelection};
 use netgraph::engine::ebpf::EbpfEngine;
 use netgraph::engine::{Engine, FlowHints};
+use netgraph::geo::Geo;
 use netgraph::pipeline::Pipeline;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -194,9 +195,14 @@ fn init_logging(quiet: bool) -> impl Fn(&str) {
     }
 }
 
-fn start_engine(args: &RunArgs, hints: FlowHints) -> anyhow::Result<Box<dyn Engine>> {
+/// `record_addresses`: the engine keeps each packet's two ends (GeoIP needs them).
+fn start_engine(
+    args: &RunArgs,
+    hints: FlowHints,
+    record_addresses: bool,
+) -> anyhow::Result<Box<dyn Engine>> {
     if args.engine() != EngineChoice::Capture {
-        match EbpfEngine::start() {
+        match EbpfEngine::start(record_addresses) {
             Ok(engine) => return Ok(Box::new(engine)),
             Err(reason) if args.engine() == EngineChoice::Ebpf => {
                 anyhow::bail!("the eBPF engine cannot run: {reason}")
@@ -274,7 +280,7 @@ fn top(args: TopArgs) -> anyhow::Result<()> {
     };
     let (hints, hint_receiver) = crossbeam_channel::bounded(16_384);
     let pipeline = Pipeline {
-        engine: start_engine(&run_args, hints)?,
+        engine: start_engine(&run_args, hints, false)?,
         attributor: Attributor::start(hint_receiver).context("cannot start attribution")?,
         accountant: Accountant::new(SystemTime::now()),
         sinks,
@@ -323,13 +329,22 @@ fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {
             })
         }),
     };
+    let geo = match &config.geoip {
+        Some(geoip) => Some(Geo::open(&geoip.database, geoip.countries_per_process)?),
+        None => None,
+    };
     let (hints, hint_receiver) = crossbeam_channel::bounded(16_384);
-    let engine = start_engine(&args, hints)?;
+    let engine = start_engine(&args, hints, geo.is_some())?;
     tracing::info!(engine = engine.name(), interval = ?args.interval(), "netgraph running");
+    let mut accountant = Accountant::new(SystemTime::now());
+    if let Some(geo) = geo {
+        tracing::info!(database = %geo.describe(), per_process = geo.per_process, "GeoIP on");
+        accountant = accountant.with_geo(geo);
+    }
     let pipeline = Pipeline {
         engine,
         attributor: Attributor::start(hint_receiver).context("cannot start attribution")?,
-        accountant: Accountant::new(SystemTime::now()),
+        accountant,
         sinks: outputs.lasting,
         reloadable: outputs.reloadable,
         interval: args.interval(),

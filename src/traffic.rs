@@ -44,6 +44,27 @@ pub struct Flow {
     pub remote: SocketAddr,
 }
 
+/// The two addresses of some traffic: `near` is this host's side of the interface,
+/// `far` the other. `near_is_host` says whether `near` is one of the host's own
+/// addresses (false for forwarded traffic).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ends {
+    pub near: IpAddr,
+    pub far: IpAddr,
+    pub near_is_host: bool,
+}
+
+impl Ends {
+    /// The ends of a flow with a local socket.
+    pub fn of_flow(flow: &Flow) -> Ends {
+        Ends {
+            near: canonical_ip(flow.local.ip()),
+            far: canonical_ip(flow.remote.ip()),
+            near_is_host: true,
+        }
+    }
+}
+
 /// Bytes (IP layer: IP header and everything after it) and packets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counter {

@@ -64,6 +64,7 @@ fn the_api_answers_each_query_on_known_data() {
                 row("sshd", Some(0), "eth0", 200, 100),
                 row("unknown UDP", None, "eth0", 5, 5),
             ],
+            countries: Vec::new(),
             interfaces: Vec::new(),
             lost: 0,
             lost_total: 0,

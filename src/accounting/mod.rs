@@ -3,6 +3,7 @@
 
 use crate::attribution::{AttributedReport, Owner, ProcessIdentity};
 use crate::engine::{CaptureStats, InterfaceName};
+use crate::geo::Geo;
 use crate::traffic::{Counter, Traffic};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,6 +36,15 @@ pub struct ProcessRow {
     pub total: Traffic,
 }
 
+/// A process's traffic with one remote country (the opt-in GeoIP breakdown).
+#[derive(Clone, Debug)]
+pub struct CountryRow {
+    pub key: SeriesKey,
+    pub country: Arc<str>,
+    pub last: Traffic,
+    pub total: Traffic,
+}
+
 #[derive(Clone, Debug)]
 pub struct InterfaceRow {
     pub interface: InterfaceName,
@@ -52,6 +62,8 @@ pub struct IntervalReport {
     pub start: SystemTime,
     pub end: SystemTime,
     pub processes: Vec<ProcessRow>,
+    /// Each process's traffic by remote country; empty unless GeoIP's breakdown is on.
+    pub countries: Vec<CountryRow>,
     pub interfaces: Vec<InterfaceRow>,
     /// Events the engine could not record this interval; 0 unless its maps were full.
     pub lost: u64,
@@ -85,6 +97,8 @@ struct SeriesTotal {
 
 pub struct Accountant {
     series: HashMap<SeriesKey, SeriesTotal>,
+    countries: HashMap<(SeriesKey, Arc<str>), SeriesTotal>,
+    geo: Option<Geo>,
     interfaces: HashMap<InterfaceName, Traffic>,
     interval_start: SystemTime,
     intervals: u64,
@@ -95,6 +109,8 @@ impl Accountant {
     pub fn new(start: SystemTime) -> Accountant {
         Accountant {
             series: HashMap::new(),
+            countries: HashMap::new(),
+            geo: None,
             interfaces: HashMap::new(),
             interval_start: start,
             intervals: 0,
@@ -102,23 +118,43 @@ impl Accountant {
         }
     }
 
+    /// Names unattributed traffic by the countries of its ends, and breaks each
+    /// process's traffic down by remote country if `geo.per_process`.
+    pub fn with_geo(mut self, geo: Geo) -> Accountant {
+        self.geo = Some(geo);
+        self
+    }
+
     pub fn close_interval(&mut self, report: AttributedReport, end: SystemTime) -> IntervalReport {
         self.intervals += 1;
         let lost = report.lost;
         let mut rows: HashMap<SeriesKey, (Traffic, Contributors)> = HashMap::new();
+        let mut by_country: HashMap<(SeriesKey, Arc<str>), Traffic> = HashMap::new();
         for item in report.traffic {
             if item.traffic.is_zero() {
                 continue;
             }
-            let (name, uid, process) = match item.owner {
-                Owner::Process(p) => (p.name.as_str().into(), Some(p.uid), Some(p)),
-                Owner::Unknown(protocol) => (protocol.unknown_bucket().into(), None, None),
+            let (name, uid, process) = match (item.owner, &item.ends, &mut self.geo) {
+                (Owner::Process(p), ..) => (p.name.as_str().into(), Some(p.uid), Some(p)),
+                (Owner::Unknown(_), Some(ends), Some(geo)) => {
+                    (geo.unattributed_name(ends).into(), None, None)
+                }
+                (Owner::Unknown(protocol), ..) => (protocol.unknown_bucket().into(), None, None),
             };
             let key = SeriesKey {
                 name,
                 uid,
                 interface: item.interface,
             };
+            if let (Some(_), Some(ends), Some(geo)) = (&process, &item.ends, &mut self.geo) {
+                if geo.per_process {
+                    let country = geo.country(ends.far);
+                    by_country
+                        .entry((key.clone(), country))
+                        .or_default()
+                        .merge(item.traffic);
+                }
+            }
             let (traffic, contributors) = rows.entry(key).or_default();
             traffic.merge(item.traffic);
             if let Some(process) = process {
@@ -152,7 +188,29 @@ impl Accountant {
             })
             .collect();
         processes.sort_by(|a, b| a.key.cmp(&b.key));
-        self.bound_series();
+        let mut countries: Vec<CountryRow> = by_country
+            .into_iter()
+            .map(|((key, country), last)| {
+                let total = self
+                    .countries
+                    .entry((key.clone(), country.clone()))
+                    .or_insert(SeriesTotal {
+                        traffic: Traffic::default(),
+                        last_active: 0,
+                    });
+                total.traffic.merge(last);
+                total.last_active = self.intervals;
+                CountryRow {
+                    key,
+                    country,
+                    last,
+                    total: total.traffic,
+                }
+            })
+            .collect();
+        countries.sort_by(|a, b| (&a.key, &a.country).cmp(&(&b.key, &b.country)));
+        bound(&mut self.series);
+        bound(&mut self.countries);
 
         let mut interfaces: HashMap<InterfaceName, InterfaceRow> = HashMap::new();
         for traffic in report.interfaces {
@@ -192,22 +250,24 @@ impl Accountant {
             start,
             end,
             processes,
+            countries,
             interfaces,
             lost,
             lost_total: self.lost_total,
         }
     }
+}
 
-    fn bound_series(&mut self) {
-        if self.series.len() <= MAX_SERIES {
-            return;
-        }
-        let mut ages: Vec<u64> = self.series.values().map(|s| s.last_active).collect();
-        let cut = ages.len() - MAX_SERIES;
-        let (_, threshold, _) = ages.select_nth_unstable(cut);
-        let threshold = *threshold;
-        self.series.retain(|_, s| s.last_active > threshold);
+/// Keeps at most MAX_SERIES totals, forgetting the longest idle first.
+fn bound<K: std::hash::Hash + Eq>(series: &mut HashMap<K, SeriesTotal>) {
+    if series.len() <= MAX_SERIES {
+        return;
     }
+    let mut ages: Vec<u64> = series.values().map(|s| s.last_active).collect();
+    let cut = ages.len() - MAX_SERIES;
+    let (_, threshold, _) = ages.select_nth_unstable(cut);
+    let threshold = *threshold;
+    series.retain(|_, s| s.last_active > threshold);
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ fn traffic(owner: Owner, sent: u64, recv: u64) -> AttributedTraffic {
     AttributedTraffic {
         owner,
         interface: "eth0".into(),
+        ends: None,
         traffic: t,
     }
 }
@@ -96,4 +97,80 @@ fn interface_rows_merge_and_total() {
     assert_eq!(interval.interfaces[0].last.sent.bytes, 150);
     assert_eq!(interval.interfaces[0].capture.dropped, 3);
     assert_eq!((interval.lost, interval.lost_total), (3, 3));
+}
+
+#[test]
+fn geoip_names_unattributed_ends_and_breaks_processes_down_by_country() {
+    use crate::traffic::Ends;
+    let dir = std::env::temp_dir().join(format!("netgraph-accounting-geo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("test.mmdb");
+    crate::geo::write_test_database(
+        &path,
+        &["203.0.113.0/24=DE:Germany", "198.51.100.0/24=FR:France"],
+    );
+    let geo = crate::geo::Geo::open(&path, true).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut accountant = Accountant::new(at(0)).with_geo(geo);
+    let with_ends = |owner, sent, recv, far: &str| {
+        let mut item = traffic(owner, sent, recv);
+        item.ends = Some(Ends {
+            near: "10.0.0.1".parse().unwrap(),
+            far: far.parse().unwrap(),
+            near_is_host: true,
+        });
+        item
+    };
+    let mut report = || AttributedReport {
+        traffic: vec![
+            with_ends(process(10, "curl"), 100, 10, "203.0.113.5"),
+            with_ends(process(10, "curl"), 40, 4, "198.51.100.7"),
+            with_ends(Owner::Unknown(Protocol::Icmp), 84, 84, "203.0.113.9"),
+            traffic(Owner::Unknown(Protocol::Udp), 7, 3),
+        ],
+        interfaces: vec![InterfaceTraffic::new("eth0".into())],
+        lost: 0,
+    };
+    accountant.close_interval(report(), at(1));
+    let interval = accountant.close_interval(report(), at(2));
+    let names: Vec<&str> = interval.processes.iter().map(|r| &*r.key.name).collect();
+    assert_eq!(names, ["curl", "local-Germany", "unknown UDP"]);
+    let countries: Vec<(&str, u64, u64, u64)> = interval
+        .countries
+        .iter()
+        .map(|r| {
+            (
+                &*r.country,
+                r.last.sent.bytes,
+                r.last.recv.bytes,
+                r.total.sent.bytes,
+            )
+        })
+        .collect();
+    assert_eq!(
+        countries,
+        [("France", 40, 4, 80), ("Germany", 100, 10, 200)]
+    );
+    let curl = &interval.processes[0];
+    let by_country: u64 = interval.countries.iter().map(|r| r.last.sent.bytes).sum();
+    assert_eq!(by_country, curl.last.sent.bytes);
+}
+
+#[test]
+fn without_geoip_there_is_no_breakdown() {
+    let mut accountant = Accountant::new(at(0));
+    let mut item = traffic(Owner::Unknown(Protocol::Tcp), 5, 5);
+    item.ends = Some(crate::traffic::Ends {
+        near: "10.0.0.1".parse().unwrap(),
+        far: "203.0.113.5".parse().unwrap(),
+        near_is_host: true,
+    });
+    let report = AttributedReport {
+        traffic: vec![item],
+        interfaces: Vec::new(),
+        lost: 0,
+    };
+    let interval = accountant.close_interval(report, at(1));
+    assert_eq!(&*interval.processes[0].key.name, "unknown TCP");
+    assert!(interval.countries.is_empty());
 }

@@ -13,7 +13,7 @@ pub use processes::ProcessIdentity;
 pub use sockets::{SocketEntry, SocketTable};
 
 use crate::engine::{EngineReport, InterfaceName, InterfaceTraffic};
-use crate::traffic::{Flow, Protocol, Traffic};
+use crate::traffic::{Ends, Flow, Protocol, Traffic};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use kernel_owners::KernelOwners;
 use resolver::{Resolver, SocketRef};
@@ -36,6 +36,8 @@ pub enum Owner {
 pub struct AttributedTraffic {
     pub owner: Owner,
     pub interface: InterfaceName,
+    /// The two ends, where the engine knows them (GeoIP names countries from them).
+    pub ends: Option<Ends>,
     pub traffic: Traffic,
 }
 
@@ -81,44 +83,62 @@ impl Attributor {
                 // Traffic that crossed an interface without any local socket.
                 (None, None) => Owner::Unknown(socket.protocol),
                 (None, Some(cookie)) => {
-                    let traffic = (socket.protocol, socket.interface, socket.traffic);
-                    unnamed.push((SocketRef::Cookie(cookie), traffic.0, traffic.1, traffic.2));
+                    unnamed.push(Unnamed {
+                        socket: SocketRef::Cookie(cookie),
+                        protocol: socket.protocol,
+                        interface: socket.interface,
+                        ends: socket.ends,
+                        traffic: socket.traffic,
+                    });
                     continue;
                 }
             };
             traffic.push(AttributedTraffic {
                 owner,
                 interface: socket.interface,
+                ends: socket.ends,
                 traffic: socket.traffic,
             });
         }
         self.kernel_owners.end_interval();
-        unnamed.extend(report.flows.into_iter().map(|f| {
-            (
-                SocketRef::Flow(f.flow),
-                f.flow.protocol,
-                f.interface,
-                f.traffic,
-            )
+        unnamed.extend(report.flows.into_iter().map(|f| Unnamed {
+            socket: SocketRef::Flow(f.flow),
+            protocol: f.flow.protocol,
+            interface: f.interface,
+            ends: Some(Ends::of_flow(&f.flow)),
+            traffic: f.traffic,
         }));
-        let refs: Vec<SocketRef> = unnamed.iter().map(|(socket, ..)| *socket).collect();
+        let refs: Vec<SocketRef> = unnamed.iter().map(|u| u.socket).collect();
         let owners = lock(&self.resolver).resolve_interval(&refs);
-        traffic.extend(unnamed.into_iter().zip(owners).map(
-            |((_, protocol, interface, traffic), owner)| AttributedTraffic {
-                owner: match owner {
-                    Some(process) => Owner::Process(process),
-                    None => Owner::Unknown(protocol),
-                },
-                interface,
-                traffic,
-            },
-        ));
+        traffic.extend(
+            unnamed
+                .into_iter()
+                .zip(owners)
+                .map(|(u, owner)| AttributedTraffic {
+                    owner: match owner {
+                        Some(process) => Owner::Process(process),
+                        None => Owner::Unknown(u.protocol),
+                    },
+                    interface: u.interface,
+                    ends: u.ends,
+                    traffic: u.traffic,
+                }),
+        );
         AttributedReport {
             traffic,
             interfaces: report.interfaces,
             lost: report.lost,
         }
     }
+}
+
+/// Traffic whose owner is still to be looked up.
+struct Unnamed {
+    socket: SocketRef,
+    protocol: Protocol,
+    interface: InterfaceName,
+    ends: Option<Ends>,
+    traffic: Traffic,
 }
 
 impl Drop for Attributor {

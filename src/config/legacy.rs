@@ -1,7 +1,7 @@
 //! The original netgraph's INI configuration (`[net_graph]`, `[influx_db]`), read so
 //! that an upgrade keeps working, with a warning that shows the TOML to migrate to.
 
-use super::{Config, InfluxApi, InfluxConfig};
+use super::{Config, GeoipConfig, InfluxApi, InfluxConfig};
 use std::path::Path;
 use std::time::Duration;
 
@@ -47,11 +47,12 @@ pub fn read(path: &Path, text: &str) -> anyhow::Result<(Config, String)> {
         toml += &format!("interval = \"{}\"\n", humantime::format_duration(interval));
         config.interval = Some(interval);
     }
-    if get("net_graph", "geo_database").is_some() {
-        tracing::warn!(
-            "{}: [net_graph] geo_database is not supported yet and is ignored",
-            path.display()
-        );
+    if let Some(database) = get("net_graph", "geo_database") {
+        toml += &format!("\n[geoip]\ndatabase = {database:?}\n");
+        config.geoip = Some(GeoipConfig {
+            database: database.into(),
+            countries_per_process: false,
+        });
     }
     if let Some(url) = get("influx_db", "url") {
         let batch_lines = match get("influx_db", "write_buffer_size") {

@@ -33,6 +33,8 @@ fn broken_configurations_say_where_and_what() {
         ("[[influxdb]]\nurl = \"http://x\"\napi = \"v1\"\n", "needs database"),
         ("[[influxdb]]\nurl = \"http://x\"\napi = \"v1\"\ndatabase = \"d\"\nflush_interval = \"often\"\n", "flush_interval"),
         ("[prometheus]\nlisten = \"not an address\"\n", "invalid socket address"),
+        ("[geoip]\ndatabase = \"/nonexistent/GeoLite2-Country.mmdb\"\n", "cannot open the GeoIP database /nonexistent/GeoLite2-Country.mmdb"),
+        ("[geoip]\ndatabse = \"x.mmdb\"\n", "(did you mean `database`?)"),
     ];
     for (text, expected) in cases {
         let error = parse(text).err().map(|e| e.to_string()).unwrap_or_default();
@@ -81,7 +83,20 @@ write_buffer_size = 100
 
 #[test]
 fn the_original_ini_is_read_and_mapped() {
-    let config = parse(ORIGINAL_INI).unwrap();
+    // Its GeoIP database path is relative: taken from the file's directory.
+    let dir = std::env::temp_dir().join(format!("netgraph-ini-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    crate::geo::write_test_database(
+        &dir.join("GeoLite2-Country.mmdb"),
+        &["203.0.113.0/24=DE:Germany"],
+    );
+    let path = dir.join("config.ini");
+    std::fs::write(&path, ORIGINAL_INI).unwrap();
+    let config = Config::load(&path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let geoip = config.geoip.as_ref().expect("geo_database mapped");
+    assert_eq!(geoip.database, dir.join("./GeoLite2-Country.mmdb"));
+    assert!(!geoip.countries_per_process);
     assert_eq!(
         config.interfaces,
         Some(vec!["eth0".to_string(), "enp34s0".to_string()])

@@ -3,8 +3,9 @@
 
 pub mod capture;
 pub mod ebpf;
+pub mod host_addresses;
 
-use crate::traffic::{Counter, Flow, Protocol, Traffic};
+use crate::traffic::{Counter, Ends, Flow, Protocol, Traffic};
 use std::sync::Arc;
 
 /// Interface names are shared by many flows, so they are reference-counted.
@@ -81,6 +82,8 @@ pub struct SocketTraffic {
     /// that crossed an interface without any local socket (forwarded, or the kernel's own).
     pub cookie: Option<u64>,
     pub owner: Option<KernelOwner>,
+    /// The packets' two ends, when the engine records them (GeoIP needs them).
+    pub ends: Option<Ends>,
     pub traffic: Traffic,
 }
 

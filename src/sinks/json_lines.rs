@@ -1,8 +1,9 @@
-//! One JSON object per line: a `process` line per series and interval, an `interface`
-//! line per interface and interval. Fields are documented in the README.
+//! One JSON object per line: a `process` line per series and interval, a `country`
+//! line per series and remote country (GeoIP's opt-in breakdown), an `interface` line
+//! per interface and interval. Fields are documented in the README.
 
 use super::Sink;
-use crate::accounting::{InterfaceRow, IntervalReport, ProcessRow};
+use crate::accounting::{CountryRow, InterfaceRow, IntervalReport, ProcessRow};
 use serde::Serialize;
 use std::io::Write;
 use std::time::UNIX_EPOCH;
@@ -46,6 +47,36 @@ struct ProcessLine<'a> {
     recv_packets: u64,
     sent_kbs: f64,
     recv_kbs: f64,
+}
+
+#[derive(Serialize)]
+struct CountryLine<'a> {
+    r#type: &'static str,
+    #[serde(flatten)]
+    common: &'a Common,
+    name: &'a str,
+    uid: Option<u32>,
+    interface: &'a str,
+    country: &'a str,
+    sent_bytes_last: u64,
+    recv_bytes_last: u64,
+    sent_bytes: u64,
+    recv_bytes: u64,
+}
+
+fn country_line<'a>(row: &'a CountryRow, common: &'a Common) -> CountryLine<'a> {
+    CountryLine {
+        r#type: "country",
+        common,
+        name: &row.key.name,
+        uid: row.key.uid,
+        interface: &row.key.interface,
+        country: &row.country,
+        sent_bytes_last: row.last.sent.bytes,
+        recv_bytes_last: row.last.recv.bytes,
+        sent_bytes: row.total.sent.bytes,
+        recv_bytes: row.total.recv.bytes,
+    }
 }
 
 #[derive(Serialize)]
@@ -146,6 +177,10 @@ impl<W: Write + Send> Sink for JsonLinesSink<W> {
         let common = common(report);
         for row in &report.processes {
             serde_json::to_writer(&mut self.out, &process_line(row, &common, report))?;
+            self.out.write_all(b"\n")?;
+        }
+        for row in &report.countries {
+            serde_json::to_writer(&mut self.out, &country_line(row, &common))?;
             self.out.write_all(b"\n")?;
         }
         for row in &report.interfaces {

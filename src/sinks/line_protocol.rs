@@ -1,7 +1,8 @@
 //! InfluxDB line protocol for one interval, in the original's schema: `network_data` per
-//! series, `packet_stats` per interface. Timestamps are milliseconds (`precision=ms`).
+//! series, `packet_stats` per interface, and `network_country` per series and remote
+//! country when GeoIP's breakdown is on. Timestamps are milliseconds (`precision=ms`).
 
-use crate::accounting::{InterfaceRow, IntervalReport, ProcessRow};
+use crate::accounting::{CountryRow, InterfaceRow, IntervalReport, ProcessRow};
 use std::fmt::Write;
 use std::time::UNIX_EPOCH;
 
@@ -16,14 +17,38 @@ pub fn encode(report: &IntervalReport, hostname: &str) -> Vec<String> {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis();
-    let mut lines = Vec::with_capacity(report.processes.len() + report.interfaces.len());
+    let mut lines = Vec::with_capacity(
+        report.processes.len() + report.countries.len() + report.interfaces.len(),
+    );
     for row in &report.processes {
         lines.push(network_data(row, report, hostname, millis));
+    }
+    for row in &report.countries {
+        lines.push(network_country(row, hostname, millis));
     }
     for row in &report.interfaces {
         lines.push(packet_stats(row, hostname, millis));
     }
     lines
+}
+
+fn network_country(row: &CountryRow, hostname: &str, millis: u128) -> String {
+    let mut line = String::with_capacity(200);
+    line.push_str("network_country");
+    tag(&mut line, "name", &row.key.name);
+    if let Some(uid) = row.key.uid {
+        tag(&mut line, "uid", &uid.to_string());
+    }
+    tag(&mut line, "device_name", &row.key.interface);
+    tag(&mut line, "hostname", hostname);
+    tag(&mut line, "country", &row.country);
+    let mut fields = Fields::new(&mut line);
+    fields.integer("sent_bytes", row.total.sent.bytes);
+    fields.integer("recv_bytes", row.total.recv.bytes);
+    fields.integer("sent_bytes_last", row.last.sent.bytes);
+    fields.integer("recv_bytes_last", row.last.recv.bytes);
+    let _ = writeln!(line, " {millis}");
+    line
 }
 
 fn network_data(row: &ProcessRow, report: &IntervalReport, hostname: &str, millis: u128) -> String {

@@ -22,6 +22,14 @@ struct ProcessLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CountryLabels {
+    name: String,
+    uid: String,
+    interface: String,
+    country: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InterfaceLabels {
     interface: String,
 }
@@ -34,6 +42,8 @@ struct Metrics {
     process_recv_bytes: Counters<ProcessLabels>,
     process_sent_packets: Counters<ProcessLabels>,
     process_recv_packets: Counters<ProcessLabels>,
+    country_sent_bytes: Counters<CountryLabels>,
+    country_recv_bytes: Counters<CountryLabels>,
     interface_sent_bytes: Counters<InterfaceLabels>,
     interface_recv_bytes: Counters<InterfaceLabels>,
     capture_received: Counters<InterfaceLabels>,
@@ -105,6 +115,19 @@ impl Metrics {
             ),
         ];
         register_all(registry, families);
+        let country_families = [
+            (
+                "netgraph_country_transmitted_bytes",
+                "IP-layer bytes a process sent to a country (GeoIP breakdown)",
+                &self.country_sent_bytes,
+            ),
+            (
+                "netgraph_country_received_bytes",
+                "IP-layer bytes a process received from a country (GeoIP breakdown)",
+                &self.country_recv_bytes,
+            ),
+        ];
+        register_all(registry, country_families);
         let interface_families = [
             (
                 "netgraph_interface_transmitted_bytes",
@@ -185,6 +208,20 @@ impl Sink for PrometheusSink {
             m.process_recv_packets
                 .get_or_create(&labels)
                 .inc_by(row.last.recv.packets);
+        }
+        for row in &report.countries {
+            let labels = CountryLabels {
+                name: row.key.name.to_string(),
+                uid: row.key.uid.map(|u| u.to_string()).unwrap_or_default(),
+                interface: row.key.interface.to_string(),
+                country: row.country.to_string(),
+            };
+            m.country_sent_bytes
+                .get_or_create(&labels)
+                .inc_by(row.last.sent.bytes);
+            m.country_recv_bytes
+                .get_or_create(&labels)
+                .inc_by(row.last.recv.bytes);
         }
         for row in &report.interfaces {
             let labels = InterfaceLabels {

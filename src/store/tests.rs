@@ -41,6 +41,7 @@ fn report(second: u64, rows: Vec<ProcessRow>) -> IntervalReport {
         start: UNIX_EPOCH + Duration::from_secs(second),
         end: UNIX_EPOCH + Duration::from_secs(second + 1),
         processes: rows,
+        countries: Vec::new(),
         interfaces: Vec::new(),
         lost: 0,
         lost_total: 0,

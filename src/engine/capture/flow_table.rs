@@ -2,7 +2,7 @@
 
 use super::decode::IpPacket;
 use super::link::LinkDirection;
-use super::local_addresses::LocalAddresses;
+use crate::engine::host_addresses::LocalAddresses;
 use crate::engine::{FlowTraffic, InterfaceName, InterfaceTraffic};
 use crate::traffic::{canonical_addr, Counter, Flow, Protocol, Traffic};
 use std::collections::HashMap;

@@ -4,7 +4,7 @@
 use super::decode::{decode, Decoded};
 use super::flow_table::FlowTable;
 use super::link::{Link, LinkType};
-use super::local_addresses::LocalAddresses;
+use crate::engine::host_addresses::LocalAddresses;
 use std::net::IpAddr;
 
 pub struct CapturePath {

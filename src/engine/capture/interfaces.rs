@@ -1,6 +1,6 @@
 //! Which network interfaces exist, which are up, and the host's addresses.
 
-use super::local_addresses::LocalAddresses;
+use crate::engine::host_addresses::LocalAddresses;
 use std::path::Path;
 
 #[derive(Clone, Debug, PartialEq, Eq)]

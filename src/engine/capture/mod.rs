@@ -8,7 +8,6 @@ mod fragments;
 pub mod hot_path;
 mod interfaces;
 mod link;
-mod local_addresses;
 mod worker;
 
 pub use decode::{decode, Decoded, IpPacket};
@@ -16,9 +15,9 @@ pub use interfaces::InterfaceSelection;
 pub use link::{Link, LinkDirection, LinkType};
 pub use worker::CaptureSettings;
 
+use super::host_addresses::LocalAddresses;
 use super::{Engine, EngineReport, FlowHints};
 use arc_swap::ArcSwap;
-use local_addresses::LocalAddresses;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -4,7 +4,7 @@ use super::decode::{decode, Decoded};
 use super::flow_table::FlowTable;
 use super::fragments::FragmentPorts;
 use super::link::{Link, LinkType};
-use super::local_addresses::LocalAddresses;
+use crate::engine::host_addresses::LocalAddresses;
 use crate::engine::{CaptureStats, FlowHints, FlowTraffic, InterfaceTraffic};
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicBool, Ordering};

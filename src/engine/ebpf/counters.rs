@@ -8,6 +8,7 @@ use crate::engine::KernelOwner;
 use crate::traffic::{Counter, Protocol};
 use libbpf_rs::{MapCore, MapFlags, MapMut};
 use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv6Addr};
 
 /// Drains a closed socket's counters must stay unchanged before they are forgotten.
 const QUIET_AFTER_CLOSE: u32 = 2;
@@ -30,6 +31,8 @@ pub struct CounterKey {
     pub protocol: Protocol,
     /// The IP header's protocol number (ICMP and ICMPv6 differ here).
     pub ip_number: u8,
+    /// The packets' (near, far) addresses, when the engine records them.
+    pub ends: Option<(IpAddr, IpAddr)>,
 }
 
 struct Seen {
@@ -49,16 +52,29 @@ pub struct Counters {
     seen: HashMap<CounterKey, Seen>,
 }
 
-fn pod<T: Copy + Default>(bytes: &[u8]) -> Option<T> {
+pub fn pod<T: Copy + Default>(bytes: &[u8]) -> Option<T> {
     (bytes.len() == std::mem::size_of::<T>())
         // SAFETY: T is a plain C struct generated from the BPF object's BTF, valid for
         // any bit pattern, and the length matches.
         .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
+/// An address as the kernel side stores it: IPv6, with IPv4 mapped.
+pub fn address(bytes: [u8; 16]) -> IpAddr {
+    crate::traffic::canonical_ip(IpAddr::V6(Ipv6Addr::from(bytes)))
+}
+
+/// Parses a key of either counter map (by socket, or by socket and both ends).
 fn parse_key(bytes: &[u8]) -> Option<CounterKey> {
-    let key: types::traffic_key = pod(bytes)?;
+    let (key, ends) = match pod::<types::peer_traffic_key>(bytes) {
+        Some(peer) => (
+            peer.socket,
+            Some((address(peer.ends.near), address(peer.ends.far))),
+        ),
+        None => (pod::<types::traffic_key>(bytes)?, None),
+    };
     Some(CounterKey {
+        ends,
         cookie: key.cookie,
         tgid: key.tgid,
         ifindex: key.ifindex,

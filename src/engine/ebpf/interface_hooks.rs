@@ -2,10 +2,12 @@
 //! crosses it (tcx links, Linux 6.6+, which the kernel detaches when netgraph exits),
 //! and the traffic among it that no local socket moved.
 
+use super::counters::{address, pod};
 use super::skeleton::{types, NetgraphSkel};
 use crate::traffic::{Counter, Protocol, Traffic};
 use libbpf_rs::{AsRawLibbpf, Link, MapCore, MapFlags, MapMut};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::ptr::NonNull;
 
 /// tcx, the link-based TC attachment that detaches itself, came with Linux 6.6.
@@ -24,21 +26,40 @@ struct Hooked {
 
 /// (ifindex, direction is egress, protocol number).
 type Key = (u32, bool, u8);
+/// (near, far) addresses.
+type Pair = (IpAddr, IpAddr);
+
+/// Drains a pair of addresses must stay unchanged before its kernel counter is deleted.
+const QUIET_PAIR: u32 = 60;
+
+struct Seen {
+    value: Counter,
+    quiet: u32,
+}
 
 #[derive(Default)]
 pub struct InterfaceHooks {
     hooked: HashMap<u32, Hooked>,
     complained: bool,
-    /// Per key: traffic local sockets moved, and what was reported as no socket's.
+    /// The kernel's cumulative counters as last read, by raw map key.
+    seen: HashMap<Vec<u8>, Seen>,
+    /// Per key, since start: everything that crossed, what local sockets moved, and
+    /// what was reported as no socket's.
+    crossed: HashMap<Key, Counter>,
     attributed: HashMap<Key, Counter>,
     unattributed: HashMap<Key, Counter>,
     non_ip_reported: HashMap<u32, Counter>,
+    /// This drain's traffic by pair of addresses (when recorded): crossed and moved by sockets.
+    pairs_crossed: HashMap<(Key, Pair), Counter>,
+    pairs_attributed: HashMap<(Key, Pair), Counter>,
 }
 
-/// One interface's traffic that no socket moved, by protocol, and its non-IP frames.
+/// One interface's traffic that no socket moved, by protocol and (when recorded)
+/// pair of addresses.
 pub struct Unattributed {
     pub ifindex: u32,
     pub protocol: Protocol,
+    pub ends: Option<Pair>,
     pub traffic: Traffic,
 }
 
@@ -79,55 +100,91 @@ impl InterfaceHooks {
     }
 
     /// Notes traffic local sockets of this namespace moved (by IP protocol number).
-    pub fn note_attributed(&mut self, ifindex: u32, egress: bool, ip_number: u8, counter: Counter) {
-        self.attributed
-            .entry((ifindex, egress, ip_number))
-            .or_default()
-            .merge(counter);
+    pub fn note_attributed(
+        &mut self,
+        ifindex: u32,
+        egress: bool,
+        ip_number: u8,
+        ends: Option<Pair>,
+        counter: Counter,
+    ) {
+        let key = (ifindex, egress, ip_number);
+        self.attributed.entry(key).or_default().merge(counter);
+        if let Some(pair) = ends {
+            self.pairs_attributed
+                .entry((key, pair))
+                .or_default()
+                .merge(counter);
+        }
     }
 
     /// What crossed the interfaces beyond what sockets moved, since the last call.
     /// Cumulative totals make this exact over time: the socket hooks and TC see a packet
     /// at slightly different moments, so one interval's difference may run ahead, and
-    /// only a growing excess is reported.
+    /// only a growing excess is reported. With addresses recorded, the excess is named
+    /// after the pairs that crossed more than sockets moved this drain, pairs no socket
+    /// moved anything for first; whatever is left keeps no addresses.
     pub fn unattributed(&mut self, map: &MapMut<'_>) -> (Vec<Unattributed>, HashMap<u32, Counter>) {
-        let mut found: HashMap<(u32, Protocol), Traffic> = HashMap::new();
         let mut non_ip: HashMap<u32, Counter> = HashMap::new();
-        for (raw_key, total) in totals(map) {
-            let Some(key) = pod::<types::interface_key>(&raw_key) else {
-                continue;
-            };
-            if !self.hooked.contains_key(&key.ifindex) {
-                continue;
-            }
-            if key.non_ip != 0 {
-                non_ip.entry(key.ifindex).or_default().merge(total);
-                continue;
-            }
-            let egress = key.direction == 0;
-            let k = (key.ifindex, egress, key.protocol);
-            let attributed = self.attributed.get(&k).copied().unwrap_or_default();
+        self.read(map, &mut non_ip);
+        let mut found: HashMap<(u32, Protocol, Option<Pair>), Traffic> = HashMap::new();
+        let mut candidates: HashMap<Key, Vec<(Pair, Counter, bool)>> = HashMap::new();
+        for ((key, pair), crossed) in self.pairs_crossed.drain() {
+            let attributed = self
+                .pairs_attributed
+                .get(&(key, pair))
+                .copied()
+                .unwrap_or_default();
             let excess = Counter {
-                bytes: total.bytes.saturating_sub(attributed.bytes),
-                packets: total.packets.saturating_sub(attributed.packets),
+                bytes: crossed.bytes.saturating_sub(attributed.bytes),
+                packets: crossed.packets.saturating_sub(attributed.packets),
             };
-            let reported = self.unattributed.entry(k).or_default();
-            let grown = Counter {
+            if !excess.is_zero() {
+                candidates
+                    .entry(key)
+                    .or_default()
+                    .push((pair, excess, attributed.is_zero()));
+            }
+        }
+        self.pairs_attributed.clear();
+        for (&key, &crossed) in &self.crossed {
+            let attributed = self.attributed.get(&key).copied().unwrap_or_default();
+            let excess = Counter {
+                bytes: crossed.bytes.saturating_sub(attributed.bytes),
+                packets: crossed.packets.saturating_sub(attributed.packets),
+            };
+            let reported = self.unattributed.entry(key).or_default();
+            let mut grown = Counter {
                 bytes: excess.bytes.saturating_sub(reported.bytes),
                 packets: excess.packets.saturating_sub(reported.packets),
             };
             reported.bytes = reported.bytes.max(excess.bytes);
             reported.packets = reported.packets.max(excess.packets);
-            if !grown.is_zero() {
-                let traffic = found
-                    .entry((key.ifindex, Protocol::from_ip_number(key.protocol)))
-                    .or_default();
-                if egress {
-                    traffic.sent.merge(grown);
-                } else {
-                    traffic.recv.merge(grown);
+            let (ifindex, egress, ip_number) = key;
+            let protocol = Protocol::from_ip_number(ip_number);
+            let mut pairs = candidates.remove(&key).unwrap_or_default();
+            pairs.sort_by(|a, b| b.2.cmp(&a.2).then(b.1.bytes.cmp(&a.1.bytes)));
+            let mut share = |ends: Option<Pair>, part: Counter| {
+                if part.is_zero() {
+                    return;
                 }
+                let traffic = found.entry((ifindex, protocol, ends)).or_default();
+                if egress {
+                    traffic.sent.merge(part);
+                } else {
+                    traffic.recv.merge(part);
+                }
+            };
+            for (pair, excess, _) in pairs {
+                let part = Counter {
+                    bytes: excess.bytes.min(grown.bytes),
+                    packets: excess.packets.min(grown.packets),
+                };
+                grown.bytes -= part.bytes;
+                grown.packets -= part.packets;
+                share(Some(pair), part);
             }
+            share(None, grown);
         }
         let non_ip_new = non_ip
             .into_iter()
@@ -143,21 +200,70 @@ impl InterfaceHooks {
             .collect();
         let unattributed = found
             .into_iter()
-            .map(|((ifindex, protocol), traffic)| Unattributed {
+            .map(|((ifindex, protocol, ends), traffic)| Unattributed {
                 ifindex,
                 protocol,
+                ends,
                 traffic,
             })
             .collect();
         (unattributed, non_ip_new)
     }
+
+    /// Turns the kernel's cumulative counters into totals kept here, so that quiet
+    /// pairs of addresses can be deleted from the bounded map without losing a count.
+    fn read(&mut self, map: &MapMut<'_>, non_ip: &mut HashMap<u32, Counter>) {
+        let mut present = Vec::new();
+        for (raw_key, total) in totals(map) {
+            let Some((key, pair)) = parse_interface_key(&raw_key) else {
+                continue;
+            };
+            if !self.hooked.contains_key(&key.ifindex) {
+                continue;
+            }
+            if key.non_ip != 0 {
+                non_ip.entry(key.ifindex).or_default().merge(total);
+                continue;
+            }
+            let seen = self.seen.entry(raw_key.clone()).or_insert(Seen {
+                value: Counter::default(),
+                quiet: 0,
+            });
+            let delta = Counter {
+                bytes: total.bytes.saturating_sub(seen.value.bytes),
+                packets: total.packets.saturating_sub(seen.value.packets),
+            };
+            seen.value = total;
+            seen.quiet = if delta.is_zero() { seen.quiet + 1 } else { 0 };
+            if pair.is_some() && seen.quiet >= QUIET_PAIR {
+                let _ = map.delete(&raw_key);
+                self.seen.remove(&raw_key);
+                continue;
+            }
+            present.push(raw_key);
+            let k = (key.ifindex, key.direction == 0, key.protocol);
+            self.crossed.entry(k).or_default().merge(delta);
+            if let (Some(pair), false) = (pair, delta.is_zero()) {
+                self.pairs_crossed
+                    .entry((k, pair))
+                    .or_default()
+                    .merge(delta);
+            }
+        }
+        let present: std::collections::HashSet<Vec<u8>> = present.into_iter().collect();
+        self.seen.retain(|key, _| present.contains(key));
+    }
 }
 
-fn pod<T: Copy + Default>(bytes: &[u8]) -> Option<T> {
-    (bytes.len() == std::mem::size_of::<T>())
-        // SAFETY: T is a plain C struct generated from the BPF object's BTF, valid for
-        // any bit pattern, and the length matches.
-        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+/// A key of either interface map (by protocol, or by protocol and both ends).
+fn parse_interface_key(bytes: &[u8]) -> Option<(types::interface_key, Option<Pair>)> {
+    match pod::<types::interface_peer_key>(bytes) {
+        Some(peer) => Some((
+            peer.interface,
+            Some((address(peer.ends.near), address(peer.ends.far))),
+        )),
+        None => Some((pod::<types::interface_key>(bytes)?, None)),
+    }
 }
 
 /// Per-CPU counters summed.

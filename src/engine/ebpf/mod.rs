@@ -9,8 +9,9 @@ mod interface_names;
 mod skeleton;
 mod support;
 
+use super::host_addresses::{self, LocalAddresses};
 use super::{Engine, EngineReport, InterfaceTraffic, KernelOwner, SocketTraffic};
-use crate::traffic::{Protocol, Traffic};
+use crate::traffic::{Ends, Protocol, Traffic};
 use counters::{Counters, Direction};
 use interface_hooks::InterfaceHooks;
 use interface_names::InterfaceNames;
@@ -19,6 +20,7 @@ use libbpf_rs::{Link, MapCore, MapFlags};
 use skeleton::{NetgraphSkel, NetgraphSkelBuilder};
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 
 pub use support::{check_support, Unsupported};
@@ -28,8 +30,9 @@ const FORGET_NAMES_EVERY: u64 = 60;
 /// Drains between sweeps of owner and process records nothing refers to.
 const SWEEP_EVERY: u64 = 30;
 
-/// One socket's traffic on one interface under one owner: (cookie, tgid, ifindex, protocol).
-type SocketKey = (u64, u32, u32, Protocol);
+/// One socket's traffic on one interface under one owner, and with one peer when
+/// addresses are recorded: (cookie, tgid, ifindex, protocol, (near, far)).
+type SocketKey = (u64, u32, u32, Protocol, Option<(IpAddr, IpAddr)>);
 
 fn lookup_owner(owners: &libbpf_rs::MapMut<'_>, cookie: u64) -> Option<(KernelOwner, bool)> {
     let value = owners.lookup(&cookie.to_ne_bytes(), MapFlags::ANY).ok()??;
@@ -54,10 +57,15 @@ pub struct EbpfEngine {
     drains: u64,
     /// Whether sockets are adopted by the processes that use them (Linux 6.3+).
     pub follows_use: bool,
+    /// Whether each packet's two ends are recorded (for GeoIP).
+    record_addresses: bool,
+    host: LocalAddresses,
 }
 
 impl EbpfEngine {
-    pub fn start() -> Result<EbpfEngine, Unsupported> {
+    /// `record_addresses` counts by both ends of each packet too (GeoIP needs them),
+    /// at the cost of a larger key per packet.
+    pub fn start(record_addresses: bool) -> Result<EbpfEngine, Unsupported> {
         let cgroup_root = check_support()?;
         // The skeleton borrows its object storage for its whole life, which is the
         // engine's: one allocation per engine, given up when the process ends.
@@ -84,6 +92,21 @@ impl EbpfEngine {
             } else {
                 program.set_autoload(false);
             }
+        }
+        if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+            rodata.record_addresses = u8::from(record_addresses);
+        }
+        // The counter maps not used get one entry, to take no memory.
+        let unused = if record_addresses {
+            [&mut open.maps.traffic, &mut open.maps.interface_traffic]
+        } else {
+            [
+                &mut open.maps.peer_traffic,
+                &mut open.maps.interface_peer_traffic,
+            ]
+        };
+        for map in unused {
+            let _ = map.set_max_entries(1);
         }
         if !tcx {
             tracing::info!("Linux before 6.6 (no tcx): traffic without a local socket (forwarded, ARP) is not counted per interface");
@@ -136,6 +159,8 @@ impl EbpfEngine {
             lost_reported: 0,
             drains: 0,
             follows_use,
+            record_addresses,
+            host: LocalAddresses::default(),
         })
     }
 
@@ -207,7 +232,12 @@ impl Engine for EbpfEngine {
             self.names.forget();
         }
         let maps = &self.skel.maps;
-        let deltas = self.counters.read(&maps.traffic);
+        let traffic_map = if self.record_addresses {
+            &maps.peer_traffic
+        } else {
+            &maps.traffic
+        };
+        let deltas = self.counters.read(traffic_map);
 
         // The socket's current owner, and each process traffic was stamped with.
         let mut owners: HashMap<u64, Option<(KernelOwner, bool)>> = HashMap::new();
@@ -225,7 +255,7 @@ impl Engine for EbpfEngine {
             if here {
                 let egress = key.direction == Direction::Egress;
                 self.hooks
-                    .note_attributed(key.ifindex, egress, key.ip_number, delta);
+                    .note_attributed(key.ifindex, egress, key.ip_number, key.ends, delta);
             }
             let owner = if key.tgid == 0 {
                 // Before any owner was recorded (an accepted socket's first packets).
@@ -244,7 +274,7 @@ impl Engine for EbpfEngine {
                     })
             };
             let entry = sockets
-                .entry((key.cookie, key.tgid, key.ifindex, key.protocol))
+                .entry((key.cookie, key.tgid, key.ifindex, key.protocol, key.ends))
                 .or_insert((Traffic::default(), owner));
             match key.direction {
                 Direction::Egress => entry.0.sent.merge(delta),
@@ -254,7 +284,7 @@ impl Engine for EbpfEngine {
 
         let mut report = EngineReport::default();
         let mut interfaces: HashMap<super::InterfaceName, InterfaceTraffic> = HashMap::new();
-        for ((cookie, _, ifindex, protocol), (traffic, owner)) in sockets {
+        for ((cookie, _, ifindex, protocol, ends), (traffic, owner)) in sockets {
             let interface = self.names.name(owner.as_ref().map(|o| o.netns), ifindex);
             interfaces
                 .entry(interface.clone())
@@ -266,13 +296,29 @@ impl Engine for EbpfEngine {
                 protocol,
                 cookie: Some(cookie),
                 owner,
+                ends: ends.map(|(near, far)| Ends {
+                    near,
+                    far,
+                    near_is_host: true,
+                }),
                 traffic,
             });
         }
         if self.tcx {
             self.hooks.sync(&self.skel);
             let maps = &self.skel.maps;
-            let (unattributed, non_ip) = self.hooks.unattributed(&maps.interface_traffic);
+            let interface_map = if self.record_addresses {
+                &maps.interface_peer_traffic
+            } else {
+                &maps.interface_traffic
+            };
+            let (unattributed, non_ip) = self.hooks.unattributed(interface_map);
+            if unattributed.iter().any(|item| item.ends.is_some()) {
+                match host_addresses::discover() {
+                    Ok(host) => self.host = host,
+                    Err(error) => tracing::debug!(%error, "cannot list the host's addresses"),
+                }
+            }
             for item in unattributed {
                 let interface = self.names.name(None, item.ifindex);
                 interfaces
@@ -285,6 +331,11 @@ impl Engine for EbpfEngine {
                     protocol: item.protocol,
                     cookie: None,
                     owner: None,
+                    ends: item.ends.map(|(near, far)| Ends {
+                        near,
+                        far,
+                        near_is_host: self.host.is_local(near),
+                    }),
                     traffic: item.traffic,
                 });
             }
@@ -306,7 +357,7 @@ impl Engine for EbpfEngine {
         };
         let forgotten = self
             .counters
-            .collect(&maps.traffic, deltas.idle, &mut released);
+            .collect(traffic_map, deltas.idle, &mut released);
         for cookie in forgotten {
             let _ = maps.owners.delete(&cookie.to_ne_bytes());
         }

@@ -35,6 +35,7 @@ fn report(names: &[&str], uid: Option<u32>) -> IntervalReport {
                 total: traffic(10_000, 500),
             })
             .collect(),
+        countries: Vec::new(),
         interfaces: vec![InterfaceRow {
             interface: "wg0".into(),
             last: traffic(1, 2),

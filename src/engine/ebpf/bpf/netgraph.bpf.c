@@ -34,6 +34,22 @@ struct traffic_value {
 	__u64 packets;
 };
 
+/* Set by userspace before loading when GeoIP needs each packet's two ends; the
+ * verifier drops the branch not taken, so without it counting costs what it did. */
+const volatile __u8 record_addresses = 0;
+
+/* Both ends of a packet as IPv6 (IPv4 mapped to ::ffff:a.b.c.d): `near` is this
+ * host's side of the interface (the sender on egress), `far` the other. */
+struct ends {
+	__u8 near[16];
+	__u8 far[16];
+};
+
+struct peer_traffic_key {
+	struct traffic_key socket;
+	struct ends ends;
+};
+
 struct owner {
 	__u64 cgroup_id;
 	__u64 netns; /* inode number of the socket's network namespace */
@@ -63,6 +79,14 @@ struct {
 	__type(value, struct traffic_value);
 } traffic SEC(".maps");
 
+/* The same counters by socket and both ends, used instead when record_addresses is set. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct peer_traffic_key);
+	__type(value, struct traffic_value);
+} peer_traffic SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 262144);
@@ -87,6 +111,20 @@ struct {
 	__type(key, struct interface_key);
 	__type(value, struct traffic_value);
 } interface_traffic SEC(".maps");
+
+struct interface_peer_key {
+	struct interface_key interface;
+	struct ends ends;
+};
+
+/* The same by both ends, used instead when record_addresses is set; userspace deletes
+ * pairs that have been quiet a while. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct interface_peer_key);
+	__type(value, struct traffic_value);
+} interface_peer_traffic SEC(".maps");
 
 /* Link-layer header length per interface (14 for Ethernet and loopback, 0 for
  * tun or WireGuard), written by userspace as it attaches. */
@@ -133,6 +171,61 @@ static __always_inline __u8 ip_protocol(struct __sk_buff *skb)
 	return protocol;
 }
 
+/* Adds a packet to a cumulative counter, creating it on first use. */
+static __always_inline void add_packet(void *map, void *key, __u64 bytes)
+{
+	struct traffic_value *value = bpf_map_lookup_elem(map, key);
+	if (!value) {
+		struct traffic_value zero = {};
+		long err = bpf_map_update_elem(map, key, &zero, BPF_NOEXIST);
+		if (err && err != -EEXIST) {
+			count_loss(LOSS_TRAFFIC_FULL);
+			return;
+		}
+		value = bpf_map_lookup_elem(map, key);
+		if (!value)
+			return;
+	}
+	__sync_fetch_and_add(&value->bytes, bytes);
+	__sync_fetch_and_add(&value->packets, 1);
+}
+
+/* Reads a packet's two ends from its IP header, `offset` bytes into the packet
+ * (relative to the network header when `from_network`). */
+static __always_inline void read_ends(struct __sk_buff *skb, __u8 direction, int from_network,
+				      struct ends *ends)
+{
+	__u8 version = 0;
+	__u8 *source = direction == EGRESS ? ends->near : ends->far;
+	__u8 *destination = direction == EGRESS ? ends->far : ends->near;
+	__u32 base = from_network ? BPF_HDR_START_NET : BPF_HDR_START_MAC;
+	if (from_network) {
+		if (bpf_skb_load_bytes_relative(skb, 0, &version, 1, base))
+			return;
+	} else if (bpf_skb_load_bytes(skb, 0, &version, 1)) {
+		return;
+	}
+	if ((version >> 4) == 4) {
+		source[10] = source[11] = 0xff;
+		destination[10] = destination[11] = 0xff;
+		if (from_network) {
+			bpf_skb_load_bytes_relative(skb, 12, source + 12, 4, base);
+			bpf_skb_load_bytes_relative(skb, 16, destination + 12, 4, base);
+		} else {
+			bpf_skb_load_bytes(skb, 12, source + 12, 4);
+			bpf_skb_load_bytes(skb, 16, destination + 12, 4);
+		}
+	} else if ((version >> 4) == 6) {
+		if (from_network) {
+			bpf_skb_load_bytes_relative(skb, 8, source, 16, base);
+			bpf_skb_load_bytes_relative(skb, 24, destination, 16, base);
+		} else {
+			bpf_skb_load_bytes(skb, 8, source, 16);
+			bpf_skb_load_bytes(skb, 24, destination, 16);
+		}
+	}
+}
+
 static __always_inline void count(struct __sk_buff *skb, __u8 direction)
 {
 	struct traffic_key key = {
@@ -144,20 +237,13 @@ static __always_inline void count(struct __sk_buff *skb, __u8 direction)
 	struct owner *owner = bpf_map_lookup_elem(&owners, &key.cookie);
 	if (owner)
 		key.tgid = owner->tgid;
-	struct traffic_value *value = bpf_map_lookup_elem(&traffic, &key);
-	if (!value) {
-		struct traffic_value zero = {};
-		long err = bpf_map_update_elem(&traffic, &key, &zero, BPF_NOEXIST);
-		if (err && err != -EEXIST) {
-			count_loss(LOSS_TRAFFIC_FULL);
-			return;
-		}
-		value = bpf_map_lookup_elem(&traffic, &key);
-		if (!value)
-			return;
+	if (record_addresses) {
+		struct peer_traffic_key peer = {.socket = key};
+		read_ends(skb, direction, 0, &peer.ends);
+		add_packet(&peer_traffic, &peer, skb->len);
+	} else {
+		add_packet(&traffic, &key, skb->len);
 	}
-	__sync_fetch_and_add(&value->bytes, skb->len);
-	__sync_fetch_and_add(&value->packets, 1);
 }
 
 SEC("cgroup_skb/egress")
@@ -172,6 +258,23 @@ int count_ingress(struct __sk_buff *skb)
 {
 	count(skb, INGRESS);
 	return 1;
+}
+
+static __always_inline void add_per_cpu(void *map, void *key, __u64 bytes)
+{
+	struct traffic_value *value = bpf_map_lookup_elem(map, key);
+	if (!value) {
+		struct traffic_value zero = {};
+		if (bpf_map_update_elem(map, key, &zero, BPF_NOEXIST) == 0)
+			value = bpf_map_lookup_elem(map, key);
+		if (!value) {
+			count_loss(LOSS_INTERFACES_FULL);
+			return;
+		}
+	}
+	/* Per-CPU values: no other CPU writes this copy. */
+	value->bytes += bytes;
+	value->packets += 1;
 }
 
 /* Counts a frame at TC, in IP-layer bytes like the socket counters: the IP header's
@@ -203,19 +306,15 @@ static __always_inline void count_interface(struct __sk_buff *skb, __u8 directio
 		__u32 link_len = link ? *link : 0;
 		bytes = skb->len > link_len ? skb->len - link_len : 0;
 	}
-	struct traffic_value *value = bpf_map_lookup_elem(&interface_traffic, &key);
-	if (!value) {
-		struct traffic_value zero = {};
-		if (bpf_map_update_elem(&interface_traffic, &key, &zero, BPF_NOEXIST) == 0)
-			value = bpf_map_lookup_elem(&interface_traffic, &key);
-		if (!value) {
-			count_loss(LOSS_INTERFACES_FULL);
-			return;
-		}
+	bytes = key.non_ip ? skb->len : bytes;
+	if (record_addresses) {
+		struct interface_peer_key peer = {.interface = key};
+		if (!key.non_ip)
+			read_ends(skb, direction, 1, &peer.ends);
+		add_per_cpu(&interface_peer_traffic, &peer, bytes);
+	} else {
+		add_per_cpu(&interface_traffic, &key, bytes);
 	}
-	/* Per-CPU values: no other CPU writes this copy. */
-	value->bytes += key.non_ip ? skb->len : bytes;
-	value->packets += 1;
 }
 
 SEC("tc")

@@ -1,4 +1,5 @@
-//! The host's own addresses, which decide whether a packet was sent or received.
+//! The host's own addresses, which decide whether a packet was sent or received
+//! and whether an end of unattributed traffic is this host.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -22,4 +23,12 @@ impl LocalAddresses {
     pub fn is_local(&self, ip: IpAddr) -> bool {
         ip.is_loopback() || self.addresses.contains(&ip)
     }
+}
+
+/// The addresses of every interface in this network namespace.
+pub fn discover() -> Result<LocalAddresses, pcap::Error> {
+    let devices = pcap::Device::list()?;
+    Ok(LocalAddresses::new(devices.iter().flat_map(|device| {
+        device.addresses.iter().map(|address| address.addr)
+    })))
 }
