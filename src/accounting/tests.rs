@@ -121,7 +121,7 @@ fn geoip_names_unattributed_ends_and_breaks_processes_down_by_country() {
         });
         item
     };
-    let mut report = || AttributedReport {
+    let report = || AttributedReport {
         traffic: vec![
             with_ends(process(10, "curl"), 100, 10, "203.0.113.5"),
             with_ends(process(10, "curl"), 40, 4, "198.51.100.7"),
