@@ -5,9 +5,11 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 require_root
 require_cargo
-# Lab tools, and the real servers the export tests write to.
+# Lab tools, the real servers the export tests write to, and the writer of the
+# GeoIP test database.
 install_packages "${BUILD_PACKAGES[@]}" iproute2 nftables iputils-ping \
-    influxdb victoria-metrics prometheus openssl curl chromium nodejs tmux systemd adduser
+    influxdb victoria-metrics prometheus openssl curl chromium nodejs tmux systemd adduser \
+    libmaxmind-db-writer-perl
 # npm comes with nodejs from NodeSource; Debian's own npm conflicts with that one.
 command -v npm >/dev/null 2>&1 || install_packages npm
 # The browser test drives chromium with playwright-core (no browser download).

@@ -307,3 +307,53 @@ fn interface_added_while_running_is_captured() {
         lab.truth_bytes("out"),
     );
 }
+
+/// GeoIP with a test database: pings answered by the kernel (no process) are named by
+/// the countries of their ends, and a process's traffic is broken down by country.
+#[test]
+fn geoip_names_countries_of_unattributed_and_process_traffic() {
+    if !require_root("geoip_names_countries_of_unattributed_and_process_traffic") {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.truth(&[
+        ("requests_in", "input", "icmp type echo-request"),
+        ("replies_out", "output", "icmp type echo-reply"),
+        ("tcp_out", "output", "tcp dport 6030"),
+        ("udp6_out", "output", "meta nfproto ipv6 udp dport 6031"),
+    ]);
+    let config = lab.geoip_config(&[
+        &format!("{B4}/32=DE:Germany"),
+        &format!("{B6}/128=FR:France"),
+    ]);
+    let b = lab.b.clone();
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:6030")]);
+    lab.serve(&b, "ng-echo6", &["udp-echo", &format!("[{B6}]:6031")]);
+    let netgraph = lab.netgraph(&["--engine", "capture", "--config", config.to_str().unwrap()]);
+    lab.exec(&lab.a, "ng-geo", &["tcp-send", &format!("{B4}:6030"), "1s"]);
+    lab.exec(
+        &lab.a,
+        "ng-geo",
+        &["udp-ping", &format!("[{B6}]:6031"), "500", "512"],
+    );
+    lab.ping_from_b(A4, 20, "0.2", 1000);
+    settle();
+    let records = netgraph.stop();
+    records.assert_conservation();
+    let received = records.sum("local-Germany", &lab.veth_a, "recv_bytes_last");
+    let sent = records.sum("local-Germany", &lab.veth_a, "sent_bytes_last");
+    report(&format!(
+        "capture engine, GeoIP: pings answered by the kernel named local-Germany: {received} bytes in, {sent} out, of 20560 each"
+    ));
+    assert_eq!(received, lab.truth_bytes("requests_in"));
+    assert_eq!(sent, lab.truth_bytes("replies_out"));
+    let germany = records.country_sum("ng-geo", "Germany", "sent_bytes_last");
+    let france = records.country_sum("ng-geo", "France", "sent_bytes_last");
+    assert_share("GeoIP, TCP to Germany", germany, lab.truth_bytes("tcp_out"));
+    assert_share("GeoIP, UDP to France", france, lab.truth_bytes("udp6_out"));
+    assert_eq!(
+        germany + france,
+        records.sum_all("ng-geo", "sent_bytes_last"),
+        "the countries of a process sum to the process"
+    );
+}

@@ -672,3 +672,59 @@ fn traffic_without_a_socket_is_counted_per_interface() {
         "ARP is counted as non-IP"
     );
 }
+
+/// GeoIP with a test database: the kernel's own ICMP replies (no socket) are named by
+/// the countries of their ends, and a process's traffic is broken down by country.
+#[test]
+fn geoip_names_countries_of_unattributed_and_process_traffic() {
+    if !require_root("geoip_names_countries_of_unattributed_and_process_traffic") {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.truth(&[
+        ("tcp_out", "output", "tcp dport 6020"),
+        ("udp6_out", "output", "meta nfproto ipv6 udp dport 6021"),
+    ]);
+    let (host_end, b_end) = (
+        format!("vh{}", &lab.veth_a[2..]),
+        format!("vk{}", &lab.veth_b[2..]),
+    );
+    lab.link_to_host(&host_end, &b_end, "10.204.0");
+    let config = lab.geoip_config(&[
+        &format!("{B4}/32=DE:Germany"),
+        &format!("{B6}/128=FR:France"),
+        "10.204.0.2/32=JP:Japan",
+    ]);
+    let b = lab.b.clone();
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:6020")]);
+    lab.serve(&b, "ng-echo6", &["udp-echo", &format!("[{B6}]:6021")]);
+    let netgraph =
+        lab.netgraph_on_host(&["--engine", "ebpf", "--config", config.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(1500));
+    lab.exec(&lab.a, "ng-geo", &["tcp-send", &format!("{B4}:6020"), "1s"]);
+    lab.exec(
+        &lab.a,
+        "ng-geo",
+        &["udp-ping", &format!("[{B6}]:6021"), "500", "512"],
+    );
+    lab.ping_from_b("10.204.0.1", 20, "0.2", 1000);
+    settle();
+    let records = netgraph.stop();
+    records.assert_conservation();
+    let received = records.sum("local-Japan", &host_end, "recv_bytes_last");
+    let sent = records.sum("local-Japan", &host_end, "sent_bytes_last");
+    report(&format!(
+        "eBPF engine, GeoIP: the kernel's ICMP named local-Japan: {received} bytes in, {sent} out, of 20560 each"
+    ));
+    assert_eq!((received, sent), (20 * 1028, 20 * 1028));
+    assert_eq!(records.sum("unknown ICMP", &host_end, "recv_bytes_last"), 0);
+    let germany = records.country_sum("ng-geo", "Germany", "sent_bytes_last");
+    let france = records.country_sum("ng-geo", "France", "sent_bytes_last");
+    assert_within("GeoIP, TCP to Germany", germany, lab.truth_bytes("tcp_out"));
+    assert_within("GeoIP, UDP to France", france, lab.truth_bytes("udp6_out"));
+    assert_eq!(
+        germany + france,
+        records.sum_all("ng-geo", "sent_bytes_last"),
+        "the countries of a process sum to the process"
+    );
+}

@@ -229,6 +229,27 @@ impl Lab {
         self.dir.join(name)
     }
 
+    /// Writes a GeoIP test database (entries `NETWORK=ISO:Name`, written with Debian's
+    /// libmaxmind-db-writer-perl) and a configuration that uses it with the per-process
+    /// breakdown on; returns the configuration's path.
+    pub fn geoip_config(&self, entries: &[&str]) -> PathBuf {
+        let database = self.path("test-country.mmdb");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/geoip/write_database.pl");
+        let mut args = vec![script, database.to_str().unwrap()];
+        args.extend(entries);
+        run("perl", &args);
+        let config = self.path("geoip.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[geoip]\ndatabase = {:?}\ncountries_per_process = true\n",
+                database.display().to_string()
+            ),
+        )
+        .unwrap();
+        config
+    }
+
     /// A copy of the traffic generator under its own name, so it is its own process name.
     pub fn tool(&self, name: &str) -> PathBuf {
         let path = self.dir.join(name);
@@ -478,6 +499,15 @@ impl Records {
     /// Every line of a process name.
     pub fn rows<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
         self.processes().filter(move |l| l["name"] == name)
+    }
+
+    /// Sum of a per-interval field over a process's `country` lines for one country.
+    pub fn country_sum(&self, name: &str, country: &str, field: &str) -> u64 {
+        self.lines
+            .iter()
+            .filter(|l| l["type"] == "country" && l["name"] == name && l["country"] == country)
+            .map(|l| l[field].as_u64().unwrap())
+            .sum()
     }
 
     pub fn interfaces(&self) -> impl Iterator<Item = &Value> {

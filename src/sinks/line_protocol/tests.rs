@@ -146,3 +146,36 @@ fn huge_counts_stay_signed_integers() {
         .iter()
         .any(|(k, v)| k.as_str() == "sent_bytes" && *v == FieldValue::I64(i64::MAX)));
 }
+
+#[test]
+fn country_rows_become_network_country_points() {
+    let mut report = report(&["curl"], Some(1000));
+    report.countries.push(crate::accounting::CountryRow {
+        key: report.processes[0].key.clone(),
+        country: "United States".into(),
+        last: traffic(300, 40),
+        total: traffic(900, 80),
+    });
+    let lines = encode(&report, "h");
+    assert_eq!(lines.len(), 3, "process, country, interface");
+    let parsed = parse_lines(&lines[1]).next().unwrap().unwrap();
+    assert_eq!(parsed.series.measurement.as_str(), "network_country");
+    assert_eq!(
+        tags_of(&lines[1]).last().unwrap(),
+        &("country".to_string(), "United States".to_string())
+    );
+    let fields: Vec<(String, FieldValue)> = parsed
+        .field_set
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("sent_bytes".to_string(), FieldValue::I64(900)),
+            ("recv_bytes".to_string(), FieldValue::I64(80)),
+            ("sent_bytes_last".to_string(), FieldValue::I64(300)),
+            ("recv_bytes_last".to_string(), FieldValue::I64(40)),
+        ]
+    );
+}
