@@ -334,7 +334,7 @@ fn geoip_names_countries_of_unattributed_and_process_traffic() {
     lab.exec(
         &lab.a,
         "ng-geo",
-        &["udp-ping", &format!("[{B6}]:6031"), "500", "512"],
+        &["udp-ping", &format!("[{B6}]:6031"), "3000", "512"],
     );
     lab.ping_from_b(A4, 20, "0.2", 1000);
     settle();
