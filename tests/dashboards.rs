@@ -205,11 +205,7 @@ fn every_panel_query_runs_against_real_servers() {
         return;
     }
     let mut lab = Lab::new();
-    let (host_end, b_end) = (
-        format!("vh{}", &lab.veth_a[2..]),
-        format!("vk{}", &lab.veth_b[2..]),
-    );
-    lab.link_to_host(&host_end, &b_end, "10.204.0");
+    let (_, _, host_address, _) = lab.host_link();
     let influx = Influx::start(&lab.path(""), InfluxOptions::default());
     influx.query("CREATE DATABASE netgraph");
     let port = free_port();
@@ -245,7 +241,7 @@ fn every_panel_query_runs_against_real_servers() {
         &["udp-trickle", &format!("{B4}:7901"), "4", "1000"],
     );
     // The kernel answering pings has no socket: unattributed traffic for that panel.
-    lab.ping_from_b("10.204.0.1", 10, "0.1", 56);
+    lab.ping_from_b(&host_address, 10, "0.1", 56);
     std::thread::sleep(Duration::from_secs(4));
 
     let board = dashboard("netgraph-promql");

@@ -167,6 +167,25 @@ impl Lab {
         }
     }
 
+    /// A link between the host's namespace and `b` on a subnet of its own (a lab torn
+    /// down a moment ago may still hold its addresses): (host end, b end, host's
+    /// address, b's address).
+    pub fn host_link(&self) -> (String, String, String, String) {
+        let (host_end, b_end) = (
+            format!("vh{}", &self.veth_a[2..]),
+            format!("vk{}", &self.veth_b[2..]),
+        );
+        let subnet: u64 = self.veth_a[2..].parse::<u64>().unwrap_or(0) % 250;
+        let prefix = format!("10.204.{subnet}");
+        self.link_to_host(&host_end, &b_end, &prefix);
+        (
+            host_end,
+            b_end,
+            format!("{prefix}.1"),
+            format!("{prefix}.2"),
+        )
+    }
+
     /// Pings `target` from namespace `b` (the kernel answers: traffic with no socket).
     pub fn ping_from_b(&self, target: &str, count: u32, interval: &str, size: u32) {
         let (count, size) = (count.to_string(), size.to_string());

@@ -123,7 +123,6 @@ fn entries(map: &MapMut<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
 impl Counters {
     pub fn read(&mut self, map: &MapMut<'_>) -> Deltas {
         let mut changed = Vec::new();
-        let mut present = HashSet::new();
         let mut busy = HashSet::new();
         let mut cookies = HashSet::new();
         for (raw_key, raw_value) in entries(map) {
@@ -136,7 +135,6 @@ impl Counters {
                 bytes: value.bytes,
                 packets: value.packets,
             };
-            present.insert(key);
             cookies.insert(key.cookie);
             let seen = self.seen.entry(key).or_insert(Seen {
                 raw_key,
@@ -160,7 +158,8 @@ impl Counters {
                 changed.push((key, delta));
             }
         }
-        self.seen.retain(|key, _| present.contains(key));
+        // Only `collect` deletes counters, so a key missing from one pass (the map
+        // changed while it was walked) keeps its baseline rather than counting again.
         let idle = cookies.difference(&busy).copied().collect();
         Deltas { changed, idle }
     }

@@ -33,6 +33,7 @@ type Pair = (IpAddr, IpAddr);
 const QUIET_PAIR: u32 = 60;
 
 struct Seen {
+    ifindex: u32,
     value: Counter,
     quiet: u32,
 }
@@ -213,7 +214,6 @@ impl InterfaceHooks {
     /// Turns the kernel's cumulative counters into totals kept here, so that quiet
     /// pairs of addresses can be deleted from the bounded map without losing a count.
     fn read(&mut self, map: &MapMut<'_>, non_ip: &mut HashMap<u32, Counter>) {
-        let mut present = Vec::new();
         for (raw_key, total) in totals(map) {
             let Some((key, pair)) = parse_interface_key(&raw_key) else {
                 continue;
@@ -226,6 +226,7 @@ impl InterfaceHooks {
                 continue;
             }
             let seen = self.seen.entry(raw_key.clone()).or_insert(Seen {
+                ifindex: key.ifindex,
                 value: Counter::default(),
                 quiet: 0,
             });
@@ -240,7 +241,6 @@ impl InterfaceHooks {
                 self.seen.remove(&raw_key);
                 continue;
             }
-            present.push(raw_key);
             let k = (key.ifindex, key.direction == 0, key.protocol);
             self.crossed.entry(k).or_default().merge(delta);
             if let (Some(pair), false) = (pair, delta.is_zero()) {
@@ -250,8 +250,11 @@ impl InterfaceHooks {
                     .merge(delta);
             }
         }
-        let present: std::collections::HashSet<Vec<u8>> = present.into_iter().collect();
-        self.seen.retain(|key, _| present.contains(key));
+        // A key missing from one pass (the map changed while it was walked) keeps its
+        // baseline, or its whole total would count again when it reappears.
+        let hooked = &self.hooked;
+        self.seen
+            .retain(|_, seen| hooked.contains_key(&seen.ifindex));
     }
 }
 

@@ -265,12 +265,15 @@ static __always_inline void add_per_cpu(void *map, void *key, __u64 bytes)
 	struct traffic_value *value = bpf_map_lookup_elem(map, key);
 	if (!value) {
 		struct traffic_value zero = {};
-		if (bpf_map_update_elem(map, key, &zero, BPF_NOEXIST) == 0)
-			value = bpf_map_lookup_elem(map, key);
-		if (!value) {
+		/* -EEXIST: another CPU created it first, which is no loss. */
+		long err = bpf_map_update_elem(map, key, &zero, BPF_NOEXIST);
+		if (err && err != -EEXIST) {
 			count_loss(LOSS_INTERFACES_FULL);
 			return;
 		}
+		value = bpf_map_lookup_elem(map, key);
+		if (!value)
+			return;
 	}
 	/* Per-CPU values: no other CPU writes this copy. */
 	value->bytes += bytes;
