@@ -10,6 +10,9 @@ once per monitor (no monitor first, as the baseline) and measures:
 Writes bench/results/<date>.json and .md, and bench/results/latest.md.
 
 Usage: sudo bench/run.py [--seconds 10] [--short-lived 300] [--only WORKLOAD]
+                        [--monitors netgraph-ebpf,nethogs] [--repeat 3]
+--repeat runs every monitor (and the baseline) that many rounds, interleaved, and the
+tables give the median of each figure: a shared VM's noise evens out.
 Installs what it needs first: the build and lab packages, nethogs from Debian and
 bandwhich from crates.io (into /opt/bandwhich); --no-install skips that, and a
 missing peer is then skipped and says so in the results.
@@ -291,16 +294,40 @@ def run_one(lab, workload, monitor, workdir):
     return row
 
 
+def median(values):
+    values = sorted(values)
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def medians(rows):
+    """One row per (workload, monitor): the median of each figure over the rounds."""
+    merged = {}
+    for r in rows:
+        merged.setdefault((r["workload"], r["monitor"]), []).append(r)
+    result = []
+    for runs in merged.values():
+        row = dict(runs[0])
+        for field in ("throughput_MBps", "attributed_pct", "unattributed_bytes", "cpu_s", "peak_rss_mb"):
+            values = [r[field] for r in runs if r.get(field) is not None]
+            if values:
+                row[field] = round(median(values), 2)
+        row["rounds"] = len(runs)
+        result.append(row)
+    return result
+
+
 def markdown(rows, meta):
+    rows = medians(rows)
     lines = [f"# netgraph benchmark, {meta['date']}", "",
              f"Machine: {meta['machine']}; kernel {meta['kernel']}; {meta['cpus']} CPUs. Versions: {meta['versions']}.", "",
              "| workload | monitor | attributed | unattributed | monitor CPU s | peak RSS MB | throughput vs baseline |",
              "|---|---|---|---|---|---|---|"]
-    # The baseline runs first and last; its mean evens out a cold start or a busy neighbour.
-    baseline = {}
-    for workload in dict.fromkeys(r["workload"] for r in rows):
-        runs = [r["throughput_MBps"] for r in rows if r["workload"] == workload and r["monitor"] == "none"]
-        baseline[workload] = sum(runs) / len(runs) if runs else 0
+    if meta.get("repeat", 1) > 1:
+        lines.insert(3, f"Each figure is the median of {meta['repeat']} interleaved rounds.\n")
+    # The baseline runs first and last in every round; the median evens out a cold
+    # start or a busy neighbour.
+    baseline = {r["workload"]: r["throughput_MBps"] for r in rows if r["monitor"] == "none"}
     for r in rows:
         if r["monitor"] == "none":
             continue
@@ -345,6 +372,8 @@ def main():
     parser.add_argument("--only", help="run only this workload")
     parser.add_argument("--no-build", action="store_true")
     parser.add_argument("--no-install", action="store_true")
+    parser.add_argument("--monitors", help="comma-separated: netgraph-ebpf, netgraph-capture, nethogs, bandwhich")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds per workload; medians are reported")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/run.py needs root (network namespaces, capture, eBPF): sudo bench/run.py")
@@ -365,6 +394,13 @@ def main():
     else:
         notes.append("bandwhich SKIPPED: not installed (cargo install bandwhich)")
 
+    if args.monitors:
+        wanted = set(args.monitors.split(","))
+        unknown = wanted - {m.name for m in monitors}
+        if unknown:
+            sys.exit(f"unknown or unavailable monitors: {', '.join(sorted(unknown))}")
+        monitors = [m for m in monitors if m.name == "none" or m.name in wanted]
+
     def version(command):
         try:
             return sh(*command, check=False).stdout.strip().splitlines()[0]
@@ -376,7 +412,7 @@ def main():
             "versions": ", ".join(filter(None, [version([str(NETGRAPH), "--version"]),
                                                 "nethogs " + version(["dpkg-query", "-W", "-f=${Version}", "nethogs"]) if shutil.which("nethogs") else "",
                                                 version([bandwhich, "--version"]) if bandwhich else ""])),
-            "notes": notes}
+            "notes": notes, "repeat": args.repeat}
     rows = []
     with tempfile.TemporaryDirectory(prefix="netgraph-bench-") as workdir:
         lab = Lab(workdir)
@@ -384,10 +420,12 @@ def main():
             for workload in workloads(args.seconds, args.short_lived):
                 if args.only and workload["name"] != args.only:
                     continue
-                for monitor in monitors + [Monitor()]:
-                    row = run_one(lab, workload, monitor, Path(workdir))
-                    print(json.dumps(row), flush=True)
-                    rows.append(row)
+                for round_number in range(args.repeat):
+                    for monitor in monitors + [Monitor()]:
+                        row = run_one(lab, workload, monitor, Path(workdir))
+                        row["round"] = round_number
+                        print(json.dumps(row), flush=True)
+                        rows.append(row)
         finally:
             lab.teardown()
     results = ROOT / "bench/results"

@@ -144,6 +144,46 @@ struct {
 	__type(value, struct owner);
 } processes SEC(".maps");
 
+/* Bumped whenever a socket changes hands, so that owners cached per socket and per
+ * CPU below are known to be current without a lookup in `owners`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} owner_generation SEC(".maps");
+
+/* Each socket's owner as of a generation, kept with the socket itself: counting a
+ * packet then needs no lookup in `owners` while no socket changes hands. */
+struct cached_owner {
+	__u64 generation;
+	__u32 tgid;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct cached_owner);
+} socket_owner SEC(".maps");
+
+/* The socket and process each CPU last checked for adoption: a process sends or
+ * receives on one socket many times in a row. */
+struct adoption_check {
+	__u64 cookie;
+	__u64 generation;
+	__u32 tgid;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct adoption_check);
+} last_adoption_check SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, LOSS_KINDS);
@@ -158,9 +198,19 @@ static __always_inline void count_loss(__u32 kind)
 		*lost += 1;
 }
 
-/* The transport protocol from the IP header: skb data starts there in cgroup_skb. */
+/* The transport protocol from the IP header: skb data starts there in cgroup_skb.
+ * Read in place when the header is in the linear part, as it nearly always is. */
 static __always_inline __u8 ip_protocol(struct __sk_buff *skb)
 {
+	__u8 *data = (__u8 *)(long)skb->data;
+	__u8 *end = (__u8 *)(long)skb->data_end;
+	if (data + 10 <= end) {
+		if ((data[0] >> 4) == 4)
+			return data[9];
+		if ((data[0] >> 4) == 6)
+			return data[6];
+		return 0;
+	}
 	__u8 version = 0, protocol = 0;
 	if (bpf_skb_load_bytes(skb, 0, &version, 1))
 		return 0;
@@ -169,6 +219,36 @@ static __always_inline __u8 ip_protocol(struct __sk_buff *skb)
 	else if ((version >> 4) == 6)
 		bpf_skb_load_bytes(skb, 6, &protocol, 1);
 	return protocol;
+}
+
+static __always_inline __u64 current_generation(void)
+{
+	__u32 zero = 0;
+	__u64 *generation = bpf_map_lookup_elem(&owner_generation, &zero);
+	return generation ? *generation : 0;
+}
+
+/* The tgid of a socket's owner: from the socket's own cache while no socket has
+ * changed hands since it was filled, else from `owners`. */
+static __always_inline __u32 owner_tgid(struct __sk_buff *skb, __u64 cookie)
+{
+	__u64 generation = current_generation();
+	struct cached_owner *cached = 0;
+	struct bpf_sock *sk = skb->sk;
+	if (sk)
+		sk = bpf_sk_fullsock(sk);
+	if (sk) {
+		cached = bpf_sk_storage_get(&socket_owner, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (cached && cached->generation == generation && cached->tgid)
+			return cached->tgid;
+	}
+	struct owner *owner = bpf_map_lookup_elem(&owners, &cookie);
+	__u32 tgid = owner ? owner->tgid : 0;
+	if (cached) {
+		cached->generation = generation;
+		cached->tgid = tgid;
+	}
+	return tgid;
 }
 
 /* Adds a packet to a cumulative counter, creating it on first use. */
@@ -234,9 +314,7 @@ static __always_inline void count(struct __sk_buff *skb, __u8 direction)
 		.direction = direction,
 		.protocol = ip_protocol(skb),
 	};
-	struct owner *owner = bpf_map_lookup_elem(&owners, &key.cookie);
-	if (owner)
-		key.tgid = owner->tgid;
+	key.tgid = owner_tgid(skb, key.cookie);
 	if (record_addresses) {
 		struct peer_traffic_key peer = {.socket = key};
 		read_ends(skb, direction, 0, &peer.ends);
@@ -388,21 +466,34 @@ static __always_inline void adopt(struct sock *sk)
 	if (!cookie)
 		return; /* no packet has passed yet; a later call adopts it */
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 zero = 0;
+	__u64 generation = current_generation();
+	struct adoption_check *last = bpf_map_lookup_elem(&last_adoption_check, &zero);
+	if (last && last->cookie == cookie && last->tgid == tgid && last->generation == generation)
+		return; /* this process owned this socket, and nothing changed hands since */
 	struct owner *known = bpf_map_lookup_elem(&owners, &cookie);
-	if (known && known->tgid == tgid)
-		return;
-	struct owner owner = {};
-	if (known) {
-		owner.family = known->family;
-		owner.protocol = known->protocol;
-		owner.netns = known->netns;
-	} else {
-		owner.family = BPF_CORE_READ(sk, __sk_common.skc_family);
-		owner.protocol = BPF_CORE_READ(sk, sk_protocol);
-		owner.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	if (!known || known->tgid != tgid) {
+		struct owner owner = {};
+		if (known) {
+			owner.family = known->family;
+			owner.protocol = known->protocol;
+			owner.netns = known->netns;
+		} else {
+			owner.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+			owner.protocol = BPF_CORE_READ(sk, sk_protocol);
+			owner.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+		}
+		fill_current(&owner);
+		remember(cookie, &owner);
+		__u64 *shared = bpf_map_lookup_elem(&owner_generation, &zero);
+		if (shared)
+			generation = __sync_add_and_fetch(shared, 1);
 	}
-	fill_current(&owner);
-	remember(cookie, &owner);
+	if (last) {
+		last->cookie = cookie;
+		last->tgid = tgid;
+		last->generation = generation;
+	}
 }
 
 SEC("raw_tp/sock_send_length")
