@@ -269,6 +269,28 @@ impl Lab {
         config
     }
 
+    /// Servers for the GeoIP workload in `b`: TCP on its IPv4 address at `port`, UDP
+    /// echo on its IPv6 address at `port + 1`.
+    pub fn geo_servers(&mut self, port: u16) {
+        let b = self.b.clone();
+        self.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:{port}")]);
+        let udp = format!("[{B6}]:{}", port + 1);
+        self.serve(&b, "ng-echo6", &["udp-echo", &udp]);
+    }
+
+    /// The GeoIP workload: `ng-geo` in `a` sends TCP to `b`'s IPv4 address for a
+    /// second, then 3000 UDP datagrams to its IPv6 address (long enough for the capture
+    /// engine to find the socket).
+    pub fn geo_clients(&self, port: u16) {
+        self.exec(
+            &self.a,
+            "ng-geo",
+            &["tcp-send", &format!("{B4}:{port}"), "1s"],
+        );
+        let udp = format!("[{B6}]:{}", port + 1);
+        self.exec(&self.a, "ng-geo", &["udp-ping", &udp, "3000", "512"]);
+    }
+
     /// A copy of the traffic generator under its own name, so it is its own process name.
     pub fn tool(&self, name: &str) -> PathBuf {
         let path = self.dir.join(name);
@@ -527,6 +549,20 @@ impl Records {
             .filter(|l| l["type"] == "country" && l["name"] == name && l["country"] == country)
             .map(|l| l[field].as_u64().unwrap())
             .sum()
+    }
+
+    /// What a process sent to each country, which must add up to all it sent.
+    pub fn sent_by_country(&self, name: &str, countries: &[&str]) -> Vec<u64> {
+        let sent: Vec<u64> = countries
+            .iter()
+            .map(|country| self.country_sum(name, country, "sent_bytes_last"))
+            .collect();
+        assert_eq!(
+            sent.iter().sum::<u64>(),
+            self.sum_all(name, "sent_bytes_last"),
+            "the countries of {name} sum to what it sent"
+        );
+        sent
     }
 
     pub fn interfaces(&self) -> impl Iterator<Item = &Value> {

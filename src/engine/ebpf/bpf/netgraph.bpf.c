@@ -251,23 +251,31 @@ static __always_inline __u32 owner_tgid(struct __sk_buff *skb, __u64 cookie)
 	return tgid;
 }
 
-/* Adds a packet to a cumulative counter, creating it on first use. */
-static __always_inline void add_packet(void *map, void *key, __u64 bytes)
+/* Adds a packet to a cumulative counter, creating it on first use; `loss` is counted
+ * if the map is full. Per-CPU maps need no atomic add: no other CPU writes this copy. */
+static __always_inline void add_packet(void *map, void *key, __u64 bytes, int per_cpu,
+				       __u32 loss)
 {
 	struct traffic_value *value = bpf_map_lookup_elem(map, key);
 	if (!value) {
 		struct traffic_value zero = {};
+		/* -EEXIST: another CPU created it first, which is no loss. */
 		long err = bpf_map_update_elem(map, key, &zero, BPF_NOEXIST);
 		if (err && err != -EEXIST) {
-			count_loss(LOSS_TRAFFIC_FULL);
+			count_loss(loss);
 			return;
 		}
 		value = bpf_map_lookup_elem(map, key);
 		if (!value)
 			return;
 	}
-	__sync_fetch_and_add(&value->bytes, bytes);
-	__sync_fetch_and_add(&value->packets, 1);
+	if (per_cpu) {
+		value->bytes += bytes;
+		value->packets += 1;
+	} else {
+		__sync_fetch_and_add(&value->bytes, bytes);
+		__sync_fetch_and_add(&value->packets, 1);
+	}
 }
 
 /* Reads a packet's two ends from its IP header, `offset` bytes into the packet
@@ -318,9 +326,9 @@ static __always_inline void count(struct __sk_buff *skb, __u8 direction)
 	if (record_addresses) {
 		struct peer_traffic_key peer = {.socket = key};
 		read_ends(skb, direction, 0, &peer.ends);
-		add_packet(&peer_traffic, &peer, skb->len);
+		add_packet(&peer_traffic, &peer, skb->len, 0, LOSS_TRAFFIC_FULL);
 	} else {
-		add_packet(&traffic, &key, skb->len);
+		add_packet(&traffic, &key, skb->len, 0, LOSS_TRAFFIC_FULL);
 	}
 }
 
@@ -336,26 +344,6 @@ int count_ingress(struct __sk_buff *skb)
 {
 	count(skb, INGRESS);
 	return 1;
-}
-
-static __always_inline void add_per_cpu(void *map, void *key, __u64 bytes)
-{
-	struct traffic_value *value = bpf_map_lookup_elem(map, key);
-	if (!value) {
-		struct traffic_value zero = {};
-		/* -EEXIST: another CPU created it first, which is no loss. */
-		long err = bpf_map_update_elem(map, key, &zero, BPF_NOEXIST);
-		if (err && err != -EEXIST) {
-			count_loss(LOSS_INTERFACES_FULL);
-			return;
-		}
-		value = bpf_map_lookup_elem(map, key);
-		if (!value)
-			return;
-	}
-	/* Per-CPU values: no other CPU writes this copy. */
-	value->bytes += bytes;
-	value->packets += 1;
 }
 
 /* Counts a frame at TC, in IP-layer bytes like the socket counters: the IP header's
@@ -392,9 +380,9 @@ static __always_inline void count_interface(struct __sk_buff *skb, __u8 directio
 		struct interface_peer_key peer = {.interface = key};
 		if (!key.non_ip)
 			read_ends(skb, direction, 1, &peer.ends);
-		add_per_cpu(&interface_peer_traffic, &peer, bytes);
+		add_packet(&interface_peer_traffic, &peer, bytes, 1, LOSS_INTERFACES_FULL);
 	} else {
-		add_per_cpu(&interface_traffic, &key, bytes);
+		add_packet(&interface_traffic, &key, bytes, 1, LOSS_INTERFACES_FULL);
 	}
 }
 
