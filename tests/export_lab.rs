@@ -8,6 +8,7 @@ mod servers;
 use lab::*;
 use servers::*;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn ebpf_with(lab: &Lab, config: &Path) -> Netgraph {
@@ -638,4 +639,78 @@ fn retry_after_is_honoured_and_order_kept() {
         times.windows(2).all(|w| w[0] <= w[1]),
         "out of order: {times:?}"
     );
+}
+
+/// GeoIP's per-process breakdown by country reaches InfluxDB (`network_country`) and
+/// the Prometheus endpoint with the same sums as netgraph's own lines.
+#[test]
+fn geoip_breakdown_reaches_influxdb_and_prometheus() {
+    if !require_root("geoip_breakdown_reaches_influxdb_and_prometheus") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let influx = Influx::start(&lab.path(""), InfluxOptions::default());
+    influx.query("CREATE DATABASE geo");
+    let geoip = lab.geoip_config(&[
+        &format!("{B4}/32=DE:Germany"),
+        &format!("{B6}/128=FR:France"),
+    ]);
+    let port = free_port();
+    let config = write_config(
+        &lab,
+        "geo.toml",
+        &format!(
+            "{}[[influxdb]]\nurl = \"{}\"\napi = \"v1\"\ndatabase = \"geo\"\nflush_interval = \"500ms\"\n\
+             [prometheus]\nlisten = \"127.0.0.1:{port}\"\n",
+            std::fs::read_to_string(&geoip).unwrap(),
+            influx.url
+        ),
+    );
+    lab.geo_servers(7801);
+    let netgraph = ebpf_with(&lab, &config);
+    lab.geo_clients(7801);
+    let scrape = || -> String {
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        String::from_utf8(
+            Command::new("curl")
+                .args(["-s", &url])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+    };
+    let scraped_sent = |text: &str, country: &str| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with("netgraph_country_transmitted_bytes_total{"))
+            .filter(|l| {
+                l.contains("name=\"ng-geo\"") && l.contains(&format!("country=\"{country}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    };
+    // The scrape itself is traffic (loopback), so only ng-geo's figures must settle.
+    let ng_geo = |text: &str| [scraped_sent(text, "Germany"), scraped_sent(text, "France")];
+    let mut last = String::new();
+    wait_for("a settled scrape", Duration::from_secs(20), || {
+        std::thread::sleep(Duration::from_millis(1200));
+        let now = scrape();
+        let settled = ng_geo(&now)[1] > 0 && ng_geo(&now) == ng_geo(&last);
+        last = now;
+        settled
+    });
+    let records = netgraph.stop();
+    let json = records.sent_by_country("ng-geo", &["Germany", "France"]);
+    for (country, json_sent) in ["Germany", "France"].into_iter().zip(json) {
+        let stored = influx.scalar(
+            "geo",
+            &format!("SELECT sum(sent_bytes_last) FROM network_country WHERE \"name\" = 'ng-geo' AND country = '{country}'"),
+        ) as u64;
+        let scraped = scraped_sent(&last, country);
+        report(&format!(
+            "GeoIP breakdown, ng-geo to {country}: {json_sent} bytes in netgraph's lines, {stored} in InfluxDB's network_country, {scraped} scraped from /metrics"
+        ));
+        assert_eq!(stored, json_sent, "InfluxDB, {country}");
+        assert_eq!(scraped, json_sent, "Prometheus, {country}");
+    }
 }
