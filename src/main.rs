@@ -311,6 +311,15 @@ fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {
         .context("cannot install signal handlers")?;
     let (config_path, json, metrics) =
         (args.config.clone(), args.json, outputs.self_metrics.clone());
+    let geo = match &config.geoip {
+        Some(geoip) => Some(Geo::open(&geoip.database, geoip.countries_per_process)?),
+        None => None,
+    };
+    let (hints, hint_receiver) = crossbeam_channel::bounded(16_384);
+    let engine = start_engine(&args, hints, geo.is_some())?;
+    tracing::info!(engine = engine.name(), interval = ?args.interval(), "netgraph running");
+    // The capture engine's flows always carry addresses; the eBPF engine's only if asked.
+    let addresses_recorded = geo.is_some() || engine.name() != "ebpf";
     let reload = netgraph::pipeline::Reload {
         requested,
         load: Box::new(move || {
@@ -322,20 +331,21 @@ fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {
             let interval = cli_interval
                 .or(config.interval)
                 .unwrap_or(Duration::from_secs(1));
+            let geo = match &config.geoip {
+                Some(geoip) => Some(Geo::open(&geoip.database, geoip.countries_per_process)?),
+                None => None,
+            };
+            if geo.is_some() && !addresses_recorded {
+                tracing::warn!("[geoip] added: the eBPF engine records the addresses it needs only when started with it; restart netgraph to name countries");
+            }
             let metrics = metrics.clone();
             Ok(netgraph::pipeline::Reloaded {
                 interval,
+                geo,
                 build: Box::new(move || netgraph::outputs::reloadable(&config, json, &metrics)),
             })
         }),
     };
-    let geo = match &config.geoip {
-        Some(geoip) => Some(Geo::open(&geoip.database, geoip.countries_per_process)?),
-        None => None,
-    };
-    let (hints, hint_receiver) = crossbeam_channel::bounded(16_384);
-    let engine = start_engine(&args, hints, geo.is_some())?;
-    tracing::info!(engine = engine.name(), interval = ?args.interval(), "netgraph running");
     let mut accountant = Accountant::new(SystemTime::now());
     if let Some(geo) = geo {
         tracing::info!(database = %geo.describe(), per_process = geo.per_process, "GeoIP on");

@@ -4,6 +4,7 @@
 use crate::accounting::Accountant;
 use crate::attribution::Attributor;
 use crate::engine::Engine;
+use crate::geo::Geo;
 use crate::sinks::Sink;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,6 +31,8 @@ pub type Sinks = Vec<Box<dyn Sink>>;
 
 pub struct Reloaded {
     pub interval: Duration,
+    /// The GeoIP database as configured now (a new file, or none).
+    pub geo: Option<Geo>,
     /// Starts the new reloadable sinks, once the old ones have let go of their spools.
     pub build: Box<dyn FnOnce() -> anyhow::Result<Sinks>>,
 }
@@ -97,6 +100,7 @@ impl Pipeline {
         }
         self.reloadable.clear();
         self.interval = reloaded.interval;
+        self.accountant.set_geo(reloaded.geo);
         match (reloaded.build)() {
             Ok(sinks) => {
                 self.reloadable = sinks;

@@ -721,3 +721,36 @@ fn geoip_names_countries_of_unattributed_and_process_traffic() {
     assert_within("GeoIP, TCP to Germany", sent[0], truth[0]);
     assert_within("GeoIP, UDP to France", sent[1], truth[1]);
 }
+
+/// A GeoIP database replaced on disk (as geoipupdate does) is taken up on SIGHUP.
+#[test]
+fn sighup_takes_up_a_new_geoip_database() {
+    if !require_root("sighup_takes_up_a_new_geoip_database") {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.truth(&[("tcp_out", "output", "tcp dport 6040")]);
+    let config = lab.geoip_config(&[&format!("{B4}/32=DE:Germany")]);
+    lab.geo_servers(6040);
+    let netgraph =
+        lab.netgraph_on_host(&["--engine", "ebpf", "--config", config.to_str().unwrap()]);
+    lab.exec(&lab.a, "ng-geo", &["tcp-send", &format!("{B4}:6040"), "1s"]);
+    settle();
+    lab.geoip_config(&[&format!("{B4}/32=AT:Austria")]);
+    netgraph.signal(libc::SIGHUP);
+    netgraph.wait_for_log("configuration reloaded", Duration::from_secs(5));
+    lab.exec(&lab.a, "ng-geo", &["tcp-send", &format!("{B4}:6040"), "1s"]);
+    settle();
+    let records = netgraph.stop();
+    let sent = records.sent_by_country("ng-geo", &["Germany", "Austria"]);
+    report(&format!(
+        "eBPF engine, GeoIP database replaced and SIGHUP: {} bytes to Germany before, {} to Austria after",
+        sent[0], sent[1]
+    ));
+    assert!(sent[0] > 0 && sent[1] > 0, "both databases used: {sent:?}");
+    assert_within(
+        "GeoIP across a reload",
+        sent[0] + sent[1],
+        lab.truth_bytes("tcp_out"),
+    );
+}

@@ -125,6 +125,11 @@ impl Accountant {
         self
     }
 
+    /// Replaces the GeoIP database (a reload); `None` turns GeoIP off.
+    pub fn set_geo(&mut self, geo: Option<Geo>) {
+        self.geo = geo;
+    }
+
     pub fn close_interval(&mut self, report: AttributedReport, end: SystemTime) -> IntervalReport {
         self.intervals += 1;
         let lost = report.lost;

@@ -460,6 +460,12 @@ impl Netgraph {
         }
     }
 
+    /// Sends a signal (SIGHUP to reload).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
