@@ -487,6 +487,9 @@ static __always_inline void adopt(struct sock *sk)
 SEC("raw_tp/sock_send_length")
 int owner_on_send(struct bpf_raw_tracepoint_args *ctx)
 {
+	/* A failed call (EAGAIN on a non-blocking socket) moved nothing: no owner changes. */
+	if ((int)ctx->args[1] < 0)
+		return 0;
 	adopt((struct sock *)ctx->args[0]);
 	return 0;
 }
@@ -494,6 +497,9 @@ int owner_on_send(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tp/sock_recv_length")
 int owner_on_recv(struct bpf_raw_tracepoint_args *ctx)
 {
+	/* A failed call (EAGAIN on a non-blocking socket) moved nothing: no owner changes. */
+	if ((int)ctx->args[1] < 0)
+		return 0;
 	adopt((struct sock *)ctx->args[0]);
 	return 0;
 }
