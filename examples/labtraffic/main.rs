@@ -23,6 +23,9 @@ const USAGE: &str = "usage: labtraffic COMMAND ARGS
   fork-send ADDR AMOUNT               connect, then a forked child named ng-child sends
   short-lived ADDR COUNT BYTES        run COUNT processes one after another, each tcp-send
   tcp-many ADDR COUNT SECONDS         open COUNT connections at once, send on all for that long
+  churn ADDR PROCESSES CONNS BYTES    PROCESSES short-lived processes, 50 at a time, each
+                                      opening CONNS connections in turn and sending BYTES on each
+  tcp-hold ADDR COUNT SECONDS         open COUNT connections, hold them idle that long
   udp-echo ADDR                       echo every datagram back
   udp-ping ADDR COUNT SIZE [connected]  send COUNT datagrams, read the echoes
   udp-flood ADDR SECONDS SIZE MODE    send as fast as possible; MODE: connected, unconnected, mmsg
@@ -45,6 +48,15 @@ pub fn number(text: &str) -> Result<u64> {
 }
 
 /// The last OS error as a Result, for libc calls that return -1.
+/// The `bytes=N` a run of this tool printed.
+pub fn printed_bytes(output: &str) -> Result<u64> {
+    output
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("bytes="))
+        .ok_or_else(|| format!("no bytes= in {output:?}"))
+        .and_then(number)
+}
+
 pub fn check(result: isize) -> Result<usize> {
     if result < 0 {
         Err(std::io::Error::last_os_error().to_string())
@@ -66,6 +78,9 @@ fn main() -> ExitCode {
         "fork-send" => tcp::fork_send(arg(2), arg(3)),
         "short-lived" => tcp::short_lived(&args[0], arg(2), arg(3), arg(4)),
         "tcp-many" => tcp::many(arg(2), arg(3), arg(4)),
+        "churn" => tcp::churn(&args[0], arg(2), arg(3), arg(4), arg(5)),
+        "churn-child" => tcp::churn_child(arg(2), arg(3), arg(4)),
+        "tcp-hold" => tcp::hold(arg(2), arg(3), arg(4)),
         "udp-echo" => udp::echo(arg(2)),
         "udp-ping" => udp::ping(arg(2), arg(3), arg(4), arg(5)),
         "udp-flood" => udp::flood(arg(2), arg(3), arg(4), arg(5)),

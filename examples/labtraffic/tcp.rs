@@ -319,3 +319,67 @@ fn raise_open_file_limit() {
         }
     }
 }
+
+/// Runs PROCESSES short-lived copies of this tool, PARALLEL at a time, each opening
+/// CONNECTIONS connections one after another and sending BYTES on each.
+pub fn churn(
+    myself: &str,
+    target: &str,
+    processes: &str,
+    connections: &str,
+    bytes: &str,
+) -> Result {
+    let (processes, parallel) = (number(processes)?, 50);
+    let mut running: Vec<std::process::Child> = Vec::new();
+    let mut started = 0;
+    let mut total = 0u64;
+    while started < processes || !running.is_empty() {
+        while started < processes && running.len() < parallel {
+            let child = Command::new(myself)
+                .args(["churn-child", target, connections, bytes])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .map_err(|e| e.to_string())?;
+            running.push(child);
+            started += 1;
+        }
+        let child = running.remove(0);
+        let output = child.wait_with_output().map_err(|e| e.to_string())?;
+        if !output.status.success() {
+            return Err(format!("a churn child failed: {}", output.status));
+        }
+        total += crate::printed_bytes(&String::from_utf8_lossy(&output.stdout))?;
+    }
+    println!("bytes={total}");
+    Ok(())
+}
+
+/// CONNECTIONS connections one after another, BYTES sent on each.
+pub fn churn_child(target: &str, connections: &str, bytes: &str) -> Result {
+    let target = addr(target)?;
+    let payload = vec![0x5au8; number(bytes)? as usize];
+    let mut sent = 0u64;
+    for _ in 0..number(connections)? {
+        let mut stream = TcpStream::connect(target).map_err(|e| e.to_string())?;
+        stream.write_all(&payload).map_err(|e| e.to_string())?;
+        finish(stream)?;
+        sent += payload.len() as u64;
+    }
+    println!("bytes={sent}");
+    Ok(())
+}
+
+/// Opens COUNT connections and holds them, idle, for SECONDS; says `holding` once all
+/// are open.
+pub fn hold(target: &str, count: &str, seconds: &str) -> Result {
+    raise_open_file_limit();
+    let target = addr(target)?;
+    let streams = (0..number(count)?)
+        .map(|_| TcpStream::connect(target).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>>>()?;
+    println!("holding");
+    std::thread::sleep(Duration::from_secs(number(seconds)?));
+    drop(streams);
+    println!("bytes=0");
+    Ok(())
+}

@@ -107,6 +107,9 @@ pub trait Engine: Send {
     fn name(&self) -> &'static str;
     /// Takes everything observed since the previous call.
     fn drain(&mut self) -> EngineReport;
+    /// Housekeeping after a drain's report is written (forgetting closed sockets),
+    /// bounded in time; skipped when shutting down.
+    fn maintain(&mut self) {}
     /// Stops observing; a last `drain` afterwards still returns what was seen.
     fn stop(&mut self);
 }

@@ -200,6 +200,11 @@ impl Lab {
 
     /// Installs nftables counters in `a`: (name, hook, match), hook `input` or `output`.
     pub fn truth(&self, counters: &[(&str, &str, &str)]) {
+        self.truth_in(&self.a, counters);
+    }
+
+    /// Installs nftables counters in namespace `ns` (`b`: the far end of the link).
+    pub fn truth_in(&self, ns: &str, counters: &[(&str, &str, &str)]) {
         let mut rules = String::from("table inet truth {\n");
         for (name, _, _) in counters {
             rules += &format!("  counter {name} {{ }}\n");
@@ -214,7 +219,7 @@ impl Lab {
         }
         rules += "}\n";
         let mut nft = Command::new("ip")
-            .args(["netns", "exec", &self.a, "nft", "-f", "-"])
+            .args(["netns", "exec", ns, "nft", "-f", "-"])
             .stdin(Stdio::piped())
             .spawn()
             .expect("nft");
@@ -228,10 +233,15 @@ impl Lab {
 
     /// Bytes counted by a truth counter.
     pub fn truth_bytes(&self, name: &str) -> u64 {
+        self.truth_bytes_in(&self.a, name)
+    }
+
+    /// Bytes counted by a truth counter in namespace `ns`.
+    pub fn truth_bytes_in(&self, ns: &str, name: &str) -> u64 {
         let json = run(
             "ip",
             &[
-                "netns", "exec", &self.a, "nft", "-j", "list", "counter", "inet", "truth", name,
+                "netns", "exec", ns, "nft", "-j", "list", "counter", "inet", "truth", name,
             ],
         );
         let value: Value = serde_json::from_str(&json).unwrap();
@@ -302,11 +312,17 @@ impl Lab {
 
     /// Starts a tool in a namespace and waits until it says it is listening.
     pub fn serve(&mut self, ns: &str, tool: &str, args: &[&str]) {
+        self.start_until(ns, tool, args, "listening");
+    }
+
+    /// Starts a tool in a namespace, kept until the lab ends, and waits for its first
+    /// line to be `ready`.
+    pub fn start_until(&mut self, ns: &str, tool: &str, args: &[&str], ready: &str) {
         let mut child = self.spawn(ns, tool, args);
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "listening", "{tool} did not start");
+        assert_eq!(line.trim(), ready, "{tool} did not start");
         self.children.push(child);
     }
 
@@ -487,10 +503,19 @@ impl Netgraph {
     }
 
     /// Stops netgraph with SIGTERM, as systemd would, and returns every line it wrote.
-    pub fn stop(mut self) -> Records {
+    pub fn stop(self) -> Records {
+        self.stop_within(Duration::from_secs(10))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Like `stop`, failing unless netgraph exits within `limit` of the signal.
+    pub fn stop_within(mut self, limit: Duration) -> Records {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 assert!(
@@ -500,7 +525,14 @@ impl Netgraph {
                 );
                 break;
             }
-            assert!(Instant::now() < deadline, "netgraph ignored SIGTERM");
+            if Instant::now() >= deadline {
+                let log = self.log();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                panic!(
+                    "netgraph ignored SIGTERM for {limit:?}; its log ends:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         let text = std::fs::read_to_string(&self.out).unwrap();

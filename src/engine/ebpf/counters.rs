@@ -3,10 +3,11 @@
 //! race between reading and clearing; a socket's entries are deleted only once it is
 //! closed and quiet.
 
+use super::map_ops;
 use super::skeleton::types;
 use crate::engine::KernelOwner;
 use crate::traffic::{Counter, Protocol};
-use libbpf_rs::{MapCore, MapFlags, MapMut};
+use libbpf_rs::MapMut;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -14,6 +15,9 @@ use std::net::{IpAddr, Ipv6Addr};
 const QUIET_AFTER_CLOSE: u32 = 2;
 /// Drains a socket with no known owner (opened before netgraph) must stay unchanged.
 const QUIET_WITHOUT_OWNER: u32 = 60;
+/// Sockets forgotten per drain at most, so that a burst of closed connections costs
+/// the interval loop a bounded time; the rest are forgotten at the next drains.
+pub const FORGET_PER_DRAIN: usize = 65_536;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -33,6 +37,8 @@ pub struct CounterKey {
     pub ip_number: u8,
     /// The packets' (near, far) addresses, when the engine records them.
     pub ends: Option<(IpAddr, IpAddr)>,
+    /// A request or time-wait socket: never owned, gone once quiet.
+    pub transient: bool,
 }
 
 struct Seen {
@@ -85,6 +91,7 @@ fn parse_key(bytes: &[u8]) -> Option<CounterKey> {
         },
         protocol: Protocol::from_ip_number(key.protocol),
         ip_number: key.protocol,
+        transient: key.transient != 0,
     })
 }
 
@@ -109,23 +116,30 @@ pub fn parse_owner(bytes: &[u8]) -> Option<(KernelOwner, bool)> {
     ))
 }
 
-fn entries(map: &MapMut<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
-    match map.lookup_batch(4096, MapFlags::ANY, MapFlags::ANY) {
-        Ok(batch) => batch.collect(),
-        // Kernels before 5.6 have no batch lookups.
-        Err(_) => map
-            .keys()
-            .filter_map(|key| Some((key.clone(), map.lookup(&key, MapFlags::ANY).ok()??)))
-            .collect(),
+/// What the counters need of a kernel map: one bounded pass, and batched deletes. The
+/// kernel's maps implement it; tests use a plain table.
+pub trait KernelMap {
+    fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)>;
+    /// Deletes these keys; returns how many were deleted.
+    fn delete(&self, keys: &[Vec<u8>]) -> usize;
+}
+
+impl KernelMap for MapMut<'_> {
+    fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        map_ops::entries(self)
+    }
+
+    fn delete(&self, keys: &[Vec<u8>]) -> usize {
+        map_ops::delete(self, keys)
     }
 }
 
 impl Counters {
-    pub fn read(&mut self, map: &MapMut<'_>) -> Deltas {
+    pub fn read(&mut self, map: &dyn KernelMap) -> Deltas {
         let mut changed = Vec::new();
         let mut busy = HashSet::new();
         let mut cookies = HashSet::new();
-        for (raw_key, raw_value) in entries(map) {
+        for (raw_key, raw_value) in map.entries() {
             let (Some(key), Some(value)) =
                 (parse_key(&raw_key), pod::<types::traffic_value>(&raw_value))
             else {
@@ -165,43 +179,62 @@ impl Counters {
     }
 
     /// Deletes the counters of idle sockets that are closed (or have no owner record)
-    /// and have been quiet long enough. `released` says whether a socket was closed
+    /// and have been quiet long enough, at most `FORGET_PER_DRAIN` sockets a drain (the
+    /// rest stay quiet and go at the next). `released` says whether a socket was closed
     /// (`None`: no owner record). Returns the sockets forgotten.
     pub fn collect(
         &mut self,
-        map: &MapMut<'_>,
+        map: &dyn KernelMap,
         idle: HashSet<u64>,
         released: &mut dyn FnMut(u64) -> Option<bool>,
     ) -> Vec<u64> {
-        let mut quietest: HashMap<u64, u32> = HashMap::new();
+        // (quietest counter, whether the socket is a transient one) per idle socket.
+        let mut quietest: HashMap<u64, (u32, bool)> = HashMap::new();
         for (key, seen) in &self.seen {
             if idle.contains(&key.cookie) {
-                let quiet = quietest.entry(key.cookie).or_insert(u32::MAX);
-                *quiet = (*quiet).min(seen.quiet);
+                let entry = quietest.entry(key.cookie).or_insert((u32::MAX, false));
+                entry.0 = entry.0.min(seen.quiet);
+                entry.1 |= key.transient;
             }
         }
         let forget: HashSet<u64> = quietest
             .into_iter()
-            .filter(|&(cookie, quiet)| match released(cookie) {
-                Some(true) => quiet >= QUIET_AFTER_CLOSE,
-                Some(false) => false,
-                None => quiet >= QUIET_WITHOUT_OWNER,
+            .filter(|&(cookie, (quiet, transient))| {
+                if transient {
+                    return quiet >= QUIET_AFTER_CLOSE;
+                }
+                match released(cookie) {
+                    Some(true) => quiet >= QUIET_AFTER_CLOSE,
+                    Some(false) => false,
+                    None => quiet >= QUIET_WITHOUT_OWNER,
+                }
             })
             .map(|(cookie, _)| cookie)
+            .take(FORGET_PER_DRAIN)
             .collect();
+        if forget.is_empty() {
+            return Vec::new();
+        }
+        let mut doomed = Vec::new();
         self.seen.retain(|key, seen| {
-            if forget.contains(&key.cookie) {
-                let _ = map.delete(&seen.raw_key);
-                false
-            } else {
-                true
+            let keep = !forget.contains(&key.cookie);
+            if !keep {
+                doomed.push(std::mem::take(&mut seen.raw_key));
             }
+            keep
         });
+        map.delete(&doomed);
         forget.into_iter().collect()
     }
 
-    pub fn tracks(&self, cookie: u64) -> bool {
-        self.seen.keys().any(|key| key.cookie == cookie)
+    /// Counters kept (one per socket, owner, interface and direction).
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Sockets that counters are kept for.
+    pub fn cookies(&self) -> HashSet<u64> {
+        self.seen.keys().map(|key| key.cookie).collect()
     }
 
     /// Processes that counters still being tracked were stamped with.

@@ -271,7 +271,7 @@ fn parse_interface_key(bytes: &[u8]) -> Option<(types::interface_key, Option<Pai
 
 /// Per-CPU counters summed.
 fn totals(map: &MapMut<'_>) -> Vec<(Vec<u8>, Counter)> {
-    map.keys()
+    super::map_ops::keys(map)
         .filter_map(|key| {
             let per_cpu = map.lookup_percpu(&key, MapFlags::ANY).ok()??;
             let mut total = Counter::default();

@@ -6,6 +6,7 @@
 mod counters;
 mod interface_hooks;
 mod interface_names;
+mod map_ops;
 mod skeleton;
 mod support;
 
@@ -18,7 +19,7 @@ use interface_names::InterfaceNames;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags};
 use skeleton::{NetgraphSkel, NetgraphSkelBuilder};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
@@ -27,12 +28,15 @@ pub use support::{check_support, Unsupported};
 
 /// Drains between forgetting resolved interface names (indexes get reused).
 const FORGET_NAMES_EVERY: u64 = 60;
-/// Drains between sweeps of owner and process records nothing refers to.
-const SWEEP_EVERY: u64 = 30;
+/// Drains between sweeps of owner and process records nothing refers to; a record
+/// goes at the second sweep that finds it unused.
+const SWEEP_EVERY: u64 = 10;
 
 /// One socket's traffic on one interface under one owner, and with one peer when
-/// addresses are recorded: (cookie, tgid, ifindex, protocol, (near, far)).
-type SocketKey = (u64, u32, u32, Protocol, Option<(IpAddr, IpAddr)>);
+/// addresses are recorded: (cookie, tgid, ifindex, protocol, (near, far)). The cookie
+/// is `None` where no process can own the socket (a request or time-wait socket, or
+/// none at all), so that attribution does not look for one.
+type SocketKey = (Option<u64>, u32, u32, Protocol, Option<(IpAddr, IpAddr)>);
 
 fn lookup_owner(owners: &libbpf_rs::MapMut<'_>, cookie: u64) -> Option<(KernelOwner, bool)> {
     let value = owners.lookup(&cookie.to_ne_bytes(), MapFlags::ANY).ok()??;
@@ -60,6 +64,16 @@ pub struct EbpfEngine {
     /// Whether each packet's two ends are recorded (for GeoIP).
     record_addresses: bool,
     host: LocalAddresses,
+    /// Sockets whose counters were all unchanged at the last drain.
+    idle: HashSet<u64>,
+    /// Records the last sweep found unused: the next sweep deletes those still unused.
+    unused: Unused,
+}
+
+#[derive(Default)]
+struct Unused {
+    owners: HashSet<u64>,
+    processes: HashSet<u32>,
 }
 
 impl EbpfEngine {
@@ -161,42 +175,76 @@ impl EbpfEngine {
             follows_use,
             record_addresses,
             host: LocalAddresses::default(),
+            idle: HashSet::new(),
+            unused: Unused::default(),
         })
     }
 
     /// Owner records of closed sockets with no counters left (closed without moving a
-    /// packet), and process records no socket or counter refers to any more. Swept
-    /// now and then, as a full pass over the maps costs.
+    /// packet), and process records no socket or counter refers to any more. A record
+    /// goes only when two sweeps in a row find it unused: packets counted between a
+    /// drain's read and this sweep (a socket closed with data still queued) still find
+    /// their owner, as the next drain reads their counters before the next sweep. One
+    /// read of each map, then batched deletes: linear in the maps' size.
     fn sweep(&mut self) {
         let maps = &self.skel.maps;
+        let tracked = self.counters.cookies();
         let mut referenced = self.counters.tgids();
-        for key in maps.owners.keys() {
-            let Some(cookie) = key
-                .get(..8)
+        let mut unused_owners = HashSet::new();
+        let mut doomed = Vec::new();
+        let owners = map_ops::entries(&maps.owners);
+        let owners_before = owners.len();
+        for (key, value) in owners {
+            let (Some(cookie), Some((owner, released))) = (
+                key.get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_ne_bytes),
+                counters::parse_owner(&value),
+            ) else {
+                continue;
+            };
+            if !released || tracked.contains(&cookie) {
+                referenced.insert(owner.tgid);
+            } else if self.unused.owners.contains(&cookie) {
+                doomed.push(key);
+            } else {
+                referenced.insert(owner.tgid);
+                unused_owners.insert(cookie);
+            }
+        }
+        let owners_deleted = map_ops::delete(&maps.owners, &doomed);
+        let mut unused_processes = HashSet::new();
+        let mut doomed = Vec::new();
+        let mut processes_before = 0;
+        for key in map_ops::keys(&maps.processes) {
+            processes_before += 1;
+            let Some(tgid) = key
+                .get(..4)
                 .and_then(|b| b.try_into().ok())
-                .map(u64::from_ne_bytes)
+                .map(u32::from_ne_bytes)
             else {
                 continue;
             };
-            match lookup_owner(&maps.owners, cookie) {
-                Some((_, true)) if !self.counters.tracks(cookie) => {
-                    let _ = maps.owners.delete(&key);
-                }
-                Some((owner, _)) => {
-                    referenced.insert(owner.tgid);
-                }
-                None => {}
+            if referenced.contains(&tgid) {
+                continue;
+            }
+            if self.unused.processes.contains(&tgid) {
+                doomed.push(key);
+            } else {
+                unused_processes.insert(tgid);
             }
         }
-        for key in maps.processes.keys() {
-            let tgid = key
-                .get(..4)
-                .and_then(|b| b.try_into().ok())
-                .map(u32::from_ne_bytes);
-            if tgid.is_some_and(|tgid| !referenced.contains(&tgid)) {
-                let _ = maps.processes.delete(&key);
-            }
-        }
+        let processes_deleted = map_ops::delete(&maps.processes, &doomed);
+        tracing::debug!(
+            owners = owners_before - owners_deleted,
+            processes = processes_before - processes_deleted,
+            counters = self.counters.len(),
+            "swept owner and process records"
+        );
+        self.unused = Unused {
+            owners: unused_owners,
+            processes: unused_processes,
+        };
     }
 
     fn lost_total(&self) -> u64 {
@@ -228,9 +276,6 @@ impl Engine for EbpfEngine {
 
     fn drain(&mut self) -> EngineReport {
         self.drains += 1;
-        if self.drains % FORGET_NAMES_EVERY == 0 {
-            self.names.forget();
-        }
         let maps = &self.skel.maps;
         let traffic_map = if self.record_addresses {
             &maps.peer_traffic
@@ -245,9 +290,14 @@ impl Engine for EbpfEngine {
         let mut sockets: HashMap<SocketKey, (Traffic, Option<KernelOwner>)> = HashMap::new();
         let own_netns = self.names.own_netns();
         for (key, delta) in deltas.changed {
-            let current = owners
-                .entry(key.cookie)
-                .or_insert_with(|| lookup_owner(&maps.owners, key.cookie));
+            let ownable = !key.transient && key.cookie != 0;
+            let current = if ownable {
+                owners
+                    .entry(key.cookie)
+                    .or_insert_with(|| lookup_owner(&maps.owners, key.cookie))
+            } else {
+                &None
+            };
             // Sockets of this namespace share its interfaces' TC counters.
             let here = current
                 .as_ref()
@@ -274,7 +324,13 @@ impl Engine for EbpfEngine {
                     })
             };
             let entry = sockets
-                .entry((key.cookie, key.tgid, key.ifindex, key.protocol, key.ends))
+                .entry((
+                    ownable.then_some(key.cookie),
+                    key.tgid,
+                    key.ifindex,
+                    key.protocol,
+                    key.ends,
+                ))
                 .or_insert((Traffic::default(), owner));
             match key.direction {
                 Direction::Egress => entry.0.sent.merge(delta),
@@ -294,7 +350,7 @@ impl Engine for EbpfEngine {
             report.sockets.push(SocketTraffic {
                 interface,
                 protocol,
-                cookie: Some(cookie),
+                cookie,
                 owner,
                 ends: ends.map(|(near, far)| Ends {
                     near,
@@ -350,21 +406,7 @@ impl Engine for EbpfEngine {
         }
         report.interfaces = interfaces.into_values().collect();
 
-        // Forget sockets that are closed and quiet; their counts have all been read.
-        let mut released = |cookie: u64| match owners.get(&cookie) {
-            Some(known) => known.as_ref().map(|(_, released)| *released),
-            None => lookup_owner(&maps.owners, cookie).map(|(_, released)| released),
-        };
-        let forgotten = self
-            .counters
-            .collect(traffic_map, deltas.idle, &mut released);
-        for cookie in forgotten {
-            let _ = maps.owners.delete(&cookie.to_ne_bytes());
-        }
-        if self.drains % SWEEP_EVERY == 0 {
-            self.sweep();
-        }
-
+        self.idle = deltas.idle;
         let lost = self.lost_total();
         report.lost = lost.saturating_sub(self.lost_reported);
         self.lost_reported = lost;
@@ -375,6 +417,45 @@ impl Engine for EbpfEngine {
             );
         }
         report
+    }
+
+    /// Forgets sockets that are closed and quiet (their counts have all been read),
+    /// and now and then sweeps unused owner and process records.
+    fn maintain(&mut self) {
+        if self.drains % FORGET_NAMES_EVERY == 0 {
+            self.names.forget();
+        }
+        let maps = &self.skel.maps;
+        let traffic_map = if self.record_addresses {
+            &maps.peer_traffic
+        } else {
+            &maps.traffic
+        };
+        let idle = std::mem::take(&mut self.idle);
+        // Many sockets to ask about: one read of every owner record costs less.
+        let known: Option<HashMap<u64, bool>> = (idle.len() > 64).then(|| {
+            map_ops::entries(&maps.owners)
+                .iter()
+                .filter_map(|(key, value)| {
+                    let cookie = u64::from_ne_bytes(key.get(..8)?.try_into().ok()?);
+                    Some((cookie, counters::parse_owner(value)?.1))
+                })
+                .collect()
+        });
+        let mut released = |cookie: u64| match &known {
+            Some(known) => known.get(&cookie).copied(),
+            None => lookup_owner(&maps.owners, cookie).map(|(_, released)| released),
+        };
+        let forgotten: Vec<Vec<u8>> = self
+            .counters
+            .collect(traffic_map, idle, &mut released)
+            .into_iter()
+            .map(|cookie| cookie.to_ne_bytes().to_vec())
+            .collect();
+        map_ops::delete(&maps.owners, &forgotten);
+        if self.drains % SWEEP_EVERY == 0 {
+            self.sweep();
+        }
     }
 
     fn stop(&mut self) {}

@@ -25,7 +25,8 @@ struct traffic_key {
 	__u32 ifindex;
 	__u8 direction;
 	__u8 protocol;
-	__u16 pad;
+	__u8 transient; /* a request or time-wait socket: it has no owner and soon goes */
+	__u8 pad;
 	__u32 pad2;
 };
 
@@ -228,20 +229,15 @@ static __always_inline __u64 current_generation(void)
 	return generation ? *generation : 0;
 }
 
-/* The tgid of a socket's owner: from the socket's own cache while no socket has
+/* The tgid of a full socket's owner: from the socket's own cache while no socket has
  * changed hands since it was filled, else from `owners`. */
-static __always_inline __u32 owner_tgid(struct __sk_buff *skb, __u64 cookie)
+static __always_inline __u32 owner_tgid(struct bpf_sock *sk, __u64 cookie)
 {
 	__u64 generation = current_generation();
-	struct cached_owner *cached = 0;
-	struct bpf_sock *sk = skb->sk;
-	if (sk)
-		sk = bpf_sk_fullsock(sk);
-	if (sk) {
-		cached = bpf_sk_storage_get(&socket_owner, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (cached && cached->generation == generation && cached->tgid)
-			return cached->tgid;
-	}
+	struct cached_owner *cached =
+		bpf_sk_storage_get(&socket_owner, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (cached && cached->generation == generation && cached->tgid)
+		return cached->tgid;
 	struct owner *owner = bpf_map_lookup_elem(&owners, &cookie);
 	__u32 tgid = owner ? owner->tgid : 0;
 	if (cached) {
@@ -322,7 +318,16 @@ static __always_inline void count(struct __sk_buff *skb, __u8 direction)
 		.direction = direction,
 		.protocol = ip_protocol(skb),
 	};
-	key.tgid = owner_tgid(skb, key.cookie);
+	/* Only full sockets have owners; a request or time-wait socket (a SYN-ACK, a late
+	 * ACK) is marked so that userspace lets go of its counters as soon as it is quiet. */
+	struct bpf_sock *sk = skb->sk;
+	if (sk) {
+		struct bpf_sock *full = bpf_sk_fullsock(sk);
+		if (full)
+			key.tgid = owner_tgid(full, key.cookie);
+		else
+			key.transient = 1;
+	}
 	if (record_addresses) {
 		struct peer_traffic_key peer = {.socket = key};
 		read_ends(skb, direction, 0, &peer.ends);

@@ -1,0 +1,123 @@
+//! Bounded, linear passes over the kernel's maps. A hash map's key iterator restarts
+//! from the first key whenever the key it stands on is deleted, so walking and
+//! deleting at once is quadratic: every pass here reads first (in batches), then
+//! deletes what it chose (in batches), and never walks more keys than the map holds.
+
+use libbpf_rs::{MapCore, MapFlags, MapMut};
+use std::os::fd::{AsFd, AsRawFd};
+
+/// Keys and values read per batch system call.
+const BATCH: u32 = 4096;
+
+/// Every (key, value) of a map that is not per-CPU, one pass.
+pub fn entries(map: &MapMut<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    match lookup_batches(map) {
+        Some(entries) => entries,
+        // Kernels before 5.6 have no batch lookups.
+        None => keys(map)
+            .filter_map(|key| Some((key.clone(), map.lookup(&key, MapFlags::ANY).ok()??)))
+            .collect(),
+    }
+}
+
+/// Batched lookups until the kernel says the map is done (ENOENT). A hash map's batch
+/// ends at a bucket boundary, so a short batch is not the last one (libbpf-rs's
+/// `lookup_batch` takes it for the last and stops early once a map holds more than a
+/// batch). `None` if the kernel has no batch lookups.
+fn lookup_batches(map: &MapMut<'_>) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    let (key_size, value_size) = (map.key_size() as usize, map.value_size() as usize);
+    let max_entries = map.max_entries() as usize;
+    let options = libbpf_sys::bpf_map_batch_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
+        ..Default::default()
+    };
+    let mut batch = BATCH as usize;
+    let (mut keys, mut values) = (vec![0u8; key_size * batch], vec![0u8; value_size * batch]);
+    // The position between calls: a bucket index for hash maps, a key for others.
+    let (mut position, mut next) = (vec![0u8; key_size.max(8)], vec![0u8; key_size.max(8)]);
+    let mut started = false;
+    let mut found = Vec::new();
+    // Each call either returns entries, grows the batch, or ends; bounded all the same.
+    for _ in 0..=max_entries + 32 {
+        let mut count = batch as u32;
+        let in_batch = if started {
+            position.as_mut_ptr().cast()
+        } else {
+            std::ptr::null_mut()
+        };
+        // SAFETY: every buffer holds `count` keys or values of the map's sizes, or a
+        // position of at least the key's size, as the kernel requires.
+        let result = unsafe {
+            libbpf_sys::bpf_map_lookup_batch(
+                map.as_fd().as_raw_fd(),
+                in_batch,
+                next.as_mut_ptr().cast(),
+                keys.as_mut_ptr().cast(),
+                values.as_mut_ptr().cast(),
+                &mut count,
+                &options,
+            )
+        };
+        let error = if result < 0 { -result } else { 0 };
+        match error {
+            0 | libc::ENOENT => {
+                let count = (count as usize).min(batch);
+                found.extend(
+                    keys.chunks_exact(key_size)
+                        .zip(values.chunks_exact(value_size))
+                        .take(count)
+                        .map(|(key, value)| (key.to_vec(), value.to_vec())),
+                );
+                if error == libc::ENOENT || found.len() >= max_entries {
+                    return Some(found);
+                }
+                std::mem::swap(&mut position, &mut next);
+                started = true;
+            }
+            // One bucket holds more than a batch: a larger batch, same position.
+            libc::ENOSPC if batch < max_entries => {
+                batch *= 2;
+                keys.resize(key_size * batch, 0);
+                values.resize(value_size * batch, 0);
+            }
+            libc::EINTR | libc::EAGAIN => {}
+            _ if !started => return None,
+            _ => return Some(found),
+        }
+    }
+    Some(found)
+}
+
+/// A map's keys, at most as many as it can hold, even while programs add to it.
+pub fn keys<'a>(map: &'a MapMut<'_>) -> impl Iterator<Item = Vec<u8>> + 'a {
+    map.keys().take(map.max_entries() as usize)
+}
+
+/// Deletes these keys (each the map's key size); returns how many were deleted.
+pub fn delete(map: &MapMut<'_>, keys: &[Vec<u8>]) -> usize {
+    let size = map.key_size() as usize;
+    let mut deleted = 0;
+    for chunk in keys.chunks(BATCH as usize) {
+        let flat: Vec<u8> = chunk
+            .iter()
+            .filter(|key| key.len() == size)
+            .flatten()
+            .copied()
+            .collect();
+        let count = (flat.len() / size.max(1)) as u32;
+        if count == 0 {
+            continue;
+        }
+        if map
+            .delete_batch(&flat, count, MapFlags::ANY, MapFlags::ANY)
+            .is_ok()
+        {
+            deleted += count as usize;
+            continue;
+        }
+        // The batch stops at the first key already gone (or the kernel has no batch
+        // deletes): one at a time, each key once.
+        deleted += chunk.iter().filter(|key| map.delete(key).is_ok()).count();
+    }
+    deleted
+}
