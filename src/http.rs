@@ -1,8 +1,27 @@
 //! Serving an axum router from a thread of its own, on a listener bound beforehand so
 //! that a taken address is reported at start. Used by the Prometheus endpoint and the
 //! web server; the pipeline itself stays synchronous.
+//!
+//! Hostile or slow clients cannot take the process's file descriptors or time: the
+//! number of open connections is bounded (the oldest is dropped to admit a new one, so
+//! slow clients go first and a prompt client is always served), request headers must
+//! arrive within a few seconds, and no connection lives for ever.
 
+use crate::rate_limited::Repeats;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::task::{AbortHandle, JoinSet};
+
+/// Connections open at once at most per listener, within the share of file
+/// descriptors given to listeners (see `connection_limit`).
+const MAX_CONNECTIONS: usize = 256;
+/// A request's headers must arrive within this time (also an idle keep-alive's limit).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// No connection, however busy, is kept longer.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 
 /// Binds `listen`; `what` names the server in errors ("the web server").
 pub fn bind(listen: SocketAddr, what: &str, fix: &str) -> anyhow::Result<std::net::TcpListener> {
@@ -33,14 +52,70 @@ pub fn serve_in_thread(
                 }
             };
             runtime.block_on(async move {
-                let served = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => axum::serve(listener, router).await,
-                    Err(error) => Err(error),
-                };
-                if let Err(error) = served {
-                    tracing::error!("{label} stopped: {error}");
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => serve(&label, listener, router).await,
+                    Err(error) => tracing::error!("{label} stopped: {error}"),
                 }
             });
         })?;
     Ok(())
+}
+
+/// The listeners' share of file descriptors: a quarter of the soft limit, so that a
+/// flood of connections leaves the spool, the store and the engines what they need.
+pub fn connection_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we pass.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur as usize
+    } else {
+        1024
+    };
+    (soft / 4).clamp(16, MAX_CONNECTIONS)
+}
+
+async fn serve(label: &str, listener: tokio::net::TcpListener, router: axum::Router) {
+    let service = TowerToHyperService::new(router);
+    let limit = connection_limit();
+    let mut connections = JoinSet::new();
+    // Oldest first; finished ones are pruned as new ones come.
+    let mut open: VecDeque<AbortHandle> = VecDeque::new();
+    let mut accept_errors = Repeats::every_minute();
+    let mut dropped = Repeats::every_minute();
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of descriptors, most likely: wait for some to be given back.
+                if let Some(repeated) = accept_errors.check(&error.to_string()) {
+                    tracing::warn!("{label}: cannot accept a connection: {error}{repeated}");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        while connections.try_join_next().is_some() {}
+        open.retain(|handle| !handle.is_finished());
+        while open.len() >= limit {
+            if let Some(oldest) = open.pop_front() {
+                oldest.abort();
+                if let Some(repeated) = dropped.check("full") {
+                    tracing::warn!(
+                        "{label}: {limit} connections open, dropping the oldest for a new one{repeated}"
+                    );
+                }
+            }
+        }
+        let service = service.clone();
+        open.push_back(connections.spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+        }));
+    }
 }

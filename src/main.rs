@@ -225,6 +225,23 @@ fn start_engine(
     Ok(Box::new(engine))
 }
 
+/// Descriptors up to the hard limit: the listeners take at most a quarter of the soft
+/// one (see `http::connection_limit`), and the rest is for the spool, store and engines.
+fn raise_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: get and set our own limits from a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 const PACKAGED_CONFIG: &str = "/etc/netgraph/netgraph.toml";
 
 fn check(args: CheckArgs) -> ExitCode {
@@ -287,6 +304,7 @@ fn top(args: TopArgs) -> anyhow::Result<()> {
         reloadable: Vec::new(),
         interval: run_args.interval(),
         reload: None,
+        write_failures: Default::default(),
     };
     let shutdown = Arc::new(AtomicBool::new(false));
     let stop = shutdown.clone();
@@ -298,6 +316,7 @@ fn top(args: TopArgs) -> anyhow::Result<()> {
 }
 
 fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {
+    raise_file_limit();
     let cli_interval = args.interval;
     let args = args.with_config(&config);
     let outputs = netgraph::outputs::start(&config, args.json)?;
@@ -359,6 +378,7 @@ fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {
         reloadable: outputs.reloadable,
         interval: args.interval(),
         reload: Some(reload),
+        write_failures: Default::default(),
     };
     pipeline.run(&shutdown);
     Ok(())

@@ -5,7 +5,9 @@ use crate::accounting::Accountant;
 use crate::attribution::Attributor;
 use crate::engine::Engine;
 use crate::geo::Geo;
+use crate::rate_limited::Repeats;
 use crate::sinks::Sink;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -19,6 +21,8 @@ pub struct Pipeline {
     pub reloadable: Vec<Box<dyn Sink>>,
     pub interval: Duration,
     pub reload: Option<Reload>,
+    /// Per sink, so that a lasting failure (a full disk) is not a line per interval.
+    pub write_failures: HashMap<String, Repeats>,
 }
 
 /// SIGHUP: the configuration read again, applied without losing a count.
@@ -127,8 +131,21 @@ impl Pipeline {
         let attributed_at = started.elapsed();
         let report = self.accountant.close_interval(attributed, end);
         for sink in self.sinks.iter_mut().chain(self.reloadable.iter_mut()) {
-            if let Err(error) = sink.write(&report) {
-                tracing::error!(sink = sink.name(), %error, "write failed");
+            let failures = self
+                .write_failures
+                .entry(sink.name().to_string())
+                .or_insert_with(Repeats::every_minute);
+            match sink.write(&report) {
+                Ok(()) => {
+                    if let Some(held) = failures.clear() {
+                        tracing::info!(sink = sink.name(), "writes succeed again{held}");
+                    }
+                }
+                Err(error) => {
+                    if let Some(held) = failures.check(&format!("{error:#}")) {
+                        tracing::error!(sink = sink.name(), "write failed: {error:#}{held}");
+                    }
+                }
             }
         }
         let took = started.elapsed();
@@ -151,8 +168,14 @@ const LOOP_NICE: i32 = -10;
 /// Raises this thread's priority where allowed (root, CAP_SYS_NICE, or a unit's
 /// `Nice=` that already did); elsewhere it runs as it is.
 fn raise_priority() {
-    // SAFETY: gettid has no preconditions; setpriority on our own thread id.
-    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as u32, LOOP_NICE) };
+    // SAFETY: gettid has no preconditions; get/setpriority on our own thread id.
+    let thread = unsafe { libc::gettid() } as libc::id_t;
+    // SAFETY: as above.
+    if unsafe { libc::getpriority(libc::PRIO_PROCESS, thread) } <= LOOP_NICE {
+        return;
+    }
+    // SAFETY: as above.
+    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, thread, LOOP_NICE) };
     if result != 0 {
         tracing::info!(
             error = %std::io::Error::last_os_error(),

@@ -604,7 +604,21 @@ fn runs_unprivileged_with_the_documented_capabilities() {
     lab.truth(&[("out", "output", "tcp dport 6090")]);
     let b = lab.b.clone();
     lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:6090")]);
-    let caps = "bpf,perfmon,net_admin,sys_ptrace,dac_read_search";
+    // Exactly the capabilities the systemd unit grants.
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/netgraph.service"
+    ))
+    .unwrap();
+    let caps = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("AmbientCapabilities="))
+        .expect("the unit grants ambient capabilities")
+        .split_whitespace()
+        .map(|c| c.trim_start_matches("CAP_").to_lowercase())
+        .collect::<Vec<_>>()
+        .join(",");
+    let caps = caps.as_str();
     let plus = |list: &str| {
         format!(
             "-all,{}",

@@ -146,7 +146,23 @@ fn the_debian_package_installs_and_checks() {
             verify.status.success() && complaints.trim().is_empty(),
             "systemd-analyze: {complaints}"
         );
-        report(&format!("Debian package {deb}: installs, `netgraph check` runs from it, systemd-analyze verify is clean"));
+        let security = Command::new("systemd-analyze")
+            .args([
+                "security",
+                "--offline=true",
+                "/lib/systemd/system/netgraph.service",
+            ])
+            .output()
+            .unwrap();
+        let analysis = String::from_utf8_lossy(&security.stdout).into_owned();
+        let exposure: f64 = analysis
+            .lines()
+            .find_map(|l| l.split("exposure level for netgraph.service: ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no exposure level in {analysis}"));
+        assert!(exposure <= 2.5, "exposure {exposure}:\n{analysis}");
+        report(&format!("Debian package {deb}: installs, `netgraph check` runs from it, systemd-analyze verify is clean, security exposure {exposure}"));
     });
     run_ok("dpkg", &["--purge", "netgraph"]);
     if let Err(panic) = installed {

@@ -80,7 +80,7 @@ impl InfluxSink {
             metrics: metrics.for_sink(name),
             stop: stop.clone(),
             gzip: config.gzip,
-            batch_lines: config.batch_lines,
+            batch: writer::BatchSize::new(config.batch_lines),
             flush_interval: config.flush_interval,
             jitter: config.jitter,
             max_retry_delay: config.max_retry_delay,

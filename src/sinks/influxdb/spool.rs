@@ -18,6 +18,9 @@ struct Segment {
     lines: u64,
     /// Part of the batch being sent: eviction must not count it twice.
     in_flight: bool,
+    /// The lines themselves, when the disk refused them (full, or out of descriptors):
+    /// sent from memory, within the same bound, rather than lost.
+    held: Option<Vec<String>>,
 }
 
 struct State {
@@ -66,6 +69,7 @@ impl Spool {
                         bytes: text.len() as u64,
                         lines: text.iter().filter(|&&b| b == b'\n').count() as u64,
                         in_flight: false,
+                        held: None,
                     });
                 }
                 // A temporary file is an interval whose write a crash cut short.
@@ -94,6 +98,8 @@ impl Spool {
     }
 
     /// Appends one interval's lines; evicts the oldest intervals beyond the size bound.
+    /// When the disk refuses them, they are kept in memory and sent from there, and the
+    /// error says so.
     pub fn push(&self, lines: &[String]) -> anyhow::Result<()> {
         if lines.is_empty() {
             return Ok(());
@@ -101,26 +107,45 @@ impl Spool {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let sequence = state.next_sequence;
         state.next_sequence += 1;
-        let path = self.path(sequence);
-        let temporary = path.with_extension("tmp");
-        let mut file = fs::File::create(&temporary)?;
-        let mut bytes = 0u64;
-        for line in lines {
-            file.write_all(line.as_bytes())?;
-            bytes += line.len() as u64;
-        }
-        drop(file);
-        fs::rename(&temporary, &path)?;
+        let bytes = lines.iter().map(|line| line.len() as u64).sum();
+        let written = self.write_segment(sequence, lines);
         state.segments.push_back(Segment {
             sequence,
             bytes,
             lines: lines.len() as u64,
             in_flight: false,
+            held: written.is_err().then(|| lines.to_vec()),
         });
         state.bytes += bytes;
         self.evict(&mut state);
         self.arrived.notify_all();
-        Ok(())
+        written.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot spool {} points in {}: {e}; they are kept in memory and sent from there",
+                lines.len(),
+                self.directory.display()
+            )
+        })
+    }
+
+    /// Writes a segment whole under a temporary name, then renames it; a failed write
+    /// leaves no file behind.
+    fn write_segment(&self, sequence: u64, lines: &[String]) -> std::io::Result<()> {
+        let path = self.path(sequence);
+        let temporary = path.with_extension("tmp");
+        let written = (|| {
+            let mut file = fs::File::create(&temporary)?;
+            for line in lines {
+                file.write_all(line.as_bytes())?;
+            }
+            file.flush()?;
+            drop(file);
+            fs::rename(&temporary, &path)
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&temporary);
+        }
+        written
     }
 
     fn evict(&self, state: &mut State) {
@@ -178,16 +203,34 @@ impl Spool {
             sequences: Vec::new(),
             lines: Vec::new(),
         };
+        let mut vanished = Vec::new();
         for segment in state.segments.iter_mut() {
             if !batch.lines.is_empty() && batch.lines.len() + segment.lines as usize > max_lines {
                 break;
             }
-            let text = fs::read_to_string(self.path(segment.sequence))?;
-            batch
-                .lines
-                .extend(text.split_inclusive('\n').map(str::to_string));
+            match &segment.held {
+                Some(lines) => batch.lines.extend(lines.iter().cloned()),
+                None => match fs::read_to_string(self.path(segment.sequence)) {
+                    Ok(text) => batch
+                        .lines
+                        .extend(text.split_inclusive('\n').map(str::to_string)),
+                    // Deleted by someone else: counted as dropped, not waited for.
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                        vanished.push(segment.sequence);
+                        continue;
+                    }
+                    Err(error) => return Err(error.into()),
+                },
+            }
             batch.sequences.push(segment.sequence);
             segment.in_flight = true;
+        }
+        for sequence in vanished {
+            if let Some(index) = state.segments.iter().position(|s| s.sequence == sequence) {
+                let segment = state.segments.remove(index).expect("index from position");
+                state.bytes -= segment.bytes;
+                state.evicted_lines += segment.lines;
+            }
         }
         Ok((!batch.sequences.is_empty()).then_some(batch))
     }
@@ -254,6 +297,42 @@ mod tests {
         spool.commit(&batch);
         assert_eq!(spool.waiting(), 0);
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_refused_write_keeps_the_points_in_memory_and_leaves_no_file() {
+        let dir = scratch("refused");
+        let spool = Spool::open(&dir, 1 << 20).unwrap();
+        spool.push(&lines(2, "a")).unwrap();
+        // The directory is gone (as good as a full disk): the write fails.
+        fs::remove_dir_all(&dir).unwrap();
+        let error = spool.push(&lines(3, "b")).unwrap_err().to_string();
+        assert!(error.contains("kept in memory"), "{error}");
+        fs::create_dir_all(&dir).unwrap();
+        spool.push(&lines(1, "c")).unwrap();
+        assert_eq!(spool.waiting(), 6);
+        let on_disk: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(
+            on_disk.len(),
+            1,
+            "only c's segment, no temporary file: {on_disk:?}"
+        );
+        // a's file went with the directory; b comes from memory, c from disk.
+        let mut sent = Vec::new();
+        while let Ok(Some(batch)) = spool.take_batch(1) {
+            sent.extend(batch.lines.clone());
+            spool.commit(&batch);
+        }
+        assert_eq!(sent, [lines(3, "b"), lines(1, "c")].concat());
+        assert_eq!(
+            spool.take_evicted(),
+            2,
+            "a's vanished file counts as dropped"
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 

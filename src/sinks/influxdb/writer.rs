@@ -17,7 +17,7 @@ pub struct Writer {
     pub metrics: SinkMetrics,
     pub stop: Arc<AtomicBool>,
     pub gzip: bool,
-    pub batch_lines: usize,
+    pub batch: BatchSize,
     pub flush_interval: Duration,
     pub jitter: f64,
     pub max_retry_delay: Duration,
@@ -32,9 +32,58 @@ enum Delivery {
     },
 }
 
+/// Batches delivered at a reduced size before trying twice the size.
+const GROW_AFTER: u32 = 10;
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
 /// A failure that lasts is logged again this often, not at every attempt.
 const REPEAT_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// How many points go in one request: the configured number, halved by each 413, and
+/// doubled again every `GROW_AFTER` delivered batches up to the configured number (the
+/// server's limit may have been raised, or the large interval was rare).
+pub struct BatchSize {
+    pub lines: usize,
+    configured: usize,
+    delivered: u32,
+}
+
+impl BatchSize {
+    pub fn new(configured: usize) -> BatchSize {
+        BatchSize {
+            lines: configured,
+            configured,
+            delivered: 0,
+        }
+    }
+
+    /// A 413 for a batch of twice `half`: whether the size went down.
+    fn shrink_to(&mut self, half: usize) -> bool {
+        self.delivered = 0;
+        let shrunk = self.lines > half;
+        self.lines = self.lines.min(half.max(1));
+        shrunk
+    }
+
+    /// A batch was delivered: the new size if it grew.
+    fn delivered(&mut self) -> Option<usize> {
+        if self.lines >= self.configured {
+            return None;
+        }
+        self.delivered += 1;
+        if self.delivered < GROW_AFTER {
+            return None;
+        }
+        self.delivered = 0;
+        self.lines = (self.lines * 2).min(self.configured);
+        Some(self.lines)
+    }
+}
+
+/// The wait before the next attempt: the server's Retry-After, but never longer than
+/// our own longest wait (a huge value would stop delivery until a restart).
+fn retry_wait(retry_after: Option<Duration>, backoff: Duration, longest: Duration) -> Duration {
+    retry_after.map_or(backoff, |after| after.min(longest))
+}
 
 impl Writer {
     pub fn run(mut self) {
@@ -47,10 +96,10 @@ impl Writer {
                     .flush_interval
                     .mul_f64(1.0 + rand::random::<f64>() * self.jitter);
                 self.spool
-                    .wait_for(self.batch_lines as u64, wait, &self.stop);
+                    .wait_for(self.batch.lines as u64, wait, &self.stop);
             }
             self.update_levels();
-            let batch = match self.spool.take_batch(self.batch_lines) {
+            let batch = match self.spool.take_batch(self.batch.lines) {
                 Ok(Some(batch)) => batch,
                 Ok(None) if stopping => return,
                 Ok(None) => continue,
@@ -64,6 +113,9 @@ impl Writer {
                 Delivery::Settled => {
                     self.spool.commit(&batch);
                     delay = FIRST_RETRY_DELAY;
+                    if let Some(grown) = self.batch.delivered() {
+                        tracing::info!(sink = %self.name, "sending up to {grown} points per request again");
+                    }
                     if let Some((since, _, _)) = failing_since.take() {
                         tracing::info!(
                             sink = %self.name,
@@ -90,7 +142,7 @@ impl Writer {
                         self.update_levels();
                         return;
                     }
-                    self.sleep(after.unwrap_or(delay));
+                    self.sleep(retry_wait(after, delay, self.max_retry_delay));
                     delay = (delay * 2).min(self.max_retry_delay);
                 }
             }
@@ -147,12 +199,11 @@ impl Writer {
             }
             Verdict::TooLarge if lines.len() > 1 => {
                 let half = lines.len() / 2;
-                if self.batch_lines > half {
-                    self.batch_lines = half.max(1);
+                if self.batch.shrink_to(half) {
                     tracing::warn!(
                         sink = %self.name,
                         "request too large (413): sending at most {} points per request",
-                        self.batch_lines
+                        self.batch.lines
                     );
                 }
                 match self.deliver(&lines[..half]) {
@@ -236,5 +287,37 @@ impl Writer {
             encoder.write_all(line.as_bytes())?;
         }
         encoder.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_capped_by_the_longest_wait() {
+        let (backoff, longest) = (Duration::from_secs(2), Duration::from_secs(60));
+        assert_eq!(retry_wait(None, backoff, longest), backoff);
+        let three = Duration::from_secs(3);
+        assert_eq!(retry_wait(Some(three), backoff, longest), three);
+        let day = Duration::from_secs(86_400);
+        assert_eq!(retry_wait(Some(day), backoff, longest), longest);
+    }
+
+    #[test]
+    fn batches_halved_by_413_grow_back() {
+        let mut batch = BatchSize::new(5000);
+        assert_eq!(batch.delivered(), None, "at the configured size already");
+        assert!(batch.shrink_to(2500));
+        assert!(batch.shrink_to(1250));
+        assert!(!batch.shrink_to(2500), "a larger half is no shrink");
+        assert_eq!(batch.lines, 1250);
+        let grown: Vec<Option<usize>> = (0..40).map(|_| batch.delivered()).collect();
+        let sizes: Vec<usize> = grown.into_iter().flatten().collect();
+        assert_eq!(sizes, [2500, 5000]);
+        assert_eq!(batch.lines, 5000);
+        // A single point too large for the server never goes below one.
+        assert!(batch.shrink_to(0));
+        assert_eq!(batch.lines, 1);
     }
 }
