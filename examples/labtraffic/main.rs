@@ -4,6 +4,7 @@
 //! Every command prints what it moved as `bytes=N` (payload bytes) on stdout; servers
 //! print `listening` once ready.
 
+mod http;
 mod inject;
 mod raw;
 mod tcp;
@@ -26,6 +27,7 @@ const USAGE: &str = "usage: labtraffic COMMAND ARGS
   churn ADDR PROCESSES CONNS BYTES    PROCESSES short-lived processes, 50 at a time, each
                                       opening CONNS connections in turn and sending BYTES on each
   tcp-hold ADDR COUNT SECONDS         open COUNT connections, hold them idle that long
+  slow-clients ADDRS COUNT SECONDS    hold COUNT partial HTTP requests on ADDRS (a,b) that long
   udp-echo ADDR                       echo every datagram back
   udp-ping ADDR COUNT SIZE [connected]  send COUNT datagrams, read the echoes
   udp-flood ADDR SECONDS SIZE MODE    send as fast as possible; MODE: connected, unconnected, mmsg
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
         "churn" => tcp::churn(&args[0], arg(2), arg(3), arg(4), arg(5)),
         "churn-child" => tcp::churn_child(arg(2), arg(3), arg(4)),
         "tcp-hold" => tcp::hold(arg(2), arg(3), arg(4)),
+        "slow-clients" => http::slow_clients(arg(2), arg(3), arg(4)),
         "udp-echo" => udp::echo(arg(2)),
         "udp-ping" => udp::ping(arg(2), arg(3), arg(4), arg(5)),
         "udp-flood" => udp::flood(arg(2), arg(3), arg(4), arg(5)),

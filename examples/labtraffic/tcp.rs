@@ -306,7 +306,7 @@ pub fn many(target: &str, count: &str, seconds: &str) -> Result {
 }
 
 /// A thousand sockets need more than the usual soft limit of 1024 descriptors.
-fn raise_open_file_limit() {
+pub fn raise_open_file_limit() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
