@@ -10,7 +10,7 @@ use std::time::Duration;
 pub struct Config {
     /// How traffic is observed: "auto" (default), "ebpf" or "capture".
     pub engine: Option<EngineSetting>,
-    /// Length of one accounting interval (default 1s, at least 100ms).
+    /// Length of one accounting interval (default 1s, 100ms to 1 day).
     #[serde(default, with = "humantime_serde")]
     pub interval: Option<Duration>,
     /// Capture engine: only these interfaces (default: every interface that is up).
@@ -64,6 +64,22 @@ pub struct StoreConfig {
     /// Bound on the store's data on disk.
     #[serde(default = "default_store_max_mib")]
     pub max_size_mib: u64,
+}
+
+impl StoreConfig {
+    fn check(&self) -> anyhow::Result<()> {
+        for (key, value) in [
+            ("keep_seconds", self.keep_seconds),
+            ("keep_minutes", self.keep_minutes),
+            ("keep_hours", self.keep_hours),
+        ] {
+            check_between(&format!("[store] {key}"), value, MINUTE, DAY * 36_500)?;
+        }
+        if self.max_size_mib == 0 {
+            anyhow::bail!("[store] max_size_mib must be at least 1");
+        }
+        Ok(())
+    }
 }
 
 impl Default for StoreConfig {
@@ -187,6 +203,50 @@ pub struct InfluxConfig {
 }
 
 impl InfluxConfig {
+    fn check(&self) -> anyhow::Result<()> {
+        check_url(&self.url)?;
+        let missing = |key: &str| anyhow::anyhow!("api {:?} needs {key}", self.api);
+        match self.api {
+            InfluxApi::V1 | InfluxApi::V3 if self.database.is_none() => {
+                return Err(missing("database"))
+            }
+            InfluxApi::V2 if self.org.is_none() => return Err(missing("org")),
+            InfluxApi::V2 if self.bucket.is_none() => return Err(missing("bucket")),
+            _ => {}
+        }
+        if self.batch_lines == 0 {
+            anyhow::bail!("batch_lines must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.jitter) {
+            anyhow::bail!("jitter must be between 0 and 1");
+        }
+        check_between(
+            "flush_interval",
+            self.flush_interval,
+            MILLISECOND * 10,
+            HOUR,
+        )?;
+        check_between("timeout", self.timeout, MILLISECOND * 100, HOUR)?;
+        check_between(
+            "max_retry_delay",
+            self.max_retry_delay,
+            MILLISECOND * 100,
+            DAY,
+        )?;
+        if self.spool_max_mib == 0 {
+            anyhow::bail!("spool_max_mib must be at least 1");
+        }
+        // Read now: a missing file or variable is a configuration error, found by `check`.
+        self.password()?;
+        self.token()?;
+        if let Some(path) = &self.ca_file {
+            std::fs::metadata(path).map_err(|e| {
+                anyhow::anyhow!("ca_file {}: {e}; give a readable PEM file", path.display())
+            })?;
+        }
+        Ok(())
+    }
+
     /// A sink with every option at its default.
     pub fn new(url: String, api: InfluxApi) -> InfluxConfig {
         InfluxConfig {
@@ -315,53 +375,28 @@ impl Config {
 
     fn check(&self) -> anyhow::Result<()> {
         if let Some(level) = &self.log_level {
-            tracing_subscriber::EnvFilter::try_new(level).map_err(|e| {
-                anyhow::anyhow!("log_level = {level:?}: {e}; use error, warn, info, debug or trace")
-            })?;
+            check_log_level(level)?;
         }
-        if self
-            .interval
-            .is_some_and(|i| i < Duration::from_millis(100))
-        {
-            anyhow::bail!("interval must be at least 100ms");
+        if let Some(interval) = self.interval {
+            check_interval(interval)?;
         }
-        if self.web.enabled
-            && !self.web.listen.ip().is_loopback()
-            && self.web.token.is_none()
-            && self.web.token_file.is_none()
-            && self.web.token_env.is_none()
-        {
-            anyhow::bail!(
-                "[web] listen = \"{}\" reaches beyond this host: set a token (token, token_file or token_env) or listen on 127.0.0.1",
-                self.web.listen
-            );
+        self.store.check()?;
+        if self.web.enabled {
+            // Read now, so that `check` and `run` refuse the same files and variables.
+            let token = self.web.token()?;
+            if !self.web.listen.ip().is_loopback() && token.as_deref().is_none_or(str::is_empty) {
+                anyhow::bail!(
+                    "[web] listen = \"{}\" reaches beyond this host without a token (none, or an empty one): set a non-empty token, token_file or token_env, or listen on 127.0.0.1",
+                    self.web.listen
+                );
+            }
         }
         if let Some(geoip) = &self.geoip {
             crate::geo::Geo::open(&geoip.database, geoip.countries_per_process)?;
         }
         for (index, sink) in self.influxdb.iter().enumerate() {
             let what = format!("[[influxdb]] number {}", index + 1);
-            if !(sink.url.starts_with("http://") || sink.url.starts_with("https://")) {
-                anyhow::bail!(
-                    "{what}: url {:?} must start with http:// or https://",
-                    sink.url
-                );
-            }
-            let missing = |key: &str| anyhow::anyhow!("{what}: api {:?} needs {key}", sink.api);
-            match sink.api {
-                InfluxApi::V1 | InfluxApi::V3 if sink.database.is_none() => {
-                    return Err(missing("database"))
-                }
-                InfluxApi::V2 if sink.org.is_none() => return Err(missing("org")),
-                InfluxApi::V2 if sink.bucket.is_none() => return Err(missing("bucket")),
-                _ => {}
-            }
-            if sink.batch_lines == 0 {
-                anyhow::bail!("{what}: batch_lines must be at least 1");
-            }
-            if !(0.0..=1.0).contains(&sink.jitter) {
-                anyhow::bail!("{what}: jitter must be between 0 and 1");
-            }
+            sink.check().map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
         }
         Ok(())
     }
@@ -372,6 +407,97 @@ impl Config {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/var/lib/netgraph"))
         })
+    }
+}
+
+const MILLISECOND: Duration = Duration::from_millis(1);
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// The accounting interval's bounds: finer costs more than it tells, coarser is no
+/// longer a time series (and a huge one would never close an interval).
+pub fn check_interval(interval: Duration) -> anyhow::Result<()> {
+    check_between("interval", interval, MILLISECOND * 100, DAY)
+}
+
+fn check_between(
+    key: &str,
+    value: Duration,
+    least: Duration,
+    most: Duration,
+) -> anyhow::Result<()> {
+    let (bound, limit) = match value {
+        value if value < least => ("at least", least),
+        value if value > most => ("at most", most),
+        _ => return Ok(()),
+    };
+    anyhow::bail!(
+        "{key} = {:?} is out of range: it must be {bound} {}",
+        humantime::format_duration(value).to_string(),
+        humantime::format_duration(limit)
+    )
+}
+
+/// A level, or comma-separated `target=level` directives: what RUST_LOG takes, without
+/// the forms that silently match nothing (a bare word that is no level is a target).
+pub fn check_log_level(filter: &str) -> anyhow::Result<()> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let is_level = |word: &str| LEVELS.contains(&word.to_ascii_lowercase().as_str());
+    let is_target = |word: &str| {
+        !word.is_empty()
+            && word
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    let valid = !filter.trim().is_empty()
+        && filter
+            .split(',')
+            .all(|directive| match directive.trim().split_once('=') {
+                Some((target, level)) => is_target(target) && is_level(level),
+                None => is_level(directive.trim()),
+            });
+    if !valid {
+        anyhow::bail!(
+            "log_level = {filter:?} is not a level: use error, warn, info, debug or trace, or directives such as \"warn,netgraph=debug\""
+        );
+    }
+    Ok(())
+}
+
+/// An InfluxDB URL: http or https, a host, a port in range, and no credentials (they
+/// would be logged with the URL; they belong in username/password or token).
+fn check_url(text: &str) -> anyhow::Result<()> {
+    let text = &redact_userinfo(text);
+    let url = url::Url::parse(text).map_err(|e| {
+        anyhow::anyhow!("url {text:?} is not a valid URL ({e}); write it as http://host:8086")
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        anyhow::bail!("url {text:?} must start with http:// or https://");
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        anyhow::bail!("url {text:?} names no host; write it as http://host:8086");
+    }
+    if text.contains("***@") {
+        anyhow::bail!(
+            "url: credentials in the URL are refused (they would be logged); give them as username and password_file (v1) or token_file (v2, v3)"
+        );
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        anyhow::bail!("url {text:?}: no query or fragment; the write path is added by netgraph");
+    }
+    Ok(())
+}
+
+/// The URL with any `user:password@` replaced, so that no message shows it.
+pub fn redact_userinfo(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => text.to_string(),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod geo;
 pub mod http;
 pub mod outputs;
 pub mod pipeline;
+pub mod private_files;
 pub mod rate_limited;
 pub mod sinks;
 pub mod store;

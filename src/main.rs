@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 #[command(
     version,
     about = "Which application used how much network bandwidth",
-    after_help = "Examples:\n  netgraph run                      account every interface, one JSON line per process per second\n  netgraph run --interval 10s       coarser intervals\n  netgraph run -i eth0 -i wg0       only these interfaces"
+    after_help = "Examples:\n  netgraph run                      account every interface into the embedded store; page on http://127.0.0.1:9800/\n  netgraph run --json               also one JSON line per process and interval on standard output\n  netgraph run --interval 10s       coarser intervals\n  netgraph run -i eth0 -i wg0       capture engine: only these interfaces\n  netgraph top                      live view, like nethogs\n  netgraph check -c FILE            check a configuration and this host without starting"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -127,9 +127,7 @@ impl RunArgs {
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
     let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
-    if interval < Duration::from_millis(100) {
-        return Err("the interval must be at least 100ms".into());
-    }
+    netgraph::config::check_interval(interval).map_err(|e| e.to_string())?;
     Ok(interval)
 }
 

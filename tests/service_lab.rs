@@ -265,3 +265,97 @@ fn sighup_reloads_without_losing_counts() {
         "2 s intervals after the reload: {steps:?}"
     );
 }
+
+/// Values that make no sense are refused at load by `run` and `check` alike: status 2,
+/// one line naming the key and the fix, and never a secret.
+#[test]
+fn bad_values_are_refused_by_run_and_check_alike() {
+    let dir = std::env::temp_dir().join(format!("netgraph-bad-values-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("empty-token");
+    std::fs::write(&empty, "\n").unwrap();
+    let influx = |extra: &str| {
+        format!("[[influxdb]]\nurl = \"http://127.0.0.1:8086\"\napi = \"v1\"\ndatabase = \"d\"\n{extra}\n")
+    };
+    let at = |url: &str| format!("[[influxdb]]\nurl = \"{url}\"\napi = \"v1\"\ndatabase = \"d\"\n");
+    let cases: Vec<(String, &str)> = vec![
+        (influx("flush_interval = \"0s\""), "flush_interval"),
+        (influx("timeout = \"0s\""), "timeout"),
+        (influx("max_retry_delay = \"0s\""), "max_retry_delay"),
+        (influx("spool_max_mib = 0"), "spool_max_mib"),
+        (
+            influx("password_file = \"/nonexistent/pw\""),
+            "password_file /nonexistent/pw",
+        ),
+        (
+            influx("ca_file = \"/nonexistent/ca.pem\""),
+            "ca_file /nonexistent/ca.pem",
+        ),
+        ("interval = \"100000000000000d\"\n".into(), "interval"),
+        ("interval = \"2d\"\n".into(), "interval"),
+        ("interval = \"10ms\"\n".into(), "interval"),
+        ("log_level = \"verbose!!\"\n".into(), "log_level"),
+        ("log_level = \"netgraph=loud\"\n".into(), "log_level"),
+        (at("http://"), "url"),
+        (at("http://exa mple:80"), "url"),
+        (at("http://example:99999"), "url"),
+        (
+            at("http://user:pw-S3CRET@example:8086"),
+            "credentials in the URL are refused",
+        ),
+        (at("http://example:8086/?db=x"), "no query"),
+        (
+            "[web]\nlisten = \"0.0.0.0:9800\"\ntoken = \"\"\n".into(),
+            "without a token",
+        ),
+        (
+            format!(
+                "[web]\nlisten = \"0.0.0.0:9800\"\ntoken_file = \"{}\"\n",
+                empty.display()
+            ),
+            "without a token",
+        ),
+        (
+            "[web]\ntoken_file = \"/nonexistent/token\"\n".into(),
+            "token_file /nonexistent/token",
+        ),
+        ("[store]\nkeep_seconds = \"0s\"\n".into(), "keep_seconds"),
+        ("[store]\nmax_size_mib = 0\n".into(), "max_size_mib"),
+    ];
+    for (index, (text, expected)) in cases.iter().enumerate() {
+        let path = dir.join(format!("bad-{index}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let (status, out) = check(&path);
+        assert_eq!(status, 2, "check {text:?}: {out}");
+        let line = out.trim();
+        assert!(!line.contains('\n'), "one line: {line:?}");
+        assert!(
+            line.contains(expected) && line.contains(&*path.to_string_lossy()),
+            "{text:?}: {line}"
+        );
+        let run = Command::new(env!("CARGO_BIN_EXE_netgraph"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&run.stderr).into_owned();
+        assert_eq!(run.status.code(), Some(2), "run {text:?}: {said}");
+        assert_eq!(said.trim().lines().count(), 1, "one line: {said:?}");
+        assert!(said.contains(expected), "run {text:?}: {said}");
+        for output in [&out, &said] {
+            assert!(!output.contains("S3CRET"), "a secret in {output}");
+        }
+    }
+    let (status, out) = (
+        Command::new(env!("CARGO_BIN_EXE_netgraph"))
+            .args(["run", "--interval", "0s"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        "",
+    );
+    assert_eq!(status, Some(2), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -142,14 +142,33 @@ fn the_api_answers_each_query_on_known_data() {
     let (status, error) = get(&format!("{base}/totals?from={to}&to={from}"), token);
     assert_eq!(status, 400);
     assert!(error["error"].as_str().unwrap().contains("must be before"));
-    let (status, _) = get(&format!("{base}/totals?group_by=planet"), token);
+    let (status, error) = get(&format!("{base}/totals?group_by=planet"), token);
     assert_eq!(status, 400);
+    assert!(
+        error["error"].is_string(),
+        "malformed parameters answer JSON: {error}"
+    );
+    let (status, error) = get(&format!("{base}/totals?from=yesterday"), token);
+    assert_eq!(status, 400);
+    assert!(error["error"].is_string(), "{error}");
+    let (status, error) = get(&format!("{base}/totals?token=s3cre"), None);
+    assert_eq!(status, 401);
+    assert!(error["error"].is_string(), "{error}");
+    let (status, _) = get(&format!("{base}/totals?token=s3cret"), None);
+    assert_eq!(status, 200, "the token in the query");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A base64 token, with the `/`, `+` and `=` that must survive percent-encoding.
+const BASE64_TOKEN: &str = "Zm9v/YmFy+YmF6==";
+
 fn web_config(lab: &Lab, port: u16) -> String {
     let path = lab.path("web.toml");
-    std::fs::write(&path, format!("[web]\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
+    std::fs::write(
+        &path,
+        format!("[web]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{BASE64_TOKEN}\"\n"),
+    )
+    .unwrap();
     path.to_string_lossy().into_owned()
 }
 
@@ -173,7 +192,14 @@ fn the_page_shows_real_traffic_in_chromium() {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/page.mjs");
     let output = Command::new("node")
         .arg(&script)
-        .arg(format!("http://127.0.0.1:{port}/"))
+        // The token as a browser sends it: percent-encoded.
+        .arg(format!(
+            "http://127.0.0.1:{port}/?token={}",
+            BASE64_TOKEN
+                .replace('/', "%2F")
+                .replace('+', "%2B")
+                .replace('=', "%3D")
+        ))
         .arg("ng-web")
         .arg(&screenshot)
         .output()

@@ -69,7 +69,7 @@ fn open_connection(path: &Path, flags: OpenFlags) -> anyhow::Result<Connection> 
 
 impl Store {
     pub fn open(state_directory: &Path, retention: Retention) -> anyhow::Result<Store> {
-        std::fs::create_dir_all(state_directory).map_err(|e| {
+        crate::private_files::create_dir(state_directory).map_err(|e| {
             anyhow::anyhow!(
                 "cannot create {}: {e}; set state_directory to a writable place",
                 state_directory.display()
@@ -77,11 +77,22 @@ impl Store {
         })?;
         let path = state_directory.join(STORE_FILE);
         let mut connection = open_connection(&path, OpenFlags::default())?;
-        // Set before the first table exists, so freed pages can be given back.
-        connection.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
-        connection.pragma_update(None, "journal_mode", "WAL")?;
-        connection.pragma_update(None, "synchronous", "NORMAL")?;
-        schema::migrate(&mut connection)?;
+        let prepared = (|| -> anyhow::Result<()> {
+            // Before the WAL exists: SQLite gives it the database file's mode.
+            connection.execute_batch("PRAGMA user_version")?;
+            crate::private_files::restrict(&path)?;
+            // Set before the first table exists, so freed pages can be given back.
+            connection.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+            connection.pragma_update(None, "journal_mode", "WAL")?;
+            connection.pragma_update(None, "synchronous", "NORMAL")?;
+            schema::migrate(&mut connection)
+        })();
+        prepared.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the store {}: {e:#}; set state_directory to a writable place with free space",
+                path.display()
+            )
+        })?;
         Ok(Store {
             connection,
             path,

@@ -3,6 +3,7 @@
 
 use crate::sinks::live::{LiveSnapshot, SharedLive};
 use crate::store::{GroupBy, History, Only, Reader, Total};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -54,6 +55,13 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A malformed query answers 400 in the API's JSON like every other error.
+fn parameters(params: Result<Query<RangeParams>, QueryRejection>) -> Result<RangeParams, ApiError> {
+    params
+        .map(|Query(params)| params)
+        .map_err(|rejection| ApiError(StatusCode::BAD_REQUEST, rejection.body_text()))
+}
+
 fn now() -> i64 {
     crate::store::seconds(SystemTime::now())
 }
@@ -98,8 +106,9 @@ pub async fn live(State(state): State<ApiState>) -> Json<LiveSnapshot> {
 
 pub async fn totals(
     State(state): State<ApiState>,
-    Query(params): Query<RangeParams>,
+    params: Result<Query<RangeParams>, QueryRejection>,
 ) -> Result<Json<impl Serialize>, ApiError> {
+    let params = parameters(params)?;
     let (from, to) = range(&params)?;
     let (group_by, top) = (params.group_by, params.top.unwrap_or(20).clamp(1, 1000));
     let process = params.process.clone();
@@ -121,8 +130,9 @@ pub async fn totals(
 
 pub async fn history(
     State(state): State<ApiState>,
-    Query(params): Query<RangeParams>,
+    params: Result<Query<RangeParams>, QueryRejection>,
 ) -> Result<Json<impl Serialize>, ApiError> {
+    let params = parameters(params)?;
     let (from, to) = range(&params)?;
     // About 300 points across the range unless asked otherwise.
     let step = params.step.unwrap_or(((to - from) / 300).max(1));

@@ -17,6 +17,7 @@ const PAGE: &str = include_str!("page.html");
 
 /// Binds now (so the caller learns of a taken port) and serves from a thread.
 pub fn start(listen: SocketAddr, token: Option<String>, state: ApiState) -> anyhow::Result<()> {
+    let token = token.filter(|token| !token.is_empty());
     if !listen.ip().is_loopback() && token.is_none() {
         anyhow::bail!(
             "the web server listens on {listen}, beyond this host, without a token; set [web] token (or token_file) or listen on 127.0.0.1"
@@ -53,18 +54,33 @@ async fn require_token(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
+    // The page sends it percent-encoded (a base64 token has `/`, `+`, `=`); by hand it
+    // may come raw: both decode to the same.
     let in_query = request.uri().query().is_some_and(|query| {
-        query
-            .split('&')
-            .any(|pair| pair.strip_prefix("token=") == Some(token))
+        query.split('&').any(|pair| {
+            pair.strip_prefix("token=").is_some_and(|given| {
+                percent_encoding::percent_decode_str(given)
+                    .decode_utf8()
+                    .is_ok_and(|given| same_secret(&given, token))
+            })
+        })
     });
-    if bearer == Some(token) || in_query {
+    let bearer = bearer.is_some_and(|given| same_secret(given, token));
+    if bearer || in_query {
         next.run(request).await
     } else {
         (
             StatusCode::UNAUTHORIZED,
-            "a token is required: ?token=... or Authorization: Bearer ...",
+            axum::Json(serde_json::json!({
+                "error": "a token is required: ?token=... or Authorization: Bearer ..."
+            })),
         )
             .into_response()
     }
+}
+
+/// Compares in constant time, so the answer's timing tells nothing of the token.
+fn same_secret(given: &str, token: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    given.len() == token.len() && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
 }

@@ -48,7 +48,7 @@ const SUFFIX: &str = "lp";
 impl Spool {
     /// Opens (or creates) the spool in `directory`, keeping what an earlier run left.
     pub fn open(directory: &Path, max_bytes: u64) -> anyhow::Result<Spool> {
-        fs::create_dir_all(directory).map_err(|e| {
+        crate::private_files::create_dir(directory).map_err(|e| {
             anyhow::anyhow!(
                 "cannot create the spool directory {}: {e}; set state_directory to a writable place",
                 directory.display()
@@ -134,7 +134,7 @@ impl Spool {
         let path = self.path(sequence);
         let temporary = path.with_extension("tmp");
         let written = (|| {
-            let mut file = fs::File::create(&temporary)?;
+            let mut file = crate::private_files::create_file(&temporary)?;
             for line in lines {
                 file.write_all(line.as_bytes())?;
             }
