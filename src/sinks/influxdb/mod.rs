@@ -109,9 +109,7 @@ impl Sink for InfluxSink {
 
     fn write(&mut self, report: &IntervalReport) -> anyhow::Result<()> {
         let lines = line_protocol::encode(report, &self.hostname);
-        self.spool
-            .push(&lines)
-            .map_err(|e| anyhow::anyhow!("cannot spool {} points: {e}", lines.len()))
+        self.spool.push(&lines)
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {

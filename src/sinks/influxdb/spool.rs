@@ -119,10 +119,11 @@ impl Spool {
         state.bytes += bytes;
         self.evict(&mut state);
         self.arrived.notify_all();
+        // No count in the message: a lasting failure repeats it word for word, so the
+        // log says it once a minute.
         written.map_err(|e| {
             anyhow::anyhow!(
-                "cannot spool {} points in {}: {e}; they are kept in memory and sent from there",
-                lines.len(),
+                "cannot spool in {}: {e}; the points are kept in memory and sent from there",
                 self.directory.display()
             )
         })
