@@ -641,6 +641,49 @@ fn retry_after_is_honoured_and_order_kept() {
     );
 }
 
+/// A Retry-After of a day is waited no longer than max_retry_delay (1 s here), or one
+/// answer would stop delivery until a restart.
+#[test]
+fn a_huge_retry_after_is_capped_by_max_retry_delay() {
+    if !require_root("a_huge_retry_after_is_capped_by_max_retry_delay") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (port, server) = scripted_server(vec![
+        "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 86400",
+        "HTTP/1.1 204 No Content",
+    ]);
+    let config = write_config(
+        &lab,
+        "capped.toml",
+        &format!(
+            "json_lines = false\n[[influxdb]]\nurl = \"http://127.0.0.1:{port}\"\napi = \"v2\"\n\
+             org = \"o\"\nbucket = \"b\"\nflush_interval = \"200ms\"\njitter = 0.0\n\
+             max_retry_delay = \"1s\"\n"
+        ),
+    );
+    let netgraph = ebpf_with(&lab, &config);
+    let b = lab.b.clone();
+    lab.serve(&b, "ng-sink", &["udp-sink", &format!("{B4}:7821"), "recv"]);
+    lab.exec(
+        &lab.a,
+        "ng-capped",
+        &["udp-trickle", &format!("{B4}:7821"), "2", "100"],
+    );
+    let requests = server.join().unwrap();
+    drop(netgraph);
+    let waited = requests[1].at - requests[0].at;
+    report(&format!(
+        "429 with Retry-After: 86400 and max_retry_delay 1s -> next attempt after {:.2} s",
+        waited.as_secs_f64()
+    ));
+    assert!(
+        (Duration::from_millis(900)..Duration::from_secs(3)).contains(&waited),
+        "retried after {waited:?}"
+    );
+    assert!(requests[1].body.starts_with(&requests[0].body));
+}
+
 /// GeoIP's per-process breakdown by country reaches InfluxDB (`network_country`) and
 /// the Prometheus endpoint with the same sums as netgraph's own lines.
 #[test]
