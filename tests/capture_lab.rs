@@ -28,10 +28,9 @@ fn settle() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn bulk_tcp_upload_goes_to_the_sender() {
-    if !require_root("bulk_tcp_upload_goes_to_the_sender") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     lab.truth(&[
         ("out", "output", "tcp dport 5001"),
@@ -57,10 +56,9 @@ fn bulk_tcp_upload_goes_to_the_sender() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn bulk_tcp_download_goes_to_the_receiver() {
-    if !require_root("bulk_tcp_download_goes_to_the_receiver") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     lab.truth(&[
         ("out", "output", "tcp dport 5002"),
@@ -86,10 +84,9 @@ fn bulk_tcp_download_goes_to_the_receiver() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn udp_on_an_unconnected_socket_both_ways() {
-    if !require_root("udp_on_an_unconnected_socket_both_ways") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     lab.truth(&[
         ("out", "output", "udp dport 5003"),
@@ -119,10 +116,9 @@ fn udp_on_an_unconnected_socket_both_ways() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn ipv6_tcp_transfer() {
-    if !require_root("ipv6_tcp_transfer") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     lab.truth(&[("out", "output", "meta nfproto ipv6 tcp dport 5004")]);
     let b = lab.b.clone();
@@ -144,10 +140,9 @@ fn ipv6_tcp_transfer() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn loopback_names_both_ends() {
-    if !require_root("loopback_names_both_ends") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     // On lo the output hook sees TCP super-packets that the device then splits, each
     // part with its own headers; the input hook sees the packets that crossed lo.
@@ -173,10 +168,9 @@ fn loopback_names_both_ends() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn icmp_echo_with_payload() {
-    if !require_root("icmp_echo_with_payload") {
-        return;
-    }
+    require_root();
     let lab = Lab::new();
     lab.truth(&[
         ("requests", "output", "icmp type echo-request"),
@@ -216,10 +210,9 @@ fn icmp_echo_with_payload() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn short_lived_processes_are_conserved() {
-    if !require_root("short_lived_processes_are_conserved") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     lab.truth(&[("out", "output", "tcp dport 5006")]);
     let b = lab.b.clone();
@@ -249,10 +242,9 @@ fn short_lived_processes_are_conserved() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn malformed_packets_are_counted_and_harmless() {
-    if !require_root("malformed_packets_are_counted_and_harmless") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     lab.truth(&[("out", "output", "tcp dport 5008")]);
     let b = lab.b.clone();
@@ -278,10 +270,9 @@ fn malformed_packets_are_counted_and_harmless() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn interface_added_while_running_is_captured() {
-    if !require_root("interface_added_while_running_is_captured") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     let netgraph = lab.netgraph(&["--engine", "capture"]);
     let (late_a, late_b) = (format!("{}x", lab.veth_a), format!("{}x", lab.veth_b));
@@ -311,10 +302,9 @@ fn interface_added_while_running_is_captured() {
 /// GeoIP with a test database: pings answered by the kernel (no process) are named by
 /// the countries of their ends, and a process's traffic is broken down by country.
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn geoip_names_countries_of_unattributed_and_process_traffic() {
-    if !require_root("geoip_names_countries_of_unattributed_and_process_traffic") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     lab.truth(&[
         ("requests_in", "input", "icmp type echo-request"),

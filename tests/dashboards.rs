@@ -200,10 +200,9 @@ fn number(value: &Value) -> f64 {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn every_panel_query_runs_against_real_servers() {
-    if !require_root("every_panel_query_runs_against_real_servers") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     let (_, _, host_address, _) = lab.host_link();
     let influx = Influx::start(&lab.path(""), InfluxOptions::default());

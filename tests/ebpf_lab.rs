@@ -71,10 +71,9 @@ fn tcp_client_case(
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn tcp_upload() {
-    if !require_root("tcp_upload") {
-        return;
-    }
+    require_root();
     let target = format!("{B4}:6001");
     tcp_client_case(
         "TCP upload",
@@ -87,10 +86,9 @@ fn tcp_upload() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn tcp_download() {
-    if !require_root("tcp_download") {
-        return;
-    }
+    require_root();
     let target = format!("{B4}:6002");
     tcp_client_case(
         "TCP download",
@@ -103,10 +101,9 @@ fn tcp_download() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn tcp_full_duplex() {
-    if !require_root("tcp_full_duplex") {
-        return;
-    }
+    require_root();
     let target = format!("{B4}:6003");
     tcp_client_case(
         "TCP full duplex",
@@ -119,10 +116,9 @@ fn tcp_full_duplex() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn sendfile_splice_and_io_uring() {
-    if !require_root("sendfile_splice_and_io_uring") {
-        return;
-    }
+    require_root();
     for (port, mode) in [(6004, "sendfile"), (6005, "splice"), (6006, "uring")] {
         let target = format!("{B4}:{port}");
         let client = format!("ng-{mode}");
@@ -147,10 +143,9 @@ fn sendfile_splice_and_io_uring() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn ipv6_tcp_and_udp() {
-    if !require_root("ipv6_tcp_and_udp") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     lab.truth(&[
         ("tcp_out", "output", "meta nfproto ipv6 tcp dport 6010"),
@@ -192,10 +187,9 @@ fn ipv6_tcp_and_udp() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn udp_connected_unconnected_and_small_packet_flood() {
-    if !require_root("udp_connected_unconnected_and_small_packet_flood") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     lab.truth(&[
         ("con_out", "output", "udp dport 6012"),
@@ -262,10 +256,9 @@ fn udp_connected_unconnected_and_small_packet_flood() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn sendmmsg_and_recvmmsg() {
-    if !require_root("sendmmsg_and_recvmmsg") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     lab.truth(&[
         ("out", "output", "udp dport 6015"),
@@ -301,10 +294,9 @@ fn sendmmsg_and_recvmmsg() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn icmp_echo_and_raw_ip_socket() {
-    if !require_root("icmp_echo_and_raw_ip_socket") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     lab.truth(&[
         ("requests", "output", "icmp type echo-request"),
@@ -348,10 +340,9 @@ fn icmp_echo_and_raw_ip_socket() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn loopback_names_both_ends() {
-    if !require_root("loopback_names_both_ends") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     lab.truth(&[
         ("out", "output", "oif lo tcp dport 6020"),
@@ -377,10 +368,9 @@ fn loopback_names_both_ends() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn accepted_sockets_belong_to_the_server() {
-    if !require_root("accepted_sockets_belong_to_the_server") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     lab.truth(&[
         ("in", "input", "tcp dport 6040"),
@@ -410,10 +400,9 @@ fn accepted_sockets_belong_to_the_server() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn socket_used_by_a_forked_child() {
-    if !require_root("socket_used_by_a_forked_child") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     lab.truth(&[("out", "output", "tcp dport 6050")]);
     let b = lab.b.clone();
@@ -443,10 +432,9 @@ fn socket_used_by_a_forked_child() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn short_lived_processes_are_all_named() {
-    if !require_root("short_lived_processes_are_all_named") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     lab.truth(&[("out", "output", "tcp dport 6060")]);
     let b = lab.b.clone();
@@ -474,10 +462,9 @@ fn short_lived_processes_are_all_named() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn container_like_process_is_tagged() {
-    if !require_root("container_like_process_is_tagged") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     lab.truth(&[("in", "input", "tcp dport 6070")]);
     let a = lab.a.clone();
@@ -518,10 +505,9 @@ fn container_like_process_is_tagged() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn no_loss_under_a_ten_second_flood() {
-    if !require_root("no_loss_under_a_ten_second_flood") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     lab.truth(&[("out", "output", "udp dport 6080")]);
     let b = lab.b.clone();
@@ -547,10 +533,9 @@ fn no_loss_under_a_ten_second_flood() {
 /// Without CAP_BPF/CAP_PERFMON the eBPF engine is refused: `auto` says so and captures,
 /// an explicit `ebpf` stops with the reason.
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn falls_back_to_capture_when_ebpf_is_refused() {
-    if !require_root("falls_back_to_capture_when_ebpf_is_refused") {
-        return;
-    }
+    require_root();
     let lab = Lab::new();
     let capture_only = [
         "setpriv",
@@ -596,10 +581,9 @@ fn falls_back_to_capture_when_ebpf_is_refused() {
 
 /// The documented minimal capabilities are enough for the eBPF engine.
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn runs_unprivileged_with_the_documented_capabilities() {
-    if !require_root("runs_unprivileged_with_the_documented_capabilities") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     lab.truth(&[("out", "output", "tcp dport 6090")]);
     let b = lab.b.clone();
@@ -659,10 +643,9 @@ fn runs_unprivileged_with_the_documented_capabilities() {
 /// Traffic no local socket moved (the kernel answering pings, ARP) is counted on its
 /// interface, in the unknown buckets and as non-IP frames.
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn traffic_without_a_socket_is_counted_per_interface() {
-    if !require_root("traffic_without_a_socket_is_counted_per_interface") {
-        return;
-    }
+    require_root();
     let lab = Lab::new();
     let (host_end, _, host_address, _) = lab.host_link();
     let netgraph = ebpf(&lab);
@@ -686,10 +669,9 @@ fn traffic_without_a_socket_is_counted_per_interface() {
 /// GeoIP with a test database: the kernel's own ICMP replies (no socket) are named by
 /// the countries of their ends, and a process's traffic is broken down by country.
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn geoip_names_countries_of_unattributed_and_process_traffic() {
-    if !require_root("geoip_names_countries_of_unattributed_and_process_traffic") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     lab.truth(&[
         ("tcp_out", "output", "tcp dport 6020"),
@@ -738,10 +720,9 @@ fn geoip_names_countries_of_unattributed_and_process_traffic() {
 
 /// A GeoIP database replaced on disk (as geoipupdate does) is taken up on SIGHUP.
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn sighup_takes_up_a_new_geoip_database() {
-    if !require_root("sighup_takes_up_a_new_geoip_database") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     lab.truth(&[("tcp_out", "output", "tcp dport 6040")]);
     let config = lab.geoip_config(&[&format!("{B4}/32=DE:Germany")]);

@@ -56,10 +56,9 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn influxdb_v1_over_https_with_auth_holds_the_truth() {
-    if !require_root("influxdb_v1_over_https_with_auth_holds_the_truth") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     lab.truth(&[("out", "output", "tcp dport 7101")]);
     let certificates = make_certificates(&lab.path(""));
@@ -120,10 +119,9 @@ fn influxdb_v1_over_https_with_auth_holds_the_truth() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn refused_credentials_keep_the_points_until_fixed() {
-    if !require_root("refused_credentials_keep_the_points_until_fixed") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     let influx = Influx::start(
         &lab.path(""),
@@ -170,10 +168,9 @@ fn refused_credentials_keep_the_points_until_fixed() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn not_found_too_large_and_partial_writes_are_handled() {
-    if !require_root("not_found_too_large_and_partial_writes_are_handled") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     let influx = Influx::start(
         &lab.path(""),
@@ -252,10 +249,9 @@ fn not_found_too_large_and_partial_writes_are_handled() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn an_outage_with_a_restart_loses_no_interval() {
-    if !require_root("an_outage_with_a_restart_loses_no_interval") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     let mut influx = Influx::start(&lab.path(""), InfluxOptions::default());
     influx.query("CREATE DATABASE lab");
@@ -324,10 +320,9 @@ fn an_outage_with_a_restart_loses_no_interval() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn sigkill_loses_at_most_the_last_interval() {
-    if !require_root("sigkill_loses_at_most_the_last_interval") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     let mut influx = Influx::start(&lab.path(""), InfluxOptions::default());
     influx.query("CREATE DATABASE lab");
@@ -380,10 +375,9 @@ fn sigkill_loses_at_most_the_last_interval() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn a_fleet_of_two_hosts_shares_one_database() {
-    if !require_root("a_fleet_of_two_hosts_shares_one_database") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     let influx = Influx::start(
         &lab.path(""),
@@ -449,10 +443,9 @@ fn a_fleet_of_two_hosts_shares_one_database() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn victoria_metrics_takes_the_v2_write_api() {
-    if !require_root("victoria_metrics_takes_the_v2_write_api") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     let vm = VictoriaMetrics::start(&lab.path(""));
     let config = write_config(
@@ -490,10 +483,9 @@ fn victoria_metrics_takes_the_v2_write_api() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn prometheus_scrapes_the_process_counters() {
-    if !require_root("prometheus_scrapes_the_process_counters") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     let port = free_port();
     let prometheus = Prometheus::start(&lab.path(""), &format!("127.0.0.1:{port}"));
@@ -537,10 +529,9 @@ fn prometheus_scrapes_the_process_counters() {
 /// No InfluxDB 3 server can be installed here: this checks the request itself
 /// (path, parameters, token, gzip body) on a listener that answers like one.
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn the_v3_write_request_has_the_documented_shape() {
-    if !require_root("the_v3_write_request_has_the_documented_shape") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     let (port, server) = scripted_server(vec!["HTTP/1.1 204 No Content"]);
     let config = write_config(
@@ -589,10 +580,9 @@ fn the_v3_write_request_has_the_documented_shape() {
 /// Throttling: a 503 with `Retry-After: 3` delays the next attempt by 3 s, and the
 /// same points, in the same order, go out again.
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn retry_after_is_honoured_and_order_kept() {
-    if !require_root("retry_after_is_honoured_and_order_kept") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     let (port, server) = scripted_server(vec![
         "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 3",
@@ -644,10 +634,9 @@ fn retry_after_is_honoured_and_order_kept() {
 /// A Retry-After of a day is waited no longer than max_retry_delay (1 s here), or one
 /// answer would stop delivery until a restart.
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn a_huge_retry_after_is_capped_by_max_retry_delay() {
-    if !require_root("a_huge_retry_after_is_capped_by_max_retry_delay") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     let (port, server) = scripted_server(vec![
         "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 86400",
@@ -687,10 +676,9 @@ fn a_huge_retry_after_is_capped_by_max_retry_delay() {
 /// GeoIP's per-process breakdown by country reaches InfluxDB (`network_country`) and
 /// the Prometheus endpoint with the same sums as netgraph's own lines.
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn geoip_breakdown_reaches_influxdb_and_prometheus() {
-    if !require_root("geoip_breakdown_reaches_influxdb_and_prometheus") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     let influx = Influx::start(&lab.path(""), InfluxOptions::default());
     influx.query("CREATE DATABASE geo");

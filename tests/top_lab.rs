@@ -108,10 +108,9 @@ fn exercise(tmux: &Tmux, process: &str, source: &str) {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn top_reads_the_running_daemon() {
-    if !require_root("top_reads_the_running_daemon") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     let port = free_port();
     let config = lab.path("top.toml");
@@ -139,10 +138,9 @@ fn top_reads_the_running_daemon() {
 }
 
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn top_counts_by_itself_without_a_daemon() {
-    if !require_root("top_counts_by_itself_without_a_daemon") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     let b = lab.b.clone();
     lab.serve(&b, "ng-sink", &["udp-sink", &format!("{B4}:8302"), "recv"]);

@@ -175,10 +175,9 @@ fn web_config(lab: &Lab, port: u16) -> String {
 /// Real traffic, then the page in headless chromium: the process is listed with the
 /// totals netgraph counted, the chart draws, a click shows the process's history.
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn the_page_shows_real_traffic_in_chromium() {
-    if !require_root("the_page_shows_real_traffic_in_chromium") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     let port = free_port();
     let config = web_config(&lab, port);
@@ -235,10 +234,9 @@ fn the_page_shows_real_traffic_in_chromium() {
 /// kill -9 while writing, three times, then a clean restart: the store is sound and
 /// keeps what was written before.
 #[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
 fn kill_nine_and_restarts_keep_a_sound_store() {
-    if !require_root("kill_nine_and_restarts_keep_a_sound_store") {
-        return;
-    }
+    require_root();
     let mut lab = Lab::new();
     let state = lab.path("store-state");
     let config = lab.path("store.toml");

@@ -15,17 +15,16 @@ pub const B4: &str = "10.201.0.2";
 pub const A6: &str = "fd00:201::1";
 pub const B6: &str = "fd00:201::2";
 
-/// Lab tests need root (namespaces, capture). Elsewhere they skip, loudly; under CI they fail.
-pub fn require_root(test: &str) -> bool {
+/// Lab tests need root (namespaces, capture, eBPF). They are `#[ignore]`d, so a plain
+/// `cargo test` reports them as ignored, never as passed; `scripts/test.sh` runs them as
+/// root with `--include-ignored`. Run without root, they fail and say why.
+pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: lab tests need root, and CI runs as root");
-    }
-    eprintln!("\n*** SKIPPED {test}: needs root (network namespaces, packet capture) ***\n");
-    false
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(
+        root,
+        "lab tests need root (network namespaces, packet capture, eBPF): run scripts/test.sh as root"
+    );
 }
 
 /// Appends a measured figure to target/lab-report.txt, which CI prints at the end.

@@ -4,6 +4,7 @@
 //! closed and quiet.
 
 use super::map_ops;
+use super::plain_data;
 use super::skeleton::types;
 use crate::engine::KernelOwner;
 use crate::traffic::{Counter, Protocol};
@@ -58,13 +59,6 @@ pub struct Counters {
     seen: HashMap<CounterKey, Seen>,
 }
 
-pub fn pod<T: Copy + Default>(bytes: &[u8]) -> Option<T> {
-    (bytes.len() == std::mem::size_of::<T>())
-        // SAFETY: T is a plain C struct generated from the BPF object's BTF, valid for
-        // any bit pattern, and the length matches.
-        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
-}
-
 /// An address as the kernel side stores it: IPv6, with IPv4 mapped.
 pub fn address(bytes: [u8; 16]) -> IpAddr {
     crate::traffic::canonical_ip(IpAddr::V6(Ipv6Addr::from(bytes)))
@@ -72,12 +66,12 @@ pub fn address(bytes: [u8; 16]) -> IpAddr {
 
 /// Parses a key of either counter map (by socket, or by socket and both ends).
 fn parse_key(bytes: &[u8]) -> Option<CounterKey> {
-    let (key, ends) = match pod::<types::peer_traffic_key>(bytes) {
+    let (key, ends) = match plain_data::read::<types::peer_traffic_key>(bytes) {
         Some(peer) => (
             peer.socket,
             Some((address(peer.ends.near), address(peer.ends.far))),
         ),
-        None => (pod::<types::traffic_key>(bytes)?, None),
+        None => (plain_data::read::<types::traffic_key>(bytes)?, None),
     };
     Some(CounterKey {
         ends,
@@ -97,7 +91,7 @@ fn parse_key(bytes: &[u8]) -> Option<CounterKey> {
 
 /// An owner record and whether its socket was released.
 pub fn parse_owner(bytes: &[u8]) -> Option<(KernelOwner, bool)> {
-    let owner: types::owner = pod(bytes)?;
+    let owner: types::owner = plain_data::read(bytes)?;
     let comm: Vec<u8> = owner
         .comm
         .iter()
@@ -140,9 +134,10 @@ impl Counters {
         let mut busy = HashSet::new();
         let mut cookies = HashSet::new();
         for (raw_key, raw_value) in map.entries() {
-            let (Some(key), Some(value)) =
-                (parse_key(&raw_key), pod::<types::traffic_value>(&raw_value))
-            else {
+            let (Some(key), Some(value)) = (
+                parse_key(&raw_key),
+                plain_data::read::<types::traffic_value>(&raw_value),
+            ) else {
                 continue;
             };
             let value = Counter {

@@ -2,7 +2,8 @@
 //! crosses it (tcx links, Linux 6.6+, which the kernel detaches when netgraph exits),
 //! and the traffic among it that no local socket moved.
 
-use super::counters::{address, pod};
+use super::counters::address;
+use super::plain_data;
 use super::skeleton::{types, NetgraphSkel};
 use crate::traffic::{Counter, Protocol, Traffic};
 use libbpf_rs::{AsRawLibbpf, Link, MapCore, MapFlags, MapMut};
@@ -260,12 +261,12 @@ impl InterfaceHooks {
 
 /// A key of either interface map (by protocol, or by protocol and both ends).
 fn parse_interface_key(bytes: &[u8]) -> Option<(types::interface_key, Option<Pair>)> {
-    match pod::<types::interface_peer_key>(bytes) {
+    match plain_data::read::<types::interface_peer_key>(bytes) {
         Some(peer) => Some((
             peer.interface,
             Some((address(peer.ends.near), address(peer.ends.far))),
         )),
-        None => Some((pod::<types::interface_key>(bytes)?, None)),
+        None => Some((plain_data::read::<types::interface_key>(bytes)?, None)),
     }
 }
 
@@ -276,7 +277,7 @@ fn totals(map: &MapMut<'_>) -> Vec<(Vec<u8>, Counter)> {
             let per_cpu = map.lookup_percpu(&key, MapFlags::ANY).ok()??;
             let mut total = Counter::default();
             for value in per_cpu {
-                if let Some(v) = pod::<types::traffic_value>(&value) {
+                if let Some(v) = plain_data::read::<types::traffic_value>(&value) {
                     total.bytes += v.bytes;
                     total.packets += v.packets;
                 }

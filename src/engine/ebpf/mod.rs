@@ -7,6 +7,7 @@ mod counters;
 mod interface_hooks;
 mod interface_names;
 mod map_ops;
+mod plain_data;
 mod skeleton;
 mod support;
 

@@ -1,0 +1,30 @@
+//! Reading the kernel side's structs out of map bytes. Only types marked `PlainData`
+//! can be read: repr(C) structs of integers and arrays of integers, generated from the
+//! BPF object's BTF, for which every bit pattern is a valid value. (`bool` or an enum is
+//! not, which an unbounded `read_unaligned` would allow.)
+
+use super::skeleton::types;
+
+/// # Safety
+/// Implement only for `Copy` types valid for any bit pattern of their size.
+pub unsafe trait PlainData: Copy {}
+
+// SAFETY: each is a repr(C) struct of unsigned integers, byte arrays and such structs.
+unsafe impl PlainData for types::traffic_key {}
+// SAFETY: as above.
+unsafe impl PlainData for types::peer_traffic_key {}
+// SAFETY: as above.
+unsafe impl PlainData for types::traffic_value {}
+// SAFETY: as above (`comm` is an array of C chars, which is i8).
+unsafe impl PlainData for types::owner {}
+// SAFETY: as above.
+unsafe impl PlainData for types::interface_key {}
+// SAFETY: as above.
+unsafe impl PlainData for types::interface_peer_key {}
+
+/// The value in `bytes`, if they are exactly its size.
+pub fn read<T: PlainData>(bytes: &[u8]) -> Option<T> {
+    (bytes.len() == std::mem::size_of::<T>())
+        // SAFETY: T is plain data (any bit pattern is valid) and the length matches.
+        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
