@@ -34,6 +34,9 @@ pub struct Config {
     #[serde(default)]
     pub web: WebConfig,
     pub geoip: Option<GeoipConfig>,
+    /// The GeoIP database of `geoip`, opened once when the file is loaded.
+    #[serde(skip)]
+    pub geo: Option<crate::geo::Geo>,
 }
 
 /// GeoIP enrichment (off unless a database is given).
@@ -138,6 +141,9 @@ fn default_keep_hours() -> Duration {
 fn default_store_max_mib() -> u64 {
     512
 }
+/// The accounting interval unless configured.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The address the README tells users to open.
 pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:9800";
 fn default_web_listen() -> std::net::SocketAddr {
@@ -370,6 +376,12 @@ impl Config {
         config
             .check()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if let Some(geoip) = &config.geoip {
+            config.geo = Some(
+                crate::geo::Geo::open(&geoip.database, geoip.countries_per_process)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            );
+        }
         Ok(config)
     }
 
@@ -390,9 +402,6 @@ impl Config {
                     self.web.listen
                 );
             }
-        }
-        if let Some(geoip) = &self.geoip {
-            crate::geo::Geo::open(&geoip.database, geoip.countries_per_process)?;
         }
         for (index, sink) in self.influxdb.iter().enumerate() {
             let what = format!("[[influxdb]] number {}", index + 1);

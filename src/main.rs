@@ -2,11 +2,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use netgraph::accounting::Accountant;
 use netgraph::attribution::Attributor;
-use netgraph::config::Config;
+use netgraph::config::{Config, DEFAULT_INTERVAL};
 use netgraph::engine::capture::{CaptureEngine, CaptureSettings, InterfaceSelection};
 use netgraph::engine::ebpf::EbpfEngine;
 use netgraph::engine::{Engine, FlowHints};
-use netgraph::geo::Geo;
 use netgraph::pipeline::Pipeline;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -95,33 +94,54 @@ struct RunArgs {
     buffer_mib: u16,
 }
 
-impl RunArgs {
+/// What `run` does: the command line over the configuration file, resolved once
+/// (and again, the same way, at each reload).
+#[derive(Clone)]
+struct Settings {
+    engine: EngineChoice,
+    interval: Duration,
+    interfaces: Vec<String>,
+    loopback: bool,
+    json: bool,
+    buffer_mib: u16,
+}
+
+impl Settings {
     /// The command line wins; the configuration fills in what it leaves out.
-    fn with_config(mut self, config: &Config) -> RunArgs {
+    fn resolve(args: &RunArgs, config: &Config) -> Settings {
         use netgraph::config::EngineSetting;
         let configured = config.engine.map(|engine| match engine {
             EngineSetting::Auto => EngineChoice::Auto,
             EngineSetting::Ebpf => EngineChoice::Ebpf,
             EngineSetting::Capture => EngineChoice::Capture,
         });
-        self.engine = self.engine.or(configured).or(Some(EngineChoice::Auto));
-        self.interval = self
-            .interval
-            .or(config.interval)
-            .or(Some(Duration::from_secs(1)));
-        if self.interfaces.is_empty() {
-            self.interfaces = config.interfaces.clone().unwrap_or_default();
+        Settings {
+            engine: args.engine.or(configured).unwrap_or(EngineChoice::Auto),
+            interval: args
+                .interval
+                .or(config.interval)
+                .unwrap_or(DEFAULT_INTERVAL),
+            interfaces: if args.interfaces.is_empty() {
+                config.interfaces.clone().unwrap_or_default()
+            } else {
+                args.interfaces.clone()
+            },
+            loopback: !args.no_loopback && config.loopback != Some(false),
+            json: args.json,
+            buffer_mib: args.buffer_mib,
         }
-        self.no_loopback |= config.loopback == Some(false);
-        self
     }
 
-    fn engine(&self) -> EngineChoice {
-        self.engine.unwrap_or(EngineChoice::Auto)
-    }
-
-    fn interval(&self) -> Duration {
-        self.interval.unwrap_or(Duration::from_secs(1))
+    /// `top` counting by itself: every default.
+    fn defaults() -> Settings {
+        Settings {
+            engine: EngineChoice::Auto,
+            interval: DEFAULT_INTERVAL,
+            interfaces: Vec::new(),
+            loopback: true,
+            json: false,
+            buffer_mib: 8,
+        }
     }
 }
 
@@ -195,14 +215,14 @@ fn init_logging(quiet: bool) -> impl Fn(&str) {
 
 /// `record_addresses`: the engine keeps each packet's two ends (GeoIP needs them).
 fn start_engine(
-    args: &RunArgs,
+    settings: &Settings,
     hints: FlowHints,
     record_addresses: bool,
 ) -> anyhow::Result<Box<dyn Engine>> {
-    if args.engine() != EngineChoice::Capture {
+    if settings.engine != EngineChoice::Capture {
         match EbpfEngine::start(record_addresses) {
             Ok(engine) => return Ok(Box::new(engine)),
-            Err(reason) if args.engine() == EngineChoice::Ebpf => {
+            Err(reason) if settings.engine == EngineChoice::Ebpf => {
                 anyhow::bail!("the eBPF engine cannot run: {reason}")
             }
             Err(reason) => {
@@ -211,14 +231,14 @@ fn start_engine(
         }
     }
     let selection = InterfaceSelection {
-        only: (!args.interfaces.is_empty()).then(|| args.interfaces.clone()),
-        loopback: !args.no_loopback,
+        only: (!settings.interfaces.is_empty()).then(|| settings.interfaces.clone()),
+        loopback: settings.loopback,
     };
-    let settings = CaptureSettings {
-        buffer_bytes: i32::from(args.buffer_mib) << 20,
+    let capture = CaptureSettings {
+        buffer_bytes: i32::from(settings.buffer_mib) << 20,
         ..CaptureSettings::default()
     };
-    let engine = CaptureEngine::start(selection, settings, hints)?;
+    let engine = CaptureEngine::start(selection, capture, hints)?;
     tracing::info!(interfaces = ?engine.interfaces(), "capturing");
     Ok(Box::new(engine))
 }
@@ -284,26 +304,18 @@ fn top(args: TopArgs) -> anyhow::Result<()> {
     let live = netgraph::sinks::live::SharedLive::default();
     let sinks: Vec<Box<dyn netgraph::sinks::Sink>> =
         vec![Box::new(netgraph::sinks::live::LiveSink::new(live.clone()))];
-    let run_args = RunArgs {
-        config: None,
-        engine: Some(args.engine),
-        interval: Some(Duration::from_secs(1)),
-        interfaces: Vec::new(),
-        no_loopback: false,
-        buffer_mib: 8,
-        json: false,
+    let settings = Settings {
+        engine: args.engine,
+        ..Settings::defaults()
     };
-    let (hints, hint_receiver) = crossbeam_channel::bounded(16_384);
-    let pipeline = Pipeline {
-        engine: start_engine(&run_args, hints, false)?,
-        attributor: Attributor::start(hint_receiver).context("cannot start attribution")?,
-        accountant: Accountant::new(SystemTime::now()),
+    let pipeline = pipeline(
+        &settings,
+        false,
+        Accountant::new(SystemTime::now()),
         sinks,
-        reloadable: Vec::new(),
-        interval: run_args.interval(),
-        reload: None,
-        write_failures: Default::default(),
-    };
+        Vec::new(),
+        None,
+    )?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let stop = shutdown.clone();
     let counting = std::thread::spawn(move || pipeline.run(&stop));
@@ -313,11 +325,35 @@ fn top(args: TopArgs) -> anyhow::Result<()> {
     shown
 }
 
-fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {
+/// The interval loop, from an engine started as `settings` say, recording addresses
+/// when asked (GeoIP needs them).
+fn pipeline(
+    settings: &Settings,
+    record_addresses: bool,
+    accountant: Accountant,
+    sinks: Vec<Box<dyn netgraph::sinks::Sink>>,
+    reloadable: Vec<Box<dyn netgraph::sinks::Sink>>,
+    reload: Option<netgraph::pipeline::Reload>,
+) -> anyhow::Result<Pipeline> {
+    let (hints, hint_receiver) = crossbeam_channel::bounded(16_384);
+    let engine = start_engine(settings, hints, record_addresses)?;
+    tracing::info!(engine = engine.name(), interval = ?settings.interval, "netgraph running");
+    Ok(Pipeline {
+        engine,
+        attributor: Attributor::start(hint_receiver).context("cannot start attribution")?,
+        accountant,
+        sinks,
+        reloadable,
+        interval: settings.interval,
+        reload,
+        write_failures: Default::default(),
+    })
+}
+
+fn run(args: RunArgs, mut config: Config) -> anyhow::Result<()> {
     raise_file_limit();
-    let cli_interval = args.interval;
-    let args = args.with_config(&config);
-    let outputs = netgraph::outputs::start(&config, args.json)?;
+    let settings = Settings::resolve(&args, &config);
+    let outputs = netgraph::outputs::start(&config, settings.json)?;
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, shutdown.clone())
@@ -326,58 +362,44 @@ fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {
     let requested = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, requested.clone())
         .context("cannot install signal handlers")?;
-    let (config_path, json, metrics) =
-        (args.config.clone(), args.json, outputs.self_metrics.clone());
-    let geo = match &config.geoip {
-        Some(geoip) => Some(Geo::open(&geoip.database, geoip.countries_per_process)?),
-        None => None,
-    };
-    let (hints, hint_receiver) = crossbeam_channel::bounded(16_384);
-    let engine = start_engine(&args, hints, geo.is_some())?;
-    tracing::info!(engine = engine.name(), interval = ?args.interval(), "netgraph running");
-    // The capture engine's flows always carry addresses; the eBPF engine's only if asked.
-    let addresses_recorded = geo.is_some() || engine.name() != "ebpf";
-    let reload = netgraph::pipeline::Reload {
+    let mut accountant = Accountant::new(SystemTime::now());
+    let record_addresses = config.geo.is_some();
+    if let Some(geo) = config.geo.take() {
+        tracing::info!(database = %geo.describe(), per_process = geo.per_process, "GeoIP on");
+        accountant = accountant.with_geo(geo);
+    }
+    let mut pipeline = pipeline(
+        &settings,
+        record_addresses,
+        accountant,
+        outputs.lasting,
+        outputs.reloadable,
+        None,
+    )?;
+    let addresses_recorded = pipeline.engine.records_addresses();
+    let metrics = outputs.self_metrics.clone();
+    pipeline.reload = Some(netgraph::pipeline::Reload {
         requested,
         load: Box::new(move || {
-            let config = match &config_path {
+            let mut config = match &args.config {
                 Some(path) => Config::load(path)?,
                 None => Config::default(),
             };
-            // The command line still wins over the file.
-            let interval = cli_interval
-                .or(config.interval)
-                .unwrap_or(Duration::from_secs(1));
-            let geo = match &config.geoip {
-                Some(geoip) => Some(Geo::open(&geoip.database, geoip.countries_per_process)?),
-                None => None,
-            };
+            let settings = Settings::resolve(&args, &config);
+            let geo = config.geo.take();
             if geo.is_some() && !addresses_recorded {
                 tracing::warn!("[geoip] added: the eBPF engine records the addresses it needs only when started with it; restart netgraph to name countries");
             }
             let metrics = metrics.clone();
             Ok(netgraph::pipeline::Reloaded {
-                interval,
+                interval: settings.interval,
                 geo,
-                build: Box::new(move || netgraph::outputs::reloadable(&config, json, &metrics)),
+                build: Box::new(move || {
+                    netgraph::outputs::reloadable(&config, settings.json, &metrics)
+                }),
             })
         }),
-    };
-    let mut accountant = Accountant::new(SystemTime::now());
-    if let Some(geo) = geo {
-        tracing::info!(database = %geo.describe(), per_process = geo.per_process, "GeoIP on");
-        accountant = accountant.with_geo(geo);
-    }
-    let pipeline = Pipeline {
-        engine,
-        attributor: Attributor::start(hint_receiver).context("cannot start attribution")?,
-        accountant,
-        sinks: outputs.lasting,
-        reloadable: outputs.reloadable,
-        interval: args.interval(),
-        reload: Some(reload),
-        write_failures: Default::default(),
-    };
+    });
     pipeline.run(&shutdown);
     Ok(())
 }

@@ -27,14 +27,16 @@ fn churn_lab() -> Lab {
     lab
 }
 
-fn ebpf(lab: &Lab) -> Netgraph {
-    let netgraph = lab.netgraph_on_host(&["--engine", "ebpf"]);
-    assert!(
-        netgraph.log().contains("engine=\"ebpf\""),
-        "{}",
-        netgraph.log()
+/// 2,000 connections held open from `a` (4,000 sockets on this host) until the lab ends.
+fn hold_sockets(lab: &mut Lab) {
+    let a = lab.a.clone();
+    let hold = format!("{B4}:{HOLD_PORT}");
+    lab.start_until(
+        &a,
+        "ng-hold",
+        &["tcp-hold", &hold, "2000", "600"],
+        "holding",
     );
-    netgraph
 }
 
 /// The sizes the last sweep left: (owner records, process records, counters).
@@ -65,17 +67,11 @@ fn peak_rss_kib(pid: u32) -> u64 {
 fn churn_never_stalls_the_interval_loop() {
     require_root();
     let mut lab = churn_lab();
-    let netgraph = ebpf(&lab);
+    let netgraph = lab.netgraph_ebpf(&[]);
     std::thread::sleep(Duration::from_secs(12));
     let idle = last_sweep(&netgraph.log()).expect("a sweep before the churn");
+    hold_sockets(&mut lab);
     let a = lab.a.clone();
-    let hold = format!("{B4}:{HOLD_PORT}");
-    lab.start_until(
-        &a,
-        "ng-hold",
-        &["tcp-hold", &hold, "2000", "600"],
-        "holding",
-    );
     let started = Instant::now();
     let target = format!("{B4}:{CHURN_PORT}");
     let output = lab.exec(
@@ -143,15 +139,9 @@ fn churn_never_stalls_the_interval_loop() {
 fn sigterm_during_churn_exits_within_two_intervals() {
     require_root();
     let mut lab = churn_lab();
-    let netgraph = ebpf(&lab);
+    let netgraph = lab.netgraph_ebpf(&[]);
+    hold_sockets(&mut lab);
     let a = lab.a.clone();
-    let hold = format!("{B4}:{HOLD_PORT}");
-    lab.start_until(
-        &a,
-        "ng-hold",
-        &["tcp-hold", &hold, "2000", "600"],
-        "holding",
-    );
     let target = format!("{B4}:{CHURN_PORT}");
     let mut churn = lab.spawn(
         &a,

@@ -25,16 +25,6 @@ fn settle() {
     std::thread::sleep(Duration::from_millis(300));
 }
 
-fn ebpf(lab: &Lab) -> Netgraph {
-    let netgraph = lab.netgraph_on_host(&["--engine", "ebpf"]);
-    assert!(
-        netgraph.log().contains("engine=\"ebpf\""),
-        "not the eBPF engine:\n{}",
-        netgraph.log()
-    );
-    netgraph
-}
-
 /// Runs a one-way or two-way TCP workload from `a` to a server in `b` and checks both
 /// directions of the client's traffic.
 fn tcp_client_case(
@@ -50,7 +40,7 @@ fn tcp_client_case(
     lab.truth(&[("out", "output", &out), ("in", "input", &inbound)]);
     let b = lab.b.clone();
     lab.serve(&b, "ng-server", server);
-    let netgraph = ebpf(&lab);
+    let netgraph = lab.netgraph_ebpf(&[]);
     lab.exec(&lab.a, client, client_args);
     settle();
     let records = netgraph.stop();
@@ -155,7 +145,7 @@ fn ipv6_tcp_and_udp() {
     let b = lab.b.clone();
     lab.serve(&b, "ng-sink6", &["tcp-sink", &format!("[{B6}]:6010")]);
     lab.serve(&b, "ng-echo6", &["udp-echo", &format!("[{B6}]:6011")]);
-    let netgraph = ebpf(&lab);
+    let netgraph = lab.netgraph_ebpf(&[]);
     lab.exec(
         &lab.a,
         "ng-tcp6",
@@ -202,7 +192,7 @@ fn udp_connected_unconnected_and_small_packet_flood() {
     lab.serve(&b, "ng-echo", &["udp-echo", &format!("{B4}:6012")]);
     lab.serve(&b, "ng-echo2", &["udp-echo", &format!("{B4}:6013")]);
     lab.serve(&b, "ng-usink", &["udp-sink", &format!("{B4}:6014"), "recv"]);
-    let netgraph = ebpf(&lab);
+    let netgraph = lab.netgraph_ebpf(&[]);
     lab.exec(
         &lab.a,
         "ng-ucon",
@@ -267,7 +257,7 @@ fn sendmmsg_and_recvmmsg() {
     let (a, b) = (lab.a.clone(), lab.b.clone());
     lab.serve(&b, "ng-usink", &["udp-sink", &format!("{B4}:6015"), "recv"]);
     lab.serve(&a, "ng-rmmsg", &["udp-sink", &format!("{A4}:6016"), "mmsg"]);
-    let netgraph = ebpf(&lab);
+    let netgraph = lab.netgraph_ebpf(&[]);
     lab.exec(
         &lab.a,
         "ng-smmsg",
@@ -306,7 +296,7 @@ fn icmp_echo_and_raw_ip_socket() {
     ]);
     let b = lab.b.clone();
     lab.serve(&b, "ng-rawecho", &["raw-echo"]);
-    let netgraph = ebpf(&lab);
+    let netgraph = lab.netgraph_ebpf(&[]);
     run(
         "ip",
         &[
@@ -350,7 +340,7 @@ fn loopback_names_both_ends() {
     ]);
     let a = lab.a.clone();
     lab.serve(&a, "ng-lsrv", &["tcp-sink", "127.0.0.1:6020"]);
-    let netgraph = ebpf(&lab);
+    let netgraph = lab.netgraph_ebpf(&[]);
     lab.exec(&lab.a, "ng-lcli", &["tcp-send", "127.0.0.1:6020", "2s"]);
     settle();
     let records = netgraph.stop();
@@ -378,7 +368,7 @@ fn accepted_sockets_belong_to_the_server() {
     ]);
     let a = lab.a.clone();
     lab.serve(&a, "ng-acc", &["tcp-sink", &format!("{A4}:6040")]);
-    let netgraph = ebpf(&lab);
+    let netgraph = lab.netgraph_ebpf(&[]);
     lab.exec(
         &lab.b,
         "ng-client",
@@ -407,7 +397,7 @@ fn socket_used_by_a_forked_child() {
     lab.truth(&[("out", "output", "tcp dport 6050")]);
     let b = lab.b.clone();
     lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:6050")]);
-    let netgraph = ebpf(&lab);
+    let netgraph = lab.netgraph_ebpf(&[]);
     lab.exec(
         &lab.a,
         "ng-fork",
@@ -439,7 +429,7 @@ fn short_lived_processes_are_all_named() {
     lab.truth(&[("out", "output", "tcp dport 6060")]);
     let b = lab.b.clone();
     lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:6060")]);
-    let netgraph = ebpf(&lab);
+    let netgraph = lab.netgraph_ebpf(&[]);
     lab.exec(
         &lab.a,
         "ng-short",
@@ -470,7 +460,7 @@ fn container_like_process_is_tagged() {
     let a = lab.a.clone();
     lab.serve(&a, "ng-sink", &["tcp-sink", &format!("{A4}:6070")]);
     let cgroup = lab.cgroup(&format!("netgraph-test-{}", lab.b));
-    let netgraph = ebpf(&lab);
+    let netgraph = lab.netgraph_ebpf(&[]);
     // In its own network namespace (b) and its own cgroup, as in a container.
     let child = lab.spawn_in_cgroup(
         &lab.b,
@@ -512,7 +502,7 @@ fn no_loss_under_a_ten_second_flood() {
     lab.truth(&[("out", "output", "udp dport 6080")]);
     let b = lab.b.clone();
     lab.serve(&b, "ng-usink", &["udp-sink", &format!("{B4}:6080"), "mmsg"]);
-    let netgraph = ebpf(&lab);
+    let netgraph = lab.netgraph_ebpf(&[]);
     lab.exec(
         &lab.a,
         "ng-flood",
@@ -648,7 +638,7 @@ fn traffic_without_a_socket_is_counted_per_interface() {
     require_root();
     let lab = Lab::new();
     let (host_end, _, host_address, _) = lab.host_link();
-    let netgraph = ebpf(&lab);
+    let netgraph = lab.netgraph_ebpf(&[]);
     netgraph.wait_for_log("netgraph running", Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(1500));
     lab.ping_from_b(&host_address, 20, "0.2", 1000);

@@ -105,6 +105,8 @@ pub type FlowHints = crossbeam_channel::Sender<Flow>;
 
 pub trait Engine: Send {
     fn name(&self) -> &'static str;
+    /// Whether traffic comes with both ends' addresses (GeoIP needs them).
+    fn records_addresses(&self) -> bool;
     /// Takes everything observed since the previous call.
     fn drain(&mut self) -> EngineReport;
     /// Housekeeping after a drain's report is written (forgetting closed sockets),

@@ -368,6 +368,19 @@ impl Lab {
         netgraph
     }
 
+    /// Starts netgraph on the host with the eBPF engine, and checks that it is the one.
+    pub fn netgraph_ebpf(&self, extra: &[&str]) -> Netgraph {
+        let mut args = vec!["--engine", "ebpf"];
+        args.extend(extra);
+        let netgraph = self.netgraph_on_host(&args);
+        let log = netgraph.log();
+        assert!(
+            log.contains("engine=\"ebpf\""),
+            "not the eBPF engine:\n{log}"
+        );
+        netgraph
+    }
+
     /// Starts netgraph behind a wrapper command (such as `setpriv ...`), without waiting.
     pub fn netgraph_as(&self, wrapper: &[&str], extra: &[&str]) -> Netgraph {
         let run = NEXT.fetch_add(1, Ordering::Relaxed);

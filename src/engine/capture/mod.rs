@@ -175,6 +175,11 @@ impl Engine for CaptureEngine {
         "capture"
     }
 
+    /// Flows are known by their two ends.
+    fn records_addresses(&self) -> bool {
+        true
+    }
+
     fn drain(&mut self) -> EngineReport {
         let mut report = EngineReport::default();
         let mut workers = self.shared.workers();

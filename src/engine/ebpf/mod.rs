@@ -275,6 +275,10 @@ impl Engine for EbpfEngine {
         "ebpf"
     }
 
+    fn records_addresses(&self) -> bool {
+        self.record_addresses
+    }
+
     fn drain(&mut self) -> EngineReport {
         self.drains += 1;
         let maps = &self.skel.maps;
