@@ -241,3 +241,6 @@ mod tests {
         assert_eq!(following(at(10_000), second, at(6_400)), at(7_000));
     }
 }
+
+#[cfg(test)]
+mod loop_tests;

@@ -237,3 +237,6 @@ impl Counters {
         self.seen.keys().map(|key| key.tgid).collect()
     }
 }
+
+#[cfg(test)]
+mod tests;

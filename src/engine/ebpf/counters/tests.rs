@@ -1,0 +1,138 @@
+//! The counters' delta, baseline and cleanup logic against a table standing in for the
+//! kernel's map, so it is tested without a kernel.
+
+use super::*;
+use std::cell::RefCell;
+
+#[derive(Default)]
+struct FakeMap {
+    entries: RefCell<HashMap<Vec<u8>, Vec<u8>>>,
+    /// Keys a pass leaves out, as a walk of a changing map may.
+    hidden: RefCell<HashSet<Vec<u8>>>,
+}
+
+impl KernelMap for FakeMap {
+    fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let hidden = self.hidden.borrow();
+        self.entries
+            .borrow()
+            .iter()
+            .filter(|(key, _)| !hidden.contains(*key))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    }
+
+    fn delete(&self, keys: &[Vec<u8>]) -> usize {
+        let mut entries = self.entries.borrow_mut();
+        keys.iter()
+            .filter(|key| entries.remove(*key).is_some())
+            .count()
+    }
+}
+
+fn bytes_of<T: Copy>(value: &T) -> Vec<u8> {
+    // SAFETY: the generated key and value types are repr(C) integers with named
+    // padding, so every byte is initialised.
+    unsafe {
+        std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>())
+    }
+    .to_vec()
+}
+
+fn key(cookie: u64, direction: u8, transient: bool) -> Vec<u8> {
+    bytes_of(&types::traffic_key {
+        cookie,
+        tgid: 42,
+        ifindex: 2,
+        direction,
+        protocol: 6,
+        transient: u8::from(transient),
+        ..Default::default()
+    })
+}
+
+impl FakeMap {
+    fn set(&self, key: &[u8], bytes: u64, packets: u64) {
+        let value = bytes_of(&types::traffic_value { bytes, packets });
+        self.entries.borrow_mut().insert(key.to_vec(), value);
+    }
+}
+
+fn sent(deltas: &Deltas, cookie: u64) -> u64 {
+    deltas
+        .changed
+        .iter()
+        .filter(|(key, _)| key.cookie == cookie)
+        .map(|(_, delta)| delta.bytes)
+        .sum()
+}
+
+#[test]
+fn deltas_of_cumulative_counters() {
+    let (map, mut counters) = (FakeMap::default(), Counters::default());
+    let egress = key(1, 0, false);
+    map.set(&egress, 1000, 2);
+    let first = counters.read(&map);
+    assert_eq!(sent(&first, 1), 1000);
+    assert_eq!(first.changed[0].0.direction, Direction::Egress);
+    map.set(&egress, 1500, 3);
+    assert_eq!(sent(&counters.read(&map), 1), 500);
+    let quiet = counters.read(&map);
+    assert!(quiet.changed.is_empty());
+    assert!(quiet.idle.contains(&1));
+    // Deleted and created afresh since (smaller than before): counted from zero.
+    map.set(&egress, 300, 1);
+    assert_eq!(sent(&counters.read(&map), 1), 300);
+}
+
+#[test]
+fn a_key_missing_from_one_pass_keeps_its_baseline() {
+    let (map, mut counters) = (FakeMap::default(), Counters::default());
+    let egress = key(1, 0, false);
+    map.set(&egress, 1000, 1);
+    counters.read(&map);
+    map.hidden.borrow_mut().insert(egress.clone());
+    map.set(&egress, 1200, 2);
+    let missed = counters.read(&map);
+    assert!(missed.changed.is_empty() && !missed.idle.contains(&1));
+    map.hidden.borrow_mut().clear();
+    assert_eq!(sent(&counters.read(&map), 1), 200, "not 1200 again");
+}
+
+#[test]
+fn closed_quiet_sockets_are_forgotten_and_open_ones_kept() {
+    let (map, mut counters) = (FakeMap::default(), Counters::default());
+    // 1 closed, 2 open, 3 without an owner record, 4 a time-wait socket.
+    for cookie in 1..=4 {
+        map.set(&key(cookie, 0, cookie == 4), 100, 1);
+        map.set(&key(cookie, 1, cookie == 4), 100, 1);
+    }
+    let mut released = |cookie: u64| match cookie {
+        1 => Some(true),
+        2 => Some(false),
+        _ => None,
+    };
+    let mut forgotten = Vec::new();
+    for _ in 0..3 {
+        let deltas = counters.read(&map);
+        forgotten.extend(counters.collect(&map, deltas.idle, &mut released));
+    }
+    forgotten.sort_unstable();
+    assert_eq!(forgotten, [1, 4], "after {QUIET_AFTER_CLOSE} quiet drains");
+    assert_eq!(
+        map.entries.borrow().len(),
+        4,
+        "their kernel counters deleted"
+    );
+    assert_eq!(counters.cookies(), HashSet::from([2, 3]));
+    for _ in 0..QUIET_WITHOUT_OWNER {
+        let deltas = counters.read(&map);
+        forgotten.extend(counters.collect(&map, deltas.idle, &mut released));
+    }
+    assert!(
+        forgotten.contains(&3),
+        "no owner: forgotten after a long quiet"
+    );
+    assert_eq!(counters.cookies(), HashSet::from([2]));
+    assert_eq!(counters.tgids(), HashSet::from([42]));
+}
