@@ -145,9 +145,11 @@ fn default_store_max_mib() -> u64 {
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The address the README tells users to open.
-pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:9800";
+pub const DEFAULT_WEB_LISTEN: std::net::SocketAddr = std::net::SocketAddr::V4(
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9800),
+);
 fn default_web_listen() -> std::net::SocketAddr {
-    DEFAULT_WEB_LISTEN.parse().expect("a valid address")
+    DEFAULT_WEB_LISTEN
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]

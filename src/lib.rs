@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod geo;
 pub mod http;
+pub mod locks;
 pub mod outputs;
 pub mod pipeline;
 pub mod private_files;

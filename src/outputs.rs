@@ -61,7 +61,7 @@ pub fn start(config: &Config, json_lines: bool) -> anyhow::Result<Outputs> {
         let state = crate::web::ApiState { live, reader };
         match crate::web::start(listen, config.web.token()?, state) {
             Ok(()) => tracing::info!("web page and API on http://{listen}/"),
-            Err(error) if listen.to_string() == DEFAULT_WEB_LISTEN => {
+            Err(error) if listen == DEFAULT_WEB_LISTEN => {
                 tracing::warn!("{error:#}; running without the web page")
             }
             Err(error) => return Err(error),

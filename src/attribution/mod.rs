@@ -13,12 +13,13 @@ pub use processes::ProcessIdentity;
 pub use sockets::{SocketEntry, SocketTable};
 
 use crate::engine::{EngineReport, InterfaceName, InterfaceTraffic};
+use crate::locks::lock;
 use crate::traffic::{Ends, Flow, Protocol, Traffic};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use kernel_owners::KernelOwners;
 use resolver::{Resolver, SocketRef};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -148,10 +149,6 @@ impl Drop for Attributor {
             let _ = thread.join();
         }
     }
-}
-
-fn lock(resolver: &Mutex<Resolver>) -> MutexGuard<'_, Resolver> {
-    resolver.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn resolve_hints(resolver: &Mutex<Resolver>, hints: &Receiver<Flow>, stop: &AtomicBool) {

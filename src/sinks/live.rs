@@ -73,7 +73,7 @@ impl Sink for LiveSink {
             interval_seconds: seconds_long,
             processes,
         };
-        *self.shared.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
+        *crate::locks::write(&self.shared) = snapshot;
         Ok(())
     }
 }

@@ -26,7 +26,7 @@ impl Source {
 
     fn snapshot(&self) -> anyhow::Result<LiveSnapshot> {
         match self {
-            Source::Local(shared) => Ok(shared.read().unwrap_or_else(|e| e.into_inner()).clone()),
+            Source::Local(shared) => Ok(crate::locks::read(shared).clone()),
             Source::Daemon { url, token } => fetch_live(url, token.as_deref()),
         }
     }

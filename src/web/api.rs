@@ -92,7 +92,7 @@ async fn with_reader<T: Send + 'static>(
         )
     })?;
     tokio::task::spawn_blocking(move || {
-        let reader = reader.lock().unwrap_or_else(|e| e.into_inner());
+        let reader = crate::locks::lock(&reader);
         query(&reader)
     })
     .await
@@ -101,7 +101,7 @@ async fn with_reader<T: Send + 'static>(
 }
 
 pub async fn live(State(state): State<ApiState>) -> Json<LiveSnapshot> {
-    Json(state.live.read().unwrap_or_else(|e| e.into_inner()).clone())
+    Json(crate::locks::read(&state.live).clone())
 }
 
 pub async fn totals(

@@ -93,7 +93,7 @@ impl CaptureEngine {
 
 impl Shared {
     fn workers(&self) -> MutexGuard<'_, Workers> {
-        self.workers.lock().unwrap_or_else(|p| p.into_inner())
+        crate::locks::lock(&self.workers)
     }
 
     fn watch(&self) {

@@ -143,12 +143,7 @@ impl Worker {
     }
 }
 
-/// A poisoned lock only means another thread panicked mid-update; counts stay usable.
-fn lock(state: &Mutex<WorkerState>) -> MutexGuard<'_, WorkerState> {
-    state
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use crate::locks::lock;
 
 /// Decodes and counts what a capture delivers.
 struct Tally {

@@ -13,12 +13,8 @@ use std::ptr::NonNull;
 
 /// tcx, the link-based TC attachment that detaches itself, came with Linux 6.6.
 pub fn kernel_has_tcx() -> bool {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut numbers = release
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse::<u32>().ok());
-    let (major, minor) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
-    (major, minor) >= (6, 6)
+    procfs::KernelVersion::current()
+        .is_ok_and(|version| version >= procfs::KernelVersion::new(6, 6, 0))
 }
 
 struct Hooked {

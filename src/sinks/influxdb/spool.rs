@@ -104,7 +104,7 @@ impl Spool {
         if lines.is_empty() {
             return Ok(());
         }
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = crate::locks::lock(&self.state);
         let sequence = state.next_sequence;
         state.next_sequence += 1;
         let bytes = lines.iter().map(|line| line.len() as u64).sum();
@@ -169,19 +169,19 @@ impl Spool {
 
     /// Lines waiting to be sent.
     pub fn waiting(&self) -> u64 {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = crate::locks::lock(&self.state);
         state.segments.iter().map(|s| s.lines).sum()
     }
 
     /// Lines evicted since the last call, to be counted as dropped.
     pub fn take_evicted(&self) -> u64 {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = crate::locks::lock(&self.state);
         std::mem::take(&mut state.evicted_lines)
     }
 
     /// Waits up to `timeout` until at least `lines` lines wait or `stop` is set.
     pub fn wait_for(&self, lines: u64, timeout: Duration, stop: &AtomicBool) {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = crate::locks::lock(&self.state);
         let waiting = |s: &State| s.segments.iter().map(|s| s.lines).sum::<u64>();
         let (state, _) = self
             .arrived
@@ -199,7 +199,7 @@ impl Spool {
 
     /// The oldest segments, whole, up to `max_lines` (at least one segment).
     pub fn take_batch(&self, max_lines: usize) -> anyhow::Result<Option<Batch>> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = crate::locks::lock(&self.state);
         let mut batch = Batch {
             sequences: Vec::new(),
             lines: Vec::new(),
@@ -238,7 +238,7 @@ impl Spool {
 
     /// Forgets a batch for good (sent, or refused as malformed).
     pub fn commit(&self, batch: &Batch) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = crate::locks::lock(&self.state);
         for sequence in &batch.sequences {
             if let Some(index) = state.segments.iter().position(|s| s.sequence == *sequence) {
                 let segment = state.segments.remove(index).expect("index from position");
@@ -250,7 +250,7 @@ impl Spool {
 
     /// Puts a batch back to be sent again later.
     pub fn release(&self, batch: &Batch) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = crate::locks::lock(&self.state);
         for segment in state.segments.iter_mut() {
             if batch.sequences.contains(&segment.sequence) {
                 segment.in_flight = false;
