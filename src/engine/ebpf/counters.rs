@@ -192,7 +192,7 @@ impl Counters {
                 entry.1 |= key.transient;
             }
         }
-        let forget: HashSet<u64> = quietest
+        let mut forget: Vec<u64> = quietest
             .into_iter()
             .filter(|&(cookie, (quiet, transient))| {
                 if transient {
@@ -205,8 +205,15 @@ impl Counters {
                 }
             })
             .map(|(cookie, _)| cookie)
-            .take(FORGET_PER_DRAIN)
             .collect();
+        if forget.len() > FORGET_PER_DRAIN {
+            tracing::info!(
+                deferred = forget.len() - FORGET_PER_DRAIN,
+                "many sockets closed at once: the rest are forgotten at the next intervals"
+            );
+            forget.truncate(FORGET_PER_DRAIN);
+        }
+        let forget: HashSet<u64> = forget.into_iter().collect();
         if forget.is_empty() {
             return Vec::new();
         }
