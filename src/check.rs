@@ -56,7 +56,7 @@ pub fn run(config: &Config) -> Vec<Finding> {
             format!(
                 "InfluxDB sink {name} ({}, {})",
                 sink.url,
-                format!("{:?}", sink.api).to_lowercase()
+                format!("{:?}", sink.api()).to_lowercase()
             ),
             influxdb::probe(sink).map(|()| "reachable, credentials and database accepted".into()),
         ));

@@ -124,8 +124,13 @@ impl Default for WebConfig {
 }
 
 impl WebConfig {
-    pub fn token(&self) -> anyhow::Result<Option<String>> {
-        resolve_secret("token", &self.token, &self.token_file, &self.token_env)
+    pub fn token(&self) -> anyhow::Result<Option<Secret>> {
+        SecretSource::new(
+            self.token.clone(),
+            self.token_file.clone(),
+            self.token_env.clone(),
+        )
+        .resolve("token")
     }
 }
 
@@ -160,168 +165,6 @@ pub enum EngineSetting {
     Capture,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum InfluxApi {
-    V1,
-    V2,
-    V3,
-}
-
-/// Not `Debug`: it holds secrets, which are never logged.
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct InfluxConfig {
-    /// Names the sink in logs, metrics and its spool directory.
-    pub name: Option<String>,
-    pub url: String,
-    pub api: InfluxApi,
-    /// v1 and v3.
-    pub database: Option<String>,
-    /// v1.
-    pub retention_policy: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub password_file: Option<PathBuf>,
-    pub password_env: Option<String>,
-    /// v2.
-    pub org: Option<String>,
-    pub bucket: Option<String>,
-    /// v2 and v3.
-    pub token: Option<String>,
-    pub token_file: Option<PathBuf>,
-    pub token_env: Option<String>,
-    /// PEM file with the CA that signs the server's certificate; default: system roots.
-    pub ca_file: Option<PathBuf>,
-    #[serde(default = "yes")]
-    pub gzip: bool,
-    #[serde(default = "default_batch_lines")]
-    pub batch_lines: usize,
-    #[serde(default = "default_flush_interval", with = "humantime_serde")]
-    pub flush_interval: Duration,
-    /// Each wait before a flush is lengthened by up to this share, so a fleet spreads out.
-    #[serde(default = "default_jitter")]
-    pub jitter: f64,
-    #[serde(default = "default_max_retry_delay", with = "humantime_serde")]
-    pub max_retry_delay: Duration,
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    #[serde(default = "default_spool_max_mib")]
-    pub spool_max_mib: u64,
-}
-
-impl InfluxConfig {
-    fn check(&self) -> anyhow::Result<()> {
-        check_url(&self.url)?;
-        let missing = |key: &str| anyhow::anyhow!("api {:?} needs {key}", self.api);
-        match self.api {
-            InfluxApi::V1 | InfluxApi::V3 if self.database.is_none() => {
-                return Err(missing("database"))
-            }
-            InfluxApi::V2 if self.org.is_none() => return Err(missing("org")),
-            InfluxApi::V2 if self.bucket.is_none() => return Err(missing("bucket")),
-            _ => {}
-        }
-        if self.batch_lines == 0 {
-            anyhow::bail!("batch_lines must be at least 1");
-        }
-        if !(0.0..=1.0).contains(&self.jitter) {
-            anyhow::bail!("jitter must be between 0 and 1");
-        }
-        check_between(
-            "flush_interval",
-            self.flush_interval,
-            MILLISECOND * 10,
-            HOUR,
-        )?;
-        check_between("timeout", self.timeout, MILLISECOND * 100, HOUR)?;
-        check_between(
-            "max_retry_delay",
-            self.max_retry_delay,
-            MILLISECOND * 100,
-            DAY,
-        )?;
-        if self.spool_max_mib == 0 {
-            anyhow::bail!("spool_max_mib must be at least 1");
-        }
-        // Read now: a missing file or variable is a configuration error, found by `check`.
-        self.password()?;
-        self.token()?;
-        if let Some(path) = &self.ca_file {
-            std::fs::metadata(path).map_err(|e| {
-                anyhow::anyhow!("ca_file {}: {e}; give a readable PEM file", path.display())
-            })?;
-        }
-        Ok(())
-    }
-
-    /// A sink with every option at its default.
-    pub fn new(url: String, api: InfluxApi) -> InfluxConfig {
-        InfluxConfig {
-            name: None,
-            url,
-            api,
-            database: None,
-            retention_policy: None,
-            username: None,
-            password: None,
-            password_file: None,
-            password_env: None,
-            org: None,
-            bucket: None,
-            token: None,
-            token_file: None,
-            token_env: None,
-            ca_file: None,
-            gzip: true,
-            batch_lines: default_batch_lines(),
-            flush_interval: default_flush_interval(),
-            jitter: default_jitter(),
-            max_retry_delay: default_max_retry_delay(),
-            timeout: default_timeout(),
-            spool_max_mib: default_spool_max_mib(),
-        }
-    }
-
-    pub fn password(&self) -> anyhow::Result<Option<String>> {
-        resolve_secret(
-            "password",
-            &self.password,
-            &self.password_file,
-            &self.password_env,
-        )
-    }
-
-    pub fn token(&self) -> anyhow::Result<Option<String>> {
-        resolve_secret("token", &self.token, &self.token_file, &self.token_env)
-    }
-}
-
-/// A secret comes inline, from a file (systemd credentials) or from the environment.
-fn resolve_secret(
-    key: &str,
-    inline: &Option<String>,
-    file: &Option<PathBuf>,
-    env: &Option<String>,
-) -> anyhow::Result<Option<String>> {
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            anyhow::anyhow!(
-                "{key}_file {}: {e}; point it at a readable file holding the {key}",
-                path.display()
-            )
-        })?;
-        return Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()));
-    }
-    if let Some(variable) = env {
-        let value = std::env::var(variable).map_err(|_| {
-            anyhow::anyhow!("{key}_env: the environment variable {variable} is not set")
-        })?;
-        return Ok(Some(value));
-    }
-    Ok(inline.clone())
-}
-
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusConfig {
@@ -331,24 +174,6 @@ pub struct PrometheusConfig {
 
 fn yes() -> bool {
     true
-}
-fn default_batch_lines() -> usize {
-    5000
-}
-fn default_flush_interval() -> Duration {
-    Duration::from_secs(1)
-}
-fn default_jitter() -> f64 {
-    0.2
-}
-fn default_max_retry_delay() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_spool_max_mib() -> u64 {
-    256
 }
 
 impl Config {
@@ -398,7 +223,7 @@ impl Config {
         if self.web.enabled {
             // Read now, so that `check` and `run` refuse the same files and variables.
             let token = self.web.token()?;
-            if !self.web.listen.ip().is_loopback() && token.as_deref().is_none_or(str::is_empty) {
+            if !self.web.listen.ip().is_loopback() && token.as_ref().is_none_or(Secret::is_empty) {
                 anyhow::bail!(
                     "[web] listen = \"{}\" reaches beyond this host without a token (none, or an empty one): set a non-empty token, token_file or token_env, or listen on 127.0.0.1",
                     self.web.listen
@@ -421,10 +246,10 @@ impl Config {
     }
 }
 
-const MILLISECOND: Duration = Duration::from_millis(1);
-const MINUTE: Duration = Duration::from_secs(60);
-const HOUR: Duration = Duration::from_secs(3600);
-const DAY: Duration = Duration::from_secs(86_400);
+pub(crate) const MILLISECOND: Duration = Duration::from_millis(1);
+pub(crate) const MINUTE: Duration = Duration::from_secs(60);
+pub(crate) const HOUR: Duration = Duration::from_secs(3600);
+pub(crate) const DAY: Duration = Duration::from_secs(86_400);
 
 /// The accounting interval's bounds: finer costs more than it tells, coarser is no
 /// longer a time series (and a huge one would never close an interval).
@@ -432,7 +257,7 @@ pub fn check_interval(interval: Duration) -> anyhow::Result<()> {
     check_between("interval", interval, MILLISECOND * 100, DAY)
 }
 
-fn check_between(
+pub(crate) fn check_between(
     key: &str,
     value: Duration,
     least: Duration,
@@ -478,7 +303,7 @@ pub fn check_log_level(filter: &str) -> anyhow::Result<()> {
 
 /// An InfluxDB URL: http or https, a host, a port in range, and no credentials (they
 /// would be logged with the URL; they belong in username/password or token).
-fn check_url(text: &str) -> anyhow::Result<()> {
+pub(crate) fn check_url(text: &str) -> anyhow::Result<()> {
     let text = &redact_userinfo(text);
     let url = url::Url::parse(text).map_err(|e| {
         anyhow::anyhow!("url {text:?} is not a valid URL ({e}); write it as http://host:8086")
@@ -547,7 +372,12 @@ fn closest_key(message: &str) -> Option<String> {
         .map(|(_, key)| key.to_string())
 }
 
+mod influx;
 mod legacy;
+mod secret;
+
+pub use influx::{InfluxApi, InfluxConfig, InfluxFile, InfluxTarget};
+pub use secret::{Secret, SecretSource};
 
 #[cfg(test)]
 mod tests;

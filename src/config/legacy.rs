@@ -1,7 +1,7 @@
 //! The original netgraph's INI configuration (`[net_graph]`, `[influx_db]`), read so
 //! that an upgrade keeps working, with a warning that shows the TOML to migrate to.
 
-use super::{Config, GeoipConfig, InfluxApi, InfluxConfig};
+use super::{Config, GeoipConfig, InfluxApi, InfluxConfig, InfluxFile};
 use std::path::Path;
 use std::time::Duration;
 
@@ -64,20 +64,21 @@ pub fn read(path: &Path, text: &str) -> anyhow::Result<(Config, String)> {
             })?,
             None => 5000,
         };
-        let sink = InfluxConfig {
-            url: url.clone(),
-            api: InfluxApi::V2,
-            org: get("influx_db", "org"),
-            bucket: get("influx_db", "bucket"),
-            token: get("influx_db", "token"),
-            batch_lines,
-            ..InfluxConfig::new(url.clone(), InfluxApi::V2)
-        };
+        let (org, bucket) = (get("influx_db", "org"), get("influx_db", "bucket"));
         toml += &format!(
             "\n[[influxdb]]\nurl = {url:?}\napi = \"v2\"\norg = {:?}\nbucket = {:?}\ntoken = \"...\"\nbatch_lines = {batch_lines}\n",
-            sink.org.clone().unwrap_or_default(),
-            sink.bucket.clone().unwrap_or_default()
+            org.clone().unwrap_or_default(),
+            bucket.clone().unwrap_or_default()
         );
+        let file = InfluxFile {
+            org,
+            bucket,
+            token: get("influx_db", "token"),
+            batch_lines,
+            ..InfluxFile::new(url.clone(), InfluxApi::V2)
+        };
+        let sink = InfluxConfig::try_from(file)
+            .map_err(|e| anyhow::anyhow!("{}: [influx_db] {e}", path.display()))?;
         config.influxdb.push(sink);
     }
     Ok((config, toml))

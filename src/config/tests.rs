@@ -17,7 +17,7 @@ fn the_sample_configuration_is_valid() {
     let sample = include_str!("../../examples/netgraph.toml");
     let config = parse(sample).unwrap();
     assert_eq!(config.influxdb.len(), 1);
-    assert_eq!(config.influxdb[0].api, InfluxApi::V1);
+    assert_eq!(config.influxdb[0].api(), InfluxApi::V1);
     assert!(config.prometheus.is_some());
 }
 
@@ -31,6 +31,8 @@ fn broken_configurations_say_where_and_what() {
         ("[[influxdb]]\nurl = \"http://x\"\napi = \"v9\"\n", "unknown variant `v9`"),
         ("[[influxdb]]\nurl = \"http://x\"\napi = \"v2\"\nbucket = \"b\"\n", "needs org"),
         ("[[influxdb]]\nurl = \"http://x\"\napi = \"v1\"\n", "needs database"),
+        ("[[influxdb]]\nurl = \"http://x\"\napi = \"v1\"\ndatabase = \"d\"\norg = \"o\"\n", "api V1 does not take org"),
+        ("[[influxdb]]\nurl = \"http://x\"\napi = \"v2\"\norg = \"o\"\nbucket = \"b\"\npassword = \"p\"\n", "api V2 does not take password"),
         ("[[influxdb]]\nurl = \"http://x\"\napi = \"v1\"\ndatabase = \"d\"\nflush_interval = \"often\"\n", "flush_interval"),
         ("[prometheus]\nlisten = \"not an address\"\n", "invalid socket address"),
         ("[geoip]\ndatabase = \"/nonexistent/GeoLite2-Country.mmdb\"\n", "cannot open the GeoIP database /nonexistent/GeoLite2-Country.mmdb"),
@@ -63,7 +65,11 @@ fn secrets_come_from_files_and_the_environment() {
     );
     let config = parse(&text.replace("NETGRAPH_TEST_TOKEN_UNSET", "PATH")).unwrap();
     assert_eq!(
-        config.influxdb[0].password().unwrap().as_deref(),
+        config.influxdb[0]
+            .password()
+            .unwrap()
+            .as_ref()
+            .map(Secret::expose),
         Some("s3cret")
     );
     let _ = std::fs::remove_file(&file);
@@ -104,11 +110,17 @@ fn the_original_ini_is_read_and_mapped() {
     );
     assert_eq!(config.interval, Some(Duration::from_secs(1)));
     let sink = &config.influxdb[0];
-    assert_eq!(sink.api, InfluxApi::V2);
+    assert_eq!(sink.api(), InfluxApi::V2);
     assert_eq!(sink.url, "http://influx.example:8086");
-    assert_eq!(sink.org.as_deref(), Some("home"));
-    assert_eq!(sink.bucket.as_deref(), Some("netgraph"));
-    assert_eq!(sink.token().unwrap().as_deref(), Some("s3cr3t-token"));
+    let InfluxTarget::V2 { org, bucket, .. } = &sink.target else {
+        panic!("not v2: {:?}", sink.target);
+    };
+    assert_eq!(org, "home");
+    assert_eq!(bucket, "netgraph");
+    assert_eq!(
+        sink.token().unwrap().as_ref().map(Secret::expose),
+        Some("s3cr3t-token")
+    );
     assert_eq!(sink.batch_lines, 100);
 }
 

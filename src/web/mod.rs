@@ -5,6 +5,7 @@ mod api;
 
 pub use api::ApiState;
 
+use crate::config::Secret;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 const PAGE: &str = include_str!("page.html");
 
 /// Binds now (so the caller learns of a taken port) and serves from a thread.
-pub fn start(listen: SocketAddr, token: Option<String>, state: ApiState) -> anyhow::Result<()> {
+pub fn start(listen: SocketAddr, token: Option<Secret>, state: ApiState) -> anyhow::Result<()> {
     let token = token.filter(|token| !token.is_empty());
     if !listen.ip().is_loopback() && token.is_none() {
         anyhow::bail!(
@@ -42,11 +43,11 @@ pub fn start(listen: SocketAddr, token: Option<String>, state: ApiState) -> anyh
 /// With a token configured, every request carries it: `Authorization: Bearer TOKEN`
 /// or `?token=TOKEN` (which the page passes on to its API calls).
 async fn require_token(
-    State(token): State<Arc<Option<String>>>,
+    State(token): State<Arc<Option<Secret>>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(token) = token.as_deref() else {
+    let Some(token) = token.as_ref().as_ref().map(Secret::expose) else {
         return next.run(request).await;
     };
     let bearer = request

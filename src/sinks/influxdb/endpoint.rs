@@ -1,7 +1,7 @@
 //! Where and how one InfluxDB sink writes: the URL and credentials of the v1, v2 or v3
 //! write API, and an HTTP agent trusting the system roots or a given CA.
 
-use crate::config::{InfluxApi, InfluxConfig};
+use crate::config::{InfluxConfig, InfluxTarget, Secret};
 use crate::sinks::line_protocol::{PRECISION_V1_V2, PRECISION_V3};
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 
@@ -16,34 +16,42 @@ impl Endpoint {
     pub fn new(config: &InfluxConfig) -> anyhow::Result<Endpoint> {
         let base = config.url.trim_end_matches('/');
         let mut query: Vec<(&str, String)> = Vec::new();
-        let (path, authorization) = match config.api {
-            InfluxApi::V1 => {
-                query.push(("db", config.database.clone().unwrap_or_default()));
-                if let Some(rp) = &config.retention_policy {
+        let (path, authorization) = match &config.target {
+            InfluxTarget::V1 {
+                database,
+                retention_policy,
+                username,
+                ..
+            } => {
+                query.push(("db", database.clone()));
+                if let Some(rp) = retention_policy {
                     query.push(("rp", rp.clone()));
                 }
                 query.push(("precision", PRECISION_V1_V2.into()));
-                let basic = match (&config.username, config.password()?) {
-                    (Some(user), password) => Some(basic_auth(user, &password.unwrap_or_default())),
+                let basic = match (username, config.password()?) {
+                    (Some(user), password) => Some(basic_auth(
+                        user,
+                        password.as_ref().map_or("", Secret::expose),
+                    )),
                     (None, _) => None,
                 };
                 ("/write", basic)
             }
-            InfluxApi::V2 => {
-                query.push(("org", config.org.clone().unwrap_or_default()));
-                query.push(("bucket", config.bucket.clone().unwrap_or_default()));
+            InfluxTarget::V2 { org, bucket, .. } => {
+                query.push(("org", org.clone()));
+                query.push(("bucket", bucket.clone()));
                 query.push(("precision", PRECISION_V1_V2.into()));
                 (
                     "/api/v2/write",
-                    config.token()?.map(|t| format!("Token {t}")),
+                    config.token()?.map(|t| format!("Token {}", t.expose())),
                 )
             }
-            InfluxApi::V3 => {
-                query.push(("db", config.database.clone().unwrap_or_default()));
+            InfluxTarget::V3 { database, .. } => {
+                query.push(("db", database.clone()));
                 query.push(("precision", PRECISION_V3.into()));
                 (
                     "/api/v3/write_lp",
-                    config.token()?.map(|t| format!("Bearer {t}")),
+                    config.token()?.map(|t| format!("Bearer {}", t.expose())),
                 )
             }
         };

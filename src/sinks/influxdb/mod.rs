@@ -91,7 +91,7 @@ impl InfluxSink {
                 writer.run();
                 let _ = done.send(());
             })?;
-        tracing::info!(sink = name, url = %config.url, api = ?config.api, "writing to InfluxDB");
+        tracing::info!(sink = name, url = %config.url, api = ?config.api(), "writing to InfluxDB");
         Ok(InfluxSink {
             name: name.to_string(),
             hostname: hostname.to_string(),
