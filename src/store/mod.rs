@@ -10,6 +10,7 @@ pub use query::{GroupBy, History, HistoryPoint, Only, Total};
 
 use crate::accounting::{IntervalReport, ProcessRow};
 use rusqlite::{params, Connection, OpenFlags};
+use schema::Resolution;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -35,11 +36,11 @@ impl Default for Retention {
 }
 
 impl Retention {
-    fn of(&self, table: &str) -> Duration {
-        match table {
-            "samples_1s" => self.seconds,
-            "samples_1m" => self.minutes,
-            _ => self.hours,
+    fn of(&self, resolution: Resolution) -> Duration {
+        match resolution {
+            Resolution::Second => self.seconds,
+            Resolution::Minute => self.minutes,
+            Resolution::Hour => self.hours,
         }
     }
 }
@@ -118,7 +119,8 @@ impl Store {
     pub fn write(&mut self, report: &IntervalReport) -> anyhow::Result<()> {
         let start = seconds(report.start);
         let transaction = self.connection.transaction()?;
-        for (table, bucket) in schema::RESOLUTIONS {
+        for resolution in Resolution::ALL {
+            let (table, bucket) = (resolution.table(), resolution.seconds());
             transaction
                 .prepare_cached(
                     "INSERT OR IGNORE INTO coverage (resolution, since) VALUES (?1, ?2)",
@@ -127,7 +129,8 @@ impl Store {
         }
         for row in &report.processes {
             let id = series_id(&transaction, &mut self.series, row)?;
-            for (table, bucket) in schema::RESOLUTIONS {
+            for resolution in Resolution::ALL {
+                let (table, bucket) = (resolution.table(), resolution.seconds());
                 let mut statement = transaction.prepare_cached(&format!(
                     "INSERT INTO {table} (t, series, sent, recv, sent_packets, recv_packets)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -159,9 +162,9 @@ impl Store {
 
     /// Expires rows past each resolution's retention, then enforces the size bound.
     pub fn maintain(&mut self, now: i64) -> anyhow::Result<()> {
-        for (table, _) in schema::RESOLUTIONS {
-            let cutoff = now - self.retention.of(table).as_secs() as i64;
-            self.expire(table, cutoff)?;
+        for resolution in Resolution::ALL {
+            let cutoff = now - self.retention.of(resolution).as_secs() as i64;
+            self.expire(resolution.table(), cutoff)?;
         }
         let mut dropped = 0;
         while self.live_bytes()? > self.retention.max_bytes {
@@ -195,7 +198,7 @@ impl Store {
     /// Deletes the oldest tenth of the largest table's time span; returns rows deleted.
     fn drop_oldest(&mut self) -> anyhow::Result<usize> {
         let mut largest = ("", 0i64);
-        for (table, _) in schema::RESOLUTIONS {
+        for table in Resolution::ALL.map(Resolution::table) {
             let rows: i64 =
                 self.connection
                     .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;

@@ -1,7 +1,7 @@
 //! Reading the store: totals over a range and time series, grouped by process, user,
 //! interface or container, from the finest resolution that still covers the range.
 
-use super::schema::RESOLUTIONS;
+use super::schema::Resolution;
 use super::Reader;
 use rusqlite::{params_from_iter, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -68,9 +68,10 @@ impl Reader {
     /// range), every table holds all that was ever written, and the finest is exact.
     fn table_for(&self, from: i64) -> anyhow::Result<(&'static str, i64)> {
         // Compared at the coarsest bucket, so that tables filled by the same writes tie.
-        let coarsest = RESOLUTIONS[RESOLUTIONS.len() - 1].1;
+        let coarsest = Resolution::Hour.seconds();
         let mut earliest: Option<(i64, &'static str, i64)> = None;
-        for (table, bucket) in RESOLUTIONS {
+        for resolution in Resolution::ALL {
+            let (table, bucket) = (resolution.table(), resolution.seconds());
             let since: Option<i64> = self
                 .connection
                 .query_row(
@@ -88,7 +89,12 @@ impl Reader {
                 earliest = Some((since, table, bucket));
             }
         }
-        Ok(earliest.map_or(RESOLUTIONS[0], |(_, table, bucket)| (table, bucket)))
+        let finest = Resolution::Second;
+        Ok(
+            earliest.map_or((finest.table(), finest.seconds()), |(_, table, bucket)| {
+                (table, bucket)
+            }),
+        )
     }
 
     /// Totals per group over `[from, to)`, largest first, at most `top` groups.

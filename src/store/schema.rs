@@ -3,9 +3,35 @@
 
 use rusqlite::Connection;
 
-/// Tables at each resolution: (table, seconds per bucket).
-pub const RESOLUTIONS: [(&str, i64); 3] =
-    [("samples_1s", 1), ("samples_1m", 60), ("samples_1h", 3600)];
+/// The resolutions samples are kept at, each in a table of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    Second,
+    Minute,
+    Hour,
+}
+
+impl Resolution {
+    /// Finest first.
+    pub const ALL: [Resolution; 3] = [Resolution::Second, Resolution::Minute, Resolution::Hour];
+
+    pub fn table(self) -> &'static str {
+        match self {
+            Resolution::Second => "samples_1s",
+            Resolution::Minute => "samples_1m",
+            Resolution::Hour => "samples_1h",
+        }
+    }
+
+    /// Seconds per bucket.
+    pub fn seconds(self) -> i64 {
+        match self {
+            Resolution::Second => 1,
+            Resolution::Minute => 60,
+            Resolution::Hour => 3600,
+        }
+    }
+}
 
 /// The sample tables share one shape: per bucket start and series, bytes and packets.
 fn samples_table(table: &str) -> String {
@@ -33,8 +59,8 @@ fn series_and_samples() -> String {
             UNIQUE (name, uid, interface, cgroup)
         );",
     );
-    for (table, _) in RESOLUTIONS {
-        sql += &samples_table(table);
+    for resolution in Resolution::ALL {
+        sql += &samples_table(resolution.table());
     }
     sql
 }
