@@ -48,10 +48,7 @@ pub fn run(config: &Config) -> Vec<Finding> {
         findings.push(item);
     }
     for (index, sink) in config.influxdb.iter().enumerate() {
-        let name = sink
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("number {}", index + 1));
+        let name = sink.sink_name(index);
         findings.push(finding(
             format!(
                 "InfluxDB sink {name} ({}, {})",

@@ -231,7 +231,11 @@ impl Config {
             }
         }
         for (index, sink) in self.influxdb.iter().enumerate() {
-            let what = format!("[[influxdb]] number {}", index + 1);
+            let what = format!(
+                "[[influxdb]] number {} ({})",
+                index + 1,
+                sink.sink_name(index)
+            );
             sink.check().map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
         }
         Ok(())

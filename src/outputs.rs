@@ -87,28 +87,11 @@ pub fn reloadable(
         sinks.push(Box::new(JsonLinesSink::new(std::io::stdout())));
     }
     for (index, influx) in config.influxdb.iter().enumerate() {
-        let name = influx.name.clone().unwrap_or_else(|| match index {
-            0 => "influxdb".into(),
-            n => format!("influxdb-{}", n + 1),
-        });
-        let name = file_name_safe(&name);
+        let name = influx.sink_name(index);
         let sink = InfluxSink::start(&name, influx, &hostname, &state_directory, self_metrics)?;
         sinks.push(Box::new(sink));
     }
     Ok(sinks)
-}
-
-/// Sink names become spool directory names.
-fn file_name_safe(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// The kernel's host name, as the `hostname` tag.

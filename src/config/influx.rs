@@ -197,6 +197,24 @@ impl TryFrom<InfluxFile> for InfluxConfig {
 }
 
 impl InfluxConfig {
+    /// The sink's name in logs, metrics, `check` and its spool directory: the configured
+    /// `name` (made safe as a file name), else `influxdb`, `influxdb-2`, ... by position.
+    pub fn sink_name(&self, index: usize) -> String {
+        let name = self.name.clone().unwrap_or_else(|| match index {
+            0 => "influxdb".into(),
+            n => format!("influxdb-{}", n + 1),
+        });
+        name.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
+
     pub fn api(&self) -> InfluxApi {
         match self.target {
             InfluxTarget::V1 { .. } => InfluxApi::V1,
