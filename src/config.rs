@@ -1,6 +1,7 @@
 //! The configuration file (TOML). Every option has a default, so no file at all is a
 //! valid configuration; `examples/netgraph.toml` documents each one.
 
+use anyhow::Context;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -179,9 +180,8 @@ fn yes() -> bool {
 impl Config {
     /// Reads and checks a configuration file; errors name the file and what to fix.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            anyhow::anyhow!("cannot read the configuration {}: {e}", path.display())
-        })?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration {}", path.display()))?;
         let config: Config = if legacy::is_legacy(path, &text) {
             let (config, toml) = legacy::read(path, &text)?;
             tracing::warn!(
@@ -200,13 +200,12 @@ impl Config {
                 geoip.database = base.join(&geoip.database);
             }
         }
-        config
-            .check()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let place = || path.display().to_string();
+        config.check().with_context(place)?;
         if let Some(geoip) = &config.geoip {
             config.geo = Some(
                 crate::geo::Geo::open(&geoip.database, geoip.countries_per_process)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                    .with_context(place)?,
             );
         }
         Ok(config)
@@ -236,7 +235,7 @@ impl Config {
                 index + 1,
                 sink.sink_name(index)
             );
-            sink.check().map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+            sink.check().context(what)?;
         }
         Ok(())
     }

@@ -64,7 +64,7 @@ impl Pipeline {
                 self.tick(SystemTime::now());
                 for sink in self.sinks.iter_mut().chain(self.reloadable.iter_mut()) {
                     if let Err(error) = sink.flush() {
-                        tracing::error!(sink = sink.name(), %error, "flush at shutdown failed");
+                        tracing::error!(sink = sink.name(), "flush at shutdown failed: {error:#}");
                     }
                 }
                 return;
@@ -106,7 +106,7 @@ impl Pipeline {
         self.tick(SystemTime::now());
         for sink in &mut self.reloadable {
             if let Err(error) = sink.flush() {
-                tracing::error!(sink = sink.name(), %error, "flush at reload failed");
+                tracing::error!(sink = sink.name(), "flush at reload failed: {error:#}");
             }
         }
         self.reloadable.clear();

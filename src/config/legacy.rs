@@ -2,6 +2,7 @@
 //! that an upgrade keeps working, with a warning that shows the TOML to migrate to.
 
 use super::{Config, GeoipConfig, InfluxApi, InfluxConfig, InfluxFile};
+use anyhow::Context;
 use std::path::Path;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ pub fn is_legacy(path: &Path, text: &str) -> bool {
 /// Maps the original's options; returns the configuration and the TOML equivalent.
 pub fn read(path: &Path, text: &str) -> anyhow::Result<(Config, String)> {
     let ini = ini::Ini::load_from_str(text)
-        .map_err(|e| anyhow::anyhow!("{}: not a valid INI file: {e}", path.display()))?;
+        .with_context(|| format!("{}: not a valid INI file", path.display()))?;
     let get = |section: &str, key: &str| {
         ini.section(Some(section))
             .and_then(|s| s.get(key))
@@ -78,7 +79,8 @@ pub fn read(path: &Path, text: &str) -> anyhow::Result<(Config, String)> {
             ..InfluxFile::new(url.clone(), InfluxApi::V2)
         };
         let sink = InfluxConfig::try_from(file)
-            .map_err(|e| anyhow::anyhow!("{}: [influx_db] {e}", path.display()))?;
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("{}: [influx_db]", path.display()))?;
         config.influxdb.push(sink);
     }
     Ok((config, toml))

@@ -39,7 +39,10 @@ fn broken_configurations_say_where_and_what() {
         ("[geoip]\ndatabse = \"x.mmdb\"\n", "(did you mean `database`?)"),
     ];
     for (text, expected) in cases {
-        let error = parse(text).err().map(|e| e.to_string()).unwrap_or_default();
+        let error = parse(text)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
         assert!(
             error.contains(expected),
             "{text:?}: {error:?} lacks {expected:?}"
@@ -58,7 +61,7 @@ fn secrets_come_from_files_and_the_environment() {
         file.display()
     );
     // A variable that is not set is a configuration error, found at load.
-    let error = parse(&text).err().unwrap().to_string();
+    let error = parse(&text).err().map(|e| format!("{e:#}")).unwrap();
     assert!(
         error.contains("NETGRAPH_TEST_TOKEN_UNSET is not set"),
         "{error}"
@@ -127,7 +130,7 @@ fn the_original_ini_is_read_and_mapped() {
 #[test]
 fn the_original_ini_with_empty_values_names_what_is_missing() {
     let empty = "[net_graph]\ninterfaces = eth0\n[influx_db]\nbucket =\norg =\ntoken =\nurl = http://x:8086\n";
-    let error = parse(empty).err().unwrap().to_string();
+    let error = parse(empty).err().map(|e| format!("{e:#}")).unwrap();
     assert!(error.contains("needs org"), "{error}");
 }
 
@@ -137,7 +140,10 @@ fn engine_and_interval_come_from_the_file() {
     assert_eq!(config.engine, Some(EngineSetting::Capture));
     assert_eq!(config.interval, Some(Duration::from_secs(10)));
     assert_eq!(config.loopback, Some(false));
-    let error = parse("interval = \"10ms\"\n").err().unwrap().to_string();
+    let error = parse("interval = \"10ms\"\n")
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap();
     assert!(error.contains("at least 100ms"), "{error}");
 }
 
@@ -150,6 +156,9 @@ fn a_log_level_is_checked_when_read() {
             .as_deref(),
         Some("netgraph=debug")
     );
-    let error = parse("log_level = \"loud==\"\n").err().unwrap().to_string();
+    let error = parse("log_level = \"loud==\"\n")
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap();
     assert!(error.contains("log_level"), "{error}");
 }

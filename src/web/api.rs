@@ -97,7 +97,7 @@ async fn with_reader<T: Send + 'static>(
     })
     .await
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))
 }
 
 pub async fn live(State(state): State<ApiState>) -> Json<LiveSnapshot> {

@@ -12,6 +12,7 @@ use super::self_metrics::SelfMetrics;
 use super::Sink;
 use crate::accounting::IntervalReport;
 use crate::config::InfluxConfig;
+use anyhow::Context;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -36,7 +37,7 @@ pub fn probe(config: &InfluxConfig) -> anyhow::Result<()> {
     }
     let mut response = request
         .send(&b""[..])
-        .map_err(|e| anyhow::anyhow!("cannot reach {}: {e}", config.url))?;
+        .with_context(|| format!("cannot reach {}", config.url))?;
     let status = response.status().as_u16();
     let body = response.body_mut().read_to_string().unwrap_or_default();
     match verdict::classify(status, None, &body, std::time::SystemTime::now()) {
@@ -59,11 +60,12 @@ impl InfluxSink {
         state_directory: &Path,
         metrics: &SelfMetrics,
     ) -> anyhow::Result<InfluxSink> {
-        let context = |e: anyhow::Error| anyhow::anyhow!("InfluxDB sink {name}: {e}");
-        let endpoint = endpoint::Endpoint::new(config).map_err(context)?;
+        let sink = || format!("InfluxDB sink {name}");
+        let endpoint = endpoint::Endpoint::new(config).with_context(sink)?;
         let directory = state_directory.join("spool").join(name);
-        let spool =
-            Arc::new(spool::Spool::open(&directory, config.spool_max_mib << 20).map_err(context)?);
+        let spool = Arc::new(
+            spool::Spool::open(&directory, config.spool_max_mib << 20).with_context(sink)?,
+        );
         let waiting = spool.waiting();
         if waiting > 0 {
             tracing::info!(

@@ -104,7 +104,7 @@ impl Writer {
                 Ok(None) if stopping => return,
                 Ok(None) => continue,
                 Err(error) => {
-                    tracing::error!(sink = %self.name, "cannot read the spool: {error}");
+                    tracing::error!(sink = %self.name, "cannot read the spool: {error:#}");
                     self.sleep(delay);
                     continue;
                 }
