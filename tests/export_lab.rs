@@ -577,24 +577,17 @@ fn the_v3_write_request_has_the_documented_shape() {
     );
 }
 
-/// Throttling: a 503 with `Retry-After: 3` delays the next attempt by 3 s, and the
-/// same points, in the same order, go out again.
-#[test]
-#[ignore = "needs root; scripts/test.sh runs it as root"]
-fn retry_after_is_honoured_and_order_kept() {
-    require_root();
+/// A v2 sink against a server that gives these answers in turn, while a process sends
+/// datagrams for `seconds`; returns the requests the server saw.
+fn throttled_run(answers: Vec<&'static str>, extra: &str, seconds: u32) -> Vec<Request> {
     let mut lab = Lab::new();
-    let (port, server) = scripted_server(vec![
-        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 3",
-        "HTTP/1.1 204 No Content",
-        "HTTP/1.1 204 No Content",
-    ]);
+    let (port, server) = scripted_server(answers);
     let config = write_config(
         &lab,
         "throttle.toml",
         &format!(
             "json_lines = false\n[[influxdb]]\nurl = \"http://127.0.0.1:{port}\"\napi = \"v2\"\n\
-             org = \"o\"\nbucket = \"b\"\nflush_interval = \"200ms\"\njitter = 0.0\n"
+             org = \"o\"\nbucket = \"b\"\nflush_interval = \"200ms\"\njitter = 0.0\n{extra}"
         ),
     );
     let netgraph = ebpf_with(&lab, &config);
@@ -603,10 +596,33 @@ fn retry_after_is_honoured_and_order_kept() {
     lab.exec(
         &lab.a,
         "ng-throttled",
-        &["udp-trickle", &format!("{B4}:7811"), "3", "100"],
+        &[
+            "udp-trickle",
+            &format!("{B4}:7811"),
+            &seconds.to_string(),
+            "100",
+        ],
     );
     let requests = server.join().unwrap();
     drop(netgraph);
+    requests
+}
+
+/// Throttling: a 503 with `Retry-After: 3` delays the next attempt by 3 s, and the
+/// same points, in the same order, go out again.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn retry_after_is_honoured_and_order_kept() {
+    require_root();
+    let requests = throttled_run(
+        vec![
+            "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 3",
+            "HTTP/1.1 204 No Content",
+            "HTTP/1.1 204 No Content",
+        ],
+        "",
+        3,
+    );
     let waited = requests[1].at - requests[0].at;
     report(&format!(
         "503 with Retry-After: 3 -> next attempt after {:.2} s",
@@ -637,30 +653,14 @@ fn retry_after_is_honoured_and_order_kept() {
 #[ignore = "needs root; scripts/test.sh runs it as root"]
 fn a_huge_retry_after_is_capped_by_max_retry_delay() {
     require_root();
-    let mut lab = Lab::new();
-    let (port, server) = scripted_server(vec![
-        "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 86400",
-        "HTTP/1.1 204 No Content",
-    ]);
-    let config = write_config(
-        &lab,
-        "capped.toml",
-        &format!(
-            "json_lines = false\n[[influxdb]]\nurl = \"http://127.0.0.1:{port}\"\napi = \"v2\"\n\
-             org = \"o\"\nbucket = \"b\"\nflush_interval = \"200ms\"\njitter = 0.0\n\
-             max_retry_delay = \"1s\"\n"
-        ),
+    let requests = throttled_run(
+        vec![
+            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 86400",
+            "HTTP/1.1 204 No Content",
+        ],
+        "max_retry_delay = \"1s\"\n",
+        2,
     );
-    let netgraph = ebpf_with(&lab, &config);
-    let b = lab.b.clone();
-    lab.serve(&b, "ng-sink", &["udp-sink", &format!("{B4}:7821"), "recv"]);
-    lab.exec(
-        &lab.a,
-        "ng-capped",
-        &["udp-trickle", &format!("{B4}:7821"), "2", "100"],
-    );
-    let requests = server.join().unwrap();
-    drop(netgraph);
     let waited = requests[1].at - requests[0].at;
     report(&format!(
         "429 with Retry-After: 86400 and max_retry_delay 1s -> next attempt after {:.2} s",
