@@ -20,10 +20,23 @@ const QUIET_WITHOUT_OWNER: u32 = 60;
 /// the interval loop a bounded time; the rest are forgotten at the next drains.
 pub const FORGET_PER_DRAIN: usize = 65_536;
 
+/// A packet's direction, as the kernel side's `enum direction` numbers it in every key
+/// (socket and interface counters alike).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {
     Egress,
     Ingress,
+}
+
+impl Direction {
+    /// `EGRESS` is 0 in bpf/netgraph.bpf.c; anything else is `INGRESS`.
+    pub fn from_kernel(value: u8) -> Direction {
+        if value == 0 {
+            Direction::Egress
+        } else {
+            Direction::Ingress
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -78,11 +91,7 @@ fn parse_key(bytes: &[u8]) -> Option<CounterKey> {
         cookie: key.cookie,
         tgid: key.tgid,
         ifindex: key.ifindex,
-        direction: if key.direction == 0 {
-            Direction::Egress
-        } else {
-            Direction::Ingress
-        },
+        direction: Direction::from_kernel(key.direction),
         protocol: Protocol::from_ip_number(key.protocol),
         ip_number: key.protocol,
         transient: key.transient != 0,

@@ -2,7 +2,7 @@
 //! crosses it (tcx links, Linux 6.6+, which the kernel detaches when netgraph exits),
 //! and the traffic among it that no local socket moved.
 
-use super::counters::address;
+use super::counters::{address, Direction};
 use super::plain_data;
 use super::skeleton::{types, NetgraphSkel};
 use crate::traffic::{Counter, Protocol, Traffic};
@@ -21,8 +21,8 @@ struct Hooked {
     _links: [Link; 2],
 }
 
-/// (ifindex, direction is egress, protocol number).
-type Key = (u32, bool, u8);
+/// (ifindex, direction, protocol number).
+type Key = (u32, Direction, u8);
 /// (near, far) addresses.
 type Pair = (IpAddr, IpAddr);
 
@@ -101,12 +101,12 @@ impl InterfaceHooks {
     pub fn note_attributed(
         &mut self,
         ifindex: u32,
-        egress: bool,
+        direction: Direction,
         ip_number: u8,
         ends: Option<Pair>,
         counter: Counter,
     ) {
-        let key = (ifindex, egress, ip_number);
+        let key = (ifindex, direction, ip_number);
         self.attributed.entry(key).or_default().merge(counter);
         if let Some(pair) = ends {
             self.pairs_attributed
@@ -158,7 +158,7 @@ impl InterfaceHooks {
             };
             reported.bytes = reported.bytes.max(excess.bytes);
             reported.packets = reported.packets.max(excess.packets);
-            let (ifindex, egress, ip_number) = key;
+            let (ifindex, direction, ip_number) = key;
             let protocol = Protocol::from_ip_number(ip_number);
             let mut pairs = candidates.remove(&key).unwrap_or_default();
             pairs.sort_by(|a, b| b.2.cmp(&a.2).then(b.1.bytes.cmp(&a.1.bytes)));
@@ -167,10 +167,9 @@ impl InterfaceHooks {
                     return;
                 }
                 let traffic = found.entry((ifindex, protocol, ends)).or_default();
-                if egress {
-                    traffic.sent.merge(part);
-                } else {
-                    traffic.recv.merge(part);
+                match direction {
+                    Direction::Egress => traffic.sent.merge(part),
+                    Direction::Ingress => traffic.recv.merge(part),
                 }
             };
             for (pair, excess, _) in pairs {
@@ -238,7 +237,11 @@ impl InterfaceHooks {
                 self.seen.remove(&raw_key);
                 continue;
             }
-            let k = (key.ifindex, key.direction == 0, key.protocol);
+            let k = (
+                key.ifindex,
+                Direction::from_kernel(key.direction),
+                key.protocol,
+            );
             self.crossed.entry(k).or_default().merge(delta);
             if let (Some(pair), false) = (pair, delta.is_zero()) {
                 self.pairs_crossed

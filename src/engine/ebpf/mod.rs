@@ -250,7 +250,8 @@ impl EbpfEngine {
 
     fn lost_total(&self) -> u64 {
         let mut total = 0;
-        for kind in 0u32..4 {
+        // One counter per kind of loss: the kernel side sizes the map by LOSS_KINDS.
+        for kind in 0..self.skel.maps.losses.max_entries() {
             if let Ok(Some(per_cpu)) = self
                 .skel
                 .maps
@@ -308,9 +309,13 @@ impl Engine for EbpfEngine {
                 .as_ref()
                 .is_none_or(|(owner, _)| own_netns.is_none() || Some(owner.netns) == own_netns);
             if here {
-                let egress = key.direction == Direction::Egress;
-                self.hooks
-                    .note_attributed(key.ifindex, egress, key.ip_number, key.ends, delta);
+                self.hooks.note_attributed(
+                    key.ifindex,
+                    key.direction,
+                    key.ip_number,
+                    key.ends,
+                    delta,
+                );
             }
             let owner = if key.tgid == 0 {
                 // Before any owner was recorded (an accepted socket's first packets).

@@ -12,8 +12,11 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
-#define EGRESS 0
-#define INGRESS 1
+/* A packet's direction in every key; userspace reads 0 as egress (Direction::from_kernel). */
+enum direction {
+	EGRESS = 0,
+	INGRESS = 1,
+};
 #define EEXIST 17
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
