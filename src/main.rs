@@ -347,6 +347,7 @@ fn pipeline(
         interval: settings.interval,
         reload,
         write_failures: Default::default(),
+        slow_intervals: netgraph::rate_limited::Repeats::every_minute(),
     })
 }
 

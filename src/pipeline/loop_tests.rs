@@ -98,6 +98,7 @@ fn pipeline(drains: &Arc<AtomicU64>, sink: &Arc<Mutex<Seen>>) -> Pipeline {
         interval: Duration::from_millis(100),
         reload: None,
         write_failures: HashMap::new(),
+        slow_intervals: Repeats::every_minute(),
     }
 }
 
