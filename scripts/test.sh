@@ -7,7 +7,8 @@ require_root
 require_cargo
 # Lab tools, the real servers the export tests write to, and the writer of the
 # GeoIP test database.
-install_packages "${BUILD_PACKAGES[@]}" iproute2 nftables iputils-ping \
+# mount and util-linux (prlimit, setpriv): the full-disk and hostile-client labs.
+install_packages "${BUILD_PACKAGES[@]}" iproute2 nftables iputils-ping mount util-linux \
     influxdb victoria-metrics prometheus openssl curl chromium nodejs tmux systemd adduser \
     libmaxmind-db-writer-perl
 # npm comes with nodejs from NodeSource; Debian's own npm conflicts with that one.
