@@ -39,6 +39,18 @@ const SWEEP_EVERY: u64 = 10;
 /// none at all), so that attribution does not look for one.
 type SocketKey = (Option<u64>, u32, u32, Protocol, Option<(IpAddr, IpAddr)>);
 
+/// Every owner record in one pass: (raw key, cookie, owner, whether released).
+fn owner_records(owners: &libbpf_rs::MapMut<'_>) -> Vec<(Vec<u8>, u64, KernelOwner, bool)> {
+    map_ops::entries(owners)
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let cookie = u64::from_ne_bytes(key.get(..8)?.try_into().ok()?);
+            let (owner, released) = counters::parse_owner(&value)?;
+            Some((key, cookie, owner, released))
+        })
+        .collect()
+}
+
 fn lookup_owner(owners: &libbpf_rs::MapMut<'_>, cookie: u64) -> Option<(KernelOwner, bool)> {
     let value = owners.lookup(&cookie.to_ne_bytes(), MapFlags::ANY).ok()??;
     counters::parse_owner(&value)
@@ -193,17 +205,9 @@ impl EbpfEngine {
         let mut referenced = self.counters.tgids();
         let mut unused_owners = HashSet::new();
         let mut doomed = Vec::new();
-        let owners = map_ops::entries(&maps.owners);
+        let owners = owner_records(&maps.owners);
         let owners_before = owners.len();
-        for (key, value) in owners {
-            let (Some(cookie), Some((owner, released))) = (
-                key.get(..8)
-                    .and_then(|b| b.try_into().ok())
-                    .map(u64::from_ne_bytes),
-                counters::parse_owner(&value),
-            ) else {
-                continue;
-            };
+        for (key, cookie, owner, released) in owners {
             if !released || tracked.contains(&cookie) {
                 referenced.insert(owner.tgid);
             } else if self.unused.owners.contains(&cookie) {
@@ -444,12 +448,9 @@ impl Engine for EbpfEngine {
         let idle = std::mem::take(&mut self.idle);
         // Many sockets to ask about: one read of every owner record costs less.
         let known: Option<HashMap<u64, bool>> = (idle.len() > 64).then(|| {
-            map_ops::entries(&maps.owners)
-                .iter()
-                .filter_map(|(key, value)| {
-                    let cookie = u64::from_ne_bytes(key.get(..8)?.try_into().ok()?);
-                    Some((cookie, counters::parse_owner(value)?.1))
-                })
+            owner_records(&maps.owners)
+                .into_iter()
+                .map(|(_, cookie, _, released)| (cookie, released))
                 .collect()
         });
         let mut released = |cookie: u64| match &known {
