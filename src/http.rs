@@ -3,15 +3,19 @@
 //! web server; the pipeline itself stays synchronous.
 //!
 //! Hostile or slow clients cannot take the process's file descriptors or time: the
-//! number of open connections is bounded (the oldest is dropped to admit a new one, so
-//! slow clients go first and a prompt client is always served), request headers must
-//! arrive within a few seconds, and no connection lives for ever.
+//! number of open connections is bounded (to admit a new one, the oldest connection
+//! that has never sent a whole request is dropped, so slow clients go first and a
+//! prompt client, on a new or a kept-alive connection, is always served), request
+//! headers must arrive within a few seconds, and no connection lives for ever.
 
 use crate::rate_limited::Repeats;
+use hyper::service::Service;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::{AbortHandle, JoinSet};
 
@@ -53,7 +57,7 @@ pub fn serve_in_thread(
             };
             runtime.block_on(async move {
                 match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => serve(&label, listener, router).await,
+                    Ok(listener) => serve(&label, listener, router, connection_limit()).await,
                     Err(error) => tracing::error!("{label} stopped: {error}"),
                 }
             });
@@ -77,12 +81,26 @@ pub fn connection_limit() -> usize {
     (soft / 4).clamp(16, MAX_CONNECTIONS)
 }
 
-async fn serve(label: &str, listener: tokio::net::TcpListener, router: axum::Router) {
+/// An open connection, and whether a whole request has arrived on it yet.
+struct OpenConnection {
+    task: AbortHandle,
+    served: Arc<AtomicBool>,
+}
+
+/// The connection to drop for a new one: the oldest that never sent a whole request
+/// (a slow or idle client), else the oldest.
+fn eviction_victim(open: &VecDeque<OpenConnection>) -> usize {
+    open.iter()
+        .position(|connection| !connection.served.load(Ordering::Relaxed))
+        .unwrap_or(0)
+}
+
+/// Serves `router` with at most `limit` connections open at once.
+async fn serve(label: &str, listener: tokio::net::TcpListener, router: axum::Router, limit: usize) {
     let service = TowerToHyperService::new(router);
-    let limit = connection_limit();
     let mut connections = JoinSet::new();
     // Oldest first; finished ones are pruned as new ones come.
-    let mut open: VecDeque<AbortHandle> = VecDeque::new();
+    let mut open: VecDeque<OpenConnection> = VecDeque::new();
     let mut accept_errors = Repeats::every_minute();
     let mut dropped = Repeats::every_minute();
     loop {
@@ -98,24 +116,34 @@ async fn serve(label: &str, listener: tokio::net::TcpListener, router: axum::Rou
             }
         };
         while connections.try_join_next().is_some() {}
-        open.retain(|handle| !handle.is_finished());
+        open.retain(|connection| !connection.task.is_finished());
         while open.len() >= limit {
-            if let Some(oldest) = open.pop_front() {
-                oldest.abort();
+            if let Some(victim) = open.remove(eviction_victim(&open)) {
+                victim.task.abort();
                 if let Some(repeated) = dropped.check("full") {
                     tracing::warn!(
-                        "{label}: {limit} connections open, dropping the oldest for a new one{repeated}"
+                        "{label}: {limit} connections open, dropping the slowest for a new one{repeated}"
                     );
                 }
             }
         }
+        let served = Arc::new(AtomicBool::new(false));
+        let marks = served.clone();
         let service = service.clone();
-        open.push_back(connections.spawn(async move {
+        let marking = hyper::service::service_fn(move |request| {
+            marks.store(true, Ordering::Relaxed);
+            service.call(request)
+        });
+        let task = connections.spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(stream), marking);
             let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
-        }));
+        });
+        open.push_back(OpenConnection { task, served });
     }
 }
+
+#[cfg(test)]
+mod tests;
