@@ -29,9 +29,8 @@ pub enum Direction {
 }
 
 impl Direction {
-    /// `EGRESS` is 0 in bpf/netgraph.bpf.c; anything else is `INGRESS`.
-    pub fn from_kernel(value: u8) -> Direction {
-        if value == 0 {
+    pub fn from_kernel(value: types::direction) -> Direction {
+        if value == types::direction::EGRESS {
             Direction::Egress
         } else {
             Direction::Ingress

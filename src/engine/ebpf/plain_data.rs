@@ -9,7 +9,8 @@ use super::skeleton::types;
 /// Implement only for `Copy` types valid for any bit pattern of their size.
 pub unsafe trait PlainData: Copy {}
 
-// SAFETY: each is a repr(C) struct of unsigned integers, byte arrays and such structs.
+// SAFETY: each is a repr(C) struct of unsigned integers, byte arrays, transparent
+// wrappers of integers (the generated C enums) and such structs.
 unsafe impl PlainData for types::traffic_key {}
 // SAFETY: as above.
 unsafe impl PlainData for types::peer_traffic_key {}

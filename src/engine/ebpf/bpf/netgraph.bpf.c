@@ -12,11 +12,12 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
-/* A packet's direction in every key; userspace reads 0 as egress (Direction::from_kernel). */
+/* A packet's direction in every key; one byte, and typed in the keys so that the
+ * generated Rust types carry it. */
 enum direction {
 	EGRESS = 0,
 	INGRESS = 1,
-};
+} __attribute__((packed));
 #define EEXIST 17
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
@@ -26,7 +27,7 @@ struct traffic_key {
 	__u64 cookie;
 	__u32 tgid; /* the socket's owner when the packet passed; 0 if none yet */
 	__u32 ifindex;
-	__u8 direction;
+	enum direction direction;
 	__u8 protocol;
 	__u8 transient; /* a request or time-wait socket: it has no owner and soon goes */
 	__u8 pad;
@@ -103,7 +104,7 @@ struct {
  * non_ip set counts frames that carry no IP. */
 struct interface_key {
 	__u32 ifindex;
-	__u8 direction;
+	enum direction direction;
 	__u8 protocol;
 	__u8 non_ip;
 	__u8 pad;
@@ -279,7 +280,7 @@ static __always_inline void add_packet(void *map, void *key, __u64 bytes, int pe
 
 /* Reads a packet's two ends from its IP header, `offset` bytes into the packet
  * (relative to the network header when `from_network`). */
-static __always_inline void read_ends(struct __sk_buff *skb, __u8 direction, int from_network,
+static __always_inline void read_ends(struct __sk_buff *skb, enum direction direction, int from_network,
 				      struct ends *ends)
 {
 	__u8 version = 0;
@@ -313,7 +314,7 @@ static __always_inline void read_ends(struct __sk_buff *skb, __u8 direction, int
 	}
 }
 
-static __always_inline void count(struct __sk_buff *skb, __u8 direction)
+static __always_inline void count(struct __sk_buff *skb, enum direction direction)
 {
 	struct traffic_key key = {
 		.cookie = bpf_get_socket_cookie(skb),
@@ -357,7 +358,7 @@ int count_ingress(struct __sk_buff *skb)
 /* Counts a frame at TC, in IP-layer bytes like the socket counters: the IP header's
  * length field, or for offloaded packets that leave it 0, the frame less its link
  * header. */
-static __always_inline void count_interface(struct __sk_buff *skb, __u8 direction)
+static __always_inline void count_interface(struct __sk_buff *skb, enum direction direction)
 {
 	struct interface_key key = {.ifindex = skb->ifindex, .direction = direction};
 	__u64 bytes = 0;

@@ -39,7 +39,7 @@ fn bytes_of<T: Copy>(value: &T) -> Vec<u8> {
     .to_vec()
 }
 
-fn key(cookie: u64, direction: u8, transient: bool) -> Vec<u8> {
+fn key(cookie: u64, direction: types::direction, transient: bool) -> Vec<u8> {
     bytes_of(&types::traffic_key {
         cookie,
         tgid: 42,
@@ -70,7 +70,7 @@ fn sent(deltas: &Deltas, cookie: u64) -> u64 {
 #[test]
 fn deltas_of_cumulative_counters() {
     let (map, mut counters) = (FakeMap::default(), Counters::default());
-    let egress = key(1, 0, false);
+    let egress = key(1, types::direction::EGRESS, false);
     map.set(&egress, 1000, 2);
     let first = counters.read(&map);
     assert_eq!(sent(&first, 1), 1000);
@@ -88,7 +88,7 @@ fn deltas_of_cumulative_counters() {
 #[test]
 fn a_key_missing_from_one_pass_keeps_its_baseline() {
     let (map, mut counters) = (FakeMap::default(), Counters::default());
-    let egress = key(1, 0, false);
+    let egress = key(1, types::direction::EGRESS, false);
     map.set(&egress, 1000, 1);
     counters.read(&map);
     map.hidden.borrow_mut().insert(egress.clone());
@@ -104,8 +104,8 @@ fn closed_quiet_sockets_are_forgotten_and_open_ones_kept() {
     let (map, mut counters) = (FakeMap::default(), Counters::default());
     // 1 closed, 2 open, 3 without an owner record, 4 a time-wait socket.
     for cookie in 1..=4 {
-        map.set(&key(cookie, 0, cookie == 4), 100, 1);
-        map.set(&key(cookie, 1, cookie == 4), 100, 1);
+        map.set(&key(cookie, types::direction::EGRESS, cookie == 4), 100, 1);
+        map.set(&key(cookie, types::direction::INGRESS, cookie == 4), 100, 1);
     }
     let mut released = |cookie: u64| match cookie {
         1 => Some(true),
