@@ -3,7 +3,7 @@
 
 use super::ProcessIdentity;
 use crate::cgroup::CgroupPaths;
-use crate::engine::KernelOwner;
+use crate::engine::{KernelOwner, KernelOwnership};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -52,6 +52,19 @@ impl KernelOwners {
     }
 }
 
+/// Who moved a socket's traffic: the process it was stamped with as it passed, in the
+/// socket's network namespace (a process can hold sockets of several); else the
+/// socket's owner.
+pub fn mover(ownership: KernelOwnership) -> Option<KernelOwner> {
+    match (ownership.mover, ownership.socket) {
+        (Some(mut mover), Some(socket)) => {
+            mover.netns = socket.netns;
+            Some(mover)
+        }
+        (mover, socket) => mover.or(socket),
+    }
+}
+
 /// The executable, if the process still lives and is still the one the kernel saw
 /// (its pid not reused by another program).
 fn executable(owner: &KernelOwner) -> Option<String> {
@@ -61,4 +74,43 @@ fn executable(owner: &KernelOwner) -> Option<String> {
     }
     let exe = std::fs::read_link(format!("/proc/{}/exe", owner.tgid)).ok()?;
     Some(exe.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner(tgid: u32, netns: u64) -> KernelOwner {
+        KernelOwner {
+            tgid,
+            uid: 0,
+            comm: format!("p{tgid}"),
+            cgroup_id: 1,
+            netns,
+        }
+    }
+
+    #[test]
+    fn the_mover_counts_in_the_sockets_namespace() {
+        let ownership = KernelOwnership {
+            socket: Some(owner(1, 10)),
+            mover: Some(owner(2, 20)),
+        };
+        assert_eq!(mover(ownership), Some(owner(2, 10)));
+    }
+
+    #[test]
+    fn without_a_mover_the_sockets_owner_counts() {
+        let ownership = KernelOwnership {
+            socket: Some(owner(1, 10)),
+            mover: None,
+        };
+        assert_eq!(mover(ownership), Some(owner(1, 10)));
+        let only_mover = KernelOwnership {
+            socket: None,
+            mover: Some(owner(2, 20)),
+        };
+        assert_eq!(mover(only_mover), Some(owner(2, 20)));
+        assert_eq!(mover(KernelOwnership::default()), None);
+    }
 }

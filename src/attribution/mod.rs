@@ -79,8 +79,8 @@ impl Attributor {
         let mut traffic = Vec::with_capacity(report.flows.len() + report.sockets.len());
         let mut unnamed = Vec::new();
         for socket in report.sockets {
-            let owner = match (&socket.owner, socket.cookie) {
-                (Some(owner), _) => Owner::Process(self.kernel_owners.identity(owner)),
+            let owner = match (kernel_owners::mover(socket.ownership), socket.cookie) {
+                (Some(owner), _) => Owner::Process(self.kernel_owners.identity(&owner)),
                 // Traffic that crossed an interface without any local socket.
                 (None, None) => Owner::Unknown(socket.protocol),
                 (None, Some(cookie)) => {

@@ -72,6 +72,15 @@ pub struct KernelOwner {
     pub netns: u64,
 }
 
+/// What the kernel recorded of who moved a socket's traffic; attribution decides.
+#[derive(Clone, Debug, Default)]
+pub struct KernelOwnership {
+    /// The socket's owner now: its creator, or the last process that used it.
+    pub socket: Option<KernelOwner>,
+    /// The process the traffic was stamped with as it passed.
+    pub mover: Option<KernelOwner>,
+}
+
 /// Traffic of one socket on one interface since the previous drain, counted in the
 /// kernel; the owner is already known unless the socket predates the engine.
 #[derive(Clone, Debug)]
@@ -81,7 +90,7 @@ pub struct SocketTraffic {
     /// The kernel's socket cookie, which sock_diag reports too; `None` for traffic
     /// that crossed an interface without any local socket (forwarded, or the kernel's own).
     pub cookie: Option<u64>,
-    pub owner: Option<KernelOwner>,
+    pub ownership: KernelOwnership,
     /// The packets' two ends, when the engine records them (GeoIP needs them).
     pub ends: Option<Ends>,
     pub traffic: Traffic,

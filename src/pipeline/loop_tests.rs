@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::accounting::IntervalReport;
-use crate::engine::{EngineReport, KernelOwner, SocketTraffic};
+use crate::engine::{EngineReport, KernelOwner, KernelOwnership, SocketTraffic};
 use crate::traffic::{Counter, Protocol, Traffic};
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
@@ -37,13 +37,16 @@ impl Engine for FakeEngine {
                 interface: Arc::from("eth0"),
                 protocol: Protocol::Tcp,
                 cookie: Some(1),
-                owner: Some(KernelOwner {
-                    tgid: std::process::id(),
-                    uid: 0,
-                    comm: "fake".into(),
-                    cgroup_id: 0,
-                    netns: 0,
-                }),
+                ownership: KernelOwnership {
+                    socket: Some(KernelOwner {
+                        tgid: std::process::id(),
+                        uid: 0,
+                        comm: "fake".into(),
+                        cgroup_id: 0,
+                        netns: 0,
+                    }),
+                    mover: None,
+                },
                 ends: None,
                 traffic,
             }],

@@ -1,0 +1,128 @@
+//! Opening, configuring, loading and attaching the eBPF programs.
+
+use super::interface_hooks;
+use super::skeleton::{NetgraphSkel, NetgraphSkelBuilder, OpenNetgraphSkel};
+use super::support::{check_support, Unsupported};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::Link;
+use std::mem::MaybeUninit;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+/// The programs, loaded and attached.
+pub struct Loaded {
+    pub skel: NetgraphSkel<'static>,
+    /// Dropping a link detaches its program.
+    pub links: Vec<Link>,
+    /// Whether the per-interface hooks were loaded (tcx, Linux 6.6+).
+    pub tcx: bool,
+    /// Whether sockets are adopted by the processes that use them (Linux 6.3+).
+    pub follows_use: bool,
+}
+
+/// `record_addresses` counts by both ends of each packet too, at the cost of a larger
+/// key per packet.
+pub fn load(record_addresses: bool) -> Result<Loaded, Unsupported> {
+    let cgroup_root = check_support()?;
+    // Per-interface hooks need tcx (Linux 6.6); without it they are not loaded, so
+    // older kernels still count every socket.
+    let tcx = interface_hooks::kernel_has_tcx();
+    if !tcx {
+        tracing::info!("Linux before 6.6 (no tcx): traffic without a local socket (forwarded, ARP) is not counted per interface");
+    }
+    let skel = open(record_addresses, tcx)?
+        .load()
+        .map_err(|e| Unsupported::load(&e))?;
+    let mut links = attach_to_cgroup(&skel, &cgroup_root)?;
+    let follows_use = attach_to_tracepoints(&skel, &mut links);
+    Ok(Loaded {
+        skel,
+        links,
+        tcx,
+        follows_use,
+    })
+}
+
+fn open(record_addresses: bool, tcx: bool) -> Result<OpenNetgraphSkel<'static>, Unsupported> {
+    // The skeleton borrows its object storage for its whole life, which is the
+    // engine's: one allocation per engine, given up when the process ends.
+    let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
+        Box::leak(Box::new(MaybeUninit::uninit()));
+    let mut open = NetgraphSkelBuilder::default()
+        .open(storage)
+        .map_err(|e| Unsupported::load(&e))?;
+    for (program, attach_type) in [
+        (
+            &mut open.progs.interface_ingress,
+            libbpf_rs::ProgramAttachType::TcxIngress,
+        ),
+        (
+            &mut open.progs.interface_egress,
+            libbpf_rs::ProgramAttachType::TcxEgress,
+        ),
+    ] {
+        if tcx {
+            program.set_attach_type(attach_type);
+        } else {
+            program.set_autoload(false);
+        }
+    }
+    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+        rodata.record_addresses = u8::from(record_addresses);
+    }
+    // The counter maps not used get one entry, to take no memory.
+    let unused = if record_addresses {
+        [&mut open.maps.traffic, &mut open.maps.interface_traffic]
+    } else {
+        [
+            &mut open.maps.peer_traffic,
+            &mut open.maps.interface_peer_traffic,
+        ]
+    };
+    for map in unused {
+        let _ = map.set_max_entries(1);
+    }
+    Ok(open)
+}
+
+/// Counting and socket creation/release, for every socket of the host.
+fn attach_to_cgroup(skel: &NetgraphSkel<'static>, root: &Path) -> Result<Vec<Link>, Unsupported> {
+    let cgroup = std::fs::File::open(root).map_err(|e| Unsupported::Cgroup {
+        path: root.to_path_buf(),
+        error: e.to_string(),
+    })?;
+    let progs = &skel.progs;
+    [
+        &progs.owner_on_create,
+        &progs.owner_on_release,
+        &progs.count_egress,
+        &progs.count_ingress,
+    ]
+    .into_iter()
+    .map(|program| {
+        program
+            .attach_cgroup(cgroup.as_raw_fd())
+            .map_err(|e| Unsupported::attach(&e))
+    })
+    .collect()
+}
+
+/// Adoption of sockets by the processes that send and receive on them; whether the
+/// kernel has the tracepoints (Linux 6.3+).
+fn attach_to_tracepoints(skel: &NetgraphSkel<'static>, links: &mut Vec<Link>) -> bool {
+    let progs = &skel.progs;
+    let mut follows_use = true;
+    for (program, tracepoint) in [
+        (&progs.owner_on_send, "sock_send_length"),
+        (&progs.owner_on_recv, "sock_recv_length"),
+    ] {
+        match program.attach_raw_tracepoint(tracepoint) {
+            Ok(link) => links.push(link),
+            Err(error) => {
+                follows_use = false;
+                tracing::info!(%tracepoint, %error, "kernel lacks this tracepoint (Linux 6.3+): accepted and inherited sockets are named after their creator or from /proc");
+            }
+        }
+    }
+    follows_use
+}

@@ -1,0 +1,133 @@
+//! The owner records the kernel side keeps: per socket (`owners`, by cookie) and per
+//! process (`processes`, by tgid). Looked up once per drain, and swept of records
+//! nothing refers to any more.
+
+use super::counters::{self, Counters};
+use super::map_ops;
+use super::skeleton::NetgraphMaps;
+use crate::engine::KernelOwner;
+use libbpf_rs::{MapCore, MapFlags, MapMut};
+use std::collections::{HashMap, HashSet};
+
+/// Every socket owner record in one pass: (raw key, cookie, owner, whether released).
+pub fn socket_owners(owners: &MapMut<'_>) -> Vec<(Vec<u8>, u64, KernelOwner, bool)> {
+    map_ops::entries(owners)
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let cookie = u64::from_ne_bytes(key.get(..8)?.try_into().ok()?);
+            let (owner, released) = counters::parse_owner(&value)?;
+            Some((key, cookie, owner, released))
+        })
+        .collect()
+}
+
+/// A socket's owner record: the owner, and whether the socket was released.
+pub fn socket_owner(owners: &MapMut<'_>, cookie: u64) -> Option<(KernelOwner, bool)> {
+    let value = owners.lookup(&cookie.to_ne_bytes(), MapFlags::ANY).ok()??;
+    counters::parse_owner(&value)
+}
+
+fn process(processes: &MapMut<'_>, tgid: u32) -> Option<KernelOwner> {
+    let value = processes
+        .lookup(&tgid.to_ne_bytes(), MapFlags::ANY)
+        .ok()??;
+    counters::parse_owner(&value).map(|(owner, _)| owner)
+}
+
+/// Owner records read during one drain, each at most once.
+pub struct OwnerLookups<'a> {
+    maps: &'a NetgraphMaps<'static>,
+    sockets: HashMap<u64, Option<KernelOwner>>,
+    processes: HashMap<u32, Option<KernelOwner>>,
+}
+
+impl<'a> OwnerLookups<'a> {
+    pub fn new(maps: &'a NetgraphMaps<'static>) -> Self {
+        OwnerLookups {
+            maps,
+            sockets: HashMap::new(),
+            processes: HashMap::new(),
+        }
+    }
+
+    /// The socket's current owner.
+    pub fn socket(&mut self, cookie: u64) -> Option<KernelOwner> {
+        self.sockets
+            .entry(cookie)
+            .or_insert_with(|| socket_owner(&self.maps.owners, cookie).map(|(owner, _)| owner))
+            .clone()
+    }
+
+    /// The process with this tgid, as recorded when it last moved traffic.
+    pub fn process(&mut self, tgid: u32) -> Option<KernelOwner> {
+        self.processes
+            .entry(tgid)
+            .or_insert_with(|| process(&self.maps.processes, tgid))
+            .clone()
+    }
+}
+
+/// Sweeps owner and process records nothing refers to. A record goes only when two
+/// sweeps in a row find it unused: packets counted between a drain's read and a sweep
+/// (a socket closed with data still queued) still find their owner, as the next drain
+/// reads their counters before the next sweep.
+#[derive(Default)]
+pub struct Sweeper {
+    unused_sockets: HashSet<u64>,
+    unused_processes: HashSet<u32>,
+}
+
+impl Sweeper {
+    /// Owner records of closed sockets with no counters left (closed without moving a
+    /// packet), and process records no socket or counter refers to any more. One read
+    /// of each map, then batched deletes: linear in the maps' size.
+    pub fn sweep(&mut self, maps: &NetgraphMaps<'_>, counters: &Counters) {
+        let tracked = counters.cookies();
+        let mut referenced = counters.tgids();
+        let mut unused_sockets = HashSet::new();
+        let mut doomed = Vec::new();
+        let owners = socket_owners(&maps.owners);
+        let owners_before = owners.len();
+        for (key, cookie, owner, released) in owners {
+            if !released || tracked.contains(&cookie) {
+                referenced.insert(owner.tgid);
+            } else if self.unused_sockets.contains(&cookie) {
+                doomed.push(key);
+            } else {
+                referenced.insert(owner.tgid);
+                unused_sockets.insert(cookie);
+            }
+        }
+        let owners_deleted = map_ops::delete(&maps.owners, &doomed);
+        let mut unused_processes = HashSet::new();
+        let mut doomed = Vec::new();
+        let mut processes_before = 0;
+        for key in map_ops::keys(&maps.processes) {
+            processes_before += 1;
+            let Some(tgid) = key
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_ne_bytes)
+            else {
+                continue;
+            };
+            if referenced.contains(&tgid) {
+                continue;
+            }
+            if self.unused_processes.contains(&tgid) {
+                doomed.push(key);
+            } else {
+                unused_processes.insert(tgid);
+            }
+        }
+        let processes_deleted = map_ops::delete(&maps.processes, &doomed);
+        tracing::debug!(
+            owners = owners_before - owners_deleted,
+            processes = processes_before - processes_deleted,
+            counters = counters.len(),
+            "swept owner and process records"
+        );
+        self.unused_sockets = unused_sockets;
+        self.unused_processes = unused_processes;
+    }
+}
