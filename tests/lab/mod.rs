@@ -2,6 +2,8 @@
 //! moving traffic, nftables counters as the IP-layer truth, netgraph running in `a`.
 #![allow(dead_code)]
 
+pub mod engines;
+
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
