@@ -644,23 +644,19 @@ impl Records {
     /// Every interval, on every interface: process rows plus buckets equal what was captured.
     pub fn assert_conservation(&self) {
         let mut by_interval: BTreeMap<(u64, String), [u64; 4]> = BTreeMap::new();
-        for line in self.processes() {
+        // Process rows into sums 0 and 1, interface rows into 2 and 3.
+        let lines = self
+            .processes()
+            .map(|line| (0, line))
+            .chain(self.interfaces().map(|line| (2, line)));
+        for (first, line) in lines {
             let key = (
                 line["timestamp_ms"].as_u64().unwrap(),
                 line["interface"].as_str().unwrap().to_string(),
             );
             let sums = by_interval.entry(key).or_default();
-            sums[0] += line["sent_bytes_last"].as_u64().unwrap();
-            sums[1] += line["recv_bytes_last"].as_u64().unwrap();
-        }
-        for line in self.interfaces() {
-            let key = (
-                line["timestamp_ms"].as_u64().unwrap(),
-                line["interface"].as_str().unwrap().to_string(),
-            );
-            let sums = by_interval.entry(key).or_default();
-            sums[2] += line["sent_bytes_last"].as_u64().unwrap();
-            sums[3] += line["recv_bytes_last"].as_u64().unwrap();
+            sums[first] += line["sent_bytes_last"].as_u64().unwrap();
+            sums[first + 1] += line["recv_bytes_last"].as_u64().unwrap();
         }
         assert!(!by_interval.is_empty(), "netgraph wrote nothing");
         for ((at, interface), [sent, recv, captured_sent, captured_recv]) in by_interval {
