@@ -1,8 +1,8 @@
 //! Accounting: rolls attributed traffic into intervals per (process name, uid, interface),
 //! with monotonic totals since start and rates.
 
-use crate::attribution::{AttributedReport, Owner, ProcessIdentity};
-use crate::engine::{CaptureStats, InterfaceName};
+use crate::attribution::{AttributedReport, AttributedTraffic, Owner, ProcessIdentity};
+use crate::engine::{CaptureStats, InterfaceName, InterfaceTraffic};
 use crate::geo::Geo;
 use crate::traffic::{Counter, Traffic};
 use std::collections::HashMap;
@@ -132,10 +132,31 @@ impl Accountant {
 
     pub fn close_interval(&mut self, report: AttributedReport, end: SystemTime) -> IntervalReport {
         self.intervals += 1;
-        let lost = report.lost;
-        let mut rows: HashMap<SeriesKey, (Traffic, Contributors)> = HashMap::new();
-        let mut by_country: HashMap<(SeriesKey, Arc<str>), Traffic> = HashMap::new();
-        for item in report.traffic {
+        let (rows, by_country) = self.group(report.traffic);
+        let processes = self.process_rows(rows);
+        let countries = self.country_rows(by_country);
+        bound(&mut self.series);
+        bound(&mut self.countries);
+        let interfaces = self.interface_rows(report.interfaces);
+        let start = std::mem::replace(&mut self.interval_start, end);
+        self.lost_total += report.lost;
+        IntervalReport {
+            start,
+            end,
+            processes,
+            countries,
+            interfaces,
+            lost: report.lost,
+            lost_total: self.lost_total,
+        }
+    }
+
+    /// This interval's traffic by series (with the processes that moved it), and by
+    /// series and remote country when GeoIP breaks processes down by country.
+    fn group(&mut self, traffic: Vec<AttributedTraffic>) -> (Rows, ByCountry) {
+        let mut rows = Rows::new();
+        let mut by_country = ByCountry::new();
+        for item in traffic {
             if item.traffic.is_zero() {
                 continue;
             }
@@ -170,17 +191,16 @@ impl Accountant {
                 }
             }
         }
+        (rows, by_country)
+    }
 
+    /// One row per series, named after the process that moved most of its bytes.
+    fn process_rows(&mut self, rows: Rows) -> Vec<ProcessRow> {
         let mut processes: Vec<ProcessRow> = rows
             .into_iter()
             .map(|(key, (last, contributors))| {
                 let busiest = contributors.into_iter().max_by_key(|(bytes, _)| *bytes);
-                let total = self.series.entry(key.clone()).or_insert(SeriesTotal {
-                    traffic: Traffic::default(),
-                    last_active: 0,
-                });
-                total.traffic.merge(last);
-                total.last_active = self.intervals;
+                let total = add_to_total(&mut self.series, key.clone(), last, self.intervals);
                 ProcessRow {
                     attributed: busiest.is_some(),
                     pid: busiest.as_ref().map(|(_, p)| p.pid),
@@ -188,37 +208,35 @@ impl Accountant {
                     cgroup: busiest.as_ref().and_then(|(_, p)| p.cgroup.clone()),
                     key,
                     last,
-                    total: total.traffic,
+                    total,
                 }
             })
             .collect();
         processes.sort_by(|a, b| a.key.cmp(&b.key));
+        processes
+    }
+
+    fn country_rows(&mut self, by_country: ByCountry) -> Vec<CountryRow> {
         let mut countries: Vec<CountryRow> = by_country
             .into_iter()
             .map(|((key, country), last)| {
-                let total = self
-                    .countries
-                    .entry((key.clone(), country.clone()))
-                    .or_insert(SeriesTotal {
-                        traffic: Traffic::default(),
-                        last_active: 0,
-                    });
-                total.traffic.merge(last);
-                total.last_active = self.intervals;
+                let series = (key.clone(), country.clone());
+                let total = add_to_total(&mut self.countries, series, last, self.intervals);
                 CountryRow {
                     key,
                     country,
                     last,
-                    total: total.traffic,
+                    total,
                 }
             })
             .collect();
         countries.sort_by(|a, b| (&a.key, &a.country).cmp(&(&b.key, &b.country)));
-        bound(&mut self.series);
-        bound(&mut self.countries);
+        countries
+    }
 
+    fn interface_rows(&mut self, reported: Vec<InterfaceTraffic>) -> Vec<InterfaceRow> {
         let mut interfaces: HashMap<InterfaceName, InterfaceRow> = HashMap::new();
-        for traffic in report.interfaces {
+        for traffic in reported {
             let row = interfaces
                 .entry(traffic.interface.clone())
                 .or_insert_with(|| InterfaceRow {
@@ -248,19 +266,29 @@ impl Accountant {
             })
             .collect();
         interfaces.sort_by(|a, b| a.interface.cmp(&b.interface));
-
-        let start = std::mem::replace(&mut self.interval_start, end);
-        self.lost_total += lost;
-        IntervalReport {
-            start,
-            end,
-            processes,
-            countries,
-            interfaces,
-            lost,
-            lost_total: self.lost_total,
-        }
+        interfaces
     }
+}
+
+/// This interval's traffic by series, with the processes that moved it.
+type Rows = HashMap<SeriesKey, (Traffic, Contributors)>;
+/// This interval's traffic by series and remote country.
+type ByCountry = HashMap<(SeriesKey, Arc<str>), Traffic>;
+
+/// Adds `last` to the series' monotonic total, marks it active, and returns the total.
+fn add_to_total<K: std::hash::Hash + Eq>(
+    totals: &mut HashMap<K, SeriesTotal>,
+    key: K,
+    last: Traffic,
+    interval: u64,
+) -> Traffic {
+    let total = totals.entry(key).or_insert(SeriesTotal {
+        traffic: Traffic::default(),
+        last_active: 0,
+    });
+    total.traffic.merge(last);
+    total.last_active = interval;
+    total.traffic
 }
 
 /// Keeps at most MAX_SERIES totals, forgetting the longest idle first.
