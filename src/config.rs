@@ -158,11 +158,15 @@ fn default_web_listen() -> std::net::SocketAddr {
     DEFAULT_WEB_LISTEN
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+/// How traffic is observed (`engine` in the file, `--engine` on the command line).
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineSetting {
+    /// eBPF where the kernel allows it, else packet capture.
     Auto,
+    /// Count in the kernel per socket (needs BTF, cgroup v2, CAP_BPF/CAP_PERFMON/CAP_NET_ADMIN).
     Ebpf,
+    /// libpcap on every interface, as nethogs does.
     Capture,
 }
 

@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod private_files;
 pub mod rate_limited;
 pub mod sinks;
+pub mod startup;
 pub mod store;
 pub mod top;
 pub mod traffic;

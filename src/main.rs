@@ -1,18 +1,16 @@
-use anyhow::Context;
+//! The command line: `run`, `top` and `check`, and logging; starting `run` is
+//! netgraph::startup's.
+
 use clap::{Parser, Subcommand};
 use netgraph::accounting::Accountant;
-use netgraph::attribution::Attributor;
-use netgraph::config::{Config, DEFAULT_INTERVAL};
-use netgraph::engine::capture::{CaptureEngine, CaptureSettings, InterfaceSelection};
-use netgraph::engine::ebpf::EbpfEngine;
-use netgraph::engine::{Engine, FlowHints};
-use netgraph::pipeline::Pipeline;
+use netgraph::config::{Config, EngineSetting};
+use netgraph::startup::{RunArgs, Settings};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 #[derive(Parser)]
 #[command(
@@ -54,101 +52,8 @@ struct TopArgs {
     #[arg(long, env = "NETGRAPH_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// How to count when no daemon answers.
-    #[arg(long, value_enum, default_value_t = EngineChoice::Auto)]
-    engine: EngineChoice,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum EngineChoice {
-    /// eBPF where the kernel allows it, else packet capture.
-    Auto,
-    /// Count in the kernel per socket (needs BTF, cgroup v2, CAP_BPF/CAP_PERFMON/CAP_NET_ADMIN).
-    Ebpf,
-    /// libpcap on every interface, as nethogs does.
-    Capture,
-}
-
-#[derive(clap::Args)]
-struct RunArgs {
-    /// Configuration file (TOML); see examples/netgraph.toml. Without it, defaults apply.
-    #[arg(short = 'c', long)]
-    config: Option<PathBuf>,
-    /// How traffic is observed [default: auto, or the configuration's `engine`].
-    #[arg(long, value_enum)]
-    engine: Option<EngineChoice>,
-    /// Length of one accounting interval, e.g. 1s, 500ms, 1m [default: 1s, or the
-    /// configuration's `interval`].
-    #[arg(long, value_parser = parse_interval)]
-    interval: Option<Duration>,
-    /// Capture only this interface (repeatable); default: every interface that is up.
-    #[arg(short = 'i', long = "interface")]
-    interfaces: Vec<String>,
-    /// Leave loopback traffic out.
-    #[arg(long)]
-    no_loopback: bool,
-    /// Also write one JSON line per series and interval on standard output.
-    #[arg(long)]
-    json: bool,
-    /// Capture buffer per interface, in MiB.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    buffer_mib: u16,
-}
-
-/// What `run` does: the command line over the configuration file, resolved once
-/// (and again, the same way, at each reload).
-#[derive(Clone)]
-struct Settings {
-    engine: EngineChoice,
-    interval: Duration,
-    interfaces: Vec<String>,
-    loopback: bool,
-    json: bool,
-    buffer_mib: u16,
-}
-
-impl Settings {
-    /// The command line wins; the configuration fills in what it leaves out.
-    fn resolve(args: &RunArgs, config: &Config) -> Settings {
-        use netgraph::config::EngineSetting;
-        let configured = config.engine.map(|engine| match engine {
-            EngineSetting::Auto => EngineChoice::Auto,
-            EngineSetting::Ebpf => EngineChoice::Ebpf,
-            EngineSetting::Capture => EngineChoice::Capture,
-        });
-        Settings {
-            engine: args.engine.or(configured).unwrap_or(EngineChoice::Auto),
-            interval: args
-                .interval
-                .or(config.interval)
-                .unwrap_or(DEFAULT_INTERVAL),
-            interfaces: if args.interfaces.is_empty() {
-                config.interfaces.clone().unwrap_or_default()
-            } else {
-                args.interfaces.clone()
-            },
-            loopback: !args.no_loopback && config.loopback != Some(false),
-            json: args.json,
-            buffer_mib: args.buffer_mib,
-        }
-    }
-
-    /// `top` counting by itself: every default.
-    fn defaults() -> Settings {
-        Settings {
-            engine: EngineChoice::Auto,
-            interval: DEFAULT_INTERVAL,
-            interfaces: Vec::new(),
-            loopback: true,
-            json: false,
-            buffer_mib: 8,
-        }
-    }
-}
-
-fn parse_interval(text: &str) -> Result<Duration, String> {
-    let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
-    netgraph::config::check_interval(interval).map_err(|e| e.to_string())?;
-    Ok(interval)
+    #[arg(long, value_enum, default_value_t = EngineSetting::Auto)]
+    engine: EngineSetting,
 }
 
 fn main() -> ExitCode {
@@ -169,7 +74,7 @@ fn main() -> ExitCode {
                     if let Some(level) = &config.log_level {
                         set_log_level(level);
                     }
-                    run(args, config)
+                    netgraph::startup::run(args, config)
                 }
                 Err(error) => {
                     tracing::error!("{error:#}");
@@ -209,53 +114,6 @@ fn init_logging(quiet: bool) -> impl Fn(&str) {
     move |level: &str| {
         if from_environment.is_none() && !quiet {
             let _ = handle.reload(tracing_subscriber::EnvFilter::new(level));
-        }
-    }
-}
-
-/// `record_addresses`: the engine keeps each packet's two ends (GeoIP needs them).
-fn start_engine(
-    settings: &Settings,
-    hints: FlowHints,
-    record_addresses: bool,
-) -> anyhow::Result<Box<dyn Engine>> {
-    if settings.engine != EngineChoice::Capture {
-        match EbpfEngine::start(record_addresses) {
-            Ok(engine) => return Ok(Box::new(engine)),
-            Err(reason) if settings.engine == EngineChoice::Ebpf => {
-                anyhow::bail!("the eBPF engine cannot run: {reason}")
-            }
-            Err(reason) => {
-                tracing::warn!("eBPF engine unavailable ({reason}); using the capture engine")
-            }
-        }
-    }
-    let selection = InterfaceSelection {
-        only: (!settings.interfaces.is_empty()).then(|| settings.interfaces.clone()),
-        loopback: settings.loopback,
-    };
-    let capture = CaptureSettings {
-        buffer_bytes: i32::from(settings.buffer_mib) << 20,
-        ..CaptureSettings::default()
-    };
-    let engine = CaptureEngine::start(selection, capture, hints)?;
-    tracing::info!(interfaces = ?engine.interfaces(), "capturing");
-    Ok(Box::new(engine))
-}
-
-/// Descriptors up to the hard limit: the listeners take at most a quarter of the soft
-/// one (see `http::connection_limit`), and the rest is for the spool, store and engines.
-fn raise_file_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: get and set our own limits from a valid struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }
 }
@@ -304,17 +162,12 @@ fn top(args: TopArgs) -> anyhow::Result<()> {
     let live = netgraph::sinks::live::SharedLive::default();
     let sinks: Vec<Box<dyn netgraph::sinks::Sink>> =
         vec![Box::new(netgraph::sinks::live::LiveSink::new(live.clone()))];
-    let settings = Settings {
-        engine: args.engine,
-        ..Settings::defaults()
-    };
-    let pipeline = pipeline(
-        &settings,
+    let pipeline = netgraph::startup::pipeline(
+        &Settings::defaults(args.engine),
         false,
         Accountant::new(SystemTime::now()),
         sinks,
         Vec::new(),
-        None,
     )?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let stop = shutdown.clone();
@@ -323,84 +176,4 @@ fn top(args: TopArgs) -> anyhow::Result<()> {
     shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = counting.join();
     shown
-}
-
-/// The interval loop, from an engine started as `settings` say, recording addresses
-/// when asked (GeoIP needs them).
-fn pipeline(
-    settings: &Settings,
-    record_addresses: bool,
-    accountant: Accountant,
-    sinks: Vec<Box<dyn netgraph::sinks::Sink>>,
-    reloadable: Vec<Box<dyn netgraph::sinks::Sink>>,
-    reload: Option<netgraph::pipeline::Reload>,
-) -> anyhow::Result<Pipeline> {
-    let (hints, hint_receiver) = crossbeam_channel::bounded(16_384);
-    let engine = start_engine(settings, hints, record_addresses)?;
-    tracing::info!(engine = engine.name(), interval = ?settings.interval, "netgraph running");
-    Ok(Pipeline {
-        engine,
-        attributor: Attributor::start(hint_receiver).context("cannot start attribution")?,
-        accountant,
-        sinks,
-        reloadable,
-        interval: settings.interval,
-        reload,
-        write_failures: Default::default(),
-        slow_intervals: netgraph::rate_limited::Repeats::every_minute(),
-    })
-}
-
-fn run(args: RunArgs, mut config: Config) -> anyhow::Result<()> {
-    raise_file_limit();
-    let settings = Settings::resolve(&args, &config);
-    let outputs = netgraph::outputs::start(&config, settings.json)?;
-    let shutdown = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, shutdown.clone())
-            .context("cannot install signal handlers")?;
-    }
-    let requested = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, requested.clone())
-        .context("cannot install signal handlers")?;
-    let mut accountant = Accountant::new(SystemTime::now());
-    let record_addresses = config.geo.is_some();
-    if let Some(geo) = config.geo.take() {
-        tracing::info!(database = %geo.describe(), per_process = geo.per_process, "GeoIP on");
-        accountant = accountant.with_geo(geo);
-    }
-    let mut pipeline = pipeline(
-        &settings,
-        record_addresses,
-        accountant,
-        outputs.lasting,
-        outputs.reloadable,
-        None,
-    )?;
-    let addresses_recorded = pipeline.engine.records_addresses();
-    let metrics = outputs.self_metrics.clone();
-    pipeline.reload = Some(netgraph::pipeline::Reload {
-        requested,
-        load: Box::new(move || {
-            let mut config = match &args.config {
-                Some(path) => Config::load(path)?,
-                None => Config::default(),
-            };
-            let settings = Settings::resolve(&args, &config);
-            let geo = config.geo.take();
-            if geo.is_some() && !addresses_recorded {
-                tracing::warn!("[geoip] added: the eBPF engine records the addresses it needs only when started with it; restart netgraph to name countries");
-            }
-            let metrics = metrics.clone();
-            Ok(netgraph::pipeline::Reloaded {
-                interval: settings.interval,
-                geo,
-                build: Box::new(move || {
-                    netgraph::outputs::reloadable(&config, settings.json, &metrics)
-                }),
-            })
-        }),
-    });
-    pipeline.run(&shutdown);
-    Ok(())
 }

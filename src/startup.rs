@@ -1,0 +1,274 @@
+//! Starting `netgraph run` (and `top` counting by itself): the command line resolved
+//! over the configuration file once, the engine chosen, the pipeline built, and the
+//! configuration reloaded on SIGHUP the same way.
+
+use crate::accounting::Accountant;
+use crate::attribution::Attributor;
+use crate::config::{Config, EngineSetting, DEFAULT_INTERVAL};
+use crate::engine::capture::{CaptureEngine, CaptureSettings, InterfaceSelection};
+use crate::engine::ebpf::EbpfEngine;
+use crate::engine::{Engine, FlowHints};
+use crate::pipeline::{Pipeline, Reload, Reloaded};
+use crate::rate_limited::Repeats;
+use crate::sinks::Sink;
+use anyhow::Context;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+#[derive(clap::Args, Default)]
+pub struct RunArgs {
+    /// Configuration file (TOML); see examples/netgraph.toml. Without it, defaults apply.
+    #[arg(short = 'c', long)]
+    pub config: Option<PathBuf>,
+    /// How traffic is observed [default: auto, or the configuration's `engine`].
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineSetting>,
+    /// Length of one accounting interval, e.g. 1s, 500ms, 1m [default: 1s, or the
+    /// configuration's `interval`].
+    #[arg(long, value_parser = parse_interval)]
+    pub interval: Option<Duration>,
+    /// Capture only this interface (repeatable); default: every interface that is up.
+    #[arg(short = 'i', long = "interface")]
+    pub interfaces: Vec<String>,
+    /// Leave loopback traffic out.
+    #[arg(long)]
+    pub no_loopback: bool,
+    /// Also write one JSON line per series and interval on standard output.
+    #[arg(long)]
+    pub json: bool,
+    /// Capture buffer per interface, in MiB.
+    #[arg(long, default_value_t = DEFAULT_BUFFER_MIB, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub buffer_mib: u16,
+}
+
+const DEFAULT_BUFFER_MIB: u16 = 8;
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    crate::config::check_interval(interval).map_err(|e| e.to_string())?;
+    Ok(interval)
+}
+
+/// What `run` does: the command line over the configuration file, resolved once
+/// (and again, the same way, at each reload).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub engine: EngineSetting,
+    pub interval: Duration,
+    pub interfaces: Vec<String>,
+    pub loopback: bool,
+    pub json: bool,
+    pub buffer_mib: u16,
+}
+
+impl Settings {
+    /// The command line wins; the configuration fills in what it leaves out.
+    pub fn resolve(args: &RunArgs, config: &Config) -> Settings {
+        Settings {
+            engine: args.engine.or(config.engine).unwrap_or(EngineSetting::Auto),
+            interval: args
+                .interval
+                .or(config.interval)
+                .unwrap_or(DEFAULT_INTERVAL),
+            interfaces: if args.interfaces.is_empty() {
+                config.interfaces.clone().unwrap_or_default()
+            } else {
+                args.interfaces.clone()
+            },
+            loopback: !args.no_loopback && config.loopback != Some(false),
+            json: args.json,
+            buffer_mib: args.buffer_mib,
+        }
+    }
+
+    /// Every default, with this engine (`top` counting by itself).
+    pub fn defaults(engine: EngineSetting) -> Settings {
+        Settings {
+            engine,
+            interval: DEFAULT_INTERVAL,
+            interfaces: Vec::new(),
+            loopback: true,
+            json: false,
+            buffer_mib: DEFAULT_BUFFER_MIB,
+        }
+    }
+}
+
+/// `record_addresses`: the engine keeps each packet's two ends (GeoIP needs them).
+fn start_engine(
+    settings: &Settings,
+    hints: FlowHints,
+    record_addresses: bool,
+) -> anyhow::Result<Box<dyn Engine>> {
+    if settings.engine != EngineSetting::Capture {
+        match EbpfEngine::start(record_addresses) {
+            Ok(engine) => return Ok(Box::new(engine)),
+            Err(reason) if settings.engine == EngineSetting::Ebpf => {
+                anyhow::bail!("the eBPF engine cannot run: {reason}")
+            }
+            Err(reason) => {
+                tracing::warn!("eBPF engine unavailable ({reason}); using the capture engine")
+            }
+        }
+    }
+    let selection = InterfaceSelection {
+        only: (!settings.interfaces.is_empty()).then(|| settings.interfaces.clone()),
+        loopback: settings.loopback,
+    };
+    let capture = CaptureSettings {
+        buffer_bytes: i32::from(settings.buffer_mib) << 20,
+        ..CaptureSettings::default()
+    };
+    let engine = CaptureEngine::start(selection, capture, hints)?;
+    tracing::info!(interfaces = ?engine.interfaces(), "capturing");
+    Ok(Box::new(engine))
+}
+
+/// Descriptors up to the hard limit: the listeners take at most a quarter of the soft
+/// one (see `http::connection_limit`), and the rest is for the spool, store and engines.
+fn raise_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: get and set our own limits from a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// The interval loop, from an engine started as `settings` say, recording addresses
+/// when asked (GeoIP needs them).
+pub fn pipeline(
+    settings: &Settings,
+    record_addresses: bool,
+    accountant: Accountant,
+    sinks: Vec<Box<dyn Sink>>,
+    reloadable: Vec<Box<dyn Sink>>,
+) -> anyhow::Result<Pipeline> {
+    let (hints, hint_receiver) = crossbeam_channel::bounded(16_384);
+    let engine = start_engine(settings, hints, record_addresses)?;
+    tracing::info!(engine = engine.name(), interval = ?settings.interval, "netgraph running");
+    Ok(Pipeline {
+        engine,
+        attributor: Attributor::start(hint_receiver).context("cannot start attribution")?,
+        accountant,
+        sinks,
+        reloadable,
+        interval: settings.interval,
+        reload: None,
+        write_failures: Default::default(),
+        slow_intervals: Repeats::every_minute(),
+    })
+}
+
+/// `netgraph run`: counts into the configured sinks until SIGTERM or SIGINT, and takes
+/// up the configuration again on SIGHUP.
+pub fn run(args: RunArgs, mut config: Config) -> anyhow::Result<()> {
+    raise_file_limit();
+    let settings = Settings::resolve(&args, &config);
+    let outputs = crate::outputs::start(&config, settings.json)?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, shutdown.clone())
+            .context("cannot install signal handlers")?;
+    }
+    let requested = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, requested.clone())
+        .context("cannot install signal handlers")?;
+    let mut accountant = Accountant::new(SystemTime::now());
+    let record_addresses = config.geo.is_some();
+    if let Some(geo) = config.geo.take() {
+        tracing::info!(database = %geo.describe(), per_process = geo.per_process, "GeoIP on");
+        accountant = accountant.with_geo(geo);
+    }
+    let mut pipeline = pipeline(
+        &settings,
+        record_addresses,
+        accountant,
+        outputs.lasting,
+        outputs.reloadable,
+    )?;
+    let addresses_recorded = pipeline.engine.records_addresses();
+    let metrics = outputs.self_metrics.clone();
+    pipeline.reload = Some(Reload {
+        requested,
+        load: Box::new(move || {
+            let mut config = match &args.config {
+                Some(path) => Config::load(path)?,
+                None => Config::default(),
+            };
+            let settings = Settings::resolve(&args, &config);
+            let geo = config.geo.take();
+            if geo.is_some() && !addresses_recorded {
+                tracing::warn!("[geoip] added: the eBPF engine records the addresses it needs only when started with it; restart netgraph to name countries");
+            }
+            let metrics = metrics.clone();
+            Ok(Reloaded {
+                interval: settings.interval,
+                geo,
+                build: Box::new(move || {
+                    crate::outputs::reloadable(&config, settings.json, &metrics)
+                }),
+            })
+        }),
+    });
+    pipeline.run(&shutdown);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn the_command_line_wins_over_the_file() {
+        let args = RunArgs {
+            engine: Some(EngineSetting::Capture),
+            interval: Some(Duration::from_secs(5)),
+            interfaces: vec!["eth1".into()],
+            no_loopback: true,
+            buffer_mib: 16,
+            ..RunArgs::default()
+        };
+        let file = config(
+            "engine = \"ebpf\"\ninterval = \"2s\"\ninterfaces = [\"eth0\"]\nloopback = true\n",
+        );
+        let settings = Settings::resolve(&args, &file);
+        assert_eq!(settings.engine, EngineSetting::Capture);
+        assert_eq!(settings.interval, Duration::from_secs(5));
+        assert_eq!(settings.interfaces, ["eth1"]);
+        assert!(!settings.loopback);
+        assert_eq!(settings.buffer_mib, 16);
+    }
+
+    #[test]
+    fn the_file_fills_in_what_the_command_line_leaves_out() {
+        let args = RunArgs {
+            buffer_mib: DEFAULT_BUFFER_MIB,
+            ..RunArgs::default()
+        };
+        let file = config(
+            "engine = \"ebpf\"\ninterval = \"2s\"\ninterfaces = [\"eth0\"]\nloopback = false\n",
+        );
+        let settings = Settings::resolve(&args, &file);
+        assert_eq!(settings.engine, EngineSetting::Ebpf);
+        assert_eq!(settings.interval, Duration::from_secs(2));
+        assert_eq!(settings.interfaces, ["eth0"]);
+        assert!(!settings.loopback);
+        assert_eq!(
+            Settings::resolve(&args, &Config::default()),
+            Settings::defaults(EngineSetting::Auto)
+        );
+    }
+}
