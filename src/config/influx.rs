@@ -251,12 +251,22 @@ impl InfluxConfig {
         // Read now: a missing file or variable is a configuration error, found by `check`.
         self.password()?;
         self.token()?;
-        if let Some(path) = &self.ca_file {
-            std::fs::metadata(path).map_err(|e| {
-                anyhow::anyhow!("ca_file {}: {e}; give a readable PEM file", path.display())
-            })?;
-        }
+        self.ca_certificate()?;
         Ok(())
+    }
+
+    /// The certificate authority in `ca_file`, if one is configured.
+    pub fn ca_certificate(&self) -> anyhow::Result<Option<ureq::tls::Certificate<'static>>> {
+        let Some(path) = &self.ca_file else {
+            return Ok(None);
+        };
+        let pem = std::fs::read(path).map_err(|e| {
+            anyhow::anyhow!("ca_file {}: {e}; give a readable PEM file", path.display())
+        })?;
+        let certificate = ureq::tls::Certificate::from_pem(&pem).map_err(|e| {
+            anyhow::anyhow!("ca_file {}: not a PEM certificate ({e})", path.display())
+        })?;
+        Ok(Some(certificate.to_owned()))
     }
 
     /// v1's password, read from where it is kept.

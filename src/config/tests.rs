@@ -162,3 +162,19 @@ fn a_log_level_is_checked_when_read() {
         .unwrap();
     assert!(error.contains("log_level"), "{error}");
 }
+
+#[test]
+fn a_ca_file_that_is_no_certificate_is_refused_when_read() {
+    let file = std::env::temp_dir().join(format!("netgraph-ca-{}", std::process::id()));
+    std::fs::write(&file, "not a certificate\n").unwrap();
+    let error = parse(&format!(
+        "[[influxdb]]\nurl = \"https://localhost:8086\"\napi = \"v1\"\ndatabase = \"x\"\nca_file = {:?}\n",
+        file.display().to_string()
+    ))
+    .err()
+    .map(|e| format!("{e:#}"))
+    .unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let text = error;
+    assert!(text.contains("not a PEM certificate"), "{text}");
+}

@@ -3,7 +3,7 @@
 
 use crate::config::{InfluxConfig, InfluxTarget, Secret};
 use crate::sinks::line_protocol::{PRECISION_V1_V2, PRECISION_V3};
-use ureq::tls::{Certificate, RootCerts, TlsConfig};
+use ureq::tls::{RootCerts, TlsConfig};
 
 pub struct Endpoint {
     pub url: String,
@@ -68,16 +68,8 @@ impl Endpoint {
 }
 
 fn agent(config: &InfluxConfig) -> anyhow::Result<ureq::Agent> {
-    let roots = match &config.ca_file {
-        Some(path) => {
-            let pem = std::fs::read(path).map_err(|e| {
-                anyhow::anyhow!("ca_file {}: {e}; give a readable PEM file", path.display())
-            })?;
-            let certificate = Certificate::from_pem(&pem).map_err(|e| {
-                anyhow::anyhow!("ca_file {}: not a PEM certificate ({e})", path.display())
-            })?;
-            RootCerts::new_with_certs(&[certificate])
-        }
+    let roots = match config.ca_certificate()? {
+        Some(certificate) => RootCerts::new_with_certs(&[certificate]),
         None => RootCerts::PlatformVerifier,
     };
     let agent = ureq::Agent::config_builder()
