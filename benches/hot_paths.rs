@@ -82,6 +82,7 @@ fn interval(processes: u32) -> AttributedReport {
                 interface: "eth0".into(),
                 ends: None,
                 traffic,
+                workload: None,
             }
         })
         .collect();

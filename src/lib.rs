@@ -22,3 +22,4 @@ pub mod store;
 pub mod top;
 pub mod traffic;
 pub mod web;
+pub mod workload;

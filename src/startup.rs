@@ -11,6 +11,7 @@ use crate::engine::{Engine, FlowHints};
 use crate::pipeline::{Pipeline, Reload, Reloaded};
 use crate::rate_limited::Repeats;
 use crate::sinks::Sink;
+use crate::workload::RuntimeSockets;
 use anyhow::Context;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -157,7 +158,8 @@ pub fn pipeline(
     tracing::info!(engine = engine.name(), interval = ?settings.interval, "netgraph running");
     Ok(Pipeline {
         engine,
-        attributor: Attributor::start(hint_receiver).context("cannot start attribution")?,
+        attributor: Attributor::start(hint_receiver, RuntimeSockets::default())
+            .context("cannot start attribution")?,
         accountant,
         sinks,
         reloadable,

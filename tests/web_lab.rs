@@ -38,11 +38,13 @@ fn row(name: &str, uid: Option<u32>, interface: &str, sent: u64, recv: u64) -> P
             name: name.into(),
             uid,
             interface: interface.into(),
+            container: None,
         },
         attributed: uid.is_some(),
         pid: None,
         exe: None,
         cgroup: Some(format!("/{name}.service")),
+        workload: None,
         last,
         total: last,
     }

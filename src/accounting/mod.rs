@@ -5,6 +5,7 @@ use crate::attribution::{AttributedReport, AttributedTraffic, Owner, ProcessIden
 use crate::engine::{CaptureStats, InterfaceName, InterfaceTraffic};
 use crate::geo::Geo;
 use crate::traffic::{Counter, Traffic};
+use crate::workload::Workload;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -12,13 +13,17 @@ use std::time::{Duration, SystemTime};
 /// Bound on the series whose totals are kept; the longest idle are forgotten first.
 const MAX_SERIES: usize = 50_000;
 
-/// What identifies a series: the schema's `name`, `uid` and `device_name` tags.
+/// What identifies a series: the schema's `name`, `uid` and `device_name` tags, and
+/// the container (the `container` tag), so that the same program in two containers
+/// is two series.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SeriesKey {
     pub name: Arc<str>,
     /// `None` for unattributed buckets.
     pub uid: Option<u32>,
     pub interface: InterfaceName,
+    /// The container's short id; `None` outside containers.
+    pub container: Option<Arc<str>>,
 }
 
 #[derive(Clone, Debug)]
@@ -30,6 +35,8 @@ pub struct ProcessRow {
     pub pid: Option<u32>,
     pub exe: Option<String>,
     pub cgroup: Option<String>,
+    /// The unit, container or pod of that process.
+    pub workload: Option<Arc<Workload>>,
     /// This interval's traffic.
     pub last: Traffic,
     /// Since netgraph started; never decreases.
@@ -41,6 +48,7 @@ pub struct ProcessRow {
 pub struct CountryRow {
     pub key: SeriesKey,
     pub country: Arc<str>,
+    pub workload: Option<Arc<Workload>>,
     pub last: Traffic,
     pub total: Traffic,
 }
@@ -87,8 +95,8 @@ impl IntervalReport {
     }
 }
 
-/// The processes behind one series in an interval, with their bytes.
-type Contributors = Vec<(u64, Arc<ProcessIdentity>)>;
+/// The processes behind one series in an interval, with their bytes and workloads.
+type Contributors = Vec<(u64, Arc<ProcessIdentity>, Option<Arc<Workload>>)>;
 
 struct SeriesTotal {
     traffic: Traffic,
@@ -171,23 +179,30 @@ impl Accountant {
                 name,
                 uid,
                 interface: item.interface,
+                container: item
+                    .workload
+                    .as_ref()
+                    .and_then(|w| w.container_id.as_deref())
+                    .map(Arc::from),
             };
             if let (Some(_), Some(ends), Some(geo)) = (&process, &item.ends, &mut self.geo) {
                 if geo.per_process {
                     let country = geo.country(ends.far);
-                    by_country
-                        .entry((key.clone(), country))
-                        .or_default()
-                        .merge(item.traffic);
+                    let (traffic, workload) = by_country.entry((key.clone(), country)).or_default();
+                    traffic.merge(item.traffic);
+                    workload.clone_from(&item.workload);
                 }
             }
             let (traffic, contributors) = rows.entry(key).or_default();
             traffic.merge(item.traffic);
             if let Some(process) = process {
                 let bytes = item.traffic.sent.bytes + item.traffic.recv.bytes;
-                match contributors.iter_mut().find(|(_, p)| p.pid == process.pid) {
-                    Some((sum, _)) => *sum += bytes,
-                    None => contributors.push((bytes, process)),
+                match contributors
+                    .iter_mut()
+                    .find(|(_, p, _)| p.pid == process.pid)
+                {
+                    Some((sum, ..)) => *sum += bytes,
+                    None => contributors.push((bytes, process, item.workload)),
                 }
             }
         }
@@ -199,13 +214,14 @@ impl Accountant {
         let mut processes: Vec<ProcessRow> = rows
             .into_iter()
             .map(|(key, (last, contributors))| {
-                let busiest = contributors.into_iter().max_by_key(|(bytes, _)| *bytes);
+                let busiest = contributors.into_iter().max_by_key(|(bytes, ..)| *bytes);
                 let total = add_to_total(&mut self.series, key.clone(), last, self.intervals);
                 ProcessRow {
                     attributed: busiest.is_some(),
-                    pid: busiest.as_ref().map(|(_, p)| p.pid),
-                    exe: busiest.as_ref().and_then(|(_, p)| p.exe.clone()),
-                    cgroup: busiest.as_ref().and_then(|(_, p)| p.cgroup.clone()),
+                    pid: busiest.as_ref().map(|(_, p, _)| p.pid),
+                    exe: busiest.as_ref().and_then(|(_, p, _)| p.exe.clone()),
+                    cgroup: busiest.as_ref().and_then(|(_, p, _)| p.cgroup.clone()),
+                    workload: busiest.and_then(|(.., w)| w),
                     key,
                     last,
                     total,
@@ -219,12 +235,13 @@ impl Accountant {
     fn country_rows(&mut self, by_country: ByCountry) -> Vec<CountryRow> {
         let mut countries: Vec<CountryRow> = by_country
             .into_iter()
-            .map(|((key, country), last)| {
+            .map(|((key, country), (last, workload))| {
                 let series = (key.clone(), country.clone());
                 let total = add_to_total(&mut self.countries, series, last, self.intervals);
                 CountryRow {
                     key,
                     country,
+                    workload,
                     last,
                     total,
                 }
@@ -272,8 +289,8 @@ impl Accountant {
 
 /// This interval's traffic by series, with the processes that moved it.
 type Rows = HashMap<SeriesKey, (Traffic, Contributors)>;
-/// This interval's traffic by series and remote country.
-type ByCountry = HashMap<(SeriesKey, Arc<str>), Traffic>;
+/// This interval's traffic by series and remote country, with the series' workload.
+type ByCountry = HashMap<(SeriesKey, Arc<str>), (Traffic, Option<Arc<Workload>>)>;
 
 /// Adds `last` to the series' monotonic total, marks it active, and returns the total.
 fn add_to_total<K: std::hash::Hash + Eq>(

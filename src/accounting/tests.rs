@@ -23,6 +23,7 @@ fn traffic(owner: Owner, sent: u64, recv: u64) -> AttributedTraffic {
         interface: "eth0".into(),
         ends: None,
         traffic: t,
+        workload: None,
     }
 }
 

@@ -15,6 +15,7 @@ pub use sockets::{SocketEntry, SocketTable};
 use crate::engine::{EngineReport, InterfaceName, InterfaceTraffic};
 use crate::locks::lock;
 use crate::traffic::{Ends, Flow, Protocol, Traffic};
+use crate::workload::{RuntimeSockets, Workload, Workloads};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use kernel_owners::KernelOwners;
 use resolver::{Resolver, SocketRef};
@@ -40,6 +41,8 @@ pub struct AttributedTraffic {
     /// The two ends, where the engine knows them (GeoIP names countries from them).
     pub ends: Option<Ends>,
     pub traffic: Traffic,
+    /// The unit, container or pod the owning process works for.
+    pub workload: Option<Arc<Workload>>,
 }
 
 #[derive(Debug, Default)]
@@ -53,13 +56,15 @@ pub struct AttributedReport {
 pub struct Attributor {
     resolver: Arc<Mutex<Resolver>>,
     kernel_owners: KernelOwners,
+    workloads: Workloads,
     stop: Arc<AtomicBool>,
     hint_thread: Option<JoinHandle<()>>,
 }
 
 impl Attributor {
-    /// `hints` carries flows engines have just seen for the first time.
-    pub fn start(hints: Receiver<Flow>) -> std::io::Result<Attributor> {
+    /// `hints` carries flows engines have just seen for the first time; containers
+    /// are named by the runtimes at `runtimes`.
+    pub fn start(hints: Receiver<Flow>, runtimes: RuntimeSockets) -> std::io::Result<Attributor> {
         let resolver = Arc::new(Mutex::new(Resolver::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (thread_resolver, thread_stop) = (resolver.clone(), stop.clone());
@@ -69,6 +74,7 @@ impl Attributor {
         Ok(Attributor {
             resolver,
             kernel_owners: KernelOwners::new(),
+            workloads: Workloads::start(runtimes),
             stop,
             hint_thread: Some(hint_thread),
         })
@@ -99,6 +105,7 @@ impl Attributor {
                 interface: socket.interface,
                 ends: socket.ends,
                 traffic: socket.traffic,
+                workload: None,
             });
         }
         self.kernel_owners.end_interval();
@@ -123,8 +130,15 @@ impl Attributor {
                     interface: u.interface,
                     ends: u.ends,
                     traffic: u.traffic,
+                    workload: None,
                 }),
         );
+        for item in &mut traffic {
+            if let Owner::Process(process) = &item.owner {
+                item.workload = process.cgroup.as_deref().map(|c| self.workloads.of(c));
+            }
+        }
+        self.workloads.end_interval();
         AttributedReport {
             traffic,
             interfaces: report.interfaces,

@@ -4,6 +4,7 @@
 
 use super::Sink;
 use crate::accounting::{CountryRow, InterfaceRow, IntervalReport, ProcessRow};
+use crate::workload::Workload;
 use serde::Serialize;
 use std::io::Write;
 use std::time::UNIX_EPOCH;
@@ -25,6 +26,30 @@ struct Common {
     interval_s: f64,
 }
 
+/// The unit, container and pod of a row; null where not known.
+#[derive(Serialize)]
+struct WorkloadFields<'a> {
+    unit: Option<&'a str>,
+    container_id: Option<&'a str>,
+    container: Option<&'a str>,
+    image: Option<&'a str>,
+    pod: Option<&'a str>,
+    namespace: Option<&'a str>,
+}
+
+impl<'a> WorkloadFields<'a> {
+    fn of(workload: Option<&'a Workload>) -> Self {
+        WorkloadFields {
+            unit: workload.and_then(|w| w.unit.as_deref()),
+            container_id: workload.and_then(|w| w.container_id.as_deref()),
+            container: workload.and_then(|w| w.container.as_deref()),
+            image: workload.and_then(|w| w.image.as_deref()),
+            pod: workload.and_then(|w| w.pod.as_deref()),
+            namespace: workload.and_then(|w| w.namespace.as_deref()),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct ProcessLine<'a> {
     r#type: &'static str,
@@ -37,6 +62,8 @@ struct ProcessLine<'a> {
     pid: Option<u32>,
     exe: Option<&'a str>,
     cgroup: Option<&'a str>,
+    #[serde(flatten)]
+    workload: WorkloadFields<'a>,
     sent_bytes_last: u64,
     recv_bytes_last: u64,
     sent_packets_last: u64,
@@ -57,6 +84,8 @@ struct CountryLine<'a> {
     name: &'a str,
     uid: Option<u32>,
     interface: &'a str,
+    #[serde(flatten)]
+    workload: WorkloadFields<'a>,
     country: &'a str,
     sent_bytes_last: u64,
     recv_bytes_last: u64,
@@ -71,6 +100,7 @@ fn country_line<'a>(row: &'a CountryRow, common: &'a Common) -> CountryLine<'a> 
         name: &row.key.name,
         uid: row.key.uid,
         interface: &row.key.interface,
+        workload: WorkloadFields::of(row.workload.as_deref()),
         country: &row.country,
         sent_bytes_last: row.last.sent.bytes,
         recv_bytes_last: row.last.recv.bytes,
@@ -114,6 +144,7 @@ fn process_line<'a>(
         pid: row.pid,
         exe: row.exe.as_deref(),
         cgroup: row.cgroup.as_deref(),
+        workload: WorkloadFields::of(row.workload.as_deref()),
         sent_bytes_last: row.last.sent.bytes,
         recv_bytes_last: row.last.recv.bytes,
         sent_packets_last: row.last.sent.packets,

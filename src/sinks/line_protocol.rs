@@ -3,6 +3,7 @@
 //! country when GeoIP's breakdown is on. Timestamps are milliseconds (`precision=ms`).
 
 use crate::accounting::{CountryRow, InterfaceRow, IntervalReport, ProcessRow};
+use crate::workload::Workload;
 use std::fmt::Write;
 use std::time::UNIX_EPOCH;
 
@@ -41,6 +42,7 @@ fn network_country(row: &CountryRow, hostname: &str, millis: u128) -> String {
     }
     tag(&mut line, "device_name", &row.key.interface);
     tag(&mut line, "hostname", hostname);
+    workload_tags(&mut line, row.workload.as_deref());
     tag(&mut line, "country", &row.country);
     let mut fields = Fields::new(&mut line);
     fields.integer("sent_bytes", row.total.sent.bytes);
@@ -60,6 +62,7 @@ fn network_data(row: &ProcessRow, report: &IntervalReport, hostname: &str, milli
     }
     tag(&mut line, "device_name", &row.key.interface);
     tag(&mut line, "hostname", hostname);
+    workload_tags(&mut line, row.workload.as_deref());
     let mut fields = Fields::new(&mut line);
     if let Some(pid) = row.pid {
         fields.integer("pid", pid.into());
@@ -89,6 +92,23 @@ fn packet_stats(row: &InterfaceRow, hostname: &str, millis: u128) -> String {
     fields.integer("recv_bytes_last", row.last.recv.bytes);
     let _ = writeln!(line, " {millis}");
     line
+}
+
+/// `container`, `pod` and `namespace`, each only where set, so that series outside
+/// containers keep exactly the original tags.
+fn workload_tags(line: &mut String, workload: Option<&Workload>) {
+    let Some(workload) = workload else {
+        return;
+    };
+    if let Some(container) = workload.container_label() {
+        tag(line, "container", container);
+    }
+    if let Some(pod) = &workload.pod {
+        tag(line, "pod", pod);
+    }
+    if let Some(namespace) = &workload.namespace {
+        tag(line, "namespace", namespace);
+    }
 }
 
 /// Empty tag values are not allowed by line protocol, so such tags are left out.

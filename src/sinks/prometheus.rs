@@ -6,6 +6,7 @@
 use super::self_metrics::SelfMetrics;
 use super::Sink;
 use crate::accounting::IntervalReport;
+use crate::workload::Workload;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -19,6 +20,10 @@ struct ProcessLabels {
     /// Empty for the `unknown ...` buckets.
     uid: String,
     interface: String,
+    /// Empty (which Prometheus reads as absent) outside containers and pods.
+    container: String,
+    pod: String,
+    namespace: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -26,7 +31,20 @@ struct CountryLabels {
     name: String,
     uid: String,
     interface: String,
+    container: String,
+    pod: String,
+    namespace: String,
     country: String,
+}
+
+/// (container, pod, namespace) labels; empty where not set.
+fn workload_labels(workload: Option<&Workload>) -> (String, String, String) {
+    let text = |value: Option<&str>| value.unwrap_or_default().to_string();
+    (
+        text(workload.and_then(Workload::container_label)),
+        text(workload.and_then(|w| w.pod.as_deref())),
+        text(workload.and_then(|w| w.namespace.as_deref())),
+    )
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -191,10 +209,14 @@ impl Sink for PrometheusSink {
     fn write(&mut self, report: &IntervalReport) -> anyhow::Result<()> {
         let m = &self.metrics;
         for row in &report.processes {
+            let (container, pod, namespace) = workload_labels(row.workload.as_deref());
             let labels = ProcessLabels {
                 name: row.key.name.to_string(),
                 uid: row.key.uid.map(|u| u.to_string()).unwrap_or_default(),
                 interface: row.key.interface.to_string(),
+                container,
+                pod,
+                namespace,
             };
             m.process_sent_bytes
                 .get_or_create(&labels)
@@ -210,10 +232,14 @@ impl Sink for PrometheusSink {
                 .inc_by(row.last.recv.packets);
         }
         for row in &report.countries {
+            let (container, pod, namespace) = workload_labels(row.workload.as_deref());
             let labels = CountryLabels {
                 name: row.key.name.to_string(),
                 uid: row.key.uid.map(|u| u.to_string()).unwrap_or_default(),
                 interface: row.key.interface.to_string(),
+                container,
+                pod,
+                namespace,
                 country: row.country.to_string(),
             };
             m.country_sent_bytes

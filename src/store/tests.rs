@@ -26,11 +26,13 @@ fn row(
             name: name.into(),
             uid,
             interface: interface.into(),
+            container: None,
         },
         attributed: uid.is_some(),
         pid: Some(1),
         exe: None,
         cgroup: (!cgroup.is_empty()).then(|| cgroup.to_string()),
+        workload: None,
         last,
         total: last,
     }

@@ -26,11 +26,13 @@ fn report(names: &[&str], uid: Option<u32>) -> IntervalReport {
                     name: (*name).into(),
                     uid,
                     interface: "eth 0,x=y".into(),
+                    container: None,
                 },
                 attributed: uid.is_some(),
                 pid: uid.map(|_| 4242),
                 exe: None,
                 cgroup: None,
+                workload: None,
                 last: traffic(2048, 100),
                 total: traffic(10_000, 500),
             })
@@ -151,6 +153,7 @@ fn huge_counts_stay_signed_integers() {
 fn country_rows_become_network_country_points() {
     let mut report = report(&["curl"], Some(1000));
     report.countries.push(crate::accounting::CountryRow {
+        workload: None,
         key: report.processes[0].key.clone(),
         country: "United States".into(),
         last: traffic(300, 40),
@@ -178,4 +181,37 @@ fn country_rows_become_network_country_points() {
             ("recv_bytes_last".to_string(), FieldValue::I64(40)),
         ]
     );
+}
+
+#[test]
+fn containers_and_pods_are_tags_only_where_set() {
+    let mut report = report(&["nginx", "sshd"], Some(0));
+    report.processes[0].workload = Some(std::sync::Arc::new(Workload {
+        container_id: Some("e51ba2bf58d6".into()),
+        container: Some("web".into()),
+        pod: Some("web-7d4b9".into()),
+        namespace: Some("shop".into()),
+        ..Workload::default()
+    }));
+    report.processes[1].workload = Some(std::sync::Arc::new(Workload {
+        unit: Some("ssh.service".into()),
+        ..Workload::default()
+    }));
+    let lines = encode(&report, "host");
+    let tags: Vec<String> = tags_of(&lines[0]).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        tags,
+        [
+            "name",
+            "uid",
+            "device_name",
+            "hostname",
+            "container",
+            "pod",
+            "namespace"
+        ]
+    );
+    assert!(lines[0].contains("container=web,pod=web-7d4b9,namespace=shop "));
+    let plain: Vec<String> = tags_of(&lines[1]).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(plain, ["name", "uid", "device_name", "hostname"]);
 }
