@@ -35,6 +35,8 @@ pub struct Config {
     #[serde(default)]
     pub web: WebConfig,
     pub geoip: Option<GeoipConfig>,
+    #[serde(default)]
+    pub containers: ContainersConfig,
     /// The GeoIP database of `geoip`, opened once when the file is loaded.
     #[serde(skip)]
     pub geo: Option<crate::geo::Geo>,
@@ -50,6 +52,24 @@ pub struct GeoipConfig {
     /// Also break each process's traffic down by remote country (more series).
     #[serde(default)]
     pub countries_per_process: bool,
+}
+
+/// Naming containers: where the runtimes' APIs listen.
+#[derive(Deserialize, Clone, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ContainersConfig {
+    /// Unix sockets of the Docker Engine API (Docker; podman's `podman system
+    /// service`); default: /run/podman/podman.sock and /run/docker.sock.
+    pub sockets: Option<Vec<PathBuf>>,
+}
+
+impl ContainersConfig {
+    pub fn runtime_sockets(&self) -> crate::workload::RuntimeSockets {
+        match &self.sockets {
+            Some(sockets) => crate::workload::RuntimeSockets(sockets.clone()),
+            None => crate::workload::RuntimeSockets::default(),
+        }
+    }
 }
 
 /// The embedded history (on by default).

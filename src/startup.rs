@@ -62,6 +62,8 @@ pub struct Settings {
     pub loopback: bool,
     pub json: bool,
     pub buffer_mib: u16,
+    /// Where the container runtimes' APIs listen.
+    pub runtimes: RuntimeSockets,
 }
 
 impl Settings {
@@ -81,6 +83,7 @@ impl Settings {
             loopback: !args.no_loopback && config.loopback != Some(false),
             json: args.json,
             buffer_mib: args.buffer_mib,
+            runtimes: config.containers.runtime_sockets(),
         }
     }
 
@@ -93,6 +96,7 @@ impl Settings {
             loopback: true,
             json: false,
             buffer_mib: DEFAULT_BUFFER_MIB,
+            runtimes: RuntimeSockets::default(),
         }
     }
 }
@@ -158,7 +162,7 @@ pub fn pipeline(
     tracing::info!(engine = engine.name(), interval = ?settings.interval, "netgraph running");
     Ok(Pipeline {
         engine,
-        attributor: Attributor::start(hint_receiver, RuntimeSockets::default())
+        attributor: Attributor::start(hint_receiver, settings.runtimes.clone())
             .context("cannot start attribution")?,
         accountant,
         sinks,
