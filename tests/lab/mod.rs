@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod engines;
+pub mod podman;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
