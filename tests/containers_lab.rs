@@ -78,6 +78,8 @@ fn podman_containers_are_named_with_their_bytes() {
             "300000",
         ],
     );
+    let lived = podman.lifetime(&short);
+    assert!(lived < Duration::from_secs(1), "{short} lived {lived:?}");
     ids.push((short.clone(), short_id, "short".into(), String::new()));
     settle();
     std::thread::sleep(Duration::from_millis(1500));
@@ -100,10 +102,14 @@ fn podman_containers_are_named_with_their_bytes() {
         if !udp.is_empty() {
             truth += lab.truth_bytes_in(&lab.b, udp);
         }
-        EBPF.assert_share(
-            &format!("podman container {container}, sent (far end's count)"),
-            sent(&rows),
-            truth,
-        );
+        let what = if *container == short {
+            format!(
+                "podman container {container} (lived {} ms), sent (far end's count)",
+                lived.as_millis()
+            )
+        } else {
+            format!("podman container {container}, sent (far end's count)")
+        };
+        EBPF.assert_share(&what, sent(&rows), truth);
     }
 }

@@ -36,7 +36,10 @@ impl KernelOwners {
             name: owner.comm.clone(),
             exe: executable(owner),
             uid: owner.uid,
-            cgroup: self.cgroups.path(owner.cgroup_id),
+            cgroup: match &owner.cgroup_path {
+                Some(path) => Some(path.to_string()),
+                None => self.cgroups.path(owner.cgroup_id),
+            },
         });
         self.identities
             .insert(owner.clone(), (identity.clone(), generation));
@@ -86,6 +89,7 @@ mod tests {
             uid: 0,
             comm: format!("p{tgid}"),
             cgroup_id: 1,
+            cgroup_path: None,
             netns,
         }
     }

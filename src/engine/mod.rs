@@ -68,6 +68,8 @@ pub struct KernelOwner {
     pub comm: String,
     /// cgroup v2 id: the inode number of the cgroup's directory.
     pub cgroup_id: u64,
+    /// The cgroup's path, where the engine saw the cgroup made.
+    pub cgroup_path: Option<Arc<str>>,
     /// Inode number of the socket's network namespace.
     pub netns: u64,
 }

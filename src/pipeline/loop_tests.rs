@@ -43,6 +43,7 @@ impl Engine for FakeEngine {
                         uid: 0,
                         comm: "fake".into(),
                         cgroup_id: 0,
+                        cgroup_path: None,
                         netns: 0,
                     }),
                     mover: None,

@@ -48,7 +48,7 @@ impl Podman {
             std::fs::copy(library, inside).unwrap();
         }
         let image = format!("localhost/netgraph-lab:{tag}");
-        let tar = Command::new("tar")
+        let mut tar = Command::new("tar")
             .args(["-C", rootfs.to_str().unwrap(), "-c", "."])
             .stdout(Stdio::piped())
             .spawn()
@@ -56,9 +56,13 @@ impl Podman {
         let imported = Command::new(PODMAN[0])
             .args(&PODMAN[1..])
             .args(["import", "-", &image])
-            .stdin(tar.stdout.unwrap())
+            .stdin(tar.stdout.take().unwrap())
             .output()
             .unwrap();
+        assert!(
+            tar.wait().unwrap().success(),
+            "tar of the image's files failed"
+        );
         assert!(
             imported.status.success(),
             "podman import: {}",
@@ -115,6 +119,17 @@ impl Podman {
             podman(&["logs", name])
         );
         id
+    }
+
+    /// How long the container `name` ran, from its start to its end.
+    pub fn lifetime(&self, name: &str) -> Duration {
+        let millis = podman(&[
+            "inspect",
+            "--format",
+            "{{(.State.FinishedAt.Sub .State.StartedAt).Milliseconds}}",
+            name,
+        ]);
+        Duration::from_millis(millis.trim().parse().unwrap())
     }
 
     /// A config file naming this lab's podman socket.

@@ -112,6 +112,7 @@ pub fn parse_owner(bytes: &[u8]) -> Option<(KernelOwner, bool)> {
             uid: owner.uid,
             comm: String::from_utf8_lossy(&comm).into_owned(),
             cgroup_id: owner.cgroup_id,
+            cgroup_path: None,
             netns: owner.netns,
         },
         owner.released != 0,

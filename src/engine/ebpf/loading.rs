@@ -35,6 +35,7 @@ pub fn load(record_addresses: bool) -> Result<Loaded, Unsupported> {
         .map_err(|e| Unsupported::load(&e))?;
     let mut links = attach_to_cgroup(&skel, &cgroup_root)?;
     let follows_use = attach_to_tracepoints(&skel, &mut links);
+    attach_cgroup_paths(&skel, &mut links);
     Ok(Loaded {
         skel,
         links,
@@ -125,4 +126,19 @@ fn attach_to_tracepoints(skel: &NetgraphSkel<'static>, links: &mut Vec<Link>) ->
         }
     }
     follows_use
+}
+
+/// Paths of cgroups as they are made (so that short-lived containers are named);
+/// without it, paths are found by walking the hierarchy while the cgroup exists.
+fn attach_cgroup_paths(skel: &NetgraphSkel<'static>, links: &mut Vec<Link>) {
+    match skel
+        .progs
+        .record_cgroup_path
+        .attach_raw_tracepoint("cgroup_mkdir")
+    {
+        Ok(link) => links.push(link),
+        Err(error) => {
+            tracing::info!(%error, "cannot follow cgroups as they are made: a container that lives under an interval may stay unnamed")
+        }
+    }
 }

@@ -4,10 +4,12 @@
 
 use super::counters::{self, Counters};
 use super::map_ops;
-use super::skeleton::NetgraphMaps;
+use super::plain_data;
+use super::skeleton::{types, NetgraphMaps};
 use crate::engine::KernelOwner;
 use libbpf_rs::{MapCore, MapFlags, MapMut};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// Every socket owner record in one pass: (raw key, cookie, owner, whether released).
 pub fn socket_owners(owners: &MapMut<'_>) -> Vec<(Vec<u8>, u64, KernelOwner, bool)> {
@@ -39,6 +41,7 @@ pub struct OwnerLookups<'a> {
     maps: &'a NetgraphMaps<'static>,
     sockets: HashMap<u64, Option<KernelOwner>>,
     processes: HashMap<u32, Option<KernelOwner>>,
+    cgroup_paths: HashMap<u64, Option<Arc<str>>>,
 }
 
 impl<'a> OwnerLookups<'a> {
@@ -47,23 +50,51 @@ impl<'a> OwnerLookups<'a> {
             maps,
             sockets: HashMap::new(),
             processes: HashMap::new(),
+            cgroup_paths: HashMap::new(),
         }
     }
 
     /// The socket's current owner.
     pub fn socket(&mut self, cookie: u64) -> Option<KernelOwner> {
-        self.sockets
-            .entry(cookie)
-            .or_insert_with(|| socket_owner(&self.maps.owners, cookie).map(|(owner, _)| owner))
-            .clone()
+        if !self.sockets.contains_key(&cookie) {
+            let owner = socket_owner(&self.maps.owners, cookie).map(|(owner, _)| owner);
+            let owner = owner.map(|owner| self.with_cgroup_path(owner));
+            self.sockets.insert(cookie, owner);
+        }
+        self.sockets[&cookie].clone()
     }
 
     /// The process with this tgid, as recorded when it last moved traffic.
     pub fn process(&mut self, tgid: u32) -> Option<KernelOwner> {
-        self.processes
-            .entry(tgid)
-            .or_insert_with(|| process(&self.maps.processes, tgid))
-            .clone()
+        if !self.processes.contains_key(&tgid) {
+            let owner = process(&self.maps.processes, tgid).map(|o| self.with_cgroup_path(o));
+            self.processes.insert(tgid, owner);
+        }
+        self.processes[&tgid].clone()
+    }
+
+    /// Adds the path the kernel side recorded when the owner's cgroup was made.
+    fn with_cgroup_path(&mut self, mut owner: KernelOwner) -> KernelOwner {
+        let maps = self.maps;
+        owner.cgroup_path = self
+            .cgroup_paths
+            .entry(owner.cgroup_id)
+            .or_insert_with(|| {
+                let value = maps
+                    .cgroup_paths
+                    .lookup(&owner.cgroup_id.to_ne_bytes(), MapFlags::ANY)
+                    .ok()??;
+                let recorded: types::cgroup_path = plain_data::read(&value)?;
+                let bytes: Vec<u8> = recorded
+                    .path
+                    .iter()
+                    .map(|&c| c as u8)
+                    .take_while(|&c| c != 0)
+                    .collect();
+                (!bytes.is_empty()).then(|| Arc::from(String::from_utf8_lossy(&bytes).as_ref()))
+            })
+            .clone();
+        owner
     }
 }
 

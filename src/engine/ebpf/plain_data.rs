@@ -22,6 +22,8 @@ unsafe impl PlainData for types::owner {}
 unsafe impl PlainData for types::interface_key {}
 // SAFETY: as above.
 unsafe impl PlainData for types::interface_peer_key {}
+// SAFETY: as above (an array of C chars).
+unsafe impl PlainData for types::cgroup_path {}
 
 /// The value in `bytes`, if they are exactly its size.
 pub fn read<T: PlainData>(bytes: &[u8]) -> Option<T> {

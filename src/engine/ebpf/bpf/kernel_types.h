@@ -39,3 +39,16 @@ struct task_struct {
 	struct nsproxy *nsproxy;
 	char comm[16];
 } __attribute__((preserve_access_index));
+
+struct kernfs_node {
+	unsigned long long id;
+} __attribute__((preserve_access_index));
+
+struct cgroup_root {
+	int hierarchy_id;
+} __attribute__((preserve_access_index));
+
+struct cgroup {
+	struct kernfs_node *kn;
+	struct cgroup_root *root;
+} __attribute__((preserve_access_index));

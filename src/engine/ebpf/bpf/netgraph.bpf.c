@@ -512,3 +512,32 @@ int owner_on_recv(struct bpf_raw_tracepoint_args *ctx)
 	adopt((struct sock *)ctx->args[0]);
 	return 0;
 }
+
+/* Each cgroup v2 path as the cgroup is made, by cgroup id: a container that lived a
+ * moment has taken its directory away before userspace could find it by id. */
+#define CGROUP_PATH_LEN 256
+
+struct cgroup_path {
+	char path[CGROUP_PATH_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct cgroup_path);
+} cgroup_paths SEC(".maps");
+
+SEC("raw_tp/cgroup_mkdir")
+int record_cgroup_path(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct cgroup *cgroup = (struct cgroup *)ctx->args[0];
+	/* Hierarchy 0 is cgroup v2, whose ids the owners carry. */
+	if (BPF_CORE_READ(cgroup, root, hierarchy_id) != 0)
+		return 0;
+	__u64 id = BPF_CORE_READ(cgroup, kn, id);
+	struct cgroup_path value = {};
+	bpf_probe_read_kernel_str(value.path, sizeof(value.path), (const char *)ctx->args[1]);
+	bpf_map_update_elem(&cgroup_paths, &id, &value, BPF_ANY);
+	return 0;
+}
