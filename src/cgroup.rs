@@ -5,15 +5,63 @@ use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+/// Where netgraph mounts cgroup v2 when none is visible (as Cilium does).
+const PRIVATE_MOUNT: &str = "/run/netgraph/cgroup2";
+
 /// Where cgroup v2 is mounted: /sys/fs/cgroup on most systems, /sys/fs/cgroup/unified
-/// on hybrid ones.
+/// on hybrid ones. Where none is visible (under `ip netns exec`, which gives a fresh
+/// /sys, or in a container), one is mounted at /run/netgraph/cgroup2.
 pub fn cgroup2_root() -> Option<PathBuf> {
+    mounted_cgroup2().or_else(mount_cgroup2)
+}
+
+fn mounted_cgroup2() -> Option<PathBuf> {
     let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
     mounts.lines().find_map(|line| {
         let mut fields = line.split_whitespace();
         let (_, path, kind) = (fields.next()?, fields.next()?, fields.next()?);
         (kind == "cgroup2").then(|| PathBuf::from(path))
     })
+}
+
+fn mount_cgroup2() -> Option<PathBuf> {
+    let target = PathBuf::from(PRIVATE_MOUNT);
+    if let Err(error) = std::fs::create_dir_all(&target) {
+        tracing::debug!(%error, "cannot make {PRIVATE_MOUNT}");
+        return None;
+    }
+    let (source, kind) = (c"none", c"cgroup2");
+    let path = std::ffi::CString::new(PRIVATE_MOUNT).ok()?;
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call.
+    let mounted = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            path.as_ptr(),
+            kind.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if mounted != 0 {
+        let error = std::io::Error::last_os_error();
+        tracing::debug!(%error, "cannot mount cgroup v2 at {PRIVATE_MOUNT}");
+        return None;
+    }
+    tracing::info!("no cgroup v2 hierarchy was visible: mounted one at {PRIVATE_MOUNT}");
+    warn_if_in_own_cgroup_namespace();
+    Some(target)
+}
+
+/// In a cgroup namespace of its own, the hierarchy netgraph sees is its container's,
+/// not the host's: only the container's sockets would be counted.
+fn warn_if_in_own_cgroup_namespace() {
+    let own = std::fs::read_link("/proc/self/ns/cgroup");
+    let host = std::fs::read_link("/proc/1/ns/cgroup");
+    if let (Ok(own), Ok(host)) = (own, host) {
+        if own != host {
+            tracing::warn!("netgraph runs in a cgroup namespace of its own and counts only its sockets; run it in the host's (podman/docker --cgroupns=host, with the host's PID namespace)");
+        }
+    }
 }
 
 /// cgroup id -> path such as `/system.slice/nginx.service`, rescanned when an id is new.

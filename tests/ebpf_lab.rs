@@ -470,3 +470,34 @@ fn sighup_takes_up_a_new_geoip_database() {
         lab.truth_bytes("tcp_out"),
     );
 }
+
+/// Under `ip netns exec` (a fresh /sys without the cgroup mount), netgraph mounts
+/// cgroup v2 itself and runs the eBPF engine, instead of falling back to capture.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn runs_the_ebpf_engine_under_ip_netns_exec() {
+    require_root();
+    let mut lab = Lab::new();
+    lab.truth(&[("out", "output", "tcp dport 6095")]);
+    let b = lab.b.clone();
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:6095")]);
+    let netgraph = lab.netgraph(&["--engine", "ebpf"]);
+    let log = netgraph.log();
+    assert!(
+        log.contains("engine=\"ebpf\""),
+        "not the eBPF engine:\n{log}"
+    );
+    assert!(
+        log.contains("mounted one at /run/netgraph/cgroup2"),
+        "{log}"
+    );
+    lab.exec(&lab.a, "ng-up", &["tcp-send", &format!("{B4}:6095"), "1s"]);
+    settle();
+    let records = netgraph.stop();
+    records.assert_conservation();
+    EBPF.assert_share(
+        "under ip netns exec, sent",
+        records.sum("ng-up", &lab.veth_a, "sent_bytes_last"),
+        lab.truth_bytes("out"),
+    );
+}
