@@ -3,6 +3,7 @@
 //! what arrived.
 
 mod lab;
+mod servers;
 
 use lab::engines::{settle, EngineUnderTest};
 use lab::podman::Podman;
@@ -23,6 +24,15 @@ fn sent(rows: &[&Value]) -> u64 {
     rows.iter()
         .map(|row| row["sent_bytes_last"].as_u64().unwrap())
         .sum()
+}
+
+fn http_get(url: &str) -> String {
+    ureq::get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
+        .body_mut()
+        .read_to_string()
+        .unwrap()
 }
 
 #[test]
@@ -55,6 +65,12 @@ fn podman_containers_are_named_with_their_bytes() {
     }
     let mut podman = Podman::start(&lab.path(""), &tag);
     let config = podman.config(&lab.path("containers.toml"));
+    let (web_port, metrics_port) = (servers::free_port(), servers::free_port());
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += &format!(
+        "[web]\nlisten = \"127.0.0.1:{web_port}\"\n[prometheus]\nlisten = \"127.0.0.1:{metrics_port}\"\n"
+    );
+    std::fs::write(&config, text).unwrap();
     let netgraph = EBPF.start(&lab, &["--config", config.to_str().unwrap()]);
     netgraph.wait_for_log("following a container runtime", Duration::from_secs(10));
 
@@ -82,9 +98,59 @@ fn podman_containers_are_named_with_their_bytes() {
     assert!(lived < Duration::from_secs(1), "{short} lived {lived:?}");
     ids.push((short.clone(), short_id, "short".into(), String::new()));
     settle();
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(2500));
+    let web = format!("ng-web-{tag}");
+    let api = http_get(&format!(
+        "http://127.0.0.1:{web_port}/api/v1/totals?from=-600&group_by=container&top=100"
+    ));
+    let metrics = http_get(&format!("http://127.0.0.1:{metrics_port}/metrics"));
+    let screenshot =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../containers-page.png");
+    let seen = lab::browser::show(
+        &format!("http://127.0.0.1:{web_port}/"),
+        "container",
+        &web,
+        &screenshot,
+    );
     let records = netgraph.stop();
     records.assert_conservation();
+
+    // The page and the API show the container with the bytes netgraph counted.
+    let api: Value = serde_json::from_str(&api).unwrap();
+    let api_sent = |container: &str| {
+        api["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["key"] == container)
+            .map(|row| row["sent_bytes"].as_u64().unwrap())
+    };
+    assert_eq!(
+        api_sent(&web),
+        Some(sent(&rows_of(&records, &web))),
+        "{api}"
+    );
+    assert_eq!(seen["sent"], sent(&rows_of(&records, &web)));
+    let series = seen["chartSeries"].to_string();
+    for (container, ..) in &ids {
+        assert!(
+            series.contains(container.as_str()),
+            "chart by container: {series}"
+        );
+    }
+    report(&format!(
+        "web page in chromium, chart by container: {web} listed with {} sent; series {series}; screenshot {}",
+        seen["sent"],
+        screenshot.display()
+    ));
+    // Prometheus: the process counters carry the container label.
+    let exported: u64 = metrics
+        .lines()
+        .filter(|line| line.starts_with("netgraph_process_transmitted_bytes_total{"))
+        .filter(|line| line.contains(&format!("container=\"{web}\"")))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(exported, sent(&rows_of(&records, &web)), "{metrics}");
 
     for (container, id, tcp, udp) in &ids {
         let rows = rows_of(&records, container);

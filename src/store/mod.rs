@@ -9,10 +9,12 @@ mod schema;
 pub use query::{GroupBy, History, HistoryPoint, Only, Total};
 
 use crate::accounting::{IntervalReport, ProcessRow};
+use crate::workload::Workload;
 use rusqlite::{params, Connection, OpenFlags};
 use schema::Resolution;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Debug)]
@@ -50,7 +52,7 @@ pub struct Store {
     connection: Connection,
     path: PathBuf,
     retention: Retention,
-    series: HashMap<(String, Option<u32>, String, String), i64>,
+    series: HashMap<SeriesColumns, (i64, Option<Arc<Workload>>)>,
     last_maintenance: Option<Instant>,
 }
 
@@ -232,9 +234,14 @@ impl Store {
     }
 }
 
+/// A series' key in the store: (name, uid, interface, cgroup).
+type SeriesColumns = (String, Option<u32>, String, String);
+
+/// The series' id, made on first use; its workload columns follow the row's (a
+/// container is named once its runtime answers).
 fn series_id(
     connection: &Connection,
-    cache: &mut HashMap<(String, Option<u32>, String, String), i64>,
+    cache: &mut HashMap<SeriesColumns, (i64, Option<Arc<Workload>>)>,
     row: &ProcessRow,
 ) -> anyhow::Result<i64> {
     let key = (
@@ -243,14 +250,40 @@ fn series_id(
         row.key.interface.to_string(),
         row.cgroup.clone().unwrap_or_default(),
     );
-    if let Some(id) = cache.get(&key) {
-        return Ok(*id);
+    if let Some((id, workload)) = cache.get(&key) {
+        if *workload == row.workload {
+            return Ok(*id);
+        }
     }
+    let text = |field: fn(&Workload) -> &Option<String>| {
+        row.workload
+            .as_deref()
+            .and_then(|w| field(w).clone())
+            .unwrap_or_default()
+    };
     connection.execute(
-        "INSERT INTO series (name, uid, interface, cgroup, attributed, exe)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (name, uid, interface, cgroup) DO UPDATE SET exe = coalesce(excluded.exe, exe)",
-        params![key.0, key.1, key.2, key.3, row.attributed, row.exe],
+        "INSERT INTO series (name, uid, interface, cgroup, attributed, exe,
+                             unit, container_id, container, image, pod, namespace)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (name, uid, interface, cgroup) DO UPDATE SET
+            exe = coalesce(excluded.exe, exe),
+            unit = excluded.unit, container_id = excluded.container_id,
+            container = excluded.container, image = excluded.image,
+            pod = excluded.pod, namespace = excluded.namespace",
+        params![
+            key.0,
+            key.1,
+            key.2,
+            key.3,
+            row.attributed,
+            row.exe,
+            text(|w| &w.unit),
+            text(|w| &w.container_id),
+            text(|w| &w.container),
+            text(|w| &w.image),
+            text(|w| &w.pod),
+            text(|w| &w.namespace),
+        ],
     )?;
     // `uid IS ?` matches NULL too, which `=` would not.
     let id = connection.query_row(
@@ -261,7 +294,7 @@ fn series_id(
     if cache.len() > 100_000 {
         cache.clear();
     }
-    cache.insert(key, id);
+    cache.insert(key, (id, row.workload.clone()));
     Ok(id)
 }
 

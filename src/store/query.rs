@@ -1,5 +1,6 @@
 //! Reading the store: totals over a range and time series, grouped by process, user,
-//! interface or container, from the finest resolution that still covers the range.
+//! interface, cgroup, systemd unit, container, pod or namespace, from the finest
+//! resolution that still covers the range.
 
 use super::schema::Resolution;
 use super::Reader;
@@ -13,7 +14,15 @@ pub enum GroupBy {
     Process,
     User,
     Interface,
+    /// The cgroup path.
+    Cgroup,
+    /// The innermost systemd unit.
+    Unit,
+    /// The container's name, or its short id while the runtime has not named it.
     Container,
+    /// The Kubernetes pod and namespace.
+    Pod,
+    Namespace,
 }
 
 impl GroupBy {
@@ -23,7 +32,11 @@ impl GroupBy {
             GroupBy::Process => "s.name",
             GroupBy::User => "coalesce(CAST(s.uid AS TEXT), '')",
             GroupBy::Interface => "s.interface",
-            GroupBy::Container => "s.cgroup",
+            GroupBy::Cgroup => "s.cgroup",
+            GroupBy::Unit => "s.unit",
+            GroupBy::Container => "coalesce(nullif(s.container, ''), s.container_id)",
+            GroupBy::Pod => "s.pod",
+            GroupBy::Namespace => "s.namespace",
         }
     }
 }

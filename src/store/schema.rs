@@ -71,8 +71,23 @@ fn coverage() -> String {
     "CREATE TABLE coverage (resolution TEXT PRIMARY KEY, since INTEGER NOT NULL);".into()
 }
 
+/// 3: the unit, container and pod of each series (empty where none).
+fn workloads() -> String {
+    [
+        "unit",
+        "container_id",
+        "container",
+        "image",
+        "pod",
+        "namespace",
+    ]
+    .iter()
+    .map(|column| format!("ALTER TABLE series ADD COLUMN {column} TEXT NOT NULL DEFAULT '';"))
+    .collect()
+}
+
 /// Applied in order, each once; never edit one that has shipped, add another.
-const MIGRATIONS: &[fn() -> String] = &[series_and_samples, coverage];
+const MIGRATIONS: &[fn() -> String] = &[series_and_samples, coverage, workloads];
 
 /// The schema version this build writes.
 pub fn current_version() -> i64 {

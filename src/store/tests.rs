@@ -107,11 +107,11 @@ fn sums_are_exact_at_every_resolution_and_survive_a_reopen() {
     let users = reader.totals(from, to, GroupBy::User, 10, None).unwrap().1;
     let keys: Vec<&str> = users.iter().map(|t| t.key.as_str()).collect();
     assert_eq!(keys, ["1000", "0", ""]);
-    let containers = reader
-        .totals(from, to, GroupBy::Container, 10, None)
+    let cgroups = reader
+        .totals(from, to, GroupBy::Cgroup, 10, None)
         .unwrap()
         .1;
-    assert_eq!(containers[0].key, "/user.slice");
+    assert_eq!(cgroups[0].key, "/user.slice");
     let interfaces = reader
         .totals(from, to, GroupBy::Interface, 1, None)
         .unwrap()
@@ -268,5 +268,62 @@ fn a_young_store_charts_a_longer_range_at_fine_steps() {
         .unwrap();
     assert_eq!((history.resolution, history.step), (1, 12));
     assert_eq!(history.points.len(), 10);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn series_are_grouped_by_container_pod_and_unit_named_as_the_runtime_answers() {
+    let dir = scratch("workloads");
+    let mut store = Store::open(&dir, Retention::default()).unwrap();
+    let path = "/machine.slice/libpod-e51ba2bf58d6c1f1.scope";
+    let unnamed = Workload {
+        unit: Some("libpod-e51ba2bf58d6c1f1.scope".into()),
+        container_id: Some("e51ba2bf58d6".into()),
+        ..Workload::default()
+    };
+    let named = Workload {
+        container: Some("web".into()),
+        pod: Some("web-7d4b9".into()),
+        namespace: Some("shop".into()),
+        ..unnamed.clone()
+    };
+    for (second, workload) in [(0, unnamed), (1, named)] {
+        let mut nginx = row("nginx", Some(0), "eth0", path, 1000, 100);
+        nginx.workload = Some(Arc::new(workload));
+        let mut sshd = row("sshd", Some(0), "eth0", "/system.slice/ssh.service", 10, 1);
+        sshd.workload = Some(Arc::new(Workload {
+            unit: Some("ssh.service".into()),
+            ..Workload::default()
+        }));
+        store
+            .write(&report(START + second, vec![nginx, sshd]))
+            .unwrap();
+    }
+    let reader = store.reader().unwrap();
+    let (from, to) = (START as i64, START as i64 + 2);
+    let key_of = |group_by| {
+        let totals = reader.totals(from, to, group_by, 10, None).unwrap().1;
+        totals
+            .iter()
+            .map(|t| (t.key.clone(), t.sent_bytes))
+            .collect::<Vec<_>>()
+    };
+    // The series took the name the runtime gave, for its whole history.
+    assert_eq!(
+        key_of(GroupBy::Container),
+        [("web".into(), 2000), (String::new(), 20)]
+    );
+    assert_eq!(
+        key_of(GroupBy::Pod),
+        [("web-7d4b9".into(), 2000), (String::new(), 20)]
+    );
+    assert_eq!(key_of(GroupBy::Namespace)[0], ("shop".into(), 2000));
+    assert_eq!(
+        key_of(GroupBy::Unit),
+        [
+            ("libpod-e51ba2bf58d6c1f1.scope".into(), 2000),
+            ("ssh.service".into(), 20)
+        ]
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -27,8 +27,22 @@ pub struct RangeParams {
     #[serde(default)]
     group_by: GroupBy,
     top: Option<usize>,
-    /// Only this process (by name).
+    /// Only this process (by name): short for `only_by=process&only=NAME`.
     process: Option<String>,
+    /// Only the group `only` of this grouping (a container, pod, unit, ...).
+    only_by: Option<GroupBy>,
+    only: Option<String>,
+}
+
+impl RangeParams {
+    /// The group asked for alone, if any: (grouping, key).
+    fn only(&self) -> Option<(GroupBy, String)> {
+        match (&self.process, &self.only) {
+            (Some(process), _) => Some((GroupBy::Process, process.clone())),
+            (None, Some(key)) => Some((self.only_by.unwrap_or_default(), key.clone())),
+            (None, None) => None,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -111,10 +125,10 @@ pub async fn totals(
     let params = parameters(params)?;
     let (from, to) = range(&params)?;
     let (group_by, top) = (params.group_by, params.top.unwrap_or(20).clamp(1, 1000));
-    let process = params.process.clone();
+    let only = params.only();
     let (resolution, rows) = with_reader(&state, move |reader| {
-        let only = process.as_deref().map(|key| Only {
-            group_by: GroupBy::Process,
+        let only = only.as_ref().map(|(group_by, key)| Only {
+            group_by: *group_by,
             key,
         });
         reader.totals(from, to, group_by, top, only)
@@ -137,10 +151,10 @@ pub async fn history(
     // About 300 points across the range unless asked otherwise.
     let step = params.step.unwrap_or(((to - from) / 300).max(1));
     let (group_by, top) = (params.group_by, params.top.unwrap_or(10).clamp(1, 100));
-    let process = params.process.clone();
+    let only = params.only();
     let history = with_reader(&state, move |reader| {
-        let only = process.as_deref().map(|key| Only {
-            group_by: GroupBy::Process,
+        let only = only.as_ref().map(|(group_by, key)| Only {
+            group_by: *group_by,
             key,
         });
         reader.history(from, to, step, group_by, top, only)

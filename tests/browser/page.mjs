@@ -1,10 +1,11 @@
 // Opens netgraph's page in headless Debian chromium and reports what a user would see:
-// the row of PROCESS in the totals (exact bytes from its data attributes), whether the
-// history chart drew, and the history shown after clicking the process.
-// Usage: node page.mjs URL PROCESS SCREENSHOT
+// the row of KEY in the totals by GROUP (process, container, pod or unit; exact bytes
+// from its data attributes), the series of the history chart drawn by GROUP, and the
+// history shown after clicking the row.
+// Usage: node page.mjs URL GROUP KEY SCREENSHOT
 import { chromium } from "playwright-core";
 
-const [url, processName, screenshot] = process.argv.slice(2);
+const [url, group, key, screenshot] = process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -16,12 +17,15 @@ try {
   page.on("pageerror", (e) => errors.push(String(e)));
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
   await page.goto(url);
-  const row = page.locator(`#by-process tr[data-name="${processName}"]`);
+  await page.selectOption("#group", group);
+  const row = page.locator(`#by-${group} tr[data-name="${key}"]`);
   await row.waitFor({ timeout: 20000 });
   const sent = Number(await row.getAttribute("data-sent"));
   const recv = Number(await row.getAttribute("data-recv"));
   const shown = await row.locator("td").allTextContents();
   await page.locator("#chart svg path").first().waitFor({ timeout: 10000 });
+  // The chart redraws for the chosen grouping; wait until it shows KEY.
+  await page.locator(`#chart svg path[data-key="${key}"]`).first().waitFor({ timeout: 10000 });
   const chartSeries = await page.locator("#chart svg path").evaluateAll((paths) => paths.map((p) => p.dataset.key));
   await row.click();
   await page.locator("#detail.open #detail-chart svg path").first().waitFor({ timeout: 10000 });

@@ -2,6 +2,7 @@
 //! moving traffic, nftables counters as the IP-layer truth, netgraph running in `a`.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod engines;
 pub mod podman;
 

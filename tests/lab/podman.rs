@@ -129,7 +129,11 @@ impl Podman {
             "{{(.State.FinishedAt.Sub .State.StartedAt).Milliseconds}}",
             name,
         ]);
-        Duration::from_millis(millis.trim().parse().unwrap())
+        let millis: i64 = millis
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}'s lifetime: {millis:?}"));
+        Duration::from_millis(millis.max(0) as u64)
     }
 
     /// A config file naming this lab's podman socket.
