@@ -16,6 +16,16 @@ pub struct LiveRow {
     pub pid: Option<u32>,
     pub exe: Option<String>,
     pub cgroup: Option<String>,
+    /// The container (its name, else its short id), pod and namespace, and the
+    /// systemd unit; absent from daemons older than these fields.
+    #[serde(default)]
+    pub container: Option<String>,
+    #[serde(default)]
+    pub pod: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub unit: Option<String>,
     /// Bytes per second over the last interval.
     pub sent_rate: f64,
     pub recv_rate: f64,
@@ -54,7 +64,8 @@ impl Sink for LiveSink {
         let processes = report
             .processes
             .iter()
-            .map(|row| LiveRow {
+            .map(|row| (row, row.workload.as_deref()))
+            .map(|(row, workload)| LiveRow {
                 name: row.key.name.to_string(),
                 uid: row.key.uid,
                 interface: row.key.interface.to_string(),
@@ -62,6 +73,10 @@ impl Sink for LiveSink {
                 pid: row.pid,
                 exe: row.exe.clone(),
                 cgroup: row.cgroup.clone(),
+                container: workload.and_then(|w| w.container_label().map(String::from)),
+                pod: workload.and_then(|w| w.pod.clone()),
+                namespace: workload.and_then(|w| w.namespace.clone()),
+                unit: workload.and_then(|w| w.unit.clone()),
                 sent_rate: row.last.sent.bytes as f64 / seconds_long,
                 recv_rate: row.last.recv.bytes as f64 / seconds_long,
                 sent_total: row.total.sent.bytes,

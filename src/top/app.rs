@@ -26,7 +26,7 @@ pub struct App {
     /// Only this interface, or all.
     pub interface: Option<String>,
     /// Every series seen, with its latest rates (0 once idle) and totals.
-    pub rows: BTreeMap<(String, Option<u32>, String), LiveRow>,
+    pub rows: BTreeMap<(String, Option<u32>, String, Option<String>), LiveRow>,
     pub error: Option<String>,
 }
 
@@ -51,7 +51,12 @@ impl App {
                     row.recv_rate = 0.0;
                 }
                 for row in snapshot.processes {
-                    let key = (row.name.clone(), row.uid, row.interface.clone());
+                    let key = (
+                        row.name.clone(),
+                        row.uid,
+                        row.interface.clone(),
+                        row.container.clone(),
+                    );
                     self.rows.insert(key, row);
                 }
             }
