@@ -41,7 +41,7 @@ fn queries(board: &Value, key: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-const TITLES: [&str; 7] = [
+const TITLES: [&str; 9] = [
     "Bytes sent per process",
     "Bytes received per process",
     "Hourly totals (sent, received, total)",
@@ -49,6 +49,8 @@ const TITLES: [&str; 7] = [
     "Traffic per interface",
     "Unattributed share",
     "Packet statistics (capture engine)",
+    "Bytes sent per container",
+    "Bytes sent per pod",
 ];
 
 #[test]
@@ -67,8 +69,10 @@ fn dashboards_are_well_formed() {
         let picker = variable("datasource").expect("a data source variable");
         assert_eq!(picker["type"], "datasource");
         assert_eq!(picker["query"], datasource_type);
-        let host = variable("host").expect("a host variable");
-        assert_eq!(host["datasource"]["uid"], "${datasource}");
+        for name in ["host", "container", "pod", "namespace"] {
+            let found = variable(name).unwrap_or_else(|| panic!("a {name} variable"));
+            assert_eq!(found["datasource"]["uid"], "${datasource}");
+        }
         let titles: Vec<&str> = panels(&board)
             .iter()
             .map(|p| p["title"].as_str().unwrap())
@@ -177,16 +181,24 @@ fn the_flux_dashboard_carries_the_original_queries() {
     }
 }
 
+/// The container, pod and namespace variables as Grafana expands "All".
+fn all_workloads(query: &str) -> String {
+    query
+        .replace("$container", ".*")
+        .replace("$pod", ".*")
+        .replace("$namespace", ".*")
+}
+
 /// Grafana's macros, as it would expand them for "the last hour".
 fn influxql(query: &str, host: &str) -> String {
-    query
+    all_workloads(query)
         .replace("$timeFilter", "time > now() - 1h")
         .replace("$__interval", "1s")
         .replace("$host", host)
 }
 
 fn promql(query: &str, host: &str) -> String {
-    query
+    all_workloads(query)
         .replace("$__rate_interval", "1m")
         .replace("$__range", "10m")
         .replace("$host", host)
@@ -204,7 +216,8 @@ fn number(value: &Value) -> f64 {
 fn every_panel_query_runs_against_real_servers() {
     require_root();
     let mut lab = Lab::new();
-    let (_, _, host_address, _) = lab.host_link();
+    let (_, _, host_address, b_address) = lab.host_link();
+    let mut podman = lab::podman::Podman::start(&lab.path(""), &lab.b.clone());
     let influx = Influx::start(&lab.path(""), InfluxOptions::default());
     influx.query("CREATE DATABASE netgraph");
     let port = free_port();
@@ -216,14 +229,21 @@ fn every_panel_query_runs_against_real_servers() {
         &config,
         format!(
             "hostname = \"dash-host\"\nstate_directory = \"{}\"\n[prometheus]\nlisten = \"{target}\"\n\
-             [[influxdb]]\nurl = \"{}\"\napi = \"v1\"\ndatabase = \"netgraph\"\nflush_interval = \"500ms\"\n",
+             [[influxdb]]\nurl = \"{}\"\napi = \"v1\"\ndatabase = \"netgraph\"\nflush_interval = \"500ms\"\n\
+             [containers]\nsockets = [{:?}]\n",
             lab.path("state").display(),
-            influx.url
+            influx.url,
+            podman.socket.display().to_string()
         ),
     )
     .unwrap();
     let b = lab.b.clone();
     lab.serve(&b, "ng-sink", &["udp-sink", &format!("{B4}:7901"), "recv"]);
+    lab.serve(
+        &b,
+        "ng-sink",
+        &["udp-sink", &format!("{b_address}:7902"), "recv"],
+    );
     let netgraph =
         lab.netgraph_on_host(&["--engine", "ebpf", "--config", &config.to_string_lossy()]);
     // Both scrapers must see the counters grow, not be born at their final value.
@@ -233,6 +253,22 @@ fn every_panel_query_runs_against_real_servers() {
     ] {
         wait_until_up(server, base);
     }
+    // A container of a Kubernetes pod, as the kubelet labels it.
+    podman.run(
+        &format!("ng-pod-{}", lab.b),
+        &[
+            "io.kubernetes.pod.name=shop-api-7d4b9",
+            "io.kubernetes.pod.namespace=shop",
+            "io.kubernetes.container.name=api",
+        ],
+        &[
+            "/ng-cont",
+            "udp-trickle",
+            &format!("{b_address}:7902"),
+            "3",
+            "1000",
+        ],
+    );
     // Paced, so that the scrapers are not starved of CPU while it runs.
     lab.exec(
         &lab.a,
@@ -285,6 +321,15 @@ fn every_panel_query_runs_against_real_servers() {
                     let share = number(&result[0]["value"][1]);
                     assert!(share > 0.0 && share < 1.0, "{server}: share {share}");
                 }
+                "Bytes sent per container" => assert!(
+                    result.iter().any(|s| s["metric"]["container"] == "api"),
+                    "{server}, {title}: the pod's container missing in {answer}"
+                ),
+                "Bytes sent per pod" => assert!(
+                    result.iter().any(|s| s["metric"]["pod"] == "shop-api-7d4b9"
+                        && s["metric"]["namespace"] == "shop"),
+                    "{server}, {title}: the pod missing in {answer}"
+                ),
                 _ => {}
             }
         }
@@ -295,12 +340,28 @@ fn every_panel_query_runs_against_real_servers() {
 
     let records = netgraph.stop();
     let board = dashboard("netgraph-influxql");
-    let host_values = influx.query_db("netgraph", &queries_of_variable(&board));
+    let host_values = influx.query_db("netgraph", &query_of_variable(&board, "host"));
     assert!(
         host_values.to_string().contains("dash-host"),
         "{host_values}"
     );
+    for variable in ["container", "pod", "namespace"] {
+        let query = influxql(&query_of_variable(&board, variable), "dash-host");
+        let values = influx.query_db("netgraph", &query).to_string();
+        let expected = match variable {
+            "container" => "api",
+            "pod" => "shop-api-7d4b9",
+            _ => "shop",
+        };
+        assert!(values.contains(expected), "{variable}: {values}");
+    }
     let sent = records.sum_all("ng-dash", "sent_bytes_last") as f64;
+    let pod_sent: f64 = records
+        .processes()
+        .filter(|l| l["pod"] == "shop-api-7d4b9")
+        .map(|l| number(&l["sent_bytes_last"]))
+        .sum();
+    assert!(pod_sent > 0.0, "the pod's container was not named");
     let all: f64 = records
         .processes()
         .map(|l| number(&l["sent_bytes_last"]) + number(&l["recv_bytes_last"]))
@@ -352,6 +413,24 @@ fn every_panel_query_runs_against_real_servers() {
             "Hourly totals (sent, received, total)" => {
                 assert_eq!(column_sum(&series, "total"), all, "{title}");
             }
+            "Bytes sent per container" => {
+                let ours: Vec<Value> = series
+                    .iter()
+                    .filter(|s| s["tags"]["container"] == "api")
+                    .cloned()
+                    .collect();
+                assert_eq!(column_sum(&ours, "sum"), pod_sent, "{title}");
+            }
+            "Bytes sent per pod" => {
+                let ours: Vec<Value> = series
+                    .iter()
+                    .filter(|s| {
+                        s["tags"]["pod"] == "shop-api-7d4b9" && s["tags"]["namespace"] == "shop"
+                    })
+                    .cloned()
+                    .collect();
+                assert_eq!(column_sum(&ours, "sum"), pod_sent, "{title}");
+            }
             _ => {}
         }
     }
@@ -378,12 +457,12 @@ fn wait_until_up(server: &str, base: &str) {
     }
 }
 
-fn queries_of_variable(board: &Value) -> String {
+fn query_of_variable(board: &Value, name: &str) -> String {
     board["templating"]["list"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|v| v["name"] == "host")
+        .find(|v| v["name"] == name)
         .unwrap()["query"]
         .as_str()
         .unwrap()
