@@ -30,4 +30,5 @@ require_cargo() {
     fi
 }
 
-BUILD_PACKAGES=(build-essential pkg-config libpcap-dev clang libelf-dev zlib1g-dev linux-libc-dev)
+# protobuf-compiler: containerd-client generates its gRPC bindings with protoc.
+BUILD_PACKAGES=(build-essential pkg-config libpcap-dev clang libelf-dev zlib1g-dev linux-libc-dev protobuf-compiler)

@@ -60,14 +60,17 @@ pub struct GeoipConfig {
 pub struct ContainersConfig {
     /// Unix sockets of the Docker Engine API (Docker; podman's `podman system
     /// service`); default: /run/podman/podman.sock and /run/docker.sock.
-    pub sockets: Option<Vec<PathBuf>>,
+    pub docker_api: Option<Vec<PathBuf>>,
+    /// containerd's sockets; default: /run/containerd/containerd.sock.
+    pub containerd: Option<Vec<PathBuf>>,
 }
 
 impl ContainersConfig {
     pub fn runtime_sockets(&self) -> crate::workload::RuntimeSockets {
-        match &self.sockets {
-            Some(sockets) => crate::workload::RuntimeSockets(sockets.clone()),
-            None => crate::workload::RuntimeSockets::default(),
+        let default = crate::workload::RuntimeSockets::default();
+        crate::workload::RuntimeSockets {
+            docker_api: self.docker_api.clone().unwrap_or(default.docker_api),
+            containerd: self.containerd.clone().unwrap_or(default.containerd),
         }
     }
 }

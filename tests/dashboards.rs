@@ -230,7 +230,7 @@ fn every_panel_query_runs_against_real_servers() {
         format!(
             "hostname = \"dash-host\"\nstate_directory = \"{}\"\n[prometheus]\nlisten = \"{target}\"\n\
              [[influxdb]]\nurl = \"{}\"\napi = \"v1\"\ndatabase = \"netgraph\"\nflush_interval = \"500ms\"\n\
-             [containers]\nsockets = [{:?}]\n",
+             [containers]\ndocker_api = [{:?}]\n",
             lab.path("state").display(),
             influx.url,
             podman.socket.display().to_string()

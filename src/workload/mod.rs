@@ -8,6 +8,7 @@
 //! when no traffic has used them for a while.
 
 mod cgroup_path;
+mod containerd;
 mod engine_api;
 mod runtimes;
 

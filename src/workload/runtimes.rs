@@ -2,9 +2,9 @@
 //! stream, lists its containers when it (re)connects, and inspects containers
 //! attribution found no facts for.
 
-use super::{engine_api, ContainerFacts, ContainerRef, KnownContainers};
+use super::{containerd, engine_api, ContainerFacts, ContainerRef, KnownContainers};
 use crate::locks::lock;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -14,18 +14,81 @@ const PENDING_QUESTIONS: usize = 1024;
 /// Pause before reconnecting to a runtime that went away or never answered.
 const RECONNECT_AFTER: Duration = Duration::from_secs(10);
 
-/// Unix sockets of the Docker Engine API (Docker, and podman's compatible service).
+/// Where the runtimes' APIs listen.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RuntimeSockets(pub Vec<PathBuf>);
+pub struct RuntimeSockets {
+    /// Docker Engine API sockets (Docker, and podman's compatible service).
+    pub docker_api: Vec<PathBuf>,
+    /// containerd's own API.
+    pub containerd: Vec<PathBuf>,
+}
+
+impl RuntimeSockets {
+    pub fn none() -> Self {
+        RuntimeSockets {
+            docker_api: Vec::new(),
+            containerd: Vec::new(),
+        }
+    }
+
+    fn endpoints(&self) -> Vec<Endpoint> {
+        let docker = self.docker_api.iter().map(|path| Endpoint {
+            api: Api::DockerEngine,
+            socket: path.clone(),
+        });
+        let containerd = self.containerd.iter().map(|path| Endpoint {
+            api: Api::Containerd,
+            socket: path.clone(),
+        });
+        docker.chain(containerd).collect()
+    }
+}
 
 impl Default for RuntimeSockets {
     fn default() -> Self {
-        RuntimeSockets(
-            ["/run/podman/podman.sock", "/run/docker.sock"]
-                .into_iter()
-                .map(PathBuf::from)
-                .collect(),
-        )
+        RuntimeSockets {
+            docker_api: vec![
+                PathBuf::from("/run/podman/podman.sock"),
+                PathBuf::from("/run/docker.sock"),
+            ],
+            containerd: vec![PathBuf::from("/run/containerd/containerd.sock")],
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Api {
+    DockerEngine,
+    Containerd,
+}
+
+/// One runtime's API on its socket.
+#[derive(Clone, Debug)]
+struct Endpoint {
+    api: Api,
+    socket: PathBuf,
+}
+
+impl Endpoint {
+    async fn list(&self) -> anyhow::Result<Vec<ContainerFacts>> {
+        match self.api {
+            Api::DockerEngine => engine_api::list(&self.socket).await,
+            Api::Containerd => containerd::list(&self.socket).await,
+        }
+    }
+
+    async fn inspect(&self, id: &str) -> anyhow::Result<ContainerFacts> {
+        match self.api {
+            Api::DockerEngine => engine_api::inspect(&self.socket, id).await,
+            Api::Containerd => containerd::inspect(&self.socket, id).await,
+        }
+    }
+
+    async fn follow_events(&self, created: impl FnMut(ContainerFacts)) -> anyhow::Result<()> {
+        match self.api {
+            Api::DockerEngine => engine_api::follow_events(&self.socket, created).await,
+            Api::Containerd => containerd::follow_events(&self.socket, created).await,
+        }
     }
 }
 
@@ -56,7 +119,7 @@ pub fn start(sockets: RuntimeSockets, known: Arc<Mutex<KnownContainers>>) -> Opt
                     return;
                 }
             };
-            runtime.block_on(serve(sockets.0, known, questions));
+            runtime.block_on(serve(sockets.endpoints(), known, questions));
         });
     match spawned {
         Ok(_) => Some(Asker(sender)),
@@ -68,16 +131,16 @@ pub fn start(sockets: RuntimeSockets, known: Arc<Mutex<KnownContainers>>) -> Opt
 }
 
 async fn serve(
-    sockets: Vec<PathBuf>,
+    endpoints: Vec<Endpoint>,
     known: Arc<Mutex<KnownContainers>>,
     mut questions: mpsc::Receiver<ContainerRef>,
 ) {
-    for socket in &sockets {
-        tokio::spawn(follow(socket.clone(), known.clone()));
+    for endpoint in &endpoints {
+        tokio::spawn(follow(endpoint.clone(), known.clone()));
     }
     while let Some(container) = questions.recv().await {
-        for socket in sockets.iter().filter(|s| s.exists()) {
-            if let Ok(facts) = engine_api::inspect(socket, &container.id).await {
+        for endpoint in endpoints.iter().filter(|e| e.socket.exists()) {
+            if let Ok(facts) = endpoint.inspect(&container.id).await {
                 lock(&known).insert(facts);
                 break;
             }
@@ -86,16 +149,17 @@ async fn serve(
 }
 
 /// Keeps up with one runtime: every container it has, then each one created.
-async fn follow(socket: PathBuf, known: Arc<Mutex<KnownContainers>>) {
+async fn follow(endpoint: Endpoint, known: Arc<Mutex<KnownContainers>>) {
     let mut said_absent = false;
+    let socket = endpoint.socket.display().to_string();
     loop {
-        match connect(&socket, &known).await {
+        match connect(&endpoint, &known).await {
             Ok(()) => {
-                tracing::info!(socket = %socket.display(), "container runtime's events ended; reconnecting")
+                tracing::info!(%socket, "container runtime's events ended; reconnecting")
             }
             Err(error) if !said_absent => {
                 said_absent = true;
-                tracing::info!(socket = %socket.display(), %error, "no container runtime answers here (containers are named by id until one does)");
+                tracing::info!(%socket, error = format!("{error:#}"), "no container runtime answers here (containers are named by id until one does)");
             }
             Err(_) => {}
         }
@@ -103,14 +167,15 @@ async fn follow(socket: PathBuf, known: Arc<Mutex<KnownContainers>>) {
     }
 }
 
-async fn connect(socket: &Path, known: &Mutex<KnownContainers>) -> anyhow::Result<()> {
+async fn connect(endpoint: &Endpoint, known: &Mutex<KnownContainers>) -> anyhow::Result<()> {
     // Subscribe first, so that no container created while listing is missed.
-    let events = engine_api::follow_events(socket, |facts: ContainerFacts| {
+    let events = endpoint.follow_events(|facts: ContainerFacts| {
         lock(known).insert(facts);
     });
     let listing = async {
-        let containers = engine_api::list(socket).await?;
-        tracing::info!(socket = %socket.display(), containers = containers.len(), "following a container runtime");
+        let containers = endpoint.list().await?;
+        let socket = endpoint.socket.display().to_string();
+        tracing::info!(%socket, api = ?endpoint.api, containers = containers.len(), "following a container runtime");
         let mut known = lock(known);
         for facts in containers {
             known.insert(facts);

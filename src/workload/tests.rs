@@ -3,7 +3,7 @@ use super::*;
 const ID: &str = "e51ba2bf58d6c1f1a5ad1d7a2e1d9d1f6c0b6a7b1f7c6d5e4f3a2b1c0d9e8f7a";
 
 fn workloads() -> Workloads {
-    Workloads::start(RuntimeSockets(Vec::new()))
+    Workloads::start(RuntimeSockets::none())
 }
 
 #[test]

@@ -141,7 +141,7 @@ impl Podman {
         let mut file = std::fs::File::create(path).unwrap();
         writeln!(
             file,
-            "[containers]\nsockets = [{:?}]",
+            "[containers]\ndocker_api = [{:?}]",
             self.socket.display().to_string()
         )
         .unwrap();
