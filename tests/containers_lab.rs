@@ -179,3 +179,122 @@ fn podman_containers_are_named_with_their_bytes() {
         EBPF.assert_share(&what, sent(&rows), truth);
     }
 }
+
+/// A containerd container created with the kubelet's labels: its traffic carries its
+/// pod, namespace and container name in JSON, InfluxDB, Prometheus and the API.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn containerd_pods_are_named_from_the_kubelets_labels() {
+    require_root();
+    let mut lab = Lab::new();
+    let (_, _, _, b_address) = lab.host_link();
+    let tag = lab.b.clone();
+    lab.truth_in(&lab.b.clone(), &[("pod", "input", "udp dport 7310")]);
+    let b = lab.b.clone();
+    lab.serve(
+        &b,
+        "ng-usink",
+        &["udp-sink", &format!("{b_address}:7310"), "recv"],
+    );
+    let podman = Podman::start(&lab.path(""), &tag);
+    let containerd = lab::containerd::Containerd::start(&lab.path("containerd"), &podman);
+    let influx = servers::Influx::start(&lab.path(""), servers::InfluxOptions::default());
+    influx.query("CREATE DATABASE lab");
+    let (web_port, metrics_port) = (servers::free_port(), servers::free_port());
+    let config = lab.path("containerd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[containers]\ndocker_api = []\ncontainerd = [{:?}]\n\
+             [web]\nlisten = \"127.0.0.1:{web_port}\"\n\
+             [prometheus]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+             [[influxdb]]\nurl = \"{}\"\napi = \"v1\"\ndatabase = \"lab\"\nflush_interval = \"500ms\"\n",
+            containerd.socket.display().to_string(),
+            influx.url
+        ),
+    )
+    .unwrap();
+    let netgraph = EBPF.start(&lab, &["--config", config.to_str().unwrap()]);
+    netgraph.wait_for_log("following a container runtime", Duration::from_secs(10));
+    // A container id as the CRI makes them.
+    let id = format!("{:016x}{:048x}", std::process::id(), 0x5eed_u64);
+    let (pod, namespace) = ("shop-api-7d4b9", "shop");
+    containerd.run(
+        &id,
+        &[
+            &format!("io.kubernetes.pod.name={pod}"),
+            &format!("io.kubernetes.pod.namespace={namespace}"),
+            "io.kubernetes.container.name=api",
+        ],
+        &[
+            "/ng-cont",
+            "udp-trickle",
+            &format!("{b_address}:7310"),
+            "2",
+            "800",
+        ],
+    );
+    settle();
+    std::thread::sleep(Duration::from_millis(2500));
+    let api = |group: &str| -> Value {
+        serde_json::from_str(&http_get(&format!(
+            "http://127.0.0.1:{web_port}/api/v1/totals?from=-600&group_by={group}&top=100"
+        )))
+        .unwrap()
+    };
+    let (by_pod, by_namespace) = (api("pod"), api("namespace"));
+    let metrics = http_get(&format!("http://127.0.0.1:{metrics_port}/metrics"));
+    let records = netgraph.stop();
+    records.assert_conservation();
+
+    let rows: Vec<&Value> = records
+        .processes()
+        .filter(|row| row["pod"] == pod)
+        .collect();
+    assert!(!rows.is_empty(), "no rows of pod {pod}:\n{}", records.log);
+    for row in &rows {
+        assert_eq!(row["namespace"], namespace, "{row}");
+        assert_eq!(row["container"], "api", "{row}");
+        assert_eq!(row["container_id"], &id[..12], "{row}");
+        assert_eq!(row["image"], podman.image.as_str(), "{row}");
+    }
+    let counted = sent(&rows);
+    EBPF.assert_share(
+        "containerd container of pod shop/shop-api-7d4b9, sent (far end's count)",
+        counted,
+        lab.truth_bytes_in(&lab.b, "pod"),
+    );
+    let total_of = |answer: &Value, key: &str| {
+        answer["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["key"] == key)
+            .map(|row| row["sent_bytes"].as_u64().unwrap())
+    };
+    assert_eq!(total_of(&by_pod, pod), Some(counted), "{by_pod}");
+    assert_eq!(
+        total_of(&by_namespace, namespace),
+        Some(counted),
+        "{by_namespace}"
+    );
+    let exported: u64 = metrics
+        .lines()
+        .filter(|line| line.starts_with("netgraph_process_transmitted_bytes_total{"))
+        .filter(|line| {
+            line.contains(&format!("pod=\"{pod}\"")) && line.contains("namespace=\"shop\"")
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(exported, counted, "{metrics}");
+    let stored = influx.scalar(
+        "lab",
+        &format!(
+            "SELECT sum(sent_bytes_last) FROM network_data WHERE \"pod\" = '{pod}' AND \"namespace\" = '{namespace}' AND \"container\" = 'api'"
+        ),
+    );
+    assert_eq!(stored, counted as f64, "InfluxDB's sum for the pod");
+    report(&format!(
+        "containerd pod {namespace}/{pod}: {counted} bytes in JSON, the API (by pod and namespace), Prometheus and InfluxDB alike"
+    ));
+}
