@@ -388,18 +388,19 @@ impl Lab {
 
     /// Starts netgraph behind a wrapper command (such as `setpriv ...`), without waiting.
     pub fn netgraph_as(&self, wrapper: &[&str], extra: &[&str]) -> Netgraph {
+        let mut line = wrapper.to_vec();
+        line.push(env!("CARGO_BIN_EXE_netgraph"));
+        self.netgraph_from(&line, extra)
+    }
+
+    /// Starts netgraph by `line` (a command line that ends in netgraph, such as a
+    /// container runtime's `run ... IMAGE`), without waiting.
+    pub fn netgraph_from(&self, line: &[&str], extra: &[&str]) -> Netgraph {
         let run = NEXT.fetch_add(1, Ordering::Relaxed);
         let out = self.dir.join(format!("netgraph-{run}.jsonl"));
         let err = self.dir.join(format!("netgraph-{run}.log"));
-        let (program, wrapper_args) = match wrapper.split_first() {
-            Some((program, rest)) => (*program, rest),
-            None => (env!("CARGO_BIN_EXE_netgraph"), &[][..]),
-        };
-        let mut command = Command::new(program);
-        command.args(wrapper_args);
-        if !wrapper.is_empty() {
-            command.arg(env!("CARGO_BIN_EXE_netgraph"));
-        }
+        let mut command = Command::new(line[0]);
+        command.args(&line[1..]);
         // Writable by whoever the wrapper runs netgraph as (nobody, in some tests).
         let state = self.dir.join(format!("state-{run}"));
         std::fs::create_dir_all(&state).unwrap();
