@@ -298,3 +298,42 @@ fn containerd_pods_are_named_from_the_kubelets_labels() {
         "containerd pod {namespace}/{pod}: {counted} bytes in JSON, the API (by pod and namespace), Prometheus and InfluxDB alike"
     ));
 }
+
+/// A process in a systemd unit's cgroup is named after the unit. (systemd is not this
+/// machine's init, so `systemd-run` cannot make the unit: the lab makes the cgroup
+/// where systemd would, `<slice>/<unit>.service`.)
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn a_process_in_a_units_cgroup_is_named_after_the_unit() {
+    require_root();
+    let mut lab = Lab::new();
+    lab.truth(&[("out", "output", "tcp dport 7320")]);
+    let b = lab.b.clone();
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:7320")]);
+    let slice = format!("netgraph-test-{}.slice", lab.b);
+    lab.cgroup(&slice);
+    let unit = format!("ng-backup-{}.service", lab.b);
+    let cgroup = lab.cgroup(&format!("{slice}/{unit}"));
+    let netgraph = EBPF.start(&lab, &[]);
+    let child = lab.spawn_in_cgroup(
+        &lab.a,
+        &cgroup,
+        "ng-unit",
+        &["tcp-send", &format!("{B4}:7320"), "1s"],
+    );
+    assert!(child.wait_with_output().unwrap().status.success());
+    settle();
+    let records = netgraph.stop();
+    records.assert_conservation();
+    let rows: Vec<&Value> = records.rows("ng-unit").collect();
+    assert!(!rows.is_empty());
+    for row in &rows {
+        assert_eq!(row["unit"], unit.as_str(), "{row}");
+        assert_eq!(row["container"], Value::Null, "{row}");
+    }
+    EBPF.assert_share(
+        &format!("process in the unit {unit}, sent"),
+        records.sum("ng-unit", &lab.veth_a, "sent_bytes_last"),
+        lab.truth_bytes("out"),
+    );
+}

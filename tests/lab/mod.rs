@@ -453,7 +453,8 @@ impl Drop for Lab {
         for ns in [&self.a, &self.b] {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
-        for cgroup in &self.cgroups {
+        // Children before their parents.
+        for cgroup in self.cgroups.iter().rev() {
             let _ = std::fs::remove_dir(cgroup);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
