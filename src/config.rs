@@ -37,6 +37,8 @@ pub struct Config {
     pub geoip: Option<GeoipConfig>,
     #[serde(default)]
     pub containers: ContainersConfig,
+    /// Each process's traffic by remote peer (off without this section).
+    pub peers: Option<PeersConfig>,
     /// The GeoIP database of `geoip`, opened once when the file is loaded.
     #[serde(skip)]
     pub geo: Option<crate::geo::Geo>,
@@ -52,6 +54,19 @@ pub struct GeoipConfig {
     /// Also break each process's traffic down by remote country (more series).
     #[serde(default)]
     pub countries_per_process: bool,
+}
+
+/// The peer breakdown: each series' traffic by remote address.
+#[derive(Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct PeersConfig {
+    /// The largest peers kept per series per interval; the rest are summed as `other`.
+    #[serde(default = "default_peers_per_process")]
+    pub per_process: usize,
+}
+
+fn default_peers_per_process() -> usize {
+    crate::accounting::DEFAULT_PER_PROCESS
 }
 
 /// Naming containers: where the runtimes' APIs listen.
@@ -246,6 +261,14 @@ impl Config {
             check_interval(interval)?;
         }
         self.store.check()?;
+        if let Some(peers) = &self.peers {
+            if !(1..=1000).contains(&peers.per_process) {
+                anyhow::bail!(
+                    "[peers] per_process = {}: keep between 1 and 1000 peers per process",
+                    peers.per_process
+                );
+            }
+        }
         if self.web.enabled {
             // Read now, so that `check` and `run` refuse the same files and variables.
             let token = self.web.token()?;

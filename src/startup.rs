@@ -189,10 +189,15 @@ pub fn run(args: RunArgs, mut config: Config) -> anyhow::Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, requested.clone())
         .context("cannot install signal handlers")?;
     let mut accountant = Accountant::new(SystemTime::now());
-    let record_addresses = config.geo.is_some();
+    // GeoIP and the peer breakdown need each packet's two ends.
+    let record_addresses = config.geo.is_some() || config.peers.is_some();
     if let Some(geo) = config.geo.take() {
         tracing::info!(database = %geo.describe(), per_process = geo.per_process, "GeoIP on");
         accountant = accountant.with_geo(geo);
+    }
+    if let Some(peers) = &config.peers {
+        tracing::info!(per_process = peers.per_process, "traffic by remote peer on");
+        accountant = accountant.with_peers(peers.per_process);
     }
     let mut pipeline = pipeline(
         &settings,

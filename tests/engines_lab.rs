@@ -40,6 +40,7 @@ for_both_engines!(
     icmp_echo_with_payload,
     short_lived_processes,
     geoip_names_countries_of_unattributed_and_process_traffic,
+    peers_add_up_to_their_process,
 );
 
 fn tcp_upload(engine: EngineUnderTest) {
@@ -292,4 +293,90 @@ fn geoip_names_countries_of_unattributed_and_process_traffic(engine: EngineUnder
     let sent = records.sent_by_country("ng-geo", &["Germany", "France"]);
     engine.assert_share("GeoIP, TCP to Germany", sent[0], truth[0]);
     engine.assert_share("GeoIP, UDP to France", sent[1], truth[1]);
+}
+
+/// With `[peers]`, each process's traffic by remote address: every interval the peer
+/// rows of a series add up to it exactly, and each peer's bytes match what nftables
+/// counted for that peer.
+fn peers_add_up_to_their_process(engine: EngineUnderTest) {
+    let mut lab = Lab::new();
+    lab.truth(&[
+        ("tcp_out", "output", "tcp dport 5011"),
+        ("udp6_out", "output", "meta nfproto ipv6 udp dport 5012"),
+        ("udp6_in", "input", "meta nfproto ipv6 udp sport 5012"),
+    ]);
+    let b = lab.b.clone();
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:5011")]);
+    lab.serve(&b, "ng-echo6", &["udp-echo", &format!("[{B6}]:5012")]);
+    let config = lab.path("peers.toml");
+    std::fs::write(&config, "[peers]\nper_process = 20\n").unwrap();
+    let netgraph = engine.start(&lab, &["--config", config.to_str().unwrap()]);
+    lab.exec(
+        &lab.a,
+        "ng-peer",
+        &["tcp-send", &format!("{B4}:5011"), "1s"],
+    );
+    lab.exec(
+        &lab.a,
+        "ng-peer",
+        &["udp-ping", &format!("[{B6}]:5012"), "2000", "512"],
+    );
+    settle();
+    let records = netgraph.stop();
+    records.assert_conservation();
+
+    // Every interval, every series: its peers add up to it.
+    type Series = (u64, String, String, String, String);
+    let series_of = |line: &serde_json::Value| -> Series {
+        (
+            line["timestamp_ms"].as_u64().unwrap(),
+            line["name"].to_string(),
+            line["uid"].to_string(),
+            line["interface"].to_string(),
+            line["container_id"].to_string(),
+        )
+    };
+    let mut sums: std::collections::BTreeMap<Series, [u64; 4]> = Default::default();
+    for (first, kind) in [(0, "process"), (2, "peer")] {
+        for line in records.of_type(kind) {
+            let sum = sums.entry(series_of(line)).or_default();
+            sum[first] += line["sent_bytes_last"].as_u64().unwrap();
+            sum[first + 1] += line["recv_bytes_last"].as_u64().unwrap();
+        }
+    }
+    assert!(!sums.is_empty());
+    for (series, [sent, recv, peers_sent, peers_recv]) in &sums {
+        assert_eq!(
+            (peers_sent, peers_recv),
+            (sent, recv),
+            "peers of {series:?} do not add up"
+        );
+    }
+    let peer_sent = |peer: &str, field: &str| -> u64 {
+        records
+            .of_type("peer")
+            .filter(|l| l["name"] == "ng-peer" && l["peer"] == peer)
+            .map(|l| l[field].as_u64().unwrap())
+            .sum()
+    };
+    engine.assert_share(
+        "peers, TCP to the IPv4 peer",
+        peer_sent(B4, "sent_bytes_last"),
+        lab.truth_bytes("tcp_out"),
+    );
+    engine.assert_share(
+        "peers, UDP to the IPv6 peer, sent",
+        peer_sent(B6, "sent_bytes_last"),
+        lab.truth_bytes("udp6_out"),
+    );
+    engine.assert_share(
+        "peers, UDP from the IPv6 peer, received",
+        peer_sent(B6, "recv_bytes_last"),
+        lab.truth_bytes("udp6_in"),
+    );
+    report(&format!(
+        "{}, peers: {} series-intervals, each one's peers add up to it exactly",
+        engine.label(),
+        sums.len()
+    ));
 }

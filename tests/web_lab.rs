@@ -66,6 +66,7 @@ fn the_api_answers_each_query_on_known_data() {
                 row("unknown UDP", None, "eth0", 5, 5),
             ],
             countries: Vec::new(),
+            peers: Vec::new(),
             interfaces: Vec::new(),
             lost: 0,
             lost_total: 0,

@@ -6,6 +6,8 @@ use crate::engine::{CaptureStats, InterfaceName, InterfaceTraffic};
 use crate::geo::Geo;
 use crate::traffic::{Counter, Traffic};
 use crate::workload::Workload;
+use peers::PeerTally;
+pub use peers::{PeerRow, DEFAULT_PER_PROCESS};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -72,6 +74,8 @@ pub struct IntervalReport {
     pub processes: Vec<ProcessRow>,
     /// Each process's traffic by remote country; empty unless GeoIP's breakdown is on.
     pub countries: Vec<CountryRow>,
+    /// Each series' traffic by remote peer this interval; empty unless peers are on.
+    pub peers: Vec<PeerRow>,
     pub interfaces: Vec<InterfaceRow>,
     /// Events the engine could not record this interval; 0 unless its maps were full.
     pub lost: u64,
@@ -107,6 +111,8 @@ pub struct Accountant {
     series: HashMap<SeriesKey, SeriesTotal>,
     countries: HashMap<(SeriesKey, Arc<str>), SeriesTotal>,
     geo: Option<Geo>,
+    /// Peers kept per series per interval; `None`: no peer breakdown.
+    peers_per_process: Option<usize>,
     interfaces: HashMap<InterfaceName, Traffic>,
     interval_start: SystemTime,
     intervals: u64,
@@ -119,6 +125,7 @@ impl Accountant {
             series: HashMap::new(),
             countries: HashMap::new(),
             geo: None,
+            peers_per_process: None,
             interfaces: HashMap::new(),
             interval_start: start,
             intervals: 0,
@@ -133,6 +140,13 @@ impl Accountant {
         self
     }
 
+    /// Breaks every series' traffic down by remote peer, the largest `per_process`
+    /// each interval and the rest as `other`.
+    pub fn with_peers(mut self, per_process: usize) -> Accountant {
+        self.peers_per_process = Some(per_process);
+        self
+    }
+
     /// Replaces the GeoIP database (a reload); `None` turns GeoIP off.
     pub fn set_geo(&mut self, geo: Option<Geo>) {
         self.geo = geo;
@@ -140,9 +154,13 @@ impl Accountant {
 
     pub fn close_interval(&mut self, report: AttributedReport, end: SystemTime) -> IntervalReport {
         self.intervals += 1;
-        let (rows, by_country) = self.group(report.traffic);
+        let (rows, by_country, peers) = self.group(report.traffic);
         let processes = self.process_rows(rows);
         let countries = self.country_rows(by_country);
+        let peers = match self.peers_per_process {
+            Some(per_process) => peers.rows(per_process),
+            None => Vec::new(),
+        };
         bound(&mut self.series);
         bound(&mut self.countries);
         let interfaces = self.interface_rows(report.interfaces);
@@ -153,17 +171,20 @@ impl Accountant {
             end,
             processes,
             countries,
+            peers,
             interfaces,
             lost: report.lost,
             lost_total: self.lost_total,
         }
     }
 
-    /// This interval's traffic by series (with the processes that moved it), and by
-    /// series and remote country when GeoIP breaks processes down by country.
-    fn group(&mut self, traffic: Vec<AttributedTraffic>) -> (Rows, ByCountry) {
+    /// This interval's traffic by series (with the processes that moved it), by
+    /// series and remote country when GeoIP breaks processes down by country, and by
+    /// series and peer when peers are on.
+    fn group(&mut self, traffic: Vec<AttributedTraffic>) -> (Rows, ByCountry, PeerTally) {
         let mut rows = Rows::new();
         let mut by_country = ByCountry::new();
+        let mut peers = PeerTally::default();
         for item in traffic {
             if item.traffic.is_zero() {
                 continue;
@@ -193,6 +214,10 @@ impl Accountant {
                     workload.clone_from(&item.workload);
                 }
             }
+            if self.peers_per_process.is_some() {
+                let far = item.ends.as_ref().map(|ends| ends.far);
+                peers.add(&key, item.workload.as_ref(), far, item.traffic);
+            }
             let (traffic, contributors) = rows.entry(key).or_default();
             traffic.merge(item.traffic);
             if let Some(process) = process {
@@ -206,7 +231,7 @@ impl Accountant {
                 }
             }
         }
-        (rows, by_country)
+        (rows, by_country, peers)
     }
 
     /// One row per series, named after the process that moved most of its bytes.
@@ -319,6 +344,8 @@ fn bound<K: std::hash::Hash + Eq>(series: &mut HashMap<K, SeriesTotal>) {
     let threshold = *threshold;
     series.retain(|_, s| s.last_active > threshold);
 }
+
+mod peers;
 
 #[cfg(test)]
 mod tests;

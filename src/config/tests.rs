@@ -178,3 +178,14 @@ fn a_ca_file_that_is_no_certificate_is_refused_when_read() {
     let text = error;
     assert!(text.contains("not a PEM certificate"), "{text}");
 }
+
+#[test]
+fn peers_per_process_is_bounded() {
+    let peers = parse("[peers]\n").unwrap().peers.unwrap();
+    assert_eq!(peers.per_process, 20);
+    let error = parse("[peers]\nper_process = 0\n")
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap();
+    assert!(error.contains("between 1 and 1000"), "{error}");
+}

@@ -3,7 +3,7 @@
 //! per interface and interval. Fields are documented in the README.
 
 use super::Sink;
-use crate::accounting::{CountryRow, InterfaceRow, IntervalReport, ProcessRow};
+use crate::accounting::{CountryRow, InterfaceRow, IntervalReport, PeerRow, ProcessRow};
 use crate::workload::Workload;
 use serde::Serialize;
 use std::io::Write;
@@ -74,6 +74,40 @@ struct ProcessLine<'a> {
     recv_packets: u64,
     sent_kbs: f64,
     recv_kbs: f64,
+}
+
+#[derive(Serialize)]
+struct PeerLine<'a> {
+    r#type: &'static str,
+    #[serde(flatten)]
+    common: &'a Common,
+    name: &'a str,
+    uid: Option<u32>,
+    interface: &'a str,
+    #[serde(flatten)]
+    workload: WorkloadFields<'a>,
+    /// The remote address, or `other` for the peers beyond the largest.
+    peer: String,
+    sent_bytes_last: u64,
+    recv_bytes_last: u64,
+    sent_packets_last: u64,
+    recv_packets_last: u64,
+}
+
+fn peer_line<'a>(row: &'a PeerRow, common: &'a Common) -> PeerLine<'a> {
+    PeerLine {
+        r#type: "peer",
+        common,
+        name: &row.key.name,
+        uid: row.key.uid,
+        interface: &row.key.interface,
+        workload: WorkloadFields::of(row.workload.as_deref()),
+        peer: row.peer_label(),
+        sent_bytes_last: row.last.sent.bytes,
+        recv_bytes_last: row.last.recv.bytes,
+        sent_packets_last: row.last.sent.packets,
+        recv_packets_last: row.last.recv.packets,
+    }
 }
 
 #[derive(Serialize)]
@@ -212,6 +246,10 @@ impl<W: Write + Send> Sink for JsonLinesSink<W> {
         }
         for row in &report.countries {
             serde_json::to_writer(&mut self.out, &country_line(row, &common))?;
+            self.out.write_all(b"\n")?;
+        }
+        for row in &report.peers {
+            serde_json::to_writer(&mut self.out, &peer_line(row, &common))?;
             self.out.write_all(b"\n")?;
         }
         for row in &report.interfaces {

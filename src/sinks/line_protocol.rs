@@ -1,8 +1,9 @@
 //! InfluxDB line protocol for one interval, in the original's schema: `network_data` per
-//! series, `packet_stats` per interface, and `network_country` per series and remote
-//! country when GeoIP's breakdown is on. Timestamps are milliseconds (`precision=ms`).
+//! series, `packet_stats` per interface, `network_country` per series and remote
+//! country when GeoIP's breakdown is on, and `network_peer` per series and remote peer
+//! when peers are on. Timestamps are milliseconds (`precision=ms`).
 
-use crate::accounting::{CountryRow, InterfaceRow, IntervalReport, ProcessRow};
+use crate::accounting::{CountryRow, InterfaceRow, IntervalReport, PeerRow, ProcessRow};
 use crate::workload::Workload;
 use std::fmt::Write;
 use std::time::UNIX_EPOCH;
@@ -19,7 +20,10 @@ pub fn encode(report: &IntervalReport, hostname: &str) -> Vec<String> {
         .unwrap_or_default()
         .as_millis();
     let mut lines = Vec::with_capacity(
-        report.processes.len() + report.countries.len() + report.interfaces.len(),
+        report.processes.len()
+            + report.countries.len()
+            + report.peers.len()
+            + report.interfaces.len(),
     );
     for row in &report.processes {
         lines.push(network_data(row, report, hostname, millis));
@@ -27,10 +31,33 @@ pub fn encode(report: &IntervalReport, hostname: &str) -> Vec<String> {
     for row in &report.countries {
         lines.push(network_country(row, hostname, millis));
     }
+    for row in &report.peers {
+        lines.push(network_peer(row, hostname, millis));
+    }
     for row in &report.interfaces {
         lines.push(packet_stats(row, hostname, millis));
     }
     lines
+}
+
+fn network_peer(row: &PeerRow, hostname: &str, millis: u128) -> String {
+    let mut line = String::with_capacity(200);
+    line.push_str("network_peer");
+    tag(&mut line, "name", &row.key.name);
+    if let Some(uid) = row.key.uid {
+        tag(&mut line, "uid", &uid.to_string());
+    }
+    tag(&mut line, "device_name", &row.key.interface);
+    tag(&mut line, "hostname", hostname);
+    workload_tags(&mut line, row.workload.as_deref());
+    tag(&mut line, "peer", &row.peer_label());
+    let mut fields = Fields::new(&mut line);
+    fields.integer("sent_bytes_last", row.last.sent.bytes);
+    fields.integer("recv_bytes_last", row.last.recv.bytes);
+    fields.integer("sent_packets_last", row.last.sent.packets);
+    fields.integer("recv_packets_last", row.last.recv.packets);
+    let _ = writeln!(line, " {millis}");
+    line
 }
 
 fn network_country(row: &CountryRow, hostname: &str, millis: u128) -> String {

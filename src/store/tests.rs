@@ -44,6 +44,7 @@ fn report(second: u64, rows: Vec<ProcessRow>) -> IntervalReport {
         end: UNIX_EPOCH + Duration::from_secs(second + 1),
         processes: rows,
         countries: Vec::new(),
+        peers: Vec::new(),
         interfaces: Vec::new(),
         lost: 0,
         lost_total: 0,

@@ -581,6 +581,11 @@ pub struct Records {
 }
 
 impl Records {
+    /// Lines of one `type` (`process`, `peer`, `country`, `interface`, `engine`).
+    pub fn of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.lines.iter().filter(move |l| l["type"] == kind)
+    }
+
     pub fn processes(&self) -> impl Iterator<Item = &Value> {
         self.lines.iter().filter(|l| l["type"] == "process")
     }

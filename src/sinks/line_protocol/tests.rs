@@ -38,6 +38,7 @@ fn report(names: &[&str], uid: Option<u32>) -> IntervalReport {
             })
             .collect(),
         countries: Vec::new(),
+        peers: Vec::new(),
         interfaces: vec![InterfaceRow {
             interface: "wg0".into(),
             last: traffic(1, 2),
@@ -214,4 +215,31 @@ fn containers_and_pods_are_tags_only_where_set() {
     assert!(lines[0].contains("container=web,pod=web-7d4b9,namespace=shop "));
     let plain: Vec<String> = tags_of(&lines[1]).into_iter().map(|(k, _)| k).collect();
     assert_eq!(plain, ["name", "uid", "device_name", "hostname"]);
+}
+
+#[test]
+fn peers_are_a_measurement_of_their_own() {
+    let mut report = report(&["curl"], Some(1000));
+    let key = report.processes[0].key.clone();
+    for peer in [Some("2001:db8::1".parse().unwrap()), None] {
+        report.peers.push(crate::accounting::PeerRow {
+            key: key.clone(),
+            workload: None,
+            peer,
+            last: traffic(100, 10),
+        });
+    }
+    let lines = encode(&report, "host");
+    let peers: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("network_peer"))
+        .collect();
+    assert_eq!(peers.len(), 2);
+    let tags = tags_of(peers[0]);
+    assert_eq!(
+        tags.last().unwrap(),
+        &("peer".to_string(), "2001:db8::1".to_string())
+    );
+    assert!(peers[1].contains(",peer=other "), "{}", peers[1]);
+    assert!(peers[0].contains("sent_bytes_last=100i"), "{}", peers[0]);
 }

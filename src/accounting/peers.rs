@@ -1,0 +1,149 @@
+//! Each process's traffic by remote peer: every interval, the largest peers of each
+//! series, and the rest summed as one `other` row, so that a series' peers always add
+//! up to the series and a scanner or a busy server cannot blow up memory or storage.
+
+use super::SeriesKey;
+use crate::traffic::Traffic;
+use crate::workload::Workload;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Peers kept per series per interval when the configuration does not say.
+pub const DEFAULT_PER_PROCESS: usize = 20;
+
+/// One series' traffic with one remote address this interval.
+#[derive(Clone, Debug)]
+pub struct PeerRow {
+    pub key: SeriesKey,
+    pub workload: Option<Arc<Workload>>,
+    /// `None`: every peer beyond the largest (and traffic whose peer is not known).
+    pub peer: Option<IpAddr>,
+    pub last: Traffic,
+}
+
+impl PeerRow {
+    /// The peer as written out: its address, or `other`.
+    pub fn peer_label(&self) -> String {
+        self.peer
+            .map_or_else(|| "other".to_string(), |ip| ip.to_string())
+    }
+}
+
+/// This interval's traffic by series and remote address.
+#[derive(Default)]
+pub struct PeerTally {
+    series: HashMap<SeriesKey, SeriesPeers>,
+}
+
+#[derive(Default)]
+struct SeriesPeers {
+    workload: Option<Arc<Workload>>,
+    peers: HashMap<Option<IpAddr>, Traffic>,
+}
+
+impl PeerTally {
+    pub fn add(
+        &mut self,
+        key: &SeriesKey,
+        workload: Option<&Arc<Workload>>,
+        peer: Option<IpAddr>,
+        traffic: Traffic,
+    ) {
+        let series = self.series.entry(key.clone()).or_default();
+        if series.workload.is_none() {
+            series.workload = workload.cloned();
+        }
+        series.peers.entry(peer).or_default().merge(traffic);
+    }
+
+    /// The `per_process` largest peers of each series (by bytes both ways), and one
+    /// `other` row with the rest; sorted by series, then largest first.
+    pub fn rows(self, per_process: usize) -> Vec<PeerRow> {
+        let mut rows = Vec::new();
+        let mut series: Vec<(SeriesKey, SeriesPeers)> = self.series.into_iter().collect();
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, SeriesPeers { workload, peers }) in series {
+            let mut other = peers.get(&None).copied().unwrap_or_default();
+            let mut known: Vec<(IpAddr, Traffic)> = peers
+                .into_iter()
+                .filter_map(|(peer, traffic)| Some((peer?, traffic)))
+                .collect();
+            let bytes = |t: &Traffic| t.sent.bytes + t.recv.bytes;
+            known.sort_by(|a, b| bytes(&b.1).cmp(&bytes(&a.1)).then(a.0.cmp(&b.0)));
+            for (_, traffic) in known.iter().skip(per_process) {
+                other.merge(*traffic);
+            }
+            known.truncate(per_process);
+            let row = |peer, last| PeerRow {
+                key: key.clone(),
+                workload: workload.clone(),
+                peer,
+                last,
+            };
+            rows.extend(known.into_iter().map(|(peer, last)| row(Some(peer), last)));
+            if !other.is_zero() {
+                rows.push(row(None, other));
+            }
+        }
+        rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn key(name: &str) -> SeriesKey {
+        SeriesKey {
+            name: name.into(),
+            uid: Some(0),
+            interface: "eth0".into(),
+            container: None,
+        }
+    }
+
+    fn traffic(sent: u64) -> Traffic {
+        let mut t = Traffic::default();
+        t.sent.add_packet(sent);
+        t
+    }
+
+    #[test]
+    fn the_largest_peers_are_kept_and_the_rest_summed_exactly() {
+        let mut tally = PeerTally::default();
+        for n in 1..=30u8 {
+            let peer = IpAddr::V4(Ipv4Addr::new(10, 0, 0, n));
+            tally.add(
+                &key("scanner"),
+                None,
+                Some(peer),
+                traffic(u64::from(n) * 100),
+            );
+        }
+        tally.add(&key("scanner"), None, None, traffic(7));
+        tally.add(
+            &key("curl"),
+            None,
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            traffic(5),
+        );
+        let rows = tally.rows(20);
+        let scanner: Vec<&PeerRow> = rows.iter().filter(|r| &*r.key.name == "scanner").collect();
+        assert_eq!(scanner.len(), 21, "20 peers and other");
+        assert_eq!(scanner[0].peer_label(), "10.0.0.30", "largest first");
+        assert_eq!(scanner[19].peer_label(), "10.0.0.11");
+        let other = scanner.last().unwrap();
+        assert_eq!(other.peer_label(), "other");
+        // Peers 1 to 10 and the traffic with no known peer.
+        assert_eq!(
+            other.last.sent.bytes,
+            (1..=10).map(|n| n * 100).sum::<u64>() + 7
+        );
+        let summed: u64 = scanner.iter().map(|r| r.last.sent.bytes).sum();
+        assert_eq!(summed, (1..=30).map(|n| n * 100).sum::<u64>() + 7);
+        let curl: Vec<&PeerRow> = rows.iter().filter(|r| &*r.key.name == "curl").collect();
+        assert_eq!(curl.len(), 1, "no empty other row");
+    }
+}
