@@ -83,6 +83,7 @@ fn interval(processes: u32) -> AttributedReport {
                 ends: None,
                 traffic,
                 workload: None,
+                peer_name: None,
             }
         })
         .collect();

@@ -216,7 +216,8 @@ impl Accountant {
             }
             if self.peers_per_process.is_some() {
                 let far = item.ends.as_ref().map(|ends| ends.far);
-                peers.add(&key, item.workload.as_ref(), far, item.traffic);
+                let name = item.peer_name.as_ref();
+                peers.add(&key, item.workload.as_ref(), far, name, item.traffic);
             }
             let (traffic, contributors) = rows.entry(key).or_default();
             traffic.merge(item.traffic);

@@ -19,6 +19,8 @@ pub struct PeerRow {
     pub workload: Option<Arc<Workload>>,
     /// `None`: every peer beyond the largest (and traffic whose peer is not known).
     pub peer: Option<IpAddr>,
+    /// The peer's name, learnt from DNS answers.
+    pub name: Option<Arc<str>>,
     pub last: Traffic,
 }
 
@@ -39,8 +41,11 @@ pub struct PeerTally {
 #[derive(Default)]
 struct SeriesPeers {
     workload: Option<Arc<Workload>>,
-    peers: HashMap<Option<IpAddr>, Traffic>,
+    peers: HashMap<Option<IpAddr>, Peer>,
 }
+
+/// A peer's traffic this interval, and its name.
+type Peer = (Traffic, Option<Arc<str>>);
 
 impl PeerTally {
     pub fn add(
@@ -48,13 +53,18 @@ impl PeerTally {
         key: &SeriesKey,
         workload: Option<&Arc<Workload>>,
         peer: Option<IpAddr>,
+        name: Option<&Arc<str>>,
         traffic: Traffic,
     ) {
         let series = self.series.entry(key.clone()).or_default();
         if series.workload.is_none() {
             series.workload = workload.cloned();
         }
-        series.peers.entry(peer).or_default().merge(traffic);
+        let (total, known_name) = series.peers.entry(peer).or_default();
+        total.merge(traffic);
+        if name.is_some() {
+            *known_name = name.cloned();
+        }
     }
 
     /// The `per_process` largest peers of each series (by bytes both ways), and one
@@ -64,26 +74,31 @@ impl PeerTally {
         let mut series: Vec<(SeriesKey, SeriesPeers)> = self.series.into_iter().collect();
         series.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, SeriesPeers { workload, peers }) in series {
-            let mut other = peers.get(&None).copied().unwrap_or_default();
-            let mut known: Vec<(IpAddr, Traffic)> = peers
+            let mut other = peers.get(&None).map(|(t, _)| *t).unwrap_or_default();
+            let mut known: Vec<(IpAddr, Peer)> = peers
                 .into_iter()
-                .filter_map(|(peer, traffic)| Some((peer?, traffic)))
+                .filter_map(|(peer, entry)| Some((peer?, entry)))
                 .collect();
             let bytes = |t: &Traffic| t.sent.bytes + t.recv.bytes;
-            known.sort_by(|a, b| bytes(&b.1).cmp(&bytes(&a.1)).then(a.0.cmp(&b.0)));
-            for (_, traffic) in known.iter().skip(per_process) {
+            known.sort_by(|a, b| bytes(&b.1 .0).cmp(&bytes(&a.1 .0)).then(a.0.cmp(&b.0)));
+            for (_, (traffic, _)) in known.iter().skip(per_process) {
                 other.merge(*traffic);
             }
             known.truncate(per_process);
-            let row = |peer, last| PeerRow {
+            let row = |peer, name, last| PeerRow {
                 key: key.clone(),
                 workload: workload.clone(),
                 peer,
+                name,
                 last,
             };
-            rows.extend(known.into_iter().map(|(peer, last)| row(Some(peer), last)));
+            rows.extend(
+                known
+                    .into_iter()
+                    .map(|(peer, (last, name))| row(Some(peer), name, last)),
+            );
             if !other.is_zero() {
-                rows.push(row(None, other));
+                rows.push(row(None, None, other));
             }
         }
         rows
@@ -115,20 +130,13 @@ mod tests {
         let mut tally = PeerTally::default();
         for n in 1..=30u8 {
             let peer = IpAddr::V4(Ipv4Addr::new(10, 0, 0, n));
-            tally.add(
-                &key("scanner"),
-                None,
-                Some(peer),
-                traffic(u64::from(n) * 100),
-            );
+            let bytes = u64::from(n) * 100;
+            tally.add(&key("scanner"), None, Some(peer), None, traffic(bytes));
         }
-        tally.add(&key("scanner"), None, None, traffic(7));
-        tally.add(
-            &key("curl"),
-            None,
-            Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-            traffic(5),
-        );
+        tally.add(&key("scanner"), None, None, None, traffic(7));
+        let name: Arc<str> = Arc::from("localhost");
+        let local = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        tally.add(&key("curl"), None, local, Some(&name), traffic(5));
         let rows = tally.rows(20);
         let scanner: Vec<&PeerRow> = rows.iter().filter(|r| &*r.key.name == "scanner").collect();
         assert_eq!(scanner.len(), 21, "20 peers and other");
@@ -145,5 +153,6 @@ mod tests {
         assert_eq!(summed, (1..=30).map(|n| n * 100).sum::<u64>() + 7);
         let curl: Vec<&PeerRow> = rows.iter().filter(|r| &*r.key.name == "curl").collect();
         assert_eq!(curl.len(), 1, "no empty other row");
+        assert_eq!(curl[0].name.as_deref(), Some("localhost"));
     }
 }

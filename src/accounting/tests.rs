@@ -24,6 +24,7 @@ fn traffic(owner: Owner, sent: u64, recv: u64) -> AttributedTraffic {
         ends: None,
         traffic: t,
         workload: None,
+        peer_name: None,
     }
 }
 

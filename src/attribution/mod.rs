@@ -4,6 +4,7 @@
 #[doc(hidden)]
 pub mod hot_path;
 mod kernel_owners;
+mod peer_names;
 mod processes;
 mod resolver;
 mod sock_diag;
@@ -18,6 +19,7 @@ use crate::traffic::{Ends, Flow, Protocol, Traffic};
 use crate::workload::{RuntimeSockets, Workload, Workloads};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use kernel_owners::KernelOwners;
+use peer_names::PeerNames;
 use resolver::{Resolver, SocketRef};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,6 +45,8 @@ pub struct AttributedTraffic {
     pub traffic: Traffic,
     /// The unit, container or pod the owning process works for.
     pub workload: Option<Arc<Workload>>,
+    /// The far end's name, learnt from DNS answers (where the ends are known).
+    pub peer_name: Option<Arc<str>>,
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +61,7 @@ pub struct Attributor {
     resolver: Arc<Mutex<Resolver>>,
     kernel_owners: KernelOwners,
     workloads: Workloads,
+    peer_names: PeerNames,
     stop: Arc<AtomicBool>,
     hint_thread: Option<JoinHandle<()>>,
 }
@@ -75,6 +80,7 @@ impl Attributor {
             resolver,
             kernel_owners: KernelOwners::new(),
             workloads: Workloads::start(runtimes),
+            peer_names: PeerNames::default(),
             stop,
             hint_thread: Some(hint_thread),
         })
@@ -106,6 +112,7 @@ impl Attributor {
                 ends: socket.ends,
                 traffic: socket.traffic,
                 workload: None,
+                peer_name: None,
             });
         }
         self.kernel_owners.end_interval();
@@ -131,14 +138,25 @@ impl Attributor {
                     ends: u.ends,
                     traffic: u.traffic,
                     workload: None,
+                    peer_name: None,
                 }),
         );
+        let now = std::time::Instant::now();
+        self.peer_names.learn(&report.dns_answers, now);
         for item in &mut traffic {
-            if let Owner::Process(process) = &item.owner {
-                item.workload = process.cgroup.as_deref().map(|c| self.workloads.of(c));
+            let pid = match &item.owner {
+                Owner::Process(process) => {
+                    item.workload = process.cgroup.as_deref().map(|c| self.workloads.of(c));
+                    Some(process.pid)
+                }
+                Owner::Unknown(_) => None,
+            };
+            if let Some(ends) = &item.ends {
+                item.peer_name = self.peer_names.name(pid, ends.far, now);
             }
         }
         self.workloads.end_interval();
+        self.peer_names.expire(now);
         AttributedReport {
             traffic,
             interfaces: report.interfaces,

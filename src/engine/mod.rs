@@ -98,6 +98,15 @@ pub struct SocketTraffic {
     pub traffic: Traffic,
 }
 
+/// A DNS answer as it reached a local socket: names for addresses are learnt from it.
+#[derive(Clone, Debug)]
+pub struct DnsAnswer {
+    /// The process whose socket it reached, where known.
+    pub pid: Option<u32>,
+    /// The DNS message (its start, if it was long).
+    pub message: Vec<u8>,
+}
+
 /// What an engine hands to attribution at the end of an interval.
 #[derive(Debug, Default)]
 pub struct EngineReport {
@@ -108,6 +117,8 @@ pub struct EngineReport {
     pub interfaces: Vec<InterfaceTraffic>,
     /// Events the engine could not record since the previous drain (a full map).
     pub lost: u64,
+    /// DNS answers received since the previous drain (when the engine records them).
+    pub dns_answers: Vec<DnsAnswer>,
 }
 
 /// Sender for "a flow was seen for the first time" hints: attribution resolves the owner

@@ -88,6 +88,8 @@ struct PeerLine<'a> {
     workload: WorkloadFields<'a>,
     /// The remote address, or `other` for the peers beyond the largest.
     peer: String,
+    /// Its name, from the DNS answers the host received.
+    peer_name: Option<&'a str>,
     sent_bytes_last: u64,
     recv_bytes_last: u64,
     sent_packets_last: u64,
@@ -103,6 +105,7 @@ fn peer_line<'a>(row: &'a PeerRow, common: &'a Common) -> PeerLine<'a> {
         interface: &row.key.interface,
         workload: WorkloadFields::of(row.workload.as_deref()),
         peer: row.peer_label(),
+        peer_name: row.name.as_deref(),
         sent_bytes_last: row.last.sent.bytes,
         recv_bytes_last: row.last.recv.bytes,
         sent_packets_last: row.last.sent.packets,

@@ -51,6 +51,9 @@ fn network_peer(row: &PeerRow, hostname: &str, millis: u128) -> String {
     tag(&mut line, "hostname", hostname);
     workload_tags(&mut line, row.workload.as_deref());
     tag(&mut line, "peer", &row.peer_label());
+    if let Some(name) = &row.name {
+        tag(&mut line, "peer_name", name);
+    }
     let mut fields = Fields::new(&mut line);
     fields.integer("sent_bytes_last", row.last.sent.bytes);
     fields.integer("recv_bytes_last", row.last.recv.bytes);

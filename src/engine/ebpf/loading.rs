@@ -83,6 +83,10 @@ fn open(record_addresses: bool, tcx: bool) -> Result<OpenNetgraphSkel<'static>, 
     for map in unused {
         let _ = map.set_max_entries(1);
     }
+    if !record_addresses {
+        // DNS answers are queued only with addresses recorded.
+        let _ = open.maps.dns_answers.set_max_entries(1);
+    }
     Ok(open)
 }
 

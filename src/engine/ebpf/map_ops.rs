@@ -121,3 +121,10 @@ pub fn delete(map: &MapMut<'_>, keys: &[Vec<u8>]) -> usize {
     }
     deleted
 }
+
+/// Takes everything waiting in a queue map, at most as many values as it holds.
+pub fn drain_queue(queue: &MapMut<'_>) -> Vec<Vec<u8>> {
+    (0..queue.max_entries())
+        .map_while(|_| queue.lookup_and_delete(&[]).ok().flatten())
+        .collect()
+}

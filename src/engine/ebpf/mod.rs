@@ -15,7 +15,8 @@ mod support;
 
 use super::host_addresses::{self, LocalAddresses};
 use super::{
-    Engine, EngineReport, InterfaceName, InterfaceTraffic, KernelOwnership, SocketTraffic,
+    DnsAnswer, Engine, EngineReport, InterfaceName, InterfaceTraffic, KernelOwnership,
+    SocketTraffic,
 };
 use crate::traffic::{Counter, Ends, Protocol, Traffic};
 use counters::{CounterKey, Counters, Direction};
@@ -23,7 +24,7 @@ use interface_hooks::InterfaceHooks;
 use interface_names::InterfaceNames;
 use libbpf_rs::{Link, MapCore, MapFlags, MapMut};
 use owner_records::{OwnerLookups, Sweeper};
-use skeleton::{NetgraphMaps, NetgraphSkel};
+use skeleton::{types, NetgraphMaps, NetgraphSkel};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
@@ -198,6 +199,24 @@ impl EbpfEngine {
         (traffic, non_ip.into_iter().collect())
     }
 
+    /// DNS answers the kernel side queued since the last call (with addresses only).
+    fn dns_answers(&self) -> Vec<DnsAnswer> {
+        if !self.record_addresses {
+            return Vec::new();
+        }
+        map_ops::drain_queue(&self.skel.maps.dns_answers)
+            .iter()
+            .filter_map(|bytes| {
+                let answer: types::dns_answer = plain_data::read(bytes)?;
+                let length = (answer.length as usize).min(answer.data.len());
+                Some(DnsAnswer {
+                    pid: (answer.tgid != 0).then_some(answer.tgid),
+                    message: answer.data[..length].to_vec(),
+                })
+            })
+            .collect()
+    }
+
     /// Losses the kernel side counted since the last call (a full map).
     fn new_losses(&mut self) -> u64 {
         let lost = self.lost_total();
@@ -290,6 +309,7 @@ impl Engine for EbpfEngine {
             sockets,
             flows: Vec::new(),
             lost: self.new_losses(),
+            dns_answers: self.dns_answers(),
         }
     }
 

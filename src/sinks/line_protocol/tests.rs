@@ -226,6 +226,7 @@ fn peers_are_a_measurement_of_their_own() {
             key: key.clone(),
             workload: None,
             peer,
+            name: peer.map(|_| "mirror.example.org".into()),
             last: traffic(100, 10),
         });
     }
@@ -236,10 +237,9 @@ fn peers_are_a_measurement_of_their_own() {
         .collect();
     assert_eq!(peers.len(), 2);
     let tags = tags_of(peers[0]);
-    assert_eq!(
-        tags.last().unwrap(),
-        &("peer".to_string(), "2001:db8::1".to_string())
-    );
+    let peer = ("peer".to_string(), "2001:db8::1".to_string());
+    let name = ("peer_name".to_string(), "mirror.example.org".to_string());
+    assert_eq!(tags[tags.len() - 2..], [peer, name]);
     assert!(peers[1].contains(",peer=other "), "{}", peers[1]);
     assert!(peers[0].contains("sent_bytes_last=100i"), "{}", peers[0]);
 }

@@ -314,6 +314,72 @@ static __always_inline void read_ends(struct __sk_buff *skb, enum direction dire
 	}
 }
 
+/* DNS answers that reach a socket (UDP from port 53; their first 511 bytes), with the
+ * socket they reached, for userspace to learn names for addresses from (only with
+ * record_addresses). A queue
+ * that overwrites its oldest entry when full: names are a hint, never a count. */
+#define DNS_MAX 512
+
+struct dns_answer {
+	__u64 cookie;
+	__u32 tgid;
+	__u32 length;
+	__u8 data[DNS_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, 1024);
+	__type(value, struct dns_answer);
+} dns_answers SEC(".maps");
+
+/* Built here: a DNS answer does not fit on the BPF stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dns_answer);
+} dns_scratch SEC(".maps");
+
+static __always_inline void report_dns_answer(struct __sk_buff *skb, __u64 cookie, __u32 tgid)
+{
+	__u8 version = 0;
+	if (bpf_skb_load_bytes(skb, 0, &version, 1))
+		return;
+	__u32 header;
+	if ((version >> 4) == 4)
+		header = (version & 0xf) * 4;
+	else if ((version >> 4) == 6)
+		header = 40;
+	else
+		return;
+	__u16 source_port = 0;
+	if (bpf_skb_load_bytes(skb, header, &source_port, 2) || source_port != bpf_htons(53))
+		return;
+	__u32 offset = header + 8;
+	if (skb->len <= offset)
+		return;
+	__u64 length = skb->len - offset;
+	if (length > DNS_MAX - 1)
+		length = DNS_MAX - 1;
+	__u32 zero = 0;
+	struct dns_answer *answer = bpf_map_lookup_elem(&dns_scratch, &zero);
+	if (!answer)
+		return;
+	answer->cookie = cookie;
+	answer->tgid = tgid;
+	/* Bounded again right at the call, where the verifier checks it (the compiler
+	 * would otherwise carry the clamped value through a spill it cannot follow). */
+	asm volatile("" : "+r"(length));
+	length &= DNS_MAX - 1;
+	if (length == 0)
+		return;
+	answer->length = length;
+	if (bpf_skb_load_bytes(skb, offset, answer->data, length))
+		return;
+	bpf_map_push_elem(&dns_answers, answer, BPF_EXIST);
+}
+
 static __always_inline void count(struct __sk_buff *skb, enum direction direction)
 {
 	struct traffic_key key = {
@@ -336,6 +402,8 @@ static __always_inline void count(struct __sk_buff *skb, enum direction directio
 		struct peer_traffic_key peer = {.socket = key};
 		read_ends(skb, direction, 0, &peer.ends);
 		add_packet(&peer_traffic, &peer, skb->len, 0, LOSS_TRAFFIC_FULL);
+		if (direction == INGRESS && key.protocol == 17)
+			report_dns_answer(skb, key.cookie, key.tgid);
 	} else {
 		add_packet(&traffic, &key, skb->len, 0, LOSS_TRAFFIC_FULL);
 	}

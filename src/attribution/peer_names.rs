@@ -1,0 +1,109 @@
+//! Names for remote addresses, learnt from the DNS answers the host receives (netgraph
+//! sends no query of its own). A name is the one the process itself looked up where the
+//! answer reached its socket; otherwise the latest answer for the address.
+
+use crate::engine::DnsAnswer;
+use hickory_proto::op::Message;
+use hickory_proto::rr::RData;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Names kept at most, per process and address and per address.
+const MAX_NAMES: usize = 65_536;
+/// A name outlives its TTL by this while traffic still uses it (a connection opened
+/// under a short TTL keeps its name).
+const GRACE: Duration = Duration::from_secs(600);
+
+struct Learnt {
+    name: Arc<str>,
+    expires: Instant,
+    used: Instant,
+}
+
+#[derive(Default)]
+pub struct PeerNames {
+    latest: HashMap<IpAddr, Learnt>,
+    by_process: HashMap<(u32, IpAddr), Learnt>,
+}
+
+/// The (address, name, TTL) pairs an answer gives: every A and AAAA record, named
+/// after the question (so a CNAME chain names the address as the process asked).
+fn answers(message: &[u8]) -> Vec<(IpAddr, Arc<str>, Duration)> {
+    let Ok(message) = Message::from_vec(message) else {
+        return Vec::new();
+    };
+    let Some(question) = message.queries().first() else {
+        return Vec::new();
+    };
+    let asked = question.name().to_utf8();
+    let name: Arc<str> = Arc::from(asked.trim_end_matches('.'));
+    message
+        .answers()
+        .iter()
+        .filter_map(|record| {
+            let address = match record.data() {
+                RData::A(a) => IpAddr::V4(a.0),
+                RData::AAAA(aaaa) => IpAddr::V6(aaaa.0),
+                _ => return None,
+            };
+            let ttl = Duration::from_secs(u64::from(record.ttl()));
+            Some((crate::traffic::canonical_ip(address), name.clone(), ttl))
+        })
+        .collect()
+}
+
+impl PeerNames {
+    /// Learns from the answers received this interval.
+    pub fn learn(&mut self, received: &[DnsAnswer], now: Instant) {
+        for answer in received {
+            for (address, name, ttl) in answers(&answer.message) {
+                let learnt = || Learnt {
+                    name: name.clone(),
+                    expires: now + ttl,
+                    used: now,
+                };
+                self.latest.insert(address, learnt());
+                if let Some(pid) = answer.pid {
+                    self.by_process.insert((pid, address), learnt());
+                }
+            }
+        }
+        bound(&mut self.latest);
+        bound(&mut self.by_process);
+    }
+
+    /// The name of `address` for process `pid`: the one it looked up, else the latest.
+    pub fn name(&mut self, pid: Option<u32>, address: IpAddr, now: Instant) -> Option<Arc<str>> {
+        let own = pid.and_then(|pid| self.by_process.get_mut(&(pid, address)));
+        let learnt = match own {
+            Some(learnt) => learnt,
+            None => self.latest.get_mut(&address)?,
+        };
+        learnt.used = now;
+        Some(learnt.name.clone())
+    }
+
+    /// Forgets names past their TTL that no traffic used for a while.
+    pub fn expire(&mut self, now: Instant) {
+        let keep = |learnt: &mut Learnt| learnt.expires > now || now - learnt.used < GRACE;
+        self.latest.retain(|_, learnt| keep(learnt));
+        self.by_process.retain(|_, learnt| keep(learnt));
+    }
+}
+
+/// Keeps at most MAX_NAMES, the least recently used going first.
+fn bound<K: std::hash::Hash + Eq>(names: &mut HashMap<K, Learnt>) {
+    if names.len() <= MAX_NAMES {
+        return;
+    }
+    let mut uses: Vec<Instant> = names.values().map(|l| l.used).collect();
+    let cut = uses.len() - MAX_NAMES;
+    let (_, threshold, _) = uses.select_nth_unstable(cut);
+    let threshold = *threshold;
+    names.retain(|_, learnt| learnt.used > threshold);
+}
+
+#[cfg(test)]
+mod tests;
