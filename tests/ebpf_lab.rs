@@ -501,3 +501,90 @@ fn runs_the_ebpf_engine_under_ip_netns_exec() {
         lab.truth_bytes("out"),
     );
 }
+
+/// Peers are named after the name their process looked up: dnsmasq in `b` answers the
+/// process's query (getaddrinfo, with `a`'s own resolv.conf), then the process sends to
+/// the address; its peer row carries the name and the bytes nftables counted.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn peers_are_named_from_the_dns_answers_their_process_received() {
+    require_root();
+    let mut lab = Lab::new();
+    lab.truth(&[("out", "output", "tcp dport 6097")]);
+    let b = lab.b.clone();
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:6097")]);
+    let dnsmasq = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.b,
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+        ])
+        .args([
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--port=53",
+        ])
+        .arg(format!("--listen-address={B4}"))
+        .arg(format!("--address=/backup.lab.test/{B4}"))
+        .arg(format!("--pid-file={}", lab.path("dnsmasq.pid").display()))
+        .spawn()
+        .expect("dnsmasq runs (scripts/test.sh installs dnsmasq-base)");
+    let mut dnsmasq = KillOnDrop(dnsmasq);
+    // `ip netns exec` puts /etc/netns/NS/resolv.conf over /etc/resolv.conf.
+    let netns_etc = std::path::PathBuf::from(format!("/etc/netns/{}", lab.a));
+    std::fs::create_dir_all(&netns_etc).unwrap();
+    let _remove = RemoveOnDrop(netns_etc.clone());
+    std::fs::write(netns_etc.join("resolv.conf"), format!("nameserver {B4}\n")).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        dnsmasq.0.try_wait().unwrap().is_none(),
+        "dnsmasq did not start"
+    );
+
+    let config = lab.path("peers.toml");
+    std::fs::write(&config, "[peers]\n").unwrap();
+    let netgraph = EBPF.start(&lab, &["--config", config.to_str().unwrap()]);
+    lab.exec(
+        &lab.a,
+        "ng-named",
+        &["tcp-send", "backup.lab.test:6097", "1s"],
+    );
+    settle();
+    let records = netgraph.stop();
+    let rows: Vec<_> = records
+        .of_type("peer")
+        .filter(|l| l["name"] == "ng-named" && l["peer"] == B4)
+        .collect();
+    assert!(!rows.is_empty(), "no peer rows:\n{}", records.log);
+    for row in &rows {
+        assert_eq!(row["peer_name"], "backup.lab.test", "{row}");
+    }
+    EBPF.assert_share(
+        "peer named backup.lab.test from its process's own DNS answer, sent",
+        rows.iter()
+            .map(|r| r["sent_bytes_last"].as_u64().unwrap())
+            .sum(),
+        lab.truth_bytes("out"),
+    );
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

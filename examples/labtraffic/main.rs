@@ -39,9 +39,15 @@ const USAGE: &str = "usage: labtraffic COMMAND ARGS
 
 pub type Result<T = ()> = std::result::Result<T, String>;
 
+/// An address, or `name:port` resolved through the system resolver (getaddrinfo).
 pub fn addr(text: &str) -> Result<SocketAddr> {
-    text.parse()
-        .map_err(|e| format!("bad address {text:?}: {e}"))
+    if let Ok(address) = text.parse() {
+        return Ok(address);
+    }
+    std::net::ToSocketAddrs::to_socket_addrs(text)
+        .map_err(|e| format!("cannot resolve {text:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{text:?} has no address"))
 }
 
 pub fn number(text: &str) -> Result<u64> {
