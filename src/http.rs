@@ -42,26 +42,12 @@ pub fn serve_in_thread(
     router: axum::Router,
 ) -> anyhow::Result<()> {
     let label = name.to_string();
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    tracing::error!("{label}: cannot start: {error}");
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => serve(&label, listener, router, connection_limit()).await,
-                    Err(error) => tracing::error!("{label} stopped: {error}"),
-                }
-            });
-        })?;
+    crate::background::spawn_async(name, move || async move {
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => serve(&label, listener, router, connection_limit()).await,
+            Err(error) => tracing::error!("{label} stopped: {error}"),
+        }
+    })?;
     Ok(())
 }
 

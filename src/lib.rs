@@ -5,6 +5,8 @@
 
 pub mod accounting;
 pub mod attribution;
+pub mod background;
+pub mod bounded;
 pub mod cgroup;
 pub mod check;
 pub mod config;

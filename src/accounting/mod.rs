@@ -336,14 +336,7 @@ fn add_to_total<K: std::hash::Hash + Eq>(
 
 /// Keeps at most MAX_SERIES totals, forgetting the longest idle first.
 fn bound<K: std::hash::Hash + Eq>(series: &mut HashMap<K, SeriesTotal>) {
-    if series.len() <= MAX_SERIES {
-        return;
-    }
-    let mut ages: Vec<u64> = series.values().map(|s| s.last_active).collect();
-    let cut = ages.len() - MAX_SERIES;
-    let (_, threshold, _) = ages.select_nth_unstable(cut);
-    let threshold = *threshold;
-    series.retain(|_, s| s.last_active > threshold);
+    crate::bounded::keep_most_recent(series, MAX_SERIES, |s| s.last_active);
 }
 
 mod peers;

@@ -95,14 +95,7 @@ impl PeerNames {
 
 /// Keeps at most MAX_NAMES, the least recently used going first.
 fn bound<K: std::hash::Hash + Eq>(names: &mut HashMap<K, Learnt>) {
-    if names.len() <= MAX_NAMES {
-        return;
-    }
-    let mut uses: Vec<Instant> = names.values().map(|l| l.used).collect();
-    let cut = uses.len() - MAX_NAMES;
-    let (_, threshold, _) = uses.select_nth_unstable(cut);
-    let threshold = *threshold;
-    names.retain(|_, learnt| learnt.used > threshold);
+    crate::bounded::keep_most_recent(names, MAX_NAMES, |learnt| learnt.used);
 }
 
 #[cfg(test)]

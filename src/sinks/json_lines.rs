@@ -3,7 +3,7 @@
 //! per interface and interval. Fields are documented in the README.
 
 use super::Sink;
-use crate::accounting::{CountryRow, InterfaceRow, IntervalReport, PeerRow, ProcessRow};
+use crate::accounting::{CountryRow, InterfaceRow, IntervalReport, PeerRow, ProcessRow, SeriesKey};
 use crate::workload::Workload;
 use serde::Serialize;
 use std::io::Write;
@@ -24,6 +24,27 @@ struct Common {
     time: String,
     timestamp_ms: u128,
     interval_s: f64,
+}
+
+/// What names a series: process name, uid, interface, and its unit, container and pod.
+#[derive(Serialize)]
+struct SeriesFields<'a> {
+    name: &'a str,
+    uid: Option<u32>,
+    interface: &'a str,
+    #[serde(flatten)]
+    workload: WorkloadFields<'a>,
+}
+
+impl<'a> SeriesFields<'a> {
+    fn of(key: &'a SeriesKey, workload: Option<&'a Workload>) -> Self {
+        SeriesFields {
+            name: &key.name,
+            uid: key.uid,
+            interface: &key.interface,
+            workload: WorkloadFields::of(workload),
+        }
+    }
 }
 
 /// The unit, container and pod of a row; null where not known.
@@ -55,15 +76,12 @@ struct ProcessLine<'a> {
     r#type: &'static str,
     #[serde(flatten)]
     common: &'a Common,
-    name: &'a str,
-    uid: Option<u32>,
-    interface: &'a str,
+    #[serde(flatten)]
+    series: SeriesFields<'a>,
     attributed: bool,
     pid: Option<u32>,
     exe: Option<&'a str>,
     cgroup: Option<&'a str>,
-    #[serde(flatten)]
-    workload: WorkloadFields<'a>,
     sent_bytes_last: u64,
     recv_bytes_last: u64,
     sent_packets_last: u64,
@@ -81,11 +99,8 @@ struct PeerLine<'a> {
     r#type: &'static str,
     #[serde(flatten)]
     common: &'a Common,
-    name: &'a str,
-    uid: Option<u32>,
-    interface: &'a str,
     #[serde(flatten)]
-    workload: WorkloadFields<'a>,
+    series: SeriesFields<'a>,
     /// The remote address, or `other` for the peers beyond the largest.
     peer: String,
     /// Its name, from the DNS answers the host received.
@@ -100,10 +115,7 @@ fn peer_line<'a>(row: &'a PeerRow, common: &'a Common) -> PeerLine<'a> {
     PeerLine {
         r#type: "peer",
         common,
-        name: &row.key.name,
-        uid: row.key.uid,
-        interface: &row.key.interface,
-        workload: WorkloadFields::of(row.workload.as_deref()),
+        series: SeriesFields::of(&row.key, row.workload.as_deref()),
         peer: row.peer_label(),
         peer_name: row.name.as_deref(),
         sent_bytes_last: row.last.sent.bytes,
@@ -118,11 +130,8 @@ struct CountryLine<'a> {
     r#type: &'static str,
     #[serde(flatten)]
     common: &'a Common,
-    name: &'a str,
-    uid: Option<u32>,
-    interface: &'a str,
     #[serde(flatten)]
-    workload: WorkloadFields<'a>,
+    series: SeriesFields<'a>,
     country: &'a str,
     sent_bytes_last: u64,
     recv_bytes_last: u64,
@@ -134,10 +143,7 @@ fn country_line<'a>(row: &'a CountryRow, common: &'a Common) -> CountryLine<'a> 
     CountryLine {
         r#type: "country",
         common,
-        name: &row.key.name,
-        uid: row.key.uid,
-        interface: &row.key.interface,
-        workload: WorkloadFields::of(row.workload.as_deref()),
+        series: SeriesFields::of(&row.key, row.workload.as_deref()),
         country: &row.country,
         sent_bytes_last: row.last.sent.bytes,
         recv_bytes_last: row.last.recv.bytes,
@@ -174,14 +180,11 @@ fn process_line<'a>(
     ProcessLine {
         r#type: "process",
         common,
-        name: &row.key.name,
-        uid: row.key.uid,
-        interface: &row.key.interface,
+        series: SeriesFields::of(&row.key, row.workload.as_deref()),
         attributed: row.attributed,
         pid: row.pid,
         exe: row.exe.as_deref(),
         cgroup: row.cgroup.as_deref(),
-        workload: WorkloadFields::of(row.workload.as_deref()),
         sent_bytes_last: row.last.sent.bytes,
         recv_bytes_last: row.last.recv.bytes,
         sent_packets_last: row.last.sent.packets,

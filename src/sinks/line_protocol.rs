@@ -3,7 +3,7 @@
 //! country when GeoIP's breakdown is on, and `network_peer` per series and remote peer
 //! when peers are on. Timestamps are milliseconds (`precision=ms`).
 
-use crate::accounting::{CountryRow, InterfaceRow, IntervalReport, PeerRow, ProcessRow};
+use crate::accounting::{CountryRow, InterfaceRow, IntervalReport, PeerRow, ProcessRow, SeriesKey};
 use crate::workload::Workload;
 use std::fmt::Write;
 use std::time::UNIX_EPOCH;
@@ -41,15 +41,7 @@ pub fn encode(report: &IntervalReport, hostname: &str) -> Vec<String> {
 }
 
 fn network_peer(row: &PeerRow, hostname: &str, millis: u128) -> String {
-    let mut line = String::with_capacity(200);
-    line.push_str("network_peer");
-    tag(&mut line, "name", &row.key.name);
-    if let Some(uid) = row.key.uid {
-        tag(&mut line, "uid", &uid.to_string());
-    }
-    tag(&mut line, "device_name", &row.key.interface);
-    tag(&mut line, "hostname", hostname);
-    workload_tags(&mut line, row.workload.as_deref());
+    let mut line = series_line("network_peer", &row.key, hostname, row.workload.as_deref());
     tag(&mut line, "peer", &row.peer_label());
     if let Some(name) = &row.name {
         tag(&mut line, "peer_name", name);
@@ -64,15 +56,12 @@ fn network_peer(row: &PeerRow, hostname: &str, millis: u128) -> String {
 }
 
 fn network_country(row: &CountryRow, hostname: &str, millis: u128) -> String {
-    let mut line = String::with_capacity(200);
-    line.push_str("network_country");
-    tag(&mut line, "name", &row.key.name);
-    if let Some(uid) = row.key.uid {
-        tag(&mut line, "uid", &uid.to_string());
-    }
-    tag(&mut line, "device_name", &row.key.interface);
-    tag(&mut line, "hostname", hostname);
-    workload_tags(&mut line, row.workload.as_deref());
+    let mut line = series_line(
+        "network_country",
+        &row.key,
+        hostname,
+        row.workload.as_deref(),
+    );
     tag(&mut line, "country", &row.country);
     let mut fields = Fields::new(&mut line);
     fields.integer("sent_bytes", row.total.sent.bytes);
@@ -84,15 +73,7 @@ fn network_country(row: &CountryRow, hostname: &str, millis: u128) -> String {
 }
 
 fn network_data(row: &ProcessRow, report: &IntervalReport, hostname: &str, millis: u128) -> String {
-    let mut line = String::with_capacity(256);
-    line.push_str("network_data");
-    tag(&mut line, "name", &row.key.name);
-    if let Some(uid) = row.key.uid {
-        tag(&mut line, "uid", &uid.to_string());
-    }
-    tag(&mut line, "device_name", &row.key.interface);
-    tag(&mut line, "hostname", hostname);
-    workload_tags(&mut line, row.workload.as_deref());
+    let mut line = series_line("network_data", &row.key, hostname, row.workload.as_deref());
     let mut fields = Fields::new(&mut line);
     if let Some(pid) = row.pid {
         fields.integer("pid", pid.into());
@@ -121,6 +102,27 @@ fn packet_stats(row: &InterfaceRow, hostname: &str, millis: u128) -> String {
     fields.integer("sent_bytes_last", row.last.sent.bytes);
     fields.integer("recv_bytes_last", row.last.recv.bytes);
     let _ = writeln!(line, " {millis}");
+    line
+}
+
+/// A line's start for one series: the measurement, the original's `name`, `uid` (left
+/// out for the unknown buckets), `device_name` and `hostname` tags, then the
+/// container's.
+fn series_line(
+    measurement: &str,
+    key: &SeriesKey,
+    hostname: &str,
+    workload: Option<&Workload>,
+) -> String {
+    let mut line = String::with_capacity(256);
+    line.push_str(measurement);
+    tag(&mut line, "name", &key.name);
+    if let Some(uid) = key.uid {
+        tag(&mut line, "uid", &uid.to_string());
+    }
+    tag(&mut line, "device_name", &key.interface);
+    tag(&mut line, "hostname", hostname);
+    workload_tags(&mut line, workload);
     line
 }
 

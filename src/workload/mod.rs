@@ -165,7 +165,7 @@ impl Workloads {
         let workload = Arc::new(Workload::new(&origin, facts.as_deref()));
         let complete = origin.container.is_none() || facts.is_some();
         if self.paths.len() >= MAX_PATHS {
-            self.forget_least_used();
+            crate::bounded::keep_most_recent(&mut self.paths, MAX_PATHS / 2, |c| c.used);
         }
         self.paths.insert(
             path.to_string(),
@@ -185,13 +185,6 @@ impl Workloads {
         let generation = self.generation;
         self.paths
             .retain(|_, cached| generation - cached.used <= KEEP_UNUSED);
-    }
-
-    fn forget_least_used(&mut self) {
-        let mut uses: Vec<u64> = self.paths.values().map(|c| c.used).collect();
-        let (_, median, _) = uses.select_nth_unstable(self.paths.len() / 2);
-        let median = *median;
-        self.paths.retain(|_, cached| cached.used > median);
     }
 
     /// Facts handed in directly (tests, and runtimes read by other means).

@@ -106,23 +106,11 @@ impl Asker {
 /// Starts the thread; `None` (logged) if it cannot start.
 pub fn start(sockets: RuntimeSockets, known: Arc<Mutex<KnownContainers>>) -> Option<Asker> {
     let (sender, questions) = mpsc::channel(PENDING_QUESTIONS);
-    let spawned = std::thread::Builder::new()
-        .name("runtimes".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    tracing::warn!("container runtimes will not be asked: {error}");
-                    return;
-                }
-            };
-            runtime.block_on(serve(sockets.endpoints(), known, questions));
-        });
+    let spawned = crate::background::spawn_async("runtimes", move || {
+        serve(sockets.endpoints(), known, questions)
+    });
     match spawned {
-        Ok(_) => Some(Asker(sender)),
+        Ok(()) => Some(Asker(sender)),
         Err(error) => {
             tracing::warn!("container runtimes will not be asked: {error}");
             None
