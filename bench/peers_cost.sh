@@ -1,17 +1,23 @@
 #!/bin/bash
 # Per-packet kernel time of netgraph's programs (bpf_stats, via bpftool) under a 5 s
 # 64-byte UDP flood on loopback, without and with [peers]. Needs root, bpftool and
-# cargo build --release --examples. Usage: bench/peers_cost.sh
+# cargo build --release --examples. Usage: bench/peers_cost.sh [BASELINE_NETGRAPH]
+# With a baseline binary (an older build), its run without peers comes first, for the
+# cost of the peers-off path before and after a change, in the same run.
 set -e
 cd "$(dirname "$0")/.."
 T=target/release/examples/labtraffic
 NG=target/release/netgraph
 sysctl -q kernel.bpf_stats_enabled=1
-for mode in off on; do
+modes="off on"
+[ -n "${1:-}" ] && modes="baseline off on"
+for mode in $modes; do
   conf=/tmp/measure-$mode.toml
   printf '[store]\nenabled = false\n[web]\nenabled = false\n' > $conf
   [ $mode = on ] && printf '[peers]\n' >> $conf
-  $NG run --engine ebpf --interval 1s --config $conf >/dev/null 2>/tmp/measure-$mode.log &
+  binary=$NG
+  [ $mode = baseline ] && binary=$1
+  $binary run --engine ebpf --interval 1s --config $conf >/dev/null 2>/tmp/measure-$mode.log &
   ng=$!
   sleep 2
   $T udp-sink 127.0.0.1:7999 recv >/dev/null & sink=$!
