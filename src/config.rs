@@ -37,8 +37,9 @@ pub struct Config {
     pub geoip: Option<GeoipConfig>,
     #[serde(default)]
     pub containers: ContainersConfig,
-    /// Each process's traffic by remote peer (off without this section).
-    pub peers: Option<PeersConfig>,
+    /// Each process's traffic by remote peer (off by default).
+    #[serde(default)]
+    pub peers: PeersConfig,
     /// The GeoIP database of `geoip`, opened once when the file is loaded.
     #[serde(skip)]
     pub geo: Option<crate::geo::Geo>,
@@ -60,9 +61,22 @@ pub struct GeoipConfig {
 #[derive(Deserialize, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct PeersConfig {
+    /// Off by default: it costs each packet about a third more kernel time
+    /// (docs/measured.md).
+    #[serde(default)]
+    pub enabled: bool,
     /// The largest peers kept per series per interval; the rest are summed as `other`.
     #[serde(default = "default_peers_per_process")]
     pub per_process: usize,
+}
+
+impl Default for PeersConfig {
+    fn default() -> Self {
+        PeersConfig {
+            enabled: false,
+            per_process: default_peers_per_process(),
+        }
+    }
 }
 
 fn default_peers_per_process() -> usize {
@@ -261,13 +275,11 @@ impl Config {
             check_interval(interval)?;
         }
         self.store.check()?;
-        if let Some(peers) = &self.peers {
-            if !(1..=1000).contains(&peers.per_process) {
-                anyhow::bail!(
-                    "[peers] per_process = {}: keep between 1 and 1000 peers per process",
-                    peers.per_process
-                );
-            }
+        if !(1..=1000).contains(&self.peers.per_process) {
+            anyhow::bail!(
+                "[peers] per_process = {}: keep between 1 and 1000 peers per process",
+                self.peers.per_process
+            );
         }
         if self.web.enabled {
             // Read now, so that `check` and `run` refuse the same files and variables.

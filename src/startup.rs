@@ -190,14 +190,15 @@ pub fn run(args: RunArgs, mut config: Config) -> anyhow::Result<()> {
         .context("cannot install signal handlers")?;
     let mut accountant = Accountant::new(SystemTime::now());
     // GeoIP and the peer breakdown need each packet's two ends.
-    let record_addresses = config.geo.is_some() || config.peers.is_some();
+    let record_addresses = config.geo.is_some() || config.peers.enabled;
     if let Some(geo) = config.geo.take() {
         tracing::info!(database = %geo.describe(), per_process = geo.per_process, "GeoIP on");
         accountant = accountant.with_geo(geo);
     }
-    if let Some(peers) = &config.peers {
-        tracing::info!(per_process = peers.per_process, "traffic by remote peer on");
-        accountant = accountant.with_peers(peers.per_process);
+    if config.peers.enabled {
+        let per_process = config.peers.per_process;
+        tracing::info!(per_process, "traffic by remote peer on");
+        accountant = accountant.with_peers(per_process);
     }
     let mut pipeline = pipeline(
         &settings,

@@ -546,7 +546,7 @@ fn peers_are_named_from_the_dns_answers_their_process_received() {
     );
 
     let config = lab.path("peers.toml");
-    std::fs::write(&config, "[peers]\n").unwrap();
+    std::fs::write(&config, "[peers]\nenabled = true\n").unwrap();
     let netgraph = EBPF.start(&lab, &["--config", config.to_str().unwrap()]);
     lab.exec(
         &lab.a,
@@ -557,7 +557,7 @@ fn peers_are_named_from_the_dns_answers_their_process_received() {
     let records = netgraph.stop();
     let rows: Vec<_> = records
         .of_type("peer")
-        .filter(|l| l["name"] == "ng-named" && l["peer"] == B4)
+        .filter(|l| l["name"] == "ng-named" && l["peer_address"] == B4)
         .collect();
     assert!(!rows.is_empty(), "no peer rows:\n{}", records.log);
     for row in &rows {

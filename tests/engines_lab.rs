@@ -41,6 +41,7 @@ for_both_engines!(
     short_lived_processes,
     geoip_names_countries_of_unattributed_and_process_traffic,
     peers_add_up_to_their_process,
+    a_scanner_keeps_its_top_peers_and_other,
 );
 
 fn tcp_upload(engine: EngineUnderTest) {
@@ -309,7 +310,7 @@ fn peers_add_up_to_their_process(engine: EngineUnderTest) {
     lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:5011")]);
     lab.serve(&b, "ng-echo6", &["udp-echo", &format!("[{B6}]:5012")]);
     let config = lab.path("peers.toml");
-    std::fs::write(&config, "[peers]\nper_process = 20\n").unwrap();
+    std::fs::write(&config, "[peers]\nenabled = true\nper_process = 20\n").unwrap();
     let netgraph = engine.start(&lab, &["--config", config.to_str().unwrap()]);
     lab.exec(
         &lab.a,
@@ -325,7 +326,38 @@ fn peers_add_up_to_their_process(engine: EngineUnderTest) {
     let records = netgraph.stop();
     records.assert_conservation();
 
-    // Every interval, every series: its peers add up to it.
+    let series = assert_peers_add_up(&records);
+    let peer_sent = |peer: &str, field: &str| -> u64 {
+        records
+            .of_type("peer")
+            .filter(|l| l["name"] == "ng-peer" && l["peer_address"] == peer)
+            .map(|l| l[field].as_u64().unwrap())
+            .sum()
+    };
+    engine.assert_share(
+        "peers, TCP to the IPv4 peer",
+        peer_sent(B4, "sent_bytes_last"),
+        lab.truth_bytes("tcp_out"),
+    );
+    engine.assert_share(
+        "peers, UDP to the IPv6 peer, sent",
+        peer_sent(B6, "sent_bytes_last"),
+        lab.truth_bytes("udp6_out"),
+    );
+    engine.assert_share(
+        "peers, UDP from the IPv6 peer, received",
+        peer_sent(B6, "recv_bytes_last"),
+        lab.truth_bytes("udp6_in"),
+    );
+    report(&format!(
+        "{}, peers: {series} series-intervals, each one's peers add up to it exactly",
+        engine.label()
+    ));
+}
+
+/// Every interval, every series: its peer rows add up to its process row exactly.
+/// Returns how many series-intervals there were.
+fn assert_peers_add_up(records: &Records) -> usize {
     type Series = (u64, String, String, String, String);
     let series_of = |line: &serde_json::Value| -> Series {
         (
@@ -352,31 +384,60 @@ fn peers_add_up_to_their_process(engine: EngineUnderTest) {
             "peers of {series:?} do not add up"
         );
     }
-    let peer_sent = |peer: &str, field: &str| -> u64 {
-        records
-            .of_type("peer")
-            .filter(|l| l["name"] == "ng-peer" && l["peer"] == peer)
-            .map(|l| l[field].as_u64().unwrap())
-            .sum()
-    };
-    engine.assert_share(
-        "peers, TCP to the IPv4 peer",
-        peer_sent(B4, "sent_bytes_last"),
-        lab.truth_bytes("tcp_out"),
+    sums.len()
+}
+
+/// One process sends a datagram to each of 5,000 addresses: every interval it keeps
+/// its 20 largest peers and `other`, which together are exactly its traffic.
+fn a_scanner_keeps_its_top_peers_and_other(engine: EngineUnderTest) {
+    let lab = Lab::new();
+    // The addresses lie behind `b`, which drops them: nftables in `a` counts them out.
+    run(
+        "ip",
+        &["-n", &lab.a, "route", "add", "10.210.0.0/16", "via", B4],
     );
-    engine.assert_share(
-        "peers, UDP to the IPv6 peer, sent",
-        peer_sent(B6, "sent_bytes_last"),
-        lab.truth_bytes("udp6_out"),
+    lab.truth(&[("out", "output", "udp dport 7999")]);
+    let config = lab.path("peers.toml");
+    std::fs::write(&config, "[peers]\nenabled = true\nper_process = 20\n").unwrap();
+    let netgraph = engine.start(&lab, &["--config", config.to_str().unwrap()]);
+    lab.exec(
+        &lab.a,
+        "ng-scan",
+        &["udp-spray", "10.210.0.1", "5000", "7999", "100"],
     );
+    settle();
+    let records = netgraph.stop();
+    records.assert_conservation();
+    assert_peers_add_up(&records);
+    let rows: Vec<&serde_json::Value> = records
+        .of_type("peer")
+        .filter(|l| l["name"] == "ng-scan")
+        .collect();
+    let intervals: std::collections::BTreeSet<u64> = rows
+        .iter()
+        .map(|l| l["timestamp_ms"].as_u64().unwrap())
+        .collect();
+    for interval in &intervals {
+        let in_interval = rows
+            .iter()
+            .filter(|l| l["timestamp_ms"] == *interval)
+            .count();
+        assert!(in_interval <= 21, "{in_interval} peer rows in one interval");
+    }
+    assert!(rows.iter().any(|l| l["peer_address"] == "other"));
+    let sent: u64 = rows
+        .iter()
+        .map(|l| l["sent_bytes_last"].as_u64().unwrap())
+        .sum();
     engine.assert_share(
-        "peers, UDP from the IPv6 peer, received",
-        peer_sent(B6, "recv_bytes_last"),
-        lab.truth_bytes("udp6_in"),
+        "a scanner's 5,000 peers as its top 20 and other, sent",
+        sent,
+        lab.truth_bytes("out"),
     );
     report(&format!(
-        "{}, peers: {} series-intervals, each one's peers add up to it exactly",
+        "{}, 5,000 peers of one process: {} peer rows over {} intervals, adding up exactly",
         engine.label(),
-        sums.len()
+        rows.len(),
+        intervals.len()
     ));
 }

@@ -32,6 +32,7 @@ const USAGE: &str = "usage: labtraffic COMMAND ARGS
   udp-ping ADDR COUNT SIZE [connected]  send COUNT datagrams, read the echoes
   udp-flood ADDR SECONDS SIZE MODE    send as fast as possible; MODE: connected, unconnected, mmsg
   udp-trickle ADDR SECONDS SIZE       send one datagram every 10 ms for that long
+  udp-spray FIRST COUNT PORT SIZE     one datagram to each of COUNT IPv4 addresses from FIRST on
   udp-sink ADDR MODE                  count datagrams forever; MODE: recv, mmsg
   raw-ping ADDR COUNT SIZE            IP protocol 253 raw socket: send COUNT, read the echoes
   raw-echo                            IP protocol 253 raw socket: echo what arrives
@@ -93,6 +94,7 @@ fn main() -> ExitCode {
         "udp-echo" => udp::echo(arg(2)),
         "udp-ping" => udp::ping(arg(2), arg(3), arg(4), arg(5)),
         "udp-flood" => udp::flood(arg(2), arg(3), arg(4), arg(5)),
+        "udp-spray" => udp::spray(arg(2), arg(3), arg(4), arg(5)),
         "udp-trickle" => udp::trickle(arg(2), arg(3), arg(4)),
         "udp-sink" => udp::sink(arg(2), arg(3)),
         "raw-ping" => raw::ping(arg(2), arg(3), arg(4)),

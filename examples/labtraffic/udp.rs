@@ -105,6 +105,24 @@ pub fn trickle(target: &str, seconds: &str, size: &str) -> Result {
     Ok(())
 }
 
+/// One datagram of SIZE to each of COUNT IPv4 addresses from FIRST on (FIRST, FIRST+1,
+/// ...), port PORT, from one unconnected socket: a scanner's traffic. The socket stays
+/// open a second after, long enough for the capture engine to find its owner.
+pub fn spray(first: &str, count: &str, port: &str, size: &str) -> Result {
+    let first: std::net::Ipv4Addr = first.parse().map_err(|e| format!("bad {first:?}: {e}"))?;
+    let port = number(port)? as u16;
+    let socket = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+    let payload = vec![0x5au8; number(size)? as usize];
+    let mut sent = 0u64;
+    for n in 0..number(count)? as u32 {
+        let target = SocketAddr::from((std::net::Ipv4Addr::from(u32::from(first) + n), port));
+        sent += socket.send_to(&payload, target).unwrap_or(0) as u64;
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    println!("bytes={sent}");
+    Ok(())
+}
+
 /// Sends datagrams of SIZE as fast as it can for SECONDS; send errors such as a full
 /// buffer are skipped, only what the kernel took is counted.
 pub fn flood(target: &str, seconds: &str, size: &str, mode: &str) -> Result {

@@ -181,7 +181,9 @@ fn a_ca_file_that_is_no_certificate_is_refused_when_read() {
 
 #[test]
 fn peers_per_process_is_bounded() {
-    let peers = parse("[peers]\n").unwrap().peers.unwrap();
+    assert!(!parse("").unwrap().peers.enabled, "off by default");
+    let peers = parse("[peers]\nenabled = true\n").unwrap().peers;
+    assert!(peers.enabled);
     assert_eq!(peers.per_process, 20);
     let error = parse("[peers]\nper_process = 0\n")
         .err()

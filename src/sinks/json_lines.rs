@@ -102,7 +102,7 @@ struct PeerLine<'a> {
     #[serde(flatten)]
     series: SeriesFields<'a>,
     /// The remote address, or `other` for the peers beyond the largest.
-    peer: String,
+    peer_address: String,
     /// Its name, from the DNS answers the host received.
     peer_name: Option<&'a str>,
     sent_bytes_last: u64,
@@ -116,7 +116,7 @@ fn peer_line<'a>(row: &'a PeerRow, common: &'a Common) -> PeerLine<'a> {
         r#type: "peer",
         common,
         series: SeriesFields::of(&row.key, row.workload.as_deref()),
-        peer: row.peer_label(),
+        peer_address: row.peer_label(),
         peer_name: row.name.as_deref(),
         sent_bytes_last: row.last.sent.bytes,
         recv_bytes_last: row.last.recv.bytes,
