@@ -511,6 +511,7 @@ fn peers_are_named_from_the_dns_answers_their_process_received() {
     require_root();
     let mut lab = Lab::new();
     lab.truth(&[("out", "output", "tcp dport 6097")]);
+    lab.truth_in(&lab.b.clone(), &[("arrived", "input", "tcp dport 6097")]);
     let b = lab.b.clone();
     lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:6097")]);
     let dnsmasq = std::process::Command::new("ip")

@@ -306,6 +306,11 @@ fn peers_add_up_to_their_process(engine: EngineUnderTest) {
         ("udp6_out", "output", "meta nfproto ipv6 udp dport 5012"),
         ("udp6_in", "input", "meta nfproto ipv6 udp sport 5012"),
     ]);
+    // What arrived at the far end, too.
+    lab.truth_in(
+        &lab.b.clone(),
+        &[("tcp_arrived", "input", "tcp dport 5011")],
+    );
     let b = lab.b.clone();
     lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:5011")]);
     lab.serve(&b, "ng-echo6", &["udp-echo", &format!("[{B6}]:5012")]);
@@ -338,6 +343,11 @@ fn peers_add_up_to_their_process(engine: EngineUnderTest) {
         "peers, TCP to the IPv4 peer",
         peer_sent(B4, "sent_bytes_last"),
         lab.truth_bytes("tcp_out"),
+    );
+    engine.assert_share(
+        "peers, TCP to the IPv4 peer (far end's count)",
+        peer_sent(B4, "sent_bytes_last"),
+        lab.truth_bytes_in(&lab.b, "tcp_arrived"),
     );
     engine.assert_share(
         "peers, UDP to the IPv6 peer, sent",
