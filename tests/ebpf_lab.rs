@@ -281,11 +281,43 @@ fn container_like_process_is_tagged() {
 #[ignore = "needs root; scripts/test.sh runs it as root"]
 fn no_loss_under_a_ten_second_flood() {
     require_root();
+    flood_loses_nothing("10-second 64-byte UDP flood, sent", "");
+}
+
+/// With peers on, the flood's every packet is keyed by its two ends, and checked for
+/// DNS on the way in: still nothing lost, and its peers add up to it.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn no_loss_under_a_ten_second_flood_with_peers() {
+    require_root();
+    let records = flood_loses_nothing(
+        "10-second 64-byte UDP flood with peers on, sent",
+        "[peers]\nenabled = true\n",
+    );
+    let flood = |kind: &str| -> u64 {
+        records
+            .of_type(kind)
+            .filter(|l| l["name"] == "ng-flood")
+            .map(|l| l["sent_bytes_last"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        flood("peer"),
+        flood("process"),
+        "the flood's peers add up to it"
+    );
+}
+
+/// A 10-second 64-byte UDP flood from `a` to `b` with `config`: no event lost, the
+/// bytes within 1% of nftables'.
+fn flood_loses_nothing(what: &str, config: &str) -> Records {
     let mut lab = Lab::new();
     lab.truth(&[("out", "output", "udp dport 6080")]);
     let b = lab.b.clone();
     lab.serve(&b, "ng-usink", &["udp-sink", &format!("{B4}:6080"), "mmsg"]);
-    let netgraph = EBPF.start(&lab, &[]);
+    let path = lab.path("flood.toml");
+    std::fs::write(&path, config).unwrap();
+    let netgraph = EBPF.start(&lab, &["--config", path.to_str().unwrap()]);
     lab.exec(
         &lab.a,
         "ng-flood",
@@ -297,10 +329,11 @@ fn no_loss_under_a_ten_second_flood() {
     assert_eq!(records.lost_events(), 0, "the engine lost nothing");
     assert!(!records.log.contains("maps full"));
     EBPF.assert_share(
-        "10-second 64-byte UDP flood, sent",
+        what,
         records.sum("ng-flood", &lab.veth_a, "sent_bytes_last"),
         lab.truth_bytes("out"),
     );
+    records
 }
 
 /// Without CAP_BPF/CAP_PERFMON the eBPF engine is refused: `auto` says so and captures,
