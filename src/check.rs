@@ -31,12 +31,15 @@ fn finding(what: impl Into<String>, result: anyhow::Result<String>) -> Finding {
 /// An engine being unavailable is only a problem if no engine is.
 pub fn run(config: &Config) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let ebpf = EbpfEngine::start(config.geoip.is_some())
-        .map(|engine| {
-            drop(engine);
-            "loads and attaches (the default engine)".to_string()
-        })
-        .map_err(anyhow::Error::from);
+    let ebpf = EbpfEngine::start(crate::engine::Recording {
+        addresses: config.geoip.is_some() || config.peers.enabled,
+        ..Default::default()
+    })
+    .map(|engine| {
+        drop(engine);
+        "loads and attaches (the default engine)".to_string()
+    })
+    .map_err(anyhow::Error::from);
     let capture = capture::probe().map(|up| format!("can capture on {}", up.join(", ")));
     let any_engine = ebpf.is_ok() || capture.is_ok();
     for (what, result) in [("eBPF engine", ebpf), ("capture engine", capture)] {

@@ -68,6 +68,31 @@ pub struct PeersConfig {
     /// The largest peers kept per series per interval; the rest are summed as `other`.
     #[serde(default = "default_peers_per_process")]
     pub per_process: usize,
+    /// Where names for addresses come from.
+    #[serde(default = "default_name_sources")]
+    pub names: Vec<NameSource>,
+    /// How long the store keeps peer rows (the process rows keep theirs); at most
+    /// the store's own retention.
+    #[serde(default = "default_peers_retention", with = "humantime_serde")]
+    pub retention: std::time::Duration,
+}
+
+/// A source of names for peers' addresses.
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NameSource {
+    /// The DNS answers the host's processes receive (UDP and TCP); no query of our own.
+    Dns,
+    /// The server name in the TLS ClientHellos the host's processes send.
+    Sni,
+    /// Reverse DNS (PTR) lookups by netgraph, for addresses nothing else named.
+    Reverse,
+}
+
+impl PeersConfig {
+    pub fn names_from(&self, source: NameSource) -> bool {
+        self.names.contains(&source)
+    }
 }
 
 impl Default for PeersConfig {
@@ -75,8 +100,18 @@ impl Default for PeersConfig {
         PeersConfig {
             enabled: false,
             per_process: default_peers_per_process(),
+            names: default_name_sources(),
+            retention: default_peers_retention(),
         }
     }
+}
+
+fn default_name_sources() -> Vec<NameSource> {
+    vec![NameSource::Dns]
+}
+
+fn default_peers_retention() -> std::time::Duration {
+    std::time::Duration::from_secs(90 * 86_400)
 }
 
 fn default_peers_per_process() -> usize {

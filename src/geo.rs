@@ -147,6 +147,7 @@ mod tests {
             near: near.parse().unwrap(),
             far: far.parse().unwrap(),
             near_is_host,
+            service: None,
         };
         let name = |geo: &mut Geo, e| geo.unattributed_name(&e);
         assert_eq!(

@@ -164,7 +164,6 @@ fn top(args: TopArgs) -> anyhow::Result<()> {
         vec![Box::new(netgraph::sinks::live::LiveSink::new(live.clone()))];
     let pipeline = netgraph::startup::pipeline(
         &Settings::defaults(args.engine),
-        false,
         Accountant::new(SystemTime::now()),
         sinks,
         Vec::new(),

@@ -43,6 +43,7 @@ pub fn start(config: &Config, json_lines: bool) -> anyhow::Result<Outputs> {
             minutes: config.store.keep_minutes,
             hours: config.store.keep_hours,
             max_bytes: config.store.max_size_mib << 20,
+            peers: config.peers.retention,
         };
         // History is worth much, but not stopping the accounting and the other sinks for.
         match Store::open(&state_directory, retention)

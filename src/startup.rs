@@ -4,10 +4,10 @@
 
 use crate::accounting::Accountant;
 use crate::attribution::Attributor;
-use crate::config::{Config, EngineSetting, DEFAULT_INTERVAL};
+use crate::config::{Config, EngineSetting, NameSource, DEFAULT_INTERVAL};
 use crate::engine::capture::{CaptureEngine, CaptureSettings, InterfaceSelection};
 use crate::engine::ebpf::EbpfEngine;
-use crate::engine::{Engine, FlowHints};
+use crate::engine::{Engine, FlowHints, Recording};
 use crate::pipeline::{Pipeline, Reload, Reloaded};
 use crate::rate_limited::Repeats;
 use crate::sinks::Sink;
@@ -64,6 +64,10 @@ pub struct Settings {
     pub buffer_mib: u16,
     /// Where the container runtimes' APIs listen.
     pub runtimes: RuntimeSockets,
+    /// What the engine records besides counts.
+    pub recording: Recording,
+    /// Reverse DNS lookups for peers nothing else named.
+    pub reverse_names: bool,
 }
 
 impl Settings {
@@ -84,6 +88,13 @@ impl Settings {
             json: args.json,
             buffer_mib: args.buffer_mib,
             runtimes: config.containers.runtime_sockets(),
+            recording: Recording {
+                // GeoIP and the peer breakdown need each packet's two ends.
+                addresses: config.geoip.is_some() || config.peers.enabled,
+                dns_answers: config.peers.enabled && config.peers.names_from(NameSource::Dns),
+                tls_hellos: config.peers.enabled && config.peers.names_from(NameSource::Sni),
+            },
+            reverse_names: config.peers.enabled && config.peers.names_from(NameSource::Reverse),
         }
     }
 
@@ -97,18 +108,16 @@ impl Settings {
             json: false,
             buffer_mib: DEFAULT_BUFFER_MIB,
             runtimes: RuntimeSockets::default(),
+            recording: Recording::default(),
+            reverse_names: false,
         }
     }
 }
 
-/// `record_addresses`: the engine keeps each packet's two ends (GeoIP needs them).
-fn start_engine(
-    settings: &Settings,
-    hints: FlowHints,
-    record_addresses: bool,
-) -> anyhow::Result<Box<dyn Engine>> {
+fn start_engine(settings: &Settings, hints: FlowHints) -> anyhow::Result<Box<dyn Engine>> {
+    let recording = settings.recording;
     if settings.engine != EngineSetting::Capture {
-        match EbpfEngine::start(record_addresses) {
+        match EbpfEngine::start(recording) {
             Ok(engine) => return Ok(Box::new(engine)),
             Err(reason) if settings.engine == EngineSetting::Ebpf => {
                 anyhow::bail!("the eBPF engine cannot run: {reason}")
@@ -126,7 +135,7 @@ fn start_engine(
         buffer_bytes: i32::from(settings.buffer_mib) << 20,
         ..CaptureSettings::default()
     };
-    let engine = CaptureEngine::start(selection, capture, hints)?;
+    let engine = CaptureEngine::start(selection, capture, recording, hints)?;
     tracing::info!(interfaces = ?engine.interfaces(), "capturing");
     Ok(Box::new(engine))
 }
@@ -148,22 +157,24 @@ fn raise_file_limit() {
     }
 }
 
-/// The interval loop, from an engine started as `settings` say, recording addresses
-/// when asked (GeoIP needs them).
+/// The interval loop, from an engine started as `settings` say.
 pub fn pipeline(
     settings: &Settings,
-    record_addresses: bool,
     accountant: Accountant,
     sinks: Vec<Box<dyn Sink>>,
     reloadable: Vec<Box<dyn Sink>>,
 ) -> anyhow::Result<Pipeline> {
     let (hints, hint_receiver) = crossbeam_channel::bounded(16_384);
-    let engine = start_engine(settings, hints, record_addresses)?;
+    let engine = start_engine(settings, hints)?;
     tracing::info!(engine = engine.name(), interval = ?settings.interval, "netgraph running");
     Ok(Pipeline {
         engine,
-        attributor: Attributor::start(hint_receiver, settings.runtimes.clone())
-            .context("cannot start attribution")?,
+        attributor: Attributor::start(
+            hint_receiver,
+            settings.runtimes.clone(),
+            settings.reverse_names,
+        )
+        .context("cannot start attribution")?,
         accountant,
         sinks,
         reloadable,
@@ -189,8 +200,6 @@ pub fn run(args: RunArgs, mut config: Config) -> anyhow::Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, requested.clone())
         .context("cannot install signal handlers")?;
     let mut accountant = Accountant::new(SystemTime::now());
-    // GeoIP and the peer breakdown need each packet's two ends.
-    let record_addresses = config.geo.is_some() || config.peers.enabled;
     if let Some(geo) = config.geo.take() {
         tracing::info!(database = %geo.describe(), per_process = geo.per_process, "GeoIP on");
         accountant = accountant.with_geo(geo);
@@ -200,13 +209,7 @@ pub fn run(args: RunArgs, mut config: Config) -> anyhow::Result<()> {
         tracing::info!(per_process, "traffic by remote peer on");
         accountant = accountant.with_peers(per_process);
     }
-    let mut pipeline = pipeline(
-        &settings,
-        record_addresses,
-        accountant,
-        outputs.lasting,
-        outputs.reloadable,
-    )?;
+    let mut pipeline = pipeline(&settings, accountant, outputs.lasting, outputs.reloadable)?;
     let addresses_recorded = pipeline.engine.records_addresses();
     let metrics = outputs.self_metrics.clone();
     pipeline.reload = Some(Reload {

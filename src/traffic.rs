@@ -52,6 +52,8 @@ pub struct Ends {
     pub near: IpAddr,
     pub far: IpAddr,
     pub near_is_host: bool,
+    /// The far end's service, where the ports tell it.
+    pub service: Option<Service>,
 }
 
 impl Ends {
@@ -61,7 +63,40 @@ impl Ends {
             near: canonical_ip(flow.local.ip()),
             far: canonical_ip(flow.remote.ip()),
             near_is_host: true,
+            service: Service::of(flow.protocol, flow.local.port(), flow.remote.port()),
         }
+    }
+}
+
+/// The port a conversation's far end serves on, e.g. 443/tcp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Service {
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+impl Service {
+    /// The far end's port when it is the serving side: servers listen on the lower
+    /// port (well-known and registered ports lie below the ephemeral range), so a far
+    /// port above the near one is a client's and names no service.
+    pub fn of(protocol: Protocol, near_port: u16, far_port: u16) -> Option<Service> {
+        let ported = matches!(protocol, Protocol::Tcp | Protocol::Udp);
+        (ported && far_port != 0 && (far_port < near_port || near_port == 0)).then_some(Service {
+            protocol,
+            port: far_port,
+        })
+    }
+}
+
+impl std::fmt::Display for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let protocol = match self.protocol {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Icmp => "icmp",
+            Protocol::Other(_) => "ip",
+        };
+        write!(f, "{}/{protocol}", self.port)
     }
 }
 
@@ -132,6 +167,20 @@ mod tests {
         assert_eq!(canonical_ip(mapped), "10.1.2.3".parse::<IpAddr>().unwrap());
         let plain: IpAddr = "fd00::1".parse().unwrap();
         assert_eq!(canonical_ip(plain), plain);
+    }
+
+    #[test]
+    fn the_service_is_the_serving_sides_port() {
+        let https = Service::of(Protocol::Tcp, 51_000, 443).unwrap();
+        assert_eq!(https.to_string(), "443/tcp");
+        assert_eq!(
+            Service::of(Protocol::Udp, 40_000, 53).unwrap().to_string(),
+            "53/udp"
+        );
+        // This host serves: the far port is a client's.
+        assert_eq!(Service::of(Protocol::Tcp, 443, 51_000), None);
+        assert_eq!(Service::of(Protocol::Icmp, 0, 7), None);
+        assert_eq!(Service::of(Protocol::Udp, 5000, 0), None);
     }
 
     #[test]

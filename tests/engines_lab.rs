@@ -5,31 +5,8 @@
 
 mod lab;
 
-use lab::engines::{settle, EngineUnderTest};
+use lab::engines::{for_both_engines, settle, EngineUnderTest};
 use lab::*;
-
-/// Runs `case` for each engine, as `case::capture` and `case::ebpf`.
-macro_rules! for_both_engines {
-    ($($case:ident),* $(,)?) => {$(
-        mod $case {
-            use super::*;
-
-            #[test]
-            #[ignore = "needs root; scripts/test.sh runs it as root"]
-            fn capture() {
-                require_root();
-                super::$case(EngineUnderTest::Capture);
-            }
-
-            #[test]
-            #[ignore = "needs root; scripts/test.sh runs it as root"]
-            fn ebpf() {
-                require_root();
-                super::$case(EngineUnderTest::Ebpf);
-            }
-        }
-    )*};
-}
 
 for_both_engines!(
     tcp_upload,

@@ -6,7 +6,7 @@ use crate::engine::{CaptureStats, InterfaceName, InterfaceTraffic};
 use crate::geo::Geo;
 use crate::traffic::{Counter, Traffic};
 use crate::workload::Workload;
-use peers::PeerTally;
+use peers::{PeerId, PeerTally};
 pub use peers::{PeerRow, DEFAULT_PER_PROCESS};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -110,6 +110,8 @@ struct SeriesTotal {
 pub struct Accountant {
     series: HashMap<SeriesKey, SeriesTotal>,
     countries: HashMap<(SeriesKey, Arc<str>), SeriesTotal>,
+    /// Each series' totals by peer (`None`: its `other`).
+    peer_totals: HashMap<(SeriesKey, Option<PeerId>), SeriesTotal>,
     geo: Option<Geo>,
     /// Peers kept per series per interval; `None`: no peer breakdown.
     peers_per_process: Option<usize>,
@@ -124,6 +126,7 @@ impl Accountant {
         Accountant {
             series: HashMap::new(),
             countries: HashMap::new(),
+            peer_totals: HashMap::new(),
             geo: None,
             peers_per_process: None,
             interfaces: HashMap::new(),
@@ -157,12 +160,10 @@ impl Accountant {
         let (rows, by_country, peers) = self.group(report.traffic);
         let processes = self.process_rows(rows);
         let countries = self.country_rows(by_country);
-        let peers = match self.peers_per_process {
-            Some(per_process) => peers.rows(per_process),
-            None => Vec::new(),
-        };
+        let peers = self.peer_rows(peers, &processes);
         bound(&mut self.series);
         bound(&mut self.countries);
+        bound(&mut self.peer_totals);
         let interfaces = self.interface_rows(report.interfaces);
         let start = std::mem::replace(&mut self.interval_start, end);
         self.lost_total += report.lost;
@@ -215,9 +216,12 @@ impl Accountant {
                 }
             }
             if self.peers_per_process.is_some() {
-                let far = item.ends.as_ref().map(|ends| ends.far);
+                let peer = item.ends.as_ref().map(|ends| PeerId {
+                    address: ends.far,
+                    service: ends.service,
+                });
                 let name = item.peer_name.as_ref();
-                peers.add(&key, item.workload.as_ref(), far, name, item.traffic);
+                peers.add(&key, item.workload.as_ref(), peer, name, item.traffic);
             }
             let (traffic, contributors) = rows.entry(key).or_default();
             traffic.merge(item.traffic);
@@ -256,6 +260,31 @@ impl Accountant {
             .collect();
         processes.sort_by(|a, b| a.key.cmp(&b.key));
         processes
+    }
+
+    /// The largest peers of each series and its `other`, with their totals, the
+    /// series' process and, with GeoIP, their countries.
+    fn peer_rows(&mut self, peers: PeerTally, processes: &[ProcessRow]) -> Vec<PeerRow> {
+        let Some(per_process) = self.peers_per_process else {
+            return Vec::new();
+        };
+        let mut rows = peers.rows(per_process);
+        for row in &mut rows {
+            let id = row.peer.map(|address| PeerId {
+                address,
+                service: row.service,
+            });
+            let series = (row.key.clone(), id);
+            row.total = add_to_total(&mut self.peer_totals, series, row.last, self.intervals);
+            row.pid = processes
+                .binary_search_by(|p| p.key.cmp(&row.key))
+                .ok()
+                .and_then(|at| processes[at].pid);
+            if let (Some(geo), Some(address)) = (&mut self.geo, row.peer) {
+                row.country = Some(geo.country(address));
+            }
+        }
+        rows
     }
 
     fn country_rows(&mut self, by_country: ByCountry) -> Vec<CountryRow> {

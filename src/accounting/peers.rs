@@ -3,7 +3,7 @@
 //! up to the series and a scanner or a busy server cannot blow up memory or storage.
 
 use super::SeriesKey;
-use crate::traffic::Traffic;
+use crate::traffic::{Service, Traffic};
 use crate::workload::Workload;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,9 +19,17 @@ pub struct PeerRow {
     pub workload: Option<Arc<Workload>>,
     /// `None`: every peer beyond the largest (and traffic whose peer is not known).
     pub peer: Option<IpAddr>,
-    /// The peer's name, learnt from DNS answers.
+    /// The far end's service (e.g. 443/tcp), where the ports tell it.
+    pub service: Option<Service>,
+    /// The peer's name, learnt from DNS answers, ClientHellos or reverse DNS.
     pub name: Option<Arc<str>>,
+    /// The peer's country, with GeoIP.
+    pub country: Option<Arc<str>>,
+    /// The series' process (the one that moved most of its bytes this interval).
+    pub pid: Option<u32>,
     pub last: Traffic,
+    /// Monotonic, since netgraph started (for `other`: of whatever was `other`).
+    pub total: Traffic,
 }
 
 impl PeerRow {
@@ -41,7 +49,14 @@ pub struct PeerTally {
 #[derive(Default)]
 struct SeriesPeers {
     workload: Option<Arc<Workload>>,
-    peers: HashMap<Option<IpAddr>, Peer>,
+    peers: HashMap<Option<PeerId>, Peer>,
+}
+
+/// A peer: its address and the service used there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId {
+    pub address: IpAddr,
+    pub service: Option<Service>,
 }
 
 /// A peer's traffic this interval, and its name.
@@ -52,7 +67,7 @@ impl PeerTally {
         &mut self,
         key: &SeriesKey,
         workload: Option<&Arc<Workload>>,
-        peer: Option<IpAddr>,
+        peer: Option<PeerId>,
         name: Option<&Arc<str>>,
         traffic: Traffic,
     ) {
@@ -75,7 +90,7 @@ impl PeerTally {
         series.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, SeriesPeers { workload, peers }) in series {
             let mut other = peers.get(&None).map(|(t, _)| *t).unwrap_or_default();
-            let mut known: Vec<(IpAddr, Peer)> = peers
+            let mut known: Vec<(PeerId, Peer)> = peers
                 .into_iter()
                 .filter_map(|(peer, entry)| Some((peer?, entry)))
                 .collect();
@@ -85,12 +100,16 @@ impl PeerTally {
                 other.merge(*traffic);
             }
             known.truncate(per_process);
-            let row = |peer, name, last| PeerRow {
+            let row = |peer: Option<PeerId>, name, last| PeerRow {
                 key: key.clone(),
                 workload: workload.clone(),
-                peer,
+                peer: peer.map(|p| p.address),
+                service: peer.and_then(|p| p.service),
                 name,
+                country: None,
+                pid: None,
                 last,
+                total: Traffic::default(),
             };
             rows.extend(
                 known
@@ -119,6 +138,13 @@ mod tests {
         }
     }
 
+    fn peer(address: IpAddr) -> Option<PeerId> {
+        Some(PeerId {
+            address,
+            service: None,
+        })
+    }
+
     fn traffic(sent: u64) -> Traffic {
         let mut t = Traffic::default();
         t.sent.add_packet(sent);
@@ -129,13 +155,13 @@ mod tests {
     fn the_largest_peers_are_kept_and_the_rest_summed_exactly() {
         let mut tally = PeerTally::default();
         for n in 1..=30u8 {
-            let peer = IpAddr::V4(Ipv4Addr::new(10, 0, 0, n));
+            let peer = peer(IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)));
             let bytes = u64::from(n) * 100;
-            tally.add(&key("scanner"), None, Some(peer), None, traffic(bytes));
+            tally.add(&key("scanner"), None, peer, None, traffic(bytes));
         }
         tally.add(&key("scanner"), None, None, None, traffic(7));
         let name: Arc<str> = Arc::from("localhost");
-        let local = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let local = peer(IpAddr::V4(Ipv4Addr::LOCALHOST));
         tally.add(&key("curl"), None, local, Some(&name), traffic(5));
         let rows = tally.rows(20);
         let scanner: Vec<&PeerRow> = rows.iter().filter(|r| &*r.key.name == "scanner").collect();

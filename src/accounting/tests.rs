@@ -120,6 +120,7 @@ fn geoip_names_unattributed_ends_and_breaks_processes_down_by_country() {
             near: "10.0.0.1".parse().unwrap(),
             far: far.parse().unwrap(),
             near_is_host: true,
+            service: None,
         });
         item
     };
@@ -166,6 +167,7 @@ fn without_geoip_there_is_no_breakdown() {
         near: "10.0.0.1".parse().unwrap(),
         far: "203.0.113.5".parse().unwrap(),
         near_is_host: true,
+        service: None,
     });
     let report = AttributedReport {
         traffic: vec![item],

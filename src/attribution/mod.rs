@@ -7,13 +7,14 @@ mod kernel_owners;
 mod peer_names;
 mod processes;
 mod resolver;
+mod reverse_names;
 mod sock_diag;
 mod sockets;
 
 pub use processes::ProcessIdentity;
 pub use sockets::{SocketEntry, SocketTable};
 
-use crate::engine::{EngineReport, InterfaceName, InterfaceTraffic};
+use crate::engine::{EngineReport, InterfaceName, InterfaceTraffic, NameSample, SampleSocket};
 use crate::locks::lock;
 use crate::traffic::{Ends, Flow, Protocol, Traffic};
 use crate::workload::{RuntimeSockets, Workload, Workloads};
@@ -21,6 +22,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use kernel_owners::KernelOwners;
 use peer_names::PeerNames;
 use resolver::{Resolver, SocketRef};
+use reverse_names::ReverseNames;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -45,7 +47,8 @@ pub struct AttributedTraffic {
     pub traffic: Traffic,
     /// The unit, container or pod the owning process works for.
     pub workload: Option<Arc<Workload>>,
-    /// The far end's name, learnt from DNS answers (where the ends are known).
+    /// The far end's name, learnt from DNS answers, ClientHellos or reverse DNS
+    /// (where the ends are known).
     pub peer_name: Option<Arc<str>>,
 }
 
@@ -62,14 +65,21 @@ pub struct Attributor {
     kernel_owners: KernelOwners,
     workloads: Workloads,
     peer_names: PeerNames,
+    /// Reverse DNS, when configured.
+    reverse_names: Option<ReverseNames>,
     stop: Arc<AtomicBool>,
     hint_thread: Option<JoinHandle<()>>,
 }
 
 impl Attributor {
     /// `hints` carries flows engines have just seen for the first time; containers
-    /// are named by the runtimes at `runtimes`.
-    pub fn start(hints: Receiver<Flow>, runtimes: RuntimeSockets) -> std::io::Result<Attributor> {
+    /// are named by the runtimes at `runtimes`; `reverse_names` looks up PTR names for
+    /// peers nothing else named.
+    pub fn start(
+        hints: Receiver<Flow>,
+        runtimes: RuntimeSockets,
+        reverse_names: bool,
+    ) -> std::io::Result<Attributor> {
         let resolver = Arc::new(Mutex::new(Resolver::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (thread_resolver, thread_stop) = (resolver.clone(), stop.clone());
@@ -81,6 +91,11 @@ impl Attributor {
             kernel_owners: KernelOwners::new(),
             workloads: Workloads::start(runtimes),
             peer_names: PeerNames::default(),
+            reverse_names: if reverse_names {
+                Some(ReverseNames::start()?)
+            } else {
+                None
+            },
             stop,
             hint_thread: Some(hint_thread),
         })
@@ -125,6 +140,7 @@ impl Attributor {
         }));
         let refs: Vec<SocketRef> = unnamed.iter().map(|u| u.socket).collect();
         let owners = lock(&self.resolver).resolve_interval(&refs);
+        let samples = samples_by_process(report.name_samples, &refs, &owners);
         traffic.extend(
             unnamed
                 .into_iter()
@@ -142,7 +158,7 @@ impl Attributor {
                 }),
         );
         let now = std::time::Instant::now();
-        self.peer_names.learn(&report.dns_answers, now);
+        self.peer_names.learn(&samples, now);
         for item in &mut traffic {
             let pid = match &item.owner {
                 Owner::Process(process) => {
@@ -152,7 +168,10 @@ impl Attributor {
                 Owner::Unknown(_) => None,
             };
             if let Some(ends) = &item.ends {
-                item.peer_name = self.peer_names.name(pid, ends.far, now);
+                item.peer_name = self.peer_names.name(pid, ends.far, now).or_else(|| {
+                    let reverse = self.reverse_names.as_ref()?;
+                    reverse.name(ends.far, now)
+                });
             }
         }
         self.workloads.end_interval();
@@ -163,6 +182,37 @@ impl Attributor {
             lost: report.lost,
         }
     }
+}
+
+/// Each sample with the process whose socket it passed: recorded by the kernel, or the
+/// owner attribution found for its flow this interval.
+fn samples_by_process(
+    samples: Vec<NameSample>,
+    refs: &[SocketRef],
+    owners: &[Option<Arc<ProcessIdentity>>],
+) -> Vec<(Option<u32>, NameSample)> {
+    if samples.is_empty() {
+        return Vec::new();
+    }
+    let flow_owners: std::collections::HashMap<Flow, u32> = refs
+        .iter()
+        .zip(owners)
+        .filter_map(|(socket, owner)| match (socket, owner) {
+            (SocketRef::Flow(flow), Some(process)) => Some((*flow, process.pid)),
+            _ => None,
+        })
+        .collect();
+    samples
+        .into_iter()
+        .map(|sample| {
+            let pid = match sample.socket {
+                SampleSocket::Process(pid) => Some(pid),
+                SampleSocket::Flow(flow) => flow_owners.get(&flow).copied(),
+                SampleSocket::Unknown => None,
+            };
+            (pid, sample)
+        })
+        .collect()
 }
 
 /// Traffic whose owner is still to be looked up.

@@ -1,10 +1,11 @@
-//! Names for remote addresses, learnt from the DNS answers the host receives (netgraph
-//! sends no query of its own). A name is the one the process itself looked up where the
-//! answer reached its socket; otherwise the latest answer for the address.
+//! Names for remote addresses, learnt from the DNS answers the host receives and the
+//! server names its TLS clients ask for (netgraph sends no query of its own). A name is
+//! the one the process itself looked up where the answer reached its socket (or that it
+//! asked the server for); otherwise the latest for the address.
 
-use crate::engine::DnsAnswer;
-use hickory_proto::op::Message;
-use hickory_proto::rr::RData;
+mod payloads;
+
+use crate::engine::NameSample;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -28,44 +29,19 @@ pub struct PeerNames {
     by_process: HashMap<(u32, IpAddr), Learnt>,
 }
 
-/// The (address, name, TTL) pairs an answer gives: every A and AAAA record, named
-/// after the question (so a CNAME chain names the address as the process asked).
-fn answers(message: &[u8]) -> Vec<(IpAddr, Arc<str>, Duration)> {
-    let Ok(message) = Message::from_vec(message) else {
-        return Vec::new();
-    };
-    let Some(question) = message.queries().first() else {
-        return Vec::new();
-    };
-    let asked = question.name().to_utf8();
-    let name: Arc<str> = Arc::from(asked.trim_end_matches('.'));
-    message
-        .answers()
-        .iter()
-        .filter_map(|record| {
-            let address = match record.data() {
-                RData::A(a) => IpAddr::V4(a.0),
-                RData::AAAA(aaaa) => IpAddr::V6(aaaa.0),
-                _ => return None,
-            };
-            let ttl = Duration::from_secs(u64::from(record.ttl()));
-            Some((crate::traffic::canonical_ip(address), name.clone(), ttl))
-        })
-        .collect()
-}
-
 impl PeerNames {
-    /// Learns from the answers received this interval.
-    pub fn learn(&mut self, received: &[DnsAnswer], now: Instant) {
-        for answer in received {
-            for (address, name, ttl) in answers(&answer.message) {
+    /// Learns from the payloads sampled this interval; `pid` is the process whose
+    /// socket received the answer or sent the ClientHello, where known.
+    pub fn learn(&mut self, samples: &[(Option<u32>, NameSample)], now: Instant) {
+        for (pid, sample) in samples {
+            for (address, name, ttl) in payloads::names_in(sample) {
                 let learnt = || Learnt {
                     name: name.clone(),
                     expires: now + ttl,
                     used: now,
                 };
                 self.latest.insert(address, learnt());
-                if let Some(pid) = answer.pid {
+                if let Some(pid) = *pid {
                     self.by_process.insert((pid, address), learnt());
                 }
             }

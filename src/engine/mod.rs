@@ -98,13 +98,48 @@ pub struct SocketTraffic {
     pub traffic: Traffic,
 }
 
-/// A DNS answer as it reached a local socket: names for addresses are learnt from it.
+/// What an engine records besides counts, decided at start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recording {
+    /// Each packet's two ends and ports (GeoIP and peers need them).
+    pub addresses: bool,
+    /// DNS answers that reach local sockets (names for peers).
+    pub dns_answers: bool,
+    /// TLS ClientHellos that local sockets send (server names for peers).
+    pub tls_hellos: bool,
+}
+
+/// What a payload a name can be learnt from is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SampleKind {
+    /// A DNS message over UDP.
+    DnsUdp,
+    /// DNS over TCP: messages each behind a two-byte length.
+    DnsTcp,
+    /// A TLS record carrying a ClientHello (the server name).
+    TlsHello,
+}
+
+/// Whose socket a sample passed through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SampleSocket {
+    /// The process the kernel recorded.
+    Process(u32),
+    /// The flow, for attribution to find its owner.
+    Flow(Flow),
+    Unknown,
+}
+
+/// The start of a payload names for addresses are learnt from: a DNS answer that
+/// reached a local socket, or a ClientHello one sent.
 #[derive(Clone, Debug)]
-pub struct DnsAnswer {
-    /// The process whose socket it reached, where known.
-    pub pid: Option<u32>,
-    /// The DNS message (its start, if it was long).
-    pub message: Vec<u8>,
+pub struct NameSample {
+    pub kind: SampleKind,
+    pub socket: SampleSocket,
+    /// The packet's far end (the server a ClientHello went to).
+    pub far: std::net::IpAddr,
+    /// The transport payload (its start, if it was long).
+    pub payload: Vec<u8>,
 }
 
 /// What an engine hands to attribution at the end of an interval.
@@ -117,8 +152,8 @@ pub struct EngineReport {
     pub interfaces: Vec<InterfaceTraffic>,
     /// Events the engine could not record since the previous drain (a full map).
     pub lost: u64,
-    /// DNS answers received since the previous drain (when the engine records them).
-    pub dns_answers: Vec<DnsAnswer>,
+    /// Payloads to learn names from, since the previous drain (as `Recording` asks).
+    pub name_samples: Vec<NameSample>,
 }
 
 /// Sender for "a flow was seen for the first time" hints: attribution resolves the owner

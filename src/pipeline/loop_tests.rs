@@ -95,7 +95,8 @@ fn pipeline(drains: &Arc<AtomicU64>, sink: &Arc<Mutex<Seen>>) -> Pipeline {
         engine: Box::new(FakeEngine {
             drains: drains.clone(),
         }),
-        attributor: Attributor::start(hints, crate::workload::RuntimeSockets::none()).unwrap(),
+        attributor: Attributor::start(hints, crate::workload::RuntimeSockets::none(), false)
+            .unwrap(),
         accountant: Accountant::new(SystemTime::now()),
         sinks: Vec::new(),
         reloadable: vec![Box::new(FakeSink(sink.clone()))],

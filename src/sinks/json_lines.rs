@@ -103,8 +103,15 @@ struct PeerLine<'a> {
     series: SeriesFields<'a>,
     /// The remote address, or `other` for the peers beyond the largest.
     peer_address: String,
-    /// Its name, from the DNS answers the host received.
+    /// Its name, from the DNS answers the host received (or ClientHellos, reverse DNS).
     peer_name: Option<&'a str>,
+    /// The far end's service, e.g. `443/tcp`, where the ports tell it.
+    service: Option<String>,
+    /// The peer's country, with GeoIP.
+    country: Option<&'a str>,
+    pid: Option<u32>,
+    sent_bytes: u64,
+    recv_bytes: u64,
     sent_bytes_last: u64,
     recv_bytes_last: u64,
     sent_packets_last: u64,
@@ -118,6 +125,11 @@ fn peer_line<'a>(row: &'a PeerRow, common: &'a Common) -> PeerLine<'a> {
         series: SeriesFields::of(&row.key, row.workload.as_deref()),
         peer_address: row.peer_label(),
         peer_name: row.name.as_deref(),
+        service: row.service.map(|s| s.to_string()),
+        country: row.country.as_deref(),
+        pid: row.pid,
+        sent_bytes: row.total.sent.bytes,
+        recv_bytes: row.total.recv.bytes,
         sent_bytes_last: row.last.sent.bytes,
         recv_bytes_last: row.last.recv.bytes,
         sent_packets_last: row.last.sent.packets,

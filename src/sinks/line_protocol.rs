@@ -46,7 +46,18 @@ fn network_peer(row: &PeerRow, hostname: &str, millis: u128) -> String {
     if let Some(name) = &row.name {
         tag(&mut line, "peer_name", name);
     }
+    if let Some(service) = row.service {
+        tag(&mut line, "service", &service.to_string());
+    }
+    if let Some(country) = &row.country {
+        tag(&mut line, "country", country);
+    }
     let mut fields = Fields::new(&mut line);
+    if let Some(pid) = row.pid {
+        fields.integer("pid", u64::from(pid));
+    }
+    fields.integer("sent_bytes", row.total.sent.bytes);
+    fields.integer("recv_bytes", row.total.recv.bytes);
     fields.integer("sent_bytes_last", row.last.sent.bytes);
     fields.integer("recv_bytes_last", row.last.recv.bytes);
     fields.integer("sent_packets_last", row.last.sent.packets);

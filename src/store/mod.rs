@@ -8,10 +8,11 @@ mod schema;
 
 pub use query::{GroupBy, History, HistoryPoint, Only, Total};
 
-use crate::accounting::{IntervalReport, ProcessRow};
+use crate::accounting::{IntervalReport, PeerRow, ProcessRow, SeriesKey};
+use crate::traffic::Traffic;
 use crate::workload::Workload;
 use rusqlite::{params, Connection, OpenFlags};
-use schema::Resolution;
+use schema::{Resolution, Samples};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,6 +25,8 @@ pub struct Retention {
     pub hours: Duration,
     /// Bound on the live data in the file; the oldest rows go first beyond it.
     pub max_bytes: u64,
+    /// Peer rows, at every resolution, are kept at most this long.
+    pub peers: Duration,
 }
 
 impl Default for Retention {
@@ -33,16 +36,21 @@ impl Default for Retention {
             minutes: Duration::from_secs(30 * 86_400),
             hours: Duration::from_secs(730 * 86_400),
             max_bytes: 512 << 20,
+            peers: Duration::from_secs(90 * 86_400),
         }
     }
 }
 
 impl Retention {
-    fn of(&self, resolution: Resolution) -> Duration {
-        match resolution {
+    fn of(&self, resolution: Resolution, samples: Samples) -> Duration {
+        let kept = match resolution {
             Resolution::Second => self.seconds,
             Resolution::Minute => self.minutes,
             Resolution::Hour => self.hours,
+        };
+        match samples {
+            Samples::Series => kept,
+            Samples::Peers => kept.min(self.peers),
         }
     }
 }
@@ -53,6 +61,7 @@ pub struct Store {
     path: PathBuf,
     retention: Retention,
     series: HashMap<SeriesColumns, (i64, Option<Arc<Workload>>)>,
+    peers: HashMap<PeerColumns, i64>,
     last_maintenance: Option<Instant>,
 }
 
@@ -101,6 +110,7 @@ impl Store {
             path,
             retention,
             series: HashMap::new(),
+            peers: HashMap::new(),
             last_maintenance: None,
         })
     }
@@ -121,35 +131,38 @@ impl Store {
     pub fn write(&mut self, report: &IntervalReport) -> anyhow::Result<()> {
         let start = seconds(report.start);
         let transaction = self.connection.transaction()?;
-        for resolution in Resolution::ALL {
-            let (table, bucket) = (resolution.table(), resolution.seconds());
-            transaction
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO coverage (resolution, since) VALUES (?1, ?2)",
-                )?
-                .execute(params![table, start - start.rem_euclid(bucket)])?;
+        let mut kinds = vec![Samples::Series];
+        if !report.peers.is_empty() {
+            kinds.push(Samples::Peers);
         }
+        for resolution in Resolution::ALL {
+            for &kind in &kinds {
+                let (table, bucket) = (resolution.table_of(kind), resolution.seconds());
+                transaction
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO coverage (resolution, since) VALUES (?1, ?2)",
+                    )?
+                    .execute(params![table, start - start.rem_euclid(bucket)])?;
+            }
+        }
+        let mut ids: HashMap<&SeriesKey, i64> = HashMap::new();
         for row in &report.processes {
             let id = series_id(&transaction, &mut self.series, row)?;
-            for resolution in Resolution::ALL {
-                let (table, bucket) = (resolution.table(), resolution.seconds());
-                let mut statement = transaction.prepare_cached(&format!(
-                    "INSERT INTO {table} (t, series, sent, recv, sent_packets, recv_packets)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (t, series) DO UPDATE SET
-                       sent = sent + excluded.sent, recv = recv + excluded.recv,
-                       sent_packets = sent_packets + excluded.sent_packets,
-                       recv_packets = recv_packets + excluded.recv_packets"
-                ))?;
-                statement.execute(params![
-                    start - start.rem_euclid(bucket),
-                    id,
-                    clamp(row.last.sent.bytes),
-                    clamp(row.last.recv.bytes),
-                    clamp(row.last.sent.packets),
-                    clamp(row.last.recv.packets),
-                ])?;
-            }
+            ids.insert(&row.key, id);
+            add_sample(&transaction, Samples::Series, start, (id, None), &row.last)?;
+        }
+        for row in &report.peers {
+            let Some(&series) = ids.get(&row.key) else {
+                continue;
+            };
+            let peer = peer_id(&transaction, &mut self.peers, row)?;
+            add_sample(
+                &transaction,
+                Samples::Peers,
+                start,
+                (series, Some(peer)),
+                &row.last,
+            )?;
         }
         transaction.commit()?;
         if self
@@ -165,8 +178,10 @@ impl Store {
     /// Expires rows past each resolution's retention, then enforces the size bound.
     pub fn maintain(&mut self, now: i64) -> anyhow::Result<()> {
         for resolution in Resolution::ALL {
-            let cutoff = now - self.retention.of(resolution).as_secs() as i64;
-            self.expire(resolution.table(), cutoff)?;
+            for kind in [Samples::Series, Samples::Peers] {
+                let cutoff = now - self.retention.of(resolution, kind).as_secs() as i64;
+                self.expire(resolution.table_of(kind), cutoff)?;
+            }
         }
         let mut dropped = 0;
         while self.live_bytes()? > self.retention.max_bytes {
@@ -200,7 +215,10 @@ impl Store {
     /// Deletes the oldest tenth of the largest table's time span; returns rows deleted.
     fn drop_oldest(&mut self) -> anyhow::Result<usize> {
         let mut largest = ("", 0i64);
-        for table in Resolution::ALL.map(Resolution::table) {
+        let tables = [Samples::Series, Samples::Peers]
+            .into_iter()
+            .flat_map(|kind| Resolution::ALL.map(|r| r.table_of(kind)));
+        for table in tables {
             let rows: i64 =
                 self.connection
                     .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
@@ -295,6 +313,75 @@ fn series_id(
         cache.clear();
     }
     cache.insert(key, (id, row.workload.clone()));
+    Ok(id)
+}
+
+/// Adds an interval's traffic to the bucket holding `start`, at every resolution.
+fn add_sample(
+    connection: &Connection,
+    kind: Samples,
+    start: i64,
+    (series, peer): (i64, Option<i64>),
+    traffic: &Traffic,
+) -> anyhow::Result<()> {
+    let (peer_column, peer_value, key) = match kind {
+        Samples::Series => ("", "", "t, series"),
+        Samples::Peers => (", peer", ", ?7", "t, series, peer"),
+    };
+    for resolution in Resolution::ALL {
+        let (table, bucket) = (resolution.table_of(kind), resolution.seconds());
+        let mut statement = connection.prepare_cached(&format!(
+            "INSERT INTO {table} (t, series, sent, recv, sent_packets, recv_packets{peer_column})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6{peer_value})
+             ON CONFLICT ({key}) DO UPDATE SET
+               sent = sent + excluded.sent, recv = recv + excluded.recv,
+               sent_packets = sent_packets + excluded.sent_packets,
+               recv_packets = recv_packets + excluded.recv_packets"
+        ))?;
+        let mut values = vec![
+            start - start.rem_euclid(bucket),
+            series,
+            clamp(traffic.sent.bytes),
+            clamp(traffic.recv.bytes),
+            clamp(traffic.sent.packets),
+            clamp(traffic.recv.packets),
+        ];
+        values.extend(peer);
+        statement.execute(rusqlite::params_from_iter(values))?;
+    }
+    Ok(())
+}
+
+/// A peer in the store: (address or `other`, service, name).
+type PeerColumns = (String, String, String);
+
+/// The peer's id, made on first use.
+fn peer_id(
+    connection: &Connection,
+    cache: &mut HashMap<PeerColumns, i64>,
+    row: &PeerRow,
+) -> anyhow::Result<i64> {
+    let key = (
+        row.peer_label(),
+        row.service.map(|s| s.to_string()).unwrap_or_default(),
+        row.name.as_deref().unwrap_or_default().to_string(),
+    );
+    if let Some(id) = cache.get(&key) {
+        return Ok(*id);
+    }
+    connection.execute(
+        "INSERT OR IGNORE INTO peers (address, service, name) VALUES (?1, ?2, ?3)",
+        params![key.0, key.1, key.2],
+    )?;
+    let id = connection.query_row(
+        "SELECT id FROM peers WHERE address = ?1 AND service = ?2 AND name = ?3",
+        params![key.0, key.1, key.2],
+        |r| r.get(0),
+    )?;
+    if cache.len() > 100_000 {
+        cache.clear();
+    }
+    cache.insert(key, id);
     Ok(id)
 }
 

@@ -1,8 +1,8 @@
 //! Reading the store: totals over a range and time series, grouped by process, user,
-//! interface, cgroup, systemd unit, container, pod or namespace, from the finest
-//! resolution that still covers the range.
+//! interface, cgroup, systemd unit, container, pod, namespace, peer or domain, from the
+//! finest resolution that still covers the range.
 
-use super::schema::Resolution;
+use super::schema::{Resolution, Samples};
 use super::Reader;
 use rusqlite::{params_from_iter, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,10 @@ pub enum GroupBy {
     /// The Kubernetes pod and namespace.
     Pod,
     Namespace,
+    /// The remote address (`other`: the peers beyond each series' largest).
+    Peer,
+    /// The peer's name (as looked up, or from its ClientHello), else its address.
+    Domain,
 }
 
 impl GroupBy {
@@ -37,7 +41,26 @@ impl GroupBy {
             GroupBy::Container => "coalesce(nullif(s.container, ''), s.container_id)",
             GroupBy::Pod => "s.pod",
             GroupBy::Namespace => "s.namespace",
+            GroupBy::Peer => "p.address",
+            GroupBy::Domain => "coalesce(nullif(p.name, ''), p.address)",
         }
+    }
+
+    /// Whether the grouping is by peer, which only the peer tables hold.
+    fn by_peer(self) -> bool {
+        matches!(self, GroupBy::Peer | GroupBy::Domain)
+    }
+}
+
+/// The sample tables a query reads, and how their rows join their series (and peers).
+fn samples_for(group_by: GroupBy, only: Option<&Only>) -> (Samples, &'static str) {
+    if group_by.by_peer() || only.is_some_and(|o| o.group_by.by_peer()) {
+        (
+            Samples::Peers,
+            "JOIN series s ON s.id = x.series JOIN peers p ON p.id = x.peer",
+        )
+    } else {
+        (Samples::Series, "JOIN series s ON s.id = x.series")
     }
 }
 
@@ -46,6 +69,11 @@ pub struct Total {
     pub key: String,
     /// For processes: false for the `unknown ...` buckets.
     pub attributed: bool,
+    /// By peer: the names it had, and the services used there (comma-separated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub names: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services: Option<String>,
     pub sent_bytes: u64,
     pub recv_bytes: u64,
     pub sent_packets: u64,
@@ -79,12 +107,12 @@ pub struct Only<'a> {
 impl Reader {
     /// The finest table complete from `from` on. If none is (a store younger than the
     /// range), every table holds all that was ever written, and the finest is exact.
-    fn table_for(&self, from: i64) -> anyhow::Result<(&'static str, i64)> {
+    fn table_for(&self, from: i64, samples: Samples) -> anyhow::Result<(&'static str, i64)> {
         // Compared at the coarsest bucket, so that tables filled by the same writes tie.
         let coarsest = Resolution::Hour.seconds();
         let mut earliest: Option<(i64, &'static str, i64)> = None;
         for resolution in Resolution::ALL {
-            let (table, bucket) = (resolution.table(), resolution.seconds());
+            let (table, bucket) = (resolution.table_of(samples), resolution.seconds());
             let since: Option<i64> = self
                 .connection
                 .query_row(
@@ -103,11 +131,10 @@ impl Reader {
             }
         }
         let finest = Resolution::Second;
-        Ok(
-            earliest.map_or((finest.table(), finest.seconds()), |(_, table, bucket)| {
-                (table, bucket)
-            }),
-        )
+        Ok(earliest.map_or(
+            (finest.table_of(samples), finest.seconds()),
+            |(_, table, bucket)| (table, bucket),
+        ))
     }
 
     /// Totals per group over `[from, to)`, largest first, at most `top` groups.
@@ -119,13 +146,19 @@ impl Reader {
         top: usize,
         only: Option<Only>,
     ) -> anyhow::Result<(i64, Vec<Total>)> {
-        let (table, bucket) = self.table_for(from)?;
+        let (samples, join) = samples_for(group_by, only.as_ref());
+        let (table, bucket) = self.table_for(from, samples)?;
         let (filter, mut values) = only_clause(only);
         let from = from - from.rem_euclid(bucket);
         values.splice(0..0, [from.to_string(), to.to_string()]);
+        let details = if group_by == GroupBy::Peer {
+            "group_concat(DISTINCT nullif(p.name, '')), group_concat(DISTINCT nullif(p.service, ''))"
+        } else {
+            "NULL, NULL"
+        };
         let sql = format!(
-            "SELECT {key} AS k, max(s.attributed), sum(x.sent), sum(x.recv), sum(x.sent_packets), sum(x.recv_packets)
-             FROM {table} x JOIN series s ON s.id = x.series
+            "SELECT {key} AS k, max(s.attributed), sum(x.sent), sum(x.recv), sum(x.sent_packets), sum(x.recv_packets), {details}
+             FROM {table} x {join}
              WHERE x.t >= ?1 AND x.t < ?2 {filter}
              GROUP BY k ORDER BY sum(x.sent) + sum(x.recv) DESC LIMIT {top}",
             key = group_by.column(),
@@ -140,6 +173,8 @@ impl Reader {
                     recv_bytes: r.get::<_, i64>(3)? as u64,
                     sent_packets: r.get::<_, i64>(4)? as u64,
                     recv_packets: r.get::<_, i64>(5)? as u64,
+                    names: r.get(6)?,
+                    services: r.get(7)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -157,7 +192,8 @@ impl Reader {
         only: Option<Only>,
     ) -> anyhow::Result<History> {
         let step = step.max(1);
-        let (table, resolution) = self.table_for(from)?;
+        let (samples, join) = samples_for(group_by, only.as_ref());
+        let (table, resolution) = self.table_for(from, samples)?;
         let step = (step + resolution - 1) / resolution * resolution;
         let only_key = only.as_ref().map(|o| (o.group_by, o.key.to_string()));
         let keys: Vec<String> = self
@@ -180,7 +216,7 @@ impl Reader {
         values.splice(0..0, [from.to_string(), to.to_string()]);
         let sql = format!(
             "SELECT x.t - (x.t % {step}) AS bucket, {key} AS k, sum(x.sent), sum(x.recv)
-             FROM {table} x JOIN series s ON s.id = x.series
+             FROM {table} x {join}
              WHERE x.t >= ?1 AND x.t < ?2 {filter}
              GROUP BY bucket, k ORDER BY bucket",
             key = group_by.column(),

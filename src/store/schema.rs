@@ -3,6 +3,13 @@
 
 use rusqlite::Connection;
 
+/// What a sample table holds: series, or series by peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Samples {
+    Series,
+    Peers,
+}
+
 /// The resolutions samples are kept at, each in a table of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Resolution {
@@ -16,10 +23,17 @@ impl Resolution {
     pub const ALL: [Resolution; 3] = [Resolution::Second, Resolution::Minute, Resolution::Hour];
 
     pub fn table(self) -> &'static str {
-        match self {
-            Resolution::Second => "samples_1s",
-            Resolution::Minute => "samples_1m",
-            Resolution::Hour => "samples_1h",
+        self.table_of(Samples::Series)
+    }
+
+    pub fn table_of(self, samples: Samples) -> &'static str {
+        match (samples, self) {
+            (Samples::Series, Resolution::Second) => "samples_1s",
+            (Samples::Series, Resolution::Minute) => "samples_1m",
+            (Samples::Series, Resolution::Hour) => "samples_1h",
+            (Samples::Peers, Resolution::Second) => "peer_samples_1s",
+            (Samples::Peers, Resolution::Minute) => "peer_samples_1m",
+            (Samples::Peers, Resolution::Hour) => "peer_samples_1h",
         }
     }
 
@@ -86,8 +100,34 @@ fn workloads() -> String {
     .collect()
 }
 
+/// 4: each series' traffic by peer (address and service, with the name it had), at
+/// the same three resolutions.
+fn peers() -> String {
+    let mut sql = String::from(
+        "CREATE TABLE peers (
+            id INTEGER PRIMARY KEY,
+            address TEXT NOT NULL,     -- 'other' for the peers beyond a series' largest
+            service TEXT NOT NULL DEFAULT '',
+            name TEXT NOT NULL DEFAULT '',
+            UNIQUE (address, service, name)
+        );",
+    );
+    for resolution in Resolution::ALL {
+        let table = resolution.table_of(Samples::Peers);
+        sql += &format!(
+            "CREATE TABLE {table} (
+                t INTEGER NOT NULL, series INTEGER NOT NULL, peer INTEGER NOT NULL,
+                sent INTEGER NOT NULL, recv INTEGER NOT NULL,
+                sent_packets INTEGER NOT NULL, recv_packets INTEGER NOT NULL,
+                PRIMARY KEY (t, series, peer)
+            ) WITHOUT ROWID;"
+        );
+    }
+    sql
+}
+
 /// Applied in order, each once; never edit one that has shipped, add another.
-const MIGRATIONS: &[fn() -> String] = &[series_and_samples, coverage, workloads];
+const MIGRATIONS: &[fn() -> String] = &[series_and_samples, coverage, workloads, peers];
 
 /// The schema version this build writes.
 pub fn current_version() -> i64 {

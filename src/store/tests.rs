@@ -328,3 +328,118 @@ fn series_are_grouped_by_container_pod_and_unit_named_as_the_runtime_answers() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn peer(process: &ProcessRow, address: Option<&str>, name: Option<&str>, sent: u64) -> PeerRow {
+    let mut last = Traffic::default();
+    last.sent.bytes = sent;
+    last.sent.packets = 1;
+    PeerRow {
+        key: process.key.clone(),
+        workload: None,
+        peer: address.map(|a| a.parse().unwrap()),
+        service: address.map(|_| crate::traffic::Service {
+            protocol: crate::traffic::Protocol::Tcp,
+            port: 443,
+        }),
+        name: name.map(Arc::from),
+        country: None,
+        pid: process.pid,
+        last,
+        total: last,
+    }
+}
+
+#[test]
+fn peers_are_kept_per_process_and_add_up_to_it_at_every_resolution() {
+    let dir = scratch("peers");
+    let mut store = Store::open(&dir, Retention::default()).unwrap();
+    let seconds = 2 * 3600;
+    for s in 0..seconds {
+        let curl = row("curl", Some(1000), "eth0", "", 300, 0);
+        let sshd = row("sshd", Some(0), "eth0", "", 50, 0);
+        let mut report = report(START + s, vec![curl.clone(), sshd.clone()]);
+        report.peers = vec![
+            peer(&curl, Some("192.0.2.10"), Some("files.example.org"), 200),
+            peer(&curl, Some("192.0.2.11"), None, 60),
+            peer(&curl, None, None, 40),
+            peer(&sshd, Some("192.0.2.10"), Some("files.example.org"), 50),
+        ];
+        store.write(&report).unwrap();
+    }
+    let reader = store.reader().unwrap();
+    let (from, to) = (START as i64, (START + seconds) as i64);
+    // Before the seconds expire and after: minutes and hours hold the same sums.
+    for (range, expected_resolution) in [((to - 600, to), 1), ((from, to), 1)] {
+        let (resolution, peers) = reader
+            .totals(range.0, range.1, GroupBy::Peer, 10, None)
+            .unwrap();
+        assert_eq!(resolution, expected_resolution);
+        let span = (range.1 - range.0) as u64;
+        let by_key: HashMap<&str, u64> = peers
+            .iter()
+            .map(|t| (t.key.as_str(), t.sent_bytes))
+            .collect();
+        assert_eq!(by_key["192.0.2.10"], 250 * span);
+        assert_eq!(by_key["192.0.2.11"], 60 * span);
+        assert_eq!(by_key["other"], 40 * span);
+        let files = peers.iter().find(|t| t.key == "192.0.2.10").unwrap();
+        assert_eq!(files.names.as_deref(), Some("files.example.org"));
+        assert_eq!(files.services.as_deref(), Some("443/tcp"));
+    }
+    // A process's peers over the range add up to the process.
+    let only = Only {
+        group_by: GroupBy::Process,
+        key: "curl",
+    };
+    let curl_peers = reader
+        .totals(from, to, GroupBy::Domain, 10, Some(only))
+        .unwrap()
+        .1;
+    let keys: Vec<&str> = curl_peers.iter().map(|t| t.key.as_str()).collect();
+    assert_eq!(keys, ["files.example.org", "192.0.2.11", "other"]);
+    let curl = reader
+        .totals(from, to, GroupBy::Process, 10, None)
+        .unwrap()
+        .1;
+    let curl_total = curl.iter().find(|t| t.key == "curl").unwrap().sent_bytes;
+    assert_eq!(
+        curl_peers.iter().map(|t| t.sent_bytes).sum::<u64>(),
+        curl_total
+    );
+    // Who talked to a domain.
+    let only = Only {
+        group_by: GroupBy::Domain,
+        key: "files.example.org",
+    };
+    let talkers = reader
+        .totals(from, to, GroupBy::Process, 10, Some(only))
+        .unwrap()
+        .1;
+    let talkers: Vec<(&str, u64)> = talkers
+        .iter()
+        .map(|t| (t.key.as_str(), t.sent_bytes))
+        .collect();
+    assert_eq!(talkers, [("curl", 200 * 7200), ("sshd", 50 * 7200)]);
+    let history = reader
+        .history(from, to, 3600, GroupBy::Domain, 5, None)
+        .unwrap();
+    assert_eq!(history.points.len(), 2);
+    // Peers expire after their own retention, the process rows stay.
+    store.retention.peers = Duration::from_secs(1800);
+    store.maintain(to).unwrap();
+    let peers = reader.totals(from, to, GroupBy::Peer, 10, None).unwrap().1;
+    let kept: u64 = peers.iter().map(|t| t.sent_bytes).sum();
+    assert!(
+        kept <= 350 * 1800 + 350 * 3600,
+        "peers beyond their retention: {kept}"
+    );
+    let processes = reader
+        .totals(from, to, GroupBy::Process, 10, None)
+        .unwrap()
+        .1;
+    assert_eq!(
+        processes.iter().map(|t| t.sent_bytes).sum::<u64>(),
+        350 * 7200
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

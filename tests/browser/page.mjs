@@ -1,7 +1,7 @@
 // Opens netgraph's page in headless Debian chromium and reports what a user would see:
-// the row of KEY in the totals by GROUP (process, container, pod or unit; exact bytes
-// from its data attributes), the series of the history chart drawn by GROUP, and the
-// history shown after clicking the row.
+// the row of KEY in the totals by GROUP (process, container, pod, unit or domain; exact
+// bytes from its data attributes), the series of the history chart drawn by GROUP, and
+// the history shown after clicking the row (for a process: its peers and domains).
 // Usage: node page.mjs URL GROUP KEY SCREENSHOT
 import { chromium } from "playwright-core";
 
@@ -31,8 +31,15 @@ try {
   await page.locator("#detail.open #detail-chart svg path").first().waitFor({ timeout: 10000 });
   const detailName = await page.locator("#detail-name").textContent();
   const detailSent = Number(await page.locator("#detail-totals [data-sent]").getAttribute("data-sent"));
+  let detailPeers = [], detailDomains = [];
+  if (group === "process" && await page.locator("#detail-peers-view:not([hidden])").count() > 0) {
+    await page.locator("#detail-peers tr[data-peer]").first().waitFor({ timeout: 10000 });
+    detailPeers = await page.locator("#detail-peers tr[data-peer]").evaluateAll((rows) => rows.map((r) => (
+      { peer: r.dataset.peer, names: r.dataset.names, sent: Number(r.dataset.sent), recv: Number(r.dataset.recv) })));
+    detailDomains = await page.locator("#detail-domains-chart svg path").evaluateAll((paths) => paths.map((p) => p.dataset.key));
+  }
   await page.screenshot({ path: screenshot, fullPage: true });
-  console.log(JSON.stringify({ sent, recv, shown, chartSeries, detailName, detailSent, errors }));
+  console.log(JSON.stringify({ sent, recv, shown, chartSeries, detailName, detailSent, detailPeers, detailDomains, errors }));
 } finally {
   await browser.close();
 }

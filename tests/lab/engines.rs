@@ -131,3 +131,29 @@ pub struct KernelAnswering {
 pub fn settle() {
     std::thread::sleep(Duration::from_millis(300));
 }
+
+/// Runs `case` for each engine, as `case::capture` and `case::ebpf`.
+#[allow(unused_macros)]
+macro_rules! for_both_engines {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            use super::*;
+
+            #[test]
+            #[ignore = "needs root; scripts/test.sh runs it as root"]
+            fn capture() {
+                require_root();
+                super::$case(EngineUnderTest::Capture);
+            }
+
+            #[test]
+            #[ignore = "needs root; scripts/test.sh runs it as root"]
+            fn ebpf() {
+                require_root();
+                super::$case(EngineUnderTest::Ebpf);
+            }
+        }
+    )*};
+}
+#[allow(unused_imports)]
+pub(crate) use for_both_engines;

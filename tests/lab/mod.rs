@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod containerd;
+pub mod dns;
 pub mod engines;
 pub mod podman;
 
@@ -336,19 +337,40 @@ impl Lab {
 
     /// Starts a tool behind a launcher command, output piped.
     fn spawn_with(&self, launcher: &[&str], tool: &str, args: &[&str]) -> Child {
-        Command::new(launcher[0])
+        self.command_with(launcher, tool, args).spawn().unwrap()
+    }
+
+    fn command_with(&self, launcher: &[&str], tool: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(launcher[0]);
+        command
             .args(&launcher[1..])
             .arg(self.tool(tool))
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+            .stderr(Stdio::piped());
+        command
     }
 
     /// Runs a tool to its end and returns what it printed.
     pub fn exec(&self, ns: &str, tool: &str, args: &[&str]) -> String {
-        let output = self.spawn(ns, tool, args).wait_with_output().unwrap();
+        self.exec_with_env(ns, tool, args, &[])
+    }
+
+    /// Runs a tool to its end with `env` set, and returns what it printed.
+    pub fn exec_with_env(
+        &self,
+        ns: &str,
+        tool: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> String {
+        let output = self
+            .command_with(&["ip", "netns", "exec", ns], tool, args)
+            .envs(env.iter().copied())
+            .spawn()
+            .unwrap()
+            .wait_with_output()
+            .unwrap();
         assert!(
             output.status.success(),
             "{tool} {args:?}: {}",

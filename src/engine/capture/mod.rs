@@ -8,6 +8,7 @@ mod fragments;
 pub mod hot_path;
 mod interfaces;
 mod link;
+mod name_samples;
 mod worker;
 
 pub use decode::{decode, Decoded, IpPacket};
@@ -16,8 +17,9 @@ pub use link::{Link, LinkDirection, LinkType};
 pub use worker::CaptureSettings;
 
 use super::host_addresses::LocalAddresses;
-use super::{Engine, EngineReport, FlowHints};
+use super::{Engine, EngineReport, FlowHints, Recording};
 use arc_swap::ArcSwap;
+use name_samples::NameSamples;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,6 +33,8 @@ const RESCAN_EVERY: Duration = Duration::from_millis(500);
 pub struct CaptureEngine {
     shared: Arc<Shared>,
     watcher: Option<JoinHandle<()>>,
+    /// DNS answers and ClientHellos, when names for peers are wanted.
+    name_samples: Option<NameSamples>,
 }
 
 struct Shared {
@@ -55,6 +59,7 @@ impl CaptureEngine {
     pub fn start(
         selection: InterfaceSelection,
         settings: CaptureSettings,
+        recording: Recording,
         hints: FlowHints,
     ) -> anyhow::Result<CaptureEngine> {
         let shared = Arc::new(Shared {
@@ -80,6 +85,7 @@ impl CaptureEngine {
         Ok(CaptureEngine {
             shared,
             watcher: Some(watcher),
+            name_samples: NameSamples::start(recording),
         })
     }
 
@@ -196,6 +202,9 @@ impl Engine for CaptureEngine {
             let (flows, totals) = worker.state().drain();
             report.flows.extend(flows);
             report.interfaces.push(totals);
+        }
+        if let Some(samples) = &self.name_samples {
+            report.name_samples = samples.drain();
         }
         report
     }

@@ -50,6 +50,8 @@ pub struct CounterKey {
     pub ip_number: u8,
     /// The packets' (near, far) addresses, when the engine records them.
     pub ends: Option<(IpAddr, IpAddr)>,
+    /// The packets' (near, far) TCP or UDP ports, with their addresses (else 0).
+    pub ports: (u16, u16),
     /// A request or time-wait socket: never owned, gone once quiet.
     pub transient: bool,
 }
@@ -78,15 +80,17 @@ pub fn address(bytes: [u8; 16]) -> IpAddr {
 
 /// Parses a key of either counter map (by socket, or by socket and both ends).
 fn parse_key(bytes: &[u8]) -> Option<CounterKey> {
-    let (key, ends) = match plain_data::read::<types::peer_traffic_key>(bytes) {
+    let (key, ends, ports) = match plain_data::read::<types::peer_traffic_key>(bytes) {
         Some(peer) => (
             peer.socket,
             Some((address(peer.ends.near), address(peer.ends.far))),
+            (peer.near_port, peer.far_port),
         ),
-        None => (plain_data::read::<types::traffic_key>(bytes)?, None),
+        None => (plain_data::read::<types::traffic_key>(bytes)?, None, (0, 0)),
     };
     Some(CounterKey {
         ends,
+        ports,
         cookie: key.cookie,
         tgid: key.tgid,
         ifindex: key.ifindex,

@@ -3,6 +3,7 @@
 use super::interface_hooks;
 use super::skeleton::{NetgraphSkel, NetgraphSkelBuilder, OpenNetgraphSkel};
 use super::support::{check_support, Unsupported};
+use crate::engine::Recording;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::Link;
 use std::mem::MaybeUninit;
@@ -20,9 +21,9 @@ pub struct Loaded {
     pub follows_use: bool,
 }
 
-/// `record_addresses` counts by both ends of each packet too, at the cost of a larger
-/// key per packet.
-pub fn load(record_addresses: bool) -> Result<Loaded, Unsupported> {
+/// `recording.addresses` counts by both ends of each packet too, at the cost of a
+/// larger key per packet.
+pub fn load(recording: Recording) -> Result<Loaded, Unsupported> {
     let cgroup_root = check_support()?;
     // Per-interface hooks need tcx (Linux 6.6); without it they are not loaded, so
     // older kernels still count every socket.
@@ -30,7 +31,7 @@ pub fn load(record_addresses: bool) -> Result<Loaded, Unsupported> {
     if !tcx {
         tracing::info!("Linux before 6.6 (no tcx): traffic without a local socket (forwarded, ARP) is not counted per interface");
     }
-    let skel = open(record_addresses, tcx)?
+    let skel = open(recording, tcx)?
         .load()
         .map_err(|e| Unsupported::load(&e))?;
     let mut links = attach_to_cgroup(&skel, &cgroup_root)?;
@@ -44,7 +45,7 @@ pub fn load(record_addresses: bool) -> Result<Loaded, Unsupported> {
     })
 }
 
-fn open(record_addresses: bool, tcx: bool) -> Result<OpenNetgraphSkel<'static>, Unsupported> {
+fn open(recording: Recording, tcx: bool) -> Result<OpenNetgraphSkel<'static>, Unsupported> {
     // The skeleton borrows its object storage for its whole life, which is the
     // engine's: one allocation per engine, given up when the process ends.
     let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
@@ -69,10 +70,12 @@ fn open(record_addresses: bool, tcx: bool) -> Result<OpenNetgraphSkel<'static>, 
         }
     }
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-        rodata.record_addresses = u8::from(record_addresses);
+        rodata.record_addresses = u8::from(recording.addresses);
+        rodata.record_dns_answers = u8::from(recording.addresses && recording.dns_answers);
+        rodata.record_tls_hellos = u8::from(recording.addresses && recording.tls_hellos);
     }
     // The counter maps not used get one entry, to take no memory.
-    let unused = if record_addresses {
+    let unused = if recording.addresses {
         [&mut open.maps.traffic, &mut open.maps.interface_traffic]
     } else {
         [
@@ -83,9 +86,8 @@ fn open(record_addresses: bool, tcx: bool) -> Result<OpenNetgraphSkel<'static>, 
     for map in unused {
         let _ = map.set_max_entries(1);
     }
-    if !record_addresses {
-        // DNS answers are queued only with addresses recorded.
-        let _ = open.maps.dns_answers.set_max_entries(1);
+    if !(recording.addresses && (recording.dns_answers || recording.tls_hellos)) {
+        let _ = open.maps.payload_samples.set_max_entries(1);
     }
     Ok(open)
 }

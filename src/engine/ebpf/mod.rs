@@ -15,10 +15,10 @@ mod support;
 
 use super::host_addresses::{self, LocalAddresses};
 use super::{
-    DnsAnswer, Engine, EngineReport, InterfaceName, InterfaceTraffic, KernelOwnership,
-    SocketTraffic,
+    Engine, EngineReport, InterfaceName, InterfaceTraffic, KernelOwnership, NameSample, Recording,
+    SampleKind, SampleSocket, SocketTraffic,
 };
-use crate::traffic::{Counter, Ends, Protocol, Traffic};
+use crate::traffic::{Counter, Ends, Protocol, Service, Traffic};
 use counters::{CounterKey, Counters, Direction};
 use interface_hooks::InterfaceHooks;
 use interface_names::InterfaceNames;
@@ -40,7 +40,15 @@ const SWEEP_EVERY: u64 = 10;
 /// addresses are recorded: (cookie, tgid, ifindex, protocol, (near, far)). The cookie
 /// is `None` where no process can own the socket (a request or time-wait socket, or
 /// none at all), so that attribution does not look for one.
-type SocketKey = (Option<u64>, u32, u32, Protocol, Option<(IpAddr, IpAddr)>);
+/// Socket, owner, interface, protocol, both ends and their ports.
+type SocketKey = (
+    Option<u64>,
+    u32,
+    u32,
+    Protocol,
+    Option<(IpAddr, IpAddr)>,
+    (u16, u16),
+);
 
 /// The socket counter map in use.
 fn traffic_map<'a>(maps: &'a NetgraphMaps<'static>, record_addresses: bool) -> &'a MapMut<'static> {
@@ -62,8 +70,8 @@ pub struct EbpfEngine {
     drains: u64,
     /// Whether sockets are adopted by the processes that use them (Linux 6.3+).
     pub follows_use: bool,
-    /// Whether each packet's two ends are recorded (for GeoIP).
-    record_addresses: bool,
+    /// What is recorded besides counts (both ends for GeoIP and peers, names).
+    recording: Recording,
     host: LocalAddresses,
     /// Sockets whose counters were all unchanged at the last drain.
     idle: HashSet<u64>,
@@ -71,10 +79,10 @@ pub struct EbpfEngine {
 }
 
 impl EbpfEngine {
-    /// `record_addresses` counts by both ends of each packet too (GeoIP needs them),
-    /// at the cost of a larger key per packet.
-    pub fn start(record_addresses: bool) -> Result<EbpfEngine, Unsupported> {
-        let loaded = loading::load(record_addresses)?;
+    /// `recording.addresses` counts by both ends of each packet too (GeoIP and peers
+    /// need them), at the cost of a larger key per packet.
+    pub fn start(recording: Recording) -> Result<EbpfEngine, Unsupported> {
+        let loaded = loading::load(recording)?;
         let mut hooks = InterfaceHooks::default();
         if loaded.tcx {
             hooks.sync(&loaded.skel);
@@ -89,7 +97,7 @@ impl EbpfEngine {
             lost_reported: 0,
             drains: 0,
             follows_use: loaded.follows_use,
-            record_addresses,
+            recording,
             host: LocalAddresses::default(),
             idle: HashSet::new(),
             sweeper: Sweeper::default(),
@@ -112,6 +120,7 @@ impl EbpfEngine {
                     key.ifindex,
                     key.protocol,
                     key.ends,
+                    key.ports,
                 ))
                 .or_insert_with(|| {
                     let ownership = KernelOwnership {
@@ -145,7 +154,7 @@ impl EbpfEngine {
         sockets
             .into_iter()
             .map(
-                |((cookie, _, ifindex, protocol, ends), (traffic, ownership))| {
+                |((cookie, _, ifindex, protocol, ends, ports), (traffic, ownership))| {
                     let netns = ownership.socket.as_ref().or(ownership.mover.as_ref());
                     SocketTraffic {
                         interface: self.names.name(netns.map(|owner| owner.netns), ifindex),
@@ -156,6 +165,7 @@ impl EbpfEngine {
                             near,
                             far,
                             near_is_host: true,
+                            service: Service::of(protocol, ports.0, ports.1),
                         }),
                         traffic,
                     }
@@ -169,7 +179,7 @@ impl EbpfEngine {
     fn interface_only_traffic(&mut self) -> (Vec<SocketTraffic>, Vec<(u32, Counter)>) {
         self.hooks.sync(&self.skel);
         let maps = &self.skel.maps;
-        let interface_map = if self.record_addresses {
+        let interface_map = if self.recording.addresses {
             &maps.interface_peer_traffic
         } else {
             &maps.interface_traffic
@@ -192,6 +202,7 @@ impl EbpfEngine {
                     near,
                     far,
                     near_is_host: self.host.is_local(near),
+                    service: None,
                 }),
                 traffic: item.traffic,
             })
@@ -199,19 +210,30 @@ impl EbpfEngine {
         (traffic, non_ip.into_iter().collect())
     }
 
-    /// DNS answers the kernel side queued since the last call (with addresses only).
-    fn dns_answers(&self) -> Vec<DnsAnswer> {
-        if !self.record_addresses {
+    /// Payloads the kernel side queued to learn names from, since the last call.
+    fn name_samples(&self) -> Vec<NameSample> {
+        if !self.recording.dns_answers && !self.recording.tls_hellos {
             return Vec::new();
         }
-        map_ops::drain_queue(&self.skel.maps.dns_answers)
+        map_ops::drain_queue(&self.skel.maps.payload_samples)
             .iter()
             .filter_map(|bytes| {
-                let answer: types::dns_answer = plain_data::read(bytes)?;
-                let length = (answer.length as usize).min(answer.data.len());
-                Some(DnsAnswer {
-                    pid: (answer.tgid != 0).then_some(answer.tgid),
-                    message: answer.data[..length].to_vec(),
+                let sample: types::payload_sample = plain_data::read(bytes)?;
+                let kind = match sample.kind {
+                    types::sample_kind::SAMPLE_DNS_UDP => SampleKind::DnsUdp,
+                    types::sample_kind::SAMPLE_DNS_TCP => SampleKind::DnsTcp,
+                    types::sample_kind::SAMPLE_TLS_HELLO => SampleKind::TlsHello,
+                    _ => return None,
+                };
+                let length = (sample.length as usize).min(sample.data.len());
+                Some(NameSample {
+                    kind,
+                    socket: match sample.tgid {
+                        0 => SampleSocket::Unknown,
+                        tgid => SampleSocket::Process(tgid),
+                    },
+                    far: counters::address(sample.far),
+                    payload: sample.data[..length].to_vec(),
                 })
             })
             .collect()
@@ -285,14 +307,14 @@ impl Engine for EbpfEngine {
     }
 
     fn records_addresses(&self) -> bool {
-        self.record_addresses
+        self.recording.addresses
     }
 
     fn drain(&mut self) -> EngineReport {
         self.drains += 1;
         let deltas = self
             .counters
-            .read(traffic_map(&self.skel.maps, self.record_addresses));
+            .read(traffic_map(&self.skel.maps, self.recording.addresses));
         self.idle = deltas.idle;
         let mut sockets = self.socket_traffic(deltas.changed);
         let mut non_ip = Vec::new();
@@ -309,7 +331,7 @@ impl Engine for EbpfEngine {
             sockets,
             flows: Vec::new(),
             lost: self.new_losses(),
-            dns_answers: self.dns_answers(),
+            name_samples: self.name_samples(),
         }
     }
 
@@ -335,7 +357,7 @@ impl Engine for EbpfEngine {
         let forgotten: Vec<Vec<u8>> = self
             .counters
             .collect(
-                traffic_map(maps, self.record_addresses),
+                traffic_map(maps, self.recording.addresses),
                 idle,
                 &mut released,
             )

@@ -25,7 +25,7 @@ unsafe impl PlainData for types::interface_peer_key {}
 // SAFETY: as above (an array of C chars).
 unsafe impl PlainData for types::cgroup_path {}
 // SAFETY: as above.
-unsafe impl PlainData for types::dns_answer {}
+unsafe impl PlainData for types::payload_sample {}
 
 /// The value in `bytes`, if they are exactly its size.
 pub fn read<T: PlainData>(bytes: &[u8]) -> Option<T> {

@@ -226,8 +226,15 @@ fn peers_are_a_measurement_of_their_own() {
             key: key.clone(),
             workload: None,
             peer,
+            service: peer.map(|_| crate::traffic::Service {
+                protocol: crate::traffic::Protocol::Tcp,
+                port: 443,
+            }),
             name: peer.map(|_| "mirror.example.org".into()),
+            country: None,
+            pid: Some(4242),
             last: traffic(100, 10),
+            total: traffic(300, 30),
         });
     }
     let lines = encode(&report, "host");
@@ -239,7 +246,10 @@ fn peers_are_a_measurement_of_their_own() {
     let tags = tags_of(peers[0]);
     let peer = ("peer".to_string(), "2001:db8::1".to_string());
     let name = ("peer_name".to_string(), "mirror.example.org".to_string());
-    assert_eq!(tags[tags.len() - 2..], [peer, name]);
+    let service = ("service".to_string(), "443/tcp".to_string());
+    assert_eq!(tags[tags.len() - 3..], [peer, name, service]);
     assert!(peers[1].contains(",peer=other "), "{}", peers[1]);
-    assert!(peers[0].contains("sent_bytes_last=100i"), "{}", peers[0]);
+    for field in ["pid=4242i", "sent_bytes=300i", "sent_bytes_last=100i"] {
+        assert!(peers[0].contains(field), "{field}: {}", peers[0]);
+    }
 }

@@ -39,9 +39,13 @@ struct traffic_value {
 	__u64 packets;
 };
 
-/* Set by userspace before loading when GeoIP needs each packet's two ends; the
+/* Set by userspace before loading when GeoIP or peers need each packet's two ends; the
  * verifier drops the branch not taken, so without it counting costs what it did. */
 const volatile __u8 record_addresses = 0;
+/* With record_addresses: queue the DNS answers sockets receive (names for peers). */
+const volatile __u8 record_dns_answers = 0;
+/* With record_addresses: queue the TLS ClientHellos sockets send (server names). */
+const volatile __u8 record_tls_hellos = 0;
 
 /* Both ends of a packet as IPv6 (IPv4 mapped to ::ffff:a.b.c.d): `near` is this
  * host's side of the interface (the sender on egress), `far` the other. */
@@ -53,6 +57,10 @@ struct ends {
 struct peer_traffic_key {
 	struct traffic_key socket;
 	struct ends ends;
+	/* TCP and UDP ports, host byte order; 0 for other protocols. */
+	__u16 near_port;
+	__u16 far_port;
+	__u32 pad;
 };
 
 struct owner {
@@ -279,9 +287,10 @@ static __always_inline void add_packet(void *map, void *key, __u64 bytes, int pe
 }
 
 /* Reads a packet's two ends from its IP header, `offset` bytes into the packet
- * (relative to the network header when `from_network`). */
-static __always_inline void read_ends(struct __sk_buff *skb, enum direction direction, int from_network,
-				      struct ends *ends)
+ * (relative to the network header when `from_network`). Returns the IP header's
+ * length (0 if the packet is not IP). */
+static __always_inline __u32 read_ends(struct __sk_buff *skb, enum direction direction, int from_network,
+				       struct ends *ends)
 {
 	__u8 version = 0;
 	__u8 *source = direction == EGRESS ? ends->near : ends->far;
@@ -289,9 +298,9 @@ static __always_inline void read_ends(struct __sk_buff *skb, enum direction dire
 	__u32 base = from_network ? BPF_HDR_START_NET : BPF_HDR_START_MAC;
 	if (from_network) {
 		if (bpf_skb_load_bytes_relative(skb, 0, &version, 1, base))
-			return;
+			return 0;
 	} else if (bpf_skb_load_bytes(skb, 0, &version, 1)) {
-		return;
+		return 0;
 	}
 	if ((version >> 4) == 4) {
 		source[10] = source[11] = 0xff;
@@ -303,7 +312,9 @@ static __always_inline void read_ends(struct __sk_buff *skb, enum direction dire
 			bpf_skb_load_bytes(skb, 12, source + 12, 4);
 			bpf_skb_load_bytes(skb, 16, destination + 12, 4);
 		}
-	} else if ((version >> 4) == 6) {
+		return (version & 0xf) * 4;
+	}
+	if ((version >> 4) == 6) {
 		if (from_network) {
 			bpf_skb_load_bytes_relative(skb, 8, source, 16, base);
 			bpf_skb_load_bytes_relative(skb, 24, destination, 16, base);
@@ -311,73 +322,118 @@ static __always_inline void read_ends(struct __sk_buff *skb, enum direction dire
 			bpf_skb_load_bytes(skb, 8, source, 16);
 			bpf_skb_load_bytes(skb, 24, destination, 16);
 		}
+		return 40;
 	}
+	return 0;
 }
 
-/* DNS answers that reach a socket (UDP from port 53; their first 511 bytes), with the
- * socket they reached, for userspace to learn names for addresses from (only with
- * record_addresses). A queue
- * that overwrites its oldest entry when full: names are a hint, never a count. */
-#define DNS_MAX 512
+/* The ports of a TCP or UDP packet whose transport header starts at `header`. */
+static __always_inline void read_ports(struct __sk_buff *skb, enum direction direction, __u32 header,
+				       struct peer_traffic_key *peer)
+{
+	__u16 ports[2] = {};
+	if (bpf_skb_load_bytes(skb, header, ports, sizeof(ports)))
+		return;
+	__u16 source = bpf_ntohs(ports[0]), destination = bpf_ntohs(ports[1]);
+	peer->near_port = direction == EGRESS ? source : destination;
+	peer->far_port = direction == EGRESS ? destination : source;
+}
 
-struct dns_answer {
+/* Payloads names for peers are learnt from: DNS answers that reach a socket (from
+ * port 53, over UDP or TCP) and TLS ClientHellos a socket sends (the server name), their
+ * first bytes, with the socket and the far end. A queue that overwrites its oldest
+ * entry when full: names are a hint, never a count. */
+#define SAMPLE_MAX 2048
+
+enum sample_kind {
+	SAMPLE_DNS_UDP = 1,
+	SAMPLE_DNS_TCP = 2,
+	SAMPLE_TLS_HELLO = 3,
+} __attribute__((packed));
+
+struct payload_sample {
 	__u64 cookie;
 	__u32 tgid;
 	__u32 length;
-	__u8 data[DNS_MAX];
+	__u8 far[16];
+	enum sample_kind kind;
+	__u8 pad[7];
+	__u8 data[SAMPLE_MAX];
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_QUEUE);
-	__uint(max_entries, 1024);
-	__type(value, struct dns_answer);
-} dns_answers SEC(".maps");
+	__uint(max_entries, 512);
+	__type(value, struct payload_sample);
+} payload_samples SEC(".maps");
 
-/* Built here: a DNS answer does not fit on the BPF stack. */
+/* Built here: a sample does not fit on the BPF stack. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct dns_answer);
-} dns_scratch SEC(".maps");
+	__type(value, struct payload_sample);
+} sample_scratch SEC(".maps");
 
-static __always_inline void report_dns_answer(struct __sk_buff *skb, __u64 cookie, __u32 tgid)
+static __always_inline void report_sample(struct __sk_buff *skb, struct peer_traffic_key *peer, __u32 offset,
+					  enum sample_kind kind)
 {
-	__u8 version = 0;
-	if (bpf_skb_load_bytes(skb, 0, &version, 1))
-		return;
-	__u32 header;
-	if ((version >> 4) == 4)
-		header = (version & 0xf) * 4;
-	else if ((version >> 4) == 6)
-		header = 40;
-	else
-		return;
-	__u16 source_port = 0;
-	if (bpf_skb_load_bytes(skb, header, &source_port, 2) || source_port != bpf_htons(53))
-		return;
-	__u32 offset = header + 8;
 	if (skb->len <= offset)
 		return;
 	__u64 length = skb->len - offset;
-	if (length > DNS_MAX - 1)
-		length = DNS_MAX - 1;
+	if (length > SAMPLE_MAX - 1)
+		length = SAMPLE_MAX - 1;
 	__u32 zero = 0;
-	struct dns_answer *answer = bpf_map_lookup_elem(&dns_scratch, &zero);
-	if (!answer)
+	struct payload_sample *sample = bpf_map_lookup_elem(&sample_scratch, &zero);
+	if (!sample)
 		return;
-	answer->cookie = cookie;
-	answer->tgid = tgid;
+	sample->cookie = peer->socket.cookie;
+	sample->tgid = peer->socket.tgid;
+	sample->kind = kind;
+	__builtin_memcpy(sample->far, peer->ends.far, sizeof(sample->far));
 	/* Bounded again right at the call, where the verifier checks it (the compiler
 	 * would otherwise carry the clamped value through a spill it cannot follow). */
 	asm volatile("" : "+r"(length));
-	length &= DNS_MAX - 1;
+	length &= SAMPLE_MAX - 1;
 	if (length == 0)
 		return;
-	answer->length = length;
-	if (bpf_skb_load_bytes(skb, offset, answer->data, length))
+	sample->length = length;
+	if (bpf_skb_load_bytes(skb, offset, sample->data, length))
 		return;
-	bpf_map_push_elem(&dns_answers, answer, BPF_EXIST);
+	bpf_map_push_elem(&payload_samples, sample, BPF_EXIST);
+}
+
+/* Where a TCP segment's payload starts, `header` being its IP header's length. */
+static __always_inline __u32 tcp_payload(struct __sk_buff *skb, __u32 header)
+{
+	__u8 offset = 0;
+	if (bpf_skb_load_bytes(skb, header + 12, &offset, 1))
+		return 0;
+	return header + (offset >> 4) * 4;
+}
+
+/* Queues what names can be learnt from: DNS answers received, ClientHellos sent. */
+static __always_inline void sample_payload(struct __sk_buff *skb, enum direction direction, __u32 header,
+					   struct peer_traffic_key *peer)
+{
+	__u8 protocol = peer->socket.protocol;
+	if (record_dns_answers && direction == INGRESS && peer->far_port == 53) {
+		if (protocol == 17)
+			report_sample(skb, peer, header + 8, SAMPLE_DNS_UDP);
+		else if (protocol == 6)
+			report_sample(skb, peer, tcp_payload(skb, header), SAMPLE_DNS_TCP);
+		return;
+	}
+	if (record_tls_hellos && direction == EGRESS && protocol == 6) {
+		__u32 payload = tcp_payload(skb, header);
+		if (!payload || skb->len < payload + 6)
+			return;
+		/* A handshake record whose message is a ClientHello. */
+		__u8 start[6] = {};
+		if (bpf_skb_load_bytes(skb, payload, start, sizeof(start)) || start[0] != 0x16 || start[5] != 0x01)
+			return;
+		report_sample(skb, peer, payload, SAMPLE_TLS_HELLO);
+	}
 }
 
 static __always_inline void count(struct __sk_buff *skb, enum direction direction)
@@ -400,10 +456,12 @@ static __always_inline void count(struct __sk_buff *skb, enum direction directio
 	}
 	if (record_addresses) {
 		struct peer_traffic_key peer = {.socket = key};
-		read_ends(skb, direction, 0, &peer.ends);
+		__u32 header = read_ends(skb, direction, 0, &peer.ends);
+		if (header && (key.protocol == 6 || key.protocol == 17))
+			read_ports(skb, direction, header, &peer);
 		add_packet(&peer_traffic, &peer, skb->len, 0, LOSS_TRAFFIC_FULL);
-		if (direction == INGRESS && key.protocol == 17)
-			report_dns_answer(skb, key.cookie, key.tgid);
+		if (header && (peer.far_port == 53 || record_tls_hellos))
+			sample_payload(skb, direction, header, &peer);
 	} else {
 		add_packet(&traffic, &key, skb->len, 0, LOSS_TRAFFIC_FULL);
 	}

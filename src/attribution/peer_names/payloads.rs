@@ -1,0 +1,88 @@
+//! Reading names for addresses out of the payloads engines sample: DNS answers (over
+//! UDP, or TCP's length-prefixed messages) and the server name of TLS ClientHellos.
+
+use crate::engine::{NameSample, SampleKind};
+use hickory_proto::op::Message;
+use hickory_proto::rr::RData;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a server name from a ClientHello stands (it carries no TTL): about as long
+/// as a typical DNS answer's, renewed while the connection is in use (see GRACE).
+pub const SERVER_NAME_TTL: Duration = Duration::from_secs(300);
+
+/// A name for an address, and how long it holds.
+pub type Named = (IpAddr, Arc<str>, Duration);
+
+pub fn names_in(sample: &NameSample) -> Vec<Named> {
+    match sample.kind {
+        SampleKind::DnsUdp => dns_answer(&sample.payload),
+        SampleKind::DnsTcp => dns_over_tcp(&sample.payload),
+        SampleKind::TlsHello => server_name(&sample.payload)
+            .map(|name| vec![(sample.far, name, SERVER_NAME_TTL)])
+            .unwrap_or_default(),
+    }
+}
+
+/// Every A and AAAA record of an answer, named after the question (so a CNAME chain
+/// names the address as the process asked).
+fn dns_answer(message: &[u8]) -> Vec<Named> {
+    let Ok(message) = Message::from_vec(message) else {
+        return Vec::new();
+    };
+    let Some(question) = message.queries().first() else {
+        return Vec::new();
+    };
+    let asked = question.name().to_utf8();
+    let name: Arc<str> = Arc::from(asked.trim_end_matches('.'));
+    message
+        .answers()
+        .iter()
+        .filter_map(|record| {
+            let address = match record.data() {
+                RData::A(a) => IpAddr::V4(a.0),
+                RData::AAAA(aaaa) => IpAddr::V6(aaaa.0),
+                _ => return None,
+            };
+            let ttl = Duration::from_secs(u64::from(record.ttl()));
+            Some((crate::traffic::canonical_ip(address), name.clone(), ttl))
+        })
+        .collect()
+}
+
+/// DNS over TCP: each message behind its two-byte length; a message cut short by the
+/// sample's end is left out.
+fn dns_over_tcp(mut stream: &[u8]) -> Vec<Named> {
+    let mut named = Vec::new();
+    while let [high, low, rest @ ..] = stream {
+        let length = usize::from(u16::from_be_bytes([*high, *low]));
+        let Some(message) = rest.get(..length) else {
+            break;
+        };
+        named.extend(dns_answer(message));
+        stream = &rest[length..];
+    }
+    named
+}
+
+/// The host name a ClientHello asks for (its `server_name` extension).
+fn server_name(record: &[u8]) -> Option<Arc<str>> {
+    use tls_parser::{TlsExtension, TlsMessage, TlsMessageHandshake};
+    let (_, plaintext) = tls_parser::parse_tls_plaintext(record).ok()?;
+    let hello = plaintext.msg.iter().find_map(|message| match message {
+        TlsMessage::Handshake(TlsMessageHandshake::ClientHello(hello)) => Some(hello),
+        _ => None,
+    })?;
+    let (_, extensions) = tls_parser::parse_tls_extensions(hello.ext?).ok()?;
+    extensions.iter().find_map(|extension| match extension {
+        TlsExtension::SNI(names) => names.iter().find_map(|(kind, name)| {
+            // Type 0 is a host name; it must be printable to be one.
+            let name = std::str::from_utf8(name).ok()?;
+            let printable = name.bytes().all(|b| b.is_ascii_graphic());
+            (kind.0 == 0 && printable && !name.is_empty())
+                .then(|| Arc::from(name.to_ascii_lowercase()))
+        }),
+        _ => None,
+    })
+}

@@ -1,0 +1,177 @@
+//! Payloads names for peers are learnt from, captured whole on every interface at
+//! once ("any"): DNS answers received (UDP and TCP) and TLS ClientHellos sent. A
+//! filter in the kernel passes only those, so the counting captures keep their short
+//! snap length and bulk traffic costs this capture nothing but the filter.
+
+use super::link::{strip, Link, LinkDirection, LinkPayload, LinkType};
+use crate::engine::{NameSample, Recording, SampleKind, SampleSocket};
+use crate::locks::lock;
+use crate::traffic::{canonical_addr, Flow, Protocol};
+use etherparse::{LaxNetSlice, TransportSlice};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Enough for nearly every DNS answer and ClientHello (the kernel side keeps as much).
+const SNAPLEN: i32 = 2048;
+/// Samples kept between drains; the oldest go first (names are a hint, not a count).
+const MAX_WAITING: usize = 1024;
+const READ_TIMEOUT_MS: i32 = 200;
+
+/// DNS answers from port 53; TCP segments whose payload starts a handshake record
+/// holding a ClientHello (IPv4, and IPv6 without extension headers).
+const DNS_FILTER: &str = "(udp or tcp) and src port 53";
+const HELLO_FILTER: &str = "(tcp and tcp[((tcp[12:1] & 0xf0) >> 2):1] = 0x16 \
+    and tcp[((tcp[12:1] & 0xf0) >> 2) + 5:1] = 0x01) \
+    or (ip6 and ip6[6] = 6 and ip6[40 + ((ip6[52] & 0xf0) >> 2)] = 0x16 \
+    and ip6[40 + ((ip6[52] & 0xf0) >> 2) + 5] = 0x01)";
+
+pub struct NameSamples {
+    waiting: Arc<Mutex<Vec<NameSample>>>,
+    stop: Arc<AtomicBool>,
+    /// Wakes the thread out of a read on a quiet host.
+    wake: pcap::BreakLoop,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl NameSamples {
+    /// `None` when nothing is to be recorded; a capture that cannot open is logged
+    /// once and names simply stay unknown.
+    pub fn start(recording: Recording) -> Option<NameSamples> {
+        let filter = match (recording.dns_answers, recording.tls_hellos) {
+            (false, false) => return None,
+            (true, false) => DNS_FILTER.to_string(),
+            (false, true) => HELLO_FILTER.to_string(),
+            (true, true) => format!("({DNS_FILTER}) or {HELLO_FILTER}"),
+        };
+        let mut capture = match open(&filter) {
+            Ok(capture) => capture,
+            Err(error) => {
+                tracing::warn!(%error, "cannot capture DNS answers and ClientHellos on \"any\"; peers stay unnamed");
+                return None;
+            }
+        };
+        let waiting = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let wake = capture.breakloop_handle();
+        let (thread_waiting, thread_stop) = (waiting.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("name samples".into())
+            .spawn(move || read(capture, &thread_waiting, &thread_stop))
+            .ok()?;
+        Some(NameSamples {
+            waiting,
+            stop,
+            wake,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn drain(&self) -> Vec<NameSample> {
+        std::mem::take(&mut *lock(&self.waiting))
+    }
+}
+
+impl Drop for NameSamples {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.wake.breakloop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn open(filter: &str) -> Result<pcap::Capture<pcap::Active>, pcap::Error> {
+    let mut capture = pcap::Capture::from_device("any")?
+        .snaplen(SNAPLEN)
+        .timeout(READ_TIMEOUT_MS)
+        .immediate_mode(true)
+        .open()?;
+    capture.filter(filter, true)?;
+    Ok(capture)
+}
+
+fn read(
+    mut capture: pcap::Capture<pcap::Active>,
+    waiting: &Mutex<Vec<NameSample>>,
+    stop: &AtomicBool,
+) {
+    let Some(link_type) = LinkType::from_dlt(capture.get_datalink().0) else {
+        return;
+    };
+    let link = Link {
+        link_type,
+        own_mac: None,
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let read = capture.dispatch(Some(64), |packet| {
+            if let Some(sample) = sample(&link, packet.data) {
+                let mut waiting = lock(waiting);
+                if waiting.len() >= MAX_WAITING {
+                    waiting.remove(0);
+                }
+                waiting.push(sample);
+            }
+        });
+        match read {
+            Ok(_) | Err(pcap::Error::TimeoutExpired) => {}
+            Err(_) if stop.load(Ordering::Relaxed) => return,
+            Err(error) => {
+                tracing::warn!(%error, "capturing DNS answers and ClientHellos stopped");
+                return;
+            }
+        }
+    }
+}
+
+/// What a captured frame teaches: an answer that came in, a ClientHello that went out.
+pub fn sample(link: &Link, frame: &[u8]) -> Option<NameSample> {
+    let LinkPayload::Ip(packet) = strip(link.link_type, frame) else {
+        return None;
+    };
+    let (source, destination) = match packet.net.as_ref()? {
+        LaxNetSlice::Ipv4(ipv4) => (
+            IpAddr::V4(ipv4.header().source_addr()),
+            IpAddr::V4(ipv4.header().destination_addr()),
+        ),
+        LaxNetSlice::Ipv6(ipv6) => (
+            IpAddr::V6(ipv6.header().source_addr()),
+            IpAddr::V6(ipv6.header().destination_addr()),
+        ),
+        _ => return None,
+    };
+    let (protocol, ports, payload) = match packet.transport.as_ref()? {
+        TransportSlice::Udp(udp) => (
+            Protocol::Udp,
+            (udp.source_port(), udp.destination_port()),
+            udp.payload(),
+        ),
+        TransportSlice::Tcp(tcp) => (
+            Protocol::Tcp,
+            (tcp.source_port(), tcp.destination_port()),
+            tcp.payload(),
+        ),
+        _ => return None,
+    };
+    let from = canonical_addr(SocketAddr::new(source, ports.0));
+    let to = canonical_addr(SocketAddr::new(destination, ports.1));
+    let incoming = link.direction(frame) != LinkDirection::Outgoing;
+    let (kind, local, remote) = match (protocol, from.port() == 53, incoming) {
+        (Protocol::Udp, true, true) => (SampleKind::DnsUdp, to, from),
+        (Protocol::Tcp, true, true) => (SampleKind::DnsTcp, to, from),
+        (Protocol::Tcp, false, false) => (SampleKind::TlsHello, from, to),
+        _ => return None,
+    };
+    (!payload.is_empty()).then(|| NameSample {
+        kind,
+        socket: SampleSocket::Flow(Flow {
+            protocol,
+            local,
+            remote,
+        }),
+        far: remote.ip(),
+        payload: payload.to_vec(),
+    })
+}

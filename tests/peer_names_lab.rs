@@ -1,0 +1,317 @@
+//! Names for peers, on both engines, against nftables truth (needs root): from the DNS
+//! answers each process received (over UDP and TCP, CNAME chains, two names on one
+//! address), from TLS ClientHellos, and from reverse DNS when configured. dnsmasq in
+//! `b` is the lab's DNS server.
+
+mod lab;
+
+use lab::dns::LabDns;
+use lab::engines::{for_both_engines, settle, EngineUnderTest};
+use lab::*;
+use serde_json::Value;
+use std::time::Duration;
+
+for_both_engines!(
+    names_are_those_each_process_looked_up,
+    server_names_from_client_hellos,
+    reverse_names_when_configured,
+);
+
+/// The peer rows of process `name` with `peer_address` and `service`.
+fn peer_rows<'a>(records: &'a Records, name: &str, address: &str, service: &str) -> Vec<&'a Value> {
+    records
+        .of_type("peer")
+        .filter(|l| l["name"] == name && l["peer_address"] == address && l["service"] == service)
+        .collect()
+}
+
+fn sum(rows: &[&Value], field: &str) -> u64 {
+    rows.iter().map(|r| r[field].as_u64().unwrap()).sum()
+}
+
+/// Every row is named `expected`.
+fn assert_named(rows: &[&Value], expected: &str) {
+    assert!(!rows.is_empty(), "no peer rows for {expected}");
+    for row in rows {
+        assert_eq!(row["peer_name"], expected, "{row}");
+    }
+}
+
+/// The rows of a process that looked `expected` up while other processes looked up
+/// other names for the same address. The eBPF engine knows which process each answer
+/// reached: every row carries the process's own name. The capture engine cannot tell
+/// (the resolver's socket is closed before its owner can be looked up): it names the
+/// address after its latest answer, so the rows start with the process's own name and
+/// may take another of the address's names after another process's lookup.
+fn assert_named_as_looked_up(
+    engine: EngineUnderTest,
+    rows: &[&Value],
+    expected: &str,
+    names: &[&str],
+) {
+    match engine {
+        EngineUnderTest::Ebpf => assert_named(rows, expected),
+        EngineUnderTest::Capture => {
+            assert_eq!(
+                rows.first().map(|r| &r["peer_name"]),
+                Some(&Value::from(expected)),
+                "{rows:?}"
+            );
+            for row in rows {
+                assert!(names.iter().any(|n| row["peer_name"] == *n), "{row}");
+            }
+        }
+    }
+}
+
+/// Four processes each look a name up with the system resolver, then move data: a
+/// download from `files`, an upload to `backup` (IPv6, its lookup over TCP), an upload
+/// to `www` (a CNAME to `files`) and one to `mirror` (a second name for `files`'
+/// address, looked up while the download runs). Each process's peer carries the name
+/// it looked up, and the bytes nftables counted, near and far.
+fn names_are_those_each_process_looked_up(engine: EngineUnderTest) {
+    let mut lab = Lab::new();
+    lab.truth(&[
+        ("files_in", "input", "tcp sport 6101"),
+        ("backup_out", "output", "tcp dport 6102"),
+        ("www_out", "output", "tcp dport 6103"),
+        ("mirror_out", "output", "tcp dport 6104"),
+    ]);
+    let b = lab.b.clone();
+    lab.truth_in(
+        &b,
+        &[
+            ("files_left", "output", "tcp sport 6101"),
+            ("backup_arrived", "input", "tcp dport 6102"),
+        ],
+    );
+    let query_log = lab.path("dnsmasq-queries.log");
+    let _dns = LabDns::start(
+        &lab,
+        &[
+            // A CNAME's target must be a name dnsmasq holds a record of.
+            format!("--host-record=files.lab.test,{B4}"),
+            format!("--host-record=mirror.lab.test,{B4}"),
+            format!("--host-record=backup.lab.test,{B6}"),
+            "--cname=www.lab.test,files.lab.test".into(),
+            "--log-queries".into(),
+            format!("--log-facility={}", query_log.display()),
+        ],
+    );
+    lab.serve(&b, "ng-source", &["tcp-source", &format!("{B4}:6101"), "3"]);
+    lab.serve(&b, "ng-sink6", &["tcp-sink", &format!("[{B6}]:6102")]);
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:6103")]);
+    lab.serve(&b, "ng-sink2", &["tcp-sink", &format!("{B4}:6104")]);
+    let config = lab.path("peers.toml");
+    std::fs::write(&config, "[peers]\nenabled = true\n").unwrap();
+    let netgraph = engine.start(&lab, &["--config", config.to_str().unwrap()]);
+
+    let download = lab.spawn(
+        &lab.a,
+        "ng-files",
+        &["tcp-recv", "files.lab.test:6101", "read"],
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    // `use-vc`: glibc asks over TCP.
+    lab.exec_with_env(
+        &lab.a,
+        "ng-backup",
+        &["tcp-send", "backup.lab.test:6102", "1s"],
+        &[("RES_OPTIONS", "use-vc")],
+    );
+    lab.exec(&lab.a, "ng-www", &["tcp-send", "www.lab.test:6103", "1s"]);
+    lab.exec(
+        &lab.a,
+        "ng-mirror",
+        &["tcp-send", "mirror.lab.test:6104", "1s"],
+    );
+    let output = download.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    settle();
+    let records = netgraph.stop();
+    records.assert_conservation();
+
+    let names_of_b4 = ["files.lab.test", "www.lab.test", "mirror.lab.test"];
+    let files = peer_rows(&records, "ng-files", B4, "6101/tcp");
+    assert_named_as_looked_up(engine, &files, "files.lab.test", &names_of_b4);
+    engine.assert_share(
+        "peer files.lab.test (its own UDP answer), received",
+        sum(&files, "recv_bytes_last"),
+        lab.truth_bytes("files_in"),
+    );
+    engine.assert_share(
+        "peer files.lab.test, received (far end's count)",
+        sum(&files, "recv_bytes_last"),
+        lab.truth_bytes_in(&b, "files_left"),
+    );
+    let backup = peer_rows(&records, "ng-backup", B6, "6102/tcp");
+    assert_named(&backup, "backup.lab.test");
+    engine.assert_share(
+        "peer backup.lab.test (AAAA over TCP DNS), sent",
+        sum(&backup, "sent_bytes_last"),
+        lab.truth_bytes("backup_out"),
+    );
+    engine.assert_share(
+        "peer backup.lab.test, sent (far end's count)",
+        sum(&backup, "sent_bytes_last"),
+        lab.truth_bytes_in(&b, "backup_arrived"),
+    );
+    // A CNAME chain names the address as the process asked.
+    let www = peer_rows(&records, "ng-www", B4, "6103/tcp");
+    assert_named_as_looked_up(engine, &www, "www.lab.test", &names_of_b4);
+    engine.assert_share(
+        "peer www.lab.test (a CNAME to files), sent",
+        sum(&www, "sent_bytes_last"),
+        lab.truth_bytes("www_out"),
+    );
+    // Two names for one address: each process keeps the one it looked up.
+    let mirror = peer_rows(&records, "ng-mirror", B4, "6104/tcp");
+    assert_named(&mirror, "mirror.lab.test");
+    engine.assert_share(
+        "peer mirror.lab.test (files' address, another name), sent",
+        sum(&mirror, "sent_bytes_last"),
+        lab.truth_bytes("mirror_out"),
+    );
+
+    let queries = std::fs::read_to_string(&query_log).unwrap_or_default();
+    assert!(
+        queries.contains("files.lab.test"),
+        "dnsmasq logs queries:\n{queries}"
+    );
+    assert!(
+        !queries.contains("in-addr.arpa") && !queries.contains("ip6.arpa"),
+        "netgraph asked reverse DNS by default:\n{queries}"
+    );
+}
+
+/// A TLS client with no DNS lookup (the address is given): the server name of its
+/// ClientHello names the peer, with `names = ["sni"]`.
+fn server_names_from_client_hellos(engine: EngineUnderTest) {
+    let lab = Lab::new();
+    lab.truth(&[("tls_in", "input", "tcp sport 6443")]);
+    let site = lab.path("site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("big.bin"), vec![7u8; 2 << 20]).unwrap();
+    run(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=secure.lab.test",
+            "-keyout",
+            site.join("key.pem").to_str().unwrap(),
+            "-out",
+            site.join("cert.pem").to_str().unwrap(),
+        ],
+    );
+    let server = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &lab.b, "openssl", "s_server", "-WWW", "-quiet",
+        ])
+        .args([
+            "-accept",
+            &format!("{B4}:6443"),
+            "-cert",
+            "cert.pem",
+            "-key",
+            "key.pem",
+        ])
+        .current_dir(&site)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = KillOnDrop(server);
+    std::thread::sleep(Duration::from_millis(500));
+    let config = lab.path("peers.toml");
+    std::fs::write(&config, "[peers]\nenabled = true\nnames = [\"sni\"]\n").unwrap();
+    let netgraph = engine.start(&lab, &["--config", config.to_str().unwrap()]);
+    let resolve = format!("secure.lab.test:6443:{B4}");
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &lab.a,
+            "curl",
+            "-sSfk",
+            "--resolve",
+            &resolve,
+            "-o",
+            "/dev/null",
+            "https://secure.lab.test:6443/big.bin",
+        ],
+    );
+    settle();
+    let records = netgraph.stop();
+    records.assert_conservation();
+    let rows = peer_rows(&records, "curl", B4, "6443/tcp");
+    assert_named(&rows, "secure.lab.test");
+    engine.assert_share(
+        "peer secure.lab.test (from the ClientHello), received",
+        sum(&rows, "recv_bytes_last"),
+        lab.truth_bytes("tls_in"),
+    );
+}
+
+/// With `names = ["reverse"]`, an address no process looked up is named by its PTR
+/// record (netgraph runs in `a`, whose resolver is the lab's dnsmasq).
+fn reverse_names_when_configured(engine: EngineUnderTest) {
+    let mut lab = Lab::new();
+    lab.truth(&[("out", "output", "tcp dport 6105")]);
+    let _dns = LabDns::start(&lab, &[format!("--host-record=far.lab.test,{B4}")]);
+    let b = lab.b.clone();
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:6105")]);
+    let config = lab.path("peers.toml");
+    std::fs::write(&config, "[peers]\nenabled = true\nnames = [\"reverse\"]\n").unwrap();
+    let engine_name = match engine {
+        EngineUnderTest::Capture => "capture",
+        EngineUnderTest::Ebpf => "ebpf",
+    };
+    let netgraph = lab.netgraph(&[
+        "--engine",
+        engine_name,
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    lab.exec(&lab.a, "ng-far", &["tcp-send", &format!("{B4}:6105"), "3s"]);
+    settle();
+    let records = netgraph.stop();
+    records.assert_conservation();
+    let rows = peer_rows(&records, "ng-far", B4, "6105/tcp");
+    let named: Vec<&&Value> = rows
+        .iter()
+        .filter(|r| r["peer_name"] == "far.lab.test")
+        .collect();
+    // The first interval may pass before the answer comes; after it, every one is named.
+    let first_named = rows.iter().position(|r| r["peer_name"] == "far.lab.test");
+    assert!(
+        first_named.is_some_and(|at| at <= 2),
+        "not named by reverse DNS: {rows:?}"
+    );
+    assert_eq!(named.len(), rows.len() - first_named.unwrap(), "{rows:?}");
+    engine.assert_share(
+        "peer by address, named by reverse DNS, sent",
+        sum(&rows, "sent_bytes_last"),
+        lab.truth_bytes("out"),
+    );
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
