@@ -280,3 +280,172 @@ fn kill_nine_and_restarts_keep_a_sound_store() {
     assert!(counted > 0);
     assert_eq!(stored, counted, "stored: {totals:?}");
 }
+
+/// Peers and domains everywhere: two processes look their server up in the lab's DNS
+/// (dnsmasq), one downloads from `files.lab.test`, one uploads to `backup.lab.test`.
+/// Each one's bytes by peer name equal nftables' count, in netgraph's JSON lines, the
+/// API (a process's peers, the domains of the host), the page in chromium (a click on
+/// the process shows its peers and domains) and InfluxDB's `network_peer`.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn peers_and_domains_reach_the_api_the_page_and_influxdb() {
+    require_root();
+    let mut lab = Lab::new();
+    lab.truth(&[
+        ("files_in", "input", "tcp sport 8301"),
+        ("backup_out", "output", "tcp dport 8302"),
+    ]);
+    let _dns = lab::dns::LabDns::start(
+        &lab,
+        &[
+            format!("--host-record=files.lab.test,{B4}"),
+            format!("--host-record=backup.lab.test,{B6}"),
+        ],
+    );
+    let influx = servers::Influx::start(&lab.path(""), servers::InfluxOptions::default());
+    influx.query("CREATE DATABASE peers");
+    let port = free_port();
+    let config = lab.path("peers-web.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[web]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{BASE64_TOKEN}\"\n\
+             [peers]\nenabled = true\n\
+             [[influxdb]]\nurl = \"{}\"\napi = \"v1\"\ndatabase = \"peers\"\nflush_interval = \"500ms\"\n",
+            influx.url
+        ),
+    )
+    .unwrap();
+    let b = lab.b.clone();
+    lab.serve(&b, "ng-source", &["tcp-source", &format!("{B4}:8301"), "2"]);
+    lab.serve(&b, "ng-sink6", &["tcp-sink", &format!("[{B6}]:8302")]);
+    let netgraph =
+        lab.netgraph_on_host(&["--engine", "ebpf", "--config", config.to_str().unwrap()]);
+    lab.exec(
+        &lab.a,
+        "ng-files",
+        &["tcp-recv", "files.lab.test:8301", "read"],
+    );
+    lab.exec(
+        &lab.a,
+        "ng-backup",
+        &["tcp-send", "backup.lab.test:8302", "2s"],
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+
+    // The API: a process's peers over the range, and the host's domains.
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    let token = Some(BASE64_TOKEN);
+    let (status, files_peers) = get(
+        &format!("{base}/totals?from=-600&group_by=peer&process=ng-files"),
+        token,
+    );
+    assert_eq!(status, 200, "{files_peers}");
+    let b4_row = files_peers["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == B4)
+        .cloned()
+        .unwrap_or_else(|| panic!("{files_peers}"));
+    assert_eq!(b4_row["names"], "files.lab.test", "{b4_row}");
+    assert!(
+        b4_row["services"].as_str().unwrap().contains("8301/tcp"),
+        "{b4_row}"
+    );
+    let (_, domains) = get(
+        &format!("{base}/totals?from=-600&group_by=domain&top=50"),
+        token,
+    );
+    let domain = |key: &str, field: &str| -> u64 {
+        domains["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == key)
+            .and_then(|r| r[field].as_u64())
+            .unwrap_or(0)
+    };
+    // Who talked to a domain: the download, and its lookup (dnsmasq on the same address).
+    let (_, talkers) = get(
+        &format!("{base}/totals?from=-600&group_by=process&only_by=domain&only=backup.lab.test"),
+        token,
+    );
+    assert_eq!(talkers["rows"][0]["key"], "ng-backup", "{talkers}");
+
+    // The page: the domains view, and a click on the process shows its peers.
+    let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../web-peers.png");
+    let url = format!(
+        "http://127.0.0.1:{port}/?token={}",
+        BASE64_TOKEN
+            .replace('/', "%2F")
+            .replace('+', "%2B")
+            .replace('=', "%3D")
+    );
+    let by_domain = lab::browser::show(&url, "domain", "files.lab.test", &screenshot);
+    let files_process = lab::browser::show(&url, "process", "ng-files", &screenshot);
+    std::thread::sleep(Duration::from_millis(1500));
+    let records = netgraph.stop();
+
+    let json_peer = |name: &str, peer_name: &str, field: &str| -> u64 {
+        records
+            .of_type("peer")
+            .filter(|l| l["name"] == name && l["peer_name"] == peer_name)
+            .map(|l| l[field].as_u64().unwrap())
+            .sum()
+    };
+    let files_json = json_peer("ng-files", "files.lab.test", "recv_bytes_last");
+    let backup_json = json_peer("ng-backup", "backup.lab.test", "sent_bytes_last");
+    let files_truth = lab.truth_bytes("files_in");
+    let backup_truth = lab.truth_bytes("backup_out");
+    let influx_sum = |name: &str, peer_name: &str, field: &str| -> u64 {
+        influx.scalar(
+            "peers",
+            &format!(
+                "SELECT sum({field}) FROM network_peer WHERE \"name\" = '{name}' AND peer_name = '{peer_name}'"
+            ),
+        ) as u64
+    };
+    let files_influx = influx_sum("ng-files", "files.lab.test", "recv_bytes_last");
+    let backup_influx = influx_sum("ng-backup", "backup.lab.test", "sent_bytes_last");
+    let page_peer = files_process["detailPeers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peer"] == B4)
+        .cloned()
+        .unwrap_or_else(|| panic!("{files_process}"));
+    report(&format!(
+        "peers everywhere: ng-files from files.lab.test {files_json} bytes in JSON, {} by the API, {} on the page, {files_influx} in InfluxDB, {files_truth} by nftables; ng-backup to backup.lab.test {backup_json} / {} / {backup_influx} / {backup_truth}",
+        b4_row["recv_bytes"], page_peer["recv"], domain("backup.lab.test", "sent_bytes")
+    ));
+    for (what, counted, truth) in [
+        ("files.lab.test, JSON", files_json, files_truth),
+        ("backup.lab.test, JSON", backup_json, backup_truth),
+    ] {
+        let share = share(counted, truth);
+        assert!(
+            (0.99..=1.01).contains(&share),
+            "{what}: {counted} of {truth}"
+        );
+    }
+    // The download's peer row holds the lookup too (dnsmasq is the same address):
+    // the API and the page show the process's whole traffic with that address.
+    let files_all = records
+        .of_type("peer")
+        .filter(|l| l["name"] == "ng-files" && l["peer_address"] == B4)
+        .map(|l| l["recv_bytes_last"].as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!(b4_row["recv_bytes"], files_all);
+    assert_eq!(page_peer["recv"], files_all);
+    assert_eq!(page_peer["names"], "files.lab.test");
+    assert!(files_process["detailDomains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d == "files.lab.test"));
+    assert_eq!(by_domain["detailName"], "domain files.lab.test");
+    assert_eq!(domain("backup.lab.test", "sent_bytes"), backup_json);
+    assert_eq!(files_influx, files_json);
+    assert_eq!(backup_influx, backup_json);
+}
