@@ -3,7 +3,8 @@
 
 The JSON files are committed; run this after changing a panel here. The panels are the
 same in all three: traffic per process over time, the hourly totals of the original's
-first query, top processes, per interface, the unattributed share, packet statistics.
+first query, top processes, per interface, the unattributed share, packet statistics,
+per container and per pod, and the top destinations (with `[peers]`).
 """
 
 import json
@@ -20,7 +21,12 @@ LAYOUT = [
     ("Traffic per interface", "timeseries", 12, 8),
     ("Unattributed share", "stat", 6, 8),
     ("Packet statistics (capture engine)", "timeseries", 6, 8),
+    ("Bytes sent per container", "timeseries", 12, 9),
+    ("Bytes sent per pod", "timeseries", 12, 9),
+    ("Top destinations (peers)", "table", 24, 9),
 ]
+
+WORKLOADS = [("container", "Container"), ("pod", "Pod"), ("namespace", "Namespace")]
 
 UNITS = {"timeseries": "bytes", "barchart": "bytes", "table": "bytes", "stat": "percentunit"}
 
@@ -44,7 +50,24 @@ def panel(index, title, kind, width, height, datasource, targets, x, y):
     return result
 
 
-def dashboard(uid, title, datasource_type, datasource_label, host_query, queries, extra_variables=()):
+def query_variable(name, label, datasource, query):
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": datasource,
+        "query": query,
+        "definition": query if isinstance(query, str) else query.get("query", ""),
+        "refresh": 2,
+        "includeAll": True,
+        "multi": True,
+        "allValue": ".*",
+        "current": {},
+        "sort": 1,
+    }
+
+
+def dashboard(uid, title, datasource_type, datasource_label, host_query, queries, workload_query, extra_variables=()):
     datasource = {"type": datasource_type, "uid": "${datasource}"}
     panels = []
     x = y = 0
@@ -69,20 +92,8 @@ def dashboard(uid, title, datasource_type, datasource_label, host_query, queries
             "hide": 0,
         },
         *extra_variables,
-        {
-            "name": "host",
-            "label": "Host",
-            "type": "query",
-            "datasource": datasource,
-            "query": host_query,
-            "definition": host_query if isinstance(host_query, str) else host_query.get("query", ""),
-            "refresh": 2,
-            "includeAll": True,
-            "multi": True,
-            "allValue": ".*",
-            "current": {},
-            "sort": 1,
-        },
+        query_variable("host", "Host", datasource, host_query),
+        *(query_variable(name, label, datasource, workload_query(name)) for name, label in WORKLOADS),
     ]
     return {
         "uid": uid,
@@ -124,7 +135,11 @@ def influxql():
                 {"refId": "C", "datasource": {"type": "__expr__", "uid": "__expr__"}, "type": "math", "expression": "$A / $B"},
             ],
             [q(f"SELECT sum(\"ps_recv\") AS \"received\", sum(\"ps_drop\") AS \"dropped\", sum(\"ps_ifdrop\") AS \"interface dropped\" FROM \"packet_stats\" WHERE {host} AND $timeFilter GROUP BY time($__interval), \"device_name\" fill(0)")],
+            [q(f"SELECT sum(\"sent_bytes_last\") FROM \"network_data\" WHERE {host} AND \"container\" =~ /^$container$/ AND \"container\" != '' AND $timeFilter GROUP BY time($__interval), \"container\" fill(0)", alias="$tag_container")],
+            [q(f"SELECT sum(\"sent_bytes_last\") FROM \"network_data\" WHERE {host} AND \"namespace\" =~ /^$namespace$/ AND \"pod\" =~ /^$pod$/ AND \"pod\" != '' AND $timeFilter GROUP BY time($__interval), \"namespace\", \"pod\" fill(0)", alias="$tag_namespace/$tag_pod")],
+            [q(f"SELECT sum(\"sent_bytes_last\") AS \"sent\", sum(\"recv_bytes_last\") AS \"received\", {both} AS \"total\" FROM \"network_peer\" WHERE {host} AND $timeFilter GROUP BY \"peer_name\", \"peer\"", fmt="table")],
         ],
+        lambda name: f"SHOW TAG VALUES FROM \"network_data\" WITH KEY = \"{name}\" WHERE {host}",
     )
 
 
@@ -184,6 +199,31 @@ def flux():
         '  |> reduce(identity: {unknown: 0.0, all: 0.0}, fn: (r, accumulator) => ({unknown: accumulator.unknown + r.unknown, all: accumulator.all + r.all}))\n'
         '  |> map(fn: (r) => ({_value: if r.all > 0.0 then r.unknown / r.all else 0.0}))'
     )
+    per_container = (
+        start + host
+        + '  |> filter(fn: (r) => r._measurement == "network_data" and r._field == "sent_bytes_last" and exists r.container)\n'
+        '  |> filter(fn: (r) => r.container =~ /^${container:regex}$/)\n'
+        '  |> group(columns: ["container"])\n'
+        '  |> aggregateWindow(every: v.windowPeriod, fn: sum, createEmpty: true)'
+    )
+    per_pod = (
+        start + host
+        + '  |> filter(fn: (r) => r._measurement == "network_data" and r._field == "sent_bytes_last" and exists r.pod)\n'
+        '  |> filter(fn: (r) => r.namespace =~ /^${namespace:regex}$/ and r.pod =~ /^${pod:regex}$/)\n'
+        '  |> group(columns: ["namespace", "pod"])\n'
+        '  |> aggregateWindow(every: v.windowPeriod, fn: sum, createEmpty: true)'
+    )
+    destinations = (
+        start + host
+        + '  |> filter(fn: (r) => r._measurement == "network_peer" and (r._field == "sent_bytes_last" or r._field == "recv_bytes_last"))\n'
+        '  |> map(fn: (r) => ({r with destination: if exists r.peer_name then r.peer_name else r.peer}))\n'
+        '  |> group(columns: ["destination", "_field"])\n'
+        '  |> sum()\n'
+        '  |> pivot(rowKey: ["destination"], columnKey: ["_field"], valueColumn: "_value")\n'
+        '  |> map(fn: (r) => ({destination: r.destination, sent: r.sent_bytes_last, received: r.recv_bytes_last, total: r.sent_bytes_last + r.recv_bytes_last}))\n'
+        '  |> group()\n'
+        '  |> sort(columns: ["total"], desc: true)'
+    )
     bucket = {
         "name": "bucket",
         "label": "Bucket",
@@ -206,7 +246,11 @@ def flux():
             [q(per_interface)],
             [q(unattributed)],
             [q(packet_stats)],
+            [q(per_container)],
+            [q(per_pod)],
+            [q(destinations)],
         ],
+        lambda name: f'import "influxdata/influxdb/schema"\nschema.tagValues(bucket: "${{bucket}}", tag: "{name}")',
         extra_variables=[bucket],
     )
 
@@ -241,7 +285,12 @@ def promql():
                 q(f"sum by (interface) (rate(netgraph_capture_dropped_packets_total{{{sel}}}[$__rate_interval]))", "dropped {{interface}}"),
                 q(f"sum by (interface) (rate(netgraph_capture_interface_dropped_packets_total{{{sel}}}[$__rate_interval]))", "interface dropped {{interface}}"),
             ],
+            [q(f'sum by (container) (rate({tx}{{{sel}, container=~"$container", container!=""}}[$__rate_interval]))', "{{container}}")],
+            [q(f'sum by (namespace, pod) (rate({tx}{{{sel}, namespace=~"$namespace", pod=~"$pod", pod!=""}}[$__rate_interval]))', "{{namespace}}/{{pod}}")],
+            # Peer counters are opt-in ([prometheus] peers = N).
+            [q(f"topk(20, sum by (peer_name, peer) (increase(netgraph_peer_transmitted_bytes_total{{{sel}}}[$__range])) + sum by (peer_name, peer) (increase(netgraph_peer_received_bytes_total{{{sel}}}[$__range])))", "{{peer_name}} {{peer}}", instant=True, fmt="table")],
         ],
+        lambda name: f"label_values({tx}{{{sel}}}, {name})",
     )
 
 

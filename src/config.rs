@@ -262,6 +262,10 @@ pub enum EngineSetting {
 pub struct PrometheusConfig {
     /// Address of the `/metrics` endpoint, e.g. `127.0.0.1:9810`.
     pub listen: std::net::SocketAddr,
+    /// Peer counters (with `[peers]`): at most this many (process, peer) series, the
+    /// busiest; 0, the default, exports none (each peer is a series of its own).
+    #[serde(default)]
+    pub peers: usize,
 }
 
 fn yes() -> bool {

@@ -31,6 +31,7 @@ pub fn start(config: &Config, json_lines: bool) -> anyhow::Result<Outputs> {
     if let Some(prometheus) = &config.prometheus {
         sinks.push(Box::new(PrometheusSink::start(
             prometheus.listen,
+            prometheus.peers,
             &self_metrics,
         )?));
     }

@@ -41,7 +41,7 @@ fn queries(board: &Value, key: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-const TITLES: [&str; 9] = [
+const TITLES: [&str; 10] = [
     "Bytes sent per process",
     "Bytes received per process",
     "Hourly totals (sent, received, total)",
@@ -51,6 +51,7 @@ const TITLES: [&str; 9] = [
     "Packet statistics (capture engine)",
     "Bytes sent per container",
     "Bytes sent per pod",
+    "Top destinations (peers)",
 ];
 
 #[test]
@@ -228,7 +229,8 @@ fn every_panel_query_runs_against_real_servers() {
     std::fs::write(
         &config,
         format!(
-            "hostname = \"dash-host\"\nstate_directory = \"{}\"\n[prometheus]\nlisten = \"{target}\"\n\
+            "hostname = \"dash-host\"\nstate_directory = \"{}\"\n[prometheus]\nlisten = \"{target}\"\npeers = 50\n\
+             [peers]\nenabled = true\n\
              [[influxdb]]\nurl = \"{}\"\napi = \"v1\"\ndatabase = \"netgraph\"\nflush_interval = \"500ms\"\n\
              [containers]\ndocker_api = [{:?}]\n",
             lab.path("state").display(),
@@ -330,6 +332,12 @@ fn every_panel_query_runs_against_real_servers() {
                         && s["metric"]["namespace"] == "shop"),
                     "{server}, {title}: the pod missing in {answer}"
                 ),
+                "Top destinations (peers)" => assert!(
+                    result
+                        .iter()
+                        .any(|s| s["metric"]["peer"] == B4 && number(&s["value"][1]) > 0.0),
+                    "{server}, {title}: ng-dash's peer missing in {answer}"
+                ),
                 _ => {}
             }
         }
@@ -420,6 +428,20 @@ fn every_panel_query_runs_against_real_servers() {
                     .cloned()
                     .collect();
                 assert_eq!(column_sum(&ours, "sum"), pod_sent, "{title}");
+            }
+            "Top destinations (peers)" => {
+                let ours: Vec<Value> = series
+                    .iter()
+                    .filter(|s| s["tags"]["peer"] == B4)
+                    .cloned()
+                    .collect();
+                let to_b4: f64 = records
+                    .of_type("peer")
+                    .filter(|l| l["peer_address"] == B4)
+                    .map(|l| number(&l["sent_bytes_last"]))
+                    .sum();
+                assert!(to_b4 >= sent, "ng-dash's bytes go to {B4}");
+                assert_eq!(column_sum(&ours, "sent"), to_b4, "{title}");
             }
             "Bytes sent per pod" => {
                 let ours: Vec<Value> = series

@@ -3,10 +3,13 @@
 //! interface statistics, and the self metrics. No pid label: every new process would be a
 //! new series.
 
+mod peer_counters;
+
 use super::self_metrics::SelfMetrics;
 use super::Sink;
 use crate::accounting::IntervalReport;
 use crate::workload::Workload;
+use peer_counters::PeerCounters;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -72,14 +75,22 @@ struct Metrics {
 
 pub struct PrometheusSink {
     metrics: Metrics,
+    peers: PeerCounters,
 }
 
 impl PrometheusSink {
-    /// Binds `listen` now (so a taken port is an error at start) and serves from a thread.
-    pub fn start(listen: SocketAddr, self_metrics: &SelfMetrics) -> anyhow::Result<PrometheusSink> {
+    /// Binds `listen` now (so a taken port is an error at start) and serves from a thread;
+    /// `peers`: how many (process, peer) series to export at most.
+    pub fn start(
+        listen: SocketAddr,
+        peers: usize,
+        self_metrics: &SelfMetrics,
+    ) -> anyhow::Result<PrometheusSink> {
         let metrics = Metrics::default();
+        let peers = PeerCounters::new(peers);
         let mut registry = Registry::default();
         metrics.register(&mut registry);
+        peers.register(&mut registry);
         self_metrics.register(&mut registry);
         let listener = crate::http::bind(
             listen,
@@ -91,7 +102,7 @@ impl PrometheusSink {
             .with_state(Arc::new(registry));
         crate::http::serve_in_thread("prometheus", listener, router)?;
         tracing::info!("Prometheus metrics on http://{listen}/metrics");
-        Ok(PrometheusSink { metrics })
+        Ok(PrometheusSink { metrics, peers })
     }
 }
 
@@ -270,6 +281,7 @@ impl Sink for PrometheusSink {
                 .inc_by(row.capture.if_dropped);
         }
         m.lost_events.inc_by(report.lost);
+        self.peers.add(&report.peers);
         Ok(())
     }
 }
