@@ -162,12 +162,16 @@ fn top(args: TopArgs) -> anyhow::Result<()> {
     let live = netgraph::sinks::live::SharedLive::default();
     let sinks: Vec<Box<dyn netgraph::sinks::Sink>> =
         vec![Box::new(netgraph::sinks::live::LiveSink::new(live.clone()))];
-    let pipeline = netgraph::startup::pipeline(
-        &Settings::defaults(args.engine),
-        Accountant::new(SystemTime::now()),
-        sinks,
-        Vec::new(),
-    )?;
+    // Counting here for a person watching: peers on, so that `p` shows them.
+    let mut settings = Settings::defaults(args.engine);
+    settings.recording = netgraph::engine::Recording {
+        addresses: true,
+        dns_answers: true,
+        tls_hellos: false,
+    };
+    let accountant =
+        Accountant::new(SystemTime::now()).with_peers(netgraph::accounting::DEFAULT_PER_PROCESS);
+    let pipeline = netgraph::startup::pipeline(&settings, accountant, sinks, Vec::new())?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let stop = shutdown.clone();
     let counting = std::thread::spawn(move || pipeline.run(&stop));

@@ -99,6 +99,34 @@ fn exercise(tmux: &Tmux, process: &str, source: &str) {
     );
     tmux.keys("n");
     tmux.wait_for("sort: name", Duration::from_secs(5));
+    // The cursor down to the process, then its peers.
+    tmux.keys("m");
+    tmux.wait_for("mode: rate", Duration::from_secs(5));
+    let mut moves = 0;
+    while !tmux
+        .screen()
+        .lines()
+        .any(|l| l.contains('>') && l.contains(process))
+    {
+        assert!(
+            moves < 40,
+            "the cursor never reached {process}:\n{}",
+            tmux.screen()
+        );
+        tmux.keys("Down");
+        moves += 1;
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    tmux.keys("p");
+    let screen = tmux.wait_for(&format!("peers of {process}"), Duration::from_secs(5));
+    let screen = if screen.contains(B4) {
+        screen
+    } else {
+        tmux.wait_for(B4, Duration::from_secs(5))
+    };
+    assert!(screen.contains("SERVICE"), "{screen}");
+    tmux.keys("Escape");
+    tmux.wait_for("PROGRAM", Duration::from_secs(5));
     tmux.keys("q");
     let deadline = Instant::now() + Duration::from_secs(5);
     while tmux.running() {
@@ -114,7 +142,11 @@ fn top_reads_the_running_daemon() {
     let mut lab = Lab::new();
     let port = free_port();
     let config = lab.path("top.toml");
-    std::fs::write(&config, format!("[web]\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
+    std::fs::write(
+        &config,
+        format!("[web]\nlisten = \"127.0.0.1:{port}\"\n[peers]\nenabled = true\n"),
+    )
+    .unwrap();
     let b = lab.b.clone();
     lab.serve(&b, "ng-sink", &["udp-sink", &format!("{B4}:8301"), "recv"]);
     let daemon = lab.netgraph_on_host(&["--engine", "ebpf", "--config", &config.to_string_lossy()]);

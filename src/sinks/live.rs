@@ -34,12 +34,31 @@ pub struct LiveRow {
     pub recv_total: u64,
 }
 
+/// One series' traffic with one peer over the last interval (with `[peers]`).
+#[derive(Clone, Debug, Serialize, Deserialize, Default, PartialEq)]
+pub struct LivePeer {
+    /// The series, as in [`LiveRow`].
+    pub name: String,
+    pub uid: Option<u32>,
+    pub interface: String,
+    pub container: Option<String>,
+    /// The address, or `other`.
+    pub peer: String,
+    pub peer_name: Option<String>,
+    pub service: Option<String>,
+    pub sent_rate: f64,
+    pub recv_rate: f64,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, Default)]
 pub struct LiveSnapshot {
     /// The interval's end, in Unix seconds.
     pub time: i64,
     pub interval_seconds: f64,
     pub processes: Vec<LiveRow>,
+    /// Empty unless peers are on (and from daemons older than this field).
+    #[serde(default)]
+    pub peers: Vec<LivePeer>,
 }
 
 pub type SharedLive = Arc<RwLock<LiveSnapshot>>;
@@ -83,10 +102,29 @@ impl Sink for LiveSink {
                 recv_total: row.total.recv.bytes,
             })
             .collect();
+        let peers = report
+            .peers
+            .iter()
+            .map(|row| LivePeer {
+                name: row.key.name.to_string(),
+                uid: row.key.uid,
+                interface: row.key.interface.to_string(),
+                container: row
+                    .workload
+                    .as_deref()
+                    .and_then(|w| w.container_label().map(String::from)),
+                peer: row.peer_label(),
+                peer_name: row.name.as_deref().map(String::from),
+                service: row.service.map(|s| s.to_string()),
+                sent_rate: row.last.sent.bytes as f64 / seconds_long,
+                recv_rate: row.last.recv.bytes as f64 / seconds_long,
+            })
+            .collect();
         let snapshot = LiveSnapshot {
             time: seconds(report.end),
             interval_seconds: seconds_long,
             processes,
+            peers,
         };
         *crate::locks::write(&self.shared) = snapshot;
         Ok(())

@@ -1,6 +1,6 @@
 //! What `top` shows and how keys change it.
 
-use crate::sinks::live::{LiveRow, LiveSnapshot};
+use crate::sinks::live::{LivePeer, LiveRow, LiveSnapshot};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::BTreeMap;
 
@@ -19,6 +19,9 @@ pub enum Mode {
     Total,
 }
 
+/// A series: process name, uid, interface, container.
+pub type SeriesId = (String, Option<u32>, String, Option<String>);
+
 pub struct App {
     pub source: String,
     pub sort: Sort,
@@ -26,8 +29,23 @@ pub struct App {
     /// Only this interface, or all.
     pub interface: Option<String>,
     /// Every series seen, with its latest rates (0 once idle) and totals.
-    pub rows: BTreeMap<(String, Option<u32>, String, Option<String>), LiveRow>,
+    pub rows: BTreeMap<SeriesId, LiveRow>,
+    /// The last interval's peers of every series.
+    pub peers: Vec<LivePeer>,
+    /// The row the cursor is on, among the visible ones.
+    pub selected: usize,
+    /// The series whose peers are shown instead of the table, if any.
+    pub showing_peers: Option<SeriesId>,
     pub error: Option<String>,
+}
+
+fn series_of(row: &LiveRow) -> SeriesId {
+    (
+        row.name.clone(),
+        row.uid,
+        row.interface.clone(),
+        row.container.clone(),
+    )
 }
 
 impl App {
@@ -38,6 +56,9 @@ impl App {
             mode: Mode::Rate,
             interface: None,
             rows: BTreeMap::new(),
+            peers: Vec::new(),
+            selected: 0,
+            showing_peers: None,
             error: None,
         }
     }
@@ -51,14 +72,9 @@ impl App {
                     row.recv_rate = 0.0;
                 }
                 for row in snapshot.processes {
-                    let key = (
-                        row.name.clone(),
-                        row.uid,
-                        row.interface.clone(),
-                        row.container.clone(),
-                    );
-                    self.rows.insert(key, row);
+                    self.rows.insert(series_of(&row), row);
                 }
+                self.peers = snapshot.peers;
             }
             Err(error) => self.error = Some(format!("{error:#}")),
         }
@@ -67,7 +83,16 @@ impl App {
     /// Applies a key; false to quit.
     pub fn key(&mut self, key: KeyEvent) -> bool {
         match key.code {
+            // Esc leaves the peers view first.
+            KeyCode::Esc | KeyCode::Char('p') if self.showing_peers.is_some() => {
+                self.showing_peers = None
+            }
             KeyCode::Char('q') | KeyCode::Esc => return false,
+            KeyCode::Down | KeyCode::Char('j') => self.selected = self.selected.saturating_add(1),
+            KeyCode::Up | KeyCode::Char('k') => self.selected = self.selected.saturating_sub(1),
+            KeyCode::Char('p') | KeyCode::Enter => {
+                self.showing_peers = self.selected_row().map(series_of)
+            }
             KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => return false,
             KeyCode::Char('s') => self.sort = Sort::Sent,
             KeyCode::Char('r') => self.sort = Sort::Received,
@@ -82,6 +107,33 @@ impl App {
             _ => {}
         }
         true
+    }
+
+    /// The row under the cursor (the cursor stays within the visible rows).
+    pub fn selected_row(&self) -> Option<&LiveRow> {
+        let visible = self.visible();
+        visible
+            .get(self.selected.min(visible.len().saturating_sub(1)))
+            .copied()
+    }
+
+    /// The peers of the series being shown, largest first.
+    pub fn shown_peers(&self) -> Vec<&LivePeer> {
+        let Some((name, uid, interface, container)) = &self.showing_peers else {
+            return Vec::new();
+        };
+        let mut peers: Vec<&LivePeer> = self
+            .peers
+            .iter()
+            .filter(|p| {
+                p.name == *name
+                    && p.uid == *uid
+                    && p.interface == *interface
+                    && p.container == *container
+            })
+            .collect();
+        peers.sort_by(|a, b| (b.sent_rate + b.recv_rate).total_cmp(&(a.sent_rate + a.recv_rate)));
+        peers
     }
 
     fn interfaces(&self) -> Vec<String> {

@@ -54,22 +54,36 @@ pub fn draw(frame: &mut Frame, app: &App) {
         )),
     };
     let keys = Line::styled(
-        "s sent · r received · n name · m rate/total · i interface · q quit",
+        "s sent · r received · n name · m rate/total · i interface · ↑↓ select · p peers · q quit",
         Style::new().fg(Color::DarkGray),
     );
     frame.render_widget(Paragraph::new(vec![status, keys]), header);
+    if app.showing_peers.is_some() {
+        draw_peers(frame, app, table, footer);
+        return;
+    }
 
     let rate = app.mode == Mode::Rate;
     let visible = app.visible();
-    let rows = visible.iter().map(|row| {
+    let selected = app.selected.min(visible.len().saturating_sub(1));
+    let rows = visible.iter().enumerate().map(|(index, row)| {
         let (sent, recv) = app.values(row);
-        let style = if row.attributed {
+        let mut style = if row.attributed {
             Style::new()
         } else {
             Style::new().fg(Color::DarkGray)
         };
+        let cursor = if index == selected {
+            style = style.add_modifier(Modifier::REVERSED);
+            ">"
+        } else {
+            " "
+        };
         Row::new(vec![
-            row.pid.map(|p| p.to_string()).unwrap_or_default(),
+            format!(
+                "{cursor}{}",
+                row.pid.map(|p| p.to_string()).unwrap_or_default()
+            ),
             row.uid.map(|u| u.to_string()).unwrap_or_default(),
             row.exe.clone().unwrap_or_else(|| row.name.clone()),
             container_column(row),
@@ -80,7 +94,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         .style(style)
     });
     let widths = [
-        Constraint::Length(8),
+        Constraint::Length(9),
         Constraint::Length(6),
         Constraint::Min(20),
         Constraint::Length(20),
@@ -89,7 +103,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Constraint::Length(12),
     ];
     let header_row = Row::new([
-        "PID",
+        " PID",
         "UID",
         "PROGRAM",
         "CONTAINER",
@@ -119,6 +133,54 @@ pub fn draw(frame: &mut Frame, app: &App) {
     );
 }
 
+/// The selected series' peers over the last interval (rates: peers are per interval).
+fn draw_peers(
+    frame: &mut Frame,
+    app: &App,
+    table: ratatui::layout::Rect,
+    footer: ratatui::layout::Rect,
+) {
+    let Some((name, _, interface, container)) = &app.showing_peers else {
+        return;
+    };
+    let peers = app.shown_peers();
+    let rows = peers.iter().map(|peer| {
+        Row::new(vec![
+            peer.peer.clone(),
+            peer.peer_name.clone().unwrap_or_default(),
+            peer.service.clone().unwrap_or_default(),
+            human(peer.sent_rate, true),
+            human(peer.recv_rate, true),
+        ])
+    });
+    let widths = [
+        Constraint::Length(40),
+        Constraint::Min(24),
+        Constraint::Length(10),
+        Constraint::Length(12),
+        Constraint::Length(12),
+    ];
+    let header_row = Row::new(["PEER", "NAME", "SERVICE", "SENT", "RECEIVED"])
+        .style(Style::new().add_modifier(Modifier::BOLD));
+    let within = container
+        .as_deref()
+        .map(|c| format!(" in {c}"))
+        .unwrap_or_default();
+    let title = format!(" peers of {name}{within} on {interface} · p or Esc: back ");
+    frame.render_widget(
+        Table::new(rows, widths)
+            .header(header_row)
+            .block(Block::bordered().title(title)),
+        table,
+    );
+    let note = if app.peers.is_empty() {
+        "no peers: the daemon runs without [peers] enabled = true".to_string()
+    } else {
+        format!("{} peers in the last interval", peers.len())
+    };
+    frame.render_widget(Paragraph::new(note), footer);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,9 +194,14 @@ mod tests {
             time: 0,
             interval_seconds: 1.0,
             processes: rows,
+            peers: Vec::new(),
         }));
+        render(&app)
+    }
+
+    fn render(app: &App) -> String {
         let mut terminal = Terminal::new(TestBackend::new(140, 12)).unwrap();
-        terminal.draw(|frame| draw(frame, &app)).unwrap();
+        terminal.draw(|frame| draw(frame, app)).unwrap();
         let buffer = terminal.backend().buffer().clone();
         buffer
             .content()
@@ -174,5 +241,54 @@ mod tests {
             line_of("api-7d4b9").contains("shop/api-7d4b9/api"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn p_shows_the_selected_process_peers_and_esc_goes_back() {
+        use ratatui::crossterm::event::{KeyCode, KeyEvent};
+        let row = |name: &str, sent_rate: f64| LiveRow {
+            name: name.into(),
+            interface: "eth0".into(),
+            attributed: true,
+            sent_rate,
+            ..LiveRow::default()
+        };
+        let peer =
+            |name: &str, address: &str, peer_name: Option<&str>| crate::sinks::live::LivePeer {
+                name: name.into(),
+                interface: "eth0".into(),
+                peer: address.into(),
+                peer_name: peer_name.map(String::from),
+                service: Some("443/tcp".into()),
+                sent_rate: 2000.0,
+                ..Default::default()
+            };
+        let mut app = App::new("test".into());
+        app.update(Ok(LiveSnapshot {
+            time: 0,
+            interval_seconds: 1.0,
+            processes: vec![row("curl", 9000.0), row("rsync", 5000.0)],
+            peers: vec![
+                peer("curl", "192.0.2.7", Some("files.example.org")),
+                peer("rsync", "192.0.2.9", Some("backup.example.org")),
+            ],
+        }));
+        // Sorted by sent: curl first; down selects rsync.
+        assert!(app.key(KeyEvent::from(KeyCode::Down)));
+        assert!(app.key(KeyEvent::from(KeyCode::Char('p'))));
+        let shown = render(&app);
+        assert!(shown.contains("peers of rsync"), "{shown}");
+        assert!(
+            shown.contains("backup.example.org") && shown.contains("443/tcp"),
+            "{shown}"
+        );
+        assert!(!shown.contains("files.example.org"), "{shown}");
+        assert!(
+            app.key(KeyEvent::from(KeyCode::Esc)),
+            "Esc leaves the peers, not top"
+        );
+        let shown = render(&app);
+        assert!(shown.contains("PROGRAM") && shown.contains(">"), "{shown}");
+        assert!(!app.key(KeyEvent::from(KeyCode::Esc)));
     }
 }
