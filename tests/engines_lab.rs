@@ -387,6 +387,7 @@ fn a_scanner_keeps_its_top_peers_and_other(engine: EngineUnderTest) {
     let config = lab.path("peers.toml");
     std::fs::write(&config, "[peers]\nenabled = true\nper_process = 20\n").unwrap();
     let netgraph = engine.start(&lab, &["--config", config.to_str().unwrap()]);
+    let state = netgraph.state.clone();
     lab.exec(
         &lab.a,
         "ng-scan",
@@ -421,10 +422,36 @@ fn a_scanner_keeps_its_top_peers_and_other(engine: EngineUnderTest) {
         sent,
         lab.truth_bytes("out"),
     );
+    // The store keeps what the lines carried: at most 21 peers per interval, the same sum.
+    let store =
+        netgraph::store::Store::open(&state, netgraph::store::Retention::default()).unwrap();
+    let now = netgraph::store::seconds(std::time::SystemTime::now());
+    let only = netgraph::store::Only {
+        group_by: netgraph::store::GroupBy::Process,
+        key: "ng-scan",
+    };
+    let (_, stored) = store
+        .reader()
+        .unwrap()
+        .totals(
+            now - 600,
+            now + 1,
+            netgraph::store::GroupBy::Peer,
+            1000,
+            Some(only),
+        )
+        .unwrap();
+    assert!(
+        stored.len() <= 21 * intervals.len(),
+        "{} peers stored",
+        stored.len()
+    );
+    assert_eq!(stored.iter().map(|t| t.sent_bytes).sum::<u64>(), sent);
     report(&format!(
-        "{}, 5,000 peers of one process: {} peer rows over {} intervals, adding up exactly",
+        "{}, 5,000 peers of one process: {} peer rows over {} intervals, adding up exactly; {} peers in the store",
         engine.label(),
         rows.len(),
-        intervals.len()
+        intervals.len(),
+        stored.len()
     ));
 }

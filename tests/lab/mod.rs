@@ -439,7 +439,12 @@ impl Lab {
             .stderr(std::fs::File::create(&err).unwrap())
             .spawn()
             .unwrap();
-        Netgraph { child, out, err }
+        Netgraph {
+            child,
+            out,
+            err,
+            state,
+        }
     }
 
     /// A fresh cgroup v2 group, removed with the lab; returns its path below the root.
@@ -498,6 +503,8 @@ pub struct Netgraph {
     child: Child,
     out: PathBuf,
     err: PathBuf,
+    /// Its state directory (the store), unless the configuration names another.
+    pub state: PathBuf,
 }
 
 impl Netgraph {
