@@ -14,7 +14,7 @@ modes="off on"
 for mode in $modes; do
   conf=/tmp/measure-$mode.toml
   printf '[store]\nenabled = false\n[web]\nenabled = false\n' > $conf
-  [ $mode = on ] && printf '[peers]\n' >> $conf
+  [ $mode = on ] && printf '[peers]\nenabled = true\n' >> $conf
   binary=$NG
   [ $mode = baseline ] && binary=$1
   $binary run --engine ebpf --interval 1s --config $conf >/dev/null 2>/tmp/measure-$mode.log &

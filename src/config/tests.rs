@@ -22,6 +22,28 @@ fn the_sample_configuration_is_valid() {
 }
 
 #[test]
+fn the_sample_peers_section_is_valid_once_uncommented() {
+    let sample = include_str!("../../examples/netgraph.toml");
+    let section: String = sample
+        .lines()
+        .skip_while(|l| *l != "# [peers]")
+        .take_while(|l| l.starts_with("# ") && !l.starts_with("# ---"))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    let config = parse(&section).unwrap();
+    assert!(config.peers.enabled);
+    assert_eq!(config.peers.names, [NameSource::Dns]);
+    assert_eq!(
+        config.peers.retention,
+        std::time::Duration::from_secs(90 * 86_400)
+    );
+    let all = parse("[peers]\nenabled = true\nnames = [\"dns\", \"sni\", \"reverse\"]\n").unwrap();
+    assert!([NameSource::Dns, NameSource::Sni, NameSource::Reverse]
+        .iter()
+        .all(|source| all.peers.names_from(*source)));
+}
+
+#[test]
 fn broken_configurations_say_where_and_what() {
     let cases = [
         ("hostname = \n", "line 1"),
@@ -37,6 +59,8 @@ fn broken_configurations_say_where_and_what() {
         ("[prometheus]\nlisten = \"not an address\"\n", "invalid socket address"),
         ("[geoip]\ndatabase = \"/nonexistent/GeoLite2-Country.mmdb\"\n", "cannot open the GeoIP database /nonexistent/GeoLite2-Country.mmdb"),
         ("[geoip]\ndatabse = \"x.mmdb\"\n", "(did you mean `database`?)"),
+        ("[peers]\nnames = [\"dnss\"]\n", "unknown variant `dnss`, expected one of `dns`, `sni`, `reverse`"),
+        ("[peers]\nretention = \"forever\"\n", "retention"),
     ];
     for (text, expected) in cases {
         let error = parse(text)
