@@ -30,7 +30,7 @@ const USAGE: &str = "usage: labtraffic COMMAND ARGS
   slow-clients ADDRS COUNT SECONDS    hold COUNT partial HTTP requests on ADDRS (a,b) that long
   udp-echo ADDR                       echo every datagram back
   udp-ping ADDR COUNT SIZE [connected]  send COUNT datagrams, read the echoes
-  udp-flood ADDR SECONDS SIZE MODE    send as fast as possible; MODE: connected, unconnected, mmsg
+  udp-flood ADDR SECONDS SIZE MODE    send as fast as possible; MODE: connected, unconnected, mmsg, gso (UDP_SEGMENT, 1,400-byte datagrams)
   udp-trickle ADDR SECONDS SIZE       send one datagram every 10 ms for that long
   udp-spray FIRST COUNT PORT SIZE     one datagram to each of COUNT IPv4 addresses from FIRST on
   udp-sink ADDR MODE                  count datagrams forever; MODE: recv, mmsg

@@ -131,13 +131,30 @@ pub fn flood(target: &str, seconds: &str, size: &str, mode: &str) -> Result {
     if mode != "unconnected" {
         socket.connect(target).map_err(|e| e.to_string())?;
     }
+    if mode == "gso" {
+        // UDP_SEGMENT: the kernel cuts each send into 1,400-byte datagrams.
+        let segment: libc::c_int = 1400;
+        // SAFETY: setsockopt with a pointer to an int that outlives the call.
+        let done = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_UDP,
+                libc::UDP_SEGMENT,
+                (&segment as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if done != 0 {
+            return Err(format!("UDP_SEGMENT: {}", std::io::Error::last_os_error()));
+        }
+    }
     let payload = vec![0x17u8; number(size)? as usize];
     let deadline = Instant::now() + Duration::from_secs(number(seconds)?);
     let mut sent = 0u64;
     while Instant::now() < deadline {
         for _ in 0..256 {
             sent += match mode {
-                "connected" => socket.send(&payload).unwrap_or(0),
+                "connected" | "gso" => socket.send(&payload).unwrap_or(0),
                 "unconnected" => socket.send_to(&payload, target).unwrap_or(0),
                 "mmsg" => sendmmsg(&socket, &payload).unwrap_or(0),
                 other => return Err(format!("unknown flood mode {other}")),

@@ -4,6 +4,7 @@
 pub mod capture;
 pub mod ebpf;
 pub mod host_addresses;
+pub mod offloads;
 
 use crate::traffic::{Counter, Ends, Flow, Protocol, Traffic};
 use std::sync::Arc;

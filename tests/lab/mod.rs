@@ -258,6 +258,43 @@ impl Lab {
             .unwrap_or_else(|| panic!("no counter {name} in {json}"))
     }
 
+    /// Packets an nftables counter in namespace `ns` saw.
+    pub fn truth_packets_in(&self, ns: &str, name: &str) -> u64 {
+        let json = run(
+            "ip",
+            &[
+                "netns", "exec", ns, "nft", "-j", "list", "counter", "inet", "truth", name,
+            ],
+        );
+        let value: Value = serde_json::from_str(&json).unwrap();
+        value["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|item| item["counter"]["packets"].as_u64())
+            .unwrap_or_else(|| panic!("no counter {name} in {json}"))
+    }
+
+    /// Sets offloads of an interface in namespace `ns` (`ethtool -K DEV FEATURE on|off ...`).
+    pub fn offloads(&self, ns: &str, device: &str, features: &[&str]) {
+        let mut args = vec!["netns", "exec", ns, "ethtool", "-K", device];
+        args.extend(features);
+        run("ip", &args);
+    }
+
+    /// (bytes, packets) an interface in namespace `ns` has transmitted, as its driver
+    /// counts them: after segmentation, each frame with its link header.
+    pub fn transmitted(&self, ns: &str, device: &str) -> (u64, u64) {
+        let read = |what: &str| -> u64 {
+            let path = format!("/sys/class/net/{device}/statistics/{what}");
+            run("ip", &["netns", "exec", ns, "cat", &path])
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        (read("tx_bytes"), read("tx_packets"))
+    }
+
     /// A scratch file path inside the lab's directory (configs, certificates, data).
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)

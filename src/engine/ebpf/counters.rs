@@ -56,14 +56,70 @@ pub struct CounterKey {
     pub transient: bool,
 }
 
+/// A count as the kernel side keeps it: the packets as they passed the hook, and what
+/// their offloaded segments add on a link that carries segments (one IP and transport
+/// header and one packet per segment beyond the first).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HookCount {
+    pub passed: Counter,
+    pub segments: Counter,
+}
+
+impl HookCount {
+    pub fn of(value: &types::traffic_value) -> HookCount {
+        HookCount {
+            passed: Counter {
+                bytes: value.bytes,
+                packets: value.packets,
+            },
+            segments: Counter {
+                bytes: value.segment_bytes,
+                packets: value.segment_packets,
+            },
+        }
+    }
+
+    /// As the link carried it: with the segments' headers where it carries segments.
+    pub fn on_link(self, carries_segments: bool) -> Counter {
+        let mut counter = self.passed;
+        if carries_segments {
+            counter.merge(self.segments);
+        }
+        counter
+    }
+
+    pub fn merge(&mut self, other: HookCount) {
+        self.passed.merge(other.passed);
+        self.segments.merge(other.segments);
+    }
+
+    /// What was added since `earlier`; `None` if it is smaller (counted afresh since).
+    pub fn since(self, earlier: HookCount) -> Option<HookCount> {
+        let less = |now: Counter, then: Counter| {
+            Some(Counter {
+                bytes: now.bytes.checked_sub(then.bytes)?,
+                packets: now.packets.checked_sub(then.packets)?,
+            })
+        };
+        Some(HookCount {
+            passed: less(self.passed, earlier.passed)?,
+            segments: less(self.segments, earlier.segments)?,
+        })
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.passed.is_zero() && self.segments.is_zero()
+    }
+}
+
 struct Seen {
     raw_key: Vec<u8>,
-    value: Counter,
+    value: HookCount,
     quiet: u32,
 }
 
 pub struct Deltas {
-    pub changed: Vec<(CounterKey, Counter)>,
+    pub changed: Vec<(CounterKey, HookCount)>,
     /// Sockets whose every counter was unchanged this drain.
     pub idle: HashSet<u64>,
 }
@@ -153,24 +209,15 @@ impl Counters {
             ) else {
                 continue;
             };
-            let value = Counter {
-                bytes: value.bytes,
-                packets: value.packets,
-            };
+            let value = HookCount::of(&value);
             cookies.insert(key.cookie);
             let seen = self.seen.entry(key).or_insert(Seen {
                 raw_key,
-                value: Counter::default(),
+                value: HookCount::default(),
                 quiet: 0,
             });
             // Smaller than before: deleted and counted afresh since.
-            if value.bytes < seen.value.bytes || value.packets < seen.value.packets {
-                seen.value = Counter::default();
-            }
-            let delta = Counter {
-                bytes: value.bytes - seen.value.bytes,
-                packets: value.packets - seen.value.packets,
-            };
+            let delta = value.since(seen.value).unwrap_or(value);
             seen.value = value;
             if delta.is_zero() {
                 seen.quiet += 1;

@@ -2,7 +2,7 @@
 //! crosses it (tcx links, Linux 6.6+, which the kernel detaches when netgraph exits),
 //! and the traffic among it that no local socket moved.
 
-use super::counters::{address, Direction};
+use super::counters::{address, Direction, HookCount};
 use super::plain_data;
 use super::skeleton::{types, NetgraphSkel};
 use crate::traffic::{Counter, Protocol, Traffic};
@@ -122,9 +122,15 @@ impl InterfaceHooks {
     /// only a growing excess is reported. With addresses recorded, the excess is named
     /// after the pairs that crossed more than sockets moved this drain, pairs no socket
     /// moved anything for first; whatever is left keeps no addresses.
-    pub fn unattributed(&mut self, map: &MapMut<'_>) -> (Vec<Unattributed>, HashMap<u32, Counter>) {
+    /// `carries_segments` says whether an interface's link carries the segments of
+    /// offloaded packets in a direction (see `HookCount::on_link`).
+    pub fn unattributed(
+        &mut self,
+        map: &MapMut<'_>,
+        carries_segments: &mut dyn FnMut(u32, Direction) -> bool,
+    ) -> (Vec<Unattributed>, HashMap<u32, Counter>) {
         let mut non_ip: HashMap<u32, Counter> = HashMap::new();
-        self.read(map, &mut non_ip);
+        self.read(map, &mut non_ip, carries_segments);
         let mut found: HashMap<(u32, Protocol, Option<Pair>), Traffic> = HashMap::new();
         let mut candidates: HashMap<Key, Vec<(Pair, Counter, bool)>> = HashMap::new();
         for ((key, pair), crossed) in self.pairs_crossed.drain() {
@@ -209,7 +215,12 @@ impl InterfaceHooks {
 
     /// Turns the kernel's cumulative counters into totals kept here, so that quiet
     /// pairs of addresses can be deleted from the bounded map without losing a count.
-    fn read(&mut self, map: &MapMut<'_>, non_ip: &mut HashMap<u32, Counter>) {
+    fn read(
+        &mut self,
+        map: &MapMut<'_>,
+        non_ip: &mut HashMap<u32, Counter>,
+        carries_segments: &mut dyn FnMut(u32, Direction) -> bool,
+    ) {
         for (raw_key, total) in totals(map) {
             let Some((key, pair)) = parse_interface_key(&raw_key) else {
                 continue;
@@ -217,6 +228,8 @@ impl InterfaceHooks {
             if !self.hooked.contains_key(&key.ifindex) {
                 continue;
             }
+            let direction = Direction::from_kernel(key.direction);
+            let total = total.on_link(carries_segments(key.ifindex, direction));
             if key.non_ip != 0 {
                 non_ip.entry(key.ifindex).or_default().merge(total);
                 continue;
@@ -237,11 +250,7 @@ impl InterfaceHooks {
                 self.seen.remove(&raw_key);
                 continue;
             }
-            let k = (
-                key.ifindex,
-                Direction::from_kernel(key.direction),
-                key.protocol,
-            );
+            let k = (key.ifindex, direction, key.protocol);
             self.crossed.entry(k).or_default().merge(delta);
             if let (Some(pair), false) = (pair, delta.is_zero()) {
                 self.pairs_crossed
@@ -270,15 +279,14 @@ fn parse_interface_key(bytes: &[u8]) -> Option<(types::interface_key, Option<Pai
 }
 
 /// Per-CPU counters summed.
-fn totals(map: &MapMut<'_>) -> Vec<(Vec<u8>, Counter)> {
+fn totals(map: &MapMut<'_>) -> Vec<(Vec<u8>, HookCount)> {
     super::map_ops::keys(map)
         .filter_map(|key| {
             let per_cpu = map.lookup_percpu(&key, MapFlags::ANY).ok()??;
-            let mut total = Counter::default();
+            let mut total = HookCount::default();
             for value in per_cpu {
                 if let Some(v) = plain_data::read::<types::traffic_value>(&value) {
-                    total.bytes += v.bytes;
-                    total.packets += v.packets;
+                    total.merge(HookCount::of(&v));
                 }
             }
             Some((key, total))

@@ -3,6 +3,7 @@
 //! Namespaces are known by inode number and entered through any handle to them:
 //! a name under /run/netns (ip netns, container runtimes) or a live process in it.
 
+use crate::engine::offloads::Offloads;
 use crate::engine::InterfaceName;
 use std::collections::HashMap;
 use std::ffi::CStr;
@@ -16,7 +17,7 @@ const NAMED_NAMESPACES: [&str; 3] = ["/run/netns", "/run/docker/netns", "/var/ru
 
 pub struct InterfaceNames {
     own_netns: Option<u64>,
-    names: HashMap<(u64, u32), InterfaceName>,
+    names: HashMap<(u64, u32), (InterfaceName, Offloads)>,
 }
 
 impl InterfaceNames {
@@ -34,25 +35,37 @@ impl InterfaceNames {
     /// The interface's name, looked up inside the socket's namespace; `if<index>`
     /// (with `@netns<inode>` for another namespace) when that is not possible.
     pub fn name(&mut self, netns: Option<u64>, ifindex: u32) -> InterfaceName {
+        self.link(netns, ifindex).0
+    }
+
+    /// What the link does with offloaded packets (none where it cannot be asked).
+    pub fn offloads(&mut self, netns: Option<u64>, ifindex: u32) -> Offloads {
+        self.link(netns, ifindex).1
+    }
+
+    fn link(&mut self, netns: Option<u64>, ifindex: u32) -> (InterfaceName, Offloads) {
         let netns = netns.filter(|&n| n != 0).or(self.own_netns).unwrap_or(0);
-        if let Some(name) = self.names.get(&(netns, ifindex)) {
-            return name.clone();
+        if let Some(link) = self.names.get(&(netns, ifindex)) {
+            return link.clone();
         }
         let own = Some(netns) == self.own_netns || self.own_netns.is_none();
         let found = if own {
-            index_to_name(ifindex)
+            describe(ifindex)
         } else {
-            find_namespace(netns).and_then(|path| name_inside(path, ifindex))
+            find_namespace(netns).and_then(|path| describe_inside(path, ifindex))
         };
         match found {
-            Some(name) => {
-                let name: InterfaceName = Arc::from(name);
-                self.names.insert((netns, ifindex), name.clone());
-                name
+            Some((name, offloads)) => {
+                let link = (Arc::from(name), offloads);
+                self.names.insert((netns, ifindex), link.clone());
+                link
             }
             // Not cached: the interface or a way into its namespace may appear later.
-            None if own => Arc::from(format!("if{ifindex}")),
-            None => Arc::from(format!("if{ifindex}@netns{netns}")),
+            None if own => (Arc::from(format!("if{ifindex}")), Offloads::default()),
+            None => (
+                Arc::from(format!("if{ifindex}@netns{netns}")),
+                Offloads::default(),
+            ),
         }
     }
 
@@ -102,16 +115,23 @@ fn index_to_name(ifindex: u32) -> Option<String> {
     )
 }
 
+/// The interface's name and offloads, in the calling thread's namespace.
+fn describe(ifindex: u32) -> Option<(String, Offloads)> {
+    let name = index_to_name(ifindex)?;
+    let offloads = Offloads::of_interface(&name).unwrap_or_default();
+    Some((name, offloads))
+}
+
 /// Enters the namespace on a short-lived thread (namespaces are per thread) and
-/// resolves the name there.
-fn name_inside(namespace: PathBuf, ifindex: u32) -> Option<String> {
+/// describes the interface there.
+fn describe_inside(namespace: PathBuf, ifindex: u32) -> Option<(String, Offloads)> {
     let file = std::fs::File::open(namespace).ok()?;
     std::thread::spawn(move || {
         // SAFETY: setns on an open namespace file, affecting only this thread.
         if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
             return None;
         }
-        index_to_name(ifindex)
+        describe(ifindex)
     })
     .join()
     .ok()

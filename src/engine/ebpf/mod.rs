@@ -19,7 +19,7 @@ use super::{
     SampleKind, SampleSocket, SocketTraffic,
 };
 use crate::traffic::{Counter, Ends, Protocol, Service, Traffic};
-use counters::{CounterKey, Counters, Direction};
+use counters::{CounterKey, Counters, Direction, HookCount};
 use interface_hooks::InterfaceHooks;
 use interface_names::InterfaceNames;
 use libbpf_rs::{Link, MapCore, MapFlags, MapMut};
@@ -107,7 +107,7 @@ impl EbpfEngine {
     /// Socket counters that changed, one item per socket, interface, owner and peer,
     /// with what the kernel recorded of their owners. Notes on the interface hooks
     /// what sockets of this namespace moved.
-    fn socket_traffic(&mut self, changed: Vec<(CounterKey, Counter)>) -> Vec<SocketTraffic> {
+    fn socket_traffic(&mut self, changed: Vec<(CounterKey, HookCount)>) -> Vec<SocketTraffic> {
         let mut lookups = OwnerLookups::new(&self.skel.maps);
         let own_netns = self.names.own_netns();
         let mut sockets: HashMap<SocketKey, (Traffic, KernelOwnership)> = HashMap::new();
@@ -131,6 +131,17 @@ impl EbpfEngine {
                     };
                     (Traffic::default(), ownership)
                 });
+            let netns = {
+                let ownership = &entry.1;
+                let owner = ownership.socket.as_ref().or(ownership.mover.as_ref());
+                owner.map(|owner| owner.netns)
+            };
+            // As the link carried it: segments where it carries segments.
+            let offloads = self.names.offloads(netns, key.ifindex);
+            let delta = delta.on_link(match key.direction {
+                Direction::Egress => offloads.segments_sent(),
+                Direction::Ingress => offloads.segments_received(),
+            });
             // Sockets of this namespace share its interfaces' TC counters.
             let here = entry
                 .1
@@ -184,7 +195,17 @@ impl EbpfEngine {
         } else {
             &maps.interface_traffic
         };
-        let (unattributed, non_ip) = self.hooks.unattributed(interface_map);
+        let names = &mut self.names;
+        let mut carries_segments = |ifindex, direction| {
+            let offloads = names.offloads(None, ifindex);
+            match direction {
+                Direction::Egress => offloads.segments_sent(),
+                Direction::Ingress => offloads.segments_received(),
+            }
+        };
+        let (unattributed, non_ip) = self
+            .hooks
+            .unattributed(interface_map, &mut carries_segments);
         if unattributed.iter().any(|item| item.ends.is_some()) {
             match host_addresses::discover() {
                 Ok(host) => self.host = host,

@@ -34,9 +34,14 @@ struct traffic_key {
 	__u32 pad2;
 };
 
+/* Packets as they passed the hook, and what their offloaded segments add where the
+ * link carries segments (userspace knows which links do): a GSO packet leaves, or a
+ * GRO packet arrived as, `gso_segs` packets each with its own IP and transport header. */
 struct traffic_value {
 	__u64 bytes;
 	__u64 packets;
+	__u64 segment_bytes;
+	__u64 segment_packets;
 };
 
 /* Set by userspace before loading when GeoIP or peers need each packet's two ends; the
@@ -259,9 +264,53 @@ static __always_inline __u32 owner_tgid(struct bpf_sock *sk, __u64 cookie)
 	return tgid;
 }
 
+/* The replicated headers and extra packets of an offloaded (GSO or GRO) packet whose
+ * IP header is `ip_header` bytes long: 0 for a plain packet. */
+struct segments {
+	__u64 bytes;
+	__u64 packets;
+};
+
+static __always_inline struct segments offloaded_segments(struct __sk_buff *skb, int from_network, __u32 ip_header,
+							  __u8 protocol)
+{
+	struct segments extra = {};
+	__u32 count = skb->gso_segs;
+	if (count <= 1 || !ip_header)
+		return extra;
+	__u32 headers = ip_header;
+	if (protocol == 6) {
+		__u8 offset = 0;
+		if (from_network)
+			bpf_skb_load_bytes_relative(skb, ip_header + 12, &offset, 1, BPF_HDR_START_NET);
+		else
+			bpf_skb_load_bytes(skb, ip_header + 12, &offset, 1);
+		headers += (offset >> 4) * 4;
+	} else if (protocol == 17) {
+		headers += 8;
+	}
+	extra.bytes = (__u64)(count - 1) * headers;
+	extra.packets = count - 1;
+	return extra;
+}
+
+/* The IP header's length, for packets whose data starts there (cgroup_skb) or at the
+ * network header (`from_network`); 0 if not IP. */
+static __always_inline __u32 ip_header_length(struct __sk_buff *skb, int from_network)
+{
+	__u8 version = 0;
+	int failed = from_network ? bpf_skb_load_bytes_relative(skb, 0, &version, 1, BPF_HDR_START_NET)
+				  : bpf_skb_load_bytes(skb, 0, &version, 1);
+	if (failed)
+		return 0;
+	if ((version >> 4) == 4)
+		return (version & 0xf) * 4;
+	return (version >> 4) == 6 ? 40 : 0;
+}
+
 /* Adds a packet to a cumulative counter, creating it on first use; `loss` is counted
  * if the map is full. Per-CPU maps need no atomic add: no other CPU writes this copy. */
-static __always_inline void add_packet(void *map, void *key, __u64 bytes, int per_cpu,
+static __always_inline void add_packet(void *map, void *key, __u64 bytes, struct segments extra, int per_cpu,
 				       __u32 loss)
 {
 	struct traffic_value *value = bpf_map_lookup_elem(map, key);
@@ -280,9 +329,15 @@ static __always_inline void add_packet(void *map, void *key, __u64 bytes, int pe
 	if (per_cpu) {
 		value->bytes += bytes;
 		value->packets += 1;
+		value->segment_bytes += extra.bytes;
+		value->segment_packets += extra.packets;
 	} else {
 		__sync_fetch_and_add(&value->bytes, bytes);
 		__sync_fetch_and_add(&value->packets, 1);
+		if (extra.packets) {
+			__sync_fetch_and_add(&value->segment_bytes, extra.bytes);
+			__sync_fetch_and_add(&value->segment_packets, extra.packets);
+		}
 	}
 }
 
@@ -459,11 +514,15 @@ static __always_inline void count(struct __sk_buff *skb, enum direction directio
 		__u32 header = read_ends(skb, direction, 0, &peer.ends);
 		if (header && (key.protocol == 6 || key.protocol == 17))
 			read_ports(skb, direction, header, &peer);
-		add_packet(&peer_traffic, &peer, skb->len, 0, LOSS_TRAFFIC_FULL);
+		struct segments extra = offloaded_segments(skb, 0, header, key.protocol);
+		add_packet(&peer_traffic, &peer, skb->len, extra, 0, LOSS_TRAFFIC_FULL);
 		if (header && (peer.far_port == 53 || record_tls_hellos))
 			sample_payload(skb, direction, header, &peer);
 	} else {
-		add_packet(&traffic, &key, skb->len, 0, LOSS_TRAFFIC_FULL);
+		struct segments extra = {};
+		if (skb->gso_segs > 1)
+			extra = offloaded_segments(skb, 0, ip_header_length(skb, 0), key.protocol);
+		add_packet(&traffic, &key, skb->len, extra, 0, LOSS_TRAFFIC_FULL);
 	}
 }
 
@@ -511,13 +570,16 @@ static __always_inline void count_interface(struct __sk_buff *skb, enum directio
 		bytes = skb->len > link_len ? skb->len - link_len : 0;
 	}
 	bytes = key.non_ip ? skb->len : bytes;
+	struct segments extra = {};
+	if (!key.non_ip && skb->gso_segs > 1)
+		extra = offloaded_segments(skb, 1, ip_header_length(skb, 1), key.protocol);
 	if (record_addresses) {
 		struct interface_peer_key peer = {.interface = key};
 		if (!key.non_ip)
 			read_ends(skb, direction, 1, &peer.ends);
-		add_packet(&interface_peer_traffic, &peer, bytes, 1, LOSS_INTERFACES_FULL);
+		add_packet(&interface_peer_traffic, &peer, bytes, extra, 1, LOSS_INTERFACES_FULL);
 	} else {
-		add_packet(&interface_traffic, &key, bytes, 1, LOSS_INTERFACES_FULL);
+		add_packet(&interface_traffic, &key, bytes, extra, 1, LOSS_INTERFACES_FULL);
 	}
 }
 

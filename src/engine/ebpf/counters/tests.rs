@@ -53,7 +53,22 @@ fn key(cookie: u64, direction: types::direction, transient: bool) -> Vec<u8> {
 
 impl FakeMap {
     fn set(&self, key: &[u8], bytes: u64, packets: u64) {
-        let value = bytes_of(&types::traffic_value { bytes, packets });
+        self.set_offloaded(key, (bytes, packets), (0, 0));
+    }
+
+    /// A counter with the headers and packets its offloaded segments add.
+    fn set_offloaded(
+        &self,
+        key: &[u8],
+        (bytes, packets): (u64, u64),
+        (segment_bytes, segment_packets): (u64, u64),
+    ) {
+        let value = bytes_of(&types::traffic_value {
+            bytes,
+            packets,
+            segment_bytes,
+            segment_packets,
+        });
         self.entries.borrow_mut().insert(key.to_vec(), value);
     }
 }
@@ -63,8 +78,25 @@ fn sent(deltas: &Deltas, cookie: u64) -> u64 {
         .changed
         .iter()
         .filter(|(key, _)| key.cookie == cookie)
-        .map(|(_, delta)| delta.bytes)
+        .map(|(_, delta)| delta.passed.bytes)
         .sum()
+}
+
+#[test]
+fn offloaded_segments_count_only_on_links_that_carry_them() {
+    let (map, mut counters) = (FakeMap::default(), Counters::default());
+    let egress = key(1, types::direction::EGRESS, false);
+    // One 64 KiB GSO packet of 45 segments with 52-byte IP and TCP headers.
+    map.set_offloaded(&egress, (65_226, 1), (44 * 52, 44));
+    let first = counters.read(&map);
+    let (_, delta) = first.changed[0];
+    let wire = delta.on_link(true);
+    assert_eq!((wire.bytes, wire.packets), (65_226 + 44 * 52, 45));
+    assert_eq!(delta.on_link(false).packets, 1, "a veth passes it whole");
+    map.set_offloaded(&egress, (65_226 + 1500, 2), (44 * 52, 44));
+    let second = counters.read(&map);
+    let wire = second.changed[0].1.on_link(true);
+    assert_eq!((wire.bytes, wire.packets), (1500, 1));
 }
 
 #[test]
