@@ -95,8 +95,11 @@ fn interface_flags(socket: &OwnedFd, name: &str) -> Option<libc::c_short> {
     let mut request = request(name)?;
     // SAFETY: SIOCGIFFLAGS fills the flags of a valid, named ifreq.
     let done = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) };
+    if done != 0 {
+        return None;
+    }
     // SAFETY: the kernel filled the flags member of the union.
-    (done == 0).then(|| unsafe { request.ifr_ifru.ifru_flags })
+    Some(unsafe { request.ifr_ifru.ifru_flags })
 }
 
 /// Runs an ethtool command whose data `data` points to.

@@ -15,6 +15,9 @@ pub struct IpPacket {
     pub dst: SocketAddr,
     /// Bytes at the IP layer: IP header and everything after it.
     pub ip_len: u64,
+    /// The IP and TCP or UDP headers' length (options included); 0 for other packets.
+    /// A merged (GRO) or offloaded packet left as segments each with these headers.
+    pub headers: u32,
     /// Set on IPv4 fragments: ports are only in the first one.
     pub fragment: Option<Fragment>,
     pub direction: LinkDirection,
@@ -127,11 +130,23 @@ fn decode_ip(sliced: &LaxSlicedPacket<'_>, frame: &[u8], wire_len: u32) -> Optio
         }
         None => (0, 0),
     };
+    let ip_header = (payload.payload.as_ptr() as usize).saturating_sub(header_start as usize);
+    let transport_header = match &sliced.transport {
+        Some(TransportSlice::Tcp(tcp)) => tcp.header_len(),
+        Some(TransportSlice::Udp(_)) => 8,
+        _ => 0,
+    };
+    let headers = if transport_header == 0 {
+        0
+    } else {
+        u32::try_from(ip_header + transport_header).unwrap_or(0)
+    };
     Some(IpPacket {
         ip_number: ip_number.0,
         src: SocketAddr::new(src, src_port),
         dst: SocketAddr::new(dst, dst_port),
         ip_len,
+        headers,
         fragment,
         direction: LinkDirection::Unknown,
     })

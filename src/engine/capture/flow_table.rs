@@ -14,6 +14,35 @@ pub struct FlowTable {
     flows: HashMap<Flow, Traffic>,
     capacity: usize,
     totals: InterfaceTraffic,
+    segments: LinkSegments,
+}
+
+/// Where the link carries packets larger than its MTU as segments: the MTU, per
+/// direction (see `engine::offloads`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LinkSegments {
+    pub sent: Option<u64>,
+    pub received: Option<u64>,
+}
+
+/// A packet as the link carried it: one larger than the MTU (merged by GRO, or
+/// offloaded) was that many MTU-sized segments, each with its own headers; bulk senders
+/// fill every segment but the last.
+fn on_wire(packet: &IpPacket, mtu: Option<u64>) -> Counter {
+    let headers = u64::from(packet.headers);
+    match mtu {
+        Some(mtu) if headers > 0 && mtu > headers && packet.ip_len > mtu => {
+            let segments = (packet.ip_len - headers).div_ceil(mtu - headers);
+            Counter {
+                bytes: packet.ip_len + (segments - 1) * headers,
+                packets: segments,
+            }
+        }
+        _ => Counter {
+            bytes: packet.ip_len,
+            packets: 1,
+        },
+    }
 }
 
 impl FlowTable {
@@ -24,7 +53,13 @@ impl FlowTable {
             interface,
             flows: HashMap::new(),
             capacity,
+            segments: LinkSegments::default(),
         }
+    }
+
+    pub fn with_segments(mut self, segments: LinkSegments) -> Self {
+        self.segments = segments;
+        self
     }
 
     /// Counts one IP packet. Returns the flows this packet opened, for attribution hints.
@@ -54,8 +89,9 @@ impl FlowTable {
                 local: src,
                 remote: dst,
             };
-            self.totals.captured.sent.add_packet(packet.ip_len);
-            opened[0] = self.add(flow, packet.ip_len, |t| &mut t.sent);
+            let counted = on_wire(packet, self.segments.sent);
+            self.totals.captured.sent.merge(counted);
+            opened[0] = self.add(flow, counted, |t| &mut t.sent);
         }
         if received {
             let flow = Flow {
@@ -63,8 +99,9 @@ impl FlowTable {
                 local: dst,
                 remote: src,
             };
-            self.totals.captured.recv.add_packet(packet.ip_len);
-            opened[1] = self.add(flow, packet.ip_len, |t| &mut t.recv);
+            let counted = on_wire(packet, self.segments.received);
+            self.totals.captured.recv.merge(counted);
+            opened[1] = self.add(flow, counted, |t| &mut t.recv);
         }
         opened
     }
@@ -80,22 +117,22 @@ impl FlowTable {
     fn add(
         &mut self,
         flow: Flow,
-        bytes: u64,
+        counted: Counter,
         direction: fn(&mut Traffic) -> &mut Counter,
     ) -> Option<Flow> {
         if let Some(traffic) = self.flows.get_mut(&flow) {
-            direction(traffic).add_packet(bytes);
+            direction(traffic).merge(counted);
             return None;
         }
         if self.flows.len() >= self.capacity {
             // Beyond the bound the flow's identity is dropped, never its bytes:
             // they go to a per-protocol flow with no socket, so to the unknown bucket.
-            self.totals.overflow.add_packet(bytes);
+            self.totals.overflow.merge(counted);
             let anonymous = overflow_flow(flow.protocol);
-            direction(self.flows.entry(anonymous).or_default()).add_packet(bytes);
+            direction(self.flows.entry(anonymous).or_default()).merge(counted);
             return None;
         }
-        direction(self.flows.entry(flow).or_default()).add_packet(bytes);
+        direction(self.flows.entry(flow).or_default()).merge(counted);
         Some(flow)
     }
 
@@ -154,9 +191,31 @@ mod tests {
             src: src.parse().unwrap(),
             dst: dst.parse().unwrap(),
             ip_len: len,
+            headers: 52,
             fragment: None,
             direction: LinkDirection::Unknown,
         }
+    }
+
+    #[test]
+    fn packets_merged_by_gro_count_as_the_segments_the_link_carried() {
+        let local = local();
+        let segments = LinkSegments {
+            sent: None,
+            received: Some(1500),
+        };
+        let mut table = FlowTable::new("eth0".into(), false, 16).with_segments(segments);
+        // 10 segments of 1,448 payload bytes, merged: one header set for all.
+        let merged = packet("10.0.0.2:443", "10.0.0.1:40000", 52 + 10 * 1448);
+        table.record(&merged, &local);
+        // Sent the other way the link passes a large packet whole (TSO on a veth).
+        let offloaded = packet("10.0.0.1:40000", "10.0.0.2:443", 52 + 10 * 1448);
+        table.record(&offloaded, &local);
+        let (_, totals) = table.drain();
+        assert_eq!(totals.captured.recv.bytes, 10 * 1500);
+        assert_eq!(totals.captured.recv.packets, 10);
+        assert_eq!(totals.captured.sent.packets, 1);
+        assert_eq!(totals.captured.sent.bytes, 52 + 10 * 1448);
     }
 
     fn local() -> LocalAddresses {

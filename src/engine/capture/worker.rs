@@ -1,10 +1,11 @@
 //! One capture thread per interface: reads headers from libpcap, decodes, counts.
 
 use super::decode::{decode, Decoded};
-use super::flow_table::FlowTable;
+use super::flow_table::{FlowTable, LinkSegments};
 use super::fragments::FragmentPorts;
 use super::link::{Link, LinkType};
 use crate::engine::host_addresses::LocalAddresses;
+use crate::engine::offloads::Offloads;
 use crate::engine::{CaptureStats, FlowHints, FlowTraffic, InterfaceTraffic};
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,7 +98,8 @@ impl Worker {
             if_dropped: 0,
         };
         let state = Arc::new(Mutex::new(WorkerState {
-            table: FlowTable::new(interface.into(), loopback, settings.max_flows),
+            table: FlowTable::new(interface.into(), loopback, settings.max_flows)
+                .with_segments(link_segments(interface)),
             reported_stats: empty,
             latest_stats: empty,
             finished: false,
@@ -144,6 +146,18 @@ impl Worker {
 }
 
 use crate::locks::lock;
+
+/// Where this interface's link carries offloaded packets as segments, and its MTU.
+fn link_segments(interface: &str) -> LinkSegments {
+    let offloads = Offloads::of_interface(interface).unwrap_or_default();
+    let mtu = std::fs::read_to_string(format!("/sys/class/net/{interface}/mtu"))
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok());
+    LinkSegments {
+        sent: mtu.filter(|_| offloads.segments_sent()),
+        received: mtu.filter(|_| offloads.segments_received()),
+    }
+}
 
 /// Decodes and counts what a capture delivers.
 struct Tally {
