@@ -61,7 +61,7 @@ pub struct GeoipConfig {
 #[derive(Deserialize, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct PeersConfig {
-    /// Off by default: it costs each packet about a third more kernel time
+    /// Off by default: it costs each packet about half again its kernel time
     /// (docs/measured.md).
     #[serde(default)]
     pub enabled: bool,
