@@ -113,14 +113,14 @@ fn geoip_names_unattributed_ends_and_breaks_processes_down_by_country() {
     );
     let geo = crate::geo::Geo::open(&path, true).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    let mut accountant = Accountant::new(at(0)).with_geo(geo);
+    let mut accountant = Accountant::new(at(0)).with_geo(geo).with_peers(20);
     let with_ends = |owner, sent, recv, far: &str| {
         let mut item = traffic(owner, sent, recv);
         item.ends = Some(Ends {
             near: "10.0.0.1".parse().unwrap(),
             far: far.parse().unwrap(),
             near_is_host: true,
-            service: None,
+            service: crate::traffic::Service::of(Protocol::Tcp, 40_000, 443),
         });
         item
     };
@@ -157,6 +157,28 @@ fn geoip_names_unattributed_ends_and_breaks_processes_down_by_country() {
     let curl = &interval.processes[0];
     let by_country: u64 = interval.countries.iter().map(|r| r.last.sent.bytes).sum();
     assert_eq!(by_country, curl.last.sent.bytes);
+    // Peers carry their country, service, the series' pid and totals.
+    let peers: Vec<(String, Option<&str>, String, Option<u32>, u64)> = interval
+        .peers
+        .iter()
+        .filter(|r| &*r.key.name == "curl")
+        .map(|r| {
+            (
+                r.peer_label(),
+                r.country.as_deref(),
+                r.service.map(|s| s.to_string()).unwrap_or_default(),
+                r.pid,
+                r.total.sent.bytes,
+            )
+        })
+        .collect();
+    assert_eq!(
+        peers,
+        [
+            ("203.0.113.5".into(), Some("Germany"), "443/tcp".into(), Some(10), 200),
+            ("198.51.100.7".into(), Some("France"), "443/tcp".into(), Some(10), 80),
+        ]
+    );
 }
 
 #[test]
