@@ -114,3 +114,61 @@ fn walk(root: &Path, dir: &Path, paths: &mut HashMap<u64, String>, depth: usize)
         }
     }
 }
+
+/// A process's cgroup path as its workload is read from: the cgroup v2 path, or the
+/// path in systemd's own (v1, `name=systemd`) hierarchy where that one goes deeper below
+/// it. On hybrid hosts, and in containers whose systemd runs on that layout, systemd
+/// keeps its units there only: `/libpod-<id>` in v2 is `/libpod-<id>/system.slice/
+/// web.service` for systemd.
+pub fn with_systemd_units(v2: Option<String>, systemd: Option<&str>) -> Option<String> {
+    match (v2, systemd) {
+        (Some(v2), Some(systemd)) if extends(systemd, &v2) => Some(systemd.to_string()),
+        (None, Some(systemd)) => Some(systemd.to_string()),
+        (v2, _) => v2,
+    }
+}
+
+/// Whether `deeper` is a path strictly below `path`.
+fn extends(deeper: &str, path: &str) -> bool {
+    let base = path.trim_end_matches('/');
+    deeper.len() > base.len() + 1
+        && deeper.starts_with(base)
+        && deeper.as_bytes()[base.len()] == b'/'
+}
+
+/// The `name=systemd` path in a `/proc/PID/cgroup` text.
+pub fn systemd_path(proc_cgroup: &str) -> Option<&str> {
+    proc_cgroup.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        (controllers == "name=systemd").then_some(path)
+    })
+}
+
+#[cfg(test)]
+mod systemd_tests {
+    use super::*;
+
+    #[test]
+    fn systemds_own_hierarchy_names_units_v2_does_not_hold() {
+        let proc_cgroup = "9:name=systemd:/libpod_parent/libpod-81711a/system.slice/web.service\n\
+                           1:cpu:/libpod_parent/libpod-81711a\n0::/libpod_parent/libpod-81711a\n";
+        let systemd = systemd_path(proc_cgroup);
+        assert_eq!(
+            with_systemd_units(Some("/libpod_parent/libpod-81711a".into()), systemd).as_deref(),
+            Some("/libpod_parent/libpod-81711a/system.slice/web.service")
+        );
+        // Unified hosts have no such line; a path elsewhere is not taken.
+        assert_eq!(systemd_path("0::/system.slice/nginx.service\n"), None);
+        let elsewhere = Some("/user.slice/user-1000.slice/session-2.scope");
+        assert_eq!(
+            with_systemd_units(Some("/system.slice/a.service".into()), elsewhere).as_deref(),
+            Some("/system.slice/a.service")
+        );
+        assert_eq!(
+            with_systemd_units(Some("/".into()), Some("/system.slice/cron.service")).as_deref(),
+            Some("/system.slice/cron.service")
+        );
+        assert!(!extends("/libpod-81711ab", "/libpod-81711a"));
+    }
+}

@@ -337,3 +337,94 @@ fn a_process_in_a_units_cgroup_is_named_after_the_unit() {
         lab.truth_bytes("out"),
     );
 }
+
+/// A transient unit made by `systemd-run`, in a podman container whose init is systemd
+/// (the host's own files as its root, through an overlay): its process is named after
+/// the unit and the container. systemd there keeps its units in its own (v1) hierarchy,
+/// as on hybrid hosts; netgraph reads the unit from there.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn a_systemd_run_unit_in_a_systemd_container_is_named_after_it() {
+    require_root();
+    let mut lab = Lab::new();
+    let (_, _, _, b_address) = lab.host_link();
+    let b = lab.b.clone();
+    lab.truth_in(&b, &[("arrived", "input", "tcp dport 7330")]);
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{b_address}:7330")]);
+    let tool = lab.tool("ng-sysunit");
+    let lab_dir = tool.parent().unwrap().to_string_lossy().into_owned();
+    let name = format!("ng-systemd-{}", lab.b);
+    let _ = lab::podman::podman(&["rm", "-f", &name]);
+    let volume = format!("{lab_dir}:{lab_dir}");
+    lab::podman::podman(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--systemd=always",
+        "--network",
+        "host",
+        "--ulimit",
+        "nofile=20000:20000",
+        "--ulimit",
+        "nproc=4096:4096",
+        "--mount",
+        "type=tmpfs,destination=/tmp,notmpcopyup",
+        "--mount",
+        "type=tmpfs,destination=/run,notmpcopyup",
+        "-v",
+        &volume,
+        "--rootfs",
+        "/:O",
+        "/lib/systemd/systemd",
+    ]);
+    let _remove = RemoveContainer(name.clone());
+    // systemd is up once it answers (degraded is up: some host units cannot start here).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !lab::podman::podman_output(&["exec", &name, "systemctl", "is-system-running"])
+        .is_some_and(|state| ["running", "degraded"].contains(&state.trim()))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "systemd did not come up in {name}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let unit = format!("ng-sysunit-{}.service", lab.b);
+    let netgraph = EBPF.start(&lab, &[]);
+    let target = format!("{b_address}:7330");
+    lab::podman::podman(&[
+        "exec",
+        &name,
+        "systemd-run",
+        "--wait",
+        "--unit",
+        &unit,
+        tool.to_str().unwrap(),
+        "tcp-send",
+        &target,
+        "2s",
+    ]);
+    settle();
+    let records = netgraph.stop();
+    records.assert_conservation();
+    let rows: Vec<&Value> = records.rows("ng-sysunit").collect();
+    assert!(!rows.is_empty(), "{}", records.log);
+    for row in &rows {
+        assert_eq!(row["unit"], unit.as_str(), "{row}");
+        assert!(row["container_id"].is_string(), "{row}");
+    }
+    EBPF.assert_share(
+        &format!("systemd-run unit {unit} in a systemd container, sent (far end's count)"),
+        records.sum_all("ng-sysunit", "sent_bytes_last"),
+        lab.truth_bytes_in(&b, "arrived"),
+    );
+}
+
+struct RemoveContainer(String);
+
+impl Drop for RemoveContainer {
+    fn drop(&mut self) {
+        let _ = lab::podman::podman_output(&["rm", "-f", "-t", "1", &self.0]);
+    }
+}

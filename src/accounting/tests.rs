@@ -175,8 +175,20 @@ fn geoip_names_unattributed_ends_and_breaks_processes_down_by_country() {
     assert_eq!(
         peers,
         [
-            ("203.0.113.5".into(), Some("Germany"), "443/tcp".into(), Some(10), 200),
-            ("198.51.100.7".into(), Some("France"), "443/tcp".into(), Some(10), 80),
+            (
+                "203.0.113.5".into(),
+                Some("Germany"),
+                "443/tcp".into(),
+                Some(10),
+                200
+            ),
+            (
+                "198.51.100.7".into(),
+                Some("France"),
+                "443/tcp".into(),
+                Some(10),
+                80
+            ),
         ]
     );
 }

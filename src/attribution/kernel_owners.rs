@@ -31,15 +31,17 @@ impl KernelOwners {
             *used = generation;
             return identity.clone();
         }
+        let v2 = match &owner.cgroup_path {
+            Some(path) => Some(path.to_string()),
+            None => self.cgroups.path(owner.cgroup_id),
+        };
+        let (exe, systemd) = while_alive(owner);
         let identity = Arc::new(ProcessIdentity {
             pid: owner.tgid,
             name: owner.comm.clone(),
-            exe: executable(owner),
+            exe,
             uid: owner.uid,
-            cgroup: match &owner.cgroup_path {
-                Some(path) => Some(path.to_string()),
-                None => self.cgroups.path(owner.cgroup_id),
-            },
+            cgroup: crate::cgroup::with_systemd_units(v2, systemd.as_deref()),
         });
         self.identities
             .insert(owner.clone(), (identity.clone(), generation));
@@ -68,15 +70,22 @@ pub fn mover(ownership: KernelOwnership) -> Option<KernelOwner> {
     }
 }
 
-/// The executable, if the process still lives and is still the one the kernel saw
-/// (its pid not reused by another program).
-fn executable(owner: &KernelOwner) -> Option<String> {
-    let comm = std::fs::read_to_string(format!("/proc/{}/comm", owner.tgid)).ok()?;
-    if comm.trim_end() != owner.comm {
-        return None;
+/// The executable and the path in systemd's own hierarchy (hybrid layouts), if the
+/// process still lives and is still the one the kernel saw (its pid not reused by
+/// another program).
+fn while_alive(owner: &KernelOwner) -> (Option<String>, Option<String>) {
+    let proc = format!("/proc/{}", owner.tgid);
+    let same = std::fs::read_to_string(format!("{proc}/comm"))
+        .is_ok_and(|comm| comm.trim_end() == owner.comm);
+    if !same {
+        return (None, None);
     }
-    let exe = std::fs::read_link(format!("/proc/{}/exe", owner.tgid)).ok()?;
-    Some(exe.to_string_lossy().into_owned())
+    let exe = std::fs::read_link(format!("{proc}/exe"))
+        .ok()
+        .map(|exe| exe.to_string_lossy().into_owned());
+    let cgroups = std::fs::read_to_string(format!("{proc}/cgroup")).unwrap_or_default();
+    let systemd = crate::cgroup::systemd_path(&cgroups).map(String::from);
+    (exe, systemd)
 }
 
 #[cfg(test)]

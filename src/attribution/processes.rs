@@ -104,14 +104,17 @@ fn scan_sockets(
 /// `None` when the process ended while being read.
 fn read_identity(process: &Process) -> Option<ProcessIdentity> {
     let stat = process.stat().ok()?;
-    let cgroup = process.cgroups().ok().and_then(|groups| {
-        let groups = groups.0;
-        groups
-            .iter()
-            .find(|g| g.hierarchy == 0)
-            .or(groups.first())
-            .map(|g| g.pathname.clone())
-    });
+    let groups = process.cgroups().map(|groups| groups.0).unwrap_or_default();
+    let v2 = groups
+        .iter()
+        .find(|g| g.hierarchy == 0)
+        .or(groups.first())
+        .map(|g| g.pathname.clone());
+    let systemd = groups
+        .iter()
+        .find(|g| g.controllers.iter().any(|c| c == "name=systemd"))
+        .map(|g| g.pathname.as_str());
+    let cgroup = crate::cgroup::with_systemd_units(v2, systemd);
     Some(ProcessIdentity {
         pid: process.pid() as u32,
         name: stat.comm,

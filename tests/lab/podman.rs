@@ -30,6 +30,16 @@ pub fn podman(args: &[&str]) -> String {
     run(PODMAN[0], &all)
 }
 
+/// What podman printed, whatever its exit status (`None` if it could not run).
+pub fn podman_output(args: &[&str]) -> Option<String> {
+    let output = Command::new(PODMAN[0])
+        .args(&PODMAN[1..])
+        .args(args)
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 impl Podman {
     /// Imports the lab image (`/ng-cont` is the traffic tool) and starts the API
     /// service on a socket in `dir`.
