@@ -8,13 +8,13 @@ require_cargo
 # Lab tools, the real servers the export tests write to, and the writer of the
 # GeoIP test database.
 # mount and util-linux (prlimit, setpriv): the full-disk and hostile-client labs.
-# podman, runc, busybox-static and containerd: the containers lab (images are built
-# from busybox, never pulled); python3-yaml reads the DaemonSet manifest; dnsmasq
+# podman, runc, busybox-static, containerd and docker.io: the containers lab (images
+# are built from busybox, never pulled); python3-yaml reads the DaemonSet manifest; dnsmasq
 # answers the peer-name lab's DNS queries; ethtool sets the wire lab's offloads.
 install_packages "${BUILD_PACKAGES[@]}" iproute2 nftables iputils-ping mount util-linux \
     influxdb victoria-metrics prometheus openssl curl chromium nodejs tmux systemd adduser \
     libmaxmind-db-writer-perl podman runc busybox-static containerd python3-yaml \
-    dnsmasq-base ethtool
+    dnsmasq-base ethtool docker.io
 # npm comes with nodejs from NodeSource; Debian's own npm conflicts with that one.
 command -v npm >/dev/null 2>&1 || install_packages npm
 # The browser test drives chromium with playwright-core (no browser download).

@@ -428,3 +428,61 @@ impl Drop for RemoveContainer {
         let _ = lab::podman::podman_output(&["rm", "-f", "-t", "1", &self.0]);
     }
 }
+
+/// Docker itself (Debian's docker.io, a daemon of the lab's own): a container that
+/// sends for a second and a short one (300 kB) are named with their names, ids and
+/// image, from the Docker Engine API, with the bytes the far end counted.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn docker_containers_are_named_from_dockers_own_api() {
+    require_root();
+    let mut lab = Lab::new();
+    let (_, _, _, b_address) = lab.host_link();
+    let b = lab.b.clone();
+    lab.truth_in(
+        &b,
+        &[
+            ("long", "input", "tcp dport 7341"),
+            ("short", "input", "tcp dport 7342"),
+        ],
+    );
+    for port in [7341, 7342] {
+        lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{b_address}:{port}")]);
+    }
+    let mut docker = lab::docker::Docker::start(&lab.path(""));
+    let config = lab.path("docker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[containers]\ndocker_api = [\"{}\"]\ncontainerd = []\n",
+            docker.socket.display()
+        ),
+    )
+    .unwrap();
+    let netgraph = EBPF.start(&lab, &["--config", config.to_str().unwrap()]);
+    netgraph.wait_for_log("following a container runtime", Duration::from_secs(10));
+    let mut ran = Vec::new();
+    for (what, port, amount) in [("long", 7341, "1s"), ("short", 7342, "300000")] {
+        let name = format!("ng-docker-{what}-{b}");
+        let target = format!("{b_address}:{port}");
+        let id = docker.run(&name, &["/ng-cont", "tcp-send", &target, amount]);
+        ran.push((name, id, what));
+    }
+    settle();
+    std::thread::sleep(Duration::from_millis(1500));
+    let records = netgraph.stop();
+    records.assert_conservation();
+    for (name, id, what) in &ran {
+        let rows = rows_of(&records, name);
+        assert!(!rows.is_empty(), "no rows named {name}:\n{}", records.log);
+        for row in &rows {
+            assert_eq!(row["container_id"], &id[..12], "{row}");
+            assert_eq!(row["image"], docker.image.as_str(), "{row}");
+        }
+        EBPF.assert_share(
+            &format!("Docker container {name}, sent (far end's count)"),
+            sent(&rows),
+            lab.truth_bytes_in(&b, what),
+        );
+    }
+}

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod containerd;
 pub mod dns;
+pub mod docker;
 pub mod engines;
 pub mod podman;
 

@@ -40,23 +40,29 @@ pub fn podman_output(args: &[&str]) -> Option<String> {
     Some(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// A container root filesystem in `dir`: busybox, the traffic tool as `/ng-cont` and
+/// its shared libraries, as ldd lists them.
+pub fn lab_rootfs(dir: &Path) -> PathBuf {
+    let rootfs = dir.join("rootfs");
+    for sub in ["bin", "lib64", "lib/x86_64-linux-gnu", "tmp"] {
+        std::fs::create_dir_all(rootfs.join(sub)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    std::fs::copy(labtraffic(), rootfs.join("ng-cont")).unwrap();
+    let ldd = run("ldd", &[labtraffic().to_str().unwrap()]);
+    for library in ldd.split_whitespace().filter(|w| w.starts_with('/')) {
+        let inside = rootfs.join(library.trim_start_matches('/'));
+        std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+        std::fs::copy(library, inside).unwrap();
+    }
+    rootfs
+}
+
 impl Podman {
     /// Imports the lab image (`/ng-cont` is the traffic tool) and starts the API
     /// service on a socket in `dir`.
     pub fn start(dir: &Path, tag: &str) -> Podman {
-        let rootfs = dir.join("rootfs");
-        for sub in ["bin", "lib64", "lib/x86_64-linux-gnu", "tmp"] {
-            std::fs::create_dir_all(rootfs.join(sub)).unwrap();
-        }
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        std::fs::copy(labtraffic(), rootfs.join("ng-cont")).unwrap();
-        // The traffic tool's shared libraries, as ldd lists them.
-        let ldd = run("ldd", &[labtraffic().to_str().unwrap()]);
-        for library in ldd.split_whitespace().filter(|w| w.starts_with('/')) {
-            let inside = rootfs.join(library.trim_start_matches('/'));
-            std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
-            std::fs::copy(library, inside).unwrap();
-        }
+        let rootfs = lab_rootfs(dir);
         let image = format!("localhost/netgraph-lab:{tag}");
         let mut tar = Command::new("tar")
             .args(["-C", rootfs.to_str().unwrap(), "-c", "."])
