@@ -158,7 +158,8 @@ fn geoip_names_unattributed_ends_and_breaks_processes_down_by_country() {
     let by_country: u64 = interval.countries.iter().map(|r| r.last.sent.bytes).sum();
     assert_eq!(by_country, curl.last.sent.bytes);
     // Peers carry their country, service, the series' pid and totals.
-    let peers: Vec<(String, Option<&str>, String, Option<u32>, u64)> = interval
+    type Seen<'a> = (String, Option<&'a str>, String, Option<u32>, u64);
+    let peers: Vec<Seen> = interval
         .peers
         .iter()
         .filter(|r| &*r.key.name == "curl")
