@@ -223,6 +223,14 @@ fn short_lived_processes(engine: EngineUnderTest) {
                 "only {named} of {truth} bytes named"
             );
             assert!(named <= truth);
+            // Each row names its program, although its processes are gone from /proc
+            // by the interval's end: the kernel side kept the path they were run by.
+            let tool = lab.tool("ng-short");
+            let rows: Vec<_> = records.rows("ng-short").collect();
+            assert!(!rows.is_empty());
+            for row in rows {
+                assert_eq!(row["exe"], tool.to_str().unwrap(), "{row}");
+            }
         }
     }
 }

@@ -39,7 +39,8 @@ impl KernelOwners {
         let identity = Arc::new(ProcessIdentity {
             pid: owner.tgid,
             name: owner.comm.clone(),
-            exe,
+            // The program as executed, for one that ended before it could be read.
+            exe: exe.or_else(|| owner.exe.as_deref().map(String::from)),
             uid: owner.uid,
             cgroup: crate::cgroup::with_systemd_units(v2, systemd.as_deref()),
         });
@@ -99,6 +100,7 @@ mod tests {
             comm: format!("p{tgid}"),
             cgroup_id: 1,
             cgroup_path: None,
+            exe: None,
             netns,
         }
     }

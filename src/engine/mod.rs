@@ -71,6 +71,8 @@ pub struct KernelOwner {
     pub cgroup_id: u64,
     /// The cgroup's path, where the engine saw the cgroup made.
     pub cgroup_path: Option<Arc<str>>,
+    /// The program as it was executed, where the engine saw the exec.
+    pub exe: Option<Arc<str>>,
     /// Inode number of the socket's network namespace.
     pub netns: u64,
 }

@@ -44,6 +44,7 @@ impl Engine for FakeEngine {
                         comm: "fake".into(),
                         cgroup_id: 0,
                         cgroup_path: None,
+                        exe: None,
                         netns: 0,
                     }),
                     mover: None,

@@ -173,6 +173,7 @@ pub fn parse_owner(bytes: &[u8]) -> Option<(KernelOwner, bool)> {
             comm: String::from_utf8_lossy(&comm).into_owned(),
             cgroup_id: owner.cgroup_id,
             cgroup_path: None,
+            exe: None,
             netns: owner.netns,
         },
         owner.released != 0,

@@ -37,6 +37,7 @@ pub fn load(recording: Recording) -> Result<Loaded, Unsupported> {
     let mut links = attach_to_cgroup(&skel, &cgroup_root)?;
     let follows_use = attach_to_tracepoints(&skel, &mut links);
     attach_cgroup_paths(&skel, &mut links);
+    attach_exe_paths(&skel, &mut links);
     Ok(Loaded {
         skel,
         links,
@@ -132,6 +133,20 @@ fn attach_to_tracepoints(skel: &NetgraphSkel<'static>, links: &mut Vec<Link>) ->
         }
     }
     follows_use
+}
+
+/// The program each process executes (so that short-lived processes keep their exe).
+fn attach_exe_paths(skel: &NetgraphSkel<'static>, links: &mut Vec<Link>) {
+    match skel
+        .progs
+        .record_exe
+        .attach_raw_tracepoint("sched_process_exec")
+    {
+        Ok(link) => links.push(link),
+        Err(error) => {
+            tracing::info!(%error, "cannot follow programs as they start: a process that ends within an interval has no exe")
+        }
+    }
 }
 
 /// Paths of cgroups as they are made (so that short-lived containers are named);

@@ -42,6 +42,7 @@ pub struct OwnerLookups<'a> {
     sockets: HashMap<u64, Option<KernelOwner>>,
     processes: HashMap<u32, Option<KernelOwner>>,
     cgroup_paths: HashMap<u64, Option<Arc<str>>>,
+    exe_paths: HashMap<u32, Option<Arc<str>>>,
 }
 
 impl<'a> OwnerLookups<'a> {
@@ -51,6 +52,7 @@ impl<'a> OwnerLookups<'a> {
             sockets: HashMap::new(),
             processes: HashMap::new(),
             cgroup_paths: HashMap::new(),
+            exe_paths: HashMap::new(),
         }
     }
 
@@ -73,9 +75,22 @@ impl<'a> OwnerLookups<'a> {
         self.processes[&tgid].clone()
     }
 
-    /// Adds the path the kernel side recorded when the owner's cgroup was made.
+    /// Adds the paths the kernel side recorded when the owner's cgroup was made and
+    /// when its program was executed.
     fn with_cgroup_path(&mut self, mut owner: KernelOwner) -> KernelOwner {
         let maps = self.maps;
+        owner.exe = self
+            .exe_paths
+            .entry(owner.tgid)
+            .or_insert_with(|| {
+                let value = maps
+                    .exe_paths
+                    .lookup(&owner.tgid.to_ne_bytes(), MapFlags::ANY)
+                    .ok()??;
+                let recorded: types::exe_path = plain_data::read(&value)?;
+                c_string(&recorded.path)
+            })
+            .clone();
         owner.cgroup_path = self
             .cgroup_paths
             .entry(owner.cgroup_id)
@@ -85,17 +100,21 @@ impl<'a> OwnerLookups<'a> {
                     .lookup(&owner.cgroup_id.to_ne_bytes(), MapFlags::ANY)
                     .ok()??;
                 let recorded: types::cgroup_path = plain_data::read(&value)?;
-                let bytes: Vec<u8> = recorded
-                    .path
-                    .iter()
-                    .map(|&c| c as u8)
-                    .take_while(|&c| c != 0)
-                    .collect();
-                (!bytes.is_empty()).then(|| Arc::from(String::from_utf8_lossy(&bytes).as_ref()))
+                c_string(&recorded.path)
             })
             .clone();
         owner
     }
+}
+
+/// A NUL-terminated path the kernel side recorded; `None` if empty.
+fn c_string(chars: &[std::ffi::c_char]) -> Option<Arc<str>> {
+    let bytes: Vec<u8> = chars
+        .iter()
+        .map(|&c| c as u8)
+        .take_while(|&c| c != 0)
+        .collect();
+    (!bytes.is_empty()).then(|| Arc::from(String::from_utf8_lossy(&bytes).as_ref()))
 }
 
 /// Sweeps owner and process records nothing refers to. A record goes only when two

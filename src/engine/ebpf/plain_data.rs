@@ -24,6 +24,8 @@ unsafe impl PlainData for types::interface_key {}
 unsafe impl PlainData for types::interface_peer_key {}
 // SAFETY: as above (an array of C chars).
 unsafe impl PlainData for types::cgroup_path {}
+// SAFETY: as above: a NUL-padded character array.
+unsafe impl PlainData for types::exe_path {}
 // SAFETY: as above.
 unsafe impl PlainData for types::payload_sample {}
 

@@ -52,3 +52,7 @@ struct cgroup {
 	struct kernfs_node *kn;
 	struct cgroup_root *root;
 } __attribute__((preserve_access_index));
+
+struct linux_binprm {
+	const char *filename;
+} __attribute__((preserve_access_index));

@@ -729,3 +729,41 @@ int record_cgroup_path(struct bpf_raw_tracepoint_args *ctx)
 	bpf_map_update_elem(&cgroup_paths, &id, &value, BPF_ANY);
 	return 0;
 }
+
+/* The program each process runs, as it was executed (the path given to execve), kept
+ * past the process's end: a process that lives milliseconds is gone from /proc before
+ * its traffic is attributed. */
+struct exe_path {
+	char path[CGROUP_PATH_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct exe_path);
+} exe_paths SEC(".maps");
+
+/* Built here: a path does not fit well on the BPF stack beside the rest. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct exe_path);
+} exe_scratch SEC(".maps");
+
+SEC("raw_tp/sched_process_exec")
+int record_exe(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct linux_binprm *bprm = (struct linux_binprm *)ctx->args[2];
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 zero = 0;
+	struct exe_path *value = bpf_map_lookup_elem(&exe_scratch, &zero);
+	if (!value)
+		return 0;
+	const char *filename = BPF_CORE_READ(bprm, filename);
+	if (bpf_probe_read_kernel_str(value->path, sizeof(value->path), filename) <= 0)
+		return 0;
+	bpf_map_update_elem(&exe_paths, &tgid, value, BPF_ANY);
+	return 0;
+}
