@@ -534,3 +534,72 @@ fn runs_the_ebpf_engine_under_ip_netns_exec() {
         lab.truth_bytes("out"),
     );
 }
+
+/// A process sending IPv4/UDP datagrams it builds itself through an AF_PACKET socket
+/// (as DHCP clients and packet generators do) is named, with the bytes the far end
+/// received; a process reading every frame of an interface through a packet socket (as
+/// tcpdump does) while a TCP download runs counts nothing, and the download's receiver
+/// keeps all of its bytes.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn packet_socket_senders_are_named_and_packet_readers_count_nothing_twice() {
+    require_root();
+    let mut lab = Lab::new();
+    let (host_end, b_end, host_address, b_address) = lab.host_link();
+    let b = lab.b.clone();
+    lab.truth_in(&b, &[("framed", "input", "udp dport 6302")]);
+    lab.truth(&[("download", "input", "tcp sport 6303")]);
+    lab.serve(&b, "ng-source", &["tcp-source", &format!("{B4}:6303"), "2"]);
+    let a = lab.a.clone();
+    let veth_a = lab.veth_a.clone();
+    lab.start_until(&a, "ng-tap", &["packet-recv", &veth_a, "6"], "listening");
+    let mac = run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &b,
+            "cat",
+            &format!("/sys/class/net/{b_end}/address"),
+        ],
+    );
+    let netgraph = EBPF.start(&lab, &[]);
+    let sender = std::process::Command::new(lab.tool("ng-packet"))
+        .args([
+            "packet-send",
+            &host_end,
+            mac.trim(),
+            &format!("{host_address}:6301"),
+            &format!("{b_address}:6302"),
+            "500",
+            "1000",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        sender.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sender.stderr)
+    );
+    lab.exec(&a, "ng-recv", &["tcp-recv", &format!("{B4}:6303"), "read"]);
+    settle();
+    let records = netgraph.stop();
+    records.assert_conservation();
+    let framed = lab.truth_bytes_in(&b, "framed");
+    assert_eq!(framed, 500 * 1028, "every datagram arrived");
+    EBPF.assert_share(
+        "an AF_PACKET sender's IPv4/UDP, sent (far end's count)",
+        records.sum("ng-packet", &host_end, "sent_bytes_last"),
+        framed,
+    );
+    EBPF.assert_share(
+        "a TCP download while a packet socket reads every frame, received",
+        records.sum("ng-recv", &veth_a, "recv_bytes_last"),
+        lab.truth_bytes("download"),
+    );
+    let tapped: u64 = records
+        .rows("ng-tap")
+        .map(|r| r["sent_bytes_last"].as_u64().unwrap() + r["recv_bytes_last"].as_u64().unwrap())
+        .sum();
+    assert_eq!(tapped, 0, "the packet socket's reader is counted nothing");
+}

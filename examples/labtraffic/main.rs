@@ -6,6 +6,7 @@
 
 mod http;
 mod inject;
+mod packet;
 mod raw;
 mod tcp;
 mod udp;
@@ -36,6 +37,9 @@ const USAGE: &str = "usage: labtraffic COMMAND ARGS
   udp-sink ADDR MODE                  count datagrams forever; MODE: recv, mmsg
   raw-ping ADDR COUNT SIZE            IP protocol 253 raw socket: send COUNT, read the echoes
   raw-echo                            IP protocol 253 raw socket: echo what arrives
+  packet-send IF MAC FROM TO COUNT SIZE  AF_PACKET: COUNT UDP datagrams FROM -> TO (ip:port)
+                                      built here, sent on IF to MAC
+  packet-recv IF SECONDS              AF_PACKET: receive every frame of IF for SECONDS
   inject IFACE COUNT                  send COUNT of each kind of malformed frame on IFACE";
 
 pub type Result<T = ()> = std::result::Result<T, String>;
@@ -98,6 +102,8 @@ fn main() -> ExitCode {
         "udp-trickle" => udp::trickle(arg(2), arg(3), arg(4)),
         "udp-sink" => udp::sink(arg(2), arg(3)),
         "raw-ping" => raw::ping(arg(2), arg(3), arg(4)),
+        "packet-send" => packet::send(arg(2), arg(3), arg(4), arg(5), arg(6), arg(7)),
+        "packet-recv" => packet::receive(arg(2), arg(3)),
         "raw-echo" => raw::echo(),
         "inject" => inject::inject(arg(2), arg(3)),
         _ => Err(USAGE.to_string()),

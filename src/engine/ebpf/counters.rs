@@ -176,7 +176,10 @@ pub fn parse_owner(bytes: &[u8]) -> Option<(KernelOwner, bool)> {
             exe: None,
             netns: owner.netns,
         },
-        owner.released != 0,
+        // Only INET sockets report their release; others (packet sockets) count as
+        // released, so that their quiet counters and records go, and come back with
+        // the next packet they send.
+        owner.released != 0 || !matches!(i32::from(owner.family), libc::AF_INET | libc::AF_INET6),
     ))
 }
 

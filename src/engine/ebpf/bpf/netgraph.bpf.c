@@ -540,6 +540,40 @@ int count_ingress(struct __sk_buff *skb)
 	return 1;
 }
 
+#define AF_INET 2
+#define AF_INET6 10
+
+/* An IP packet a non-INET socket sent (AF_PACKET: DHCP clients, packet generators):
+ * the IP stack's hooks never saw it, but the frame carries its socket, whose owner the
+ * send tracepoint recorded. Counted as that socket's traffic, so it is named after its
+ * process rather than left to the interface's remainder. */
+static __always_inline void count_packet_socket(struct __sk_buff *skb, __u64 bytes, struct segments extra,
+						__u8 protocol)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (!sk)
+		return;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk || sk->family == AF_INET || sk->family == AF_INET6)
+		return;
+	struct traffic_key key = {
+		.cookie = bpf_get_socket_cookie(skb),
+		.ifindex = skb->ifindex,
+		.direction = EGRESS,
+		.protocol = protocol,
+	};
+	struct owner *owner = bpf_map_lookup_elem(&owners, &key.cookie);
+	if (owner)
+		key.tgid = owner->tgid;
+	if (record_addresses) {
+		struct peer_traffic_key peer = {.socket = key};
+		read_ends(skb, EGRESS, 1, &peer.ends);
+		add_packet(&peer_traffic, &peer, bytes, extra, 0, LOSS_TRAFFIC_FULL);
+	} else {
+		add_packet(&traffic, &key, bytes, extra, 0, LOSS_TRAFFIC_FULL);
+	}
+}
+
 /* Counts a frame at TC, in IP-layer bytes like the socket counters: the IP header's
  * length field, or for offloaded packets that leave it 0, the frame less its link
  * header. */
@@ -573,6 +607,8 @@ static __always_inline void count_interface(struct __sk_buff *skb, enum directio
 	struct segments extra = {};
 	if (!key.non_ip && skb->gso_segs > 1)
 		extra = offloaded_segments(skb, 1, ip_header_length(skb, 1), key.protocol);
+	if (direction == EGRESS && !key.non_ip)
+		count_packet_socket(skb, bytes, extra, key.protocol);
 	if (record_addresses) {
 		struct interface_peer_key peer = {.interface = key};
 		if (!key.non_ip)
