@@ -603,3 +603,127 @@ fn packet_socket_senders_are_named_and_packet_readers_count_nothing_twice() {
         .sum();
     assert_eq!(tapped, 0, "the packet socket's reader is counted nothing");
 }
+
+/// Why unattributed traffic has no process: the host routes `a` to `b` (forwarded),
+/// its kernel answers `b`'s pings (kernel), and `b` sends UDP to a host port nobody
+/// listens on (no listener). With [peers] on, the eBPF engine records each packet's
+/// ends and tells these apart.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn unattributed_traffic_says_why() {
+    require_root();
+    let mut lab = Lab::new();
+    let (host_end, _, host_address, b_address) = lab.host_link();
+    let a = lab.a.clone();
+    let b = lab.b.clone();
+    let subnet: u64 = lab.veth_a[2..].parse::<u64>().unwrap_or(0) % 250;
+    let a_prefix = format!("10.205.{subnet}");
+    let host_a_end = format!("vj{}", &lab.veth_a[2..]);
+    lab.link_namespace_to_host(
+        &a,
+        &host_a_end,
+        &format!("vi{}", &lab.veth_a[2..]),
+        &a_prefix,
+    );
+    let b_prefix = b_address.rsplit_once('.').unwrap().0.to_string();
+    run(
+        "ip",
+        &[
+            "-n",
+            &a,
+            "route",
+            "add",
+            &format!("{b_prefix}.0/24"),
+            "via",
+            &format!("{a_prefix}.1"),
+        ],
+    );
+    run(
+        "ip",
+        &[
+            "-n",
+            &b,
+            "route",
+            "add",
+            &format!("{a_prefix}.0/24"),
+            "via",
+            &format!("{b_prefix}.1"),
+        ],
+    );
+    let forwarding = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").unwrap();
+    let _restore = RestoreFile("/proc/sys/net/ipv4/ip_forward", forwarding);
+    lab.truth_in(
+        &b,
+        &[
+            ("routed", "input", "udp dport 6401"),
+            ("closed", "output", "udp dport 6402"),
+        ],
+    );
+    lab.serve(
+        &b,
+        "ng-usink",
+        &["udp-sink", &format!("{b_address}:6401"), "recv"],
+    );
+    let config = lab.path("peers.toml");
+    std::fs::write(&config, "[peers]\nenabled = true\n").unwrap();
+    let netgraph = EBPF.start(&lab, &["--config", config.to_str().unwrap()]);
+    lab.exec(
+        &a,
+        "ng-routed",
+        &["udp-trickle", &format!("{b_address}:6401"), "1", "500"],
+    );
+    lab.ping_from_b(&host_address, 10, "0.05", 1000);
+    lab.exec(
+        &b,
+        "ng-closed",
+        &[
+            "udp-flood",
+            &format!("{host_address}:6402"),
+            "1",
+            "500",
+            "unconnected",
+        ],
+    );
+    settle();
+    let records = netgraph.stop();
+    records.assert_conservation();
+    let by_reason = |name: &str, interface: &str, reason: &str, field: &str| -> u64 {
+        records
+            .processes()
+            .filter(|l| l["name"] == name && l["interface"] == interface && l["reason"] == reason)
+            .map(|l| l[field].as_u64().unwrap())
+            .sum()
+    };
+    let routed = lab.truth_bytes_in(&b, "routed");
+    let forwarded = (
+        by_reason("unknown UDP", &host_a_end, "forwarded", "recv_bytes_last"),
+        by_reason("unknown UDP", &host_end, "forwarded", "sent_bytes_last"),
+    );
+    let kernel = (
+        by_reason("unknown ICMP", &host_end, "kernel", "recv_bytes_last"),
+        by_reason("unknown ICMP", &host_end, "kernel", "sent_bytes_last"),
+    );
+    let closed = lab.truth_bytes_in(&b, "closed");
+    let no_listener = by_reason("unknown UDP", &host_end, "no listener", "recv_bytes_last");
+    report(&format!(
+        "unattributed, why: forwarded {} in and {} out of {routed} routed; kernel ICMP {} in, {} out (10 pings of 1028 bytes and the port-unreachable replies); no listener {no_listener} of {closed}",
+        forwarded.0, forwarded.1, kernel.0, kernel.1
+    ));
+    assert_eq!(forwarded, (routed, routed));
+    assert_eq!(kernel.0, 10 * 1028, "the pings the kernel answered");
+    assert!(kernel.1 >= 10 * 1028, "the kernel's replies");
+    EBPF.assert_share(
+        "UDP to a closed port, unattributed as no listener",
+        no_listener,
+        closed,
+    );
+}
+
+struct RestoreFile(&'static str, String);
+
+impl Drop for RestoreFile {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0, &self.1);
+    }
+}

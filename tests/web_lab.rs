@@ -38,6 +38,7 @@ fn row(name: &str, uid: Option<u32>, interface: &str, sent: u64, recv: u64) -> P
             uid,
             interface: interface.into(),
             container: None,
+            reason: None,
         },
         attributed: uid.is_some(),
         pid: None,
@@ -199,6 +200,10 @@ fn the_page_shows_real_traffic_in_chromium() {
             .replace('=', "%3D")
     );
     let seen = lab::browser::show(&url, "process", "ng-web", &screenshot);
+    let (_, reasons) = get(
+        &format!("http://127.0.0.1:{port}/api/v1/totals?from=-3600&group_by=reason&top=20"),
+        Some(BASE64_TOKEN),
+    );
     let records = netgraph.stop();
     let sent = records.sum_all("ng-web", "sent_bytes_last");
     let recv = records.sum_all("ng-web", "recv_bytes_last");
@@ -217,6 +222,28 @@ fn the_page_shows_real_traffic_in_chromium() {
         .any(|k| k == "ng-web"));
     assert_eq!(seen["detailName"], "ng-web");
     assert_eq!(seen["detailSent"], sent);
+    // The unattributed share by reason, as the API has it.
+    let expected: Vec<(String, u64)> = reasons["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["key"] != "")
+        .map(|r| {
+            let bytes = r["sent_bytes"].as_u64().unwrap() + r["recv_bytes"].as_u64().unwrap();
+            (r["key"].as_str().unwrap().to_string(), bytes)
+        })
+        .collect();
+    let shown: Vec<(String, u64)> = seen["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["reason"].as_str().unwrap().to_string(), r["bytes"].as_u64().unwrap()))
+        .collect();
+    assert!(!shown.is_empty(), "the page breaks the unattributed share down: {seen}");
+    for (reason, bytes) in &shown {
+        let api = expected.iter().find(|(r, _)| r == reason).map(|(_, b)| *b);
+        assert!(api.is_some_and(|api| api >= *bytes), "{reason}: page {bytes}, API {api:?}");
+    }
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
 }
 

@@ -1,7 +1,7 @@
 //! Accounting: rolls attributed traffic into intervals per (process name, uid, interface),
 //! with monotonic totals since start and rates.
 
-use crate::attribution::{AttributedReport, AttributedTraffic, Owner, ProcessIdentity};
+use crate::attribution::{AttributedReport, AttributedTraffic, Owner, ProcessIdentity, Unowned};
 use crate::engine::{CaptureStats, InterfaceName, InterfaceTraffic};
 use crate::geo::Geo;
 use crate::traffic::{Counter, Traffic};
@@ -26,6 +26,8 @@ pub struct SeriesKey {
     pub interface: InterfaceName,
     /// The container's short id; `None` outside containers.
     pub container: Option<Arc<str>>,
+    /// Why an `unknown` row has no process; `None` for processes.
+    pub reason: Option<Unowned>,
 }
 
 #[derive(Clone, Debug)]
@@ -190,12 +192,16 @@ impl Accountant {
             if item.traffic.is_zero() {
                 continue;
             }
+            let reason = match &item.owner {
+                Owner::Unknown(_, reason) => Some(*reason),
+                Owner::Process(_) => None,
+            };
             let (name, uid, process) = match (item.owner, &item.ends, &mut self.geo) {
                 (Owner::Process(p), ..) => (p.name.as_str().into(), Some(p.uid), Some(p)),
-                (Owner::Unknown(_), Some(ends), Some(geo)) => {
+                (Owner::Unknown(..), Some(ends), Some(geo)) => {
                     (geo.unattributed_name(ends).into(), None, None)
                 }
-                (Owner::Unknown(protocol), ..) => (protocol.unknown_bucket().into(), None, None),
+                (Owner::Unknown(protocol, _), ..) => (protocol.unknown_bucket().into(), None, None),
             };
             let key = SeriesKey {
                 name,
@@ -206,6 +212,7 @@ impl Accountant {
                     .as_ref()
                     .and_then(|w| w.container_id.as_deref())
                     .map(Arc::from),
+                reason,
             };
             if let (Some(_), Some(ends), Some(geo)) = (&process, &item.ends, &mut self.geo) {
                 if geo.per_process {

@@ -135,6 +135,7 @@ mod tests {
             uid: Some(0),
             interface: "eth0".into(),
             container: None,
+            reason: None,
         }
     }
 

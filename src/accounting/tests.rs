@@ -39,7 +39,11 @@ fn rows_merge_per_name_and_keep_the_busiest_pid() {
         traffic: vec![
             traffic(process(10, "curl"), 100, 10),
             traffic(process(11, "curl"), 500, 0),
-            traffic(Owner::Unknown(Protocol::Udp), 7, 3),
+            traffic(
+                Owner::Unknown(Protocol::Udp, crate::attribution::Unowned::NoSocket),
+                7,
+                3,
+            ),
         ],
         interfaces: vec![InterfaceTraffic::new("eth0".into())],
         lost: 0,
@@ -128,8 +132,17 @@ fn geoip_names_unattributed_ends_and_breaks_processes_down_by_country() {
         traffic: vec![
             with_ends(process(10, "curl"), 100, 10, "203.0.113.5"),
             with_ends(process(10, "curl"), 40, 4, "198.51.100.7"),
-            with_ends(Owner::Unknown(Protocol::Icmp), 84, 84, "203.0.113.9"),
-            traffic(Owner::Unknown(Protocol::Udp), 7, 3),
+            with_ends(
+                Owner::Unknown(Protocol::Icmp, crate::attribution::Unowned::NoSocket),
+                84,
+                84,
+                "203.0.113.9",
+            ),
+            traffic(
+                Owner::Unknown(Protocol::Udp, crate::attribution::Unowned::NoSocket),
+                7,
+                3,
+            ),
         ],
         interfaces: vec![InterfaceTraffic::new("eth0".into())],
         lost: 0,
@@ -197,7 +210,11 @@ fn geoip_names_unattributed_ends_and_breaks_processes_down_by_country() {
 #[test]
 fn without_geoip_there_is_no_breakdown() {
     let mut accountant = Accountant::new(at(0));
-    let mut item = traffic(Owner::Unknown(Protocol::Tcp), 5, 5);
+    let mut item = traffic(
+        Owner::Unknown(Protocol::Tcp, crate::attribution::Unowned::NoSocket),
+        5,
+        5,
+    );
     item.ends = Some(crate::traffic::Ends {
         near: "10.0.0.1".parse().unwrap(),
         far: "203.0.113.5".parse().unwrap(),

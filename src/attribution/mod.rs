@@ -10,9 +10,11 @@ mod resolver;
 mod reverse_names;
 mod sock_diag;
 mod sockets;
+mod unowned;
 
 pub use processes::ProcessIdentity;
 pub use sockets::{SocketEntry, SocketTable};
+pub use unowned::Unowned;
 
 use crate::engine::{EngineReport, InterfaceName, InterfaceTraffic, NameSample, SampleSocket};
 use crate::locks::lock;
@@ -34,8 +36,8 @@ const HINT_BATCH: usize = 4096;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Owner {
     Process(Arc<ProcessIdentity>),
-    /// Traffic no process could be found for, by protocol.
-    Unknown(Protocol),
+    /// Traffic no process could be found for, by protocol, and why.
+    Unknown(Protocol, Unowned),
 }
 
 #[derive(Clone, Debug)]
@@ -109,7 +111,15 @@ impl Attributor {
             let owner = match (kernel_owners::mover(socket.ownership), socket.cookie) {
                 (Some(owner), _) => Owner::Process(self.kernel_owners.identity(&owner)),
                 // Traffic that crossed an interface without any local socket.
-                (None, None) => Owner::Unknown(socket.protocol),
+                (None, None) => {
+                    traffic.extend(without_socket(
+                        socket.protocol,
+                        socket.interface,
+                        socket.ends,
+                        socket.traffic,
+                    ));
+                    continue;
+                }
                 (None, Some(cookie)) => {
                     unnamed.push(Unnamed {
                         socket: SocketRef::Cookie(cookie),
@@ -146,9 +156,17 @@ impl Attributor {
                 .into_iter()
                 .zip(owners)
                 .map(|(u, owner)| AttributedTraffic {
-                    owner: match owner {
-                        Some(process) => Owner::Process(process),
-                        None => Owner::Unknown(u.protocol),
+                    owner: match (owner, u.socket) {
+                        (Some(process), _) => Owner::Process(process),
+                        // The kernel answers pings and sends ICMP errors through
+                        // sockets of its own, which no process owns.
+                        (None, SocketRef::Cookie(_)) if u.protocol == Protocol::Icmp => {
+                            Owner::Unknown(u.protocol, Unowned::Kernel)
+                        }
+                        (None, SocketRef::Cookie(_)) => {
+                            Owner::Unknown(u.protocol, Unowned::SocketWithoutOwner)
+                        }
+                        (None, SocketRef::Flow(_)) => Owner::Unknown(u.protocol, Unowned::NotFound),
                     },
                     interface: u.interface,
                     ends: u.ends,
@@ -165,7 +183,7 @@ impl Attributor {
                     item.workload = process.cgroup.as_deref().map(|c| self.workloads.of(c));
                     Some(process.pid)
                 }
-                Owner::Unknown(_) => None,
+                Owner::Unknown(..) => None,
             };
             if let Some(ends) = &item.ends {
                 item.peer_name = self.peer_names.name(pid, ends.far, now).or_else(|| {
@@ -182,6 +200,41 @@ impl Attributor {
             lost: report.lost,
         }
     }
+}
+
+/// Traffic that crossed an interface without any local socket, split by direction
+/// where the two differ in why (what arrived for a closed port; the kernel's answer).
+fn without_socket(
+    protocol: Protocol,
+    interface: InterfaceName,
+    ends: Option<Ends>,
+    traffic: Traffic,
+) -> Vec<AttributedTraffic> {
+    let (received, sent) = Unowned::without_socket(protocol, ends.as_ref());
+    let item = |reason, traffic| AttributedTraffic {
+        owner: Owner::Unknown(protocol, reason),
+        interface: interface.clone(),
+        ends,
+        traffic,
+        workload: None,
+        peer_name: None,
+    };
+    if received == sent {
+        return vec![item(received, traffic)];
+    }
+    let only = |sent: bool| Traffic {
+        sent: if sent {
+            traffic.sent
+        } else {
+            Default::default()
+        },
+        recv: if sent {
+            Default::default()
+        } else {
+            traffic.recv
+        },
+    };
+    vec![item(received, only(false)), item(sent, only(true))]
 }
 
 /// Each sample with the process whose socket it passed: recorded by the kernel, or the

@@ -32,6 +32,9 @@ struct SeriesFields<'a> {
     name: &'a str,
     uid: Option<u32>,
     interface: &'a str,
+    /// Why an `unknown` row has no process; absent on processes' rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
     #[serde(flatten)]
     workload: WorkloadFields<'a>,
 }
@@ -42,6 +45,7 @@ impl<'a> SeriesFields<'a> {
             name: &key.name,
             uid: key.uid,
             interface: &key.interface,
+            reason: key.reason.map(|r| r.as_str()),
             workload: WorkloadFields::of(workload),
         }
     }

@@ -134,6 +134,9 @@ fn series_line(
     tag(&mut line, "device_name", &key.interface);
     tag(&mut line, "hostname", hostname);
     workload_tags(&mut line, workload);
+    if let Some(reason) = key.reason {
+        tag(&mut line, "reason", reason.as_str());
+    }
     line
 }
 

@@ -27,6 +27,8 @@ struct ProcessLabels {
     container: String,
     pod: String,
     namespace: String,
+    /// Why an `unknown` series has no process; empty for processes.
+    reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -228,6 +230,11 @@ impl Sink for PrometheusSink {
                 container,
                 pod,
                 namespace,
+                reason: row
+                    .key
+                    .reason
+                    .map(|r| r.as_str().to_string())
+                    .unwrap_or_default(),
             };
             m.process_sent_bytes
                 .get_or_create(&labels)

@@ -252,8 +252,8 @@ impl Store {
     }
 }
 
-/// A series' key in the store: (name, uid, interface, cgroup).
-type SeriesColumns = (String, Option<u32>, String, String);
+/// A series' key in the store: (name, uid, interface, cgroup, reason).
+type SeriesColumns = (String, Option<u32>, String, String, &'static str);
 
 /// The series' id, made on first use; its workload columns follow the row's (a
 /// container is named once its runtime answers).
@@ -267,6 +267,7 @@ fn series_id(
         row.key.uid,
         row.key.interface.to_string(),
         row.cgroup.clone().unwrap_or_default(),
+        row.key.reason.map_or("", |r| r.as_str()),
     );
     if let Some((id, workload)) = cache.get(&key) {
         if *workload == row.workload {
@@ -281,9 +282,9 @@ fn series_id(
     };
     connection.execute(
         "INSERT INTO series (name, uid, interface, cgroup, attributed, exe,
-                             unit, container_id, container, image, pod, namespace)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-         ON CONFLICT (name, uid, interface, cgroup) DO UPDATE SET
+                             unit, container_id, container, image, pod, namespace, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+         ON CONFLICT (name, uid, interface, cgroup, reason) DO UPDATE SET
             exe = coalesce(excluded.exe, exe),
             unit = excluded.unit, container_id = excluded.container_id,
             container = excluded.container, image = excluded.image,
@@ -301,12 +302,14 @@ fn series_id(
             text(|w| &w.image),
             text(|w| &w.pod),
             text(|w| &w.namespace),
+            key.4,
         ],
     )?;
     // `uid IS ?` matches NULL too, which `=` would not.
     let id = connection.query_row(
-        "SELECT id FROM series WHERE name = ?1 AND uid IS ?2 AND interface = ?3 AND cgroup = ?4",
-        params![key.0, key.1, key.2, key.3],
+        "SELECT id FROM series
+         WHERE name = ?1 AND uid IS ?2 AND interface = ?3 AND cgroup = ?4 AND reason = ?5",
+        params![key.0, key.1, key.2, key.3, key.4],
         |r| r.get(0),
     )?;
     if cache.len() > 100_000 {

@@ -27,6 +27,8 @@ pub enum GroupBy {
     Peer,
     /// The peer's name (as looked up, or from its ClientHello), else its address.
     Domain,
+    /// Why `unknown` traffic has no process (empty for processes).
+    Reason,
 }
 
 impl GroupBy {
@@ -43,6 +45,7 @@ impl GroupBy {
             GroupBy::Namespace => "s.namespace",
             GroupBy::Peer => "p.address",
             GroupBy::Domain => "coalesce(nullif(p.name, ''), p.address)",
+            GroupBy::Reason => "s.reason",
         }
     }
 

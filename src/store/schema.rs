@@ -126,8 +126,34 @@ fn peers() -> String {
     sql
 }
 
+/// 5: why an `unknown` series has no process, part of the series' identity (the table
+/// is rebuilt with the wider key; ids, and so the samples, stay).
+fn reasons() -> String {
+    "CREATE TABLE series_new (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        uid INTEGER,
+        interface TEXT NOT NULL,
+        cgroup TEXT NOT NULL DEFAULT '',
+        attributed INTEGER NOT NULL,
+        exe TEXT,
+        unit TEXT NOT NULL DEFAULT '', container_id TEXT NOT NULL DEFAULT '',
+        container TEXT NOT NULL DEFAULT '', image TEXT NOT NULL DEFAULT '',
+        pod TEXT NOT NULL DEFAULT '', namespace TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL DEFAULT '',
+        UNIQUE (name, uid, interface, cgroup, reason)
+    );
+    INSERT INTO series_new (id, name, uid, interface, cgroup, attributed, exe, unit,
+                            container_id, container, image, pod, namespace)
+        SELECT id, name, uid, interface, cgroup, attributed, exe, unit,
+               container_id, container, image, pod, namespace FROM series;
+    DROP TABLE series;
+    ALTER TABLE series_new RENAME TO series;"
+        .into()
+}
+
 /// Applied in order, each once; never edit one that has shipped, add another.
-const MIGRATIONS: &[fn() -> String] = &[series_and_samples, coverage, workloads, peers];
+const MIGRATIONS: &[fn() -> String] = &[series_and_samples, coverage, workloads, peers, reasons];
 
 /// The schema version this build writes.
 pub fn current_version() -> i64 {

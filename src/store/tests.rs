@@ -27,6 +27,7 @@ fn row(
             uid,
             interface: interface.into(),
             container: None,
+            reason: None,
         },
         attributed: uid.is_some(),
         pid: Some(1),

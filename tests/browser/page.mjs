@@ -38,8 +38,10 @@ try {
       { peer: r.dataset.peer, names: r.dataset.names, sent: Number(r.dataset.sent), recv: Number(r.dataset.recv) })));
     detailDomains = await page.locator("#detail-domains-chart svg path").evaluateAll((paths) => paths.map((p) => p.dataset.key));
   }
+  const reasons = await page.locator("#unattributed-reasons .reason").evaluateAll((spans) => spans.map((s) => (
+    { reason: s.dataset.reason, bytes: Number(s.dataset.bytes) })));
   await page.screenshot({ path: screenshot, fullPage: true });
-  console.log(JSON.stringify({ sent, recv, shown, chartSeries, detailName, detailSent, detailPeers, detailDomains, errors }));
+  console.log(JSON.stringify({ sent, recv, shown, chartSeries, detailName, detailSent, detailPeers, detailDomains, reasons, errors }));
 } finally {
   await browser.close();
 }

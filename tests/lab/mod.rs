@@ -149,12 +149,20 @@ impl Lab {
     /// (`PREFIX4.2/24`), IPv4 only so that no background IPv6 traffic crosses it.
     /// It goes away with `b`.
     pub fn link_to_host(&self, in_host: &str, in_b: &str, prefix4: &str) {
+        self.link_namespace_to_host(&self.b, in_host, in_b, prefix4);
+    }
+
+    /// A veth between the host's namespace and `ns`: the host is `<prefix4>.1`, `ns`
+    /// is `<prefix4>.2` (IPv4 only).
+    pub fn link_namespace_to_host(&self, ns: &str, in_host: &str, in_ns: &str, prefix4: &str) {
+        let in_b = in_ns;
         run(
             "ip",
             &["link", "add", in_host, "type", "veth", "peer", "name", in_b],
         );
-        run("ip", &["link", "set", in_b, "netns", &self.b]);
-        for (ns, dev, host) in [(None, in_host, "1"), (Some(&self.b), in_b, "2")] {
+        run("ip", &["link", "set", in_b, "netns", ns]);
+        let ns = ns.to_string();
+        for (ns, dev, host) in [(None, in_host, "1"), (Some(&ns), in_b, "2")] {
             let mut ip = vec!["ip"];
             if let Some(ns) = ns {
                 ip = vec!["ip", "netns", "exec", ns, "ip"];

@@ -27,6 +27,7 @@ fn report(names: &[&str], uid: Option<u32>) -> IntervalReport {
                     uid,
                     interface: "eth 0,x=y".into(),
                     container: None,
+                    reason: None,
                 },
                 attributed: uid.is_some(),
                 pid: uid.map(|_| 4242),

@@ -128,6 +128,7 @@ mod tests {
                 uid: Some(1000),
                 interface: "eth0".into(),
                 container: None,
+                reason: None,
             },
             workload: None,
             peer: Some(peer.parse().unwrap()),
