@@ -727,3 +727,49 @@ impl Drop for RestoreFile {
         let _ = std::fs::write(self.0, &self.1);
     }
 }
+
+/// Traffic without an owner in another network namespace (`a`'s kernel answering `b`'s
+/// pings, through a socket of its own) is named on the interface it crossed there, as
+/// attributed traffic is, not `if<N>` (an index only means something in its namespace).
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn unowned_traffic_in_a_namespace_names_its_interface() {
+    require_root();
+    let lab = Lab::new();
+    let netgraph = EBPF.start(&lab, &[]);
+    lab.ping_from_b(A4, 10, "0.05", 1000);
+    settle();
+    let records = netgraph.stop();
+    let replies: Vec<&serde_json::Value> = records
+        .processes()
+        .filter(|l| l["name"] == "unknown ICMP" && l["sent_bytes_last"].as_u64() > Some(0))
+        .filter(|l| {
+            l["interface"]
+                .as_str()
+                .is_some_and(|i| !i.starts_with("vh"))
+        })
+        .collect();
+    let on_veth: u64 = replies
+        .iter()
+        .filter(|l| l["interface"] == lab.veth_a.as_str())
+        .map(|l| l["sent_bytes_last"].as_u64().unwrap())
+        .sum();
+    report(&format!(
+        "a namespace's kernel replies: {on_veth} bytes named on {} (interfaces seen: {:?})",
+        lab.veth_a,
+        replies
+            .iter()
+            .map(|l| l["interface"].to_string())
+            .collect::<Vec<_>>()
+    ));
+    // The 10 echo replies, and whatever neighbour discovery the kernel sent there.
+    assert!(on_veth >= 10 * 1028, "{replies:?}");
+    // Each namespace's own kernel traffic is named on its own veth.
+    let lab_interfaces = [lab.veth_a.as_str(), lab.veth_b.as_str()];
+    assert!(
+        replies
+            .iter()
+            .all(|l| lab_interfaces.iter().any(|i| l["interface"] == *i)),
+        "{replies:?}"
+    );
+}

@@ -237,12 +237,23 @@ fn the_page_shows_real_traffic_in_chromium() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["reason"].as_str().unwrap().to_string(), r["bytes"].as_u64().unwrap()))
+        .map(|r| {
+            (
+                r["reason"].as_str().unwrap().to_string(),
+                r["bytes"].as_u64().unwrap(),
+            )
+        })
         .collect();
-    assert!(!shown.is_empty(), "the page breaks the unattributed share down: {seen}");
+    assert!(
+        !shown.is_empty(),
+        "the page breaks the unattributed share down: {seen}"
+    );
     for (reason, bytes) in &shown {
         let api = expected.iter().find(|(r, _)| r == reason).map(|(_, b)| *b);
-        assert!(api.is_some_and(|api| api >= *bytes), "{reason}: page {bytes}, API {api:?}");
+        assert!(
+            api.is_some_and(|api| api >= *bytes),
+            "{reason}: page {bytes}, API {api:?}"
+        );
     }
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
 }

@@ -54,6 +54,8 @@ pub struct CounterKey {
     pub ports: (u16, u16),
     /// A request or time-wait socket: never owned, gone once quiet.
     pub transient: bool,
+    /// The device's network namespace (inode), recorded for packets without an owner.
+    pub netns: Option<u64>,
 }
 
 /// A count as the kernel side keeps it: the packets as they passed the hook, and what
@@ -154,6 +156,7 @@ fn parse_key(bytes: &[u8]) -> Option<CounterKey> {
         protocol: Protocol::from_ip_number(key.protocol),
         ip_number: key.protocol,
         transient: key.transient != 0,
+        netns: (key.netns != 0).then_some(u64::from(key.netns)),
     })
 }
 

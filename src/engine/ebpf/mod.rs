@@ -110,7 +110,10 @@ impl EbpfEngine {
     fn socket_traffic(&mut self, changed: Vec<(CounterKey, HookCount)>) -> Vec<SocketTraffic> {
         let mut lookups = OwnerLookups::new(&self.skel.maps);
         let own_netns = self.names.own_netns();
-        let mut sockets: HashMap<SocketKey, (Traffic, KernelOwnership)> = HashMap::new();
+        // Per socket: its traffic, owners, and the device's namespace where the kernel
+        // side recorded it (packets without an owner).
+        let mut sockets: HashMap<SocketKey, (Traffic, KernelOwnership, Option<u64>)> =
+            HashMap::new();
         for (key, delta) in changed {
             let ownable = !key.transient && key.cookie != 0;
             let entry = sockets
@@ -129,12 +132,12 @@ impl EbpfEngine {
                         // first packets).
                         mover: (key.tgid != 0).then(|| lookups.process(key.tgid)).flatten(),
                     };
-                    (Traffic::default(), ownership)
+                    (Traffic::default(), ownership, key.netns)
                 });
             let netns = {
                 let ownership = &entry.1;
                 let owner = ownership.socket.as_ref().or(ownership.mover.as_ref());
-                owner.map(|owner| owner.netns)
+                owner.map(|owner| owner.netns).or(key.netns)
             };
             // As the link carried it: segments where it carries segments.
             let offloads = self.names.offloads(netns, key.ifindex);
@@ -143,11 +146,10 @@ impl EbpfEngine {
                 Direction::Ingress => offloads.segments_received(),
             });
             // Sockets of this namespace share its interfaces' TC counters.
-            let here = entry
-                .1
-                .socket
-                .as_ref()
-                .is_none_or(|owner| own_netns.is_none_or(|netns| owner.netns == netns));
+            let socket_netns = entry.1.socket.as_ref().map(|owner| owner.netns);
+            let here = socket_netns
+                .or(key.netns)
+                .is_none_or(|netns| own_netns.is_none_or(|own| own == netns));
             if here {
                 self.hooks.note_attributed(
                     key.ifindex,
@@ -165,10 +167,14 @@ impl EbpfEngine {
         sockets
             .into_iter()
             .map(
-                |((cookie, _, ifindex, protocol, ends, ports), (traffic, ownership))| {
-                    let netns = ownership.socket.as_ref().or(ownership.mover.as_ref());
+                |(
+                    (cookie, _, ifindex, protocol, ends, ports),
+                    (traffic, ownership, device_netns),
+                )| {
+                    let owner = ownership.socket.as_ref().or(ownership.mover.as_ref());
+                    let netns = owner.map(|owner| owner.netns).or(device_netns);
                     SocketTraffic {
-                        interface: self.names.name(netns.map(|owner| owner.netns), ifindex),
+                        interface: self.names.name(netns, ifindex),
                         protocol,
                         cookie,
                         ownership,

@@ -56,3 +56,11 @@ struct cgroup {
 struct linux_binprm {
 	const char *filename;
 } __attribute__((preserve_access_index));
+
+struct net_device {
+	possible_net_t nd_net;
+} __attribute__((preserve_access_index));
+
+struct sk_buff {
+	struct net_device *dev;
+} __attribute__((preserve_access_index));

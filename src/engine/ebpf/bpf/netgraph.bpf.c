@@ -22,6 +22,8 @@ enum direction {
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 
+extern void *bpf_cast_to_kern_ctx(void *ctx) __ksym;
+
 /* Every byte is a named field, so zero-initialised keys hash alike. */
 struct traffic_key {
 	__u64 cookie;
@@ -31,7 +33,9 @@ struct traffic_key {
 	__u8 protocol;
 	__u8 transient; /* a request or time-wait socket: it has no owner and soon goes */
 	__u8 pad;
-	__u32 pad2;
+	/* The device's network namespace (inode number), for packets without an owner:
+	 * an ifindex only means something inside its namespace. 0 otherwise. */
+	__u32 netns;
 };
 
 /* Packets as they passed the hook, and what their offloaded segments add where the
@@ -508,6 +512,10 @@ static __always_inline void count(struct __sk_buff *skb, enum direction directio
 			key.tgid = owner_tgid(full, key.cookie);
 		else
 			key.transient = 1;
+	}
+	if (!key.tgid) {
+		struct sk_buff *kernel_skb = bpf_cast_to_kern_ctx(skb);
+		key.netns = BPF_CORE_READ(kernel_skb, dev, nd_net.net, ns.inum);
 	}
 	if (record_addresses) {
 		struct peer_traffic_key peer = {.socket = key};
