@@ -79,8 +79,10 @@ fn upload_case(engine: EngineUnderTest, what: &str, port: u16, target: &str, cli
         lab.truth_packets_in(&lab.a, "handed_down"),
     );
     report(&format!(
-        "{what}: the stack handed down {} packets, the wire carried {}",
-        near.1, wire.1
+        "{what}: the stack handed down {} packets, the wire carried {}; counted where the stack hands them down: {:.4} of the wire's bytes",
+        near.1,
+        wire.1,
+        near.0 as f64 / wire.0.max(1) as f64
     ));
     assert_wire(engine, what, sent(&records, "ng-wire", &lab.veth_a), wire);
 }
@@ -169,9 +171,10 @@ fn tcp_download_merged_by_gro(engine: EngineUnderTest) {
     let frames = after.1 - before.1;
     let wire = (after.0 - before.0 - link_header * frames, frames);
     report(&format!(
-        "TCP download merged by GRO: the stack received {} packets, the wire carried {}",
+        "TCP download merged by GRO: the stack received {} packets, the wire carried {}; counted where the stack receives them: {:.4} of the wire's bytes",
         lab.truth_packets_in(&a, "merged"),
-        wire.1
+        wire.1,
+        lab.truth_bytes("merged") as f64 / wire.0.max(1) as f64
     ));
     assert_wire(
         engine,
