@@ -19,6 +19,16 @@ pub struct Offloads {
 }
 
 impl Offloads {
+    /// What is assumed of a link that cannot be asked (in a namespace netgraph cannot
+    /// enter): that it passes large packets on whole, so nothing is added that may
+    /// not have crossed it.
+    pub const UNKNOWN: Offloads = Offloads {
+        physical: false,
+        loopback: false,
+        tso: true,
+        gro: false,
+    };
+
     /// Sent offloaded packets leave as segments.
     pub fn segments_sent(&self) -> bool {
         !self.loopback && (self.physical || !self.tso)
@@ -144,6 +154,11 @@ mod tests {
         assert!(lo.loopback && !lo.physical);
         assert!(!lo.segments_sent() && !lo.segments_received());
         assert_eq!(Offloads::of_interface("no-such-if0"), None);
+    }
+
+    #[test]
+    fn a_link_that_cannot_be_asked_adds_nothing() {
+        assert!(!Offloads::UNKNOWN.segments_sent() && !Offloads::UNKNOWN.segments_received());
     }
 
     #[test]

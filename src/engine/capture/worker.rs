@@ -149,7 +149,7 @@ use crate::locks::lock;
 
 /// Where this interface's link carries offloaded packets as segments, and its MTU.
 fn link_segments(interface: &str) -> LinkSegments {
-    let offloads = Offloads::of_interface(interface).unwrap_or_default();
+    let offloads = Offloads::of_interface(interface).unwrap_or(Offloads::UNKNOWN);
     let mtu = std::fs::read_to_string(format!("/sys/class/net/{interface}/mtu"))
         .ok()
         .and_then(|text| text.trim().parse::<u64>().ok());

@@ -61,10 +61,10 @@ impl InterfaceNames {
                 link
             }
             // Not cached: the interface or a way into its namespace may appear later.
-            None if own => (Arc::from(format!("if{ifindex}")), Offloads::default()),
+            None if own => (Arc::from(format!("if{ifindex}")), Offloads::UNKNOWN),
             None => (
                 Arc::from(format!("if{ifindex}@netns{netns}")),
-                Offloads::default(),
+                Offloads::UNKNOWN,
             ),
         }
     }
@@ -118,7 +118,7 @@ fn index_to_name(ifindex: u32) -> Option<String> {
 /// The interface's name and offloads, in the calling thread's namespace.
 fn describe(ifindex: u32) -> Option<(String, Offloads)> {
     let name = index_to_name(ifindex)?;
-    let offloads = Offloads::of_interface(&name).unwrap_or_default();
+    let offloads = Offloads::of_interface(&name).unwrap_or(Offloads::UNKNOWN);
     Some((name, offloads))
 }
 
