@@ -252,23 +252,16 @@ impl Lab {
 
     /// Bytes counted by a truth counter in namespace `ns`.
     pub fn truth_bytes_in(&self, ns: &str, name: &str) -> u64 {
-        let json = run(
-            "ip",
-            &[
-                "netns", "exec", ns, "nft", "-j", "list", "counter", "inet", "truth", name,
-            ],
-        );
-        let value: Value = serde_json::from_str(&json).unwrap();
-        value["nftables"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find_map(|item| item["counter"]["bytes"].as_u64())
-            .unwrap_or_else(|| panic!("no counter {name} in {json}"))
+        self.truth_counter(ns, name, "bytes")
     }
 
-    /// Packets an nftables counter in namespace `ns` saw.
+    /// Packets a truth counter in namespace `ns` saw.
     pub fn truth_packets_in(&self, ns: &str, name: &str) -> u64 {
+        self.truth_counter(ns, name, "packets")
+    }
+
+    /// One figure (`bytes` or `packets`) of an nftables truth counter.
+    fn truth_counter(&self, ns: &str, name: &str, figure: &str) -> u64 {
         let json = run(
             "ip",
             &[
@@ -280,7 +273,7 @@ impl Lab {
             .as_array()
             .unwrap()
             .iter()
-            .find_map(|item| item["counter"]["packets"].as_u64())
+            .find_map(|item| item["counter"][figure].as_u64())
             .unwrap_or_else(|| panic!("no counter {name} in {json}"))
     }
 

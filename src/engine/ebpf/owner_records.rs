@@ -83,28 +83,25 @@ impl<'a> OwnerLookups<'a> {
             .exe_paths
             .entry(owner.tgid)
             .or_insert_with(|| {
-                let value = maps
-                    .exe_paths
-                    .lookup(&owner.tgid.to_ne_bytes(), MapFlags::ANY)
-                    .ok()??;
-                let recorded: types::exe_path = plain_data::read(&value)?;
-                c_string(&recorded.path)
+                let value = recorded(&maps.exe_paths, &owner.tgid.to_ne_bytes())?;
+                c_string(&plain_data::read::<types::exe_path>(&value)?.path)
             })
             .clone();
         owner.cgroup_path = self
             .cgroup_paths
             .entry(owner.cgroup_id)
             .or_insert_with(|| {
-                let value = maps
-                    .cgroup_paths
-                    .lookup(&owner.cgroup_id.to_ne_bytes(), MapFlags::ANY)
-                    .ok()??;
-                let recorded: types::cgroup_path = plain_data::read(&value)?;
-                c_string(&recorded.path)
+                let value = recorded(&maps.cgroup_paths, &owner.cgroup_id.to_ne_bytes())?;
+                c_string(&plain_data::read::<types::cgroup_path>(&value)?.path)
             })
             .clone();
         owner
     }
+}
+
+/// The value a kernel map holds for `key`, if any.
+fn recorded(map: &MapMut<'_>, key: &[u8]) -> Option<Vec<u8>> {
+    map.lookup(key, MapFlags::ANY).ok()?
 }
 
 /// A NUL-terminated path the kernel side recorded; `None` if empty.
