@@ -193,6 +193,7 @@ fn names_are_those_each_process_looked_up(engine: EngineUnderTest) {
 fn server_names_from_client_hellos(engine: EngineUnderTest) {
     let lab = Lab::new();
     lab.truth(&[("tls_in", "input", "tcp sport 6443")]);
+    lab.truth_in(&lab.b, &[("tls_left", "output", "tcp sport 6443")]);
     let site = lab.path("site");
     std::fs::create_dir_all(&site).unwrap();
     std::fs::write(site.join("big.bin"), vec![7u8; 2 << 20]).unwrap();
@@ -262,6 +263,11 @@ fn server_names_from_client_hellos(engine: EngineUnderTest) {
         sum(&rows, "recv_bytes_last"),
         lab.truth_bytes("tls_in"),
     );
+    engine.assert_share(
+        "peer secure.lab.test, received (far end's count)",
+        sum(&rows, "recv_bytes_last"),
+        lab.truth_bytes_in(&lab.b, "tls_left"),
+    );
 }
 
 /// With `names = ["reverse"]`, an address no process looked up is named by its PTR
@@ -269,6 +275,7 @@ fn server_names_from_client_hellos(engine: EngineUnderTest) {
 fn reverse_names_when_configured(engine: EngineUnderTest) {
     let mut lab = Lab::new();
     lab.truth(&[("out", "output", "tcp dport 6105")]);
+    lab.truth_in(&lab.b.clone(), &[("arrived", "input", "tcp dport 6105")]);
     let _dns = LabDns::start(&lab, &[format!("--host-record=far.lab.test,{B4}")]);
     let b = lab.b.clone();
     lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:6105")]);
@@ -304,6 +311,11 @@ fn reverse_names_when_configured(engine: EngineUnderTest) {
         "peer by address, named by reverse DNS, sent",
         sum(&rows, "sent_bytes_last"),
         lab.truth_bytes("out"),
+    );
+    engine.assert_share(
+        "peer by address, named by reverse DNS, sent (far end's count)",
+        sum(&rows, "sent_bytes_last"),
+        lab.truth_bytes_in(&lab.b, "arrived"),
     );
 }
 
