@@ -8,6 +8,7 @@ use crate::engine::{NameSample, Recording, SampleKind, SampleSocket};
 use crate::locks::lock;
 use crate::traffic::{canonical_addr, Flow, Protocol};
 use etherparse::{LaxNetSlice, TransportSlice};
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,7 +29,7 @@ const HELLO_FILTER: &str = "(tcp and tcp[((tcp[12:1] & 0xf0) >> 2):1] = 0x16 \
     and ip6[40 + ((ip6[52] & 0xf0) >> 2) + 5] = 0x01)";
 
 pub struct NameSamples {
-    waiting: Arc<Mutex<Vec<NameSample>>>,
+    waiting: Arc<Mutex<VecDeque<NameSample>>>,
     stop: Arc<AtomicBool>,
     /// Wakes the thread out of a read on a quiet host.
     wake: pcap::BreakLoop,
@@ -52,7 +53,7 @@ impl NameSamples {
                 return None;
             }
         };
-        let waiting = Arc::new(Mutex::new(Vec::new()));
+        let waiting = Arc::new(Mutex::new(VecDeque::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let wake = capture.breakloop_handle();
         let (thread_waiting, thread_stop) = (waiting.clone(), stop.clone());
@@ -69,7 +70,7 @@ impl NameSamples {
     }
 
     pub fn drain(&self) -> Vec<NameSample> {
-        std::mem::take(&mut *lock(&self.waiting))
+        std::mem::take(&mut *lock(&self.waiting)).into()
     }
 }
 
@@ -95,7 +96,7 @@ fn open(filter: &str) -> Result<pcap::Capture<pcap::Active>, pcap::Error> {
 
 fn read(
     mut capture: pcap::Capture<pcap::Active>,
-    waiting: &Mutex<Vec<NameSample>>,
+    waiting: &Mutex<VecDeque<NameSample>>,
     stop: &AtomicBool,
 ) {
     let Some(link_type) = LinkType::from_dlt(capture.get_datalink().0) else {
@@ -110,9 +111,9 @@ fn read(
             if let Some(sample) = sample(&link, packet.data) {
                 let mut waiting = lock(waiting);
                 if waiting.len() >= MAX_WAITING {
-                    waiting.remove(0);
+                    waiting.pop_front();
                 }
-                waiting.push(sample);
+                waiting.push_back(sample);
             }
         });
         match read {
