@@ -40,6 +40,9 @@ pub struct Config {
     /// Each process's traffic by remote peer (off by default).
     #[serde(default)]
     pub peers: PeersConfig,
+    /// `netgraph report`: where the billing month starts.
+    #[serde(default)]
+    pub report: ReportConfig,
     /// The GeoIP database of `geoip`, opened once when the file is loaded.
     #[serde(skip)]
     pub geo: Option<crate::geo::Geo>,
@@ -55,6 +58,27 @@ pub struct GeoipConfig {
     /// Also break each process's traffic down by remote country (more series).
     #[serde(default)]
     pub countries_per_process: bool,
+}
+
+/// `netgraph report`'s periods.
+#[derive(Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// The day of the month a billing month starts on (1 to 28), as the provider bills.
+    #[serde(default = "default_billing_day")]
+    pub billing_day: u32,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            billing_day: default_billing_day(),
+        }
+    }
+}
+
+fn default_billing_day() -> u32 {
+    1
 }
 
 /// The peer breakdown: each series' traffic by remote address.
@@ -314,6 +338,12 @@ impl Config {
             check_interval(interval)?;
         }
         self.store.check()?;
+        if !(1..=28).contains(&self.report.billing_day) {
+            anyhow::bail!(
+                "[report] billing_day = {}: give a day from 1 to 28 (every month has it)",
+                self.report.billing_day
+            );
+        }
         if !(1..=1000).contains(&self.peers.per_process) {
             anyhow::bail!(
                 "[peers] per_process = {}: keep between 1 and 1000 peers per process",

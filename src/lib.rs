@@ -18,6 +18,7 @@ pub mod outputs;
 pub mod pipeline;
 pub mod private_files;
 pub mod rate_limited;
+pub mod report;
 pub mod sinks;
 pub mod startup;
 pub mod store;

@@ -34,6 +34,10 @@ enum Command {
     /// sink) without starting; exit 0 if netgraph can run, 1 if not, 2 if the
     /// configuration is invalid.
     Check(CheckArgs),
+    /// Totals per process (or user, interface, container, peer...) for today, yesterday,
+    /// the billing month or a range, per day or month, with the running period's
+    /// projection; read from the store.
+    Report(netgraph::report::command::ReportArgs),
 }
 
 #[derive(clap::Args)]
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Top(args) => top(args),
         Command::Check(args) => return check(args),
+        Command::Report(args) => report(&args),
         Command::Run(args) => {
             // A bad configuration stops everything before it starts, with status 2.
             let config = match &args.config {
@@ -119,6 +124,19 @@ fn init_logging(quiet: bool) -> impl Fn(&str) {
 }
 
 const PACKAGED_CONFIG: &str = "/etc/netgraph/netgraph.toml";
+
+fn report(args: &netgraph::report::command::ReportArgs) -> anyhow::Result<()> {
+    let path = args.config.clone().or_else(|| {
+        let packaged = PathBuf::from(PACKAGED_CONFIG);
+        packaged.exists().then_some(packaged)
+    });
+    let config = match &path {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    print!("{}", netgraph::report::command::run(args, &config)?);
+    Ok(())
+}
 
 fn check(args: CheckArgs) -> ExitCode {
     let path = args.config.or_else(|| {

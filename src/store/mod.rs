@@ -405,6 +405,20 @@ pub struct Reader {
 }
 
 impl Reader {
+    /// Opens the store in `state_directory` for reading only, as written by a daemon
+    /// that may still be running (reports read it while it writes).
+    pub fn open(state_directory: &Path) -> anyhow::Result<Reader> {
+        let path = state_directory.join(STORE_FILE);
+        if !path.exists() {
+            anyhow::bail!(
+                "no store at {}: netgraph has not run with this state_directory (or [store] enabled = false)",
+                path.display()
+            );
+        }
+        let connection = open_connection(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        Ok(Reader { connection })
+    }
+
     /// SQLite's own check of every page and index: "ok" when the file is sound.
     pub fn integrity_check(&self) -> anyhow::Result<String> {
         Ok(self
