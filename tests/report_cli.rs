@@ -34,10 +34,17 @@ fn row(name: &str, sent: u64, recv: u64) -> ProcessRow {
 /// 2026-10-10 00:00 UTC: a day on which nothing changes clocks.
 const DAY0: u64 = 1_791_590_400;
 
+/// Runs the report; `--url` names no daemon unless `args` give one, so the store is read.
 fn report(config: &std::path::Path, args: &[&str]) -> String {
+    let url = if args.contains(&"--url") {
+        Vec::new()
+    } else {
+        vec!["--url", "http://127.0.0.1:1"]
+    };
     let output = Command::new(env!("CARGO_BIN_EXE_netgraph"))
         .arg("report")
         .args(["-c", config.to_str().unwrap()])
+        .args(url)
         .args(args)
         .env("TZ", "UTC")
         .output()
@@ -138,6 +145,29 @@ fn daily_and_monthly_totals_add_up_to_what_was_stored() {
     let table = report(&config, &["--from", &from, "--to", &to, "--by", "user"]);
     assert!(table.starts_with("period"), "{table}");
     assert!(table.contains("1000") && table.contains("(all)"), "{table}");
+
+    // From a running daemon's API, the same figures.
+    let store = Store::open(&dir, Retention::default()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let state = netgraph::web::ApiState {
+        live: netgraph::sinks::live::SharedLive::default(),
+        reader: Some(std::sync::Arc::new(std::sync::Mutex::new(
+            store.reader().unwrap(),
+        ))),
+    };
+    netgraph::web::start(format!("127.0.0.1:{port}").parse().unwrap(), None, state).unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let from_daemon = report(
+        &config,
+        &[
+            "--from", &from, "--to", &to, "--daily", "--json", "--url", &url,
+        ],
+    );
+    assert_eq!(serde_json::from_str::<Value>(&from_daemon).unwrap(), daily);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -161,7 +191,12 @@ fn a_missing_store_and_a_bad_grouping_are_one_clear_line() {
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_netgraph"))
             .arg("report")
-            .args(["-c", config.to_str().unwrap()])
+            .args([
+                "-c",
+                config.to_str().unwrap(),
+                "--url",
+                "http://127.0.0.1:1",
+            ])
             .args(&args)
             .output()
             .unwrap();

@@ -2,11 +2,11 @@
 
 use super::periods::{periods, Selection, Split};
 use crate::config::Config;
-use crate::store::{GroupBy, Reader};
+use crate::store::GroupBy;
 use chrono::{Local, NaiveDate, TimeZone};
 use std::path::PathBuf;
 
-#[derive(clap::Args, Debug, Default)]
+#[derive(clap::Args, Debug)]
 pub struct ReportArgs {
     /// Today (the default).
     #[arg(long, group = "range")]
@@ -45,6 +45,12 @@ pub struct ReportArgs {
     /// /etc/netgraph/netgraph.toml where it exists.
     #[arg(short = 'c', long)]
     pub config: Option<PathBuf>,
+    /// The daemon's web address; the store file is read when it does not answer.
+    #[arg(long, default_value = "http://127.0.0.1:9800")]
+    pub url: String,
+    /// The daemon's web token, if it has one.
+    #[arg(long, env = "NETGRAPH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 fn group_by(name: &str) -> anyhow::Result<GroupBy> {
@@ -96,13 +102,12 @@ pub fn run(args: &ReportArgs, config: &Config) -> anyhow::Result<String> {
     let grouping = group_by(&args.by)?;
     let now = Local::now();
     let periods = periods(&Local, now, selection, split, config.report.billing_day);
-    let reader = Reader::open(&config.state_directory())?;
+    let source = super::Source::find(&args.url, args.token.as_deref(), &config.state_directory())?;
     let rows = super::rows(
-        &reader,
+        &source,
         &periods,
         grouping,
-        args.top.max(1),
-        None,
+        args.top.clamp(1, 1000),
         now.timestamp(),
     )?;
     Ok(if args.json {

@@ -5,9 +5,63 @@
 pub mod command;
 pub mod periods;
 
-use crate::store::{GroupBy, Only, Reader};
+use crate::store::{GroupBy, Only, Reader, Total};
 use periods::Period;
 use serde::Serialize;
+use std::time::Duration;
+
+/// Where the totals come from: the running daemon's API, or the store file.
+pub enum Source {
+    Daemon { url: String, token: Option<String> },
+    Store(Reader),
+}
+
+impl Source {
+    /// The daemon at `url` if it answers, else the store in `state_directory`.
+    pub fn find(
+        url: &str,
+        token: Option<&str>,
+        state_directory: &std::path::Path,
+    ) -> anyhow::Result<Source> {
+        if crate::top::fetch_live(url, token).is_ok() {
+            return Ok(Source::Daemon {
+                url: url.trim_end_matches('/').to_string(),
+                token: token.map(String::from),
+            });
+        }
+        Ok(Source::Store(Reader::open(state_directory)?))
+    }
+
+    /// Totals per group over `[from, to)`, largest first, at most `top`.
+    fn totals(
+        &self,
+        from: i64,
+        to: i64,
+        group_by: GroupBy,
+        top: usize,
+    ) -> anyhow::Result<Vec<Total>> {
+        match self {
+            Source::Store(reader) => Ok(reader.totals(from, to, group_by, top, None::<Only>)?.1),
+            Source::Daemon { url, token } => {
+                let agent = ureq::Agent::config_builder()
+                    .timeout_global(Some(Duration::from_secs(30)))
+                    .build()
+                    .new_agent();
+                let group = serde_json::to_value(group_by)?;
+                let group = group.as_str().unwrap_or("process");
+                let mut request = agent.get(&format!(
+                    "{url}/api/v1/totals?from={from}&to={to}&group_by={group}&top={top}"
+                ));
+                if let Some(token) = token {
+                    request = request.header("Authorization", format!("Bearer {token}"));
+                }
+                let text = request.call()?.body_mut().read_to_string()?;
+                let answer: serde_json::Value = serde_json::from_str(&text)?;
+                Ok(serde_json::from_value(answer["rows"].clone())?)
+            }
+        }
+    }
+}
 
 /// One line of a report: a group's bytes in a period.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -25,19 +79,17 @@ pub struct ReportRow {
     pub projected_bytes: Option<u64>,
 }
 
-/// The `top` largest groups of each period and the period's total, from the store.
+/// The `top` largest groups of each period and the period's total (all groups, summed
+/// over the interfaces, of which there are few).
 pub fn rows(
-    reader: &Reader,
+    source: &Source,
     periods: &[Period],
     group_by: GroupBy,
     top: usize,
-    only: Option<(GroupBy, &str)>,
     now: i64,
 ) -> anyhow::Result<Vec<ReportRow>> {
     let mut rows = Vec::new();
     for period in periods {
-        let only = only.map(|(group_by, key)| Only { group_by, key });
-        let (_, totals) = reader.totals(period.start, period.end, group_by, 100_000, only)?;
         let row = |key: String, sent: u64, recv: u64| ReportRow {
             period: period.label.clone(),
             start: period.start,
@@ -48,13 +100,14 @@ pub fn rows(
             total_bytes: sent + recv,
             projected_bytes: period.projection(sent + recv, now),
         };
-        let (sent, recv) = totals
+        let groups = source.totals(period.start, period.end, group_by, top)?;
+        let interfaces = source.totals(period.start, period.end, GroupBy::Interface, 1000)?;
+        let (sent, recv) = interfaces
             .iter()
             .fold((0, 0), |(s, r), t| (s + t.sent_bytes, r + t.recv_bytes));
         rows.extend(
-            totals
+            groups
                 .into_iter()
-                .take(top)
                 .map(|t| row(t.key, t.sent_bytes, t.recv_bytes)),
         );
         rows.push(row("(all)".into(), sent, recv));

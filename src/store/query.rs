@@ -67,15 +67,15 @@ fn samples_for(group_by: GroupBy, only: Option<&Only>) -> (Samples, &'static str
     }
 }
 
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Total {
     pub key: String,
     /// For processes: false for the `unknown ...` buckets.
     pub attributed: bool,
     /// By peer: the names it had, and the services used there (comma-separated).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub names: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub services: Option<String>,
     pub sent_bytes: u64,
     pub recv_bytes: u64,
