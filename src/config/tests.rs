@@ -61,6 +61,7 @@ fn broken_configurations_say_where_and_what() {
         ("[geoip]\ndatabse = \"x.mmdb\"\n", "(did you mean `database`?)"),
         ("[peers]\nnames = [\"dnss\"]\n", "unknown variant `dnss`, expected one of `dns`, `sni`, `reverse`"),
         ("[peers]\nretention = \"forever\"\n", "retention"),
+        ("[report]\nbilling_day = 31\n", "billing_day = 31: give a day from 1 to 28"),
     ];
     for (text, expected) in cases {
         let error = parse(text)
