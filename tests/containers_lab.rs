@@ -76,8 +76,12 @@ fn podman_containers_are_named_with_their_bytes() {
 
     let mut ids = Vec::new();
     for (name, tcp, udp) in [("web", 7301, 7302), ("db", 7303, 7304)] {
+        // A second's pause first: the runtime names a container from its event stream,
+        // which a loaded host (the whole suite at once) may deliver late; a row counted
+        // before the name arrives carries the id only. The short-lived container below
+        // is the case without the pause.
         let script = format!(
-            "/ng-cont tcp-send {b_address}:{tcp} 2000000 && /ng-cont udp-trickle {b_address}:{udp} 1 700"
+            "/bin/busybox sleep 1 && /ng-cont tcp-send {b_address}:{tcp} 2000000 && /ng-cont udp-trickle {b_address}:{udp} 1 700"
         );
         let container = format!("ng-{name}-{tag}");
         let id = podman.run(&container, &[], &["/bin/busybox", "sh", "-c", &script]);
