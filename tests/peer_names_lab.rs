@@ -189,7 +189,9 @@ fn names_are_those_each_process_looked_up(engine: EngineUnderTest) {
 }
 
 /// A TLS client with no DNS lookup (the address is given): the server name of its
-/// ClientHello names the peer, with `names = ["sni"]`.
+/// ClientHello names the peer, with `names = ["sni"]`. The download is paced to take
+/// about two seconds: the capture engine must find curl's socket in /proc while curl
+/// lives, and a loaded CI host can let a millisecond-long curl exit first.
 fn server_names_from_client_hellos(engine: EngineUnderTest) {
     let lab = Lab::new();
     lab.truth(&[("tls_in", "input", "tcp sport 6443")]);
@@ -246,6 +248,8 @@ fn server_names_from_client_hellos(engine: EngineUnderTest) {
             &lab.a,
             "curl",
             "-sSfk",
+            "--limit-rate",
+            "1M",
             "--resolve",
             &resolve,
             "-o",
