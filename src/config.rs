@@ -43,6 +43,9 @@ pub struct Config {
     /// `netgraph report`: where the billing month starts.
     #[serde(default)]
     pub report: ReportConfig,
+    /// Quotas, rate limits and first contacts, and where their notices go.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
     /// The GeoIP database of `geoip`, opened once when the file is loaded.
     #[serde(skip)]
     pub geo: Option<crate::geo::Geo>,
@@ -350,6 +353,8 @@ impl Config {
                 self.peers.per_process
             );
         }
+        self.alerts
+            .check(self.peers.enabled, self.geoip.is_some())?;
         if self.web.enabled {
             // Read now, so that `check` and `run` refuse the same files and variables.
             let token = self.web.token()?;
@@ -506,10 +511,12 @@ fn closest_key(message: &str) -> Option<String> {
         .map(|(_, key)| key.to_string())
 }
 
+pub mod alerts;
 mod influx;
 mod legacy;
 mod secret;
 
+pub use alerts::AlertsConfig;
 pub use influx::{InfluxApi, InfluxConfig, InfluxFile, InfluxTarget};
 pub use secret::{Secret, SecretSource};
 

@@ -1,9 +1,11 @@
 //! netgraph: which application used how much network bandwidth.
 //!
 //! A pipeline in one direction: [`engine`] -> [`attribution`] -> [`accounting`] -> [`sinks`],
-//! driven once per interval by [`pipeline`]; accounting names countries with [`geo`].
+//! driven once per interval by [`pipeline`]; accounting names countries with [`geo`];
+//! [`alerts`] read what accounting produced, as sinks do.
 
 pub mod accounting;
+pub mod alerts;
 pub mod attribution;
 pub mod background;
 pub mod bounded;

@@ -1,6 +1,8 @@
 //! Everything downstream of accounting, built from the configuration: the sinks, and
 //! the web server that reads what the store and live sinks keep.
 
+use crate::alerts::board::AlertBoard;
+use crate::alerts::Alerts;
 use crate::config::{Config, DEFAULT_WEB_LISTEN};
 use crate::sinks::influxdb::InfluxSink;
 use crate::sinks::json_lines::JsonLinesSink;
@@ -17,22 +19,30 @@ use std::sync::{Arc, Mutex};
 pub struct Outputs {
     pub lasting: Vec<Box<dyn Sink>>,
     pub reloadable: Vec<Box<dyn Sink>>,
+    pub shared: Shared,
+}
+
+/// What the reloadable outputs report into and the lasting ones show, across reloads.
+#[derive(Clone, Default)]
+pub struct Shared {
     /// Shared by every InfluxDB sink, old and new, and shown by Prometheus.
     pub self_metrics: SelfMetrics,
+    /// The alert rules' state, shown by Prometheus and the page.
+    pub alerts: AlertBoard,
 }
 
 /// Starts every configured output; one that cannot start stops netgraph before it runs,
 /// except the default web address being taken, which only costs the page.
 pub fn start(config: &Config, json_lines: bool) -> anyhow::Result<Outputs> {
     let state_directory = config.state_directory();
-    let self_metrics = SelfMetrics::default();
-    let reloadable = reloadable(config, json_lines, &self_metrics)?;
+    let shared = Shared::default();
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if let Some(prometheus) = &config.prometheus {
         sinks.push(Box::new(PrometheusSink::start(
             prometheus.listen,
             prometheus.peers,
-            &self_metrics,
+            &shared.self_metrics,
+            &shared.alerts,
         )?));
     }
     let live = SharedLive::default();
@@ -60,7 +70,12 @@ pub fn start(config: &Config, json_lines: bool) -> anyhow::Result<Outputs> {
     }
     if config.web.enabled {
         let listen = config.web.listen;
-        let state = crate::web::ApiState { live, reader };
+        let state = crate::web::ApiState {
+            live,
+            reader,
+            alerts: shared.alerts.clone(),
+            billing_day: config.report.billing_day,
+        };
         match crate::web::start(listen, config.web.token()?, state) {
             Ok(()) => tracing::info!("web page and API on http://{listen}/"),
             Err(error) if listen == DEFAULT_WEB_LISTEN => {
@@ -69,18 +84,21 @@ pub fn start(config: &Config, json_lines: bool) -> anyhow::Result<Outputs> {
             Err(error) => return Err(error),
         }
     }
+    // After the store: alert rules read it and keep their state in it.
+    let reloadable = reloadable(config, json_lines, &shared)?;
     Ok(Outputs {
         lasting: sinks,
         reloadable,
-        self_metrics,
+        shared,
     })
 }
 
-/// The sinks a SIGHUP rebuilds: JSON lines and InfluxDB (whose spools carry over).
+/// The sinks a SIGHUP rebuilds: JSON lines, InfluxDB (whose spools carry over) and the
+/// alert rules (whose state is in the store).
 pub fn reloadable(
     config: &Config,
     json_lines: bool,
-    self_metrics: &SelfMetrics,
+    shared: &Shared,
 ) -> anyhow::Result<Vec<Box<dyn Sink>>> {
     let hostname = config.hostname.clone().unwrap_or_else(host_name);
     let state_directory = config.state_directory();
@@ -90,8 +108,17 @@ pub fn reloadable(
     }
     for (index, influx) in config.influxdb.iter().enumerate() {
         let name = influx.sink_name(index);
-        let sink = InfluxSink::start(&name, influx, &hostname, &state_directory, self_metrics)?;
+        let sink = InfluxSink::start(
+            &name,
+            influx,
+            &hostname,
+            &state_directory,
+            &shared.self_metrics,
+        )?;
         sinks.push(Box::new(sink));
+    }
+    if let Some(alerts) = Alerts::start(config, &hostname, &shared.alerts) {
+        sinks.push(Box::new(alerts));
     }
     Ok(sinks)
 }

@@ -211,7 +211,7 @@ pub fn run(args: RunArgs, mut config: Config) -> anyhow::Result<()> {
     }
     let mut pipeline = pipeline(&settings, accountant, outputs.lasting, outputs.reloadable)?;
     let addresses_recorded = pipeline.engine.records_addresses();
-    let metrics = outputs.self_metrics.clone();
+    let shared = outputs.shared.clone();
     pipeline.reload = Some(Reload {
         requested,
         load: Box::new(move || {
@@ -224,12 +224,12 @@ pub fn run(args: RunArgs, mut config: Config) -> anyhow::Result<()> {
             if geo.is_some() && !addresses_recorded {
                 tracing::warn!("[geoip] added: the eBPF engine records the addresses it needs only when started with it; restart netgraph to name countries");
             }
-            let metrics = metrics.clone();
+            let shared = shared.clone();
             Ok(Reloaded {
                 interval: settings.interval,
                 geo,
                 build: Box::new(move || {
-                    crate::outputs::reloadable(&config, settings.json, &metrics)
+                    crate::outputs::reloadable(&config, settings.json, &shared)
                 }),
             })
         }),

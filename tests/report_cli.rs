@@ -158,6 +158,8 @@ fn daily_and_monthly_totals_add_up_to_what_was_stored() {
         reader: Some(std::sync::Arc::new(std::sync::Mutex::new(
             store.reader().unwrap(),
         ))),
+        alerts: Default::default(),
+        billing_day: 1,
     };
     netgraph::web::start(format!("127.0.0.1:{port}").parse().unwrap(), None, state).unwrap();
     let url = format!("http://127.0.0.1:{port}");

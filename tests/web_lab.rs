@@ -78,6 +78,8 @@ fn the_api_answers_each_query_on_known_data() {
     let state = netgraph::web::ApiState {
         live: SharedLive::default(),
         reader: Some(Arc::new(Mutex::new(store.reader().unwrap()))),
+        alerts: Default::default(),
+        billing_day: 1,
     };
     netgraph::web::start(
         format!("127.0.0.1:{port}").parse().unwrap(),

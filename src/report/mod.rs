@@ -4,6 +4,7 @@
 
 pub mod command;
 pub mod periods;
+pub mod usage;
 
 use crate::store::{GroupBy, Only, Reader, Total};
 use periods::Period;

@@ -169,6 +169,32 @@ pub fn periods<Tz: TimeZone>(
     cut
 }
 
+/// The last `count` days up to today, oldest first.
+pub fn last_days<Tz: TimeZone>(zone: &Tz, now: DateTime<Tz>, count: u32) -> Vec<Period> {
+    let today = now.date_naive();
+    (0..i64::from(count))
+        .rev()
+        .map(|back| day(zone, today - Duration::days(back)))
+        .collect()
+}
+
+/// The last `count` billing months up to the current one, oldest first.
+pub fn last_billing_months<Tz: TimeZone>(
+    zone: &Tz,
+    now: DateTime<Tz>,
+    count: u32,
+    billing_day: u32,
+) -> Vec<Period> {
+    let mut start = billing_month_start(now.date_naive(), billing_day);
+    let mut months = Vec::new();
+    for _ in 0..count {
+        months.push(billing_month(zone, start));
+        start = previous_month(start);
+    }
+    months.reverse();
+    months
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,6 +87,7 @@ impl PrometheusSink {
         listen: SocketAddr,
         peers: usize,
         self_metrics: &SelfMetrics,
+        alerts: &crate::alerts::board::AlertBoard,
     ) -> anyhow::Result<PrometheusSink> {
         let metrics = Metrics::default();
         let peers = PeerCounters::new(peers);
@@ -94,6 +95,7 @@ impl PrometheusSink {
         metrics.register(&mut registry);
         peers.register(&mut registry);
         self_metrics.register(&mut registry);
+        alerts.register(&mut registry);
         let listener = crate::http::bind(
             listen,
             "the Prometheus endpoint",

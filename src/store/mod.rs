@@ -3,9 +3,11 @@
 //! second, minute and hour), so each resolution's sums are exact; old rows expire per
 //! resolution and the file stays under a size bound.
 
+mod alert_state;
 mod query;
 mod schema;
 
+pub use alert_state::{AlertLedger, RuleState};
 pub use query::{GroupBy, History, HistoryPoint, Only, Total};
 
 use crate::accounting::{IntervalReport, PeerRow, ProcessRow, SeriesKey};

@@ -184,6 +184,26 @@ impl Reader {
         Ok((bucket, rows))
     }
 
+    /// Bytes sent and received over `[from, to)` by the series that pass every filter
+    /// (none: the whole host), from the finest resolution that covers the range.
+    pub fn sum(&self, from: i64, to: i64, filters: &[Only]) -> anyhow::Result<(u64, u64)> {
+        let (table, bucket) = self.table_for(from, Samples::Series)?;
+        let (filter, mut values) = conditions(filters, 3);
+        let from = from - from.rem_euclid(bucket);
+        values.splice(0..0, [from.to_string(), to.to_string()]);
+        let sql = format!(
+            "SELECT coalesce(sum(x.sent), 0), coalesce(sum(x.recv), 0)
+             FROM {table} x JOIN series s ON s.id = x.series
+             WHERE x.t >= ?1 AND x.t < ?2 {filter}"
+        );
+        let (sent, recv): (i64, i64) =
+            self.connection
+                .query_row(&sql, params_from_iter(values.iter()), |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+        Ok((sent as u64, recv as u64))
+    }
+
     /// Bytes per `step` seconds over `[from, to)` for the `top` largest groups.
     pub fn history(
         &self,
@@ -254,11 +274,24 @@ impl Reader {
 }
 
 fn only_clause(only: Option<Only>) -> (String, Vec<String>) {
-    match only {
-        Some(only) => (
-            format!("AND {} = ?3", only.group_by.column()),
-            vec![only.key.to_string()],
-        ),
-        None => (String::new(), Vec::new()),
+    conditions(only.as_slice(), 3)
+}
+
+/// `AND` of one equality per filter, numbered from `?first`. A container is its name,
+/// or its id (short or full, or the start of either).
+fn conditions(filters: &[Only], first: usize) -> (String, Vec<String>) {
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    for (index, only) in filters.iter().enumerate() {
+        let n = first + index;
+        if only.group_by == GroupBy::Container {
+            sql += &format!(
+                " AND (s.container = ?{n} OR (s.container_id <> '' AND (substr(?{n}, 1, length(s.container_id)) = s.container_id OR substr(s.container_id, 1, length(?{n})) = ?{n})))"
+            );
+        } else {
+            sql += &format!(" AND {} = ?{n}", only.group_by.column());
+        }
+        values.push(only.key.to_string());
     }
+    (sql, values)
 }

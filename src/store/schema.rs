@@ -152,8 +152,32 @@ fn reasons() -> String {
         .into()
 }
 
+/// 6: what the alert rules remember across restarts: when each rule started learning,
+/// whether it is firing and for which period, and the peers each process has contacted.
+fn alerts() -> String {
+    "CREATE TABLE alert_rules (
+        rule TEXT PRIMARY KEY,
+        since INTEGER NOT NULL,              -- first seen (a first_contact rule's learning)
+        firing INTEGER NOT NULL DEFAULT 0,
+        period_start INTEGER NOT NULL DEFAULT 0  -- the quota period it fired in
+    );
+    CREATE TABLE alert_contacts (
+        rule TEXT NOT NULL, process TEXT NOT NULL, contact TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        PRIMARY KEY (rule, process, contact)
+    ) WITHOUT ROWID;"
+        .into()
+}
+
 /// Applied in order, each once; never edit one that has shipped, add another.
-const MIGRATIONS: &[fn() -> String] = &[series_and_samples, coverage, workloads, peers, reasons];
+const MIGRATIONS: &[fn() -> String] = &[
+    series_and_samples,
+    coverage,
+    workloads,
+    peers,
+    reasons,
+    alerts,
+];
 
 /// The schema version this build writes.
 pub fn current_version() -> i64 {

@@ -17,6 +17,9 @@ pub struct ApiState {
     pub live: SharedLive,
     /// None when the store is off.
     pub reader: Option<Arc<Mutex<Reader>>>,
+    pub alerts: crate::alerts::board::AlertBoard,
+    /// Where billing months start, for the usage view.
+    pub billing_day: u32,
 }
 
 #[derive(Deserialize)]
@@ -161,4 +164,40 @@ pub async fn history(
     })
     .await?;
     Ok(Json(HistoryAnswer { from, to, history }))
+}
+
+#[derive(Deserialize)]
+pub struct UsageParams {
+    #[serde(default)]
+    group_by: GroupBy,
+    top: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct UsageAnswer {
+    #[serde(flatten)]
+    usage: crate::report::usage::Usage,
+    /// The alert rules: quotas with how much of each is used.
+    alerts: Vec<crate::alerts::board::RuleStatus>,
+}
+
+/// Days and billing months, stacked by the largest groups, with the alert rules.
+pub async fn usage(
+    State(state): State<ApiState>,
+    params: Result<Query<UsageParams>, QueryRejection>,
+) -> Result<Json<impl Serialize>, ApiError> {
+    let params = params
+        .map(|Query(params)| params)
+        .map_err(|rejection| ApiError(StatusCode::BAD_REQUEST, rejection.body_text()))?;
+    let (group_by, top) = (params.group_by, params.top.unwrap_or(8).clamp(1, 50));
+    let billing_day = state.billing_day;
+    let usage = with_reader(&state, move |reader| {
+        let now = chrono::Local::now();
+        crate::report::usage::usage(reader, &chrono::Local, now, group_by, top, billing_day)
+    })
+    .await?;
+    Ok(Json(UsageAnswer {
+        usage,
+        alerts: state.alerts.rules(),
+    }))
 }

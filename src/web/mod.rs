@@ -35,6 +35,7 @@ pub fn start(listen: SocketAddr, token: Option<Secret>, state: ApiState) -> anyh
         .route("/api/v1/live", get(api::live))
         .route("/api/v1/totals", get(api::totals))
         .route("/api/v1/history", get(api::history))
+        .route("/api/v1/usage", get(api::usage))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(token, require_token));
     crate::http::serve_in_thread("web server", listener, router)

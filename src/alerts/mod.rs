@@ -1,0 +1,529 @@
+//! Alerts: quotas (bytes per day or billing month), rates held for a while, and first
+//! contacts, each a rule of `[alerts]`. It reads what accounting produced, as the sinks
+//! do; notices go to the log at once and to webhooks and commands from a thread of
+//! their own. What has fired, and the contacts known, are kept in the store, so a
+//! restart does not notice them again.
+
+pub mod board;
+mod delivery;
+mod first_contact;
+mod notice;
+mod quota;
+mod rate;
+mod scope;
+
+use crate::accounting::IntervalReport;
+use crate::config::alerts::{ContactBy, QuotaPeriod, RuleConfig, RuleKind, TrafficSide};
+use crate::config::Config;
+use crate::report::periods::{periods, Period, Selection, Split};
+use crate::sinks::Sink;
+use crate::store::{AlertLedger, Reader, RuleState};
+use board::{AlertBoard, RuleStatus};
+use delivery::{Delivery, Targets};
+use first_contact::ContactWatch;
+use notice::{human, ContactFacts, Details, Notice, PeriodFacts, State};
+use quota::{QuotaChange, QuotaWatch};
+use rate::{RateChange, RateWatch};
+use scope::Scope;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+enum Watch {
+    Quota { watch: QuotaWatch, per: QuotaPeriod },
+    Rate(RateWatch),
+    Contacts(ContactWatch),
+}
+
+struct Rule {
+    name: String,
+    scope: Scope,
+    traffic: TrafficSide,
+    targets: Targets,
+    watch: Watch,
+}
+
+pub struct Alerts {
+    rules: Vec<Rule>,
+    /// None without the store: state then lasts as long as the process.
+    ledger: Option<AlertLedger>,
+    reader: Option<Reader>,
+    board: AlertBoard,
+    delivery: Delivery,
+    hostname: String,
+    billing_day: u32,
+}
+
+fn seconds_f(time: SystemTime) -> f64 {
+    time.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// The day or billing month holding `t`, in local time.
+fn period_at(per: QuotaPeriod, t: i64, billing_day: u32) -> Period {
+    let zone = chrono::Local;
+    let now = chrono::DateTime::from_timestamp(t, 0)
+        .unwrap_or_default()
+        .with_timezone(&zone);
+    let selection = match per {
+        QuotaPeriod::Day => Selection::Today,
+        QuotaPeriod::Month => Selection::Month,
+    };
+    periods(&zone, now, selection, Split::Whole, billing_day)
+        .into_iter()
+        .next()
+        .unwrap_or(Period {
+            start: t,
+            end: t + 86_400,
+            label: String::new(),
+        })
+}
+
+impl Alerts {
+    /// The configured rules with their remembered state; `None` when there are none.
+    pub fn start(config: &Config, hostname: &str, board: &AlertBoard) -> Option<Alerts> {
+        let alerts = &config.alerts;
+        if alerts.rules.is_empty() {
+            board.publish(Vec::new());
+            return None;
+        }
+        let state_directory = config.state_directory();
+        let (mut ledger, reader) = if config.store.enabled {
+            let opened = AlertLedger::open(&state_directory)
+                .and_then(|ledger| Ok((ledger, Reader::open(&state_directory)?)));
+            match opened {
+                Ok((ledger, reader)) => (Some(ledger), Some(reader)),
+                Err(error) => {
+                    tracing::warn!("alerts: {error:#}; fired alerts and known contacts are not kept across restarts");
+                    (None, None)
+                }
+            }
+        } else {
+            tracing::warn!("alerts: [store] enabled = false: fired alerts and known contacts are not kept across restarts, and quotas count from netgraph's start");
+            (None, None)
+        };
+        let names: Vec<&str> = alerts.rules.iter().map(|r| r.name.as_str()).collect();
+        if let Some(ledger) = &mut ledger {
+            if let Err(error) = ledger.keep_only(&names) {
+                tracing::warn!("alerts: cannot forget removed rules in the store: {error:#}");
+            }
+        }
+        let mut started = Alerts {
+            rules: Vec::new(),
+            ledger,
+            reader,
+            board: board.clone(),
+            delivery: Delivery::start(),
+            hostname: hostname.to_string(),
+            billing_day: config.report.billing_day,
+        };
+        let now = crate::store::seconds(SystemTime::now());
+        for rule in &alerts.rules {
+            let Ok(kind) = rule.kind() else { continue };
+            let targets = Targets {
+                webhook: rule.webhook.clone().or_else(|| alerts.webhook.clone()),
+                command: rule.command.clone().or_else(|| alerts.command.clone()),
+            };
+            let built = started.rule(rule, kind, targets, now);
+            started.rules.push(built);
+        }
+        // A quota that fired in a period now over clears (also across a restart).
+        for index in 0..started.rules.len() {
+            started.begin_period(index, now);
+        }
+        started.publish(now);
+        tracing::info!(rules = started.rules.len(), "alert rules on");
+        Some(started)
+    }
+
+    fn rule(&self, config: &RuleConfig, kind: RuleKind, targets: Targets, now: i64) -> Rule {
+        let state = match &self.ledger {
+            Some(ledger) => ledger.rule(&config.name, now).unwrap_or_else(|error| {
+                tracing::warn!(
+                    rule = config.name,
+                    "alerts: cannot read the rule's state: {error:#}"
+                );
+                RuleState {
+                    since: now,
+                    ..RuleState::default()
+                }
+            }),
+            None => RuleState {
+                since: now,
+                ..RuleState::default()
+            },
+        };
+        let watch = match kind {
+            RuleKind::Quota { limit, per } => Watch::Quota {
+                watch: QuotaWatch::new(limit, state.firing, state.period_start),
+                per,
+            },
+            RuleKind::Rate {
+                bytes_per_second,
+                held,
+            } => Watch::Rate(RateWatch::new(
+                bytes_per_second,
+                held.as_secs_f64(),
+                state.firing,
+            )),
+            RuleKind::FirstContact { by, learning } => {
+                let known = match &self.ledger {
+                    Some(ledger) => ledger.contacts(&config.name).unwrap_or_default(),
+                    None => Default::default(),
+                };
+                let learning_until = state.since.saturating_add(learning.as_secs() as i64);
+                Watch::Contacts(ContactWatch::new(by, learning_until, known))
+            }
+        };
+        Rule {
+            name: config.name.clone(),
+            scope: Scope::of(config),
+            traffic: config.traffic,
+            targets,
+            watch,
+        }
+    }
+
+    /// Moves a quota to the period holding `t` if it counts another, starting from
+    /// what the store holds of the new period.
+    fn begin_period(&mut self, index: usize, t: i64) {
+        let billing_day = self.billing_day;
+        let rule = &self.rules[index];
+        let Watch::Quota { watch, per } = &rule.watch else {
+            return;
+        };
+        let period = period_at(*per, t, billing_day);
+        if !watch.needs(&period) {
+            return;
+        }
+        // Only when the rule starts: later the store already holds the interval being
+        // counted, which the rule adds itself.
+        let used = match (&self.reader, watch.period.is_none()) {
+            (Some(reader), true) => {
+                let filters = rule.scope.store_filters();
+                match reader.sum(period.start, t + 3600, &scope::as_only(&filters)) {
+                    Ok((sent, received)) => rule.traffic.of(sent, received),
+                    Err(error) => {
+                        tracing::warn!(rule = rule.name, "alerts: cannot read the period's bytes from the store: {error:#}; counting from now");
+                        0
+                    }
+                }
+            }
+            _ => 0,
+        };
+        let per = *per;
+        let Watch::Quota { watch, .. } = &mut self.rules[index].watch else {
+            return;
+        };
+        if let Some(QuotaChange::Cleared { ended_start, used }) = watch.begin(period, used) {
+            let ended = period_at(per, ended_start, billing_day);
+            self.quota_notice(index, State::Cleared, Some((ended, used)), t);
+        }
+    }
+
+    fn quota_notice(
+        &mut self,
+        index: usize,
+        state: State,
+        ended: Option<(Period, Option<u64>)>,
+        now: i64,
+    ) {
+        let rule = &self.rules[index];
+        let Watch::Quota { watch, per } = &rule.watch else {
+            return;
+        };
+        let per_label = match per {
+            QuotaPeriod::Day => "day",
+            QuotaPeriod::Month => "month",
+        };
+        let (period, used) = match &ended {
+            Some((period, used)) => (period.clone(), used.unwrap_or(0)),
+            None => (
+                watch.period.clone().unwrap_or(Period {
+                    start: now,
+                    end: now,
+                    label: String::new(),
+                }),
+                watch.used,
+            ),
+        };
+        let message = match state {
+            State::Firing => format!(
+                "alert {}: {} used {} of its {} quota of {} in {} ({:.0}%)",
+                rule.name,
+                rule.scope.describe(),
+                human(used as f64),
+                traffic_words(rule.traffic),
+                human(watch.limit as f64),
+                period.label,
+                watch.ratio() * 100.0
+            ),
+            _ => format!(
+                "alert {} cleared: {} is over, a new {} begins",
+                rule.name,
+                period.label,
+                if *per == QuotaPeriod::Day {
+                    "day"
+                } else {
+                    "billing month"
+                }
+            ),
+        };
+        let details = Details::Quota {
+            used_bytes: used,
+            limit_bytes: watch.limit,
+            ratio: used as f64 / watch.limit as f64,
+            period: PeriodFacts {
+                per: per_label,
+                label: period.label.clone(),
+                start: period.start,
+                end: period.end,
+            },
+        };
+        let firing = state == State::Firing;
+        let fired_in = watch.fired_in();
+        self.emit(index, "quota", state, message, details, now);
+        self.remember_firing(index, firing, fired_in);
+    }
+
+    fn rate_notice(&mut self, index: usize, state: State, now: i64) {
+        let rule = &self.rules[index];
+        let Watch::Rate(watch) = &rule.watch else {
+            return;
+        };
+        let held = humantime::format_duration(std::time::Duration::from_secs_f64(watch.held));
+        let message = match state {
+            State::Firing => format!(
+                "alert {}: {} {} at {}/s or more for {held}, over its limit of {}/s",
+                rule.name,
+                rule.scope.describe(),
+                traffic_words(rule.traffic),
+                human(watch.rate),
+                human(watch.bytes_per_second)
+            ),
+            _ => format!(
+                "alert {} cleared: {} {} below {}/s for {held}",
+                rule.name,
+                rule.scope.describe(),
+                traffic_words(rule.traffic),
+                human(watch.bytes_per_second)
+            ),
+        };
+        let details = Details::Rate {
+            rate_bytes_per_second: watch.rate,
+            limit_bytes_per_second: watch.bytes_per_second,
+            held_seconds: watch.held,
+            ratio: watch.ratio(),
+        };
+        let firing = state == State::Firing;
+        self.emit(index, "rate", state, message, details, now);
+        self.remember_firing(index, firing, 0);
+    }
+
+    fn contact_notice(&mut self, index: usize, facts: ContactFacts, now: i64) {
+        let rule = &self.rules[index];
+        let kind = match &rule.watch {
+            Watch::Contacts(watch) if watch.by == ContactBy::Country => "a country",
+            _ => "a peer",
+        };
+        let mut message = format!(
+            "alert {}: {} (pid {}, uid {}) contacted {} for the first time: {}",
+            rule.name,
+            facts.process,
+            facts.pid.map_or("?".into(), |p| p.to_string()),
+            facts.uid.map_or("?".into(), |u| u.to_string()),
+            kind,
+            facts.contact
+        );
+        if let Some(address) = facts.peer_address.as_ref().filter(|a| **a != facts.contact) {
+            message += &format!(" ({address})");
+        }
+        if let Some(service) = &facts.service {
+            message += &format!(" {service}");
+        }
+        message += &format!(" on {}", facts.interface);
+        self.emit(
+            index,
+            "first_contact",
+            State::Notice,
+            message,
+            Details::Contact(Box::new(facts)),
+            now,
+        );
+    }
+
+    fn emit(
+        &self,
+        index: usize,
+        kind: &'static str,
+        state: State,
+        message: String,
+        details: Details,
+        now: i64,
+    ) {
+        let rule = &self.rules[index];
+        match state {
+            State::Cleared => tracing::info!("{message}"),
+            _ => tracing::warn!("{message}"),
+        }
+        let time = chrono::DateTime::from_timestamp(now, 0)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let notice = Notice {
+            rule: rule.name.clone(),
+            kind,
+            state,
+            message,
+            hostname: self.hostname.clone(),
+            time,
+            unix_time: now,
+            scope: rule.scope.clone(),
+            traffic: rule.traffic,
+            details,
+        };
+        self.delivery.send(notice, rule.targets.clone());
+    }
+
+    fn remember_firing(&self, index: usize, firing: bool, period_start: i64) {
+        if let Some(ledger) = &self.ledger {
+            let rule = &self.rules[index].name;
+            if let Err(error) = ledger.set_firing(rule, firing, period_start) {
+                tracing::warn!(
+                    rule,
+                    "alerts: cannot keep the rule's state in the store: {error:#}"
+                );
+            }
+        }
+    }
+
+    /// The bytes the rule counts in this interval.
+    fn bytes(rule: &Rule, report: &IntervalReport) -> u64 {
+        report
+            .processes
+            .iter()
+            .filter(|row| rule.scope.matches(&row.key, row.workload.as_deref()))
+            .map(|row| rule.traffic.of(row.last.sent.bytes, row.last.recv.bytes))
+            .sum()
+    }
+
+    fn evaluate(&mut self, index: usize, report: &IntervalReport) {
+        let start = crate::store::seconds(report.start);
+        let now = crate::store::seconds(report.end);
+        self.begin_period(index, start);
+        let bytes = Self::bytes(&self.rules[index], report);
+        let rule = &mut self.rules[index];
+        match &mut rule.watch {
+            Watch::Quota { watch, .. } => {
+                if watch.add(bytes) == Some(QuotaChange::Fired) {
+                    self.quota_notice(index, State::Firing, None, now);
+                }
+            }
+            Watch::Rate(watch) => {
+                match watch.add(bytes, seconds_f(report.start), seconds_f(report.end)) {
+                    Some(RateChange::Fired) => self.rate_notice(index, State::Firing, now),
+                    Some(RateChange::Cleared) => self.rate_notice(index, State::Cleared, now),
+                    None => {}
+                }
+            }
+            Watch::Contacts(watch) => {
+                let new = watch.observe(report, &rule.scope, now);
+                if let Some(ledger) = &mut self.ledger {
+                    if let Err(error) = ledger.add_contacts(&rule.name, &new.learnt, now) {
+                        tracing::warn!(
+                            rule = rule.name,
+                            "alerts: cannot keep contacts in the store: {error:#}"
+                        );
+                    }
+                }
+                if new.unnoticed > 0 {
+                    tracing::warn!(
+                        "alert {}: {} more first contacts this interval than the {} noticed one by one",
+                        rule.name,
+                        new.unnoticed,
+                        first_contact::MAX_NOTICES
+                    );
+                }
+                for facts in new.noticed {
+                    self.contact_notice(index, facts, now);
+                }
+            }
+        }
+    }
+
+    fn publish(&self, now: i64) {
+        let statuses = self
+            .rules
+            .iter()
+            .map(|rule| {
+                let mut status = RuleStatus {
+                    rule: rule.name.clone(),
+                    kind: "",
+                    watches: rule.scope.describe(),
+                    traffic: rule.traffic,
+                    firing: false,
+                    used: None,
+                    limit: None,
+                    ratio: None,
+                    period: None,
+                    projected: None,
+                    known_contacts: None,
+                    learning_until: None,
+                };
+                match &rule.watch {
+                    Watch::Quota { watch, .. } => {
+                        status.kind = "quota";
+                        status.firing = watch.firing;
+                        status.used = Some(watch.used as f64);
+                        status.limit = Some(watch.limit as f64);
+                        status.ratio = Some(watch.ratio());
+                        status.period = watch.period.as_ref().map(|p| p.label.clone());
+                        status.projected = watch
+                            .period
+                            .as_ref()
+                            .and_then(|p| p.projection(watch.used, now));
+                    }
+                    Watch::Rate(watch) => {
+                        status.kind = "rate";
+                        status.firing = watch.firing;
+                        status.used = Some(watch.rate);
+                        status.limit = Some(watch.bytes_per_second);
+                        status.ratio = Some(watch.ratio());
+                    }
+                    Watch::Contacts(watch) => {
+                        status.kind = "first_contact";
+                        status.known_contacts = Some(watch.known());
+                        status.learning_until = watch.learning(now).then_some(watch.learning_until);
+                    }
+                }
+                status
+            })
+            .collect();
+        self.board.publish(statuses);
+    }
+}
+
+fn traffic_words(traffic: TrafficSide) -> &'static str {
+    match traffic {
+        TrafficSide::Both => "sent and received",
+        TrafficSide::Sent => "sent",
+        TrafficSide::Received => "received",
+    }
+}
+
+impl Sink for Alerts {
+    fn name(&self) -> &str {
+        "alerts"
+    }
+
+    fn write(&mut self, report: &IntervalReport) -> anyhow::Result<()> {
+        for index in 0..self.rules.len() {
+            self.evaluate(index, report);
+        }
+        self.publish(crate::store::seconds(report.end));
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        self.delivery.finish();
+        Ok(())
+    }
+}

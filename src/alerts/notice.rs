@@ -1,0 +1,90 @@
+//! A notice: what a rule says when it fires or clears, or when a process makes a first
+//! contact. The same JSON document goes to the webhook and to a command's standard
+//! input; the log line is its `message`.
+
+use super::scope::Scope;
+use crate::config::alerts::TrafficSide;
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Firing,
+    Cleared,
+    /// A first contact: nothing to clear.
+    Notice,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Notice {
+    pub rule: String,
+    /// "quota", "rate" or "first_contact".
+    pub kind: &'static str,
+    pub state: State,
+    pub message: String,
+    pub hostname: String,
+    /// RFC 3339, UTC; and the same as Unix seconds.
+    pub time: String,
+    pub unix_time: i64,
+    pub scope: Scope,
+    pub traffic: TrafficSide,
+    #[serde(flatten)]
+    pub details: Details,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum Details {
+    Quota {
+        used_bytes: u64,
+        limit_bytes: u64,
+        ratio: f64,
+        period: PeriodFacts,
+    },
+    Rate {
+        rate_bytes_per_second: f64,
+        limit_bytes_per_second: f64,
+        held_seconds: f64,
+        ratio: f64,
+    },
+    Contact(Box<ContactFacts>),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PeriodFacts {
+    /// "day" or "month" (the billing month).
+    pub per: &'static str,
+    pub label: String,
+    pub start: i64,
+    pub end: i64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ContactFacts {
+    pub process: String,
+    pub uid: Option<u32>,
+    pub pid: Option<u32>,
+    pub interface: String,
+    /// What is new to the process: the peer's name (else its address), or a country.
+    pub contact: String,
+    pub peer_address: Option<String>,
+    pub peer_name: Option<String>,
+    pub service: Option<String>,
+    pub country: Option<String>,
+}
+
+/// Bytes as a person reads them (decimal units, as the limits are mostly given).
+pub fn human(bytes: f64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut value = bytes;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < units.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value:.0} B")
+    } else {
+        format!("{value:.2} {}", units[unit])
+    }
+}

@@ -1,0 +1,305 @@
+//! `[alerts]`: quotas on bytes per day or billing month, limits on a rate held for a
+//! while, and first contacts with a new peer, each a `[[alerts.rule]]`; where notices
+//! go (log, webhook, command).
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+use std::time::Duration;
+
+#[derive(Deserialize, Clone, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Where every rule's notices are POSTed, unless the rule names its own.
+    pub webhook: Option<url::Url>,
+    /// Run for every notice (the notice as JSON on standard input), unless the rule
+    /// names its own.
+    pub command: Option<Vec<String>>,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<RuleConfig>,
+}
+
+#[derive(Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub name: String,
+    /// What the rule watches; none of them: the whole host.
+    pub process: Option<String>,
+    pub uid: Option<u32>,
+    pub interface: Option<String>,
+    /// A container's name, or the start of its id.
+    pub container: Option<String>,
+    #[serde(default)]
+    pub traffic: TrafficSide,
+    /// A quota: this many bytes per `per` (e.g. "5 GB", "500 MiB").
+    pub limit: Option<ByteSize>,
+    pub per: Option<QuotaPeriod>,
+    /// A rate limit: bytes or bits per second (e.g. "10 MB/s", "50 Mbit/s") held for
+    /// `held`.
+    pub rate: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub held: Option<Duration>,
+    /// A notice the first time a process talks to a peer (by name where known) or a
+    /// country it never talked to before, once `learning` has passed.
+    pub first_contact: Option<ContactBy>,
+    #[serde(default, with = "humantime_serde")]
+    pub learning: Option<Duration>,
+    pub webhook: Option<url::Url>,
+    pub command: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, serde::Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TrafficSide {
+    #[default]
+    Both,
+    Sent,
+    Received,
+}
+
+impl TrafficSide {
+    /// The bytes of `(sent, received)` a rule counts.
+    pub fn of(self, sent: u64, received: u64) -> u64 {
+        match self {
+            TrafficSide::Both => sent + received,
+            TrafficSide::Sent => sent,
+            TrafficSide::Received => received,
+        }
+    }
+}
+
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum QuotaPeriod {
+    Day,
+    /// The billing month, from `[report] billing_day`.
+    Month,
+}
+
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ContactBy {
+    Peer,
+    Country,
+}
+
+/// What a rule watches for, checked.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RuleKind {
+    Quota {
+        limit: u64,
+        per: QuotaPeriod,
+    },
+    Rate {
+        bytes_per_second: f64,
+        held: Duration,
+    },
+    FirstContact {
+        by: ContactBy,
+        learning: Duration,
+    },
+}
+
+/// How long a rate must stay above its limit (and then below it) when `held` is not
+/// given.
+pub const DEFAULT_HELD: Duration = Duration::from_secs(60);
+pub const DEFAULT_LEARNING: Duration = Duration::from_secs(86_400);
+
+impl RuleConfig {
+    /// The rule's kind; exactly one of `limit`, `rate` and `first_contact` is set.
+    pub fn kind(&self) -> anyhow::Result<RuleKind> {
+        let name = &self.name;
+        let kind = match (&self.limit, &self.rate, &self.first_contact) {
+            (Some(limit), None, None) => {
+                let Some(per) = self.per else {
+                    anyhow::bail!(
+                        "[[alerts.rule]] \"{name}\": a limit needs per = \"day\" or per = \"month\""
+                    );
+                };
+                if limit.as_u64() == 0 {
+                    anyhow::bail!("[[alerts.rule]] \"{name}\": limit must be more than 0 bytes");
+                }
+                RuleKind::Quota {
+                    limit: limit.as_u64(),
+                    per,
+                }
+            }
+            (None, Some(rate), None) => RuleKind::Rate {
+                bytes_per_second: parse_rate(rate).map_err(|e| {
+                    anyhow::anyhow!("[[alerts.rule]] \"{name}\": rate = \"{rate}\": {e}")
+                })?,
+                held: self.held.unwrap_or(DEFAULT_HELD),
+            },
+            (None, None, Some(by)) => RuleKind::FirstContact {
+                by: *by,
+                learning: self.learning.unwrap_or(DEFAULT_LEARNING),
+            },
+            _ => anyhow::bail!(
+                "[[alerts.rule]] \"{name}\": give exactly one of limit (with per), rate (with held) or first_contact"
+            ),
+        };
+        let misplaced = match kind {
+            RuleKind::Quota { .. } => [
+                ("held", self.held.is_some()),
+                ("learning", self.learning.is_some()),
+            ],
+            RuleKind::Rate { .. } => [
+                ("per", self.per.is_some()),
+                ("learning", self.learning.is_some()),
+            ],
+            RuleKind::FirstContact { .. } => {
+                [("per", self.per.is_some()), ("held", self.held.is_some())]
+            }
+        };
+        if let Some((key, _)) = misplaced.iter().find(|(_, set)| *set) {
+            anyhow::bail!(
+                "[[alerts.rule]] \"{name}\": {key} does not apply to this kind of rule; remove it"
+            );
+        }
+        Ok(kind)
+    }
+}
+
+/// "10 MB/s", "10MiB/s", "50 Mbit/s", "1 Gbps", or a number of bytes per second.
+pub fn parse_rate(text: &str) -> anyhow::Result<f64> {
+    let trimmed = text.trim();
+    let per_second = trimmed
+        .strip_suffix("/s")
+        .or_else(|| trimmed.strip_suffix("ps"))
+        .unwrap_or(trimmed)
+        .trim();
+    let (amount, divisor) = match per_second.strip_suffix("bit") {
+        Some(bits) => (format!("{}B", bits.trim()), 8.0),
+        None => match per_second.strip_suffix('b') {
+            Some(bits) => (format!("{}B", bits.trim()), 8.0),
+            None => (per_second.to_string(), 1.0),
+        },
+    };
+    let bytes: ByteSize = amount.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "not a rate: write bytes or bits per second, like \"10 MB/s\" or \"50 Mbit/s\""
+        )
+    })?;
+    if bytes.as_u64() == 0 {
+        anyhow::bail!("a rate of 0 is always crossed; give more than 0");
+    }
+    Ok(bytes.as_u64() as f64 / divisor)
+}
+
+impl AlertsConfig {
+    pub fn check(&self, peers_enabled: bool, geoip: bool) -> anyhow::Result<()> {
+        let mut names = std::collections::HashSet::new();
+        for rule in &self.rules {
+            if rule.name.is_empty() || !names.insert(rule.name.as_str()) {
+                anyhow::bail!(
+                    "[[alerts.rule]] name = \"{}\": every rule needs a name of its own",
+                    rule.name
+                );
+            }
+            match rule.kind()? {
+                RuleKind::FirstContact {
+                    by: ContactBy::Peer,
+                    ..
+                } if !peers_enabled => anyhow::bail!(
+                    "[[alerts.rule]] \"{}\": first_contact = \"peer\" needs the peers: set [peers] enabled = true",
+                    rule.name
+                ),
+                RuleKind::FirstContact {
+                    by: ContactBy::Country,
+                    ..
+                } if !geoip => anyhow::bail!(
+                    "[[alerts.rule]] \"{}\": first_contact = \"country\" needs [geoip] with a database",
+                    rule.name
+                ),
+                _ => {}
+            }
+            for command in [&rule.command, &self.command].into_iter().flatten() {
+                if command.is_empty() || command[0].is_empty() {
+                    anyhow::bail!(
+                        "[[alerts.rule]] \"{}\": command = [] names no program; give [\"/path/to/program\", \"argument\", ...]",
+                        rule.name
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_in_bytes_and_bits() {
+        assert_eq!(parse_rate("10 MB/s").unwrap(), 10e6);
+        assert_eq!(parse_rate("1 MiB/s").unwrap(), 1_048_576.0);
+        assert_eq!(parse_rate("50 Mbit/s").unwrap(), 50e6 / 8.0);
+        assert_eq!(parse_rate("8kbit").unwrap(), 1000.0);
+        assert_eq!(parse_rate("1 Gbps").unwrap(), 1e9 / 8.0);
+        assert_eq!(parse_rate("4096").unwrap(), 4096.0);
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("0 MB/s").is_err());
+    }
+
+    fn rule(extra: &str) -> anyhow::Result<RuleKind> {
+        let config: AlertsConfig =
+            toml::from_str(&format!("[[rule]]\nname = \"r\"\n{extra}")).unwrap();
+        config.check(true, true)?;
+        config.rules[0].kind()
+    }
+
+    #[test]
+    fn each_kind_and_its_mistakes() {
+        assert_eq!(
+            rule("limit = \"5 MB\"\nper = \"day\"").unwrap(),
+            RuleKind::Quota {
+                limit: 5_000_000,
+                per: QuotaPeriod::Day
+            }
+        );
+        assert_eq!(
+            rule("rate = \"1 MB/s\"\nheld = \"3s\"").unwrap(),
+            RuleKind::Rate {
+                bytes_per_second: 1e6,
+                held: Duration::from_secs(3)
+            }
+        );
+        assert_eq!(
+            rule("first_contact = \"peer\"").unwrap(),
+            RuleKind::FirstContact {
+                by: ContactBy::Peer,
+                learning: DEFAULT_LEARNING
+            }
+        );
+        let error = |extra| rule(extra).unwrap_err().to_string();
+        assert!(error("limit = \"5 MB\"").contains("per = \"day\""));
+        assert!(error("").contains("exactly one of"));
+        assert!(error("limit = \"5 MB\"\nrate = \"1 MB/s\"\nper = \"day\"").contains("exactly one"));
+        assert!(
+            error("limit = \"5 MB\"\nper = \"day\"\nheld = \"1m\"").contains("held does not apply")
+        );
+        assert!(error("rate = \"slow\"").contains("not a rate"));
+        assert!(error("limit = \"5 MB\"\nper = \"day\"\ncommand = []").contains("names no program"));
+    }
+
+    #[test]
+    fn first_contacts_need_what_they_watch() {
+        let config: AlertsConfig =
+            toml::from_str("[[rule]]\nname = \"new\"\nfirst_contact = \"peer\"").unwrap();
+        let error = config.check(false, false).unwrap_err().to_string();
+        assert!(error.contains("[peers] enabled = true"), "{error}");
+        let config: AlertsConfig =
+            toml::from_str("[[rule]]\nname = \"new\"\nfirst_contact = \"country\"").unwrap();
+        let error = config.check(true, false).unwrap_err().to_string();
+        assert!(error.contains("[geoip]"), "{error}");
+    }
+
+    #[test]
+    fn rule_names_are_unique() {
+        let config: AlertsConfig = toml::from_str(
+            "[[rule]]\nname = \"a\"\nrate = \"1 MB/s\"\n[[rule]]\nname = \"a\"\nrate = \"2 MB/s\"",
+        )
+        .unwrap();
+        assert!(config.check(true, true).is_err());
+    }
+}
