@@ -8,6 +8,7 @@ pub mod dns;
 pub mod docker;
 pub mod engines;
 pub mod podman;
+pub mod webhook;
 
 use serde_json::Value;
 use std::collections::BTreeMap;

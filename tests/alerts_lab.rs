@@ -1,0 +1,265 @@
+//! Alert rules with real traffic (needs root): a daily quota that fires one webhook
+//! POST (through a receiver that refuses the first attempts), not again after a
+//! restart, with its Prometheus gauge past 1.0; a rate rule that fires and clears; first
+//! contacts noticed once per new peer after the learning period, also across a restart.
+
+mod lab;
+mod servers;
+
+use lab::webhook::Webhook;
+use lab::*;
+use serde_json::Value;
+use servers::free_port;
+use std::time::{Duration, Instant};
+
+/// The value of `metric{rule="RULE"}` on netgraph's Prometheus endpoint.
+fn gauge(port: u16, metric: &str, rule: &str) -> Option<f64> {
+    let text = ureq::get(&format!("http://127.0.0.1:{port}/metrics"))
+        .call()
+        .ok()?
+        .body_mut()
+        .read_to_string()
+        .ok()?;
+    let prefix = format!("{metric}{{rule=\"{rule}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+fn wait_for_gauge(port: u16, metric: &str, rule: &str, test: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let value = gauge(port, metric, rule);
+        if let Some(value) = value.filter(|v| test(*v)) {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{metric}{{rule=\"{rule}\"}} stayed at {value:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn write_config(lab: &Lab, name: &str, text: &str) -> String {
+    let path = lab.path(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn today() -> String {
+    // The lab's local time is netgraph's: both read TZ and /etc/localtime.
+    chrono::Local::now().format("%Y-%m-%d").to_string()
+}
+
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn quota_fires_once_across_a_restart_and_a_rate_fires_and_clears() {
+    require_root();
+    let mut lab = Lab::new();
+    lab.truth(&[
+        ("quota_out", "output", "tcp dport 7101"),
+        ("quota_in", "input", "tcp sport 7101"),
+    ]);
+    let b = lab.b.clone();
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:7101")]);
+    lab.serve(&b, "ng-sink2", &["tcp-sink", &format!("{B4}:7102")]);
+    // The first two attempts get 503: the notice must still arrive, once.
+    let webhook = Webhook::start(2);
+    let prometheus = free_port();
+    let state = lab.path("alert-state");
+    let config = write_config(
+        &lab,
+        "alerts.toml",
+        &format!(
+            r#"state_directory = "{state}"
+[prometheus]
+listen = "127.0.0.1:{prometheus}"
+[alerts]
+webhook = "{url}"
+[[alerts.rule]]
+name = "lab-daily"
+process = "ng-quota"
+limit = "5 MB"
+per = "day"
+[[alerts.rule]]
+name = "lab-rate"
+process = "ng-rate"
+traffic = "sent"
+rate = "1 MB/s"
+held = "2s"
+"#,
+            state = state.display(),
+            url = webhook.url
+        ),
+    );
+    let netgraph = lab.netgraph_ebpf(&["--config", &config]);
+    assert_eq!(
+        wait_for_gauge(prometheus, "netgraph_quota_used_ratio", "lab-daily", |_| {
+            true
+        }),
+        0.0
+    );
+
+    // 6 MB in one go crosses 5 MB once.
+    lab.exec(
+        &lab.a,
+        "ng-quota",
+        &["tcp-send", &format!("{B4}:7101"), "6000000"],
+    );
+    let fired = webhook.wait_for("lab-daily", 1, Duration::from_secs(20));
+    let notice = &fired[0];
+    assert_eq!(notice["state"], "firing", "{notice}");
+    assert_eq!(notice["kind"], "quota");
+    assert_eq!(notice["scope"]["process"], "ng-quota");
+    assert_eq!(notice["limit_bytes"], 5_000_000);
+    assert_eq!(notice["period"]["per"], "day");
+    assert_eq!(notice["period"]["label"], today());
+    let used = notice["used_bytes"].as_u64().unwrap();
+    let truth = lab.truth_bytes("quota_out") + lab.truth_bytes("quota_in");
+    assert!(
+        (5_000_000..=truth).contains(&used),
+        "used {used} at firing, {truth} on the wire"
+    );
+    assert!(webhook.refused.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    let ratio = wait_for_gauge(prometheus, "netgraph_quota_used_ratio", "lab-daily", |v| {
+        v >= 1.0
+    });
+    report(&format!(
+        "quota 5 MB/day: fired at {used} bytes ({truth} on the wire by the end), gauge {ratio:.3}, after two refused POSTs"
+    ));
+    assert_eq!(
+        gauge(prometheus, "netgraph_alert_firing", "lab-daily"),
+        Some(1.0)
+    );
+
+    // A rate at full speed for 4 s (held 2 s) fires, then 2 s of silence clear it.
+    lab.exec(
+        &lab.a,
+        "ng-rate",
+        &["tcp-send", &format!("{B4}:7102"), "4s"],
+    );
+    let rate = webhook.wait_for("lab-rate", 2, Duration::from_secs(20));
+    assert_eq!(rate[0]["state"], "firing", "{}", rate[0]);
+    assert!(rate[0]["rate_bytes_per_second"].as_f64().unwrap() >= 1e6);
+    assert_eq!(rate[0]["limit_bytes_per_second"], 1e6);
+    assert_eq!(rate[0]["held_seconds"], 2.0);
+    assert_eq!(rate[1]["state"], "cleared", "{}", rate[1]);
+    wait_for_gauge(prometheus, "netgraph_alert_firing", "lab-rate", |v| {
+        v == 0.0
+    });
+
+    // More bytes in the same day: nothing more.
+    lab.exec(
+        &lab.a,
+        "ng-quota",
+        &["tcp-send", &format!("{B4}:7101"), "1000000"],
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    netgraph.stop();
+    assert_eq!(
+        webhook.of_rule("lab-daily").len(),
+        1,
+        "{:?}",
+        webhook.received()
+    );
+
+    // Restarted on the same store: the day's bytes are read back, the alert is not sent again.
+    let restarted = lab.netgraph_ebpf(&["--config", &config]);
+    let ratio = wait_for_gauge(prometheus, "netgraph_quota_used_ratio", "lab-daily", |v| {
+        v >= 1.0
+    });
+    assert!(
+        ratio >= 1.4,
+        "the day's 7 MB read back from the store: {ratio}"
+    );
+    assert_eq!(
+        gauge(prometheus, "netgraph_alert_firing", "lab-daily"),
+        Some(1.0)
+    );
+    lab.exec(
+        &lab.a,
+        "ng-quota",
+        &["tcp-send", &format!("{B4}:7101"), "1000000"],
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    restarted.stop();
+    let daily: Vec<Value> = webhook.of_rule("lab-daily");
+    assert_eq!(daily.len(), 1, "sent again after a restart: {daily:?}");
+    assert_eq!(webhook.of_rule("lab-rate").len(), 2);
+}
+
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn first_contacts_after_the_learning_period() {
+    require_root();
+    let mut lab = Lab::new();
+    let b = lab.b.clone();
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:7103")]);
+    lab.serve(&b, "ng-sink6", &["tcp-sink", &format!("[{B6}]:7104")]);
+    let webhook = Webhook::start(0);
+    let state = lab.path("contact-state");
+    let config = write_config(
+        &lab,
+        "contacts.toml",
+        &format!(
+            r#"state_directory = "{state}"
+[peers]
+enabled = true
+[[alerts.rule]]
+name = "new-peers"
+process = "ng-contact"
+first_contact = "peer"
+learning = "6s"
+webhook = "{url}"
+"#,
+            state = state.display(),
+            url = webhook.url
+        ),
+    );
+    let started = Instant::now();
+    let netgraph = lab.netgraph_ebpf(&["--config", &config]);
+    let to_b4 = format!("{B4}:7103");
+    let to_b6 = format!("[{B6}]:7104");
+    // Learnt: B4, while learning.
+    lab.exec(&lab.a, "ng-contact", &["tcp-send", &to_b4, "200000"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "the lab was too slow to talk within the learning period"
+    );
+    std::thread::sleep(
+        Duration::from_secs(6).saturating_sub(started.elapsed()) + Duration::from_secs(1),
+    );
+    // After learning: B4 again is known, B6 is new (twice: one notice); another process
+    // is out of the rule's scope.
+    lab.exec(&lab.a, "ng-contact", &["tcp-send", &to_b4, "200000"]);
+    lab.exec(&lab.a, "ng-contact", &["tcp-send", &to_b6, "200000"]);
+    lab.exec(&lab.a, "ng-contact", &["tcp-send", &to_b6, "200000"]);
+    lab.exec(&lab.a, "ng-other", &["tcp-send", &to_b6, "200000"]);
+    let notices = webhook.wait_for("new-peers", 1, Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(2));
+    netgraph.stop();
+    let notices_now = webhook.of_rule("new-peers");
+    assert_eq!(notices_now.len(), 1, "{notices_now:?}");
+    let notice = &notices[0];
+    assert_eq!(notice["kind"], "first_contact");
+    assert_eq!(notice["process"], "ng-contact");
+    assert_eq!(notice["contact"], B6);
+    assert_eq!(notice["peer_address"], B6);
+    assert_eq!(notice["service"], "7104/tcp");
+    report(&format!("first contact: {}", notice["message"]));
+
+    // Restarted: the contacts are remembered, the learning period is over.
+    let restarted = lab.netgraph_ebpf(&["--config", &config]);
+    lab.exec(&lab.a, "ng-contact", &["tcp-send", &to_b6, "200000"]);
+    lab.exec(&lab.a, "ng-contact", &["tcp-send", &to_b4, "200000"]);
+    std::thread::sleep(Duration::from_secs(3));
+    restarted.stop();
+    assert_eq!(
+        webhook.of_rule("new-peers").len(),
+        1,
+        "{:?}",
+        webhook.received()
+    );
+}
