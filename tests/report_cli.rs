@@ -36,6 +36,11 @@ const DAY0: u64 = 1_791_590_400;
 
 /// Runs the report; `--url` names no daemon unless `args` give one, so the store is read.
 fn report(config: &std::path::Path, args: &[&str]) -> String {
+    report_in("UTC", config, args)
+}
+
+/// The same in time zone `tz`.
+fn report_in(tz: &str, config: &std::path::Path, args: &[&str]) -> String {
     let url = if args.contains(&"--url") {
         Vec::new()
     } else {
@@ -46,7 +51,7 @@ fn report(config: &std::path::Path, args: &[&str]) -> String {
         .args(["-c", config.to_str().unwrap()])
         .args(url)
         .args(args)
-        .env("TZ", "UTC")
+        .env("TZ", tz)
         .output()
         .unwrap();
     assert!(
@@ -206,5 +211,215 @@ fn a_missing_store_and_a_bad_grouping_are_one_clear_line() {
         let error = String::from_utf8_lossy(&output.stderr);
         assert!(error.contains(expected), "{args:?}: {error}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One interval of `sent`/`recv` bytes for `name` at `t`.
+fn interval(t: u64, rows: Vec<ProcessRow>) -> IntervalReport {
+    IntervalReport {
+        start: UNIX_EPOCH + Duration::from_secs(t),
+        end: UNIX_EPOCH + Duration::from_secs(t + 1),
+        processes: rows,
+        countries: Vec::new(),
+        peers: Vec::new(),
+        interfaces: Vec::new(),
+        lost: 0,
+        lost_total: 0,
+    }
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("netgraph-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn billing_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let config = dir.join("netgraph.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_directory = \"{}\"\n[report]\nbilling_day = 15\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// 2026-09-15 00:00 in Berlin (22:00 UTC the day before, summer time).
+const BERLIN_SEP_15: u64 = 1_789_423_200;
+
+/// Two months of hourly traffic in Europe/Berlin, across the end of summer time (25
+/// October 2026 has 25 hours), with billing months from the 15th: every day's and every
+/// month's total is the sum of the raw rows between its local midnights.
+#[test]
+fn two_months_across_a_clock_change_in_berlin() {
+    let dir = temp_dir("report-berlin");
+    let mut store = Store::open(&dir, Retention::default()).unwrap();
+    let mut raw: Vec<(u64, u64)> = Vec::new(); // (t, bytes) of every row
+    for hour in 0..(61 * 24 + 1) {
+        let t = BERLIN_SEP_15 + hour * 3600;
+        let (curl, sshd) = (
+            (1000 + hour % 7 * 100, 5000 + hour % 11 * 10),
+            (hour % 5, 0),
+        );
+        store
+            .write(&interval(
+                t,
+                vec![row("curl", curl.0, curl.1), row("sshd", sshd.0, sshd.1)],
+            ))
+            .unwrap();
+        raw.push((t, curl.0 + curl.1 + sshd.0 + sshd.1));
+    }
+    drop(store);
+    let config = billing_config(&dir);
+    let sum = |start: u64, end: u64| -> u64 {
+        raw.iter()
+            .filter(|(t, _)| (start..end).contains(t))
+            .map(|(_, b)| b)
+            .sum()
+    };
+    let totals = |text: &str| -> Vec<(String, u64, u64, u64)> {
+        let rows: Value = serde_json::from_str(text).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["key"] == "(all)")
+            .map(|r| {
+                (
+                    r["period"].as_str().unwrap().to_string(),
+                    r["start"].as_u64().unwrap(),
+                    r["end"].as_u64().unwrap(),
+                    r["total_bytes"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let days = totals(&report_in(
+        "Europe/Berlin",
+        &config,
+        &[
+            "--from",
+            "2026-09-15",
+            "--to",
+            "2026-11-15",
+            "--daily",
+            "--json",
+        ],
+    ));
+    assert_eq!(days.len(), 61, "{days:?}");
+    for (label, start, end, total) in &days {
+        assert_eq!(*total, sum(*start, *end), "{label}");
+        // Local midnight: 22:00 UTC in summer time, 23:00 UTC after.
+        let midnight_utc = if *start <= 1_792_879_200 { 22 } else { 23 };
+        assert_eq!(
+            start % 86_400,
+            midnight_utc * 3600,
+            "{label} starts at local midnight"
+        );
+        let hours = if label == "2026-10-25" { 25 } else { 24 };
+        assert_eq!(end - start, hours * 3600, "{label} lasts {hours} hours");
+    }
+    assert_eq!(
+        days.iter().map(|d| d.3).sum::<u64>(),
+        sum(BERLIN_SEP_15, days.last().unwrap().2)
+    );
+
+    let months = totals(&report_in(
+        "Europe/Berlin",
+        &config,
+        &[
+            "--from",
+            "2026-09-15",
+            "--to",
+            "2026-11-15",
+            "--monthly",
+            "--json",
+        ],
+    ));
+    let labels: Vec<&str> = months.iter().map(|m| m.0.as_str()).collect();
+    assert_eq!(
+        labels,
+        ["2026-09-15 to 2026-10-14", "2026-10-15 to 2026-11-14"]
+    );
+    // 15 October 00:00 CEST and 15 November 00:00 CET.
+    assert_eq!(months[0].2, 1_792_015_200);
+    assert_eq!(months[1].2, 1_794_697_200);
+    for (label, start, end, total) in &months {
+        assert_eq!(*total, sum(*start, *end), "{label}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The running billing month's projection is the documented formula: the bytes so far
+/// times the month's length over the time elapsed.
+#[test]
+fn the_running_month_is_projected_from_its_pace() {
+    use chrono::{Datelike, TimeZone, Utc};
+    let dir = temp_dir("report-projection");
+    let mut store = Store::open(&dir, Retention::default()).unwrap();
+    let now = Utc::now();
+    let date = now.date_naive();
+    let this_15th = date.with_day(15).unwrap();
+    let start_date = if date >= this_15th {
+        this_15th
+    } else {
+        this_15th - chrono::Months::new(1)
+    };
+    let start = Utc
+        .from_utc_datetime(&start_date.and_hms_opt(0, 0, 0).unwrap())
+        .timestamp() as u64;
+    let end = Utc
+        .from_utc_datetime(
+            &(start_date + chrono::Months::new(1))
+                .and_hms_opt(0, 0, 0)
+                .unwrap(),
+        )
+        .timestamp() as u64;
+    let mut written = 0;
+    let mut t = start;
+    while t + 3600 < now.timestamp() as u64 {
+        store
+            .write(&interval(t, vec![row("curl", 7_000, 3_000)]))
+            .unwrap();
+        written += 10_000;
+        t += 3600;
+    }
+    if written == 0 {
+        // The month began less than an hour ago: nothing is projected yet.
+        store
+            .write(&interval(start, vec![row("curl", 7_000, 3_000)]))
+            .unwrap();
+    }
+    drop(store);
+    let config = billing_config(&dir);
+    let before = Utc::now().timestamp() as u64;
+    let text = report(&config, &["--month", "--json"]);
+    let after = Utc::now().timestamp() as u64 + 1;
+    let rows: Value = serde_json::from_str(&text).unwrap();
+    let all = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "(all)")
+        .unwrap();
+    assert_eq!(all["start"], start);
+    assert_eq!(all["end"], end);
+    if written == 0 {
+        assert!(all["projected_bytes"].is_null(), "{all}");
+        return;
+    }
+    assert_eq!(all["total_bytes"], written);
+    let projected = all["projected_bytes"].as_u64().unwrap();
+    let at =
+        |now: u64| (written as f64 * (end - start) as f64 / (now - start) as f64).round() as u64;
+    assert!(
+        (at(after)..=at(before)).contains(&projected),
+        "{projected} not between {} and {}",
+        at(after),
+        at(before)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
