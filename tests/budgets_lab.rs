@@ -1,7 +1,9 @@
-//! Alert rules with real traffic (needs root): a daily quota that fires one webhook
-//! POST (through a receiver that refuses the first attempts), not again after a
-//! restart, with its Prometheus gauge past 1.0; a rate rule that fires and clears; first
-//! contacts noticed once per new peer after the learning period, also across a restart.
+//! Budgets with real traffic (needs root): a daily quota that fires one webhook POST
+//! (through a receiver that refuses the first attempts), not again after a restart,
+//! with its Prometheus gauge past 1.0; a rate rule that fires and clears; `netgraph
+//! report` from the running daemon equal to its own JSON lines; the page's usage view in
+//! chromium with the API's figures; first contacts noticed once per new peer after the
+//! learning period, also across a restart.
 
 mod lab;
 mod servers;
@@ -41,6 +43,33 @@ fn wait_for_gauge(port: u16, metric: &str, rule: &str, test: impl Fn(f64) -> boo
     }
 }
 
+/// `netgraph report` as a user runs it, its output as JSON.
+fn netgraph_report(config: &str, args: &[&str]) -> Value {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_netgraph"))
+        .args(["report", "-c", config])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn api_usage(port: u16) -> Value {
+    let text = ureq::get(&format!(
+        "http://127.0.0.1:{port}/api/v1/usage?group_by=process"
+    ))
+    .call()
+    .unwrap()
+    .body_mut()
+    .read_to_string()
+    .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
 fn write_config(lab: &Lab, name: &str, text: &str) -> String {
     let path = lab.path(name);
     std::fs::write(&path, text).unwrap();
@@ -67,6 +96,7 @@ fn quota_fires_once_across_a_restart_and_a_rate_fires_and_clears() {
     // The first two attempts get 503: the notice must still arrive, once.
     let webhook = Webhook::start(2);
     let prometheus = free_port();
+    let web = free_port();
     let state = lab.path("alert-state");
     let config = write_config(
         &lab,
@@ -75,6 +105,8 @@ fn quota_fires_once_across_a_restart_and_a_rate_fires_and_clears() {
             r#"state_directory = "{state}"
 [prometheus]
 listen = "127.0.0.1:{prometheus}"
+[web]
+listen = "127.0.0.1:{web}"
 [alerts]
 webhook = "{url}"
 [[alerts.rule]]
@@ -156,13 +188,89 @@ held = "2s"
         &["tcp-send", &format!("{B4}:7101"), "1000000"],
     );
     std::thread::sleep(Duration::from_secs(3));
-    netgraph.stop();
+    let daemon = format!("http://127.0.0.1:{web}");
+    let today_by_process = netgraph_report(&config, &["--today", "--json", "--url", &daemon]);
+    let usage = api_usage(web);
+    let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../usage-view.png");
+    let seen = lab::browser::usage(&daemon, &screenshot);
+    let records = netgraph.stop();
     assert_eq!(
         webhook.of_rule("lab-daily").len(),
         1,
         "{:?}",
         webhook.received()
     );
+
+    // The report from the running daemon: the bytes of netgraph's own JSON lines.
+    let counted = records.sum_all("ng-quota", "sent_bytes_last")
+        + records.sum_all("ng-quota", "recv_bytes_last");
+    let reported = today_by_process
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "ng-quota")
+        .unwrap_or_else(|| panic!("no ng-quota in {today_by_process}"));
+    assert_eq!(reported["total_bytes"], counted, "{reported}");
+    report(&format!(
+        "netgraph report --today from the daemon: ng-quota {counted} bytes, as its JSON lines counted"
+    ));
+
+    // The usage view in chromium: today's bar of ng-quota and the quota's figures, as
+    // the API has them.
+    let keys: Vec<&str> = usage["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    let today_bar = usage["daily"].as_array().unwrap().last().unwrap();
+    assert_eq!(today_bar["label"], today());
+    let index = keys.iter().position(|k| *k == "ng-quota").unwrap();
+    let api_bytes =
+        today_bar["sent"][index].as_u64().unwrap() + today_bar["recv"][index].as_u64().unwrap();
+    assert_eq!(api_bytes, counted, "the API's day of ng-quota");
+    let shown = |chart: &str, period: &Value| -> Option<u64> {
+        seen[chart].as_array().unwrap().iter().find_map(|s| {
+            (s["key"] == "ng-quota" && s["period"] == *period).then(|| s["bytes"].as_u64().unwrap())
+        })
+    };
+    assert_eq!(
+        shown("daily", &today_bar["label"]),
+        Some(api_bytes),
+        "{seen}"
+    );
+    let month_bar = usage["monthly"].as_array().unwrap().last().unwrap();
+    let month_bytes =
+        month_bar["sent"][index].as_u64().unwrap() + month_bar["recv"][index].as_u64().unwrap();
+    assert_eq!(
+        shown("monthly", &month_bar["label"]),
+        Some(month_bytes),
+        "{seen}"
+    );
+    assert_eq!(usage["daily"].as_array().unwrap().len(), 31);
+    assert_eq!(usage["monthly"].as_array().unwrap().len(), 12);
+    let quota = seen["quotas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["rule"] == "lab-daily")
+        .unwrap_or_else(|| panic!("lab-daily not listed: {seen}"));
+    let api_quota = usage["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["rule"] == "lab-daily")
+        .unwrap();
+    assert_eq!(quota["used"].as_f64(), api_quota["used"].as_f64());
+    assert_eq!(quota["used"].as_f64(), Some(counted as f64));
+    assert_eq!(quota["limit"].as_f64(), Some(5_000_000.0));
+    assert_eq!(quota["firing"], true);
+    report(&format!(
+        "usage view in chromium: today's ng-quota bar {api_bytes} bytes, quota lab-daily {} of {} shown; screenshot {}",
+        quota["used"],
+        quota["limit"],
+        screenshot.display()
+    ));
 
     // Restarted on the same store: the day's bytes are read back, the alert is not sent again.
     let restarted = lab.netgraph_ebpf(&["--config", &config]);
