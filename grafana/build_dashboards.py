@@ -4,7 +4,9 @@
 The JSON files are committed; run this after changing a panel here. The panels are the
 same in all three: traffic per process over time, the hourly totals of the original's
 first query, top processes, per interface, the unattributed share, packet statistics,
-per container and per pod, and the top destinations (with `[peers]`).
+per container and per pod, the top destinations (with `[peers]`) and the usage of the
+calendar month so far per process; the PromQL one also shows the alert rules' use of
+their quotas (`netgraph_quota_used_ratio`).
 """
 
 import json
@@ -24,11 +26,18 @@ LAYOUT = [
     ("Bytes sent per container", "timeseries", 12, 9),
     ("Bytes sent per pod", "timeseries", 12, 9),
     ("Top destinations (peers)", "table", 24, 9),
+    ("Usage this month (per process)", "table", 12, 9),
 ]
+
+# Panels only one flavour has the data for, appended after the shared ones.
+PROMQL_ONLY = [("Quota use (alert rules)", "bargauge", 12, 9)]
+
+# Panels drawn over a fixed period instead of the dashboard's range.
+RELATIVE_TIME = {"Usage this month (per process)": "now/M"}
 
 WORKLOADS = [("container", "Container"), ("pod", "Pod"), ("namespace", "Namespace")]
 
-UNITS = {"timeseries": "bytes", "barchart": "bytes", "table": "bytes", "stat": "percentunit"}
+UNITS = {"timeseries": "bytes", "barchart": "bytes", "table": "bytes", "stat": "percentunit", "bargauge": "percentunit"}
 
 
 def panel(index, title, kind, width, height, datasource, targets, x, y):
@@ -47,6 +56,12 @@ def panel(index, title, kind, width, height, datasource, targets, x, y):
         result["options"] = {"sortBy": [{"displayName": "total", "desc": True}]}
     if kind == "timeseries":
         result["fieldConfig"]["defaults"]["custom"] = {"stacking": {"mode": "normal"}, "fillOpacity": 20}
+    if kind == "bargauge":
+        result["fieldConfig"]["defaults"].update({"min": 0, "max": 1, "thresholds": {"mode": "absolute", "steps": [
+            {"color": "green", "value": None}, {"color": "orange", "value": 0.8}, {"color": "red", "value": 1}]}})
+        result["options"] = {"orientation": "horizontal", "displayMode": "gradient"}
+    if title in RELATIVE_TIME:
+        result["timeFrom"] = RELATIVE_TIME[title]
     return result
 
 
@@ -67,12 +82,13 @@ def query_variable(name, label, datasource, query):
     }
 
 
-def dashboard(uid, title, datasource_type, datasource_label, host_query, queries, workload_query, extra_variables=()):
+def dashboard(uid, title, datasource_type, datasource_label, host_query, queries, workload_query, extra_variables=(), layout=LAYOUT):
     datasource = {"type": datasource_type, "uid": "${datasource}"}
     panels = []
     x = y = 0
     row_height = 0
-    for index, ((title_, kind, width, height), targets) in enumerate(zip(LAYOUT, queries)):
+    assert len(layout) == len(queries), f"{uid}: {len(layout)} panels, {len(queries)} queries"
+    for index, ((title_, kind, width, height), targets) in enumerate(zip(layout, queries)):
         if x + width > 24:
             x, y = 0, y + row_height
             row_height = 0
@@ -138,6 +154,8 @@ def influxql():
             [q(f"SELECT sum(\"sent_bytes_last\") FROM \"network_data\" WHERE {host} AND \"container\" =~ /^$container$/ AND \"container\" != '' AND $timeFilter GROUP BY time($__interval), \"container\" fill(0)", alias="$tag_container")],
             [q(f"SELECT sum(\"sent_bytes_last\") FROM \"network_data\" WHERE {host} AND \"namespace\" =~ /^$namespace$/ AND \"pod\" =~ /^$pod$/ AND \"pod\" != '' AND $timeFilter GROUP BY time($__interval), \"namespace\", \"pod\" fill(0)", alias="$tag_namespace/$tag_pod")],
             [q(f"SELECT sum(\"sent_bytes_last\") AS \"sent\", sum(\"recv_bytes_last\") AS \"received\", {both} AS \"total\" FROM \"network_peer\" WHERE {host} AND $timeFilter GROUP BY \"peer_name\", \"peer\"", fmt="table")],
+            # Drawn over "now/M" (the month so far): $timeFilter is that range.
+            [q(f"SELECT sum(\"sent_bytes_last\") AS \"sent\", sum(\"recv_bytes_last\") AS \"received\", {both} AS \"total\" FROM \"network_data\" WHERE {host} AND $timeFilter GROUP BY \"name\"", fmt="table")],
         ],
         lambda name: f"SHOW TAG VALUES FROM \"network_data\" WITH KEY = \"{name}\" WHERE {host}",
     )
@@ -249,6 +267,7 @@ def flux():
             [q(per_container)],
             [q(per_pod)],
             [q(destinations)],
+            [q(top)],
         ],
         lambda name: f'import "influxdata/influxdb/schema"\nschema.tagValues(bucket: "${{bucket}}", tag: "{name}")',
         extra_variables=[bucket],
@@ -289,8 +308,13 @@ def promql():
             [q(f'sum by (namespace, pod) (rate({tx}{{{sel}, namespace=~"$namespace", pod=~"$pod", pod!=""}}[$__rate_interval]))', "{{namespace}}/{{pod}}")],
             # Peer counters are opt-in ([prometheus] peers = N).
             [q(f"topk(20, sum by (peer_name, peer) (increase(netgraph_peer_transmitted_bytes_total{{{sel}}}[$__range])) + sum by (peer_name, peer) (increase(netgraph_peer_received_bytes_total{{{sel}}}[$__range])))", "{{peer_name}} {{peer}}", instant=True, fmt="table")],
+            # Drawn over "now/M" (the month so far): $__range is that length.
+            [q(f"topk(20, sum by (name) (increase({tx}{{{sel}}}[$__range])) + sum by (name) (increase({rx}{{{sel}}}[$__range])))", "{{name}}", instant=True, fmt="table")],
+            # Alert rules of [alerts] with a limit or a rate ([[alerts.rule]] in netgraph.toml).
+            [q(f"max by (rule) (netgraph_quota_used_ratio{{{sel}}})", "{{rule}}", instant=True)],
         ],
         lambda name: f"label_values({tx}{{{sel}}}, {name})",
+        layout=LAYOUT + PROMQL_ONLY,
     )
 
 

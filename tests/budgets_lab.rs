@@ -43,6 +43,29 @@ fn wait_for_gauge(port: u16, metric: &str, rule: &str, test: impl Fn(f64) -> boo
     }
 }
 
+/// Waits until Prometheus has NetgraphAlertFiring firing for `rule`.
+fn wait_for_prometheus_alert(prometheus: &servers::Prometheus, rule: &str) {
+    let query = format!(
+        "ALERTS{{alertname=\"NetgraphAlertFiring\", alertstate=\"firing\", rule=\"{rule}\"}}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = prometheus.query(&query);
+        if answer["data"]["result"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+        {
+            report(&format!("Prometheus fires NetgraphAlertFiring for {rule}"));
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never fired for {rule}: {answer}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// `netgraph report` as a user runs it, its output as JSON.
 fn netgraph_report(config: &str, args: &[&str]) -> Value {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_netgraph"))
@@ -132,6 +155,14 @@ held = "2s"
         }),
         0.0
     );
+    // The shipped alerting rules, on a real Prometheus scraping netgraph.
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("grafana/prometheus/netgraph-alerts.yml");
+    let scraper = servers::Prometheus::start_with_rules(
+        &lab.path(""),
+        &format!("127.0.0.1:{prometheus}"),
+        Some(&rules),
+    );
 
     // 6 MB in one go crosses 5 MB once.
     lab.exec(
@@ -164,6 +195,7 @@ held = "2s"
         gauge(prometheus, "netgraph_alert_firing", "lab-daily"),
         Some(1.0)
     );
+    wait_for_prometheus_alert(&scraper, "lab-daily");
 
     // A rate at full speed for 4 s (held 2 s) fires, then 2 s of silence clear it.
     lab.exec(

@@ -41,7 +41,7 @@ fn queries(board: &Value, key: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-const TITLES: [&str; 10] = [
+const TITLES: [&str; 11] = [
     "Bytes sent per process",
     "Bytes received per process",
     "Hourly totals (sent, received, total)",
@@ -52,7 +52,11 @@ const TITLES: [&str; 10] = [
     "Bytes sent per container",
     "Bytes sent per pod",
     "Top destinations (peers)",
+    "Usage this month (per process)",
 ];
+
+/// Panels of the PromQL dashboard alone, after the shared ones.
+const PROMQL_TITLES: [&str; 1] = ["Quota use (alert rules)"];
 
 #[test]
 fn dashboards_are_well_formed() {
@@ -78,7 +82,16 @@ fn dashboards_are_well_formed() {
             .iter()
             .map(|p| p["title"].as_str().unwrap())
             .collect();
-        assert_eq!(titles, TITLES, "{name}");
+        let mut expected = TITLES.to_vec();
+        if name == "netgraph-promql" {
+            expected.extend(PROMQL_TITLES);
+        }
+        assert_eq!(titles, expected, "{name}");
+        let usage = panels(&board)
+            .iter()
+            .find(|p| p["title"] == "Usage this month (per process)")
+            .unwrap();
+        assert_eq!(usage["timeFrom"], "now/M", "{name}: the month so far");
         let mut ids = HashSet::new();
         for panel in panels(&board) {
             assert!(
@@ -232,7 +245,8 @@ fn every_panel_query_runs_against_real_servers() {
             "hostname = \"dash-host\"\nstate_directory = \"{}\"\n[prometheus]\nlisten = \"{target}\"\npeers = 50\n\
              [peers]\nenabled = true\n\
              [[influxdb]]\nurl = \"{}\"\napi = \"v1\"\ndatabase = \"netgraph\"\nflush_interval = \"500ms\"\n\
-             [containers]\ndocker_api = [{:?}]\n",
+             [containers]\ndocker_api = [{:?}]\n\
+             [[alerts.rule]]\nname = \"dash-quota\"\nprocess = \"ng-dash\"\nlimit = \"1 GB\"\nper = \"day\"\n",
             lab.path("state").display(),
             influx.url,
             podman.socket.display().to_string()
@@ -313,12 +327,15 @@ fn every_panel_query_runs_against_real_servers() {
                 "{server}, {title}: no series for {query}"
             );
             match title.as_str() {
-                "Bytes sent per process" | "Top processes" => assert!(
-                    result
-                        .iter()
-                        .any(|s| s["metric"]["name"] == "ng-dash" && number(&s["value"][1]) > 0.0),
-                    "{server}, {title}: ng-dash missing in {answer}"
-                ),
+                "Bytes sent per process" | "Top processes" | "Usage this month (per process)" => {
+                    assert!(
+                        result
+                            .iter()
+                            .any(|s| s["metric"]["name"] == "ng-dash"
+                                && number(&s["value"][1]) > 0.0),
+                        "{server}, {title}: ng-dash missing in {answer}"
+                    )
+                }
                 "Unattributed share" => {
                     let share = number(&result[0]["value"][1]);
                     assert!(share > 0.0 && share < 1.0, "{server}: share {share}");
@@ -337,6 +354,12 @@ fn every_panel_query_runs_against_real_servers() {
                         .iter()
                         .any(|s| s["metric"]["peer"] == B4 && number(&s["value"][1]) > 0.0),
                     "{server}, {title}: ng-dash's peer missing in {answer}"
+                ),
+                "Quota use (alert rules)" => assert!(
+                    result.iter().any(|s| s["metric"]["rule"] == "dash-quota"
+                        && number(&s["value"][1]) > 0.0
+                        && number(&s["value"][1]) < 1.0),
+                    "{server}, {title}: dash-quota missing in {answer}"
                 ),
                 _ => {}
             }
@@ -410,7 +433,7 @@ fn every_panel_query_runs_against_real_servers() {
                     .collect();
                 assert_eq!(column_sum(&ours, "sum"), sent, "{title}");
             }
-            "Top processes" => {
+            "Top processes" | "Usage this month (per process)" => {
                 let ours: Vec<Value> = series
                     .iter()
                     .filter(|s| s["tags"]["name"] == "ng-dash")
@@ -489,4 +512,32 @@ fn query_of_variable(board: &Value, name: &str) -> String {
         .as_str()
         .unwrap()
         .to_string()
+}
+
+/// The shipped Prometheus alerting rules: valid for promtool, and each fires (or not)
+/// on test series as tests/prometheus/netgraph-alerts.test.yml expects.
+#[test]
+#[ignore = "needs promtool (Debian's prometheus); scripts/test.sh installs it"]
+fn prometheus_alerting_rules_check_and_fire_on_test_series() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (args, dir) in [
+        (
+            vec!["check", "rules", "grafana/prometheus/netgraph-alerts.yml"],
+            root.to_path_buf(),
+        ),
+        (
+            vec!["test", "rules", "netgraph-alerts.test.yml"],
+            root.join("tests/prometheus"),
+        ),
+    ] {
+        let output = std::process::Command::new("promtool")
+            .args(&args)
+            .current_dir(dir)
+            .output()
+            .expect("promtool runs (scripts/test.sh installs Debian's prometheus)");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "promtool {args:?}:\n{text}");
+        assert!(text.contains("SUCCESS"), "{text}");
+    }
 }

@@ -433,10 +433,19 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub fn start(dir: &Path, target: &str) -> Prometheus {
+        Prometheus::start_with_rules(dir, target, None)
+    }
+
+    /// Also evaluating the alerting rules of `rules` every second.
+    pub fn start_with_rules(dir: &Path, target: &str, rules: Option<&Path>) -> Prometheus {
         let dir = dir.join("prometheus");
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("prometheus.yml");
-        std::fs::write(&config, scrape_config(target)).unwrap();
+        let mut text = scrape_config(target);
+        if let Some(rules) = rules {
+            text += &format!("rule_files: ['{}']\n", rules.display());
+        }
+        std::fs::write(&config, text).unwrap();
         let port = free_port();
         let mut command = Command::new("prometheus");
         command.args([
