@@ -118,6 +118,7 @@ fn the_debian_package_installs_and_checks() {
             "/etc/netgraph/netgraph.toml",
             "/lib/systemd/system/netgraph.service",
             "/usr/share/netgraph/grafana/dashboards/netgraph-influxql.json",
+            "/usr/share/netgraph/prometheus/netgraph-alerts.yml",
         ] {
             assert!(
                 listing.contains(file),
