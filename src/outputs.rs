@@ -2,6 +2,7 @@
 //! the web server that reads what the store and live sinks keep.
 
 use crate::alerts::board::AlertBoard;
+use crate::alerts::delivery::Deliveries;
 use crate::alerts::Alerts;
 use crate::config::{Config, DEFAULT_WEB_LISTEN};
 use crate::sinks::influxdb::InfluxSink;
@@ -29,6 +30,8 @@ pub struct Shared {
     pub self_metrics: SelfMetrics,
     /// The alert rules' state, shown by Prometheus and the page.
     pub alerts: AlertBoard,
+    /// Sends the alert rules' notices; finished at shutdown.
+    pub deliveries: Deliveries,
 }
 
 /// Starts every configured output; one that cannot start stops netgraph before it runs,
@@ -117,7 +120,7 @@ pub fn reloadable(
         )?;
         sinks.push(Box::new(sink));
     }
-    if let Some(alerts) = Alerts::start(config, &hostname, &shared.alerts) {
+    if let Some(alerts) = Alerts::start(config, &hostname, &shared.alerts, &shared.deliveries) {
         sinks.push(Box::new(alerts));
     }
     Ok(sinks)

@@ -234,7 +234,10 @@ pub fn run(args: RunArgs, mut config: Config) -> anyhow::Result<()> {
             })
         }),
     });
+    let deliveries = outputs.shared.deliveries.clone();
     pipeline.run(&shutdown);
+    // The pipeline, and the alert rules' queues with it, are gone: what they queued goes out.
+    deliveries.finish();
     Ok(())
 }
 

@@ -121,6 +121,7 @@ fn quota_fires_once_across_a_restart_and_a_rate_fires_and_clears() {
     let prometheus = free_port();
     let web = free_port();
     let state = lab.path("alert-state");
+    let ran = lab.path("command-ran");
     let config = write_config(
         &lab,
         "alerts.toml",
@@ -143,9 +144,11 @@ process = "ng-rate"
 traffic = "sent"
 rate = "1 MB/s"
 held = "2s"
+command = ["sh", "-c", "echo \"$NETGRAPH_RULE $NETGRAPH_STATE $(cat)\" >> {ran}"]
 "#,
             state = state.display(),
-            url = webhook.url
+            url = webhook.url,
+            ran = ran.display()
         ),
     );
     let netgraph = lab.netgraph_ebpf(&["--config", &config]);
@@ -209,6 +212,21 @@ held = "2s"
     assert_eq!(rate[0]["limit_bytes_per_second"], 1e6);
     assert_eq!(rate[0]["held_seconds"], 2.0);
     assert_eq!(rate[1]["state"], "cleared", "{}", rate[1]);
+    // The rule's command ran for both, with the notice in its environment and input.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ran_lines = loop {
+        let text = std::fs::read_to_string(&ran).unwrap_or_default();
+        if text.lines().count() >= 2 || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let lines: Vec<&str> = ran_lines.lines().collect();
+    assert_eq!(lines.len(), 2, "{ran_lines}");
+    assert!(lines[0].starts_with("lab-rate firing {"), "{ran_lines}");
+    assert!(lines[1].starts_with("lab-rate cleared {"), "{ran_lines}");
+    let document: Value = serde_json::from_str(lines[0].splitn(3, ' ').nth(2).unwrap()).unwrap();
+    assert_eq!(document["rule"], "lab-rate");
     wait_for_gauge(prometheus, "netgraph_alert_firing", "lab-rate", |v| {
         v == 0.0
     });
@@ -226,6 +244,18 @@ held = "2s"
     let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../usage-view.png");
     let seen = lab::browser::usage(&daemon, &screenshot);
     let records = netgraph.stop();
+    // The log line of each notice.
+    for needle in [
+        "alert lab-daily: process ng-quota used",
+        "alert lab-rate: process ng-rate sent at",
+        "alert lab-rate cleared: process ng-rate sent below",
+    ] {
+        assert!(
+            records.log.contains(needle),
+            "no {needle:?} in the log:\n{}",
+            records.log
+        );
+    }
     assert_eq!(
         webhook.of_rule("lab-daily").len(),
         1,

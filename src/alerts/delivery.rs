@@ -3,10 +3,11 @@
 //! full queue drops the newest notice with a log line, never waits.
 
 use super::notice::Notice;
+use crate::locks::lock;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const QUEUE: usize = 256;
@@ -30,14 +31,53 @@ impl Targets {
     }
 }
 
-pub struct Delivery {
+/// The delivery thread, started with the first alert rule and kept across reloads, so
+/// that a reload never waits for a slow webhook; shutdown lets it finish its queue.
+#[derive(Clone, Default)]
+pub struct Deliveries {
+    running: Arc<Mutex<Option<Delivery>>>,
+}
+
+struct Delivery {
+    queue: Sender<(Notice, Targets)>,
+    done: Receiver<()>,
+}
+
+/// Where alert rules put their notices.
+#[derive(Clone)]
+pub struct Queue {
     queue: Option<Sender<(Notice, Targets)>>,
-    done: Option<Receiver<()>>,
-    thread: Option<JoinHandle<()>>,
+}
+
+impl Deliveries {
+    pub fn queue(&self) -> Queue {
+        let mut running = lock(&self.running);
+        if running.is_none() {
+            *running = Delivery::start();
+        }
+        Queue {
+            queue: running.as_ref().map(|d| d.queue.clone()),
+        }
+    }
+
+    /// Lets the queued notices go out, for a bounded time (at shutdown).
+    pub fn finish(&self) {
+        let Some(delivery) = lock(&self.running).take() else {
+            return;
+        };
+        drop(delivery.queue);
+        // Senders held by alert rules still alive keep the thread waiting: they are
+        // dropped with the pipeline before this is called.
+        if delivery.done.recv_timeout(DRAIN_AT_SHUTDOWN).is_err() {
+            tracing::warn!(
+                "alerts: notices still queued after {DRAIN_AT_SHUTDOWN:?} are not delivered"
+            );
+        }
+    }
 }
 
 impl Delivery {
-    pub fn start() -> Delivery {
+    fn start() -> Option<Delivery> {
         let (queue, notices) = bounded::<(Notice, Targets)>(QUEUE);
         let (finished, done) = bounded(1);
         let thread = std::thread::Builder::new()
@@ -53,24 +93,18 @@ impl Delivery {
                 let _ = finished.send(());
             });
         match thread {
-            Ok(thread) => Delivery {
-                queue: Some(queue),
-                done: Some(done),
-                thread: Some(thread),
-            },
+            Ok(_) => Some(Delivery { queue, done }),
             Err(error) => {
                 tracing::error!(
                     "alerts: cannot start the delivery thread: {error}; notices go to the log only"
                 );
-                Delivery {
-                    queue: None,
-                    done: None,
-                    thread: None,
-                }
+                None
             }
         }
     }
+}
 
+impl Queue {
     pub fn send(&self, notice: Notice, targets: Targets) {
         if targets.is_empty() {
             return;
@@ -87,28 +121,6 @@ impl Delivery {
                 "alerts: the delivery thread is gone; this notice is only logged"
             ),
         }
-    }
-
-    /// Lets the queued notices go out, for a bounded time.
-    pub fn finish(&mut self) {
-        self.queue = None;
-        if let Some(done) = self.done.take() {
-            if done.recv_timeout(DRAIN_AT_SHUTDOWN).is_ok() {
-                if let Some(thread) = self.thread.take() {
-                    let _ = thread.join();
-                }
-            } else {
-                tracing::warn!(
-                    "alerts: notices still queued after {DRAIN_AT_SHUTDOWN:?} are not delivered"
-                );
-            }
-        }
-    }
-}
-
-impl Drop for Delivery {
-    fn drop(&mut self) {
-        self.finish();
     }
 }
 

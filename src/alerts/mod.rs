@@ -5,7 +5,7 @@
 //! restart does not notice them again.
 
 pub mod board;
-mod delivery;
+pub mod delivery;
 mod first_contact;
 mod notice;
 mod quota;
@@ -19,7 +19,7 @@ use crate::report::periods::{periods, Period, Selection, Split};
 use crate::sinks::Sink;
 use crate::store::{AlertLedger, Reader, RuleState};
 use board::{AlertBoard, RuleStatus};
-use delivery::{Delivery, Targets};
+use delivery::{Deliveries, Queue, Targets};
 use first_contact::ContactWatch;
 use notice::{human, ContactFacts, Details, Notice, PeriodFacts, State};
 use quota::{QuotaChange, QuotaWatch};
@@ -47,7 +47,7 @@ pub struct Alerts {
     ledger: Option<AlertLedger>,
     reader: Option<Reader>,
     board: AlertBoard,
-    delivery: Delivery,
+    delivery: Queue,
     hostname: String,
     billing_day: u32,
 }
@@ -80,7 +80,12 @@ fn period_at(per: QuotaPeriod, t: i64, billing_day: u32) -> Period {
 
 impl Alerts {
     /// The configured rules with their remembered state; `None` when there are none.
-    pub fn start(config: &Config, hostname: &str, board: &AlertBoard) -> Option<Alerts> {
+    pub fn start(
+        config: &Config,
+        hostname: &str,
+        board: &AlertBoard,
+        deliveries: &Deliveries,
+    ) -> Option<Alerts> {
         let alerts = &config.alerts;
         if alerts.rules.is_empty() {
             board.publish(Vec::new());
@@ -112,7 +117,7 @@ impl Alerts {
             ledger,
             reader,
             board: board.clone(),
-            delivery: Delivery::start(),
+            delivery: deliveries.queue(),
             hostname: hostname.to_string(),
             billing_day: config.report.billing_day,
         };
@@ -519,11 +524,6 @@ impl Sink for Alerts {
             self.evaluate(index, report);
         }
         self.publish(crate::store::seconds(report.end));
-        Ok(())
-    }
-
-    fn flush(&mut self) -> anyhow::Result<()> {
-        self.delivery.finish();
         Ok(())
     }
 }
