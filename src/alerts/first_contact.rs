@@ -132,3 +132,144 @@ impl ContactWatch {
         contacts
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounting::{CountryRow, PeerRow, SeriesKey};
+    use std::time::UNIX_EPOCH;
+
+    fn key(name: &str, uid: Option<u32>) -> SeriesKey {
+        SeriesKey {
+            name: name.into(),
+            uid,
+            interface: "eth0".into(),
+            container: None,
+            reason: None,
+        }
+    }
+
+    fn peer(
+        process: &str,
+        uid: Option<u32>,
+        address: Option<&str>,
+        name: Option<&str>,
+        country: Option<&str>,
+    ) -> PeerRow {
+        PeerRow {
+            key: key(process, uid),
+            workload: None,
+            peer: address.map(|a| a.parse().unwrap()),
+            service: None,
+            name: name.map(Into::into),
+            country: country.map(Into::into),
+            pid: Some(7),
+            last: Default::default(),
+            total: Default::default(),
+        }
+    }
+
+    fn report(peers: Vec<PeerRow>, countries: Vec<CountryRow>) -> IntervalReport {
+        IntervalReport {
+            start: UNIX_EPOCH,
+            end: UNIX_EPOCH,
+            processes: Vec::new(),
+            countries,
+            peers,
+            interfaces: Vec::new(),
+            lost: 0,
+            lost_total: 0,
+        }
+    }
+
+    fn contacts(new: &NewContacts) -> Vec<String> {
+        new.noticed.iter().map(|c| c.contact.clone()).collect()
+    }
+
+    #[test]
+    fn learnt_then_noticed_once_by_name_else_address() {
+        let mut watch = ContactWatch::new(ContactBy::Peer, 100, HashSet::new());
+        let scope = Scope::default();
+        let first = report(
+            vec![peer("curl", Some(0), Some("10.0.0.1"), None, None)],
+            Vec::new(),
+        );
+        let learnt = watch.observe(&first, &scope, 50);
+        assert_eq!(learnt.learnt.len(), 1);
+        assert!(learnt.noticed.is_empty(), "learning");
+        let later = report(
+            vec![
+                peer("curl", Some(0), Some("10.0.0.1"), None, None),
+                peer(
+                    "curl",
+                    Some(0),
+                    Some("10.0.0.2"),
+                    Some("files.example"),
+                    None,
+                ),
+                peer(
+                    "curl",
+                    Some(0),
+                    Some("10.0.0.3"),
+                    Some("files.example"),
+                    None,
+                ),
+                peer("wget", Some(0), Some("10.0.0.1"), None, None),
+                // `other` and unknown traffic are no contacts.
+                peer("curl", Some(0), None, None, None),
+                peer("unknown TCP", None, Some("10.0.0.9"), None, None),
+            ],
+            Vec::new(),
+        );
+        let new = watch.observe(&later, &scope, 150);
+        assert_eq!(contacts(&new), ["files.example", "10.0.0.1"]);
+        assert_eq!(new.noticed[1].process, "wget");
+        assert!(
+            watch.observe(&later, &scope, 160).noticed.is_empty(),
+            "once"
+        );
+        assert_eq!(watch.known(), 3);
+    }
+
+    #[test]
+    fn countries_from_peers_or_from_country_rows() {
+        let mut watch = ContactWatch::new(ContactBy::Country, 0, HashSet::new());
+        let scope = Scope {
+            process: Some("curl".into()),
+            ..Scope::default()
+        };
+        let by_peers = report(
+            vec![
+                peer("curl", Some(0), Some("10.0.0.1"), None, Some("DE")),
+                peer("curl", Some(0), Some("10.0.0.2"), None, Some("DE")),
+                peer("curl", Some(0), Some("10.0.0.3"), None, None),
+                peer("wget", Some(0), Some("10.0.0.4"), None, Some("FR")),
+            ],
+            Vec::new(),
+        );
+        assert_eq!(contacts(&watch.observe(&by_peers, &scope, 1)), ["DE"]);
+        let by_rows = report(
+            Vec::new(),
+            vec![CountryRow {
+                key: key("curl", Some(0)),
+                country: "FR".into(),
+                workload: None,
+                last: Default::default(),
+                total: Default::default(),
+            }],
+        );
+        assert_eq!(contacts(&watch.observe(&by_rows, &scope, 2)), ["FR"]);
+    }
+
+    #[test]
+    fn a_burst_is_noticed_up_to_a_bound_and_all_remembered() {
+        let mut watch = ContactWatch::new(ContactBy::Peer, 0, HashSet::new());
+        let peers = (0..50)
+            .map(|i| peer("scan", Some(0), Some(&format!("10.1.0.{i}")), None, None))
+            .collect();
+        let new = watch.observe(&report(peers, Vec::new()), &Scope::default(), 1);
+        assert_eq!(new.noticed.len(), MAX_NOTICES);
+        assert_eq!(new.unnoticed, 50 - MAX_NOTICES);
+        assert_eq!(new.learnt.len(), 50);
+    }
+}

@@ -327,6 +327,33 @@ fn series_are_grouped_by_container_pod_and_unit_named_as_the_runtime_answers() {
             ("ssh.service".into(), 20)
         ]
     );
+    // Sums under several filters at once; a container by name or by (part of) its id.
+    let sum = |filters: &[(GroupBy, &str)]| {
+        let only: Vec<Only> = filters
+            .iter()
+            .map(|(group_by, key)| Only {
+                group_by: *group_by,
+                key,
+            })
+            .collect();
+        reader.sum(from, to, &only).unwrap()
+    };
+    assert_eq!(sum(&[]), (2020, 202));
+    assert_eq!(sum(&[(GroupBy::Container, "web")]), (2000, 200));
+    assert_eq!(sum(&[(GroupBy::Container, "e51ba2")]), (2000, 200));
+    assert_eq!(
+        sum(&[(GroupBy::Container, "e51ba2bf58d6c1f1aaaa")]),
+        (2000, 200)
+    );
+    assert_eq!(sum(&[(GroupBy::Container, "db")]), (0, 0));
+    assert_eq!(
+        sum(&[(GroupBy::Process, "sshd"), (GroupBy::User, "0")]),
+        (20, 2)
+    );
+    assert_eq!(
+        sum(&[(GroupBy::Process, "sshd"), (GroupBy::Interface, "wg0")]),
+        (0, 0)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -442,5 +469,39 @@ fn peers_are_kept_per_process_and_add_up_to_it_at_every_resolution() {
         processes.iter().map(|t| t.sent_bytes).sum::<u64>(),
         350 * 7200
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn alert_state_and_contacts_outlive_the_process() {
+    let dir = scratch("alerts");
+    let store = Store::open(&dir, Retention::default()).unwrap();
+    let mut ledger = AlertLedger::open(&dir).unwrap();
+    let first = ledger.rule("daily", 100).unwrap();
+    assert_eq!(
+        first,
+        RuleState {
+            since: 100,
+            firing: false,
+            period_start: 0
+        }
+    );
+    ledger.set_firing("daily", true, 86_400).unwrap();
+    ledger
+        .add_contacts("new-peers", &[("curl".into(), "files.example".into())], 120)
+        .unwrap();
+    drop((ledger, store));
+    let mut ledger = AlertLedger::open(&dir).unwrap();
+    let again = ledger.rule("daily", 999).unwrap();
+    assert_eq!(
+        (again.since, again.firing, again.period_start),
+        (100, true, 86_400)
+    );
+    assert!(ledger
+        .contacts("new-peers")
+        .unwrap()
+        .contains(&("curl".to_string(), "files.example".to_string())));
+    ledger.keep_only(&["new-peers"]).unwrap();
+    assert_eq!(ledger.rule("daily", 999).unwrap().since, 999, "forgotten");
     let _ = std::fs::remove_dir_all(&dir);
 }
