@@ -44,6 +44,49 @@ fn the_sample_peers_section_is_valid_once_uncommented() {
 }
 
 #[test]
+fn the_sample_alerts_section_is_valid_once_uncommented() {
+    let sample = include_str!("../../examples/netgraph.toml");
+    let section: String = sample
+        .lines()
+        .skip_while(|l| *l != "# [alerts]")
+        .take_while(|l| l.starts_with("# ") && !l.starts_with("# ---"))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    // first_contact = "peer" needs the peers.
+    let config = parse(&format!("{section}[peers]\nenabled = true\n")).unwrap();
+    let kinds: Vec<_> = config
+        .alerts
+        .rules
+        .iter()
+        .map(|r| r.kind().unwrap())
+        .collect();
+    use crate::config::alerts::{ContactBy, QuotaPeriod, RuleKind};
+    assert_eq!(
+        kinds,
+        [
+            RuleKind::Quota {
+                limit: 20_000_000_000,
+                per: QuotaPeriod::Month
+            },
+            RuleKind::Quota {
+                limit: 5_000_000_000,
+                per: QuotaPeriod::Day
+            },
+            RuleKind::Rate {
+                bytes_per_second: 10_000_000.0,
+                held: std::time::Duration::from_secs(300)
+            },
+            RuleKind::FirstContact {
+                by: ContactBy::Peer,
+                learning: std::time::Duration::from_secs(7 * 86_400)
+            },
+        ]
+    );
+    let error = format!("{:#}", parse(&section).err().unwrap());
+    assert!(error.contains("[peers] enabled = true"), "{error}");
+}
+
+#[test]
 fn broken_configurations_say_where_and_what() {
     let cases = [
         ("hostname = \n", "line 1"),
