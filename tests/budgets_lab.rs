@@ -352,10 +352,31 @@ command = ["sh", "-c", "echo \"$NETGRAPH_RULE $NETGRAPH_STATE $(cat)\" >> {ran}"
         "ng-quota",
         &["tcp-send", &format!("{B4}:7101"), "1000000"],
     );
-    std::thread::sleep(Duration::from_secs(3));
+    // SIGHUP with one more rule: it starts, the fired one is not sent again, and the
+    // reloaded quota counts the day from the store.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{text}[[alerts.rule]]\nname = \"lab-added\"\nprocess = \"ng-quota\"\nlimit = \"1 GB\"\nper = \"month\"\n"),
+    )
+    .unwrap();
+    restarted.signal(libc::SIGHUP);
+    restarted.wait_for_log("configuration reloaded", Duration::from_secs(10));
+    let added = wait_for_gauge(prometheus, "netgraph_quota_used_ratio", "lab-added", |v| {
+        v > 0.0
+    });
+    assert!(
+        (0.007..0.01).contains(&added),
+        "the month's 8 MB of 1 GB: {added}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
     restarted.stop();
     let daily: Vec<Value> = webhook.of_rule("lab-daily");
-    assert_eq!(daily.len(), 1, "sent again after a restart: {daily:?}");
+    assert_eq!(
+        daily.len(),
+        1,
+        "sent again after a restart or a reload: {daily:?}"
+    );
     assert_eq!(webhook.of_rule("lab-rate").len(), 2);
 }
 
