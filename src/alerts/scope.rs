@@ -23,7 +23,8 @@ impl Scope {
     pub fn of(rule: &RuleConfig) -> Scope {
         Scope {
             process: rule.process.clone(),
-            uid: rule.uid,
+            // Checked when the configuration loaded.
+            uid: rule.uid().ok().flatten(),
             interface: rule.interface.clone(),
             container: rule.container.clone(),
         }

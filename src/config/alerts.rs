@@ -24,7 +24,8 @@ pub struct RuleConfig {
     pub name: String,
     /// What the rule watches; none of them: the whole host.
     pub process: Option<String>,
-    pub uid: Option<u32>,
+    /// A user name or uid.
+    pub user: Option<UserSetting>,
     pub interface: Option<String>,
     /// A container's name, or the start of its id.
     pub container: Option<String>,
@@ -45,6 +46,13 @@ pub struct RuleConfig {
     pub learning: Option<Duration>,
     pub webhook: Option<url::Url>,
     pub command: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum UserSetting {
+    Uid(u32),
+    Name(String),
 }
 
 #[derive(Deserialize, serde::Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -105,6 +113,25 @@ pub const DEFAULT_HELD: Duration = Duration::from_secs(60);
 pub const DEFAULT_LEARNING: Duration = Duration::from_secs(86_400);
 
 impl RuleConfig {
+    /// The uid of `user`, a name looked up in the host's user database.
+    pub fn uid(&self) -> anyhow::Result<Option<u32>> {
+        match &self.user {
+            None => Ok(None),
+            Some(UserSetting::Uid(uid)) => Ok(Some(*uid)),
+            Some(UserSetting::Name(name)) => match nix::unistd::User::from_name(name) {
+                Ok(Some(user)) => Ok(Some(user.uid.as_raw())),
+                Ok(None) => anyhow::bail!(
+                    "[[alerts.rule]] \"{}\": no user {name} on this host; give an existing user or a uid (user = 1000)",
+                    self.name
+                ),
+                Err(error) => anyhow::bail!(
+                    "[[alerts.rule]] \"{}\": cannot look user {name} up ({error}); give a uid (user = 1000)",
+                    self.name
+                ),
+            },
+        }
+    }
+
     /// The rule's kind; exactly one of `limit`, `rate` and `first_contact` is set.
     pub fn kind(&self) -> anyhow::Result<RuleKind> {
         let name = &self.name;
@@ -195,6 +222,7 @@ impl AlertsConfig {
                     rule.name
                 );
             }
+            rule.uid()?;
             match rule.kind()? {
                 RuleKind::FirstContact {
                     by: ContactBy::Peer,
@@ -292,6 +320,21 @@ mod tests {
             toml::from_str("[[rule]]\nname = \"new\"\nfirst_contact = \"country\"").unwrap();
         let error = config.check(true, false).unwrap_err().to_string();
         assert!(error.contains("[geoip]"), "{error}");
+    }
+
+    #[test]
+    fn users_by_name_or_uid() {
+        let rule = |user: &str| -> RuleConfig {
+            let config: AlertsConfig = toml::from_str(&format!(
+                "[[rule]]\nname = \"r\"\nrate = \"1 MB/s\"\nuser = {user}"
+            ))
+            .unwrap();
+            config.rules[0].clone()
+        };
+        assert_eq!(rule("1000").uid().unwrap(), Some(1000));
+        assert_eq!(rule("\"root\"").uid().unwrap(), Some(0));
+        let error = rule("\"no-such-user-here\"").uid().unwrap_err().to_string();
+        assert!(error.contains("no user no-such-user-here"), "{error}");
     }
 
     #[test]
