@@ -5,6 +5,9 @@
 
 mod counters;
 mod interface_hooks;
+
+/// Also attaches the cost bench's floor programs (examples/bpf_floor.rs).
+pub use interface_hooks::attach_tcx;
 mod interface_names;
 mod loading;
 mod map_ops;

@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""The eBPF engine's per-packet cost against the floor, in the same run.
+
+For each workload (a 64-byte UDP flood and a bulk TCP stream, sender and receiver on
+this host's loopback) and each round, in an interleaved order:
+  - baseline: no program attached; the workload's throughput;
+  - floor: empty programs at the same hooks (examples/bpf_floor.rs: cgroup_skb egress
+    and ingress, the sock_send_length and sock_recv_length tracepoints; netgraph puts no
+    tcx hook on lo, so neither does the floor here);
+  - netgraph: `netgraph run --engine ebpf` (store and page off, as in a lean setup).
+bpf_stats (kernel.bpf_stats_enabled) gives each program's run count and run time; the
+cost per packet is the run time at all hooks over the packets sent (the cgroup egress
+program's runs). Tables give the median of the rounds: ns per run per hook, ns
+per packet, netgraph's ratio to the floor, and the throughput kept against the
+baseline. Writes bench/results/<date>-cost.json and .md, and bench/results/cost-latest.md.
+
+Usage (root, after `cargo build --release --examples`):
+    bench/cost.py [--rounds 5] [--seconds 5] [--netgraph target/release/netgraph]
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "target/release/examples"
+
+# bpf_stats names (the kernel keeps 15 characters) per hook, for each monitor.
+HOOKS = [
+    ("cgroup_skb egress", "count_egress", "f_count_egress"),
+    ("cgroup_skb ingress", "count_ingress", "f_count_ingress"),
+    ("tcx egress (lo)", "interface_egres", "f_iface_egress"),
+    ("tcx ingress (lo)", "interface_ingre", "f_iface_ingress"),
+    ("sock_send_length", "owner_on_send", "f_on_send"),
+    ("sock_recv_length", "owner_on_recv", "f_on_recv"),
+]
+
+WORKLOADS = {
+    "udp-flood-64B": ("udp-sink", ["recv"], lambda port, s: ["udp-flood", f"127.0.0.1:{port}", str(s), "64", "connected"]),
+    "tcp-bulk": ("tcp-sink", [], lambda port, s: ["tcp-send", f"127.0.0.1:{port}", f"{s}s"]),
+}
+
+
+def programs():
+    out = subprocess.run(["bpftool", "prog", "show", "-j"], check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def program_stats(ids):
+    """{name: (run_cnt, run_time_ns)} of the programs `ids` (the monitor's: loaded after
+    it started; bpftool here cannot show which process holds a program)."""
+    return {p.get("name", ""): (p.get("run_cnt", 0), p.get("run_time_ns", 0)) for p in programs() if p["id"] in ids}
+
+
+def start_monitor(kind, netgraph, workdir):
+    if kind == "baseline":
+        return None
+    if kind == "floor":
+        process = subprocess.Popen([str(EXAMPLES / "bpf_floor")], stdout=subprocess.PIPE, text=True)
+        assert process.stdout.readline().strip() == "attached", "the floor programs did not attach"
+        return process
+    config = workdir / "cost.toml"
+    config.write_text("[store]\nenabled = false\n[web]\nenabled = false\n")
+    log = open(workdir / "netgraph.log", "w+")
+    process = subprocess.Popen([netgraph, "run", "--engine", "ebpf", "--config", str(config)],
+                               stdout=subprocess.DEVNULL, stderr=log)
+    deadline = time.time() + 20
+    while "netgraph running" not in (workdir / "netgraph.log").read_text():
+        assert time.time() < deadline and process.poll() is None, (workdir / "netgraph.log").read_text()
+        time.sleep(0.1)
+    time.sleep(1)  # the interface hooks attach on the first maintenance
+    return process
+
+
+def run_workload(name, seconds, port):
+    tool = str(EXAMPLES / "labtraffic")
+    server_mode, server_args, client = WORKLOADS[name]
+    server = subprocess.Popen([tool, server_mode, f"127.0.0.1:{port}", *server_args], stdout=subprocess.PIPE, text=True)
+    assert server.stdout.readline().strip() == "listening"
+    try:
+        out = subprocess.run([tool, *client(port, seconds)], check=True, capture_output=True, text=True).stdout
+    finally:
+        server.kill()
+        server.wait()
+    sent = int(next(line.split("=")[1] for line in out.split() if line.startswith("bytes=")))
+    return sent / seconds
+
+
+def one_round(workload, kind, args, workdir, port):
+    loaded_before = {p["id"] for p in programs()}
+    monitor = start_monitor(kind, args.netgraph, workdir)
+    try:
+        ids = {p["id"] for p in programs()} - loaded_before
+        before = program_stats(ids)
+        throughput = run_workload(workload, args.seconds, port)
+        after = program_stats(ids)
+    finally:
+        if monitor:
+            monitor.terminate()
+            monitor.wait()
+    result = {"throughput": throughput, "hooks": {}}
+    if kind == "baseline":
+        return result
+    column = 1 if kind == "netgraph" else 2
+    packets = None
+    for hook in HOOKS:
+        name = hook[column]
+        runs = after.get(name, (0, 0))[0] - before.get(name, (0, 0))[0]
+        ns = after.get(name, (0, 0))[1] - before.get(name, (0, 0))[1]
+        result["hooks"][hook[0]] = {"runs": runs, "ns": ns}
+        if hook[0] == "cgroup_skb egress":
+            packets = runs
+    result["packets"] = packets
+    result["ns_per_packet"] = sum(h["ns"] for h in result["hooks"].values()) / packets if packets else None
+    return result
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(results):
+    summary = {}
+    for workload, kinds in results.items():
+        entry = {"throughput": {k: median([r["throughput"] for r in rounds]) for k, rounds in kinds.items()}}
+        for kind in ("floor", "netgraph"):
+            rounds = kinds[kind]
+            entry[kind] = {
+                "ns_per_packet": median([r["ns_per_packet"] for r in rounds]),
+                "ns_per_run": {
+                    hook[0]: median([r["hooks"][hook[0]]["ns"] / r["hooks"][hook[0]]["runs"]
+                                     for r in rounds if r["hooks"][hook[0]]["runs"]])
+                    for hook in HOOKS
+                },
+            }
+        floor, ours = entry["floor"]["ns_per_packet"], entry["netgraph"]["ns_per_packet"]
+        entry["ratio_to_floor"] = ours / floor if floor and ours else None
+        base = entry["throughput"]["baseline"]
+        entry["throughput_kept"] = {k: v / base for k, v in entry["throughput"].items()} if base else {}
+        summary[workload] = entry
+    return summary
+
+
+def markdown(summary, meta):
+    lines = [f"# netgraph eBPF cost against the floor, {meta['date']}", "",
+             f"Machine: {meta['machine']}; kernel {meta['kernel']}; {meta['cpus']} CPUs. netgraph {meta['commit']}.",
+             f"Median of {meta['rounds']} interleaved rounds of {meta['seconds']} s each; loopback, sender and receiver on this host; bpf_stats on in every round.",
+             ""]
+    for workload, entry in summary.items():
+        lines += [f"## {workload}", "", "| hook | netgraph ns/run | floor ns/run |", "|---|---|---|"]
+        for hook in HOOKS:
+            ours = entry["netgraph"]["ns_per_run"][hook[0]]
+            floor = entry["floor"]["ns_per_run"][hook[0]]
+            if ours is None and floor is None:
+                continue  # a hook neither attaches here
+            show = lambda v: "-" if v is None else f"{v:.1f}"
+            lines.append(f"| {hook[0]} | {show(ours)} | {show(floor)} |")
+        ours, floor = entry["netgraph"]["ns_per_packet"], entry["floor"]["ns_per_packet"]
+        lines += ["", f"Per packet (all hooks): netgraph {ours:.0f} ns, floor {floor:.0f} ns: **{entry['ratio_to_floor']:.2f}x the floor**.", ""]
+        lines += ["| monitor | throughput | kept |", "|---|---|---|"]
+        for kind in ("baseline", "floor", "netgraph"):
+            lines.append(f"| {kind} | {entry['throughput'][kind] / 1e6:.1f} MB/s | {100 * entry['throughput_kept'][kind]:.1f}% |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--netgraph", default=str(ROOT / "target/release/netgraph"))
+    parser.add_argument("--only", choices=list(WORKLOADS))
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench/cost.py needs root (eBPF, bpf_stats)")
+    for binary in (EXAMPLES / "bpf_floor", EXAMPLES / "labtraffic", Path(args.netgraph)):
+        if not binary.exists():
+            raise SystemExit(f"{binary} is missing: run cargo build --release --examples")
+    stats_before = Path("/proc/sys/kernel/bpf_stats_enabled").read_text().strip()
+    Path("/proc/sys/kernel/bpf_stats_enabled").write_text("1")
+    results = {}
+    kinds = ["baseline", "floor", "netgraph"]
+    port = 7950
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            workdir = Path(scratch)
+            for workload in [args.only] if args.only else list(WORKLOADS):
+                results[workload] = {k: [] for k in kinds}
+                for round_index in range(args.rounds):
+                    order = kinds[round_index % 3:] + kinds[:round_index % 3]
+                    for kind in order:
+                        port += 1
+                        result = one_round(workload, kind, args, workdir, port)
+                        results[workload][kind].append(result)
+                        print(f"{workload} round {round_index + 1} {kind}: {result['throughput'] / 1e6:.1f} MB/s"
+                              + (f", {result['ns_per_packet']:.0f} ns per packet" if result.get("ns_per_packet") else ""),
+                              flush=True)
+    finally:
+        Path("/proc/sys/kernel/bpf_stats_enabled").write_text(stats_before)
+    summary = summarize(results)
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
+        "commit": commit, "rounds": args.rounds, "seconds": args.seconds,
+    }
+    text = markdown(summary, meta)
+    print(text)
+    out = ROOT / "bench/results"
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M")
+    (out / f"{stamp}-cost.json").write_text(json.dumps({"meta": meta, "summary": summary, "rounds": results}, indent=1))
+    (out / f"{stamp}-cost.md").write_text(text)
+    (out / "cost-latest.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()

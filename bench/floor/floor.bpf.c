@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: (MIT OR GPL-2.0)
+/* The floor of per-packet cost: empty programs at each hook netgraph's eBPF engine
+ * uses per packet, so that bench/cost.py can tell netgraph's own work from what any
+ * program attached there costs (the call, bpf_stats' clock reads). */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+SEC("cgroup_skb/egress")
+int f_count_egress(struct __sk_buff *skb)
+{
+	return 1;
+}
+
+SEC("cgroup_skb/ingress")
+int f_count_ingress(struct __sk_buff *skb)
+{
+	return 1;
+}
+
+SEC("tc")
+int f_iface_egress(struct __sk_buff *skb)
+{
+	return 0;
+}
+
+SEC("tc")
+int f_iface_ingress(struct __sk_buff *skb)
+{
+	return 0;
+}
+
+SEC("raw_tp/sock_send_length")
+int f_on_send(void *ctx)
+{
+	return 0;
+}
+
+SEC("raw_tp/sock_recv_length")
+int f_on_recv(void *ctx)
+{
+	return 0;
+}

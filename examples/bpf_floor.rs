@@ -1,0 +1,53 @@
+//! The floor of per-packet cost, for bench/cost.py: empty programs (bench/floor) at
+//! every hook netgraph's eBPF engine runs at per packet, attached the same way (the
+//! cgroup v2 root, the send/receive tracepoints, tcx on the interfaces named). Prints
+//! `attached` once they run; they detach when the process ends.
+//! Usage (root): bpf_floor [INTERFACE...]
+
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use std::io::Write;
+use std::mem::MaybeUninit;
+use std::os::fd::AsRawFd;
+
+#[allow(clippy::all, dead_code, unused_imports, non_camel_case_types)]
+mod floor {
+    include!(concat!(env!("OUT_DIR"), "/floor.skel.rs"));
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut storage = MaybeUninit::uninit();
+    let mut open = floor::FloorSkelBuilder::default().open(&mut storage)?;
+    open.progs
+        .f_iface_ingress
+        .set_attach_type(libbpf_rs::ProgramAttachType::TcxIngress);
+    open.progs
+        .f_iface_egress
+        .set_attach_type(libbpf_rs::ProgramAttachType::TcxEgress);
+    let skel = open.load()?;
+    let root = netgraph::cgroup::cgroup2_root()
+        .ok_or_else(|| anyhow::anyhow!("no cgroup v2 hierarchy to attach to"))?;
+    let cgroup = std::fs::File::open(root)?;
+    let progs = &skel.progs;
+    let mut links = vec![
+        progs.f_count_egress.attach_cgroup(cgroup.as_raw_fd())?,
+        progs.f_count_ingress.attach_cgroup(cgroup.as_raw_fd())?,
+        progs
+            .f_on_send
+            .attach_raw_tracepoint("sock_send_length")?,
+        progs
+            .f_on_recv
+            .attach_raw_tracepoint("sock_recv_length")?,
+    ];
+    for name in std::env::args().skip(1) {
+        let ifindex = nix::net::if_::if_nametoindex(name.as_str())
+            .map_err(|e| anyhow::anyhow!("no interface {name}: {e}"))?;
+        for program in [&progs.f_iface_ingress, &progs.f_iface_egress] {
+            links.push(netgraph::engine::ebpf::attach_tcx(program, ifindex)?);
+        }
+    }
+    println!("attached");
+    std::io::stdout().flush()?;
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
