@@ -1,6 +1,6 @@
 //! The floor of per-packet cost, for bench/cost.py: empty programs (bench/floor) at
 //! every hook netgraph's eBPF engine runs at per packet, attached the same way (the
-//! cgroup v2 root, the send/receive tracepoints, tcx on the interfaces named). Prints
+//! cgroup v2 root, the typed send/receive tracepoints, tcx on the interfaces named). Prints
 //! `attached` once they run; they detach when the process ends.
 //! Usage (root): bpf_floor [INTERFACE...]
 
@@ -31,12 +31,8 @@ fn main() -> anyhow::Result<()> {
     let mut links = vec![
         progs.f_count_egress.attach_cgroup(cgroup.as_raw_fd())?,
         progs.f_count_ingress.attach_cgroup(cgroup.as_raw_fd())?,
-        progs
-            .f_on_send
-            .attach_raw_tracepoint("sock_send_length")?,
-        progs
-            .f_on_recv
-            .attach_raw_tracepoint("sock_recv_length")?,
+        progs.f_on_send.attach()?,
+        progs.f_on_recv.attach()?,
     ];
     for name in std::env::args().skip(1) {
         let ifindex = nix::net::if_::if_nametoindex(name.as_str())

@@ -31,14 +31,15 @@ int f_iface_ingress(struct __sk_buff *skb)
 	return 0;
 }
 
-SEC("raw_tp/sock_send_length")
-int f_on_send(void *ctx)
+/* Typed tracepoints, as netgraph attaches them. */
+SEC("tp_btf/sock_send_length")
+int f_on_send(unsigned long long *ctx)
 {
 	return 0;
 }
 
-SEC("raw_tp/sock_recv_length")
-int f_on_recv(void *ctx)
+SEC("tp_btf/sock_recv_length")
+int f_on_recv(unsigned long long *ctx)
 {
 	return 0;
 }

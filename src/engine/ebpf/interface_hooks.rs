@@ -321,7 +321,10 @@ fn host_interfaces() -> Vec<(u32, u32)> {
         .collect()
 }
 
-pub fn attach_tcx(program: &libbpf_rs::ProgramMut<'_>, ifindex: u32) -> Result<Link, std::io::Error> {
+pub fn attach_tcx(
+    program: &libbpf_rs::ProgramMut<'_>,
+    ifindex: u32,
+) -> Result<Link, std::io::Error> {
     let options = libbpf_sys::bpf_tcx_opts {
         sz: std::mem::size_of::<libbpf_sys::bpf_tcx_opts>() as _,
         ..Default::default()

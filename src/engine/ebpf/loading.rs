@@ -54,6 +54,11 @@ fn open(recording: Recording, tcx: bool) -> Result<OpenNetgraphSkel<'static>, Un
     let mut open = NetgraphSkelBuilder::default()
         .open(storage)
         .map_err(|e| Unsupported::load(&e))?;
+    if !kernel_has_socket_tracepoints() {
+        // Typed tracepoint programs the kernel does not know would fail the whole load.
+        open.progs.owner_on_send.set_autoload(false);
+        open.progs.owner_on_recv.set_autoload(false);
+    }
     for (program, attach_type) in [
         (
             &mut open.progs.interface_ingress,
@@ -116,23 +121,45 @@ fn attach_to_cgroup(skel: &NetgraphSkel<'static>, root: &Path) -> Result<Vec<Lin
 }
 
 /// Adoption of sockets by the processes that send and receive on them; whether the
-/// kernel has the tracepoints (Linux 6.3+).
+/// kernel has the tracepoints (Linux 6.3+; `open` left them out where it has not).
 fn attach_to_tracepoints(skel: &NetgraphSkel<'static>, links: &mut Vec<Link>) -> bool {
+    if !kernel_has_socket_tracepoints() {
+        tracing::info!("kernel lacks the sock_send_length/sock_recv_length tracepoints (Linux 6.3+): accepted and inherited sockets are named after their creator or from /proc");
+        return false;
+    }
     let progs = &skel.progs;
     let mut follows_use = true;
-    for (program, tracepoint) in [
-        (&progs.owner_on_send, "sock_send_length"),
-        (&progs.owner_on_recv, "sock_recv_length"),
-    ] {
-        match program.attach_raw_tracepoint(tracepoint) {
+    for program in [&progs.owner_on_send, &progs.owner_on_recv] {
+        match program.attach() {
             Ok(link) => links.push(link),
             Err(error) => {
                 follows_use = false;
-                tracing::info!(%tracepoint, %error, "kernel lacks this tracepoint (Linux 6.3+): accepted and inherited sockets are named after their creator or from /proc");
+                tracing::info!(%error, "cannot follow sockets as they are used: accepted and inherited sockets are named after their creator or from /proc");
             }
         }
     }
     follows_use
+}
+
+/// Whether the kernel's BTF describes both socket tracepoints, which the typed
+/// (tp_btf) programs need to load at all.
+fn kernel_has_socket_tracepoints() -> bool {
+    // SAFETY: libbpf parses the kernel's BTF and returns an owned handle or NULL; the
+    // names are NUL-terminated; the handle is freed once.
+    unsafe {
+        let btf = libbpf_sys::btf__load_vmlinux_btf();
+        if btf.is_null() {
+            return false;
+        }
+        let found = [c"btf_trace_sock_send_length", c"btf_trace_sock_recv_length"]
+            .iter()
+            .all(|name| {
+                libbpf_sys::btf__find_by_name_kind(btf, name.as_ptr(), libbpf_sys::BTF_KIND_TYPEDEF)
+                    >= 0
+            });
+        libbpf_sys::btf__free(btf);
+        found
+    }
 }
 
 /// The program each process executes (so that short-lived processes keep their exe).

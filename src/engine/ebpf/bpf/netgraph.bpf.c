@@ -8,6 +8,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_tracing.h>
 #include "kernel_types.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
@@ -175,9 +176,11 @@ struct {
 	__type(value, __u64);
 } owner_generation SEC(".maps");
 
-/* Each socket's owner as of a generation, kept with the socket itself: counting a
- * packet then needs no lookup in `owners` while no socket changes hands. */
+/* Each socket's cookie, and its owner as of a generation, kept with the socket itself:
+ * counting a packet then needs neither the cookie helper (which costs about as much as
+ * the rest of the key) nor a lookup in `owners` while no socket changes hands. */
 struct cached_owner {
+	__u64 cookie;
 	__u64 generation;
 	__u32 tgid;
 	__u32 pad;
@@ -250,21 +253,27 @@ static __always_inline __u64 current_generation(void)
 	return generation ? *generation : 0;
 }
 
-/* The tgid of a full socket's owner: from the socket's own cache while no socket has
- * changed hands since it was filled, else from `owners`. */
-static __always_inline __u32 owner_tgid(struct bpf_sock *sk, __u64 cookie)
+/* The cookie and owner tgid of a full socket: from the socket's own cache while no
+ * socket has changed hands since it was filled, else from `owners`. */
+static __always_inline __u32 owner_tgid(struct __sk_buff *skb, struct bpf_sock *sk, __u64 *cookie)
 {
 	__u64 generation = current_generation();
 	struct cached_owner *cached =
 		bpf_sk_storage_get(&socket_owner, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (cached && cached->generation == generation && cached->tgid)
-		return cached->tgid;
-	struct owner *owner = bpf_map_lookup_elem(&owners, &cookie);
-	__u32 tgid = owner ? owner->tgid : 0;
-	if (cached) {
-		cached->generation = generation;
-		cached->tgid = tgid;
+	if (!cached) {
+		*cookie = bpf_get_socket_cookie(skb);
+		struct owner *owner = bpf_map_lookup_elem(&owners, cookie);
+		return owner ? owner->tgid : 0;
 	}
+	if (!cached->cookie)
+		cached->cookie = bpf_get_socket_cookie(skb);
+	*cookie = cached->cookie;
+	if (cached->generation == generation && cached->tgid)
+		return cached->tgid;
+	struct owner *owner = bpf_map_lookup_elem(&owners, cookie);
+	__u32 tgid = owner ? owner->tgid : 0;
+	cached->generation = generation;
+	cached->tgid = tgid;
 	return tgid;
 }
 
@@ -498,7 +507,6 @@ static __always_inline void sample_payload(struct __sk_buff *skb, enum direction
 static __always_inline void count(struct __sk_buff *skb, enum direction direction)
 {
 	struct traffic_key key = {
-		.cookie = bpf_get_socket_cookie(skb),
 		.ifindex = skb->ifindex,
 		.direction = direction,
 		.protocol = ip_protocol(skb),
@@ -506,12 +514,12 @@ static __always_inline void count(struct __sk_buff *skb, enum direction directio
 	/* Only full sockets have owners; a request or time-wait socket (a SYN-ACK, a late
 	 * ACK) is marked so that userspace lets go of its counters as soon as it is quiet. */
 	struct bpf_sock *sk = skb->sk;
-	if (sk) {
-		struct bpf_sock *full = bpf_sk_fullsock(sk);
-		if (full)
-			key.tgid = owner_tgid(full, key.cookie);
-		else
-			key.transient = 1;
+	struct bpf_sock *full = sk ? bpf_sk_fullsock(sk) : 0;
+	if (full) {
+		key.tgid = owner_tgid(skb, full, &key.cookie);
+	} else {
+		key.cookie = bpf_get_socket_cookie(skb);
+		key.transient = sk != 0;
 	}
 	if (!key.tgid) {
 		struct sk_buff *kernel_skb = bpf_cast_to_kern_ctx(skb);
@@ -691,7 +699,8 @@ int owner_on_release(struct bpf_sock *sk)
  * inherited across fork) now belongs to that process. */
 static __always_inline void adopt(struct sock *sk)
 {
-	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	/* A typed (BTF) tracepoint argument: read directly, no probe-read helper. */
+	__u64 cookie = sk->__sk_common.skc_cookie.counter;
 	if (!cookie)
 		return; /* no packet has passed yet; a later call adopts it */
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -725,23 +734,23 @@ static __always_inline void adopt(struct sock *sk)
 	}
 }
 
-SEC("raw_tp/sock_send_length")
-int owner_on_send(struct bpf_raw_tracepoint_args *ctx)
+/* BTF-typed tracepoints (Linux 6.3+ has them): the socket is read in place. */
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(owner_on_send, struct sock *sk, int ret, int flags)
 {
 	/* A failed call (EAGAIN on a non-blocking socket) moved nothing: no owner changes. */
-	if ((int)ctx->args[1] < 0)
+	if (ret < 0)
 		return 0;
-	adopt((struct sock *)ctx->args[0]);
+	adopt(sk);
 	return 0;
 }
 
-SEC("raw_tp/sock_recv_length")
-int owner_on_recv(struct bpf_raw_tracepoint_args *ctx)
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(owner_on_recv, struct sock *sk, int ret, int flags)
 {
-	/* A failed call (EAGAIN on a non-blocking socket) moved nothing: no owner changes. */
-	if ((int)ctx->args[1] < 0)
+	if (ret < 0)
 		return 0;
-	adopt((struct sock *)ctx->args[0]);
+	adopt(sk);
 	return 0;
 }
 
