@@ -131,7 +131,10 @@ fn churn_never_stalls_the_interval_loop() {
     );
     assert!(named <= truth);
     assert_eq!(truth, wire, "nftables at both ends of the veth agree");
-    assert!(rss < 64 * 1024, "peak RSS {rss} KiB");
+    // Measured 62-66 MiB from run to run on the 2-vCPU test machine (the owner records
+    // in flight at the peak depend on how fast the churn runs); the bound leaves room
+    // for that and still fails a leak or an unbounded table.
+    assert!(rss < 72 * 1024, "peak RSS {rss} KiB");
 }
 
 #[test]

@@ -69,32 +69,14 @@ fn daily_and_monthly_totals_add_up_to_what_was_stored() {
     let mut store = Store::open(&dir, Retention::default()).unwrap();
     // Ten days, one interval an hour: curl 1 MB up and 3 MB down a day, sshd 24 kB.
     for hour in 0..240u64 {
-        let start = DAY0 + hour * 3600;
-        let report = IntervalReport {
-            start: UNIX_EPOCH + Duration::from_secs(start),
-            end: UNIX_EPOCH + Duration::from_secs(start + 1),
-            processes: vec![
-                row("curl", 1_000_000 / 24, 3_000_000 / 24),
-                row("sshd", 1000, 0),
-            ],
-            countries: Vec::new(),
-            peers: Vec::new(),
-            interfaces: Vec::new(),
-            lost: 0,
-            lost_total: 0,
-        };
-        store.write(&report).unwrap();
+        let rows = vec![
+            row("curl", 1_000_000 / 24, 3_000_000 / 24),
+            row("sshd", 1000, 0),
+        ];
+        store.write(&interval(DAY0 + hour * 3600, rows)).unwrap();
     }
     drop(store);
-    let config = dir.join("netgraph.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_directory = \"{}\"\n[report]\nbilling_day = 15\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
+    let config = billing_config(&dir);
     let (from, to) = (DAY0.to_string(), (DAY0 + 10 * 86_400).to_string());
 
     let daily: Value = serde_json::from_str(&report(

@@ -15,13 +15,14 @@ mod scope;
 use crate::accounting::IntervalReport;
 use crate::config::alerts::{ContactBy, QuotaPeriod, RuleConfig, RuleKind, TrafficSide};
 use crate::config::Config;
+use crate::report::human;
 use crate::report::periods::{periods, Period, Selection, Split};
 use crate::sinks::Sink;
 use crate::store::{AlertLedger, Reader, RuleState};
 use board::{AlertBoard, RuleStatus};
 use delivery::{Deliveries, Queue, Targets};
 use first_contact::ContactWatch;
-use notice::{human, ContactFacts, Details, Notice, PeriodFacts, State};
+use notice::{ContactFacts, Details, Notice, PeriodFacts, State};
 use quota::{QuotaChange, QuotaWatch};
 use rate::{RateChange, RateWatch};
 use scope::Scope;
@@ -256,9 +257,9 @@ impl Alerts {
                 "alert {}: {} used {} of its {} quota of {} in {} ({:.0}%)",
                 rule.name,
                 rule.scope.describe(),
-                human(used as f64),
+                human(used),
                 traffic_words(rule.traffic),
-                human(watch.limit as f64),
+                human(watch.limit),
                 period.label,
                 watch.ratio() * 100.0
             ),
@@ -302,15 +303,15 @@ impl Alerts {
                 rule.name,
                 rule.scope.describe(),
                 traffic_words(rule.traffic),
-                human(watch.rate),
-                human(watch.bytes_per_second)
+                human(watch.rate as u64),
+                human(watch.bytes_per_second as u64)
             ),
             _ => format!(
                 "alert {} cleared: {} {} below {}/s for {held}",
                 rule.name,
                 rule.scope.describe(),
                 traffic_words(rule.traffic),
-                human(watch.bytes_per_second)
+                human(watch.bytes_per_second as u64)
             ),
         };
         let details = Details::Rate {

@@ -72,19 +72,3 @@ pub struct ContactFacts {
     pub service: Option<String>,
     pub country: Option<String>,
 }
-
-/// Bytes as a person reads them (decimal units, as the limits are mostly given).
-pub fn human(bytes: f64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut value = bytes;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < units.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{value:.0} B")
-    } else {
-        format!("{value:.2} {}", units[unit])
-    }
-}

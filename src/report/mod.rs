@@ -116,7 +116,8 @@ pub fn rows(
     Ok(rows)
 }
 
-fn human(bytes: u64) -> String {
+/// Bytes as a person reads them, in decimal units (as limits and bills are given).
+pub fn human(bytes: u64) -> String {
     let units = ["B", "KB", "MB", "GB", "TB", "PB"];
     let mut value = bytes as f64;
     let mut unit = 0;

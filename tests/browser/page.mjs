@@ -3,19 +3,11 @@
 // bytes from its data attributes), the series of the history chart drawn by GROUP, and
 // the history shown after clicking the row (for a process: its peers and domains).
 // Usage: node page.mjs URL GROUP KEY SCREENSHOT
-import { chromium } from "playwright-core";
+import { open } from "./launch.mjs";
 
 const [url, group, key, screenshot] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"],
-});
+const { browser, page, errors } = await open({ width: 1400, height: 1000 });
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
-  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
   await page.goto(url);
   await page.selectOption("#group", group);
   const row = page.locator(`#by-${group} tr[data-name="${key}"]`);

@@ -2,19 +2,11 @@
 // user sees it: every bar segment (period, key, bytes) of the daily and monthly charts,
 // the projections drawn, and the alert rules listed with how much of each is used.
 // Usage: node usage.mjs URL SCREENSHOT
-import { chromium } from "playwright-core";
+import { open } from "./launch.mjs";
 
 const [url, screenshot] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"],
-});
+const { browser, page, errors } = await open({ width: 1400, height: 1400 });
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1400 } });
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
-  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
   await page.goto(url);
   await page.locator("#usage-daily rect.segment").first().waitFor({ timeout: 20000 });
   await page.locator("#quotas tr[data-rule]").first().waitFor({ timeout: 10000 });

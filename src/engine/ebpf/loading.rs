@@ -31,11 +31,13 @@ pub fn load(recording: Recording) -> Result<Loaded, Unsupported> {
     if !tcx {
         tracing::info!("Linux before 6.6 (no tcx): traffic without a local socket (forwarded, ARP) is not counted per interface");
     }
-    let skel = open(recording, tcx)?
+    // Asked once, before loading: parsing the kernel's BTF takes memory for a moment.
+    let socket_tracepoints = kernel_has_socket_tracepoints();
+    let skel = open(recording, tcx, socket_tracepoints)?
         .load()
         .map_err(|e| Unsupported::load(&e))?;
     let mut links = attach_to_cgroup(&skel, &cgroup_root)?;
-    let follows_use = attach_to_tracepoints(&skel, &mut links);
+    let follows_use = socket_tracepoints && attach_to_tracepoints(&skel, &mut links);
     attach_cgroup_paths(&skel, &mut links);
     attach_exe_paths(&skel, &mut links);
     Ok(Loaded {
@@ -46,7 +48,11 @@ pub fn load(recording: Recording) -> Result<Loaded, Unsupported> {
     })
 }
 
-fn open(recording: Recording, tcx: bool) -> Result<OpenNetgraphSkel<'static>, Unsupported> {
+fn open(
+    recording: Recording,
+    tcx: bool,
+    socket_tracepoints: bool,
+) -> Result<OpenNetgraphSkel<'static>, Unsupported> {
     // The skeleton borrows its object storage for its whole life, which is the
     // engine's: one allocation per engine, given up when the process ends.
     let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
@@ -54,7 +60,7 @@ fn open(recording: Recording, tcx: bool) -> Result<OpenNetgraphSkel<'static>, Un
     let mut open = NetgraphSkelBuilder::default()
         .open(storage)
         .map_err(|e| Unsupported::load(&e))?;
-    if !kernel_has_socket_tracepoints() {
+    if !socket_tracepoints {
         // Typed tracepoint programs the kernel does not know would fail the whole load.
         open.progs.owner_on_send.set_autoload(false);
         open.progs.owner_on_recv.set_autoload(false);
@@ -120,13 +126,9 @@ fn attach_to_cgroup(skel: &NetgraphSkel<'static>, root: &Path) -> Result<Vec<Lin
     .collect()
 }
 
-/// Adoption of sockets by the processes that send and receive on them; whether the
+/// Adoption of sockets by the processes that send and receive on them, where the
 /// kernel has the tracepoints (Linux 6.3+; `open` left them out where it has not).
 fn attach_to_tracepoints(skel: &NetgraphSkel<'static>, links: &mut Vec<Link>) -> bool {
-    if !kernel_has_socket_tracepoints() {
-        tracing::info!("kernel lacks the sock_send_length/sock_recv_length tracepoints (Linux 6.3+): accepted and inherited sockets are named after their creator or from /proc");
-        return false;
-    }
     let progs = &skel.progs;
     let mut follows_use = true;
     for program in [&progs.owner_on_send, &progs.owner_on_recv] {
@@ -144,6 +146,14 @@ fn attach_to_tracepoints(skel: &NetgraphSkel<'static>, links: &mut Vec<Link>) ->
 /// Whether the kernel's BTF describes both socket tracepoints, which the typed
 /// (tp_btf) programs need to load at all.
 fn kernel_has_socket_tracepoints() -> bool {
+    let found = kernel_btf_has_socket_tracepoints();
+    if !found {
+        tracing::info!("kernel lacks the sock_send_length/sock_recv_length tracepoints (Linux 6.3+): accepted and inherited sockets are named after their creator or from /proc");
+    }
+    found
+}
+
+fn kernel_btf_has_socket_tracepoints() -> bool {
     // SAFETY: libbpf parses the kernel's BTF and returns an owned handle or NULL; the
     // names are NUL-terminated; the handle is freed once.
     unsafe {
