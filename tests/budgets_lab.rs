@@ -114,6 +114,14 @@ fn quota_fires_once_across_a_restart_and_a_rate_fires_and_clears() {
         ("quota_in", "input", "tcp sport 7101"),
     ]);
     let b = lab.b.clone();
+    // The far end of the link counts what the wire carried, both ways.
+    lab.truth_in(
+        &b,
+        &[
+            ("quota_arrived", "input", "tcp dport 7101"),
+            ("quota_left", "output", "tcp sport 7101"),
+        ],
+    );
     lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:7101")]);
     lab.serve(&b, "ng-sink2", &["tcp-sink", &format!("{B4}:7102")]);
     // The first two attempts get 503: the notice must still arrive, once.
@@ -183,6 +191,8 @@ command = ["sh", "-c", "echo \"$NETGRAPH_RULE $NETGRAPH_STATE $(cat)\" >> {ran}"
     assert_eq!(notice["period"]["label"], today());
     let used = notice["used_bytes"].as_u64().unwrap();
     let truth = lab.truth_bytes("quota_out") + lab.truth_bytes("quota_in");
+    let wire = lab.truth_bytes_in(&b, "quota_arrived") + lab.truth_bytes_in(&b, "quota_left");
+    assert_eq!(truth, wire, "both ends of the link agree");
     assert!(
         (5_000_000..=truth).contains(&used),
         "used {used} at firing, {truth} on the wire"
@@ -273,6 +283,11 @@ command = ["sh", "-c", "echo \"$NETGRAPH_RULE $NETGRAPH_STATE $(cat)\" >> {ran}"
         .find(|r| r["key"] == "ng-quota")
         .unwrap_or_else(|| panic!("no ng-quota in {today_by_process}"));
     assert_eq!(reported["total_bytes"], counted, "{reported}");
+    let wire = lab.truth_bytes_in(&b, "quota_arrived") + lab.truth_bytes_in(&b, "quota_left");
+    assert_eq!(
+        counted, wire,
+        "ng-quota's bytes as the far end counted them"
+    );
     report(&format!(
         "netgraph report --today from the daemon: ng-quota {counted} bytes, as its JSON lines counted"
     ));
