@@ -23,6 +23,8 @@ fn main() {
                 format!("-I/usr/include/{multiarch}"),
                 "-Wall".to_string(),
                 "-O2".to_string(),
+                // Atomic exchanges and fetching adds (socket storage counters).
+                "-mcpu=v3".to_string(),
             ])
             .build_and_generate(out.join(skeleton))
         {

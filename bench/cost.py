@@ -7,6 +7,9 @@ this host's loopback) and each round, in an interleaved order:
   - floor: empty programs at the same hooks (examples/bpf_floor.rs: cgroup_skb egress
     and ingress, the sock_send_length and sock_recv_length tracepoints; netgraph puts no
     tcx hook on lo, so neither does the floor here);
+  - one call: the same programs each making one trivial helper call (what a program
+    that asks the kernel anything pays at least: on kernels that return through a
+    mitigation thunk, such as SRSO's safe RET, a call costs far more than elsewhere);
   - netgraph: `netgraph run --engine ebpf` (store and page off, as in a lean setup).
 bpf_stats (kernel.bpf_stats_enabled) gives each program's run count and run time; the
 cost per packet is the run time at all hooks over the packets sent (the cgroup egress
@@ -33,13 +36,14 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "target/release/examples"
 
 # bpf_stats names (the kernel keeps 15 characters) per hook, for each monitor.
+MONITORS = ("netgraph", "floor", "one call")
 HOOKS = [
-    ("cgroup_skb egress", "count_egress", "f_count_egress"),
-    ("cgroup_skb ingress", "count_ingress", "f_count_ingress"),
-    ("tcx egress (lo)", "interface_egres", "f_iface_egress"),
-    ("tcx ingress (lo)", "interface_ingre", "f_iface_ingress"),
-    ("sock_send_length", "owner_on_send", "f_on_send"),
-    ("sock_recv_length", "owner_on_recv", "f_on_recv"),
+    ("cgroup_skb egress", "count_egress", "f_count_egress", "c_count_egress"),
+    ("cgroup_skb ingress", "count_ingress", "f_count_ingress", "c_count_ingress"),
+    ("tcx egress (lo)", "interface_egres", "f_iface_egress", None),
+    ("tcx ingress (lo)", "interface_ingre", "f_iface_ingress", None),
+    ("sock_send_length", "owner_on_send", "f_on_send", "c_on_send"),
+    ("sock_recv_length", "owner_on_recv", "f_on_recv", "c_on_recv"),
 ]
 
 WORKLOADS = {
@@ -62,8 +66,9 @@ def program_stats(ids):
 def start_monitor(kind, netgraph, workdir):
     if kind == "baseline":
         return None
-    if kind == "floor":
-        process = subprocess.Popen([str(EXAMPLES / "bpf_floor")], stdout=subprocess.PIPE, text=True)
+    if kind in ("floor", "one call"):
+        flags = ["--one-call"] if kind == "one call" else []
+        process = subprocess.Popen([str(EXAMPLES / "bpf_floor"), *flags], stdout=subprocess.PIPE, text=True)
         assert process.stdout.readline().strip() == "attached", "the floor programs did not attach"
         return process
     config = workdir / "cost.toml"
@@ -108,10 +113,10 @@ def one_round(workload, kind, args, workdir, port):
     result = {"throughput": throughput, "hooks": {}}
     if kind == "baseline":
         return result
-    column = 1 if kind == "netgraph" else 2
+    column = 1 + MONITORS.index(kind)
     packets = None
     for hook in HOOKS:
-        name = hook[column]
+        name = hook[column] or ""
         runs = after.get(name, (0, 0))[0] - before.get(name, (0, 0))[0]
         ns = after.get(name, (0, 0))[1] - before.get(name, (0, 0))[1]
         result["hooks"][hook[0]] = {"runs": runs, "ns": ns}
@@ -131,7 +136,7 @@ def summarize(results):
     summary = {}
     for workload, kinds in results.items():
         entry = {"throughput": {k: median([r["throughput"] for r in rounds]) for k, rounds in kinds.items()}}
-        for kind in ("floor", "netgraph"):
+        for kind in MONITORS:
             rounds = kinds[kind]
             entry[kind] = {
                 "ns_per_packet": median([r["ns_per_packet"] for r in rounds]),
@@ -143,6 +148,8 @@ def summarize(results):
             }
         floor, ours = entry["floor"]["ns_per_packet"], entry["netgraph"]["ns_per_packet"]
         entry["ratio_to_floor"] = ours / floor if floor and ours else None
+        one_call = entry["one call"]["ns_per_packet"]
+        entry["one_call_to_floor"] = one_call / floor if floor and one_call else None
         base = entry["throughput"]["baseline"]
         entry["throughput_kept"] = {k: v / base for k, v in entry["throughput"].items()} if base else {}
         summary[workload] = entry
@@ -155,18 +162,19 @@ def markdown(summary, meta):
              f"Median of {meta['rounds']} interleaved rounds of {meta['seconds']} s each; loopback, sender and receiver on this host; bpf_stats on in every round.",
              ""]
     for workload, entry in summary.items():
-        lines += [f"## {workload}", "", "| hook | netgraph ns/run | floor ns/run |", "|---|---|---|"]
+        lines += [f"## {workload}", "", "| hook | netgraph ns/run | floor ns/run | one call ns/run |", "|---|---|---|---|"]
         for hook in HOOKS:
-            ours = entry["netgraph"]["ns_per_run"][hook[0]]
-            floor = entry["floor"]["ns_per_run"][hook[0]]
-            if ours is None and floor is None:
-                continue  # a hook neither attaches here
+            runs = [entry[kind]["ns_per_run"][hook[0]] for kind in MONITORS]
+            if all(v is None for v in runs):
+                continue  # a hook none attaches here
             show = lambda v: "-" if v is None else f"{v:.1f}"
-            lines.append(f"| {hook[0]} | {show(ours)} | {show(floor)} |")
+            lines.append(f"| {hook[0]} | " + " | ".join(show(v) for v in runs) + " |")
         ours, floor = entry["netgraph"]["ns_per_packet"], entry["floor"]["ns_per_packet"]
-        lines += ["", f"Per packet (all hooks): netgraph {ours:.0f} ns, floor {floor:.0f} ns: **{entry['ratio_to_floor']:.2f}x the floor**.", ""]
+        one_call = entry["one call"]["ns_per_packet"]
+        lines += ["", f"Per packet (all hooks): netgraph {ours:.0f} ns, floor {floor:.0f} ns: **{entry['ratio_to_floor']:.2f}x the floor**; "
+                  f"one helper call per hook: {one_call:.0f} ns ({entry['one_call_to_floor']:.2f}x the floor).", ""]
         lines += ["| monitor | throughput | kept |", "|---|---|---|"]
-        for kind in ("baseline", "floor", "netgraph"):
+        for kind in ("baseline", *MONITORS):
             lines.append(f"| {kind} | {entry['throughput'][kind] / 1e6:.1f} MB/s | {100 * entry['throughput_kept'][kind]:.1f}% |")
         lines.append("")
     return "\n".join(lines)
@@ -187,7 +195,7 @@ def main():
     stats_before = Path("/proc/sys/kernel/bpf_stats_enabled").read_text().strip()
     Path("/proc/sys/kernel/bpf_stats_enabled").write_text("1")
     results = {}
-    kinds = ["baseline", "floor", "netgraph"]
+    kinds = ["baseline", *MONITORS]
     port = 7950
     try:
         with tempfile.TemporaryDirectory() as scratch:
@@ -195,7 +203,7 @@ def main():
             for workload in [args.only] if args.only else list(WORKLOADS):
                 results[workload] = {k: [] for k in kinds}
                 for round_index in range(args.rounds):
-                    order = kinds[round_index % 3:] + kinds[:round_index % 3]
+                    order = kinds[round_index % len(kinds):] + kinds[:round_index % len(kinds)]
                     for kind in order:
                         port += 1
                         result = one_round(workload, kind, args, workdir, port)

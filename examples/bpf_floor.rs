@@ -1,8 +1,9 @@
 //! The floor of per-packet cost, for bench/cost.py: empty programs (bench/floor) at
 //! every hook netgraph's eBPF engine runs at per packet, attached the same way (the
 //! cgroup v2 root, the typed send/receive tracepoints, tcx on the interfaces named). Prints
-//! `attached` once they run; they detach when the process ends.
-//! Usage (root): bpf_floor [INTERFACE...]
+//! `attached` once they run; they detach when the process ends. With `--one-call`, the
+//! cgroup and tracepoint programs each make one trivial helper call instead.
+//! Usage (root): bpf_floor [--one-call] [INTERFACE...]
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use std::io::Write;
@@ -28,13 +29,29 @@ fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("no cgroup v2 hierarchy to attach to"))?;
     let cgroup = std::fs::File::open(root)?;
     let progs = &skel.progs;
+    let one_call = std::env::args().any(|arg| arg == "--one-call");
+    let (egress, ingress, send, recv) = if one_call {
+        (
+            &progs.c_count_egress,
+            &progs.c_count_ingress,
+            &progs.c_on_send,
+            &progs.c_on_recv,
+        )
+    } else {
+        (
+            &progs.f_count_egress,
+            &progs.f_count_ingress,
+            &progs.f_on_send,
+            &progs.f_on_recv,
+        )
+    };
     let mut links = vec![
-        progs.f_count_egress.attach_cgroup(cgroup.as_raw_fd())?,
-        progs.f_count_ingress.attach_cgroup(cgroup.as_raw_fd())?,
-        progs.f_on_send.attach()?,
-        progs.f_on_recv.attach()?,
+        egress.attach_cgroup(cgroup.as_raw_fd())?,
+        ingress.attach_cgroup(cgroup.as_raw_fd())?,
+        send.attach()?,
+        recv.attach()?,
     ];
-    for name in std::env::args().skip(1) {
+    for name in std::env::args().skip(1).filter(|arg| arg != "--one-call") {
         let ifindex = nix::net::if_::if_nametoindex(name.as_str())
             .map_err(|e| anyhow::anyhow!("no interface {name}: {e}"))?;
         for program in [&progs.f_iface_ingress, &progs.f_iface_egress] {

@@ -234,6 +234,63 @@ fn socket_used_by_a_forked_child() {
     );
 }
 
+/// One socket on two interfaces, closed right after its last datagram: the first
+/// interface's packets are counted in the socket's own storage and the other's in the
+/// kernel map, and what the storage held at close is handed over to the map. Each
+/// interface exact, against where the packets left and where they arrived.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn one_socket_on_two_interfaces_closed_at_once() {
+    require_root();
+    let mut lab = Lab::new();
+    let veth_out = format!("oifname \"{}\" udp dport 6071", lab.veth_a);
+    lab.truth(&[
+        ("veth_out", "output", &veth_out),
+        ("lo_out", "output", "oif lo udp dport 6072"),
+        ("lo_in", "input", "iif lo udp dport 6072"),
+    ]);
+    let b = lab.b.clone();
+    lab.truth_in(&b, &[("far_in", "input", "udp dport 6071")]);
+    lab.serve(&b, "ng-far", &["udp-sink", &format!("{B4}:6071"), "recv"]);
+    let a = lab.a.clone();
+    lab.serve(&a, "ng-near", &["udp-sink", "127.0.0.1:6072", "recv"]);
+    let netgraph = EBPF.start(&lab, &[]);
+    for _ in 0..3 {
+        lab.exec(
+            &lab.a,
+            "ng-alt",
+            &[
+                "udp-alternate",
+                &format!("{B4}:6071"),
+                "127.0.0.1:6072",
+                "2000",
+                "300",
+            ],
+        );
+    }
+    settle();
+    let records = netgraph.stop();
+    records.assert_conservation();
+    let veth = lab.truth_bytes("veth_out");
+    assert_eq!(
+        veth,
+        lab.truth_bytes_in(&b, "far_in"),
+        "the link lost nothing"
+    );
+    assert_eq!(veth, 3 * 1000 * 328, "every datagram left on the veth");
+    assert_eq!(lab.truth_bytes("lo_out"), lab.truth_bytes("lo_in"));
+    assert_eq!(
+        records.sum("ng-alt", &lab.veth_a, "sent_bytes_last"),
+        veth,
+        "the veth's share, to the byte"
+    );
+    assert_eq!(
+        records.sum("ng-alt", "lo", "sent_bytes_last"),
+        lab.truth_bytes("lo_out"),
+        "loopback's share, to the byte"
+    );
+}
+
 #[test]
 #[ignore = "needs root; scripts/test.sh runs it as root"]
 fn container_like_process_is_tagged() {

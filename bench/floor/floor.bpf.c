@@ -43,3 +43,29 @@ int f_on_recv(unsigned long long *ctx)
 {
 	return 0;
 }
+
+/* The same hooks with one trivial helper call each: a program that asks the kernel
+ * anything at all (its socket's storage, the current process) pays at least this. */
+SEC("cgroup_skb/egress")
+int c_count_egress(struct __sk_buff *skb)
+{
+	return bpf_get_prandom_u32() != 0 || 1;
+}
+
+SEC("cgroup_skb/ingress")
+int c_count_ingress(struct __sk_buff *skb)
+{
+	return bpf_get_prandom_u32() != 0 || 1;
+}
+
+SEC("tp_btf/sock_send_length")
+int c_on_send(unsigned long long *ctx)
+{
+	return bpf_get_prandom_u32() == 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int c_on_recv(unsigned long long *ctx)
+{
+	return bpf_get_prandom_u32() == 0;
+}

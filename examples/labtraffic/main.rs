@@ -34,6 +34,7 @@ const USAGE: &str = "usage: labtraffic COMMAND ARGS
   udp-flood ADDR SECONDS SIZE MODE    send as fast as possible; MODE: connected, unconnected, mmsg, gso (UDP_SEGMENT, 1,400-byte datagrams)
   udp-trickle ADDR SECONDS SIZE       send one datagram every 10 ms for that long
   udp-spray FIRST COUNT PORT SIZE     one datagram to each of COUNT IPv4 addresses from FIRST on
+  udp-alternate A B COUNT SIZE        one socket: COUNT datagrams alternately to A and B, then exit
   udp-sink ADDR MODE                  count datagrams forever; MODE: recv, mmsg
   raw-ping ADDR COUNT SIZE            IP protocol 253 raw socket: send COUNT, read the echoes
   raw-echo                            IP protocol 253 raw socket: echo what arrives
@@ -60,7 +61,6 @@ pub fn number(text: &str) -> Result<u64> {
         .map_err(|e| format!("bad number {text:?}: {e}"))
 }
 
-/// The last OS error as a Result, for libc calls that return -1.
 /// The `bytes=N` a run of this tool printed.
 pub fn printed_bytes(output: &str) -> Result<u64> {
     output
@@ -70,6 +70,7 @@ pub fn printed_bytes(output: &str) -> Result<u64> {
         .and_then(number)
 }
 
+/// The last OS error as a Result, for libc calls that return -1.
 pub fn check(result: isize) -> Result<usize> {
     if result < 0 {
         Err(std::io::Error::last_os_error().to_string())
@@ -99,6 +100,7 @@ fn main() -> ExitCode {
         "udp-ping" => udp::ping(arg(2), arg(3), arg(4), arg(5)),
         "udp-flood" => udp::flood(arg(2), arg(3), arg(4), arg(5)),
         "udp-spray" => udp::spray(arg(2), arg(3), arg(4), arg(5)),
+        "udp-alternate" => udp::alternate(arg(2), arg(3), arg(4), arg(5)),
         "udp-trickle" => udp::trickle(arg(2), arg(3), arg(4)),
         "udp-sink" => udp::sink(arg(2), arg(3)),
         "raw-ping" => raw::ping(arg(2), arg(3), arg(4)),

@@ -123,6 +123,24 @@ pub fn spray(first: &str, count: &str, port: &str, size: &str) -> Result {
     Ok(())
 }
 
+/// Sends COUNT datagrams of SIZE from one unconnected socket, alternately to FIRST and
+/// SECOND (two routes, so two interfaces), and exits at once: the socket is closed with
+/// its last datagrams only just counted.
+pub fn alternate(first: &str, second: &str, count: &str, size: &str) -> Result {
+    let targets = [addr(first)?, addr(second)?];
+    let socket = unbound_for(targets[0])?;
+    let payload = vec![0x3cu8; number(size)? as usize];
+    let mut sent = 0u64;
+    for n in 0..number(count)? {
+        let target = targets[(n % 2) as usize];
+        sent += socket
+            .send_to(&payload, target)
+            .map_err(|e| e.to_string())? as u64;
+    }
+    println!("bytes={sent}");
+    Ok(())
+}
+
 /// Sends datagrams of SIZE as fast as it can for SECONDS; send errors such as a full
 /// buffer are skipped, only what the kernel took is counted.
 pub fn flood(target: &str, seconds: &str, size: &str, mode: &str) -> Result {

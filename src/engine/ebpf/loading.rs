@@ -2,12 +2,13 @@
 
 use super::interface_hooks;
 use super::skeleton::{NetgraphSkel, NetgraphSkelBuilder, OpenNetgraphSkel};
+use super::socket_counts::SocketCounts;
 use super::support::{check_support, Unsupported};
 use crate::engine::Recording;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::Link;
 use std::mem::MaybeUninit;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 
 /// The programs, loaded and attached.
@@ -19,6 +20,8 @@ pub struct Loaded {
     pub tcx: bool,
     /// Whether sockets are adopted by the processes that use them (Linux 6.3+).
     pub follows_use: bool,
+    /// The counts kept in owned sockets' own storage, where the kernel allows it.
+    pub socket_counts: Option<SocketCounts>,
 }
 
 /// `recording.addresses` counts by both ends of each packet too, at the cost of a
@@ -31,13 +34,23 @@ pub fn load(recording: Recording) -> Result<Loaded, Unsupported> {
     if !tcx {
         tracing::info!("Linux before 6.6 (no tcx): traffic without a local socket (forwarded, ARP) is not counted per interface");
     }
-    // Asked once, before loading: parsing the kernel's BTF takes memory for a moment.
-    let socket_tracepoints = kernel_has_socket_tracepoints();
-    let skel = open(recording, tcx, socket_tracepoints)?
+    let features = KernelFeatures::read();
+    let skel = open(recording, tcx, features)?
         .load()
         .map_err(|e| Unsupported::load(&e))?;
+    // Before anything counts into sockets' storage: nothing would take it out.
+    let socket_counts = if features.counts_in_storage() {
+        let link = skel
+            .progs
+            .take_socket_counts
+            .attach_iter(skel.maps.socket_states.as_fd())
+            .map_err(|e| Unsupported::attach(&e))?;
+        Some(SocketCounts::new(link))
+    } else {
+        None
+    };
     let mut links = attach_to_cgroup(&skel, &cgroup_root)?;
-    let follows_use = socket_tracepoints && attach_to_tracepoints(&skel, &mut links);
+    let follows_use = features.socket_tracepoints && attach_to_tracepoints(&skel, &mut links);
     attach_cgroup_paths(&skel, &mut links);
     attach_exe_paths(&skel, &mut links);
     Ok(Loaded {
@@ -45,13 +58,14 @@ pub fn load(recording: Recording) -> Result<Loaded, Unsupported> {
         links,
         tcx,
         follows_use,
+        socket_counts,
     })
 }
 
 fn open(
     recording: Recording,
     tcx: bool,
-    socket_tracepoints: bool,
+    features: KernelFeatures,
 ) -> Result<OpenNetgraphSkel<'static>, Unsupported> {
     // The skeleton borrows its object storage for its whole life, which is the
     // engine's: one allocation per engine, given up when the process ends.
@@ -60,10 +74,13 @@ fn open(
     let mut open = NetgraphSkelBuilder::default()
         .open(storage)
         .map_err(|e| Unsupported::load(&e))?;
-    if !socket_tracepoints {
+    if !features.socket_tracepoints {
         // Typed tracepoint programs the kernel does not know would fail the whole load.
         open.progs.owner_on_send.set_autoload(false);
         open.progs.owner_on_recv.set_autoload(false);
+    }
+    if !features.counts_in_storage() {
+        open.progs.take_socket_counts.set_autoload(false);
     }
     for (program, attach_type) in [
         (
@@ -85,6 +102,7 @@ fn open(
         rodata.record_addresses = u8::from(recording.addresses);
         rodata.record_dns_answers = u8::from(recording.addresses && recording.dns_answers);
         rodata.record_tls_hellos = u8::from(recording.addresses && recording.tls_hellos);
+        rodata.count_in_storage = u8::from(features.counts_in_storage());
     }
     // The counter maps not used get one entry, to take no memory.
     let unused = if recording.addresses {
@@ -143,32 +161,54 @@ fn attach_to_tracepoints(skel: &NetgraphSkel<'static>, links: &mut Vec<Link>) ->
     follows_use
 }
 
-/// Whether the kernel's BTF describes both socket tracepoints, which the typed
-/// (tp_btf) programs need to load at all.
-fn kernel_has_socket_tracepoints() -> bool {
-    let found = kernel_btf_has_socket_tracepoints();
-    if !found {
-        tracing::info!("kernel lacks the sock_send_length/sock_recv_length tracepoints (Linux 6.3+): accepted and inherited sockets are named after their creator or from /proc");
-    }
-    found
+/// What the kernel's BTF says it has, read once before loading (parsing it takes
+/// memory for a moment).
+#[derive(Clone, Copy, Default)]
+struct KernelFeatures {
+    /// The sock_send_length/sock_recv_length tracepoints, which the typed (tp_btf)
+    /// programs need to load at all (Linux 6.3+).
+    socket_tracepoints: bool,
+    /// The socket storage iterator (Linux 5.10+), which takes the counts kept in
+    /// sockets' own storage.
+    storage_iterator: bool,
 }
 
-fn kernel_btf_has_socket_tracepoints() -> bool {
+impl KernelFeatures {
+    fn read() -> KernelFeatures {
+        let features = kernel_btf_features().unwrap_or_default();
+        if !features.socket_tracepoints {
+            tracing::info!("kernel lacks the sock_send_length/sock_recv_length tracepoints (Linux 6.3+): accepted and inherited sockets are named after their creator or from /proc");
+        }
+        features
+    }
+
+    /// Owned sockets are counted in their own storage (no hash map update per packet)
+    /// where their owners are kept current by the tracepoints and the iterator can take
+    /// the counts.
+    fn counts_in_storage(self) -> bool {
+        self.socket_tracepoints && self.storage_iterator
+    }
+}
+
+fn kernel_btf_features() -> Option<KernelFeatures> {
     // SAFETY: libbpf parses the kernel's BTF and returns an owned handle or NULL; the
     // names are NUL-terminated; the handle is freed once.
     unsafe {
         let btf = libbpf_sys::btf__load_vmlinux_btf();
         if btf.is_null() {
-            return false;
+            return None;
         }
-        let found = [c"btf_trace_sock_send_length", c"btf_trace_sock_recv_length"]
-            .iter()
-            .all(|name| {
-                libbpf_sys::btf__find_by_name_kind(btf, name.as_ptr(), libbpf_sys::BTF_KIND_TYPEDEF)
-                    >= 0
-            });
+        let has = |name: &std::ffi::CStr, kind| {
+            libbpf_sys::btf__find_by_name_kind(btf, name.as_ptr(), kind) >= 0
+        };
+        let features = KernelFeatures {
+            socket_tracepoints: [c"btf_trace_sock_send_length", c"btf_trace_sock_recv_length"]
+                .iter()
+                .all(|name| has(name, libbpf_sys::BTF_KIND_TYPEDEF)),
+            storage_iterator: has(c"bpf_iter_bpf_sk_storage_map", libbpf_sys::BTF_KIND_FUNC),
+        };
         libbpf_sys::btf__free(btf);
-        found
+        Some(features)
     }
 }
 

@@ -14,6 +14,7 @@ mod map_ops;
 mod owner_records;
 mod plain_data;
 mod skeleton;
+mod socket_counts;
 mod support;
 
 use super::host_addresses::{self, LocalAddresses};
@@ -28,6 +29,7 @@ use interface_names::InterfaceNames;
 use libbpf_rs::{Link, MapCore, MapFlags, MapMut};
 use owner_records::{OwnerLookups, Sweeper};
 use skeleton::{types, NetgraphMaps, NetgraphSkel};
+use socket_counts::SocketCounts;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
@@ -67,6 +69,8 @@ pub struct EbpfEngine {
     hooks: InterfaceHooks,
     skel: NetgraphSkel<'static>,
     _links: Vec<Link>,
+    /// Owned sockets' counts kept in their own storage, where the kernel allows it.
+    socket_counts: Option<SocketCounts>,
     counters: Counters,
     names: InterfaceNames,
     lost_reported: u64,
@@ -95,6 +99,7 @@ impl EbpfEngine {
             hooks,
             skel: loaded.skel,
             _links: loaded.links,
+            socket_counts: loaded.socket_counts,
             counters: Counters::default(),
             names: InterfaceNames::new(),
             lost_reported: 0,
@@ -342,9 +347,20 @@ impl Engine for EbpfEngine {
 
     fn drain(&mut self) -> EngineReport {
         self.drains += 1;
-        let deltas = self
+        // Slots first: a socket released between the two reads has its last counts
+        // handed over to the map, read after.
+        let in_sockets = self
+            .socket_counts
+            .as_ref()
+            .map(SocketCounts::take)
+            .unwrap_or_default();
+        let mut deltas = self
             .counters
             .read(traffic_map(&self.skel.maps, self.recording.addresses));
+        for (key, _) in &in_sockets {
+            deltas.idle.remove(&key.cookie);
+        }
+        deltas.changed.extend(in_sockets);
         self.idle = deltas.idle;
         let mut sockets = self.socket_traffic(deltas.changed);
         let mut non_ip = Vec::new();

@@ -28,10 +28,23 @@ unsafe impl PlainData for types::cgroup_path {}
 unsafe impl PlainData for types::exe_path {}
 // SAFETY: as above.
 unsafe impl PlainData for types::payload_sample {}
+// SAFETY: as above.
+unsafe impl PlainData for types::slot_report {}
 
 /// The value in `bytes`, if they are exactly its size.
 pub fn read<T: PlainData>(bytes: &[u8]) -> Option<T> {
     (bytes.len() == std::mem::size_of::<T>())
         // SAFETY: T is plain data (any bit pattern is valid) and the length matches.
         .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// The bytes of a value, as the kernel would hold it (tests build map entries with it).
+#[cfg(test)]
+pub fn bytes_of<T: PlainData>(value: &T) -> Vec<u8> {
+    // SAFETY: plain data is repr(C) integers with named padding: every byte is
+    // initialised.
+    unsafe {
+        std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>())
+    }
+    .to_vec()
 }

@@ -64,3 +64,16 @@ struct net_device {
 struct sk_buff {
 	struct net_device *dev;
 } __attribute__((preserve_access_index));
+
+struct seq_file;
+
+struct bpf_iter_meta {
+	struct seq_file *seq;
+} __attribute__((preserve_access_index));
+
+/* The socket storage iterator's context: one socket's storage per run. */
+struct bpf_iter__bpf_sk_storage_map {
+	struct bpf_iter_meta *meta;
+	struct sock *sk;
+	void *value;
+} __attribute__((preserve_access_index));

@@ -167,8 +167,54 @@ struct {
 	__type(value, struct owner);
 } processes SEC(".maps");
 
-/* Bumped whenever a socket changes hands, so that owners cached per socket and per
- * CPU below are known to be current without a lookup in `owners`. */
+/* Set by userspace before loading where the kernel has the typed socket tracepoints and
+ * the socket storage iterator: owned sockets are then counted in their own storage. */
+const volatile __u8 count_in_storage = 0;
+
+enum slot_state {
+	SLOT_FREE = 0,
+	SLOT_CLAIMING = 1,
+	SLOT_READY = 2,
+};
+
+/* One direction of an owned socket's traffic, counted in the socket's own storage: no
+ * hash map update per packet. The first packet after the socket has an owner claims the
+ * slot for that owner, interface and protocol, for the socket's life; packets under any
+ * other (another owner, interface or protocol), and after release, go to `traffic`.
+ * The counts are taken out with atomic exchanges, by the iterator (each drain) and at
+ * release, so each byte leaves the slot exactly once. */
+struct socket_slot {
+	__u64 bytes;
+	__u64 packets;
+	__u64 segment_bytes;
+	__u64 segment_packets;
+	__u32 tgid;
+	__u32 ifindex;
+	__u32 state;
+	__u8 protocol;
+	__u8 pad[3];
+};
+
+/* Kept with each socket: its cookie (the cookie helper costs about as much as the rest
+ * of a key), its owner (written when it is created or adopted, so that counting needs
+ * no lookup), and its slots. */
+struct socket_state {
+	__u64 cookie;
+	__u32 tgid;
+	__u32 released;
+	struct socket_slot egress;
+	struct socket_slot ingress;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct socket_state);
+} socket_states SEC(".maps");
+
+/* Bumped whenever a socket changes hands, so that the adoption checks cached per CPU
+ * below are known to be current. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -176,25 +222,9 @@ struct {
 	__type(value, __u64);
 } owner_generation SEC(".maps");
 
-/* Each socket's cookie, and its owner as of a generation, kept with the socket itself:
- * counting a packet then needs neither the cookie helper (which costs about as much as
- * the rest of the key) nor a lookup in `owners` while no socket changes hands. */
-struct cached_owner {
-	__u64 cookie;
-	__u64 generation;
-	__u32 tgid;
-	__u32 pad;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct cached_owner);
-} socket_owner SEC(".maps");
-
 /* The socket and process each CPU last checked for adoption: a process sends or
- * receives on one socket many times in a row. */
+ * receives on one socket many times in a row, and these array lookups are inlined,
+ * where looking at the socket's storage is a helper call. */
 struct adoption_check {
 	__u64 cookie;
 	__u64 generation;
@@ -244,37 +274,6 @@ static __always_inline __u8 ip_protocol(struct __sk_buff *skb)
 	else if ((version >> 4) == 6)
 		bpf_skb_load_bytes(skb, 6, &protocol, 1);
 	return protocol;
-}
-
-static __always_inline __u64 current_generation(void)
-{
-	__u32 zero = 0;
-	__u64 *generation = bpf_map_lookup_elem(&owner_generation, &zero);
-	return generation ? *generation : 0;
-}
-
-/* The cookie and owner tgid of a full socket: from the socket's own cache while no
- * socket has changed hands since it was filled, else from `owners`. */
-static __always_inline __u32 owner_tgid(struct __sk_buff *skb, struct bpf_sock *sk, __u64 *cookie)
-{
-	__u64 generation = current_generation();
-	struct cached_owner *cached =
-		bpf_sk_storage_get(&socket_owner, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!cached) {
-		*cookie = bpf_get_socket_cookie(skb);
-		struct owner *owner = bpf_map_lookup_elem(&owners, cookie);
-		return owner ? owner->tgid : 0;
-	}
-	if (!cached->cookie)
-		cached->cookie = bpf_get_socket_cookie(skb);
-	*cookie = cached->cookie;
-	if (cached->generation == generation && cached->tgid)
-		return cached->tgid;
-	struct owner *owner = bpf_map_lookup_elem(&owners, cookie);
-	__u32 tgid = owner ? owner->tgid : 0;
-	cached->generation = generation;
-	cached->tgid = tgid;
-	return tgid;
 }
 
 /* The replicated headers and extra packets of an offloaded (GSO or GRO) packet whose
@@ -504,6 +503,92 @@ static __always_inline void sample_payload(struct __sk_buff *skb, enum direction
 	}
 }
 
+/* Moves what a slot holds to `traffic`, under the slot's key: after the socket's
+ * release, its last packets are counted there. */
+static __always_inline void hand_over(struct socket_slot *slot, __u64 cookie, enum direction direction)
+{
+	struct traffic_key key = {
+		.cookie = cookie,
+		.tgid = slot->tgid,
+		.ifindex = slot->ifindex,
+		.direction = direction,
+		.protocol = slot->protocol,
+	};
+	struct segments extra = {
+		.bytes = __sync_lock_test_and_set(&slot->segment_bytes, 0),
+		.packets = __sync_lock_test_and_set(&slot->segment_packets, 0),
+	};
+	__u64 bytes = __sync_lock_test_and_set(&slot->bytes, 0);
+	__u64 packets = __sync_lock_test_and_set(&slot->packets, 0);
+	if (!bytes && !packets && !extra.packets)
+		return;
+	struct traffic_value *value = bpf_map_lookup_elem(&traffic, &key);
+	if (!value) {
+		struct traffic_value zero = {};
+		long err = bpf_map_update_elem(&traffic, &key, &zero, BPF_NOEXIST);
+		if (err && err != -EEXIST) {
+			count_loss(LOSS_TRAFFIC_FULL);
+			return;
+		}
+		value = bpf_map_lookup_elem(&traffic, &key);
+		if (!value)
+			return;
+	}
+	__sync_fetch_and_add(&value->bytes, bytes);
+	__sync_fetch_and_add(&value->packets, packets);
+	__sync_fetch_and_add(&value->segment_bytes, extra.bytes);
+	__sync_fetch_and_add(&value->segment_packets, extra.packets);
+}
+
+/* Claims a free slot for this owner, interface and protocol; another CPU claiming it at
+ * the same moment wins, and this packet goes to `traffic`. */
+static __always_inline int claim(struct socket_slot *slot, __u32 tgid, __u32 ifindex, __u8 protocol)
+{
+	if (__sync_val_compare_and_swap(&slot->state, SLOT_FREE, SLOT_CLAIMING) != SLOT_FREE)
+		return 0;
+	slot->tgid = tgid;
+	slot->ifindex = ifindex;
+	slot->protocol = protocol;
+	/* An exchange: ordered after the key's fields for CPUs that read the state. */
+	__sync_lock_test_and_set(&slot->state, SLOT_READY);
+	return 1;
+}
+
+/* Counts a packet in its socket's slot when the socket has an owner, is not released
+ * and the slot is this owner's, interface's and protocol's (or free). Returns whether
+ * it did; the caller counts it in `traffic` otherwise. */
+static __always_inline int count_in_socket(struct __sk_buff *skb, struct socket_state *state, enum direction direction,
+					   __u8 protocol)
+{
+	__u32 tgid = state->tgid;
+	if (!tgid || state->released)
+		return 0;
+	struct socket_slot *slot = direction == EGRESS ? &state->egress : &state->ingress;
+	__u32 ifindex = skb->ifindex;
+	if (slot->state != SLOT_READY) {
+		if (!state->cookie)
+			state->cookie = bpf_get_socket_cookie(skb);
+		if (!claim(slot, tgid, ifindex, protocol))
+			return 0;
+	}
+	if (slot->tgid != tgid || slot->ifindex != ifindex || slot->protocol != protocol)
+		return 0;
+	if (skb->gso_segs > 1) {
+		struct segments extra = offloaded_segments(skb, 0, ip_header_length(skb, 0), protocol);
+		__sync_fetch_and_add(&slot->segment_bytes, extra.bytes);
+		__sync_fetch_and_add(&slot->segment_packets, extra.packets);
+	}
+	__sync_fetch_and_add(&slot->bytes, skb->len);
+	/* A fetching add is fully ordered: the read of `released` below comes after it. */
+	__u64 before = __sync_fetch_and_add(&slot->packets, 1);
+	asm volatile("" : : "r"(before));
+	/* Released meanwhile: the release may have taken the slot's counts before this
+	 * packet's; what is left joins them in `traffic`. */
+	if (*(volatile __u32 *)&state->released)
+		hand_over(slot, state->cookie, direction);
+	return 1;
+}
+
 static __always_inline void count(struct __sk_buff *skb, enum direction direction)
 {
 	struct traffic_key key = {
@@ -514,9 +599,21 @@ static __always_inline void count(struct __sk_buff *skb, enum direction directio
 	/* Only full sockets have owners; a request or time-wait socket (a SYN-ACK, a late
 	 * ACK) is marked so that userspace lets go of its counters as soon as it is quiet. */
 	struct bpf_sock *sk = skb->sk;
-	struct bpf_sock *full = sk ? bpf_sk_fullsock(sk) : 0;
-	if (full) {
-		key.tgid = owner_tgid(skb, full, &key.cookie);
+	/* The storage helper takes any socket and finds none for a request or time-wait
+	 * one: the full-socket helper is asked only then. */
+	struct socket_state *state = sk ? bpf_sk_storage_get(&socket_states, sk, 0, BPF_SK_STORAGE_GET_F_CREATE) : 0;
+	if (state) {
+		if (count_in_storage && !record_addresses && count_in_socket(skb, state, direction, key.protocol))
+			return;
+		if (!state->cookie)
+			state->cookie = bpf_get_socket_cookie(skb);
+		key.cookie = state->cookie;
+		key.tgid = state->tgid;
+	} else if (sk && bpf_sk_fullsock(sk)) {
+		/* No memory for its storage. */
+		key.cookie = bpf_get_socket_cookie(skb);
+		struct owner *owner = bpf_map_lookup_elem(&owners, &key.cookie);
+		key.tgid = owner ? owner->tgid : 0;
 	} else {
 		key.cookie = bpf_get_socket_cookie(skb);
 		key.transient = sk != 0;
@@ -558,6 +655,7 @@ int count_ingress(struct __sk_buff *skb)
 
 #define AF_INET 2
 #define AF_INET6 10
+#define AF_PACKET 17
 
 /* An IP packet a non-INET socket sent (AF_PACKET: DHCP clients, packet generators):
  * the IP stack's hooks never saw it, but the frame carries its socket, whose owner the
@@ -681,7 +779,13 @@ int owner_on_create(struct bpf_sock *sk)
 		.protocol = sk->protocol,
 	};
 	fill_current(&owner);
-	remember(bpf_get_socket_cookie(sk), &owner);
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	remember(cookie, &owner);
+	struct socket_state *state = bpf_sk_storage_get(&socket_states, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (state) {
+		state->cookie = cookie;
+		state->tgid = owner.tgid;
+	}
 	return 1;
 }
 
@@ -692,6 +796,16 @@ int owner_on_release(struct bpf_sock *sk)
 	struct owner *owner = bpf_map_lookup_elem(&owners, &cookie);
 	if (owner)
 		owner->released = 1;
+	struct socket_state *state = bpf_sk_storage_get(&socket_states, sk, 0, 0);
+	if (state) {
+		/* An exchange: ordered before taking the counts, so a packet counted in a
+		 * slot after they were taken sees it and hands its own over. */
+		__sync_lock_test_and_set(&state->released, 1);
+		if (state->egress.state == SLOT_READY)
+			hand_over(&state->egress, cookie, EGRESS);
+		if (state->ingress.state == SLOT_READY)
+			hand_over(&state->ingress, cookie, INGRESS);
+	}
 	return 1;
 }
 
@@ -699,31 +813,40 @@ int owner_on_release(struct bpf_sock *sk)
  * inherited across fork) now belongs to that process. */
 static __always_inline void adopt(struct sock *sk)
 {
-	/* A typed (BTF) tracepoint argument: read directly, no probe-read helper. */
+	/* A typed (BTF) tracepoint argument: read directly, no probe-read helper. The
+	 * tracepoints fire for every kind of socket; netgraph counts these. */
+	__u16 family = sk->__sk_common.skc_family;
+	if (family != AF_INET && family != AF_INET6 && family != AF_PACKET)
+		return;
 	__u64 cookie = sk->__sk_common.skc_cookie.counter;
-	if (!cookie)
-		return; /* no packet has passed yet; a later call adopts it */
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u32 zero = 0;
-	__u64 generation = current_generation();
+	__u64 *shared = bpf_map_lookup_elem(&owner_generation, &zero);
+	__u64 generation = shared ? *shared : 0;
 	struct adoption_check *last = bpf_map_lookup_elem(&last_adoption_check, &zero);
-	if (last && last->cookie == cookie && last->tgid == tgid && last->generation == generation)
+	if (cookie && last && last->cookie == cookie && last->tgid == tgid && last->generation == generation)
 		return; /* this process owned this socket, and nothing changed hands since */
+	if (!cookie)
+		cookie = bpf_get_socket_cookie(sk);
+	struct socket_state *state = bpf_sk_storage_get(&socket_states, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	struct owner *known = bpf_map_lookup_elem(&owners, &cookie);
-	if (!known || known->tgid != tgid) {
+	if (!known || known->tgid != tgid || (state && state->tgid != tgid)) {
 		struct owner owner = {};
 		if (known) {
 			owner.family = known->family;
 			owner.protocol = known->protocol;
 			owner.netns = known->netns;
 		} else {
-			owner.family = BPF_CORE_READ(sk, __sk_common.skc_family);
-			owner.protocol = BPF_CORE_READ(sk, sk_protocol);
+			owner.family = family;
+			owner.protocol = sk->sk_protocol;
 			owner.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 		}
 		fill_current(&owner);
 		remember(cookie, &owner);
-		__u64 *shared = bpf_map_lookup_elem(&owner_generation, &zero);
+		if (state) {
+			state->cookie = cookie;
+			state->tgid = tgid;
+		}
 		if (shared)
 			generation = __sync_add_and_fetch(shared, 1);
 	}
@@ -732,6 +855,56 @@ static __always_inline void adopt(struct sock *sk)
 		last->tgid = tgid;
 		last->generation = generation;
 	}
+}
+
+/* What the iterator reports of a slot: the counts it took, and their key. */
+struct slot_report {
+	__u64 cookie;
+	__u32 tgid;
+	__u32 ifindex;
+	enum direction direction;
+	__u8 protocol;
+	__u8 pad[6];
+	struct traffic_value counts;
+};
+
+/* Never used: makes the generated Rust types carry `struct slot_report`. */
+struct slot_report *slot_report_type __attribute__((unused));
+
+static __always_inline void report_slot(struct seq_file *seq, struct socket_state *state, struct socket_slot *slot,
+					enum direction direction)
+{
+	if (slot->state != SLOT_READY)
+		return;
+	struct slot_report report = {
+		.cookie = state->cookie,
+		.tgid = slot->tgid,
+		.ifindex = slot->ifindex,
+		.direction = direction,
+		.protocol = slot->protocol,
+	};
+	report.counts.bytes = __sync_lock_test_and_set(&slot->bytes, 0);
+	report.counts.packets = __sync_lock_test_and_set(&slot->packets, 0);
+	report.counts.segment_bytes = __sync_lock_test_and_set(&slot->segment_bytes, 0);
+	report.counts.segment_packets = __sync_lock_test_and_set(&slot->segment_packets, 0);
+	if (report.counts.bytes || report.counts.packets || report.counts.segment_packets)
+		bpf_seq_write(seq, &report, sizeof(report));
+}
+
+/* Takes what every socket's slots counted since the last run (userspace reads it each
+ * drain). The counts are taken as they are written out; userspace reads in pieces
+ * smaller than the kernel's buffer, so no socket's output is ever discarded and shown
+ * again (which would lose what was taken). */
+SEC("iter/bpf_sk_storage_map")
+int take_socket_counts(struct bpf_iter__bpf_sk_storage_map *ctx)
+{
+	struct socket_state *state = ctx->value;
+	if (!state)
+		return 0;
+	struct seq_file *seq = ctx->meta->seq;
+	report_slot(seq, state, &state->egress, EGRESS);
+	report_slot(seq, state, &state->ingress, INGRESS);
+	return 0;
 }
 
 /* BTF-typed tracepoints (Linux 6.3+ has them): the socket is read in place. */

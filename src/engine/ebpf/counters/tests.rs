@@ -2,6 +2,7 @@
 //! kernel's map, so it is tested without a kernel.
 
 use super::*;
+use crate::engine::ebpf::plain_data::bytes_of;
 use std::cell::RefCell;
 
 #[derive(Default)]
@@ -28,15 +29,6 @@ impl KernelMap for FakeMap {
             .filter(|key| entries.remove(*key).is_some())
             .count()
     }
-}
-
-fn bytes_of<T: Copy>(value: &T) -> Vec<u8> {
-    // SAFETY: the generated key and value types are repr(C) integers with named
-    // padding, so every byte is initialised.
-    unsafe {
-        std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>())
-    }
-    .to_vec()
 }
 
 fn key(cookie: u64, direction: types::direction, transient: bool) -> Vec<u8> {
