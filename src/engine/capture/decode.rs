@@ -1,6 +1,8 @@
 //! Turns one captured frame into the facts accounting needs: protocol, endpoints and
 //! the packet's size at the IP layer. Never panics, whatever the bytes.
 
+mod common;
+
 use super::link::{strip, Link, LinkDirection, LinkPayload};
 use etherparse::{
     IcmpEchoHeader, Icmpv4Type, Icmpv6Type, IpNumber, LaxNetSlice, LaxSlicedPacket, TransportSlice,
@@ -44,6 +46,17 @@ pub enum Decoded {
 
 /// `frame` is what was captured (maybe cut at the snap length); `wire_len` its length on the wire.
 pub fn decode(link: &Link, frame: &[u8], wire_len: u32) -> Decoded {
+    match common::decode(link, frame, wire_len) {
+        Some(mut packet) => {
+            packet.direction = link.direction(frame);
+            Decoded::Ip(packet)
+        }
+        None => decode_in_full(link, frame, wire_len),
+    }
+}
+
+/// Any frame, through etherparse's full (lax) slicing.
+fn decode_in_full(link: &Link, frame: &[u8], wire_len: u32) -> Decoded {
     let wire_len_u64 = u64::from(wire_len);
     let sliced = match strip(link.link_type, frame) {
         LinkPayload::Ip(sliced) => sliced,

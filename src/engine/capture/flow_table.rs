@@ -17,6 +17,22 @@ pub struct FlowTable {
     capacity: usize,
     totals: InterfaceTraffic,
     segments: LinkSegments,
+    /// The flow each direction counted last and what it counted since: a stream's
+    /// packets follow one another, so they are summed here and the table is looked up
+    /// only when the flow changes (and at drain).
+    last: [Option<LastFlow>; 2],
+}
+
+/// Indexes of `FlowTable::last`.
+const SENT: usize = 0;
+const RECEIVED: usize = 1;
+
+struct LastFlow {
+    /// The flow the packets belong to.
+    flow: Flow,
+    /// The table's key they are counted under (the overflow flow past the bound).
+    key: Flow,
+    pending: Counter,
 }
 
 /// Where the link carries packets larger than its MTU as segments: the MTU, per
@@ -56,6 +72,7 @@ impl FlowTable {
             flows: HashMap::default(),
             capacity,
             segments: LinkSegments::default(),
+            last: [None, None],
         }
     }
 
@@ -93,7 +110,7 @@ impl FlowTable {
             };
             let counted = on_wire(packet, self.segments.sent);
             self.totals.captured.sent.merge(counted);
-            opened[0] = self.add(flow, counted, |t| &mut t.sent);
+            opened[0] = self.add(flow, counted, SENT);
         }
         if received {
             let flow = Flow {
@@ -103,7 +120,7 @@ impl FlowTable {
             };
             let counted = on_wire(packet, self.segments.received);
             self.totals.captured.recv.merge(counted);
-            opened[1] = self.add(flow, counted, |t| &mut t.recv);
+            opened[1] = self.add(flow, counted, RECEIVED);
         }
         opened
     }
@@ -116,31 +133,53 @@ impl FlowTable {
         self.totals.non_ip.add_packet(wire_len);
     }
 
-    fn add(
-        &mut self,
-        flow: Flow,
-        counted: Counter,
-        direction: fn(&mut Traffic) -> &mut Counter,
-    ) -> Option<Flow> {
-        if let Some(traffic) = self.flows.get_mut(&flow) {
-            direction(traffic).merge(counted);
-            return None;
+    fn add(&mut self, flow: Flow, counted: Counter, direction: usize) -> Option<Flow> {
+        if let Some(last) = &mut self.last[direction] {
+            if last.flow == flow {
+                last.pending.merge(counted);
+                if last.key != flow {
+                    self.totals.overflow.merge(counted);
+                }
+                return None;
+            }
         }
-        if self.flows.len() >= self.capacity {
+        self.settle(direction);
+        let (key, opened) = if self.flows.contains_key(&flow) {
+            (flow, None)
+        } else if self.flows.len() >= self.capacity {
             // Beyond the bound the flow's identity is dropped, never its bytes:
             // they go to a per-protocol flow with no socket, so to the unknown bucket.
             self.totals.overflow.merge(counted);
-            let anonymous = overflow_flow(flow.protocol);
-            direction(self.flows.entry(anonymous).or_default()).merge(counted);
-            return None;
+            (overflow_flow(flow.protocol), None)
+        } else {
+            (flow, Some(flow))
+        };
+        self.flows.entry(key).or_default();
+        self.last[direction] = Some(LastFlow {
+            flow,
+            key,
+            pending: counted,
+        });
+        opened
+    }
+
+    /// Adds what the last flow of `direction` counted to the table.
+    fn settle(&mut self, direction: usize) {
+        let Some(last) = self.last[direction].take() else {
+            return;
+        };
+        let traffic = self.flows.entry(last.key).or_default();
+        match direction {
+            SENT => traffic.sent.merge(last.pending),
+            _ => traffic.recv.merge(last.pending),
         }
-        direction(self.flows.entry(flow).or_default()).merge(counted);
-        Some(flow)
     }
 
     /// Takes the traffic since the last drain. Flows idle for a whole drain period are
     /// forgotten, which keeps the table to the flows that are alive.
     pub fn drain(&mut self) -> (Vec<FlowTraffic>, InterfaceTraffic) {
+        self.settle(SENT);
+        self.settle(RECEIVED);
         let mut flows = Vec::new();
         self.flows.retain(|flow, traffic| {
             if traffic.is_zero() {
@@ -268,6 +307,42 @@ mod tests {
             flows[0].flow.local,
             "[fe80::1]:0".parse::<SocketAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn a_run_of_one_flow_is_summed_and_each_flow_opens_once() {
+        let mut table = FlowTable::new("eth0".into(), false, 2);
+        let mut opened = Vec::new();
+        let sends = [
+            ("10.0.0.1:1", 10),
+            ("10.0.0.1:1", 11),
+            ("10.0.0.1:2", 20),
+            ("10.0.0.1:1", 12),
+            ("10.0.0.1:3", 30), // past the bound of two flows
+            ("10.0.0.1:3", 31),
+            ("10.0.0.1:2", 21),
+        ];
+        for (from, len) in sends {
+            let [sent, _] = table.record(&packet(from, "10.0.0.2:80", len), &local());
+            opened.extend(sent.map(|flow| flow.local.port()));
+        }
+        assert_eq!(opened, [1, 2], "each flow opens once; past the bound none");
+        let (flows, totals) = table.drain();
+        let sent_by = |port: u16| -> u64 {
+            flows
+                .iter()
+                .filter(|f| f.flow.local.port() == port)
+                .map(|f| f.traffic.sent.bytes)
+                .sum()
+        };
+        assert_eq!((sent_by(1), sent_by(2), sent_by(0)), (33, 41, 61));
+        assert_eq!(totals.overflow.bytes, 61);
+        assert_eq!(totals.captured.sent.bytes, 135);
+        // Counted again after a drain, where the run left off.
+        table.record(&packet("10.0.0.1:2", "10.0.0.2:80", 5), &local());
+        let (flows, _) = table.drain();
+        assert_eq!(flows.len(), 1);
+        assert_eq!(flows[0].traffic.sent.bytes, 5);
     }
 
     #[test]

@@ -276,6 +276,20 @@ static __always_inline __u8 ip_protocol(struct __sk_buff *skb)
 	return protocol;
 }
 
+/* One byte at `offset` of a packet whose data starts at its IP header (cgroup_skb):
+ * read in place when it is in the linear part, as headers nearly always are, since a
+ * helper call costs more than the rest of the read. */
+static __always_inline __u8 packet_byte(struct __sk_buff *skb, __u32 offset)
+{
+	__u8 *data = (__u8 *)(long)skb->data;
+	__u8 *end = (__u8 *)(long)skb->data_end;
+	__u8 value = 0;
+	if (offset < 256 && data + offset + 1 <= end)
+		return data[offset];
+	bpf_skb_load_bytes(skb, offset, &value, 1);
+	return value;
+}
+
 /* The replicated headers and extra packets of an offloaded (GSO or GRO) packet whose
  * IP header is `ip_header` bytes long: 0 for a plain packet. */
 struct segments {
@@ -296,7 +310,7 @@ static __always_inline struct segments offloaded_segments(struct __sk_buff *skb,
 		if (from_network)
 			bpf_skb_load_bytes_relative(skb, ip_header + 12, &offset, 1, BPF_HDR_START_NET);
 		else
-			bpf_skb_load_bytes(skb, ip_header + 12, &offset, 1);
+			offset = packet_byte(skb, ip_header + 12);
 		headers += (offset >> 4) * 4;
 	} else if (protocol == 17) {
 		headers += 8;
@@ -311,9 +325,9 @@ static __always_inline struct segments offloaded_segments(struct __sk_buff *skb,
 static __always_inline __u32 ip_header_length(struct __sk_buff *skb, int from_network)
 {
 	__u8 version = 0;
-	int failed = from_network ? bpf_skb_load_bytes_relative(skb, 0, &version, 1, BPF_HDR_START_NET)
-				  : bpf_skb_load_bytes(skb, 0, &version, 1);
-	if (failed)
+	if (!from_network)
+		version = packet_byte(skb, 0);
+	else if (bpf_skb_load_bytes_relative(skb, 0, &version, 1, BPF_HDR_START_NET))
 		return 0;
 	if ((version >> 4) == 4)
 		return (version & 0xf) * 4;
