@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (MIT OR GPL-2.0)
 /* netgraph's kernel side: counts every IP packet of every local socket against the
- * socket's cookie (cgroup_skb at the cgroup v2 root), and records which process owns
- * each socket, in process context, as it is created or used. Userspace joins the two. */
+ * socket (cgroup_skb at the cgroup v2 root: an owned socket's packets in its own
+ * storage, the rest in a map by cookie), and records which process owns each socket,
+ * in process context, as it is created or used. Userspace joins the two. */
 
 #include <linux/types.h>
 #include <linux/bpf.h>
