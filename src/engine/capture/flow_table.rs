@@ -320,7 +320,10 @@ mod tests {
             let repeat = if state % 7 == 0 { 5 } else { 1 };
             for _ in 0..repeat {
                 let len = 40 + state % 1400;
-                table.record(&packet(&format!("10.0.0.1:{port}"), "10.0.0.2:80", len), &local());
+                table.record(
+                    &packet(&format!("10.0.0.1:{port}"), "10.0.0.2:80", len),
+                    &local(),
+                );
                 *expected.entry(port).or_default() += len;
             }
             if step % 10_000 == 0 {

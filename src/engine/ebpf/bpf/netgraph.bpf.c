@@ -277,6 +277,13 @@ static __always_inline __u8 ip_protocol(struct __sk_buff *skb)
 	return protocol;
 }
 
+/* The owner `owners` holds for a socket; 0 if none. */
+static __always_inline __u32 recorded_owner(__u64 cookie)
+{
+	struct owner *owner = bpf_map_lookup_elem(&owners, &cookie);
+	return owner ? owner->tgid : 0;
+}
+
 /* One byte at `offset` of a packet whose data starts at its IP header (cgroup_skb):
  * read in place when it is in the linear part, as headers nearly always are, since a
  * helper call costs more than the rest of the read. */
@@ -623,12 +630,12 @@ static __always_inline void count(struct __sk_buff *skb, enum direction directio
 		if (!state->cookie)
 			state->cookie = bpf_get_socket_cookie(skb);
 		key.cookie = state->cookie;
-		key.tgid = state->tgid;
+		/* The storage holds the owner only where it counts there too. */
+		key.tgid = count_in_storage ? state->tgid : recorded_owner(key.cookie);
 	} else if (sk && bpf_sk_fullsock(sk)) {
 		/* No memory for its storage. */
 		key.cookie = bpf_get_socket_cookie(skb);
-		struct owner *owner = bpf_map_lookup_elem(&owners, &key.cookie);
-		key.tgid = owner ? owner->tgid : 0;
+		key.tgid = recorded_owner(key.cookie);
 	} else {
 		key.cookie = bpf_get_socket_cookie(skb);
 		key.transient = sk != 0;
@@ -796,6 +803,10 @@ int owner_on_create(struct bpf_sock *sk)
 	fill_current(&owner);
 	__u64 cookie = bpf_get_socket_cookie(sk);
 	remember(cookie, &owner);
+	/* Left out where the kernel has no use for it: older kernels' socket hooks may
+	 * not reach socket storage at all, and the verifier drops this branch there. */
+	if (!count_in_storage)
+		return 1;
 	struct socket_state *state = bpf_sk_storage_get(&socket_states, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (state) {
 		state->cookie = cookie;
@@ -811,6 +822,8 @@ int owner_on_release(struct bpf_sock *sk)
 	struct owner *owner = bpf_map_lookup_elem(&owners, &cookie);
 	if (owner)
 		owner->released = 1;
+	if (!count_in_storage)
+		return 1;
 	struct socket_state *state = bpf_sk_storage_get(&socket_states, sk, 0, 0);
 	if (state) {
 		/* An exchange: ordered before taking the counts, so a packet counted in a
