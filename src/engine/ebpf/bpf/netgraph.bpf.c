@@ -342,10 +342,10 @@ static __always_inline __u32 ip_header_length(struct __sk_buff *skb, int from_ne
 	return (version >> 4) == 6 ? 40 : 0;
 }
 
-/* Adds a packet to a cumulative counter, creating it on first use; `loss` is counted
+/* Adds packets to a cumulative counter, creating it on first use; `loss` is counted
  * if the map is full. Per-CPU maps need no atomic add: no other CPU writes this copy. */
-static __always_inline void add_packet(void *map, void *key, __u64 bytes, struct segments extra, int per_cpu,
-				       __u32 loss)
+static __always_inline void add_counts(void *map, void *key, __u64 bytes, __u64 packets, struct segments extra,
+				       int per_cpu, __u32 loss)
 {
 	struct traffic_value *value = bpf_map_lookup_elem(map, key);
 	if (!value) {
@@ -362,17 +362,23 @@ static __always_inline void add_packet(void *map, void *key, __u64 bytes, struct
 	}
 	if (per_cpu) {
 		value->bytes += bytes;
-		value->packets += 1;
+		value->packets += packets;
 		value->segment_bytes += extra.bytes;
 		value->segment_packets += extra.packets;
 	} else {
 		__sync_fetch_and_add(&value->bytes, bytes);
-		__sync_fetch_and_add(&value->packets, 1);
+		__sync_fetch_and_add(&value->packets, packets);
 		if (extra.packets) {
 			__sync_fetch_and_add(&value->segment_bytes, extra.bytes);
 			__sync_fetch_and_add(&value->segment_packets, extra.packets);
 		}
 	}
+}
+
+static __always_inline void add_packet(void *map, void *key, __u64 bytes, struct segments extra, int per_cpu,
+				       __u32 loss)
+{
+	add_counts(map, key, bytes, 1, extra, per_cpu, loss);
 }
 
 /* Reads a packet's two ends from its IP header, `offset` bytes into the packet
@@ -542,24 +548,8 @@ static __always_inline void hand_over(struct socket_slot *slot, __u64 cookie, en
 	};
 	__u64 bytes = __sync_lock_test_and_set(&slot->bytes, 0);
 	__u64 packets = __sync_lock_test_and_set(&slot->packets, 0);
-	if (!bytes && !packets && !extra.packets)
-		return;
-	struct traffic_value *value = bpf_map_lookup_elem(&traffic, &key);
-	if (!value) {
-		struct traffic_value zero = {};
-		long err = bpf_map_update_elem(&traffic, &key, &zero, BPF_NOEXIST);
-		if (err && err != -EEXIST) {
-			count_loss(LOSS_TRAFFIC_FULL);
-			return;
-		}
-		value = bpf_map_lookup_elem(&traffic, &key);
-		if (!value)
-			return;
-	}
-	__sync_fetch_and_add(&value->bytes, bytes);
-	__sync_fetch_and_add(&value->packets, packets);
-	__sync_fetch_and_add(&value->segment_bytes, extra.bytes);
-	__sync_fetch_and_add(&value->segment_packets, extra.packets);
+	if (bytes || packets || extra.packets)
+		add_counts(&traffic, &key, bytes, packets, extra, 0, LOSS_TRAFFIC_FULL);
 }
 
 /* Claims a free slot for this owner, interface and protocol; another CPU claiming it at
