@@ -47,6 +47,11 @@ fn capture(c: &mut Criterion) {
         })
     });
     black_box(path.drain());
+    let mut path = CapturePath::ethernet(OWN_MAC, local);
+    group.bench_function("decode and count one frame (one flow)", |b| {
+        b.iter(|| path.count(black_box(&frame)))
+    });
+    black_box(path.drain());
     group.finish();
 }
 

@@ -6,14 +6,20 @@ use crate::engine::host_addresses::LocalAddresses;
 use crate::engine::{FlowTraffic, InterfaceName, InterfaceTraffic};
 use crate::traffic::{canonical_addr, Counter, Flow, Protocol, Traffic};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 
 pub struct FlowTable {
     interface: InterfaceName,
     /// On a loopback interface every packet is both sent and received by this host.
     loopback: bool,
-    /// Hashed with aHash: SipHash was a quarter of the engine's CPU on small packets, and
-    /// aHash's random keys keep crafted flows from colliding.
-    flows: HashMap<Flow, Traffic, ahash::RandomState>,
+    /// Each flow's traffic, in `slots`. Hashed with aHash: SipHash was a quarter of the
+    /// engine's CPU on small packets, and aHash's random keys keep crafted flows from
+    /// colliding.
+    index: HashMap<FlowKey, usize, ahash::RandomState>,
+    slots: Vec<(Flow, Traffic)>,
+    /// The slot each direction counted last: the packets of a bulk stream or a flood
+    /// follow one another, and skip the hash lookup (most of the table's cost).
+    recent: [Option<(FlowKey, usize)>; 2],
     capacity: usize,
     totals: InterfaceTraffic,
     segments: LinkSegments,
@@ -53,7 +59,9 @@ impl FlowTable {
             loopback,
             totals: InterfaceTraffic::new(interface.clone()),
             interface,
-            flows: HashMap::default(),
+            index: HashMap::default(),
+            slots: Vec::new(),
+            recent: [None, None],
             capacity,
             segments: LinkSegments::default(),
         }
@@ -85,25 +93,26 @@ impl FlowTable {
             }
         };
         let mut opened = [None, None];
+        let (src_end, dst_end) = (End::of(src), End::of(dst));
         if sent {
-            let flow = Flow {
+            let key = FlowKey {
                 protocol,
-                local: src,
-                remote: dst,
+                local: src_end,
+                remote: dst_end,
             };
             let counted = on_wire(packet, self.segments.sent);
             self.totals.captured.sent.merge(counted);
-            opened[0] = self.add(flow, counted, |t| &mut t.sent);
+            opened[0] = self.add(key, (src, dst), counted, Side::Sent);
         }
         if received {
-            let flow = Flow {
+            let key = FlowKey {
                 protocol,
-                local: dst,
-                remote: src,
+                local: dst_end,
+                remote: src_end,
             };
             let counted = on_wire(packet, self.segments.received);
             self.totals.captured.recv.merge(counted);
-            opened[1] = self.add(flow, counted, |t| &mut t.recv);
+            opened[1] = self.add(key, (dst, src), counted, Side::Received);
         }
         opened
     }
@@ -116,43 +125,76 @@ impl FlowTable {
         self.totals.non_ip.add_packet(wire_len);
     }
 
+    /// Adds to the flow of `key`, whose (local, remote) ends are `ends`.
     fn add(
         &mut self,
-        flow: Flow,
+        key: FlowKey,
+        ends: (SocketAddr, SocketAddr),
         counted: Counter,
-        direction: fn(&mut Traffic) -> &mut Counter,
+        side: Side,
     ) -> Option<Flow> {
-        if let Some(traffic) = self.flows.get_mut(&flow) {
-            direction(traffic).merge(counted);
+        let recent = &mut self.recent[side as usize];
+        if let Some((last, slot)) = *recent {
+            if last == key {
+                side.of(&mut self.slots[slot].1).merge(counted);
+                return None;
+            }
+        }
+        if let Some(&slot) = self.index.get(&key) {
+            *recent = Some((key, slot));
+            side.of(&mut self.slots[slot].1).merge(counted);
             return None;
         }
-        if self.flows.len() >= self.capacity {
+        if self.index.len() >= self.capacity {
             // Beyond the bound the flow's identity is dropped, never its bytes:
             // they go to a per-protocol flow with no socket, so to the unknown bucket.
             self.totals.overflow.merge(counted);
-            let anonymous = overflow_flow(flow.protocol);
-            direction(self.flows.entry(anonymous).or_default()).merge(counted);
+            let anonymous = overflow_flow(key.protocol);
+            let slot = self.slot_of(anonymous);
+            side.of(&mut self.slots[slot].1).merge(counted);
             return None;
         }
-        direction(self.flows.entry(flow).or_default()).merge(counted);
+        let flow = Flow {
+            protocol: key.protocol,
+            local: ends.0,
+            remote: ends.1,
+        };
+        let slot = self.slot_of(flow);
+        self.recent[side as usize] = Some((key, slot));
+        side.of(&mut self.slots[slot].1).merge(counted);
         Some(flow)
+    }
+
+    fn slot_of(&mut self, flow: Flow) -> usize {
+        let slots = &mut self.slots;
+        *self.index.entry(FlowKey::of(&flow)).or_insert_with(|| {
+            slots.push((flow, Traffic::default()));
+            slots.len() - 1
+        })
     }
 
     /// Takes the traffic since the last drain. Flows idle for a whole drain period are
     /// forgotten, which keeps the table to the flows that are alive.
     pub fn drain(&mut self) -> (Vec<FlowTraffic>, InterfaceTraffic) {
+        self.recent = [None, None];
         let mut flows = Vec::new();
-        self.flows.retain(|flow, traffic| {
+        let mut slot = 0;
+        while let Some((flow, traffic)) = self.slots.get_mut(slot) {
             if traffic.is_zero() {
-                return false;
+                self.index.remove(&FlowKey::of(flow));
+                self.slots.swap_remove(slot);
+                if let Some((moved, _)) = self.slots.get(slot) {
+                    self.index.insert(FlowKey::of(moved), slot);
+                }
+                continue;
             }
             flows.push(FlowTraffic {
                 interface: self.interface.clone(),
                 flow: *flow,
                 traffic: std::mem::take(traffic),
             });
-            true
-        });
+            slot += 1;
+        }
         let totals = std::mem::replace(
             &mut self.totals,
             InterfaceTraffic::new(self.interface.clone()),
@@ -162,12 +204,72 @@ impl FlowTable {
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.flows.len()
+        self.slots.len()
     }
 
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
-        self.flows.is_empty()
+        self.slots.is_empty()
+    }
+}
+
+/// A flow as the table compares and hashes it: addresses as integers. Built from a
+/// `Flow`'s two `SocketAddr`s per packet, which moved bytes around more than all the
+/// counting did.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey {
+    protocol: Protocol,
+    local: End,
+    remote: End,
+}
+
+impl FlowKey {
+    fn of(flow: &Flow) -> FlowKey {
+        FlowKey {
+            protocol: flow.protocol,
+            local: End::of(flow.local),
+            remote: End::of(flow.remote),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct End {
+    ip: u128,
+    port: u16,
+    v6: bool,
+}
+
+impl End {
+    fn of(address: SocketAddr) -> End {
+        match address {
+            SocketAddr::V4(v4) => End {
+                ip: u128::from(v4.ip().to_bits()),
+                port: v4.port(),
+                v6: false,
+            },
+            SocketAddr::V6(v6) => End {
+                ip: v6.ip().to_bits(),
+                port: v6.port(),
+                v6: true,
+            },
+        }
+    }
+}
+
+/// Which of a flow's counters a packet adds to.
+#[derive(Clone, Copy)]
+enum Side {
+    Sent = 0,
+    Received = 1,
+}
+
+impl Side {
+    fn of(self, traffic: &mut Traffic) -> &mut Counter {
+        match self {
+            Side::Sent => &mut traffic.sent,
+            Side::Received => &mut traffic.recv,
+        }
     }
 }
 
@@ -336,6 +438,39 @@ mod tests {
             *reported.entry(flow.flow.local.port()).or_default() += flow.traffic.sent.bytes;
         }
         assert_eq!(reported, expected);
+    }
+
+    #[test]
+    fn flows_keep_their_counts_when_idle_ones_are_forgotten() {
+        let mut table = FlowTable::new("eth0".into(), false, 16);
+        let send = |table: &mut FlowTable, port: u16, len: u64| {
+            table.record(
+                &packet(&format!("10.0.0.1:{port}"), "10.0.0.2:80", len),
+                &local(),
+            )
+        };
+        for port in 1..=4 {
+            send(&mut table, port, 10);
+        }
+        table.drain();
+        // Flows 1 and 2 go idle; 4 stays the last one counted before the drain.
+        send(&mut table, 3, 30);
+        send(&mut table, 4, 40);
+        table.drain();
+        assert_eq!(table.len(), 2);
+        let opened = send(&mut table, 1, 11);
+        assert!(opened[0].is_some(), "a forgotten flow opens again");
+        send(&mut table, 4, 41);
+        send(&mut table, 3, 31);
+        send(&mut table, 4, 42);
+        let mut sent: Vec<(u16, u64)> = table
+            .drain()
+            .0
+            .iter()
+            .map(|f| (f.flow.local.port(), f.traffic.sent.bytes))
+            .collect();
+        sent.sort();
+        assert_eq!(sent, [(1, 11), (3, 31), (4, 83)]);
     }
 
     #[test]

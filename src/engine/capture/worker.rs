@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Packets decoded before the shared state is locked once to count them.
+/// Packets counted under one lock of the shared state.
 const BATCH: usize = 512;
 const STATS_EVERY: Duration = Duration::from_millis(250);
 /// Also the longest a stop request waits for a quiet interface.
@@ -116,7 +116,6 @@ impl Worker {
             state: state.clone(),
             local,
             hints,
-            batch: Vec::with_capacity(BATCH),
             fragments: FragmentPorts::new(4096),
         };
         let interface_name = interface.to_string();
@@ -170,43 +169,39 @@ struct Tally {
     state: Arc<Mutex<WorkerState>>,
     local: Arc<ArcSwap<LocalAddresses>>,
     hints: FlowHints,
-    batch: Vec<Decoded>,
     fragments: FragmentPorts,
 }
 
 impl Tally {
-    /// Reads what is ready (or waits for some); `Ok(0)` when nothing came.
+    /// Reads what is ready (or waits for some); `Ok(0)` when nothing came. Each packet
+    /// is counted as it is read, under one lock per read taken at its first packet
+    /// (never while the read waits).
     fn dispatch(
         &mut self,
         capture: &mut pcap::Capture<pcap::Active>,
     ) -> Result<usize, pcap::Error> {
-        let link = &self.link;
-        let batch = &mut self.batch;
-        let read = capture.dispatch(Some(BATCH), |packet| {
-            batch.push(decode(link, packet.data, packet.header.len))
-        });
-        if !self.batch.is_empty() {
-            self.count();
-        }
-        read
-    }
-
-    fn count(&mut self) {
-        let local = self.local.load();
-        let mut state = lock(&self.state);
-        for decoded in self.batch.drain(..) {
-            match decoded {
+        let Tally {
+            link,
+            state,
+            local,
+            hints,
+            fragments,
+        } = self;
+        let mut counting = None;
+        capture.dispatch(Some(BATCH), |packet| {
+            let (state, local) = counting.get_or_insert_with(|| (lock(state), local.load()));
+            match decode(link, packet.data, packet.header.len) {
                 Decoded::Ip(mut packet) => {
-                    self.fragments.apply(&mut packet);
-                    for flow in state.table.record(&packet, &local).into_iter().flatten() {
+                    fragments.apply(&mut packet);
+                    for flow in state.table.record(&packet, local).into_iter().flatten() {
                         // A full hint queue only delays attribution to the interval's end.
-                        let _ = self.hints.try_send(flow);
+                        let _ = hints.try_send(flow);
                     }
                 }
                 Decoded::NotIp { wire_len } => state.table.record_not_ip(wire_len),
                 Decoded::Malformed { wire_len } => state.table.record_malformed(wire_len),
             }
-        }
+        })
     }
 
     fn read_stats(&self, capture: &mut pcap::Capture<pcap::Active>) {
