@@ -24,6 +24,7 @@ pub mod report;
 pub mod sinks;
 pub mod startup;
 pub mod store;
+pub mod thread_priority;
 pub mod top;
 pub mod traffic;
 pub mod web;

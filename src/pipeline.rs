@@ -173,17 +173,9 @@ const LOOP_NICE: i32 = -10;
 /// Raises this thread's priority where allowed (root, CAP_SYS_NICE, or a unit's
 /// `Nice=` that already did); elsewhere it runs as it is.
 fn raise_priority() {
-    // SAFETY: gettid has no preconditions; get/setpriority on our own thread id.
-    let thread = unsafe { libc::gettid() } as libc::id_t;
-    // SAFETY: as above.
-    if unsafe { libc::getpriority(libc::PRIO_PROCESS, thread) } <= LOOP_NICE {
-        return;
-    }
-    // SAFETY: as above.
-    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, thread, LOOP_NICE) };
-    if result != 0 {
+    if let Err(error) = crate::thread_priority::raise(LOOP_NICE) {
         tracing::info!(
-            error = %std::io::Error::last_os_error(),
+            %error,
             "the interval loop keeps its priority (needs CAP_SYS_NICE or Nice={LOOP_NICE}); under a saturated CPU intervals may close late"
         );
     }

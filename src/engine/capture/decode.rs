@@ -124,20 +124,21 @@ fn decode_ip(sliced: &LaxSlicedPacket<'_>, frame: &[u8], wire_len: u32) -> Optio
     };
     let ip_number = payload.ip_number;
     let later_fragment = fragment.is_some_and(|f| !f.first);
+    // etherparse leaves a first fragment's transport unparsed, and a TCP header whose
+    // options the snap length cut; TCP and UDP keep both ports in its first four bytes,
+    // and TCP its header's length in the thirteenth.
+    let partial_transport = matches!(ip_number, IpNumber::TCP | IpNumber::UDP)
+        && (fragment.is_some() || !whole_frame_captured);
     let (src_port, dst_port) = match &sliced.transport {
         Some(transport) => ports(transport),
         None if later_fragment => (0, 0),
-        // etherparse leaves a first fragment's transport unparsed; TCP and UDP keep both
-        // ports in its first four bytes.
-        None if fragment.is_some() && matches!(ip_number, IpNumber::TCP | IpNumber::UDP) => {
-            match payload.payload.get(..4) {
-                Some(p) => (
-                    u16::from_be_bytes([p[0], p[1]]),
-                    u16::from_be_bytes([p[2], p[3]]),
-                ),
-                None => (0, 0),
-            }
-        }
+        None if partial_transport => match payload.payload.get(..4) {
+            Some(p) => (
+                u16::from_be_bytes([p[0], p[1]]),
+                u16::from_be_bytes([p[2], p[3]]),
+            ),
+            None => (0, 0),
+        },
         None if carries_ports(ip_number) && sliced.stop_err.is_some() && whole_frame_captured => {
             return None
         }
@@ -147,6 +148,13 @@ fn decode_ip(sliced: &LaxSlicedPacket<'_>, frame: &[u8], wire_len: u32) -> Optio
     let transport_header = match &sliced.transport {
         Some(TransportSlice::Tcp(tcp)) => tcp.header_len(),
         Some(TransportSlice::Udp(_)) => 8,
+        None if partial_transport && !later_fragment => match ip_number {
+            IpNumber::TCP => payload
+                .payload
+                .get(12)
+                .map_or(0, |offset| usize::from(offset >> 4) * 4),
+            _ => 8,
+        },
         _ => 0,
     };
     let headers = if transport_header == 0 {

@@ -66,6 +66,34 @@ fn snap_length_keeps_the_wire_size() {
 }
 
 #[test]
+fn a_tcp_header_cut_by_the_snap_length_keeps_its_ports_and_length() {
+    // 40 bytes of TCP options: the header ends at byte 14 + 20 + 60 = 94 of the frame.
+    let frame = built(|f| {
+        PacketBuilder::ethernet2(OWN_MAC, PEER_MAC)
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 443, 1, 1000)
+            .options_raw(&[1; 40])
+            .unwrap()
+            .write(f, &[7; 1000])
+            .unwrap()
+    });
+    for snap in [70, 80, 93] {
+        let packet = ip(decode(&ethernet(), &frame[..snap], frame.len() as u32));
+        assert_eq!(packet.src, "10.0.0.1:40000".parse().unwrap(), "snap {snap}");
+        assert_eq!(packet.dst, "10.0.0.2:443".parse().unwrap());
+        assert_eq!(packet.ip_len, 20 + 60 + 1000);
+        assert_eq!(
+            packet.headers,
+            20 + 60,
+            "GRO segments keep their header size"
+        );
+    }
+    // Cut before the ports: the packet still counts, for no flow.
+    let packet = ip(decode(&ethernet(), &frame[..36], frame.len() as u32));
+    assert_eq!((packet.src.port(), packet.ip_len), (0, 1080));
+}
+
+#[test]
 fn vlan_tagged_frame() {
     let frame = built(|f| {
         PacketBuilder::ethernet2(OWN_MAC, PEER_MAC)
