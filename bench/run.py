@@ -11,6 +11,9 @@ Writes bench/results/<date>.json and .md, and bench/results/latest.md.
 
 Usage: sudo bench/run.py [--seconds 10] [--short-lived 300] [--only WORKLOAD]
                         [--monitors netgraph-ebpf,nethogs] [--repeat 3]
+Monitors: netgraph-ebpf, netgraph-capture, nethogs (as it starts: TCP only), nethogs-C
+(TCP and UDP), bandwhich. The idle workload (no traffic, as long as the others) gives
+each monitor's cost of running at all, so that CPU per packet is what packets add.
 --repeat runs every monitor (and the baseline) that many rounds, interleaved, and the
 tables give the median of each figure: a shared VM's noise evens out.
 Installs what it needs first: the build and lab packages, nethogs from Debian and
@@ -40,6 +43,8 @@ VA, VB = "ngbva", "ngbvb"
 A4, B4 = "10.211.0.1", "10.211.0.2"
 TICKS = os.sysconf("SC_CLK_TCK")
 ETHERNET_HEADER = 14
+PEERS = ("nethogs", "nethogs-C", "bandwhich")
+FLOOD = "udp-flood-64B"
 
 
 def sh(*args, check=True, **kwargs):
@@ -191,12 +196,15 @@ class Netgraph(Monitor):
 
 
 class Nethogs(Monitor):
+    """nethogs as it starts by default: it counts TCP only."""
+
     name = "nethogs"
+    options = []
     warmup = 2.0
     unit = "frames (IP + 14-byte Ethernet header)"
 
     def command(self):
-        return in_ns(A, "nethogs", "-t", "-v", "2", "-d", "1", VA)
+        return in_ns(A, "nethogs", *self.options, "-t", "-v", "2", "-d", "1", VA)
 
     def attributed(self, text, process, direction):
         # Trace lines: "exe/pid/uid<TAB>sent<TAB>received", cumulative; keep each's maximum.
@@ -212,6 +220,13 @@ class Nethogs(Monitor):
         named = sum(v for k, v in best.items() if f"/{process}/" in k)
         unknown = sum(v for k, v in best.items() if k.startswith("unknown"))
         return int(named), int(unknown)
+
+
+class NethogsUdp(Nethogs):
+    """nethogs -C: TCP and UDP, the like-for-like peer on UDP workloads."""
+
+    name = "nethogs-C"
+    options = ["-C"]
 
 
 class Bandwhich(Monitor):
@@ -249,6 +264,8 @@ def printed_bytes(output):
 def workloads(seconds, short_lived):
     s = str(seconds)
     return [
+        {"name": "idle", "port": 6100, "proto": "udp", "direction": "sent", "process": "ng-idle",
+         "server": None, "client": None, "seconds": seconds},
         {"name": "tcp-upload", "port": 6101, "proto": "tcp", "direction": "sent", "process": "ng-up",
          "server": ("ng-sink", "tcp-sink", f"{B4}:6101"), "client": ["tcp-send", f"{B4}:6101", f"{s}s"]},
         {"name": "tcp-download", "port": 6102, "proto": "tcp", "direction": "received", "process": "ng-down",
@@ -264,12 +281,17 @@ def workloads(seconds, short_lived):
 
 def run_one(lab, workload, monitor, workdir):
     server = workload["server"]
-    lab.serve(B, server[0], *server[1:])
+    if server:
+        lab.serve(B, server[0], *server[1:])
     lab.truth(workload["port"], workload["proto"])
     monitor.start(workdir)
     started = time.monotonic()
-    client = subprocess.run(in_ns(A, lab.tool(workload["process"]), *workload["client"]),
-                            capture_output=True, text=True, timeout=600)
+    if workload["client"]:
+        client = subprocess.run(in_ns(A, lab.tool(workload["process"]), *workload["client"]),
+                                capture_output=True, text=True, timeout=600)
+    else:  # idle: the monitor runs as long as a workload would, with no traffic
+        time.sleep(workload["seconds"])
+        client = subprocess.CompletedProcess([], 0, "", "")
     elapsed = time.monotonic() - started
     time.sleep(2.5)  # the monitors' last interval
     result = monitor.stop()
@@ -308,7 +330,8 @@ def medians(rows):
     result = []
     for runs in merged.values():
         row = dict(runs[0])
-        for field in ("throughput_MBps", "attributed_pct", "unattributed_bytes", "cpu_s", "peak_rss_mb"):
+        for field in ("throughput_MBps", "attributed_pct", "unattributed_bytes", "cpu_s", "peak_rss_mb",
+                      "truth_packets"):
             values = [r[field] for r in runs if r.get(field) is not None]
             if values:
                 row[field] = round(median(values), 2)
@@ -333,7 +356,8 @@ def markdown(rows, meta):
             continue
         base = baseline.get(r["workload"]) or 0
         ratio = f"{100 * r['throughput_MBps'] / base:.1f}%" if base else "-"
-        lines.append(f"| {r['workload']} | {r['monitor']} | {r['attributed_pct']}% | {r['unattributed_bytes']:,} B | "
+        attributed = f"{r['attributed_pct']}%" if r.get("attributed_pct") is not None else "-"
+        lines.append(f"| {r['workload']} | {r['monitor']} | {attributed} | {r['unattributed_bytes']:,} B | "
                      f"{r['cpu_s']} | {r['peak_rss_mb']} | {ratio} |")
     lines += ["", "Units, each against its own truth: netgraph counts IP-layer bytes (truth: nftables counters); "
               "nethogs counts whole frames (truth: nftables bytes plus the 14-byte Ethernet header per packet); "
@@ -341,12 +365,15 @@ def markdown(rows, meta):
               "The workload's own throughput is its payload per second; short-lived runs are sequential process starts."]
     for note in meta["notes"]:
         lines.append(f"- {note}")
+    lines += per_packet(rows)
     # Ratios against the best peer on the same run.
     lines += ["", "## netgraph (eBPF) against the best peer", "",
               "| workload | attributed: netgraph / best peer | CPU: netgraph / best peer |", "|---|---|---|"]
     for workload in dict.fromkeys(r["workload"] for r in rows):
+        if workload == "idle":
+            continue
         ours = next((r for r in rows if r["workload"] == workload and r["monitor"] == "netgraph-ebpf"), None)
-        peers = [r for r in rows if r["workload"] == workload and r["monitor"] in ("nethogs", "bandwhich")]
+        peers = [r for r in rows if r["workload"] == workload and r["monitor"] in PEERS]
         if not ours or not peers:
             continue
         best = max(peers, key=lambda r: r["attributed_pct"] or 0)
@@ -354,6 +381,25 @@ def markdown(rows, meta):
         lines.append(f"| {workload} | {ours['attributed_pct']}% vs {best['attributed_pct']}% ({best['monitor']}) | "
                      f"{ours['cpu_s']} s vs {cheapest['cpu_s']} s ({cheapest['monitor']}) |")
     return "\n".join(lines) + "\n"
+
+
+def per_packet(rows):
+    """CPU per packet on the flood: all of it, and what the packets added to idling."""
+    idle = {r["monitor"]: r["cpu_s"] for r in rows if r["workload"] == "idle" and r.get("cpu_s") is not None}
+    flood = [r for r in rows if r["workload"] == FLOOD and r.get("cpu_s") is not None and r["truth_packets"]]
+    if not flood:
+        return []
+    lines = ["", f"## CPU per packet on the {FLOOD} flood", "",
+             "| monitor | attributed | CPU s | idle CPU s | ns per packet | ns per packet above idle |",
+             "|---|---|---|---|---|---|"]
+    for r in flood:
+        packets = r["truth_packets"]
+        rest = idle.get(r["monitor"])
+        above = f"{1e9 * (r['cpu_s'] - rest) / packets:.0f}" if rest is not None else "-"
+        lines.append(f"| {r['monitor']} | {r['attributed_pct']}% | {r['cpu_s']} | {rest if rest is not None else '-'} | "
+                     f"{1e9 * r['cpu_s'] / packets:.0f} | {above} |")
+    lines.append("Idle CPU: the same monitor over the same time with no traffic (the idle workload).")
+    return lines
 
 
 def install_tools():
@@ -369,7 +415,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--short-lived", type=int, default=300)
-    parser.add_argument("--only", help="run only this workload")
+    parser.add_argument("--only", help="run only these workloads (comma-separated)")
     parser.add_argument("--no-build", action="store_true")
     parser.add_argument("--no-install", action="store_true")
     parser.add_argument("--monitors", help="comma-separated: netgraph-ebpf, netgraph-capture, nethogs, bandwhich")
@@ -385,7 +431,7 @@ def main():
     notes = []
     monitors = [Monitor(), Netgraph("ebpf"), Netgraph("capture")]
     if shutil.which("nethogs"):
-        monitors.append(Nethogs())
+        monitors += [Nethogs(), NethogsUdp()]
     else:
         notes.append("nethogs SKIPPED: not installed (apt-get install nethogs)")
     bandwhich = shutil.which("bandwhich") or next((p for p in ["/opt/bandwhich/bin/bandwhich", str(Path.home() / ".cargo/bin/bandwhich")] if Path(p).exists()), None)
@@ -418,7 +464,7 @@ def main():
         lab = Lab(workdir)
         try:
             for workload in workloads(args.seconds, args.short_lived):
-                if args.only and workload["name"] != args.only:
+                if args.only and workload["name"] not in args.only.split(","):
                     continue
                 for round_number in range(args.repeat):
                     for monitor in monitors + [Monitor()]:
