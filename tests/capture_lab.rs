@@ -66,3 +66,38 @@ fn interface_added_while_running_is_captured() {
         lab.truth_bytes("out"),
     );
 }
+
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn a_full_ring_is_counted_and_named_with_its_fix() {
+    require_root();
+    let mut lab = Lab::new();
+    let b = lab.b.clone();
+    let target = format!("{B4}:5009");
+    lab.serve(&b, "ng-usink", &["udp-sink", &target, "mmsg"]);
+    let netgraph = lab.netgraph(&["--engine", "capture", "--buffer-mib", "1"]);
+    // A stopped reader: the kernel fills the 1 MiB ring and drops the rest.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(netgraph.pid() as i32, libc::SIGSTOP) };
+    let flooded = lab.exec(
+        &lab.a,
+        "ng-flood",
+        &["udp-flood", &target, "1", "64", "mmsg"],
+    );
+    // SAFETY: as above.
+    unsafe { libc::kill(netgraph.pid() as i32, libc::SIGCONT) };
+    assert!(flooded.contains("bytes="), "{flooded}");
+    netgraph.wait_for_log("capture ring full", Duration::from_secs(5));
+    let log = netgraph.log();
+    let records = netgraph.stop();
+    let dropped = records.interface_sum(&lab.veth_a, "ps_drop");
+    assert!(dropped > 0, "the full ring's drops are reported");
+    let warning = log
+        .lines()
+        .find(|line| line.contains("capture ring full"))
+        .unwrap();
+    assert!(
+        warning.contains("raise --buffer-mib (now 1 MiB)") && warning.contains(&lab.veth_a),
+        "{warning}"
+    );
+}

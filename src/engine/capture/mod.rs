@@ -17,7 +17,8 @@ pub use link::{Link, LinkDirection, LinkType};
 pub use worker::CaptureSettings;
 
 use super::host_addresses::LocalAddresses;
-use super::{Engine, EngineReport, FlowHints, Recording};
+use super::{Engine, EngineReport, FlowHints, InterfaceName, InterfaceTraffic, Recording};
+use crate::rate_limited::Repeats;
 use arc_swap::ArcSwap;
 use name_samples::NameSamples;
 use std::collections::{HashMap, HashSet};
@@ -27,6 +28,28 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use worker::Worker;
 
+/// Lost packets are lost bytes: the warning, once a minute per interface, names the fix.
+fn warn_of_full_rings(
+    said: &mut HashMap<InterfaceName, Repeats>,
+    buffer_mib: i32,
+    interfaces: &[InterfaceTraffic],
+) {
+    for totals in interfaces.iter().filter(|t| t.capture.dropped > 0) {
+        let repeats = said
+            .entry(totals.interface.clone())
+            .or_insert_with(Repeats::every_minute);
+        let Some(repeats) = repeats.check("ring full") else {
+            continue;
+        };
+        tracing::warn!(
+            interface = &*totals.interface,
+            lost = totals.capture.dropped,
+            "capture ring full: {} packets were lost uncounted (ps_drop); raise --buffer-mib (now {buffer_mib} MiB) or use the eBPF engine{repeats}",
+            totals.capture.dropped,
+        );
+    }
+}
+
 /// How often interfaces and addresses are looked at again.
 const RESCAN_EVERY: Duration = Duration::from_millis(500);
 
@@ -35,6 +58,9 @@ pub struct CaptureEngine {
     watcher: Option<JoinHandle<()>>,
     /// DNS answers and ClientHellos, when names for peers are wanted.
     name_samples: Option<NameSamples>,
+    /// Per interface: packets the kernel dropped because its ring was full, said once a
+    /// minute.
+    ring_full: HashMap<InterfaceName, Repeats>,
 }
 
 struct Shared {
@@ -86,6 +112,7 @@ impl CaptureEngine {
             shared,
             watcher: Some(watcher),
             name_samples: NameSamples::start(recording),
+            ring_full: HashMap::new(),
         })
     }
 
@@ -206,6 +233,8 @@ impl Engine for CaptureEngine {
         if let Some(samples) = &self.name_samples {
             report.name_samples = samples.drain();
         }
+        let buffer_mib = self.shared.settings.buffer_bytes >> 20;
+        warn_of_full_rings(&mut self.ring_full, buffer_mib, &report.interfaces);
         report
     }
 
