@@ -72,8 +72,11 @@ impl Pipeline {
                 return;
             }
             if self.reload_requested() {
-                self.reload();
-                boundary = next_boundary(SystemTime::now(), self.interval);
+                // A refused file changes nothing, not even the boundary: recomputing it
+                // from now skipped the interval whose end had just passed.
+                if self.reload() {
+                    boundary = next_boundary(SystemTime::now(), self.interval);
+                }
                 continue;
             }
             self.tick(boundary);
@@ -92,17 +95,17 @@ impl Pipeline {
     }
 
     /// Closes the running interval into the old sinks, then swaps in the new ones; a
-    /// configuration that does not load leaves everything as it was.
-    fn reload(&mut self) {
+    /// configuration that does not load leaves everything as it was (false).
+    fn reload(&mut self) -> bool {
         let Some(reload) = self.reload.as_mut() else {
-            return;
+            return false;
         };
         reload.requested.store(false, Ordering::Relaxed);
         let reloaded = match (reload.load)() {
             Ok(reloaded) => reloaded,
             Err(error) => {
                 tracing::error!("configuration not reloaded: {error:#}; keeping the running one");
-                return;
+                return false;
             }
         };
         self.tick(SystemTime::now());
@@ -123,6 +126,7 @@ impl Pipeline {
                 "the reloaded configuration's sinks cannot start: {error:#}; JSON lines and InfluxDB are off until the next reload (spooled points wait)"
             ),
         }
+        true
     }
 
     fn tick(&mut self, end: SystemTime) {
