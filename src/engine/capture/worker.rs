@@ -29,7 +29,8 @@ const PACE: Duration = Duration::from_millis(2);
 
 #[derive(Clone, Debug)]
 pub struct CaptureSettings {
-    /// Bytes kept of each packet: enough for every header, never the payload.
+    /// Bytes kept of each packet: every header counting reads (up to TCP's data offset
+    /// behind IPv4 options), never the payload; the smaller, the more frames the ring holds.
     pub snaplen: i32,
     pub buffer_bytes: i32,
     pub max_flows: usize,
