@@ -132,7 +132,7 @@ fn start_engine(settings: &Settings, hints: FlowHints) -> anyhow::Result<Box<dyn
         loopback: settings.loopback,
     };
     let capture = CaptureSettings {
-        buffer_bytes: i32::from(settings.buffer_mib) << 20,
+        buffer_bytes: usize::from(settings.buffer_mib) << 20,
         ..CaptureSettings::default()
     };
     let engine = CaptureEngine::start(selection, capture, recording, hints)?;

@@ -101,3 +101,57 @@ fn a_full_ring_is_counted_and_named_with_its_fix() {
         "{warning}"
     );
 }
+
+/// A tun interface has no link-layer header (it is read from the network header on):
+/// a process's UDP through it, each datagram sent back by the tun's far end, is
+/// counted exactly both ways.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn a_tun_interface_without_link_headers_is_counted_both_ways() {
+    require_root();
+    let mut lab = Lab::new();
+    let tun = format!("{}t", lab.veth_a);
+    let a = lab.a.clone();
+    lab.serve(&a, "ng-tun", &["tun-reflect", &tun]);
+    run(
+        "ip",
+        &["-n", &a, "addr", "add", "10.204.0.1/24", "dev", &tun],
+    );
+    run("ip", &["-n", &a, "link", "set", &tun, "up"]);
+    lab.truth(&[
+        (
+            "out",
+            "output",
+            &format!("oifname \"{tun}\" udp dport 6106"),
+        ),
+        ("in", "input", &format!("iifname \"{tun}\" udp sport 6106")),
+    ]);
+    let netgraph = lab.netgraph(&["--engine", "capture"]);
+    netgraph.wait_for_log(
+        &format!("capturing interface={tun}"),
+        Duration::from_secs(5),
+    );
+    let pinged = lab.exec(
+        &lab.a,
+        "ng-tunping",
+        &["udp-ping", "10.204.0.2:6106", "300", "400", "connected"],
+    );
+    assert_eq!(
+        pinged.trim(),
+        "bytes=120000 echoed=120000",
+        "the tun's far end answered all"
+    );
+    settle();
+    let records = netgraph.stop();
+    records.assert_conservation();
+    let (out, back) = (lab.truth_bytes("out"), lab.truth_bytes("in"));
+    assert_eq!(
+        out,
+        300 * 428,
+        "300 datagrams of 400 bytes left through {tun}"
+    );
+    assert_eq!(back, out, "all came back");
+    assert_eq!(records.sum("ng-tunping", &tun, "sent_bytes_last"), out);
+    assert_eq!(records.sum("ng-tunping", &tun, "recv_bytes_last"), back);
+    assert_eq!(records.interface_sum(&tun, "non_ip_packets"), 0);
+}

@@ -9,6 +9,7 @@ mod inject;
 mod packet;
 mod raw;
 mod tcp;
+mod tun;
 mod udp;
 
 use std::net::SocketAddr;
@@ -41,7 +42,9 @@ const USAGE: &str = "usage: labtraffic COMMAND ARGS
   packet-send IF MAC FROM TO COUNT SIZE  AF_PACKET: COUNT UDP datagrams FROM -> TO (ip:port)
                                       built here, sent on IF to MAC
   packet-recv IF SECONDS              AF_PACKET: receive every frame of IF for SECONDS
-  inject IFACE COUNT                  send COUNT of each kind of malformed frame on IFACE";
+  inject IFACE COUNT                  send COUNT of each kind of malformed frame on IFACE
+  tun-reflect NAME                    make tun interface NAME and send each IPv4 UDP or TCP
+                                      packet back, addresses and ports swapped";
 
 pub type Result<T = ()> = std::result::Result<T, String>;
 
@@ -108,6 +111,7 @@ fn main() -> ExitCode {
         "packet-recv" => packet::receive(arg(2), arg(3)),
         "raw-echo" => raw::echo(),
         "inject" => inject::inject(arg(2), arg(3)),
+        "tun-reflect" => tun::reflect(arg(2)),
         _ => Err(USAGE.to_string()),
     };
     match result {

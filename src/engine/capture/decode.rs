@@ -44,19 +44,30 @@ pub enum Decoded {
     },
 }
 
-/// `frame` is what was captured (maybe cut at the snap length); `wire_len` its length on the wire.
+/// `frame` is what was captured (maybe cut at the snap length); `wire_len` its length on
+/// the wire. The direction is what the link layer tells.
 pub fn decode(link: &Link, frame: &[u8], wire_len: u32) -> Decoded {
+    decode_heading(link, frame, wire_len, link.direction(frame))
+}
+
+/// `decode`, for a frame whose direction the capture already knows.
+pub fn decode_heading(
+    link: &Link,
+    frame: &[u8],
+    wire_len: u32,
+    direction: LinkDirection,
+) -> Decoded {
     match common::decode(link, frame, wire_len) {
         Some(mut packet) => {
-            packet.direction = link.direction(frame);
+            packet.direction = direction;
             Decoded::Ip(packet)
         }
-        None => decode_in_full(link, frame, wire_len),
+        None => decode_in_full(link, frame, wire_len, direction),
     }
 }
 
 /// Any frame, through etherparse's full (lax) slicing.
-fn decode_in_full(link: &Link, frame: &[u8], wire_len: u32) -> Decoded {
+fn decode_in_full(link: &Link, frame: &[u8], wire_len: u32, direction: LinkDirection) -> Decoded {
     let wire_len_u64 = u64::from(wire_len);
     let sliced = match strip(link.link_type, frame) {
         LinkPayload::Ip(sliced) => sliced,
@@ -73,7 +84,7 @@ fn decode_in_full(link: &Link, frame: &[u8], wire_len: u32) -> Decoded {
     };
     match decode_ip(&sliced, frame, wire_len) {
         Some(mut packet) => {
-            packet.direction = link.direction(frame);
+            packet.direction = direction;
             Decoded::Ip(packet)
         }
         None => Decoded::Malformed {

@@ -9,6 +9,7 @@ pub mod hot_path;
 mod interfaces;
 mod link;
 mod name_samples;
+mod ring;
 mod worker;
 
 pub use decode::{decode, Decoded, IpPacket};
@@ -31,7 +32,7 @@ use worker::Worker;
 /// Lost packets are lost bytes: the warning, once a minute per interface, names the fix.
 fn warn_of_full_rings(
     said: &mut HashMap<InterfaceName, Repeats>,
-    buffer_mib: i32,
+    buffer_mib: usize,
     interfaces: &[InterfaceTraffic],
 ) {
     for totals in interfaces.iter().filter(|t| t.capture.dropped > 0) {
@@ -271,13 +272,6 @@ pub fn probe() -> anyhow::Result<Vec<String>> {
     let first = up
         .first()
         .ok_or_else(|| anyhow::anyhow!("no network interface is up"))?;
-    pcap::Capture::from_device(first.as_str())?
-        .snaplen(128)
-        .open()
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot capture on {first}: {e}; run as root or with CAP_NET_RAW and CAP_NET_ADMIN"
-            )
-        })?;
+    ring::Ring::open(first, 128, 1 << 20).map_err(|e| anyhow::anyhow!("cannot capture: {e}"))?;
     Ok(up)
 }

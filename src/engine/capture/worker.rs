@@ -1,9 +1,10 @@
-//! One capture thread per interface: reads headers from libpcap, decodes, counts.
+//! One capture thread per interface: reads headers from the capture ring, decodes, counts.
 
-use super::decode::{decode, Decoded};
+use super::decode::{decode_heading, Decoded};
 use super::flow_table::{FlowTable, LinkSegments};
 use super::fragments::FragmentPorts;
-use super::link::{Link, LinkType};
+use super::link::{Link, LinkDirection, LinkType};
+use super::ring::{Frame, Ring, RingStats, RingWaker};
 use crate::engine::host_addresses::LocalAddresses;
 use crate::engine::offloads::Offloads;
 use crate::engine::{CaptureStats, FlowHints, FlowTraffic, InterfaceTraffic};
@@ -13,26 +14,26 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Packets counted under one lock of the shared state.
-const BATCH: usize = 512;
 /// The capture thread runs before a busy host's other threads: a ring that fills
 /// while it waits for a CPU loses packets for good, and it works little.
 const CAPTURE_NICE: i32 = -10;
 const STATS_EVERY: Duration = Duration::from_millis(250);
-/// Also the longest a stop request waits for a quiet interface.
-const READ_TIMEOUT_MS: i32 = 100;
-/// After a read that emptied the ring, the next waits this long, so that a busy
-/// interface is read in batches: one wakeup per packet (immediate mode) cost more CPU
-/// than everything else the engine does, and 2 ms is far below what naming a process
-/// can wait for.
-const PACE: Duration = Duration::from_millis(2);
+/// How often a quiet interface's thread looks at its stop flag and statistics.
+const READ_TIMEOUT: Duration = Duration::from_millis(250);
+/// After a read, the next waits this long, so that a busy interface is read many
+/// blocks at a time: wakeups were a fifth of the engine's CPU on a flood at 2 ms. The
+/// ring holds far more than 8 ms of any traffic, and naming a process from /proc
+/// takes longer than that anyway (the eBPF engine names those that live less).
+const PACE: Duration = Duration::from_millis(8);
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
 
 #[derive(Clone, Debug)]
 pub struct CaptureSettings {
     /// Bytes kept of each packet: every header counting reads (up to TCP's data offset
     /// behind IPv4 options), never the payload; the smaller, the more frames the ring holds.
-    pub snaplen: i32,
-    pub buffer_bytes: i32,
+    pub snaplen: u32,
+    pub buffer_bytes: usize,
     pub max_flows: usize,
 }
 
@@ -48,8 +49,8 @@ impl Default for CaptureSettings {
 
 pub struct WorkerState {
     table: FlowTable,
-    reported_stats: pcap::Stat,
-    latest_stats: pcap::Stat,
+    reported_stats: RingStats,
+    latest_stats: RingStats,
     pub finished: bool,
 }
 
@@ -57,11 +58,10 @@ impl WorkerState {
     pub fn drain(&mut self) -> (Vec<FlowTraffic>, InterfaceTraffic) {
         let (flows, mut totals) = self.table.drain();
         let (now, before) = (self.latest_stats, self.reported_stats);
-        // libpcap's counters are 32-bit and wrap.
         totals.capture = CaptureStats {
-            received: u64::from(now.received.wrapping_sub(before.received)),
-            dropped: u64::from(now.dropped.wrapping_sub(before.dropped)),
-            if_dropped: u64::from(now.if_dropped.wrapping_sub(before.if_dropped)),
+            received: now.received.saturating_sub(before.received),
+            dropped: now.dropped.saturating_sub(before.dropped),
+            if_dropped: now.if_dropped.saturating_sub(before.if_dropped),
         };
         self.reported_stats = now;
         (flows, totals)
@@ -71,8 +71,8 @@ impl WorkerState {
 pub struct Worker {
     state: Arc<Mutex<WorkerState>>,
     stop: Arc<AtomicBool>,
-    /// Wakes the capture thread out of a read on a quiet interface.
-    wake: pcap::BreakLoop,
+    /// Wakes the capture thread out of a wait on a quiet interface.
+    wake: RingWaker,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -84,37 +84,26 @@ impl Worker {
         settings: &CaptureSettings,
         local: Arc<ArcSwap<LocalAddresses>>,
         hints: FlowHints,
-    ) -> Result<Worker, pcap::Error> {
-        let mut capture = pcap::Capture::from_device(interface)?
-            .snaplen(settings.snaplen)
-            .buffer_size(settings.buffer_bytes)
-            .timeout(READ_TIMEOUT_MS)
-            .promisc(false)
-            // Packets reach us at once, not in 100 ms blocks: a process that lives 5 ms
-            // must still be alive when its first packet asks attribution for its name.
-            .immediate_mode(true)
-            .open()?;
-        let dlt = capture.get_datalink().0;
-        let link_type = LinkType::from_dlt(dlt).ok_or_else(|| {
-            pcap::Error::PcapError(format!(
-                "link type {dlt} is not supported (supported: Ethernet, Linux cooked v1/v2, raw IP, loopback)"
-            ))
-        })?;
-        let link = Link::of_interface(link_type, interface);
-        let empty = pcap::Stat {
-            received: 0,
-            dropped: 0,
-            if_dropped: 0,
+    ) -> std::io::Result<Worker> {
+        let ring = Ring::open(interface, settings.snaplen, settings.buffer_bytes)?;
+        // The ring says each frame's direction; the link type only where IP starts.
+        let link = Link {
+            link_type: if ring.is_ethernet() {
+                LinkType::Ethernet
+            } else {
+                LinkType::RawIp
+            },
+            own_mac: None,
         };
         let state = Arc::new(Mutex::new(WorkerState {
             table: FlowTable::new(interface.into(), loopback, settings.max_flows)
                 .with_segments(link_segments(interface)),
-            reported_stats: empty,
-            latest_stats: empty,
+            reported_stats: RingStats::default(),
+            latest_stats: RingStats::default(),
             finished: false,
         }));
         let stop = Arc::new(AtomicBool::new(false));
-        let wake = capture.breakloop_handle();
+        let wake = ring.waker();
         let tally = Tally {
             link,
             state: state.clone(),
@@ -126,8 +115,8 @@ impl Worker {
         let thread_stop = stop.clone();
         let thread = std::thread::Builder::new()
             .name(format!("capture {interface}"))
-            .spawn(move || read(&interface_name, capture, tally, &thread_stop))
-            .map_err(|e| pcap::Error::PcapError(format!("cannot start capture thread: {e}")))?;
+            .spawn(move || read(&interface_name, ring, tally, &thread_stop))
+            .map_err(|e| std::io::Error::other(format!("cannot start capture thread: {e}")))?;
         Ok(Worker {
             state,
             stop,
@@ -142,7 +131,7 @@ impl Worker {
 
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
-        self.wake.breakloop();
+        self.wake.wake();
     }
 
     pub fn join(&mut self) {
@@ -177,13 +166,9 @@ struct Tally {
 }
 
 impl Tally {
-    /// Reads what is ready (or waits for some); `Ok(0)` when nothing came. Each packet
-    /// is counted as it is read, under one lock per read taken at its first packet
-    /// (never while the read waits).
-    fn dispatch(
-        &mut self,
-        capture: &mut pcap::Capture<pcap::Active>,
-    ) -> Result<usize, pcap::Error> {
+    /// Counts every frame of the ready blocks, under one lock taken at the first frame
+    /// (never while waiting). Returns the frames read.
+    fn count_ready(&mut self, ring: &mut Ring) -> usize {
         let Tally {
             link,
             state,
@@ -192,9 +177,9 @@ impl Tally {
             fragments,
         } = self;
         let mut counting = None;
-        capture.dispatch(Some(BATCH), |packet| {
+        ring.read(|frame| {
             let (state, local) = counting.get_or_insert_with(|| (lock(state), local.load()));
-            match decode(link, packet.data, packet.header.len) {
+            match decode_frame(link, &frame) {
                 Decoded::Ip(mut packet) => {
                     fragments.apply(&mut packet);
                     for flow in state.table.record(&packet, local).into_iter().flatten() {
@@ -208,46 +193,52 @@ impl Tally {
         })
     }
 
-    fn read_stats(&self, capture: &mut pcap::Capture<pcap::Active>) {
-        if let Ok(stats) = capture.stats() {
-            lock(&self.state).latest_stats = stats;
-        }
+    fn read_stats(&self, ring: &mut Ring) {
+        let stats = ring.stats();
+        lock(&self.state).latest_stats = stats;
     }
 }
 
-fn read(
-    interface: &str,
-    mut capture: pcap::Capture<pcap::Active>,
-    mut tally: Tally,
-    stop: &AtomicBool,
-) {
+/// Decodes a frame from the ring: Ethernet frames whole, others by the protocol the
+/// kernel names (they start at the network header).
+fn decode_frame(link: &Link, frame: &Frame<'_>) -> Decoded {
+    let direction = if frame.outgoing {
+        LinkDirection::Outgoing
+    } else {
+        LinkDirection::Incoming
+    };
+    if link.link_type != LinkType::Ethernet && !matches!(frame.protocol, ETH_P_IP | ETH_P_IPV6) {
+        return Decoded::NotIp {
+            wire_len: u64::from(frame.wire_len),
+        };
+    }
+    decode_heading(link, frame.data, frame.wire_len, direction)
+}
+
+fn read(interface: &str, mut ring: Ring, mut tally: Tally, stop: &AtomicBool) {
     if let Err(error) = crate::thread_priority::raise(CAPTURE_NICE) {
         tracing::debug!(%interface, %error, "the capture thread keeps its priority");
     }
     let mut last_stats = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        match tally.dispatch(&mut capture) {
-            Ok(read) if read > 0 && read < BATCH => std::thread::sleep(PACE),
-            Ok(_) | Err(pcap::Error::TimeoutExpired) => {}
-            Err(_) if stop.load(Ordering::Relaxed) => break,
-            Err(error) => {
+        if let Err(error) = ring.wait(READ_TIMEOUT) {
+            if !stop.load(Ordering::Relaxed) {
                 tracing::warn!(%interface, %error, "capture stopped; it restarts when the interface is up again");
-                break;
             }
+            break;
+        }
+        if tally.count_ready(&mut ring) > 0 {
+            std::thread::sleep(PACE);
         }
         if last_stats.elapsed() >= STATS_EVERY {
-            tally.read_stats(&mut capture);
+            tally.read_stats(&mut ring);
             last_stats = Instant::now();
         }
     }
-    // What the kernel already captured is counted before the thread ends, without
-    // waiting for more.
-    match capture.setnonblock() {
-        Ok(mut capture) => {
-            while let Ok(1..) = tally.dispatch(&mut capture) {}
-            tally.read_stats(&mut capture);
-        }
-        Err(error) => tracing::debug!(%interface, %error, "cannot read the capture's last packets"),
-    }
+    // What the kernel already captured is counted before the thread ends, the block it
+    // was filling too, which it hands over within a block timeout.
+    std::thread::sleep(super::ring::HANDOVER);
+    tally.count_ready(&mut ring);
+    tally.read_stats(&mut ring);
     lock(&tally.state).finished = true;
 }

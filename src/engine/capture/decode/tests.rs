@@ -415,7 +415,7 @@ fn agree(link: &Link, frame: &[u8], wire_len: u32) -> bool {
     };
     short.direction = link.direction(frame);
     assert_eq!(
-        decode_in_full(link, frame, wire_len),
+        decode_in_full(link, frame, wire_len, short.direction),
         Decoded::Ip(short),
         "frame {frame:02x?}, wire length {wire_len}"
     );
