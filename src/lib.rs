@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod private_files;
 pub mod rate_limited;
 pub mod report;
+pub mod requests;
 pub mod sinks;
 pub mod startup;
 pub mod store;

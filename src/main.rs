@@ -8,8 +8,6 @@ use netgraph::startup::{RunArgs, Settings};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 #[derive(Parser)]
@@ -190,11 +188,11 @@ fn top(args: TopArgs) -> anyhow::Result<()> {
     let accountant =
         Accountant::new(SystemTime::now()).with_peers(netgraph::accounting::DEFAULT_PER_PROCESS);
     let pipeline = netgraph::startup::pipeline(&settings, accountant, sinks, Vec::new())?;
-    let shutdown = Arc::new(AtomicBool::new(false));
-    let stop = shutdown.clone();
+    let requests = netgraph::requests::Requests::default();
+    let stop = requests.clone();
     let counting = std::thread::spawn(move || pipeline.run(&stop));
     let shown = netgraph::top::run(Source::Local(live));
-    shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
+    requests.shutdown();
     let _ = counting.join();
     shown
 }

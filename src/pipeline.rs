@@ -6,10 +6,9 @@ use crate::attribution::Attributor;
 use crate::engine::Engine;
 use crate::geo::Geo;
 use crate::rate_limited::Repeats;
+use crate::requests::Requests;
 use crate::sinks::Sink;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub struct Pipeline {
@@ -29,7 +28,6 @@ pub struct Pipeline {
 
 /// SIGHUP: the configuration read again, applied without losing a count.
 pub struct Reload {
-    pub requested: Arc<AtomicBool>,
     pub load: Box<dyn FnMut() -> anyhow::Result<Reloaded> + Send>,
 }
 
@@ -43,25 +41,14 @@ pub struct Reloaded {
     pub build: Box<dyn FnOnce() -> anyhow::Result<Sinks>>,
 }
 
-/// Step of the wait for the next interval, so a shutdown request is seen promptly.
-const WAKE_EVERY: Duration = Duration::from_millis(50);
-
 impl Pipeline {
-    /// Runs until `shutdown` is set, then drains, writes and flushes one last time.
-    pub fn run(mut self, shutdown: &AtomicBool) {
+    /// Runs until a shutdown is requested, then drains, writes and flushes one last time.
+    pub fn run(mut self, requests: &Requests) {
         raise_priority();
         let mut boundary = next_boundary(SystemTime::now(), self.interval);
         loop {
-            while SystemTime::now() < boundary
-                && !shutdown.load(Ordering::Relaxed)
-                && !self.reload_requested()
-            {
-                let left = boundary
-                    .duration_since(SystemTime::now())
-                    .unwrap_or_default();
-                std::thread::sleep(left.min(WAKE_EVERY));
-            }
-            if shutdown.load(Ordering::Relaxed) {
+            requests.wait_until(boundary);
+            if requests.shutdown_requested() {
                 self.engine.stop();
                 self.tick(SystemTime::now());
                 for sink in self.sinks.iter_mut().chain(self.reloadable.iter_mut()) {
@@ -71,7 +58,7 @@ impl Pipeline {
                 }
                 return;
             }
-            if self.reload_requested() {
+            if requests.take_reload() {
                 // A refused file changes nothing, not even the boundary: recomputing it
                 // from now skipped the interval whose end had just passed.
                 if self.reload() {
@@ -81,17 +68,11 @@ impl Pipeline {
             }
             self.tick(boundary);
             // Housekeeping waits while a shutdown is pending: the last report first.
-            if !shutdown.load(Ordering::Relaxed) {
+            if !requests.shutdown_requested() {
                 self.engine.maintain();
             }
             boundary = following(boundary, self.interval, SystemTime::now());
         }
-    }
-
-    fn reload_requested(&self) -> bool {
-        self.reload
-            .as_ref()
-            .is_some_and(|r| r.requested.load(Ordering::Relaxed))
     }
 
     /// Closes the running interval into the old sinks, then swaps in the new ones; a
@@ -100,7 +81,6 @@ impl Pipeline {
         let Some(reload) = self.reload.as_mut() else {
             return false;
         };
-        reload.requested.store(false, Ordering::Relaxed);
         let reloaded = match (reload.load)() {
             Ok(reloaded) => reloaded,
             Err(error) => {

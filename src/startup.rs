@@ -10,12 +10,11 @@ use crate::engine::ebpf::EbpfEngine;
 use crate::engine::{Engine, FlowHints, Recording};
 use crate::pipeline::{Pipeline, Reload, Reloaded};
 use crate::rate_limited::Repeats;
+use crate::requests::Requests;
 use crate::sinks::Sink;
 use crate::workload::RuntimeSockets;
 use anyhow::Context;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 #[derive(clap::Args, Default)]
@@ -191,13 +190,9 @@ pub fn run(args: RunArgs, mut config: Config) -> anyhow::Result<()> {
     raise_file_limit();
     let settings = Settings::resolve(&args, &config);
     let outputs = crate::outputs::start(&config, settings.json)?;
-    let shutdown = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, shutdown.clone())
-            .context("cannot install signal handlers")?;
-    }
-    let requested = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, requested.clone())
+    let requests = Requests::default();
+    requests
+        .follow_signals()
         .context("cannot install signal handlers")?;
     let mut accountant = Accountant::new(SystemTime::now());
     if let Some(geo) = config.geo.take() {
@@ -213,7 +208,6 @@ pub fn run(args: RunArgs, mut config: Config) -> anyhow::Result<()> {
     let addresses_recorded = pipeline.engine.records_addresses();
     let shared = outputs.shared.clone();
     pipeline.reload = Some(Reload {
-        requested,
         load: Box::new(move || {
             let mut config = match &args.config {
                 Some(path) => Config::load(path)?,
@@ -235,7 +229,7 @@ pub fn run(args: RunArgs, mut config: Config) -> anyhow::Result<()> {
         }),
     });
     let deliveries = outputs.shared.deliveries.clone();
-    pipeline.run(&shutdown);
+    pipeline.run(&requests);
     // The pipeline, and the alert rules' queues with it, are gone: what they queued goes out.
     deliveries.finish();
     Ok(())

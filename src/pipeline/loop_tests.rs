@@ -6,7 +6,8 @@ use super::*;
 use crate::accounting::IntervalReport;
 use crate::engine::{EngineReport, KernelOwner, KernelOwnership, SocketTraffic};
 use crate::traffic::{Counter, Protocol, Traffic};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::sync::Mutex;
 
 const BYTES_PER_DRAIN: u64 = 100;
@@ -112,11 +113,11 @@ fn pipeline(drains: &Arc<AtomicU64>, sink: &Arc<Mutex<Seen>>) -> Pipeline {
 fn shutdown_writes_the_last_interval_and_flushes() {
     let (drains, sink) = (Arc::new(AtomicU64::new(0)), Arc::default());
     let pipeline = pipeline(&drains, &sink);
-    let shutdown = Arc::new(AtomicBool::new(false));
-    let stop = shutdown.clone();
+    let requests = Requests::default();
+    let stop = requests.clone();
     let running = std::thread::spawn(move || pipeline.run(&stop));
     std::thread::sleep(Duration::from_millis(450));
-    shutdown.store(true, Ordering::SeqCst);
+    requests.shutdown();
     running.join().unwrap();
     let seen = sink.lock().unwrap();
     let drains = drains.load(Ordering::SeqCst);
@@ -134,10 +135,8 @@ fn a_reload_hands_over_without_losing_a_byte() {
     let (drains, old) = (Arc::new(AtomicU64::new(0)), Arc::default());
     let new: Arc<Mutex<Seen>> = Arc::default();
     let mut pipeline = pipeline(&drains, &old);
-    let requested = Arc::new(AtomicBool::new(false));
     let handed = new.clone();
     pipeline.reload = Some(Reload {
-        requested: requested.clone(),
         load: Box::new(move || {
             let sink = handed.clone();
             Ok(Reloaded {
@@ -147,13 +146,13 @@ fn a_reload_hands_over_without_losing_a_byte() {
             })
         }),
     });
-    let shutdown = Arc::new(AtomicBool::new(false));
-    let stop = shutdown.clone();
+    let requests = Requests::default();
+    let stop = requests.clone();
     let running = std::thread::spawn(move || pipeline.run(&stop));
     std::thread::sleep(Duration::from_millis(350));
-    requested.store(true, Ordering::SeqCst);
+    requests.reload();
     std::thread::sleep(Duration::from_millis(700));
-    shutdown.store(true, Ordering::SeqCst);
+    requests.shutdown();
     running.join().unwrap();
     let (old, new) = (old.lock().unwrap(), new.lock().unwrap());
     let drains = drains.load(Ordering::SeqCst);
