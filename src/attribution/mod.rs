@@ -20,15 +20,13 @@ use crate::engine::{EngineReport, InterfaceName, InterfaceTraffic, NameSample, S
 use crate::locks::lock;
 use crate::traffic::{Ends, Flow, Protocol, Traffic};
 use crate::workload::{RuntimeSockets, Workload, Workloads};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, Sender};
 use kernel_owners::KernelOwners;
 use peer_names::PeerNames;
 use resolver::{Resolver, SocketRef};
 use reverse_names::ReverseNames;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 /// Most hints handled in one refresh.
 const HINT_BATCH: usize = 4096;
@@ -69,7 +67,8 @@ pub struct Attributor {
     peer_names: PeerNames,
     /// Reverse DNS, when configured.
     reverse_names: Option<ReverseNames>,
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop the hint thread, which sleeps until a hint or this comes.
+    stop: Option<Sender<()>>,
     hint_thread: Option<JoinHandle<()>>,
 }
 
@@ -83,11 +82,11 @@ impl Attributor {
         reverse_names: bool,
     ) -> std::io::Result<Attributor> {
         let resolver = Arc::new(Mutex::new(Resolver::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (thread_resolver, thread_stop) = (resolver.clone(), stop.clone());
+        let (stop, stopped) = crossbeam_channel::bounded(0);
+        let thread_resolver = resolver.clone();
         let hint_thread = std::thread::Builder::new()
             .name("attribution".into())
-            .spawn(move || resolve_hints(&thread_resolver, &hints, &thread_stop))?;
+            .spawn(move || resolve_hints(&thread_resolver, &hints, &stopped))?;
         Ok(Attributor {
             resolver,
             kernel_owners: KernelOwners::new(),
@@ -98,7 +97,7 @@ impl Attributor {
             } else {
                 None
             },
-            stop,
+            stop: Some(stop),
             hint_thread: Some(hint_thread),
         })
     }
@@ -279,20 +278,24 @@ struct Unnamed {
 
 impl Drop for Attributor {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.take();
         if let Some(thread) = self.hint_thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-fn resolve_hints(resolver: &Mutex<Resolver>, hints: &Receiver<Flow>, stop: &AtomicBool) {
+/// Looks up the owners of new flows as their hints come, until `stopped` disconnects.
+/// Waits without a timeout: a thread that woke to poll cost CPU on an idle host.
+fn resolve_hints(resolver: &Mutex<Resolver>, hints: &Receiver<Flow>, stopped: &Receiver<()>) {
     let mut pending = Vec::with_capacity(HINT_BATCH);
-    while !stop.load(Ordering::Relaxed) {
-        match hints.recv_timeout(Duration::from_millis(200)) {
-            Ok(flow) => pending.push(flow),
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
+    loop {
+        crossbeam_channel::select! {
+            recv(hints) -> flow => match flow {
+                Ok(flow) => pending.push(flow),
+                Err(_) => return,
+            },
+            recv(stopped) -> _ => return,
         }
         let wait = lock(resolver).until_refresh_allowed();
         if !wait.is_zero() {

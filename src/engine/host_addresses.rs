@@ -26,9 +26,17 @@ impl LocalAddresses {
 }
 
 /// The addresses of every interface in this network namespace.
-pub fn discover() -> Result<LocalAddresses, pcap::Error> {
-    let devices = pcap::Device::list()?;
-    Ok(LocalAddresses::new(devices.iter().flat_map(|device| {
-        device.addresses.iter().map(|address| address.addr)
+pub fn discover() -> std::io::Result<LocalAddresses> {
+    let entries = nix::ifaddrs::getifaddrs().map_err(std::io::Error::from)?;
+    Ok(LocalAddresses::new(entries.filter_map(|entry| {
+        entry.address.as_ref().and_then(ip_of)
     })))
+}
+
+/// The IP address in an interface entry's address, if it is IPv4 or IPv6.
+pub fn ip_of(address: &nix::sys::socket::SockaddrStorage) -> Option<IpAddr> {
+    if let Some(v4) = address.as_sockaddr_in() {
+        return Some(IpAddr::V4(v4.ip()));
+    }
+    address.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
 }

@@ -1,7 +1,7 @@
 //! Which network interfaces exist, which are up, and the host's addresses.
 
-use crate::engine::host_addresses::LocalAddresses;
-use std::path::Path;
+use crate::engine::host_addresses::{ip_of, LocalAddresses};
+use nix::net::if_::InterfaceFlags;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Interface {
@@ -15,24 +15,31 @@ pub struct HostInterfaces {
     pub local: LocalAddresses,
 }
 
-/// Lists the kernel's network devices (libpcap also lists pseudo-devices like `any`,
-/// `nflog` or `dbus-system`; only those with an entry in /sys/class/net are real).
-pub fn discover() -> Result<HostInterfaces, pcap::Error> {
-    let devices = pcap::Device::list()?;
-    let local = LocalAddresses::new(
-        devices
-            .iter()
-            .flat_map(|device| device.addresses.iter().map(|address| address.addr)),
-    );
-    let interfaces = devices
-        .into_iter()
-        .filter(|device| Path::new("/sys/class/net").join(&device.name).exists())
-        .map(|device| Interface {
-            loopback: device.flags.is_loopback(),
-            up: device.flags.is_up(),
-            name: device.name,
-        })
+/// Lists the kernel's network devices and their addresses (one netlink dump: this runs
+/// twice a second; libpcap's device list also probed D-Bus, USB and Bluetooth).
+pub fn discover() -> std::io::Result<HostInterfaces> {
+    let entries: Vec<_> = nix::ifaddrs::getifaddrs()
+        .map_err(std::io::Error::from)?
         .collect();
+    let local = LocalAddresses::new(
+        entries
+            .iter()
+            .filter_map(|entry| entry.address.as_ref().and_then(ip_of)),
+    );
+    let mut interfaces: Vec<Interface> = Vec::new();
+    for entry in entries {
+        if interfaces
+            .iter()
+            .any(|known| known.name == entry.interface_name)
+        {
+            continue;
+        }
+        interfaces.push(Interface {
+            loopback: entry.flags.contains(InterfaceFlags::IFF_LOOPBACK),
+            up: entry.flags.contains(InterfaceFlags::IFF_UP),
+            name: entry.interface_name,
+        });
+    }
     Ok(HostInterfaces { interfaces, local })
 }
 

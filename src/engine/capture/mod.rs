@@ -1,5 +1,5 @@
-//! The capture engine: libpcap on every selected interface, the way nethogs works,
-//! with interfaces picked up and dropped while running.
+//! The capture engine: packet capture on every selected interface, the way nethogs
+//! works, with interfaces picked up and dropped while running.
 
 mod decode;
 mod flow_table;
@@ -141,7 +141,7 @@ impl Shared {
 
     /// Starts captures on new interfaces, retires those on vanished ones.
     /// Returns the first error met opening a capture.
-    fn rescan(&self) -> Result<Option<String>, pcap::Error> {
+    fn rescan(&self) -> std::io::Result<Option<String>> {
         let host = interfaces::discover()?;
         self.local.store(Arc::new(host.local));
         let wanted: Vec<&interfaces::Interface> = host
