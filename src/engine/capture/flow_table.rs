@@ -4,7 +4,7 @@ use super::decode::IpPacket;
 use super::link::LinkDirection;
 use crate::engine::host_addresses::LocalAddresses;
 use crate::engine::{FlowTraffic, InterfaceName, InterfaceTraffic};
-use crate::traffic::{canonical_addr, Counter, Flow, Protocol, Traffic};
+use crate::traffic::{Counter, Flow, Protocol, Traffic};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -77,8 +77,9 @@ impl FlowTable {
     /// on loopback a packet counts for both ends.
     pub fn record(&mut self, packet: &IpPacket, local: &LocalAddresses) -> [Option<Flow>; 2] {
         let protocol = Protocol::from_ip_number(packet.ip_number);
-        let src = canonical_addr(packet.src);
-        let dst = canonical_addr(packet.dst);
+        // Keys straight from the packet: building SocketAddrs per packet stalled on
+        // the stack (stores and loads of different widths) more than all else here.
+        let (src, dst) = (End::canonical(packet.src), End::canonical(packet.dst));
         let (sent, received) = if self.loopback {
             (true, true)
         } else {
@@ -87,32 +88,31 @@ impl FlowTable {
                 LinkDirection::Incoming => (false, true),
                 // Traffic to no local address (broadcast, multicast, transit) is received too.
                 LinkDirection::Unknown => {
-                    let from_us = local.is_local(src.ip());
-                    (from_us, local.is_local(dst.ip()) || !from_us)
+                    let from_us = local.is_local(src.address().ip());
+                    (from_us, local.is_local(dst.address().ip()) || !from_us)
                 }
             }
         };
         let mut opened = [None, None];
-        let (src_end, dst_end) = (End::of(src), End::of(dst));
         if sent {
             let key = FlowKey {
                 protocol,
-                local: src_end,
-                remote: dst_end,
+                local: src,
+                remote: dst,
             };
             let counted = on_wire(packet, self.segments.sent);
             self.totals.captured.sent.merge(counted);
-            opened[0] = self.add(key, (src, dst), counted, Side::Sent);
+            opened[0] = self.add(key, counted, Side::Sent);
         }
         if received {
             let key = FlowKey {
                 protocol,
-                local: dst_end,
-                remote: src_end,
+                local: dst,
+                remote: src,
             };
             let counted = on_wire(packet, self.segments.received);
             self.totals.captured.recv.merge(counted);
-            opened[1] = self.add(key, (dst, src), counted, Side::Received);
+            opened[1] = self.add(key, counted, Side::Received);
         }
         opened
     }
@@ -125,14 +125,8 @@ impl FlowTable {
         self.totals.non_ip.add_packet(wire_len);
     }
 
-    /// Adds to the flow of `key`, whose (local, remote) ends are `ends`.
-    fn add(
-        &mut self,
-        key: FlowKey,
-        ends: (SocketAddr, SocketAddr),
-        counted: Counter,
-        side: Side,
-    ) -> Option<Flow> {
+    /// Adds to the flow of `key`; returns the flow if it is new.
+    fn add(&mut self, key: FlowKey, counted: Counter, side: Side) -> Option<Flow> {
         let recent = &mut self.recent[side as usize];
         if let Some((last, slot)) = *recent {
             if last == key {
@@ -156,8 +150,8 @@ impl FlowTable {
         }
         let flow = Flow {
             protocol: key.protocol,
-            local: ends.0,
-            remote: ends.1,
+            local: key.local.address(),
+            remote: key.remote.address(),
         };
         let slot = self.slot_of(flow);
         self.recent[side as usize] = Some((key, slot));
@@ -241,6 +235,37 @@ struct End {
 }
 
 impl End {
+    /// An IPv4-mapped IPv6 address is its IPv4 address, as `canonical_addr` has it.
+    fn canonical(address: SocketAddr) -> End {
+        match address {
+            SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+                Some(v4) => End {
+                    ip: u128::from(v4.to_bits()),
+                    port: v6.port(),
+                    v6: false,
+                },
+                None => End {
+                    ip: v6.ip().to_bits(),
+                    port: v6.port(),
+                    v6: true,
+                },
+            },
+            SocketAddr::V4(v4) => End {
+                ip: u128::from(v4.ip().to_bits()),
+                port: v4.port(),
+                v6: false,
+            },
+        }
+    }
+
+    fn address(self) -> SocketAddr {
+        if self.v6 {
+            SocketAddr::from((std::net::Ipv6Addr::from_bits(self.ip), self.port))
+        } else {
+            SocketAddr::from((std::net::Ipv4Addr::from_bits(self.ip as u32), self.port))
+        }
+    }
+
     fn of(address: SocketAddr) -> End {
         match address {
             SocketAddr::V4(v4) => End {
@@ -370,6 +395,26 @@ mod tests {
             flows[0].flow.local,
             "[fe80::1]:0".parse::<SocketAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn a_mapped_ipv6_end_is_its_ipv4_flow_and_ipv6_ends_keep_their_address() {
+        let mut table = FlowTable::new("eth0".into(), false, 16);
+        let opened = table.record(&packet("10.0.0.1:5", "10.0.0.2:80", 100), &local());
+        let mapped = table.record(
+            &packet("[::ffff:10.0.0.1]:5", "[::ffff:10.0.0.2]:80", 50),
+            &local(),
+        );
+        assert!(opened[0].is_some());
+        assert_eq!(mapped, [None, None], "the same flow as the IPv4 one");
+        let v6 = table.record(&packet("[fd00::1]:7", "[fd00::2]:443", 70), &local());
+        let flow = v6[1].expect("fd00::1 is not local: received, a new flow");
+        assert_eq!(flow.local, "[fd00::2]:443".parse::<SocketAddr>().unwrap());
+        assert_eq!(flow.remote, "[fd00::1]:7".parse::<SocketAddr>().unwrap());
+        let (flows, _) = table.drain();
+        let v4 = flows.iter().find(|f| f.flow.local.is_ipv4()).unwrap();
+        assert_eq!(v4.flow.local, "10.0.0.1:5".parse::<SocketAddr>().unwrap());
+        assert_eq!(v4.traffic.sent.bytes, 150);
     }
 
     #[test]
