@@ -11,8 +11,9 @@ Writes bench/results/<date>.json and .md, and bench/results/latest.md.
 
 Usage: sudo bench/run.py [--seconds 10] [--short-lived 300] [--only WORKLOAD]
                         [--monitors netgraph-ebpf,nethogs] [--repeat 3]
-Monitors: netgraph-ebpf, netgraph-capture, nethogs (as it starts: TCP only), nethogs-C
-(TCP and UDP), bandwhich. The idle workload (no traffic, as long as the others) gives
+Monitors: netgraph-ebpf, netgraph-capture, capture-floor (the capture engine's ring read
+with nothing done per packet: the least capturing this way costs), nethogs (as it
+starts: TCP only), nethogs-C (TCP and UDP), bandwhich. The idle workload (no traffic, as long as the others) gives
 each monitor's cost of running at all, so that CPU per packet is what packets add.
 --repeat runs every monitor (and the baseline) that many rounds, interleaved, and the
 tables give the median of each figure: a shared VM's noise evens out.
@@ -37,7 +38,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NETGRAPH = ROOT / "target/release/netgraph"
-LABTRAFFIC = ROOT / "target/release/examples/labtraffic"
+EXAMPLES = ROOT / "target/release/examples"
+LABTRAFFIC = EXAMPLES / "labtraffic"
 A, B = "ngbench-a", "ngbench-b"
 VA, VB = "ngbva", "ngbvb"
 A4, B4 = "10.211.0.1", "10.211.0.2"
@@ -256,6 +258,20 @@ class Bandwhich(Monitor):
         return named, unknown
 
 
+class CaptureFloor(Monitor):
+    """The capture engine's ring read as its threads read it, with nothing done per
+    packet (examples/capture_floor.rs): what capturing this way costs at least."""
+
+    name = "capture-floor"
+    warmup = 1.5
+
+    def command(self):
+        return in_ns(A, str(EXAMPLES / "capture_floor"), VA)
+
+    def attributed(self, text, process, direction):
+        return None, None
+
+
 def printed_bytes(output):
     match = re.search(r"bytes=(\d+)", output)
     return int(match.group(1)) if match else 0
@@ -303,8 +319,13 @@ def run_one(lab, workload, monitor, workdir):
            "truth_bytes": truth_bytes, "truth_packets": truth_packets}
     if result:
         named, unknown = monitor.attributed(result["text"], workload["process"], workload["direction"])
+        if named is None:  # a floor, which names nothing
+            named = unknown = 0
+            truth = None
         # Compare like with like: frames against frame truth, payload against payload.
-        if isinstance(monitor, Nethogs):
+        if isinstance(monitor, CaptureFloor):
+            pass
+        elif isinstance(monitor, Nethogs):
             truth = truth_bytes + ETHERNET_HEADER * truth_packets
         elif isinstance(monitor, Bandwhich):
             truth = moved
@@ -397,7 +418,8 @@ def per_packet(rows):
         packets = r["truth_packets"]
         rest = idle.get(r["monitor"])
         above = f"{1e9 * (r['cpu_s'] - rest) / packets:.0f}" if rest is not None else "-"
-        lines.append(f"| {r['monitor']} | {r['attributed_pct']}% | {r['cpu_s']} | {rest if rest is not None else '-'} | "
+        attributed = f"{r['attributed_pct']}%" if r.get("attributed_pct") is not None else "-"
+        lines.append(f"| {r['monitor']} | {attributed} | {r['cpu_s']} | {rest if rest is not None else '-'} | "
                      f"{1e9 * r['cpu_s'] / packets:.0f} | {above} |")
     lines.append("Idle CPU: the same monitor over the same time with no traffic (the idle workload).")
     return lines
@@ -430,7 +452,7 @@ def main():
         subprocess.run(["cargo", "build", "--release", "--bins", "--examples", "--quiet"], cwd=ROOT, check=True)
 
     notes = []
-    monitors = [Monitor(), Netgraph("ebpf"), Netgraph("capture")]
+    monitors = [Monitor(), Netgraph("ebpf"), Netgraph("capture"), CaptureFloor()]
     if shutil.which("nethogs"):
         monitors += [Nethogs(), NethogsUdp()]
     else:

@@ -16,15 +16,15 @@ use std::time::{Duration, Instant};
 
 /// The capture thread runs before a busy host's other threads: a ring that fills
 /// while it waits for a CPU loses packets for good, and it works little.
-const CAPTURE_NICE: i32 = -10;
+pub(super) const CAPTURE_NICE: i32 = -10;
 const STATS_EVERY: Duration = Duration::from_millis(250);
 /// How often a quiet interface's thread reads its statistics (a stop wakes it at once).
-const READ_TIMEOUT: Duration = Duration::from_secs(1);
+pub(super) const READ_TIMEOUT: Duration = Duration::from_secs(1);
 /// After a read, the next waits this long, so that a busy interface is read many
 /// blocks at a time: wakeups were a fifth of the engine's CPU on a flood at 2 ms. The
 /// ring holds far more than 8 ms of any traffic, and naming a process from /proc
 /// takes longer than that anyway (the eBPF engine names those that live less).
-const PACE: Duration = Duration::from_millis(8);
+pub(super) const PACE: Duration = Duration::from_millis(8);
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
 
