@@ -111,6 +111,11 @@ fn a_tun_interface_without_link_headers_is_counted_both_ways() {
     require_root();
     let mut lab = Lab::new();
     let tun = format!("{}t", lab.veth_a);
+    // A minimal /dev may lack the tun device node; the kernel has the driver.
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        run("mkdir", &["-p", "/dev/net"]);
+        run("mknod", &["/dev/net/tun", "c", "10", "200"]);
+    }
     let a = lab.a.clone();
     lab.serve(&a, "ng-tun", &["tun-reflect", &tun]);
     run(
