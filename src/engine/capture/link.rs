@@ -49,19 +49,13 @@ pub enum LinkDirection {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Link {
     pub link_type: LinkType,
-    /// The interface's hardware address: Ethernet frames from it are outgoing.
+    /// The interface's hardware address, where known: Ethernet frames from it are outgoing.
     pub own_mac: Option<[u8; 6]>,
 }
 
 impl Link {
-    /// Reads the interface's hardware address from sysfs.
-    pub fn of_interface(link_type: LinkType, interface: &str) -> Link {
-        let own_mac = std::fs::read_to_string(format!("/sys/class/net/{interface}/address"))
-            .ok()
-            .and_then(|text| parse_mac(text.trim()));
-        Link { link_type, own_mac }
-    }
-
+    /// What the frame's link layer says of its direction (the capture ring says it of
+    /// every frame; this serves frames from elsewhere).
     pub fn direction(&self, frame: &[u8]) -> LinkDirection {
         const PACKET_OUTGOING: u16 = 4;
         let packet_type = |at: usize| {
@@ -91,15 +85,6 @@ impl Link {
             LinkType::RawIp | LinkType::Null { .. } => LinkDirection::Unknown,
         }
     }
-}
-
-fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = text.split(':');
-    for byte in &mut mac {
-        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
 }
 
 /// The result of peeling off the link layer.
