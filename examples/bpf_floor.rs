@@ -54,8 +54,14 @@ fn main() -> anyhow::Result<()> {
     for name in std::env::args().skip(1).filter(|arg| arg != "--one-call") {
         let ifindex = nix::net::if_::if_nametoindex(name.as_str())
             .map_err(|e| anyhow::anyhow!("no interface {name}: {e}"))?;
-        for program in [&progs.f_iface_ingress, &progs.f_iface_egress] {
-            links.push(netgraph::engine::ebpf::attach_tcx(program, ifindex)?);
+        use netgraph::engine::ebpf::Direction;
+        for (program, direction) in [
+            (&progs.f_iface_ingress, Direction::Ingress),
+            (&progs.f_iface_egress, Direction::Egress),
+        ] {
+            links.push(netgraph::engine::ebpf::attach_tcx(
+                program, ifindex, direction,
+            )?);
         }
     }
     println!("attached");

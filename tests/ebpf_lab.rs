@@ -529,6 +529,35 @@ fn traffic_without_a_socket_is_counted_per_interface() {
     );
 }
 
+/// netgraph's interface programs hand every packet on: a second instance (or any
+/// program or tc filter after them) still sees it. (They returned "pass", which ended
+/// the chain: the second instance counted none of the pings it received.)
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn interface_hooks_hand_packets_on_to_whatever_comes_after() {
+    require_root();
+    let lab = Lab::new();
+    let (host_end, _, host_address, _) = lab.host_link();
+    let b = lab.b.clone();
+    lab.truth_in(&b, &[("requests", "output", "icmp type echo-request")]);
+    let first = EBPF.start(&lab, &[]);
+    let second = EBPF.start(&lab, &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    lab.ping_from_b(&host_address, 20, "0.2", 1000);
+    settle();
+    let (first, second) = (first.stop(), second.stop());
+    let truth = lab.truth_bytes_in(&b, "requests");
+    assert_eq!(truth, 20 * 1028, "the far end sent 20 echo requests");
+    for (which, records) in [("first", &first), ("second", &second)] {
+        records.assert_conservation();
+        let received = records.interface_sum(&host_end, "recv_bytes_last");
+        report(&format!(
+            "eBPF engine, {which} of two instances: {received} bytes received on {host_end}, of {truth}"
+        ));
+        assert_eq!(received, truth, "{which} instance");
+    }
+}
+
 /// A GeoIP database replaced on disk (as geoipupdate does) is taken up on SIGHUP.
 #[test]
 #[ignore = "needs root; scripts/test.sh runs it as root"]

@@ -19,16 +19,17 @@ int f_count_ingress(struct __sk_buff *skb)
 	return 1;
 }
 
+/* TCX_NEXT, as netgraph's own interface programs return. */
 SEC("tc")
 int f_iface_egress(struct __sk_buff *skb)
 {
-	return 0;
+	return -1;
 }
 
 SEC("tc")
 int f_iface_ingress(struct __sk_buff *skb)
 {
-	return 0;
+	return -1;
 }
 
 /* Typed tracepoints, as netgraph attaches them. */

@@ -76,8 +76,8 @@ impl InterfaceHooks {
                 &link_len.to_ne_bytes(),
                 MapFlags::ANY,
             );
-            let ingress = attach_tcx(&skel.progs.interface_ingress, ifindex);
-            let egress = attach_tcx(&skel.progs.interface_egress, ifindex);
+            let ingress = attach_tcx(&skel.progs.interface_ingress, ifindex, Direction::Ingress);
+            let egress = attach_tcx(&skel.progs.interface_egress, ifindex, Direction::Egress);
             match (ingress, egress) {
                 (Ok(ingress), Ok(egress)) => {
                     self.hooked.insert(
@@ -321,12 +321,20 @@ fn host_interfaces() -> Vec<(u32, u32)> {
         .collect()
 }
 
+/// Attaches a counting program first in the interface's ingress chain and last in its
+/// egress chain: a program that ends the chain (passes or drops the packet) cannot hide
+/// from us what arrived, and what we count leaving has passed everything else.
 pub fn attach_tcx(
     program: &libbpf_rs::ProgramMut<'_>,
     ifindex: u32,
+    direction: Direction,
 ) -> Result<Link, std::io::Error> {
     let options = libbpf_sys::bpf_tcx_opts {
         sz: std::mem::size_of::<libbpf_sys::bpf_tcx_opts>() as _,
+        flags: match direction {
+            Direction::Ingress => libbpf_sys::BPF_F_BEFORE,
+            Direction::Egress => libbpf_sys::BPF_F_AFTER,
+        },
         ..Default::default()
     };
     // SAFETY: a loaded program and valid options; libbpf returns a link or NULL with errno.

@@ -7,6 +7,7 @@ mod counters;
 mod interface_hooks;
 
 /// Also attaches the cost bench's floor programs (examples/bpf_floor.rs).
+pub use counters::Direction;
 pub use interface_hooks::attach_tcx;
 mod interface_names;
 mod loading;
@@ -23,7 +24,7 @@ use super::{
     SampleKind, SampleSocket, SocketTraffic,
 };
 use crate::traffic::{Counter, Ends, Protocol, Service, Traffic};
-use counters::{CounterKey, Counters, Direction, HookCount};
+use counters::{CounterKey, Counters, HookCount};
 use interface_hooks::InterfaceHooks;
 use interface_names::InterfaceNames;
 use libbpf_rs::{Link, MapCore, MapFlags, MapMut};

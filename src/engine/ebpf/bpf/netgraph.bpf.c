@@ -745,18 +745,23 @@ static __always_inline void count_interface(struct __sk_buff *skb, enum directio
 	}
 }
 
+/* TCX_NEXT: a monitor decides nothing. Returning TCX_PASS would end the chain, so the
+ * programs and tc filters after ours (a firewall, another monitor) would never see
+ * the packet; with none after ours, the packet passes. */
+#define TCX_NEXT -1
+
 SEC("tc")
 int interface_ingress(struct __sk_buff *skb)
 {
 	count_interface(skb, INGRESS);
-	return 0; /* TC_ACT_OK: let it pass */
+	return TCX_NEXT;
 }
 
 SEC("tc")
 int interface_egress(struct __sk_buff *skb)
 {
 	count_interface(skb, EGRESS);
-	return 0;
+	return TCX_NEXT;
 }
 
 /* The current process: thread group id, user, cgroup and the group leader's name
