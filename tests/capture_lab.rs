@@ -136,10 +136,19 @@ fn a_tun_interface_without_link_headers_is_counted_both_ways() {
         &format!("capturing interface={tun}"),
         Duration::from_secs(5),
     );
+    // The run takes milliseconds; held open a second, its socket is still in /proc
+    // when a loaded host gets round to naming it (this test is about the decoding).
     let pinged = lab.exec(
         &lab.a,
         "ng-tunping",
-        &["udp-ping", "10.204.0.2:6106", "300", "400", "connected"],
+        &[
+            "udp-ping",
+            "10.204.0.2:6106",
+            "300",
+            "400",
+            "connected",
+            "1000",
+        ],
     );
     assert_eq!(
         pinged.trim(),

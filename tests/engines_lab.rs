@@ -57,7 +57,14 @@ fn udp_on_an_unconnected_socket_both_ways(engine: EngineUnderTest) {
     lab.exec(
         &lab.a,
         "ng-udp",
-        &["udp-ping", &format!("{B4}:5003"), "3000", "512"],
+        &[
+            "udp-ping",
+            &format!("{B4}:5003"),
+            "3000",
+            "512",
+            "unconnected",
+            "1000",
+        ],
     );
     settle();
     let records = netgraph.stop();
@@ -93,7 +100,14 @@ fn ipv6_tcp_and_udp(engine: EngineUnderTest) {
     lab.exec(
         &lab.a,
         "ng-udp6",
-        &["udp-ping", &format!("[{B6}]:5005"), "2000", "512"],
+        &[
+            "udp-ping",
+            &format!("[{B6}]:5005"),
+            "2000",
+            "512",
+            "unconnected",
+            "1000",
+        ],
     );
     settle();
     let records = netgraph.stop();
@@ -310,7 +324,14 @@ fn peers_add_up_to_their_process(engine: EngineUnderTest) {
     lab.exec(
         &lab.a,
         "ng-peer",
-        &["udp-ping", &format!("[{B6}]:5012"), "2000", "512"],
+        &[
+            "udp-ping",
+            &format!("[{B6}]:5012"),
+            "2000",
+            "512",
+            "unconnected",
+            "1000",
+        ],
     );
     settle();
     let records = netgraph.stop();

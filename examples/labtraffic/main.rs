@@ -31,7 +31,9 @@ const USAGE: &str = "usage: labtraffic COMMAND ARGS
   tcp-hold ADDR COUNT SECONDS         open COUNT connections, hold them idle that long
   slow-clients ADDRS COUNT SECONDS    hold COUNT partial HTTP requests on ADDRS (a,b) that long
   udp-echo ADDR                       echo every datagram back
-  udp-ping ADDR COUNT SIZE [connected]  send COUNT datagrams, read the echoes
+  udp-ping ADDR COUNT SIZE [connected|unconnected [HOLD_MS]]
+                                      send COUNT datagrams, read the echoes; keep the
+                                      socket HOLD_MS longer
   udp-flood ADDR SECONDS SIZE MODE    send as fast as possible; MODE: connected, unconnected, mmsg, gso (UDP_SEGMENT, 1,400-byte datagrams)
   udp-trickle ADDR SECONDS SIZE       send one datagram every 10 ms for that long
   udp-spray FIRST COUNT PORT SIZE     one datagram to each of COUNT IPv4 addresses from FIRST on
@@ -100,7 +102,7 @@ fn main() -> ExitCode {
         "tcp-hold" => tcp::hold(arg(2), arg(3), arg(4)),
         "slow-clients" => http::slow_clients(arg(2), arg(3), arg(4)),
         "udp-echo" => udp::echo(arg(2)),
-        "udp-ping" => udp::ping(arg(2), arg(3), arg(4), arg(5)),
+        "udp-ping" => udp::ping(arg(2), arg(3), arg(4), arg(5), arg(6)),
         "udp-flood" => udp::flood(arg(2), arg(3), arg(4), arg(5)),
         "udp-spray" => udp::spray(arg(2), arg(3), arg(4), arg(5)),
         "udp-alternate" => udp::alternate(arg(2), arg(3), arg(4), arg(5)),

@@ -30,7 +30,9 @@ pub fn echo(bind: &str) -> Result {
 }
 
 /// Sends COUNT datagrams, each answered by the echo server; unconnected unless asked.
-pub fn ping(target: &str, count: &str, size: &str, mode: &str) -> Result {
+/// With HOLD_MS the socket stays open that long after the last echo, so that an
+/// engine which names processes from /proc finds even a fast run on a loaded host.
+pub fn ping(target: &str, count: &str, size: &str, mode: &str, hold_ms: &str) -> Result {
     let target = addr(target)?;
     let socket = unbound_for(target)?;
     let connected = mode == "connected";
@@ -53,6 +55,9 @@ pub fn ping(target: &str, count: &str, size: &str, mode: &str) -> Result {
         if let Ok(n) = socket.recv(&mut buffer) {
             echoed += n as u64;
         }
+    }
+    if !hold_ms.is_empty() {
+        std::thread::sleep(Duration::from_millis(number(hold_ms)?));
     }
     println!("bytes={sent} echoed={echoed}");
     Ok(())

@@ -334,8 +334,8 @@ impl Lab {
     }
 
     /// The GeoIP workload: `ng-geo` in `a` sends TCP to `b`'s IPv4 address for a
-    /// second, then 3000 UDP datagrams to its IPv6 address (long enough for the capture
-    /// engine to find the socket).
+    /// second, then 3000 UDP datagrams to its IPv6 address, the socket held open a second
+    /// after (so that the capture engine finds it on a loaded host too).
     pub fn geo_clients(&self, port: u16) {
         self.exec(
             &self.a,
@@ -343,7 +343,11 @@ impl Lab {
             &["tcp-send", &format!("{B4}:{port}"), "1s"],
         );
         let udp = format!("[{B6}]:{}", port + 1);
-        self.exec(&self.a, "ng-geo", &["udp-ping", &udp, "3000", "512"]);
+        self.exec(
+            &self.a,
+            "ng-geo",
+            &["udp-ping", &udp, "3000", "512", "unconnected", "1000"],
+        );
     }
 
     /// A copy of the traffic generator under its own name, so it is its own process name.
