@@ -114,8 +114,38 @@ impl HookCount {
     }
 }
 
+/// A counter map's key as the kernel holds it (either map's layout), kept inline: the
+/// counters of a hundred thousand sockets are one table, not an allocation each.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct RawKey {
+    len: u8,
+    bytes: [u8; RAW_KEY_MAX],
+}
+
+const RAW_KEY_MAX: usize = std::mem::size_of::<types::peer_traffic_key>();
+
+impl RawKey {
+    fn of(bytes: &[u8]) -> Option<RawKey> {
+        let mut key = RawKey {
+            len: u8::try_from(bytes.len()).ok()?,
+            bytes: [0; RAW_KEY_MAX],
+        };
+        key.bytes.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        Some(key)
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// The socket part, which both layouts start with.
+    fn socket(&self) -> types::traffic_key {
+        let size = std::mem::size_of::<types::traffic_key>();
+        plain_data::read(&self.bytes[..size]).unwrap_or_default()
+    }
+}
+
 struct Seen {
-    raw_key: Vec<u8>,
     value: HookCount,
     quiet: u32,
 }
@@ -128,7 +158,7 @@ pub struct Deltas {
 
 #[derive(Default)]
 pub struct Counters {
-    seen: HashMap<CounterKey, Seen>,
+    seen: HashMap<RawKey, Seen>,
 }
 
 /// An address as the kernel side stores it: IPv6, with IPv4 mapped.
@@ -160,6 +190,19 @@ fn parse_key(bytes: &[u8]) -> Option<CounterKey> {
     })
 }
 
+/// An owner record's process and whether its socket was released, without its name.
+pub fn parse_owner_state(bytes: &[u8]) -> Option<(u32, bool)> {
+    let owner: types::owner = plain_data::read(bytes)?;
+    Some((owner.tgid, released(&owner)))
+}
+
+/// Only INET sockets report their release; others (packet sockets) count as released,
+/// so that their quiet counters and records go, and come back with the next packet
+/// they send.
+fn released(owner: &types::owner) -> bool {
+    owner.released != 0 || !matches!(i32::from(owner.family), libc::AF_INET | libc::AF_INET6)
+}
+
 /// An owner record and whether its socket was released.
 pub fn parse_owner(bytes: &[u8]) -> Option<(KernelOwner, bool)> {
     let owner: types::owner = plain_data::read(bytes)?;
@@ -179,23 +222,20 @@ pub fn parse_owner(bytes: &[u8]) -> Option<(KernelOwner, bool)> {
             exe: None,
             netns: owner.netns,
         },
-        // Only INET sockets report their release; others (packet sockets) count as
-        // released, so that their quiet counters and records go, and come back with
-        // the next packet they send.
-        owner.released != 0 || !matches!(i32::from(owner.family), libc::AF_INET | libc::AF_INET6),
+        released(&owner),
     ))
 }
 
 /// What the counters need of a kernel map: one bounded pass, and batched deletes. The
 /// kernel's maps implement it; tests use a plain table.
 pub trait KernelMap {
-    fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)>;
+    fn entries(&self) -> map_ops::Entries;
     /// Deletes these keys; returns how many were deleted.
     fn delete(&self, keys: &[Vec<u8>]) -> usize;
 }
 
 impl KernelMap for MapMut<'_> {
-    fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn entries(&self) -> map_ops::Entries {
         map_ops::entries(self)
     }
 
@@ -209,17 +249,17 @@ impl Counters {
         let mut changed = Vec::new();
         let mut busy = HashSet::new();
         let mut cookies = HashSet::new();
-        for (raw_key, raw_value) in map.entries() {
-            let (Some(key), Some(value)) = (
-                parse_key(&raw_key),
-                plain_data::read::<types::traffic_value>(&raw_value),
+        for (raw_key, raw_value) in map.entries().iter() {
+            let (Some(key), Some(value), Some(raw)) = (
+                parse_key(raw_key),
+                plain_data::read::<types::traffic_value>(raw_value),
+                RawKey::of(raw_key),
             ) else {
                 continue;
             };
             let value = HookCount::of(&value);
             cookies.insert(key.cookie);
-            let seen = self.seen.entry(key).or_insert(Seen {
-                raw_key,
+            let seen = self.seen.entry(raw).or_insert(Seen {
                 value: HookCount::default(),
                 quiet: 0,
             });
@@ -252,11 +292,12 @@ impl Counters {
     ) -> Vec<u64> {
         // (quietest counter, whether the socket is a transient one) per idle socket.
         let mut quietest: HashMap<u64, (u32, bool)> = HashMap::new();
-        for (key, seen) in &self.seen {
+        for (raw, seen) in &self.seen {
+            let key = raw.socket();
             if idle.contains(&key.cookie) {
                 let entry = quietest.entry(key.cookie).or_insert((u32::MAX, false));
                 entry.0 = entry.0.min(seen.quiet);
-                entry.1 |= key.transient;
+                entry.1 |= key.transient != 0;
             }
         }
         let mut forget: Vec<u64> = quietest
@@ -285,10 +326,10 @@ impl Counters {
             return Vec::new();
         }
         let mut doomed = Vec::new();
-        self.seen.retain(|key, seen| {
-            let keep = !forget.contains(&key.cookie);
+        self.seen.retain(|raw, _| {
+            let keep = !forget.contains(&raw.socket().cookie);
             if !keep {
-                doomed.push(std::mem::take(&mut seen.raw_key));
+                doomed.push(raw.as_slice().to_vec());
             }
             keep
         });
@@ -303,12 +344,12 @@ impl Counters {
 
     /// Sockets that counters are kept for.
     pub fn cookies(&self) -> HashSet<u64> {
-        self.seen.keys().map(|key| key.cookie).collect()
+        self.seen.keys().map(|raw| raw.socket().cookie).collect()
     }
 
     /// Processes that counters still being tracked were stamped with.
     pub fn tgids(&self) -> HashSet<u32> {
-        self.seen.keys().map(|key| key.tgid).collect()
+        self.seen.keys().map(|raw| raw.socket().tgid).collect()
     }
 }
 

@@ -392,9 +392,9 @@ impl Engine for EbpfEngine {
         let idle = std::mem::take(&mut self.idle);
         // Many sockets to ask about: one read of every owner record costs less.
         let known: Option<HashMap<u64, bool>> = (idle.len() > 64).then(|| {
-            owner_records::socket_owners(&maps.owners)
+            owner_records::socket_records(&maps.owners)
                 .into_iter()
-                .map(|(_, cookie, _, released)| (cookie, released))
+                .map(|record| (record.cookie, record.released))
                 .collect()
         });
         let mut released = |cookie: u64| match &known {

@@ -11,14 +11,25 @@ use libbpf_rs::{MapCore, MapFlags, MapMut};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-/// Every socket owner record in one pass: (raw key, cookie, owner, whether released).
-pub fn socket_owners(owners: &MapMut<'_>) -> Vec<(Vec<u8>, u64, KernelOwner, bool)> {
+/// What a sweep needs of a socket owner record: no name, so no allocation each.
+pub struct SocketRecord {
+    pub cookie: u64,
+    pub tgid: u32,
+    pub released: bool,
+}
+
+/// Every socket owner record in one pass.
+pub fn socket_records(owners: &MapMut<'_>) -> Vec<SocketRecord> {
     map_ops::entries(owners)
-        .into_iter()
+        .iter()
         .filter_map(|(key, value)| {
             let cookie = u64::from_ne_bytes(key.get(..8)?.try_into().ok()?);
-            let (owner, released) = counters::parse_owner(&value)?;
-            Some((key, cookie, owner, released))
+            let (tgid, released) = counters::parse_owner_state(value)?;
+            Some(SocketRecord {
+                cookie,
+                tgid,
+                released,
+            })
         })
         .collect()
 }
@@ -133,15 +144,16 @@ impl Sweeper {
         let mut referenced = counters.tgids();
         let mut unused_sockets = HashSet::new();
         let mut doomed = Vec::new();
-        let owners = socket_owners(&maps.owners);
+        let owners = socket_records(&maps.owners);
         let owners_before = owners.len();
-        for (key, cookie, owner, released) in owners {
-            if !released || tracked.contains(&cookie) {
-                referenced.insert(owner.tgid);
+        for record in owners {
+            let cookie = record.cookie;
+            if !record.released || tracked.contains(&cookie) {
+                referenced.insert(record.tgid);
             } else if self.unused_sockets.contains(&cookie) {
-                doomed.push(key);
+                doomed.push(cookie.to_ne_bytes().to_vec());
             } else {
-                referenced.insert(owner.tgid);
+                referenced.insert(record.tgid);
                 unused_sockets.insert(cookie);
             }
         }

@@ -13,14 +13,17 @@ struct FakeMap {
 }
 
 impl KernelMap for FakeMap {
-    fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn entries(&self) -> map_ops::Entries {
         let hidden = self.hidden.borrow();
-        self.entries
-            .borrow()
-            .iter()
-            .filter(|(key, _)| !hidden.contains(*key))
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect()
+        let entries = self.entries.borrow();
+        let mut found = map_ops::Entries::new(
+            entries.keys().next().map_or(1, Vec::len),
+            std::mem::size_of::<types::traffic_value>(),
+        );
+        for (key, value) in entries.iter().filter(|(key, _)| !hidden.contains(*key)) {
+            found.push(key, value);
+        }
+        found
     }
 
     fn delete(&self, keys: &[Vec<u8>]) -> usize {
@@ -159,4 +162,45 @@ fn closed_quiet_sockets_are_forgotten_and_open_ones_kept() {
     );
     assert_eq!(counters.cookies(), HashSet::from([2]));
     assert_eq!(counters.tgids(), HashSet::from([42]));
+}
+
+#[test]
+fn peer_counters_are_read_and_forgotten_by_their_socket() {
+    let (map, mut counters) = (FakeMap::default(), Counters::default());
+    let peer_key = |cookie: u64, far: u8| {
+        let mut ends = types::ends::default();
+        ends.near[..4].copy_from_slice(&[10, 0, 0, 1]);
+        ends.far[..4].copy_from_slice(&[10, 0, 0, far]);
+        bytes_of(&types::peer_traffic_key {
+            socket: types::traffic_key {
+                cookie,
+                tgid: 7,
+                ifindex: 2,
+                direction: types::direction::EGRESS,
+                protocol: 17,
+                ..Default::default()
+            },
+            ends,
+            near_port: 5353,
+            far_port: 53,
+            ..Default::default()
+        })
+    };
+    // One socket talking to two peers: two counters, one socket.
+    map.set(&peer_key(9, 2), 100, 1);
+    map.set(&peer_key(9, 3), 250, 2);
+    let deltas = counters.read(&map);
+    assert_eq!(sent(&deltas, 9), 350);
+    assert_eq!(counters.len(), 2);
+    assert_eq!(counters.tgids(), HashSet::from([7]));
+    let mut released = |_| Some(true);
+    for _ in 0..=QUIET_AFTER_CLOSE {
+        let deltas = counters.read(&map);
+        counters.collect(&map, deltas.idle, &mut released);
+    }
+    assert!(
+        map.entries.borrow().is_empty(),
+        "both deleted by their raw keys"
+    );
+    assert!(counters.cookies().is_empty());
 }
