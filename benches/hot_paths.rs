@@ -28,6 +28,17 @@ fn tcp_frame(index: u16) -> Vec<u8> {
     frame
 }
 
+/// A 64-byte UDP datagram arriving, as in the flood workload of `bench/run.py`.
+fn udp_frame() -> Vec<u8> {
+    let builder = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], OWN_MAC)
+        .ipv4([10, 0, 0, 2], [10, 0, 0, 1], 64)
+        .udp(40_000, 6103);
+    let payload = vec![0u8; 64];
+    let mut frame = Vec::with_capacity(builder.size(payload.len()));
+    builder.write(&mut frame, &payload).unwrap();
+    frame
+}
+
 fn capture(c: &mut Criterion) {
     let mut group = c.benchmark_group("capture");
     group.throughput(Throughput::Elements(1));
@@ -50,6 +61,12 @@ fn capture(c: &mut Criterion) {
     let mut path = CapturePath::ethernet(OWN_MAC, local);
     group.bench_function("decode and count one frame (one flow)", |b| {
         b.iter(|| path.count(black_box(&frame)))
+    });
+    black_box(path.drain());
+    let datagram = udp_frame();
+    let mut path = CapturePath::ethernet(OWN_MAC, local);
+    group.bench_function("decode and count one 64-byte datagram (one flow)", |b| {
+        b.iter(|| path.count(black_box(&datagram)))
     });
     black_box(path.drain());
     group.finish();

@@ -3,6 +3,7 @@
 
 mod common;
 
+use super::end::End;
 use super::link::{strip, Link, LinkDirection, LinkPayload};
 use etherparse::{
     IcmpEchoHeader, Icmpv4Type, Icmpv6Type, IpNumber, LaxNetSlice, LaxSlicedPacket, TransportSlice,
@@ -13,8 +14,9 @@ use std::net::{IpAddr, SocketAddr};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IpPacket {
     pub ip_number: u8,
-    pub src: SocketAddr,
-    pub dst: SocketAddr,
+    /// IPv4-mapped IPv6 addresses are IPv4 ones here.
+    pub src: End,
+    pub dst: End,
     /// Bytes at the IP layer: IP header and everything after it.
     pub ip_len: u64,
     /// The IP and TCP or UDP headers' length (options included); 0 for other packets.
@@ -175,8 +177,8 @@ fn decode_ip(sliced: &LaxSlicedPacket<'_>, frame: &[u8], wire_len: u32) -> Optio
     };
     Some(IpPacket {
         ip_number: ip_number.0,
-        src: SocketAddr::new(src, src_port),
-        dst: SocketAddr::new(dst, dst_port),
+        src: End::of(SocketAddr::new(src, src_port)),
+        dst: End::of(SocketAddr::new(dst, dst_port)),
         ip_len,
         headers,
         fragment,

@@ -1,12 +1,12 @@
 //! Per-interface traffic by flow, bounded, oriented by the host's own addresses.
 
 use super::decode::IpPacket;
+use super::end::End;
 use super::link::LinkDirection;
 use crate::engine::host_addresses::LocalAddresses;
 use crate::engine::{FlowTraffic, InterfaceName, InterfaceTraffic};
 use crate::traffic::{Counter, Flow, Protocol, Traffic};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 pub struct FlowTable {
     interface: InterfaceName,
@@ -77,9 +77,7 @@ impl FlowTable {
     /// on loopback a packet counts for both ends.
     pub fn record(&mut self, packet: &IpPacket, local: &LocalAddresses) -> [Option<Flow>; 2] {
         let protocol = Protocol::from_ip_number(packet.ip_number);
-        // Keys straight from the packet: building SocketAddrs per packet stalled on
-        // the stack (stores and loads of different widths) more than all else here.
-        let (src, dst) = (End::canonical(packet.src), End::canonical(packet.dst));
+        let (src, dst) = (packet.src, packet.dst);
         let (sent, received) = if self.loopback {
             (true, true)
         } else {
@@ -88,8 +86,8 @@ impl FlowTable {
                 LinkDirection::Incoming => (false, true),
                 // Traffic to no local address (broadcast, multicast, transit) is received too.
                 LinkDirection::Unknown => {
-                    let from_us = local.is_local(src.address().ip());
-                    (from_us, local.is_local(dst.address().ip()) || !from_us)
+                    let from_us = local.is_local(src.ip());
+                    (from_us, local.is_local(dst.ip()) || !from_us)
                 }
             }
         };
@@ -207,9 +205,8 @@ impl FlowTable {
     }
 }
 
-/// A flow as the table compares and hashes it: addresses as integers. Built from a
-/// `Flow`'s two `SocketAddr`s per packet, which moved bytes around more than all the
-/// counting did.
+/// A flow as the table compares and hashes it, built from the packet's ends; the
+/// flow's `SocketAddr`s are built only when it is new.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct FlowKey {
     protocol: Protocol,
@@ -223,61 +220,6 @@ impl FlowKey {
             protocol: flow.protocol,
             local: End::of(flow.local),
             remote: End::of(flow.remote),
-        }
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct End {
-    ip: u128,
-    port: u16,
-    v6: bool,
-}
-
-impl End {
-    /// An IPv4-mapped IPv6 address is its IPv4 address, as `canonical_addr` has it.
-    fn canonical(address: SocketAddr) -> End {
-        match address {
-            SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-                Some(v4) => End {
-                    ip: u128::from(v4.to_bits()),
-                    port: v6.port(),
-                    v6: false,
-                },
-                None => End {
-                    ip: v6.ip().to_bits(),
-                    port: v6.port(),
-                    v6: true,
-                },
-            },
-            SocketAddr::V4(v4) => End {
-                ip: u128::from(v4.ip().to_bits()),
-                port: v4.port(),
-                v6: false,
-            },
-        }
-    }
-
-    fn address(self) -> SocketAddr {
-        if self.v6 {
-            SocketAddr::from((std::net::Ipv6Addr::from_bits(self.ip), self.port))
-        } else {
-            SocketAddr::from((std::net::Ipv4Addr::from_bits(self.ip as u32), self.port))
-        }
-    }
-
-    fn of(address: SocketAddr) -> End {
-        match address {
-            SocketAddr::V4(v4) => End {
-                ip: u128::from(v4.ip().to_bits()),
-                port: v4.port(),
-                v6: false,
-            },
-            SocketAddr::V6(v6) => End {
-                ip: v6.ip().to_bits(),
-                port: v6.port(),
-                v6: true,
-            },
         }
     }
 }
@@ -317,8 +259,8 @@ mod tests {
     fn packet(src: &str, dst: &str, len: u64) -> IpPacket {
         IpPacket {
             ip_number: 6,
-            src: src.parse().unwrap(),
-            dst: dst.parse().unwrap(),
+            src: End::of(src.parse().unwrap()),
+            dst: End::of(dst.parse().unwrap()),
             ip_len: len,
             headers: 52,
             fragment: None,

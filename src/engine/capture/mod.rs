@@ -2,6 +2,7 @@
 //! works, with interfaces picked up and dropped while running.
 
 mod decode;
+mod end;
 mod flow_table;
 mod fragments;
 #[doc(hidden)]
@@ -13,6 +14,7 @@ mod ring;
 mod worker;
 
 pub use decode::{decode, Decoded, IpPacket};
+pub use end::End;
 pub use interfaces::InterfaceSelection;
 pub use link::{Link, LinkDirection, LinkType};
 pub use worker::CaptureSettings;

@@ -6,9 +6,9 @@
 //! answer for every frame this one takes (tested against each other).
 
 use super::IpPacket;
+use crate::engine::capture::end::End;
 use crate::engine::capture::link::{Link, LinkDirection, LinkType};
 use etherparse::{IpNumber, Ipv4HeaderSlice, Ipv6HeaderSlice, TcpHeaderSlice, UdpHeaderSlice};
-use std::net::{IpAddr, SocketAddr};
 
 const ETHERNET_HEADER: usize = 14;
 const ETH_P_IP: [u8; 2] = [0x08, 0x00];
@@ -35,15 +35,16 @@ pub fn decode(link: &Link, frame: &[u8], wire_len: u32) -> Option<IpPacket> {
     if ip.first()? >> 4 != version {
         return None;
     }
-    let (src, dst, ip_number, ip_header, ip_len) = if version == 4 {
+    // Ports are filled in below, once the transport header is read.
+    let (mut src, mut dst, ip_number, ip_header, ip_len) = if version == 4 {
         let header = Ipv4HeaderSlice::from_slice(ip).ok()?;
         // 0: a segmentation-offloaded packet whose length only the frame knows.
         if header.is_fragmenting_payload() || header.total_len() == 0 {
             return None;
         }
         (
-            IpAddr::V4(header.source_addr()),
-            IpAddr::V4(header.destination_addr()),
+            End::v4(header.source(), 0),
+            End::v4(header.destination(), 0),
             header.protocol(),
             header.slice().len(),
             usize::from(header.total_len()),
@@ -55,8 +56,8 @@ pub fn decode(link: &Link, frame: &[u8], wire_len: u32) -> Option<IpPacket> {
             return None;
         }
         (
-            IpAddr::V6(header.source_addr()),
-            IpAddr::V6(header.destination_addr()),
+            End::v6(header.source(), 0),
+            End::v6(header.destination(), 0),
             header.next_header(),
             IPV6_HEADER,
             IPV6_HEADER + usize::from(header.payload_length()),
@@ -88,10 +89,12 @@ pub fn decode(link: &Link, frame: &[u8], wire_len: u32) -> Option<IpPacket> {
         }
         _ => return None,
     };
+    src.set_port(ports.0);
+    dst.set_port(ports.1);
     Some(IpPacket {
         ip_number: ip_number.0,
-        src: SocketAddr::new(src, ports.0),
-        dst: SocketAddr::new(dst, ports.1),
+        src,
+        dst,
         ip_len: ip_len as u64,
         headers: u32::try_from(ip_header + transport_header).ok()?,
         fragment: None,

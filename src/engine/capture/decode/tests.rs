@@ -43,8 +43,8 @@ fn ethernet_ipv4_tcp_outgoing() {
     });
     let packet = ip(decode(&ethernet(), &frame, frame.len() as u32));
     assert_eq!(packet.ip_number, 6);
-    assert_eq!(packet.src, "10.0.0.1:40000".parse().unwrap());
-    assert_eq!(packet.dst, "10.0.0.2:80".parse().unwrap());
+    assert_eq!(packet.src.address(), "10.0.0.1:40000".parse().unwrap());
+    assert_eq!(packet.dst.address(), "10.0.0.2:80".parse().unwrap());
     assert_eq!(packet.ip_len, 20 + 20 + 100, "IP layer: no Ethernet header");
     assert_eq!(packet.direction, LinkDirection::Outgoing);
 }
@@ -79,8 +79,12 @@ fn a_tcp_header_cut_by_the_snap_length_keeps_its_ports_and_length() {
     });
     for snap in [70, 80, 93] {
         let packet = ip(decode(&ethernet(), &frame[..snap], frame.len() as u32));
-        assert_eq!(packet.src, "10.0.0.1:40000".parse().unwrap(), "snap {snap}");
-        assert_eq!(packet.dst, "10.0.0.2:443".parse().unwrap());
+        assert_eq!(
+            packet.src.address(),
+            "10.0.0.1:40000".parse().unwrap(),
+            "snap {snap}"
+        );
+        assert_eq!(packet.dst.address(), "10.0.0.2:443".parse().unwrap());
         assert_eq!(packet.ip_len, 20 + 60 + 1000);
         assert_eq!(
             packet.headers,
