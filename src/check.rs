@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::engine::capture;
 use crate::engine::ebpf::EbpfEngine;
+use crate::engine::Engine;
 use crate::sinks::influxdb;
 use crate::store::{Retention, Store};
 
@@ -31,13 +32,19 @@ fn finding(what: impl Into<String>, result: anyhow::Result<String>) -> Finding {
 /// An engine being unavailable is only a problem if no engine is.
 pub fn run(config: &Config) -> Vec<Finding> {
     let mut findings = Vec::new();
+    let mut features = Vec::new();
     let ebpf = EbpfEngine::start(crate::engine::Recording {
         addresses: config.geoip.is_some() || config.peers.enabled,
         ..Default::default()
     })
     .map(|engine| {
+        features = engine.features();
+        let degraded = features.iter().filter(|f| f.is_degraded()).count();
         drop(engine);
-        "loads and attaches (the default engine)".to_string()
+        match degraded {
+            0 => "loads and attaches (the default engine), every feature used".to_string(),
+            n => format!("loads and attaches (the default engine), {n} feature(s) degraded, below"),
+        }
     })
     .map_err(anyhow::Error::from);
     let capture = capture::probe().map(|up| format!("can capture on {}", up.join(", ")));
@@ -49,6 +56,16 @@ pub fn run(config: &Config) -> Vec<Finding> {
             item.detail = format!("unavailable, another engine will count: {}", item.detail);
         }
         findings.push(item);
+        if what == "eBPF engine" {
+            // One line per optional part: used, or refused/absent and what it costs.
+            for feature in features.drain(..) {
+                findings.push(Finding {
+                    ok: true,
+                    what: format!("eBPF {}", feature.name),
+                    detail: feature.describe_state(),
+                });
+            }
+        }
     }
     for (index, sink) in config.influxdb.iter().enumerate() {
         let name = sink.sink_name(index);

@@ -7,6 +7,7 @@ use crate::attribution::Attributor;
 use crate::config::{Config, EngineSetting, NameSource, DEFAULT_INTERVAL};
 use crate::engine::capture::{CaptureEngine, CaptureSettings, InterfaceSelection};
 use crate::engine::ebpf::EbpfEngine;
+use crate::engine::features::EngineStatus;
 use crate::engine::{Engine, FlowHints, Recording};
 use crate::pipeline::{Pipeline, Reload, Reloaded};
 use crate::rate_limited::Repeats;
@@ -113,16 +114,28 @@ impl Settings {
     }
 }
 
-fn start_engine(settings: &Settings, hints: FlowHints) -> anyhow::Result<Box<dyn Engine>> {
+fn start_engine(
+    settings: &Settings,
+    hints: FlowHints,
+) -> anyhow::Result<(Box<dyn Engine>, EngineStatus)> {
     let recording = settings.recording;
+    let mut fallback_reason = None;
     if settings.engine != EngineSetting::Capture {
         match EbpfEngine::start(recording) {
-            Ok(engine) => return Ok(Box::new(engine)),
+            Ok(engine) => {
+                let status = EngineStatus {
+                    engine: engine.name().into(),
+                    fallback_reason: None,
+                    features: engine.features(),
+                };
+                return Ok((Box::new(engine), status));
+            }
             Err(reason) if settings.engine == EngineSetting::Ebpf => {
                 anyhow::bail!("the eBPF engine cannot run: {reason}")
             }
             Err(reason) => {
-                tracing::warn!("eBPF engine unavailable ({reason}); using the capture engine")
+                tracing::warn!("eBPF engine unavailable ({reason}); using the capture engine");
+                fallback_reason = Some(format!("the eBPF engine is unavailable: {reason}"));
             }
         }
     }
@@ -136,7 +149,12 @@ fn start_engine(settings: &Settings, hints: FlowHints) -> anyhow::Result<Box<dyn
     };
     let engine = CaptureEngine::start(selection, capture, recording, hints)?;
     tracing::info!(interfaces = ?engine.interfaces(), "capturing");
-    Ok(Box::new(engine))
+    let status = EngineStatus {
+        engine: engine.name().into(),
+        fallback_reason,
+        features: engine.features(),
+    };
+    Ok((Box::new(engine), status))
 }
 
 /// Descriptors up to the hard limit: the listeners take at most a quarter of the soft
@@ -169,8 +187,10 @@ pub fn pipeline(
     reloadable: Vec<Box<dyn Sink>>,
 ) -> anyhow::Result<Pipeline> {
     let (hints, hint_receiver) = crossbeam_channel::bounded(HINT_QUEUE);
-    let engine = start_engine(settings, hints)?;
+    let (engine, status) = start_engine(settings, hints)?;
     tracing::info!(engine = engine.name(), interval = ?settings.interval, "netgraph running");
+    let mut accountant = accountant;
+    accountant.set_engine(status);
     Ok(Pipeline {
         engine,
         attributor: Attributor::start(

@@ -2,6 +2,7 @@
 //! with monotonic totals since start and rates.
 
 use crate::attribution::{AttributedReport, AttributedTraffic, Owner, ProcessIdentity, Unowned};
+use crate::engine::features::EngineStatus;
 use crate::engine::{CaptureStats, InterfaceName, InterfaceTraffic};
 use crate::geo::Geo;
 use crate::traffic::{Counter, Traffic};
@@ -83,6 +84,8 @@ pub struct IntervalReport {
     pub lost: u64,
     /// Since start.
     pub lost_total: u64,
+    /// The engine counting, and what it runs with.
+    pub engine: Arc<EngineStatus>,
 }
 
 impl IntervalReport {
@@ -121,6 +124,7 @@ pub struct Accountant {
     interval_start: SystemTime,
     intervals: u64,
     lost_total: u64,
+    engine: Arc<EngineStatus>,
 }
 
 impl Accountant {
@@ -135,6 +139,7 @@ impl Accountant {
             interval_start: start,
             intervals: 0,
             lost_total: 0,
+            engine: Arc::default(),
         }
     }
 
@@ -150,6 +155,11 @@ impl Accountant {
     pub fn with_peers(mut self, per_process: usize) -> Accountant {
         self.peers_per_process = Some(per_process);
         self
+    }
+
+    /// The engine that counts, as it started (reported with every interval).
+    pub fn set_engine(&mut self, engine: EngineStatus) {
+        self.engine = Arc::new(engine);
     }
 
     /// Replaces the GeoIP database (a reload); `None` turns GeoIP off.
@@ -178,6 +188,7 @@ impl Accountant {
             interfaces,
             lost: report.lost,
             lost_total: self.lost_total,
+            engine: self.engine.clone(),
         }
     }
 

@@ -179,6 +179,7 @@ mod tests {
             interfaces: Vec::new(),
             lost: 0,
             lost_total: 0,
+            engine: Default::default(),
         }
     }
 

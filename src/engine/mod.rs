@@ -3,6 +3,7 @@
 
 pub mod capture;
 pub mod ebpf;
+pub mod features;
 pub mod host_addresses;
 pub mod offloads;
 
@@ -167,6 +168,10 @@ pub trait Engine: Send {
     fn name(&self) -> &'static str;
     /// Whether traffic comes with both ends' addresses (GeoIP needs them).
     fn records_addresses(&self) -> bool;
+    /// The optional parts it runs with, and what is lost without each.
+    fn features(&self) -> Vec<features::Feature> {
+        Vec::new()
+    }
     /// Takes everything observed since the previous call.
     fn drain(&mut self) -> EngineReport;
     /// Housekeeping after a drain's report is written (forgetting closed sockets),

@@ -3,6 +3,7 @@
 
 use super::Sink;
 use crate::accounting::IntervalReport;
+use crate::engine::features::EngineStatus;
 use crate::store::seconds;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, RwLock};
@@ -59,6 +60,9 @@ pub struct LiveSnapshot {
     /// Empty unless peers are on (and from daemons older than this field).
     #[serde(default)]
     pub peers: Vec<LivePeer>,
+    /// The engine counting and its features (absent from older daemons).
+    #[serde(default)]
+    pub engine: EngineStatus,
 }
 
 pub type SharedLive = Arc<RwLock<LiveSnapshot>>;
@@ -125,6 +129,7 @@ impl Sink for LiveSink {
             interval_seconds: seconds_long,
             processes,
             peers,
+            engine: (*report.engine).clone(),
         };
         *crate::locks::write(&self.shared) = snapshot;
         Ok(())

@@ -8,11 +8,13 @@ mod peer_counters;
 use super::self_metrics::SelfMetrics;
 use super::Sink;
 use crate::accounting::IntervalReport;
+use crate::engine::features::FeatureState;
 use crate::workload::Workload;
 use peer_counters::PeerCounters;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,6 +55,13 @@ fn workload_labels(workload: Option<&Workload>) -> (String, String, String) {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FeatureLabels {
+    engine: String,
+    feature: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InterfaceLabels {
     interface: String,
 }
@@ -73,6 +82,8 @@ struct Metrics {
     capture_dropped: Counters<InterfaceLabels>,
     capture_if_dropped: Counters<InterfaceLabels>,
     lost_events: Counter,
+    /// 1 for the state each optional engine feature is in, 0 for the others.
+    engine_features: Family<FeatureLabels, Gauge>,
 }
 
 pub struct PrometheusSink {
@@ -194,6 +205,11 @@ impl Metrics {
             "Events the engine could not record (full maps)",
             self.lost_events.clone(),
         );
+        registry.register(
+            "netgraph_engine_feature",
+            "Optional engine features: 1 for the state each is in (used, refused, absent)",
+            self.engine_features.clone(),
+        );
     }
 }
 
@@ -290,6 +306,22 @@ impl Sink for PrometheusSink {
                 .inc_by(row.capture.if_dropped);
         }
         m.lost_events.inc_by(report.lost);
+        for feature in &report.engine.features {
+            for state in [
+                FeatureState::Used,
+                FeatureState::Refused,
+                FeatureState::Absent,
+            ] {
+                let labels = FeatureLabels {
+                    engine: report.engine.engine.clone(),
+                    feature: feature.name.clone(),
+                    state: state.as_str().to_string(),
+                };
+                m.engine_features
+                    .get_or_create(&labels)
+                    .set(i64::from(feature.state == state));
+            }
+        }
         self.peers.add(&report.peers);
         Ok(())
     }

@@ -49,6 +49,7 @@ fn report(second: u64, rows: Vec<ProcessRow>) -> IntervalReport {
         interfaces: Vec::new(),
         lost: 0,
         lost_total: 0,
+        engine: Default::default(),
     }
 }
 

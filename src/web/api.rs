@@ -1,6 +1,7 @@
 //! The JSON API over the store and the live view. Times are Unix seconds; a negative
 //! `from` or `to` counts back from now (`from=-3600`: the last hour).
 
+use crate::engine::features::EngineStatus;
 use crate::sinks::live::{LiveSnapshot, SharedLive};
 use crate::store::{GroupBy, History, Only, Reader, Total};
 use axum::extract::rejection::QueryRejection;
@@ -119,6 +120,11 @@ async fn with_reader<T: Send + 'static>(
 
 pub async fn live(State(state): State<ApiState>) -> Json<LiveSnapshot> {
     Json(crate::locks::read(&state.live).clone())
+}
+
+/// The engine counting, and each optional part it runs with or without.
+pub async fn status(State(state): State<ApiState>) -> Json<EngineStatus> {
+    Json(crate::locks::read(&state.live).engine.clone())
 }
 
 pub async fn totals(

@@ -33,6 +33,7 @@ pub fn start(listen: SocketAddr, token: Option<Secret>, state: ApiState) -> anyh
     let router = axum::Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/api/v1/live", get(api::live))
+        .route("/api/v1/status", get(api::status))
         .route("/api/v1/totals", get(api::totals))
         .route("/api/v1/history", get(api::history))
         .route("/api/v1/usage", get(api::usage))

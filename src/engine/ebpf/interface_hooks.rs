@@ -1,25 +1,62 @@
 //! TC hooks on every interface of the host's namespace, counting everything that
-//! crosses it (tcx links, Linux 6.6+, which the kernel detaches when netgraph exits),
-//! and the traffic among it that no local socket moved.
+//! crosses it, and the traffic among it that no local socket moved. Attached as tcx
+//! links (Linux 6.6+, which the kernel detaches when netgraph exits) where the kernel
+//! takes them, else as classic TC filters on a clsact qdisc (detached on exit; a
+//! killed netgraph leaves them, and the next start replaces them).
 
 use super::counters::{address, Direction, HookCount};
+use super::loading::WITHOUT_VARIABLE;
 use super::plain_data;
 use super::skeleton::{types, NetgraphSkel};
+use crate::engine::features::{Feature, FeatureState};
 use crate::traffic::{Counter, Protocol, Traffic};
-use libbpf_rs::{AsRawLibbpf, Link, MapCore, MapFlags, MapMut};
+use libbpf_rs::{AsRawLibbpf, Link, MapCore, MapFlags, MapMut, TcHook, TcHookBuilder};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::os::fd::AsFd;
 use std::ptr::NonNull;
 
-/// tcx, the link-based TC attachment that detaches itself, came with Linux 6.6.
-pub fn kernel_has_tcx() -> bool {
-    procfs::KernelVersion::current()
-        .is_ok_and(|version| version >= procfs::KernelVersion::new(6, 6, 0))
+/// How the programs are attached to interfaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookMode {
+    Tcx,
+    /// Classic TC, where tcx is missing (before 6.6) or refused.
+    Tc,
+    Off,
 }
 
-struct Hooked {
-    _links: [Link; 2],
+/// Our classic TC filters' handle and priorities: first on ingress, last on egress, as
+/// the tcx links are; the same handle replaces what a killed netgraph left.
+const TC_HANDLE: u32 = 0x4e47;
+const TC_FIRST: u32 = 1;
+const TC_LAST: u32 = 0xffff;
+
+enum Hooked {
+    /// Dropping a link detaches its program.
+    Tcx {
+        _links: [Link; 2],
+    },
+    Tc {
+        _filters: TcFilters,
+    },
 }
+
+/// Classic TC filters, detached when dropped.
+struct TcFilters([TcHook; 2]);
+
+// SAFETY: a TcHook is plain data; its one pointer (a custom qdisc's name) is null for
+// the clsact hooks made here.
+unsafe impl Send for TcFilters {}
+
+impl Drop for TcFilters {
+    fn drop(&mut self) {
+        for hook in &mut self.0 {
+            let _ = hook.detach();
+        }
+    }
+}
+
+const LOSES_HOOKS: &str = "traffic without a local socket (forwarded, ARP, the kernel's own) is not counted per interface";
 
 /// (ifindex, direction, protocol number).
 type Key = (u32, Direction, u8);
@@ -35,10 +72,17 @@ struct Seen {
     quiet: u32,
 }
 
-#[derive(Default)]
 pub struct InterfaceHooks {
     hooked: HashMap<u32, Hooked>,
     complained: bool,
+    /// Decided at the first interface: tcx, else TC; `Off` if neither attaches.
+    mode: Option<HookMode>,
+    /// Why tcx (and TC) are not used, for the feature line.
+    why_not_tcx: Option<String>,
+    why_off: Option<String>,
+    /// Refused by the kernel, or absent (switched off).
+    off_state: FeatureState,
+    allow_tcx: bool,
     /// The kernel's cumulative counters as last read, by raw map key.
     seen: HashMap<Vec<u8>, Seen>,
     /// Per key, since start: everything that crossed, what local sockets moved, and
@@ -62,8 +106,63 @@ pub struct Unattributed {
 }
 
 impl InterfaceHooks {
+    /// `allow_tcx` false, or `enabled` false, switch tcx or all hooks off (tests of
+    /// each fallback).
+    pub fn new(allow_tcx: bool, enabled: bool) -> InterfaceHooks {
+        InterfaceHooks {
+            hooked: HashMap::new(),
+            complained: false,
+            mode: (!enabled).then_some(HookMode::Off),
+            why_not_tcx: (!allow_tcx).then(|| format!("switched off by {WITHOUT_VARIABLE}=tcx")),
+            why_off: (!enabled)
+                .then(|| format!("switched off by {WITHOUT_VARIABLE}=interface_hooks")),
+            off_state: if enabled {
+                FeatureState::Refused
+            } else {
+                FeatureState::Absent
+            },
+            allow_tcx,
+            seen: HashMap::new(),
+            crossed: HashMap::new(),
+            attributed: HashMap::new(),
+            unattributed: HashMap::new(),
+            non_ip_reported: HashMap::new(),
+            pairs_crossed: HashMap::new(),
+            pairs_attributed: HashMap::new(),
+        }
+    }
+
+    /// Whether any interface is hooked (traffic no socket moved is then reported).
+    pub fn active(&self) -> bool {
+        !matches!(self.mode, None | Some(HookMode::Off))
+    }
+
+    pub fn feature(&self) -> Feature {
+        match self.mode {
+            Some(HookMode::Tcx) => Feature::used("interface_hooks", "tcx"),
+            Some(HookMode::Tc) => Feature::used(
+                "interface_hooks",
+                format!(
+                    "classic TC filters (tcx: {})",
+                    self.why_not_tcx.as_deref().unwrap_or("unavailable")
+                ),
+            ),
+            None | Some(HookMode::Off) => Feature::degraded(
+                "interface_hooks",
+                self.off_state,
+                self.why_off
+                    .clone()
+                    .unwrap_or_else(|| "no interface to hook".into()),
+                LOSES_HOOKS,
+            ),
+        }
+    }
+
     /// Attaches to interfaces that appeared and lets go of vanished ones.
     pub fn sync(&mut self, skel: &NetgraphSkel<'_>) {
+        if self.mode == Some(HookMode::Off) {
+            return;
+        }
         let present = host_interfaces();
         self.hooked
             .retain(|ifindex, _| present.iter().any(|(i, _)| i == ifindex));
@@ -76,18 +175,18 @@ impl InterfaceHooks {
                 &link_len.to_ne_bytes(),
                 MapFlags::ANY,
             );
-            let ingress = attach_tcx(&skel.progs.interface_ingress, ifindex, Direction::Ingress);
-            let egress = attach_tcx(&skel.progs.interface_egress, ifindex, Direction::Egress);
-            match (ingress, egress) {
-                (Ok(ingress), Ok(egress)) => {
-                    self.hooked.insert(
-                        ifindex,
-                        Hooked {
-                            _links: [ingress, egress],
-                        },
-                    );
+            match self.attach(skel, ifindex) {
+                Ok(hooked) => {
+                    self.hooked.insert(ifindex, hooked);
                 }
-                (Err(error), _) | (_, Err(error)) => {
+                Err(error) => {
+                    if self.mode.is_none() {
+                        // The first interface decides: neither kind attaches here.
+                        tracing::warn!(ifindex, %error, "cannot hook interfaces: {LOSES_HOOKS}");
+                        self.why_off = Some(error.to_string());
+                        self.mode = Some(HookMode::Off);
+                        return;
+                    }
                     if !self.complained {
                         self.complained = true;
                         tracing::warn!(ifindex, %error, "cannot hook interface; traffic without a local socket on it is not counted");
@@ -95,6 +194,41 @@ impl InterfaceHooks {
                 }
             }
         }
+    }
+
+    /// tcx where the kernel takes it; classic TC from the first refusal on.
+    fn attach(&mut self, skel: &NetgraphSkel<'_>, ifindex: u32) -> std::io::Result<Hooked> {
+        let progs = &skel.progs;
+        if self.allow_tcx && self.mode != Some(HookMode::Tc) {
+            let ingress = attach_tcx(&progs.interface_ingress, ifindex, Direction::Ingress);
+            let egress = attach_tcx(&progs.interface_egress, ifindex, Direction::Egress);
+            match (ingress, egress) {
+                (Ok(ingress), Ok(egress)) => {
+                    self.mode = Some(HookMode::Tcx);
+                    return Ok(Hooked::Tcx {
+                        _links: [ingress, egress],
+                    });
+                }
+                (Err(error), _) | (_, Err(error)) => {
+                    if self.mode == Some(HookMode::Tcx) {
+                        return Err(error);
+                    }
+                    self.why_not_tcx = Some(error.to_string());
+                }
+            }
+        }
+        let ingress = attach_tc(&progs.interface_ingress, ifindex, Direction::Ingress)?;
+        let egress = match attach_tc(&progs.interface_egress, ifindex, Direction::Egress) {
+            Ok(egress) => egress,
+            Err(error) => {
+                let _ = { ingress }.detach();
+                return Err(error);
+            }
+        };
+        self.mode = Some(HookMode::Tc);
+        Ok(Hooked::Tc {
+            _filters: TcFilters([ingress, egress]),
+        })
     }
 
     /// Notes traffic local sockets of this namespace moved (by IP protocol number).
@@ -324,6 +458,26 @@ fn host_interfaces() -> Vec<(u32, u32)> {
 /// Attaches a counting program first in the interface's ingress chain and last in its
 /// egress chain: a program that ends the chain (passes or drops the packet) cannot hide
 /// from us what arrived, and what we count leaving has passed everything else.
+pub fn attach_tc(
+    program: &libbpf_rs::ProgramMut<'_>,
+    ifindex: u32,
+    direction: Direction,
+) -> std::io::Result<TcHook> {
+    let (point, priority) = match direction {
+        Direction::Ingress => (libbpf_rs::TC_INGRESS, TC_FIRST),
+        Direction::Egress => (libbpf_rs::TC_EGRESS, TC_LAST),
+    };
+    let mut hook = TcHookBuilder::new(program.as_fd())
+        .ifindex(ifindex as i32)
+        .replace(true)
+        .handle(TC_HANDLE)
+        .priority(priority)
+        .hook(point);
+    let io = |error: libbpf_rs::Error| std::io::Error::other(error.to_string());
+    hook.create().map_err(io)?;
+    hook.attach().map_err(io)
+}
+
 pub fn attach_tcx(
     program: &libbpf_rs::ProgramMut<'_>,
     ifindex: u32,

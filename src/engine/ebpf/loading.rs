@@ -1,9 +1,13 @@
-//! Opening, configuring, loading and attaching the eBPF programs.
+//! Opening, configuring, loading and attaching the eBPF programs: the core (counting
+//! at the cgroup root, socket creation and release) and each optional part in the best
+//! form the kernel accepts, decided by loading it first (probes.rs). One refused or
+//! missing optional part costs what it gives, never the whole engine.
 
-use super::interface_hooks;
+use super::probes::{self, Probe, ProbeFailure};
 use super::skeleton::{NetgraphSkel, NetgraphSkelBuilder, OpenNetgraphSkel};
 use super::socket_counts::SocketCounts;
 use super::support::{check_support, Unsupported};
+use crate::engine::features::{Feature, FeatureState};
 use crate::engine::Recording;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::Link;
@@ -11,35 +15,315 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 
+/// Switches optional parts off, for tests of each fallback on a kernel that has them:
+/// a comma-separated list of `typed_tracepoints`, `owner_tracepoints`, `socket_counts`,
+/// `device_netns`, `tcx`, `interface_hooks`, `path_tracepoints`.
+pub const WITHOUT_VARIABLE: &str = "NETGRAPH_EBPF_WITHOUT";
+
 /// The programs, loaded and attached.
 pub struct Loaded {
     pub skel: NetgraphSkel<'static>,
     /// Dropping a link detaches its program.
     pub links: Vec<Link>,
-    /// Whether the per-interface hooks were loaded (tcx, Linux 6.6+).
-    pub tcx: bool,
     /// Whether sockets are adopted by the processes that use them (Linux 6.3+).
     pub follows_use: bool,
     /// The counts kept in owned sockets' own storage, where the kernel allows it.
     pub socket_counts: Option<SocketCounts>,
+    /// What was chosen for each optional part (the interface hooks are added as they
+    /// attach).
+    pub features: Vec<Feature>,
+    pub without: Without,
 }
+
+/// How sockets are adopted by the processes that send and receive on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OwnerTracepoints {
+    Typed,
+    Raw,
+    Off,
+}
+
+/// What one load asks of the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Plan {
+    owners: OwnerTracepoints,
+    socket_counts: bool,
+    device_netns: bool,
+    path_tracepoints: bool,
+}
+
+impl Plan {
+    const CORE: Plan = Plan {
+        owners: OwnerTracepoints::Off,
+        socket_counts: false,
+        device_netns: false,
+        path_tracepoints: false,
+    };
+}
+
+/// Optional parts switched off by `NETGRAPH_EBPF_WITHOUT`.
+#[derive(Clone, Debug, Default)]
+pub struct Without(Vec<String>);
+
+impl Without {
+    pub fn from_env() -> Without {
+        let list = std::env::var(WITHOUT_VARIABLE).unwrap_or_default();
+        Without(
+            list.split(',')
+                .map(|item| item.trim().to_string())
+                .filter(|item| !item.is_empty())
+                .collect(),
+        )
+    }
+
+    pub fn has(&self, part: &str) -> bool {
+        self.0.iter().any(|item| item == part)
+    }
+
+    fn failure(part: &str) -> ProbeFailure {
+        ProbeFailure {
+            state: FeatureState::Absent,
+            why: format!("switched off by {WITHOUT_VARIABLE}={part}"),
+        }
+    }
+}
+
+const LOSES_ADOPTION: &str = "accepted and inherited sockets are named from /proc at each interval: a connection that ends within an interval may stay unknown";
+const LOSES_SOCKET_COUNTS: &str =
+    "each packet updates a counter map (more CPU per packet); counts stay exact";
+const LOSES_DEVICE_NETNS: &str = "packets no process owns (handshakes, time-wait) in other network namespaces are named after the host's interface with the same index";
+const LOSES_PATHS: &str = "a process or container that ends within an interval may have no program path or container name";
 
 /// `recording.addresses` counts by both ends of each packet too, at the cost of a
 /// larger key per packet.
 pub fn load(recording: Recording) -> Result<Loaded, Unsupported> {
     let cgroup_root = check_support()?;
-    // Per-interface hooks need tcx (Linux 6.6); without it they are not loaded, so
-    // older kernels still count every socket.
-    let tcx = interface_hooks::kernel_has_tcx();
-    if !tcx {
-        tracing::info!("Linux before 6.6 (no tcx): traffic without a local socket (forwarded, ARP) is not counted per interface");
+    // libbpf's own lines (a probe's refused load, the verifier's log) are details: the
+    // outcome is reported in netgraph's words, these with RUST_LOG=debug.
+    libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Warn, libbpf_line)));
+    let without = Without::from_env();
+    let mut features = Vec::new();
+    let plan = choose(recording, &without, &mut features);
+    // Probed one by one, they may still be refused together, or the kfunc may be: then
+    // without the kfunc, then the core alone, which still counts every byte.
+    let fallbacks = [
+        plan,
+        Plan {
+            device_netns: false,
+            ..plan
+        },
+        Plan::CORE,
+    ];
+    let mut failure = None;
+    let mut loaded = None;
+    for candidate in fallbacks {
+        match load_plan(recording, candidate, &cgroup_root) {
+            Ok(done) => {
+                loaded = Some((done, candidate));
+                break;
+            }
+            Err(error) => {
+                tracing::warn!(
+                    "the eBPF programs did not load with {candidate:?} ({error}); trying with less"
+                );
+                failure = Some(error);
+            }
+        }
     }
-    let features = KernelFeatures::read();
-    let skel = open(recording, tcx, features)?
-        .load()
+    let Some((mut loaded, used)) = loaded else {
+        return Err(failure.expect("a load was tried"));
+    };
+    if let Some(error) = failure.filter(|_| used != plan) {
+        let why = format!("loading with it failed ({error})");
+        for (name, loses, was, is) in [
+            (
+                "owner_tracepoints",
+                LOSES_ADOPTION,
+                plan.owners != OwnerTracepoints::Off,
+                used.owners != OwnerTracepoints::Off,
+            ),
+            (
+                "socket_counts",
+                LOSES_SOCKET_COUNTS,
+                plan.socket_counts,
+                used.socket_counts,
+            ),
+            (
+                "device_netns",
+                LOSES_DEVICE_NETNS,
+                plan.device_netns,
+                used.device_netns,
+            ),
+            (
+                "path_tracepoints",
+                LOSES_PATHS,
+                plan.path_tracepoints,
+                used.path_tracepoints,
+            ),
+        ] {
+            if was && !is {
+                features.retain(|f| f.name != name);
+                features.push(Feature::degraded(
+                    name,
+                    FeatureState::Refused,
+                    why.clone(),
+                    loses,
+                ));
+            }
+        }
+    }
+    features.append(&mut loaded.features);
+    loaded.features = features;
+    loaded.without = without;
+    for feature in loaded.features.iter().filter(|f| f.is_degraded()) {
+        tracing::info!("eBPF engine: {}", feature.describe());
+    }
+    Ok(loaded)
+}
+
+fn libbpf_line(_level: libbpf_rs::PrintLevel, line: String) {
+    tracing::debug!(target: "libbpf", "{}", line.trim_end());
+}
+
+/// Decides each optional part by probing it, noting what was chosen and why.
+fn choose(recording: Recording, without: &Without, features: &mut Vec<Feature>) -> Plan {
+    let mut plan = Plan::CORE;
+    // Owners kept current as sockets are used: the typed tracepoints, else raw ones.
+    let configure =
+        |plan: Plan| move |open: &mut OpenNetgraphSkel<'_>| configure(open, recording, plan);
+    let typed = if without.has("typed_tracepoints") || without.has("owner_tracepoints") {
+        Err(Without::failure("typed_tracepoints"))
+    } else {
+        probes::run(Probe::TypedTracepoints, configure(plan))
+    };
+    let raw = match &typed {
+        Ok(()) => None,
+        Err(_) if without.has("owner_tracepoints") => {
+            Some(Err(Without::failure("owner_tracepoints")))
+        }
+        Err(_) => Some(probes::run(Probe::RawTracepoints, configure(plan))),
+    };
+    let has_tracepoints = probes::kernel_btf_has(&[
+        (c"btf_trace_sock_send_length", libbpf_sys::BTF_KIND_TYPEDEF),
+        (c"btf_trace_sock_recv_length", libbpf_sys::BTF_KIND_TYPEDEF),
+    ]);
+    match (typed.as_ref(), raw) {
+        (Ok(()), _) => {
+            plan.owners = OwnerTracepoints::Typed;
+            features.push(Feature::used("owner_tracepoints", "typed tracepoints"));
+        }
+        (Err(typed), Some(Ok(()))) => {
+            plan.owners = OwnerTracepoints::Raw;
+            features.push(Feature::used(
+                "owner_tracepoints",
+                format!("raw tracepoints; typed ones: {}", typed.why),
+            ));
+            // Raw tracepoints cannot reach socket storage: counting falls back below.
+        }
+        (Err(typed), raw) => {
+            let failure = match raw {
+                Some(Err(raw)) => raw,
+                _ => typed.clone(),
+            };
+            let failure = if has_tracepoints || without.has("owner_tracepoints") {
+                failure
+            } else {
+                ProbeFailure {
+                    state: FeatureState::Absent,
+                    why: "the kernel has no sock_send_length/sock_recv_length tracepoints (Linux 6.3+)".into(),
+                }
+            };
+            features.push(Feature::degraded(
+                "owner_tracepoints",
+                failure.state,
+                failure.why,
+                LOSES_ADOPTION,
+            ));
+        }
+    }
+    // Counts in sockets' own storage: needs the typed tracepoints (which keep the
+    // storage's owner current) and the storage iterator (which takes the counts).
+    let storage_plan = Plan {
+        socket_counts: true,
+        ..plan
+    };
+    let socket_counts = if without.has("socket_counts") {
+        Err(Without::failure("socket_counts"))
+    } else if recording.addresses {
+        Err(ProbeFailure {
+            state: FeatureState::Absent,
+            why: "not used when both ends of each packet are recorded ([peers], [geoip])".into(),
+        })
+    } else if plan.owners != OwnerTracepoints::Typed {
+        Err(ProbeFailure {
+            state: FeatureState::Absent,
+            why: "needs the typed owner tracepoints".into(),
+        })
+    } else {
+        probes::run(Probe::StorageIterator, configure(storage_plan))
+    };
+    match socket_counts {
+        Ok(()) => {
+            plan.socket_counts = true;
+            features.push(Feature::used("socket_counts", "socket storage iterator"));
+        }
+        Err(failure) => features.push(Feature::degraded(
+            "socket_counts",
+            failure.state,
+            failure.why,
+            LOSES_SOCKET_COUNTS,
+        )),
+    }
+    // A kfunc (6.2+), resolved by libbpf from BTF; the real load is the test.
+    let kfunc = probes::kernel_btf_has(&[(c"bpf_cast_to_kern_ctx", libbpf_sys::BTF_KIND_FUNC)]);
+    if without.has("device_netns") {
+        let failure = Without::failure("device_netns");
+        features.push(Feature::degraded(
+            "device_netns",
+            failure.state,
+            failure.why,
+            LOSES_DEVICE_NETNS,
+        ));
+    } else if kfunc {
+        plan.device_netns = true;
+        features.push(Feature::used("device_netns", "bpf_cast_to_kern_ctx"));
+    } else {
+        features.push(Feature::degraded(
+            "device_netns",
+            FeatureState::Absent,
+            "the kernel has no bpf_cast_to_kern_ctx kfunc (Linux 6.2+)",
+            LOSES_DEVICE_NETNS,
+        ));
+    }
+    let paths = if without.has("path_tracepoints") {
+        Err(Without::failure("path_tracepoints"))
+    } else {
+        probes::run(Probe::PathTracepoints, configure(plan))
+    };
+    match paths {
+        Ok(()) => plan.path_tracepoints = true,
+        Err(failure) => features.push(Feature::degraded(
+            "path_tracepoints",
+            failure.state,
+            failure.why,
+            LOSES_PATHS,
+        )),
+    }
+    plan
+}
+
+fn load_plan(recording: Recording, plan: Plan, cgroup_root: &Path) -> Result<Loaded, Unsupported> {
+    // The skeleton borrows its object storage for its whole life, which is the
+    // engine's: one allocation per engine, given up when the process ends.
+    let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
+        Box::leak(Box::new(MaybeUninit::uninit()));
+    let mut open = NetgraphSkelBuilder::default()
+        .open(storage)
         .map_err(|e| Unsupported::load(&e))?;
+    configure(&mut open, recording, plan);
+    let skel = open.load().map_err(|e| Unsupported::load(&e))?;
     // Before anything counts into sockets' storage: nothing would take it out.
-    let socket_counts = if features.counts_in_storage() {
+    let socket_counts = if plan.socket_counts {
         let link = skel
             .progs
             .take_socket_counts
@@ -49,60 +333,68 @@ pub fn load(recording: Recording) -> Result<Loaded, Unsupported> {
     } else {
         None
     };
-    let mut links = attach_to_cgroup(&skel, &cgroup_root)?;
-    let follows_use = features.socket_tracepoints && attach_to_tracepoints(&skel, &mut links);
-    attach_cgroup_paths(&skel, &mut links);
-    attach_exe_paths(&skel, &mut links);
+    let mut links = attach_to_cgroup(&skel, cgroup_root)?;
+    let mut features = Vec::new();
+    let follows_use = match plan.owners {
+        OwnerTracepoints::Off => false,
+        OwnerTracepoints::Typed => attach_owner_tracepoints(
+            [&skel.progs.owner_on_send, &skel.progs.owner_on_recv],
+            &mut links,
+        ),
+        OwnerTracepoints::Raw => attach_owner_tracepoints(
+            [&skel.progs.owner_on_send_raw, &skel.progs.owner_on_recv_raw],
+            &mut links,
+        ),
+    };
+    if plan.path_tracepoints {
+        let exe = attach_raw(&skel.progs.record_exe, "sched_process_exec", &mut links);
+        let cgroup = attach_raw(&skel.progs.record_cgroup_path, "cgroup_mkdir", &mut links);
+        features.push(match (exe, cgroup) {
+            (Ok(()), Ok(())) => Feature::used("path_tracepoints", "exec and cgroup_mkdir"),
+            (Err(error), _) | (_, Err(error)) => Feature::degraded(
+                "path_tracepoints",
+                FeatureState::Refused,
+                format!("cannot attach ({error})"),
+                LOSES_PATHS,
+            ),
+        });
+    }
     Ok(Loaded {
         skel,
         links,
-        tcx,
         follows_use,
         socket_counts,
+        features,
+        without: Without::default(),
     })
 }
 
-fn open(
-    recording: Recording,
-    tcx: bool,
-    features: KernelFeatures,
-) -> Result<OpenNetgraphSkel<'static>, Unsupported> {
-    // The skeleton borrows its object storage for its whole life, which is the
-    // engine's: one allocation per engine, given up when the process ends.
-    let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
-        Box::leak(Box::new(MaybeUninit::uninit()));
-    let mut open = NetgraphSkelBuilder::default()
-        .open(storage)
-        .map_err(|e| Unsupported::load(&e))?;
-    if !features.socket_tracepoints {
-        // Typed tracepoint programs the kernel does not know would fail the whole load.
-        open.progs.owner_on_send.set_autoload(false);
-        open.progs.owner_on_recv.set_autoload(false);
-    }
-    if !features.counts_in_storage() {
-        open.progs.take_socket_counts.set_autoload(false);
-    }
-    for (program, attach_type) in [
-        (
-            &mut open.progs.interface_ingress,
-            libbpf_rs::ProgramAttachType::TcxIngress,
-        ),
-        (
-            &mut open.progs.interface_egress,
-            libbpf_rs::ProgramAttachType::TcxEgress,
-        ),
-    ] {
-        if tcx {
-            program.set_attach_type(attach_type);
-        } else {
-            program.set_autoload(false);
-        }
-    }
+/// Sets up an opened object for `plan`: which programs load, the load-time constants,
+/// and map sizes. Probes set up theirs the same way.
+fn configure(open: &mut OpenNetgraphSkel<'_>, recording: Recording, plan: Plan) {
+    let progs = &mut open.progs;
+    let typed = plan.owners == OwnerTracepoints::Typed;
+    let raw = plan.owners == OwnerTracepoints::Raw;
+    progs.owner_on_send.set_autoload(typed);
+    progs.owner_on_recv.set_autoload(typed);
+    progs.owner_on_send_raw.set_autoload(raw);
+    progs.owner_on_recv_raw.set_autoload(raw);
+    progs.take_socket_counts.set_autoload(plan.socket_counts);
+    progs.record_exe.set_autoload(plan.path_tracepoints);
+    progs.record_cgroup_path.set_autoload(plan.path_tracepoints);
+    // tcx needs the attach types; classic TC, where tcx is missing, ignores them.
+    progs
+        .interface_ingress
+        .set_attach_type(libbpf_rs::ProgramAttachType::TcxIngress);
+    progs
+        .interface_egress
+        .set_attach_type(libbpf_rs::ProgramAttachType::TcxEgress);
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
         rodata.record_addresses = u8::from(recording.addresses);
         rodata.record_dns_answers = u8::from(recording.addresses && recording.dns_answers);
         rodata.record_tls_hellos = u8::from(recording.addresses && recording.tls_hellos);
-        rodata.count_in_storage = u8::from(features.counts_in_storage());
+        rodata.count_in_storage = u8::from(plan.socket_counts);
+        rodata.use_kern_ctx = u8::from(plan.device_netns);
     }
     // The counter maps not used get one entry, to take no memory.
     let unused = if recording.addresses {
@@ -119,7 +411,6 @@ fn open(
     if !(recording.addresses && (recording.dns_answers || recording.tls_hellos)) {
         let _ = open.maps.payload_samples.set_max_entries(1);
     }
-    Ok(open)
 }
 
 /// Counting and socket creation/release, for every socket of the host.
@@ -144,99 +435,29 @@ fn attach_to_cgroup(skel: &NetgraphSkel<'static>, root: &Path) -> Result<Vec<Lin
     .collect()
 }
 
-/// Adoption of sockets by the processes that send and receive on them, where the
-/// kernel has the tracepoints (Linux 6.3+; `open` left them out where it has not).
-fn attach_to_tracepoints(skel: &NetgraphSkel<'static>, links: &mut Vec<Link>) -> bool {
-    let progs = &skel.progs;
-    let mut follows_use = true;
-    for program in [&progs.owner_on_send, &progs.owner_on_recv] {
+/// Adoption of sockets by the processes that send and receive on them (probed: the
+/// attachment was tried before, so a failure here is a surprise worth a line).
+fn attach_owner_tracepoints(
+    programs: [&libbpf_rs::ProgramMut<'static>; 2],
+    links: &mut Vec<Link>,
+) -> bool {
+    for program in programs {
         match program.attach() {
             Ok(link) => links.push(link),
             Err(error) => {
-                follows_use = false;
-                tracing::info!(%error, "cannot follow sockets as they are used: accepted and inherited sockets are named after their creator or from /proc");
+                tracing::warn!(%error, "cannot follow sockets as they are used: {LOSES_ADOPTION}");
+                return false;
             }
         }
     }
-    follows_use
+    true
 }
 
-/// What the kernel's BTF says it has, read once before loading (parsing it takes
-/// memory for a moment).
-#[derive(Clone, Copy, Default)]
-struct KernelFeatures {
-    /// The sock_send_length/sock_recv_length tracepoints, which the typed (tp_btf)
-    /// programs need to load at all (Linux 6.3+).
-    socket_tracepoints: bool,
-    /// The socket storage iterator (Linux 5.10+), which takes the counts kept in
-    /// sockets' own storage.
-    storage_iterator: bool,
-}
-
-impl KernelFeatures {
-    fn read() -> KernelFeatures {
-        let features = kernel_btf_features().unwrap_or_default();
-        if !features.socket_tracepoints {
-            tracing::info!("kernel lacks the sock_send_length/sock_recv_length tracepoints (Linux 6.3+): accepted and inherited sockets are named after their creator or from /proc");
-        }
-        features
-    }
-
-    /// Owned sockets are counted in their own storage (no hash map update per packet)
-    /// where their owners are kept current by the tracepoints and the iterator can take
-    /// the counts.
-    fn counts_in_storage(self) -> bool {
-        self.socket_tracepoints && self.storage_iterator
-    }
-}
-
-fn kernel_btf_features() -> Option<KernelFeatures> {
-    // SAFETY: libbpf parses the kernel's BTF and returns an owned handle or NULL; the
-    // names are NUL-terminated; the handle is freed once.
-    unsafe {
-        let btf = libbpf_sys::btf__load_vmlinux_btf();
-        if btf.is_null() {
-            return None;
-        }
-        let has = |name: &std::ffi::CStr, kind| {
-            libbpf_sys::btf__find_by_name_kind(btf, name.as_ptr(), kind) >= 0
-        };
-        let features = KernelFeatures {
-            socket_tracepoints: [c"btf_trace_sock_send_length", c"btf_trace_sock_recv_length"]
-                .iter()
-                .all(|name| has(name, libbpf_sys::BTF_KIND_TYPEDEF)),
-            storage_iterator: has(c"bpf_iter_bpf_sk_storage_map", libbpf_sys::BTF_KIND_FUNC),
-        };
-        libbpf_sys::btf__free(btf);
-        Some(features)
-    }
-}
-
-/// The program each process executes (so that short-lived processes keep their exe).
-fn attach_exe_paths(skel: &NetgraphSkel<'static>, links: &mut Vec<Link>) {
-    match skel
-        .progs
-        .record_exe
-        .attach_raw_tracepoint("sched_process_exec")
-    {
-        Ok(link) => links.push(link),
-        Err(error) => {
-            tracing::info!(%error, "cannot follow programs as they start: a process that ends within an interval has no exe")
-        }
-    }
-}
-
-/// Paths of cgroups as they are made (so that short-lived containers are named);
-/// without it, paths are found by walking the hierarchy while the cgroup exists.
-fn attach_cgroup_paths(skel: &NetgraphSkel<'static>, links: &mut Vec<Link>) {
-    match skel
-        .progs
-        .record_cgroup_path
-        .attach_raw_tracepoint("cgroup_mkdir")
-    {
-        Ok(link) => links.push(link),
-        Err(error) => {
-            tracing::info!(%error, "cannot follow cgroups as they are made: a container that lives under an interval may stay unnamed")
-        }
-    }
+fn attach_raw(
+    program: &libbpf_rs::ProgramMut<'static>,
+    tracepoint: &str,
+    links: &mut Vec<Link>,
+) -> Result<(), libbpf_rs::Error> {
+    links.push(program.attach_raw_tracepoint(tracepoint)?);
+    Ok(())
 }

@@ -14,10 +14,12 @@ mod loading;
 mod map_ops;
 mod owner_records;
 mod plain_data;
+mod probes;
 mod skeleton;
 mod socket_counts;
 mod support;
 
+use super::features::Feature;
 use super::host_addresses::{self, LocalAddresses};
 use super::{
     Engine, EngineReport, InterfaceName, InterfaceTraffic, KernelOwnership, NameSample, Recording,
@@ -34,6 +36,7 @@ use socket_counts::SocketCounts;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
+pub use loading::WITHOUT_VARIABLE;
 pub use support::{check_support, Unsupported};
 
 /// Drains between forgetting resolved interface names (indexes get reused).
@@ -66,8 +69,9 @@ fn traffic_map<'a>(maps: &'a NetgraphMaps<'static>, record_addresses: bool) -> &
 }
 
 pub struct EbpfEngine {
-    tcx: bool,
     hooks: InterfaceHooks,
+    /// Each optional part as the kernel allowed it.
+    features: Vec<Feature>,
     skel: NetgraphSkel<'static>,
     _links: Vec<Link>,
     /// Owned sockets' counts kept in their own storage, where the kernel allows it.
@@ -91,13 +95,20 @@ impl EbpfEngine {
     /// need them), at the cost of a larger key per packet.
     pub fn start(recording: Recording) -> Result<EbpfEngine, Unsupported> {
         let loaded = loading::load(recording)?;
-        let mut hooks = InterfaceHooks::default();
-        if loaded.tcx {
-            hooks.sync(&loaded.skel);
+        let mut hooks = InterfaceHooks::new(
+            !loaded.without.has("tcx"),
+            !loaded.without.has("interface_hooks"),
+        );
+        hooks.sync(&loaded.skel);
+        let mut features = loaded.features;
+        let interface_feature = hooks.feature();
+        if interface_feature.is_degraded() {
+            tracing::info!("eBPF engine: {}", interface_feature.describe());
         }
+        features.push(interface_feature);
         Ok(EbpfEngine {
-            tcx: loaded.tcx,
             hooks,
+            features,
             skel: loaded.skel,
             _links: loaded.links,
             socket_counts: loaded.socket_counts,
@@ -346,6 +357,10 @@ impl Engine for EbpfEngine {
         self.recording.addresses
     }
 
+    fn features(&self) -> Vec<Feature> {
+        self.features.clone()
+    }
+
     fn drain(&mut self) -> EngineReport {
         self.drains += 1;
         // Slots first: a socket released between the two reads has its last counts
@@ -365,7 +380,7 @@ impl Engine for EbpfEngine {
         self.idle = deltas.idle;
         let mut sockets = self.socket_traffic(deltas.changed);
         let mut non_ip = Vec::new();
-        if self.tcx {
+        if self.hooks.active() {
             let (interface_only, frames) = self.interface_only_traffic();
             sockets.extend(interface_only);
             non_ip = frames

@@ -14,6 +14,8 @@ pub enum Unsupported {
     Cgroup { path: PathBuf, error: String },
     #[error("loading eBPF programs was refused ({0}); run as root, or with CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN")]
     NotPermitted(String),
+    #[error("loading eBPF programs was refused to root ({0}): the kernel's security policy (lockdown, a BPF LSM or kernel.unprivileged_bpf_disabled in a container) forbids them; the capture engine counts instead")]
+    RefusedByPolicy(String),
     #[error("the kernel rejected netgraph's eBPF programs: {0}")]
     Rejected(String),
     #[error("cannot attach netgraph's eBPF programs: {0}; run as root, or with CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN")]
@@ -24,7 +26,12 @@ impl Unsupported {
     pub fn load(error: &libbpf_rs::Error) -> Unsupported {
         let text = format!("{error:#}");
         if error.kind() == libbpf_rs::ErrorKind::PermissionDenied {
-            Unsupported::NotPermitted(text)
+            // Root was refused too: no privilege would help.
+            if nix::unistd::geteuid().is_root() {
+                Unsupported::RefusedByPolicy(text)
+            } else {
+                Unsupported::NotPermitted(text)
+            }
         } else {
             Unsupported::Rejected(text)
         }

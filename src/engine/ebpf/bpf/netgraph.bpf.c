@@ -24,7 +24,10 @@ enum direction {
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 
-extern void *bpf_cast_to_kern_ctx(void *ctx) __ksym;
+/* A kfunc from Linux 6.2: weak, so that older kernels load the rest; used only where
+ * userspace set use_kern_ctx, so the verifier drops the call where it is absent. */
+extern void *bpf_cast_to_kern_ctx(void *ctx) __ksym __weak;
+const volatile __u8 use_kern_ctx = 0;
 
 /* Every byte is a named field, so zero-initialised keys hash alike. */
 struct traffic_key {
@@ -630,7 +633,7 @@ static __always_inline void count(struct __sk_buff *skb, enum direction directio
 		key.cookie = bpf_get_socket_cookie(skb);
 		key.transient = sk != 0;
 	}
-	if (!key.tgid) {
+	if (!key.tgid && use_kern_ctx) {
 		struct sk_buff *kernel_skb = bpf_cast_to_kern_ctx(skb);
 		key.netns = BPF_CORE_READ(kernel_skb, dev, nd_net.net, ns.inum);
 	}
@@ -833,15 +836,20 @@ int owner_on_release(struct bpf_sock *sk)
 }
 
 /* A socket used by a process other than its recorded owner (accepted by a server, or
- * inherited across fork) now belongs to that process. */
-static __always_inline void adopt(struct sock *sk)
+ * inherited across fork) now belongs to that process. `typed`: called from a BTF-typed
+ * tracepoint, which reads the socket in place and may use its storage and cookie
+ * helper; otherwise (a raw tracepoint, where the kernel's policy refuses typed ones)
+ * the socket is read with probe-reads, and a socket whose cookie was never made is
+ * left to the next call. `typed` is a constant in each copy the compiler makes. */
+static __always_inline void adopt(struct sock *sk, int typed)
 {
-	/* A typed (BTF) tracepoint argument: read directly, no probe-read helper. The
-	 * tracepoints fire for every kind of socket; netgraph counts these. */
-	__u16 family = sk->__sk_common.skc_family;
+	/* The tracepoints fire for every kind of socket; netgraph counts these. */
+	__u16 family = typed ? sk->__sk_common.skc_family : BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (family != AF_INET && family != AF_INET6 && family != AF_PACKET)
 		return;
-	__u64 cookie = sk->__sk_common.skc_cookie.counter;
+	__u64 cookie = typed ? sk->__sk_common.skc_cookie.counter : BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	if (!typed && !cookie)
+		return;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u32 zero = 0;
 	__u64 *shared = bpf_map_lookup_elem(&owner_generation, &zero);
@@ -849,9 +857,12 @@ static __always_inline void adopt(struct sock *sk)
 	struct adoption_check *last = bpf_map_lookup_elem(&last_adoption_check, &zero);
 	if (cookie && last && last->cookie == cookie && last->tgid == tgid && last->generation == generation)
 		return; /* this process owned this socket, and nothing changed hands since */
-	if (!cookie)
-		cookie = bpf_get_socket_cookie(sk);
-	struct socket_state *state = bpf_sk_storage_get(&socket_states, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	struct socket_state *state = 0;
+	if (typed) {
+		if (!cookie)
+			cookie = bpf_get_socket_cookie(sk);
+		state = bpf_sk_storage_get(&socket_states, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	}
 	struct owner *known = bpf_map_lookup_elem(&owners, &cookie);
 	if (!known || known->tgid != tgid || (state && state->tgid != tgid)) {
 		struct owner owner = {};
@@ -861,7 +872,7 @@ static __always_inline void adopt(struct sock *sk)
 			owner.netns = known->netns;
 		} else {
 			owner.family = family;
-			owner.protocol = sk->sk_protocol;
+			owner.protocol = typed ? sk->sk_protocol : BPF_CORE_READ(sk, sk_protocol);
 			owner.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 		}
 		fill_current(&owner);
@@ -937,7 +948,7 @@ int BPF_PROG(owner_on_send, struct sock *sk, int ret, int flags)
 	/* A failed call (EAGAIN on a non-blocking socket) moved nothing: no owner changes. */
 	if (ret < 0)
 		return 0;
-	adopt(sk);
+	adopt(sk, 1);
 	return 0;
 }
 
@@ -946,7 +957,27 @@ int BPF_PROG(owner_on_recv, struct sock *sk, int ret, int flags)
 {
 	if (ret < 0)
 		return 0;
-	adopt(sk);
+	adopt(sk, 1);
+	return 0;
+}
+
+/* The same tracepoints as raw tracepoints, for kernels whose policy refuses the typed
+ * (BPF_PROG_TYPE_TRACING) kind: args are (sk, ret, flags). */
+SEC("raw_tp/sock_send_length")
+int owner_on_send_raw(struct bpf_raw_tracepoint_args *ctx)
+{
+	if ((int)ctx->args[1] < 0)
+		return 0;
+	adopt((struct sock *)ctx->args[0], 0);
+	return 0;
+}
+
+SEC("raw_tp/sock_recv_length")
+int owner_on_recv_raw(struct bpf_raw_tracepoint_args *ctx)
+{
+	if ((int)ctx->args[1] < 0)
+		return 0;
+	adopt((struct sock *)ctx->args[0], 0);
 	return 0;
 }
 
