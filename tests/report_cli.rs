@@ -207,6 +207,7 @@ fn interval(t: u64, rows: Vec<ProcessRow>) -> IntervalReport {
         interfaces: Vec::new(),
         lost: 0,
         lost_total: 0,
+        engine: Default::default(),
     }
 }
 

@@ -71,6 +71,7 @@ fn the_api_answers_each_query_on_known_data() {
             interfaces: Vec::new(),
             lost: 0,
             lost_total: 0,
+            engine: Default::default(),
         };
         store.write(&report).unwrap();
     }

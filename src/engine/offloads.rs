@@ -51,11 +51,16 @@ impl Offloads {
         let socket = unsafe { OwnedFd::from_raw_fd(fd) };
         let flags = interface_flags(&socket, name)?;
         let loopback = flags & libc::IFF_LOOPBACK as libc::c_short != 0;
+        let driver = driver_info(&socket, name);
+        let gro = ethtool_value(&socket, name, ETHTOOL_GGRO).unwrap_or(0) != 0;
         Some(Offloads {
-            physical: !loopback && bus_info(&socket, name).is_some_and(|bus| !bus.is_empty()),
+            physical: !loopback && driver.as_ref().is_some_and(|(_, bus)| !bus.is_empty()),
             loopback,
             tso: ethtool_value(&socket, name, ETHTOOL_GTSO).unwrap_or(0) != 0,
-            gro: ethtool_value(&socket, name, ETHTOOL_GGRO).unwrap_or(0) != 0,
+            gro: gro
+                && !driver.is_some_and(|(driver, _)| {
+                    driver == "veth" && !veth_merges(procfs::KernelVersion::current().ok())
+                }),
         })
     }
 }
@@ -131,17 +136,27 @@ fn ethtool_value(socket: &OwnedFd, name: &str, command: u32) -> Option<u32> {
     ethtool(socket, name, &mut value).then_some(value.data)
 }
 
-/// The device's bus address (empty for virtual devices); `None` without a driver that
-/// answers.
-fn bus_info(socket: &OwnedFd, name: &str) -> Option<String> {
+/// A veth reports GRO on from the start before Linux 5.13, but merges only from 5.13,
+/// where GRO (off by default) gives it a NAPI poll; before, what arrives was passed on
+/// whole by the peer.
+fn veth_merges(kernel: Option<procfs::KernelVersion>) -> bool {
+    kernel.is_none_or(|version| version >= procfs::KernelVersion::new(5, 13, 0))
+}
+
+/// The device's driver and bus address (empty for virtual devices); `None` without a
+/// driver that answers.
+fn driver_info(socket: &OwnedFd, name: &str) -> Option<(String, String)> {
     // SAFETY: plain data; all zero is a valid value.
     let mut info: EthtoolDrvinfo = unsafe { std::mem::zeroed() };
     info.cmd = ETHTOOL_GDRVINFO;
     if !ethtool(socket, name, &mut info) {
         return None;
     }
-    let end = info.bus_info.iter().position(|&b| b == 0).unwrap_or(32);
-    Some(String::from_utf8_lossy(&info.bus_info[..end]).into_owned())
+    let text = |bytes: &[u8]| {
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        String::from_utf8_lossy(&bytes[..end]).into_owned()
+    };
+    Some((text(&info.driver), text(&info.bus_info)))
 }
 
 #[cfg(test)]
@@ -154,6 +169,15 @@ mod tests {
         assert!(lo.loopback && !lo.physical);
         assert!(!lo.segments_sent() && !lo.segments_received());
         assert_eq!(Offloads::of_interface("no-such-if0"), None);
+    }
+
+    #[test]
+    fn a_veth_merges_from_linux_5_13_on() {
+        let version = |major, minor| Some(procfs::KernelVersion::new(major, minor, 0));
+        assert!(!veth_merges(version(5, 10)));
+        assert!(!veth_merges(version(5, 12)));
+        assert!(veth_merges(version(5, 13)));
+        assert!(veth_merges(version(6, 18)));
     }
 
     #[test]

@@ -195,6 +195,7 @@ mod tests {
             interval_seconds: 1.0,
             processes: rows,
             peers: Vec::new(),
+            ..LiveSnapshot::default()
         }));
         render(&app)
     }
@@ -272,6 +273,7 @@ mod tests {
                 peer("curl", "192.0.2.7", Some("files.example.org")),
                 peer("rsync", "192.0.2.9", Some("backup.example.org")),
             ],
+            ..LiveSnapshot::default()
         }));
         // Sorted by sent: curl first; down selects rsync.
         assert!(app.key(KeyEvent::from(KeyCode::Down)));

@@ -143,7 +143,7 @@ impl InterfaceHooks {
             Some(HookMode::Tc) => Feature::used(
                 "interface_hooks",
                 format!(
-                    "classic TC filters (tcx: {})",
+                    "classic TC filters (tcx, Linux 6.6+: {})",
                     self.why_not_tcx.as_deref().unwrap_or("unavailable")
                 ),
             ),

@@ -16,7 +16,8 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 
 /// Switches optional parts off, for tests of each fallback on a kernel that has them:
-/// a comma-separated list of `typed_tracepoints`, `owner_tracepoints`, `socket_counts`,
+/// a comma-separated list of `typed_tracepoints`, `socket_tracepoints` (typed and raw),
+/// `accept_tracepoints`, `owner_tracepoints` (all three), `socket_counts`,
 /// `device_netns`, `tcx`, `interface_hooks`, `path_tracepoints`.
 pub const WITHOUT_VARIABLE: &str = "NETGRAPH_EBPF_WITHOUT";
 
@@ -40,6 +41,8 @@ pub struct Loaded {
 enum OwnerTracepoints {
     Typed,
     Raw,
+    /// Only accepted sockets, at the accept syscalls' exit (kernels before 6.3).
+    Accept,
     Off,
 }
 
@@ -89,6 +92,7 @@ impl Without {
 }
 
 const LOSES_ADOPTION: &str = "accepted and inherited sockets are named from /proc at each interval: a connection that ends within an interval may stay unknown";
+const LOSES_INHERITED: &str = "a socket passed to another process (inherited across fork, or sent over a Unix socket) stays its creator's";
 const LOSES_SOCKET_COUNTS: &str =
     "each packet updates a counter map (more CPU per packet); counts stay exact";
 const LOSES_DEVICE_NETNS: &str = "packets no process owns (handshakes, time-wait) in other network namespaces are named after the host's interface with the same index";
@@ -191,16 +195,16 @@ fn choose(recording: Recording, without: &Without, features: &mut Vec<Feature>) 
     // Owners kept current as sockets are used: the typed tracepoints, else raw ones.
     let configure =
         |plan: Plan| move |open: &mut OpenNetgraphSkel<'_>| configure(open, recording, plan);
-    let typed = if without.has("typed_tracepoints") || without.has("owner_tracepoints") {
+    let no_socket_tracepoints =
+        without.has("socket_tracepoints") || without.has("owner_tracepoints");
+    let typed = if no_socket_tracepoints || without.has("typed_tracepoints") {
         Err(Without::failure("typed_tracepoints"))
     } else {
         probes::run(Probe::TypedTracepoints, configure(plan))
     };
     let raw = match &typed {
         Ok(()) => None,
-        Err(_) if without.has("owner_tracepoints") => {
-            Some(Err(Without::failure("owner_tracepoints")))
-        }
+        Err(_) if no_socket_tracepoints => Some(Err(Without::failure("socket_tracepoints"))),
         Err(_) => Some(probes::run(Probe::RawTracepoints, configure(plan))),
     };
     let has_tracepoints = probes::kernel_btf_has(&[
@@ -225,7 +229,7 @@ fn choose(recording: Recording, without: &Without, features: &mut Vec<Feature>) 
                 Some(Err(raw)) => raw,
                 _ => typed.clone(),
             };
-            let failure = if has_tracepoints || without.has("owner_tracepoints") {
+            let failure = if has_tracepoints || no_socket_tracepoints {
                 failure
             } else {
                 ProbeFailure {
@@ -233,12 +237,39 @@ fn choose(recording: Recording, without: &Without, features: &mut Vec<Feature>) 
                     why: "the kernel has no sock_send_length/sock_recv_length tracepoints (Linux 6.3+)".into(),
                 }
             };
-            features.push(Feature::degraded(
-                "owner_tracepoints",
-                failure.state,
-                failure.why,
-                LOSES_ADOPTION,
-            ));
+            // What older kernels allow: the accept syscalls name a server's sockets.
+            probes::ensure_tracefs();
+            let accept = if without.has("owner_tracepoints") || without.has("accept_tracepoints") {
+                Err(Without::failure("accept_tracepoints"))
+            } else {
+                probes::run(
+                    Probe::AcceptTracepoints,
+                    configure(Plan {
+                        owners: OwnerTracepoints::Accept,
+                        ..plan
+                    }),
+                )
+            };
+            match accept {
+                Ok(()) => {
+                    plan.owners = OwnerTracepoints::Accept;
+                    features.push(Feature::degraded(
+                        "owner_tracepoints",
+                        FeatureState::Used,
+                        format!(
+                            "accept(2) tracepoints only; socket tracepoints: {}",
+                            failure.why
+                        ),
+                        LOSES_INHERITED,
+                    ));
+                }
+                Err(accept) => features.push(Feature::degraded(
+                    "owner_tracepoints",
+                    failure.state,
+                    format!("{}; accept(2) tracepoints: {}", failure.why, accept.why),
+                    LOSES_ADOPTION,
+                )),
+            }
         }
     }
     // Counts in sockets' own storage: needs the typed tracepoints (which keep the
@@ -333,7 +364,7 @@ fn load_plan(recording: Recording, plan: Plan, cgroup_root: &Path) -> Result<Loa
     } else {
         None
     };
-    let mut links = attach_to_cgroup(&skel, cgroup_root)?;
+    let mut links = attach_to_cgroup(&skel, cgroup_root, plan.socket_counts)?;
     let mut features = Vec::new();
     let follows_use = match plan.owners {
         OwnerTracepoints::Off => false,
@@ -345,6 +376,16 @@ fn load_plan(recording: Recording, plan: Plan, cgroup_root: &Path) -> Result<Loa
             [&skel.progs.owner_on_send_raw, &skel.progs.owner_on_recv_raw],
             &mut links,
         ),
+        OwnerTracepoints::Accept => {
+            attach_owner_tracepoints(
+                [
+                    &skel.progs.owner_on_accept4_exit,
+                    &skel.progs.owner_on_accept_exit,
+                ],
+                &mut links,
+            );
+            false
+        }
     };
     if plan.path_tracepoints {
         let exe = attach_raw(&skel.progs.record_exe, "sched_process_exec", &mut links);
@@ -379,7 +420,23 @@ fn configure(open: &mut OpenNetgraphSkel<'_>, recording: Recording, plan: Plan) 
     progs.owner_on_recv.set_autoload(typed);
     progs.owner_on_send_raw.set_autoload(raw);
     progs.owner_on_recv_raw.set_autoload(raw);
+    let accept = plan.owners == OwnerTracepoints::Accept;
+    progs.owner_on_accept4_exit.set_autoload(accept);
+    progs.owner_on_accept_exit.set_autoload(accept);
     progs.take_socket_counts.set_autoload(plan.socket_counts);
+    // One variant of each counting program: the plain ones load on every kernel.
+    progs.count_egress.set_autoload(!plan.socket_counts);
+    progs.count_ingress.set_autoload(!plan.socket_counts);
+    progs.owner_on_release.set_autoload(!plan.socket_counts);
+    progs
+        .count_egress_in_storage
+        .set_autoload(plan.socket_counts);
+    progs
+        .count_ingress_in_storage
+        .set_autoload(plan.socket_counts);
+    progs
+        .owner_on_release_in_storage
+        .set_autoload(plan.socket_counts);
     progs.record_exe.set_autoload(plan.path_tracepoints);
     progs.record_cgroup_path.set_autoload(plan.path_tracepoints);
     // tcx needs the attach types; classic TC, where tcx is missing, ignores them.
@@ -395,6 +452,7 @@ fn configure(open: &mut OpenNetgraphSkel<'_>, recording: Recording, plan: Plan) 
         rodata.record_tls_hellos = u8::from(recording.addresses && recording.tls_hellos);
         rodata.count_in_storage = u8::from(plan.socket_counts);
         rodata.use_kern_ctx = u8::from(plan.device_netns);
+        rodata.match_accepted = u8::from(plan.owners == OwnerTracepoints::Accept);
     }
     // The counter maps not used get one entry, to take no memory.
     let unused = if recording.addresses {
@@ -414,25 +472,37 @@ fn configure(open: &mut OpenNetgraphSkel<'_>, recording: Recording, plan: Plan) 
 }
 
 /// Counting and socket creation/release, for every socket of the host.
-fn attach_to_cgroup(skel: &NetgraphSkel<'static>, root: &Path) -> Result<Vec<Link>, Unsupported> {
+fn attach_to_cgroup(
+    skel: &NetgraphSkel<'static>,
+    root: &Path,
+    in_storage: bool,
+) -> Result<Vec<Link>, Unsupported> {
     let cgroup = std::fs::File::open(root).map_err(|e| Unsupported::Cgroup {
         path: root.to_path_buf(),
         error: e.to_string(),
     })?;
     let progs = &skel.progs;
-    [
-        &progs.owner_on_create,
-        &progs.owner_on_release,
-        &progs.count_egress,
-        &progs.count_ingress,
-    ]
-    .into_iter()
-    .map(|program| {
-        program
-            .attach_cgroup(cgroup.as_raw_fd())
-            .map_err(|e| Unsupported::attach(&e))
-    })
-    .collect()
+    let [release, egress, ingress] = if in_storage {
+        [
+            &progs.owner_on_release_in_storage,
+            &progs.count_egress_in_storage,
+            &progs.count_ingress_in_storage,
+        ]
+    } else {
+        [
+            &progs.owner_on_release,
+            &progs.count_egress,
+            &progs.count_ingress,
+        ]
+    };
+    [&progs.owner_on_create, release, egress, ingress]
+        .into_iter()
+        .map(|program| {
+            program
+                .attach_cgroup(cgroup.as_raw_fd())
+                .map_err(|e| Unsupported::attach(&e))
+        })
+        .collect()
 }
 
 /// Adoption of sockets by the processes that send and receive on them (probed: the

@@ -20,6 +20,8 @@ pub enum Probe {
     TypedTracepoints,
     /// The same tracepoints as raw tracepoints.
     RawTracepoints,
+    /// The accept syscalls' exit (classic tracepoints): what older kernels have.
+    AcceptTracepoints,
     /// The socket storage iterator that takes counts kept in sockets' storage.
     StorageIterator,
     /// Raw tracepoints on exec and cgroup creation.
@@ -31,6 +33,7 @@ impl Probe {
         match self {
             Probe::TypedTracepoints => &["owner_on_send", "owner_on_recv"],
             Probe::RawTracepoints => &["owner_on_send_raw", "owner_on_recv_raw"],
+            Probe::AcceptTracepoints => &["owner_on_accept4_exit", "owner_on_accept_exit"],
             Probe::StorageIterator => &["take_socket_counts"],
             Probe::PathTracepoints => &["record_exe", "record_cgroup_path"],
         }
@@ -105,10 +108,42 @@ pub fn run(
             .attach()
             .and_then(|_| skel.progs.owner_on_recv_raw.attach())
             .map(drop),
+        Probe::AcceptTracepoints => skel
+            .progs
+            .owner_on_accept4_exit
+            .attach()
+            .and_then(|_| skel.progs.owner_on_accept_exit.attach())
+            .map(drop),
         // Each is attached on its own later, and may fail alone.
         Probe::PathTracepoints => Ok(()),
     };
     attached.map_err(|e| ProbeFailure::from_error(&e))
+}
+
+/// Classic tracepoints are found through tracefs, which not every host mounts (systemd
+/// does): mounted here if missing, where allowed.
+pub fn ensure_tracefs() {
+    let mounted = [
+        "/sys/kernel/tracing/events",
+        "/sys/kernel/debug/tracing/events",
+    ]
+    .iter()
+    .any(|path| std::path::Path::new(path).exists());
+    if mounted {
+        return;
+    }
+    let mount = nix::mount::mount(
+        Some("tracefs"),
+        "/sys/kernel/tracing",
+        Some("tracefs"),
+        nix::mount::MsFlags::MS_NOSUID
+            | nix::mount::MsFlags::MS_NODEV
+            | nix::mount::MsFlags::MS_NOEXEC,
+        None::<&str>,
+    );
+    if let Err(error) = mount {
+        tracing::debug!(%error, "cannot mount tracefs on /sys/kernel/tracing");
+    }
 }
 
 /// Whether the kernel's BTF names a type: for wording why a probe failed (a kernel

@@ -172,7 +172,10 @@ struct {
 } processes SEC(".maps");
 
 /* Set by userspace before loading where the kernel has the typed socket tracepoints and
- * the socket storage iterator: owned sockets are then counted in their own storage. */
+ * the socket storage iterator: owned sockets are then counted in their own storage, by
+ * the `_in_storage` variants of the counting and release programs. Those use fetching
+ * atomics (Linux 5.12+), which older verifiers refuse even in code never run, so the
+ * plain variants leave them out entirely. */
 const volatile __u8 count_in_storage = 0;
 
 enum slot_state {
@@ -604,7 +607,77 @@ static __always_inline int count_in_socket(struct __sk_buff *skb, struct socket_
 	return 1;
 }
 
-static __always_inline void count(struct __sk_buff *skb, enum direction direction)
+/* The current process: thread group id, user, cgroup and the group leader's name
+ * (a thread's own name, such as "Socket Thread", is not the application's). */
+static __always_inline void fill_current(struct owner *owner)
+{
+	owner->tgid = bpf_get_current_pid_tgid() >> 32;
+	owner->uid = (__u32)bpf_get_current_uid_gid();
+	owner->cgroup_id = bpf_get_current_cgroup_id();
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	if (!owner->netns)
+		owner->netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+	if (!leader || bpf_core_read_str(owner->comm, sizeof(owner->comm), &leader->comm) < 0)
+		bpf_get_current_comm(owner->comm, sizeof(owner->comm));
+}
+
+static __always_inline void remember(__u64 cookie, struct owner *owner)
+{
+	if (bpf_map_update_elem(&owners, &cookie, owner, BPF_ANY))
+		count_loss(LOSS_OWNERS_FULL);
+	if (bpf_map_update_elem(&processes, &owner->tgid, owner, BPF_ANY))
+		count_loss(LOSS_PROCESSES_FULL);
+}
+
+/* Kernels without the socket tracepoints (before 6.3) cannot follow a socket to the
+ * process that uses it; of those, the sockets a server accepts are the ones no creation
+ * hook sees. The accept syscalls' exit names the process: by cookie where the socket
+ * has one, else by its two ends, which its first unowned packet is matched against.
+ * Set by userspace where these programs are loaded. */
+const volatile __u8 match_accepted = 0;
+
+struct accepted_key {
+	__u8 local[16];
+	__u8 remote[16];
+	__u16 local_port;
+	__u16 remote_port;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct accepted_key);
+	__type(value, struct owner);
+} accepted SEC(".maps");
+
+/* The owner an accept recorded for this packet's two ends, now the socket's. */
+static __always_inline __u32 claim_accepted(struct __sk_buff *skb, enum direction direction, __u64 cookie)
+{
+	struct ends ends = {};
+	__u32 header = read_ends(skb, direction, 0, &ends);
+	if (!header)
+		return 0;
+	__u16 ports[2] = {};
+	if (bpf_skb_load_bytes(skb, header, ports, sizeof(ports)))
+		return 0;
+	struct accepted_key key = {};
+	__builtin_memcpy(key.local, ends.near, sizeof(key.local));
+	__builtin_memcpy(key.remote, ends.far, sizeof(key.remote));
+	key.local_port = bpf_ntohs(direction == EGRESS ? ports[0] : ports[1]);
+	key.remote_port = bpf_ntohs(direction == EGRESS ? ports[1] : ports[0]);
+	struct owner *found = bpf_map_lookup_elem(&accepted, &key);
+	if (!found)
+		return 0;
+	struct owner owner = *found;
+	bpf_map_delete_elem(&accepted, &key);
+	remember(cookie, &owner);
+	return owner.tgid;
+}
+
+/* `in_storage`: a constant in each variant (see count_in_storage). */
+static __always_inline void count(struct __sk_buff *skb, enum direction direction, int in_storage)
 {
 	struct traffic_key key = {
 		.ifindex = skb->ifindex,
@@ -618,13 +691,13 @@ static __always_inline void count(struct __sk_buff *skb, enum direction directio
 	 * one: the full-socket helper is asked only then. */
 	struct socket_state *state = sk ? bpf_sk_storage_get(&socket_states, sk, 0, BPF_SK_STORAGE_GET_F_CREATE) : 0;
 	if (state) {
-		if (count_in_storage && !record_addresses && count_in_socket(skb, state, direction, key.protocol))
+		if (in_storage && !record_addresses && count_in_socket(skb, state, direction, key.protocol))
 			return;
 		if (!state->cookie)
 			state->cookie = bpf_get_socket_cookie(skb);
 		key.cookie = state->cookie;
 		/* The storage holds the owner only where it counts there too. */
-		key.tgid = count_in_storage ? state->tgid : recorded_owner(key.cookie);
+		key.tgid = in_storage ? state->tgid : recorded_owner(key.cookie);
 	} else if (sk && bpf_sk_fullsock(sk)) {
 		/* No memory for its storage. */
 		key.cookie = bpf_get_socket_cookie(skb);
@@ -633,6 +706,8 @@ static __always_inline void count(struct __sk_buff *skb, enum direction directio
 		key.cookie = bpf_get_socket_cookie(skb);
 		key.transient = sk != 0;
 	}
+	if (!in_storage && match_accepted && !key.tgid && !key.transient && key.protocol == 6 && key.cookie)
+		key.tgid = claim_accepted(skb, direction, key.cookie);
 	if (!key.tgid && use_kern_ctx) {
 		struct sk_buff *kernel_skb = bpf_cast_to_kern_ctx(skb);
 		key.netns = BPF_CORE_READ(kernel_skb, dev, nd_net.net, ns.inum);
@@ -657,14 +732,28 @@ static __always_inline void count(struct __sk_buff *skb, enum direction directio
 SEC("cgroup_skb/egress")
 int count_egress(struct __sk_buff *skb)
 {
-	count(skb, EGRESS);
+	count(skb, EGRESS, 0);
 	return 1;
 }
 
 SEC("cgroup_skb/ingress")
 int count_ingress(struct __sk_buff *skb)
 {
-	count(skb, INGRESS);
+	count(skb, INGRESS, 0);
+	return 1;
+}
+
+SEC("cgroup_skb/egress")
+int count_egress_in_storage(struct __sk_buff *skb)
+{
+	count(skb, EGRESS, 1);
+	return 1;
+}
+
+SEC("cgroup_skb/ingress")
+int count_ingress_in_storage(struct __sk_buff *skb)
+{
+	count(skb, INGRESS, 1);
 	return 1;
 }
 
@@ -767,29 +856,6 @@ int interface_egress(struct __sk_buff *skb)
 	return TCX_NEXT;
 }
 
-/* The current process: thread group id, user, cgroup and the group leader's name
- * (a thread's own name, such as "Socket Thread", is not the application's). */
-static __always_inline void fill_current(struct owner *owner)
-{
-	owner->tgid = bpf_get_current_pid_tgid() >> 32;
-	owner->uid = (__u32)bpf_get_current_uid_gid();
-	owner->cgroup_id = bpf_get_current_cgroup_id();
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	if (!owner->netns)
-		owner->netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
-	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
-	if (!leader || bpf_core_read_str(owner->comm, sizeof(owner->comm), &leader->comm) < 0)
-		bpf_get_current_comm(owner->comm, sizeof(owner->comm));
-}
-
-static __always_inline void remember(__u64 cookie, struct owner *owner)
-{
-	if (bpf_map_update_elem(&owners, &cookie, owner, BPF_ANY))
-		count_loss(LOSS_OWNERS_FULL);
-	if (bpf_map_update_elem(&processes, &owner->tgid, owner, BPF_ANY))
-		count_loss(LOSS_PROCESSES_FULL);
-}
-
 SEC("cgroup/sock_create")
 int owner_on_create(struct bpf_sock *sk)
 {
@@ -813,15 +879,14 @@ int owner_on_create(struct bpf_sock *sk)
 	return 1;
 }
 
-SEC("cgroup/sock_release")
-int owner_on_release(struct bpf_sock *sk)
+static __always_inline void release(struct bpf_sock *sk, int in_storage)
 {
 	__u64 cookie = bpf_get_socket_cookie(sk);
 	struct owner *owner = bpf_map_lookup_elem(&owners, &cookie);
 	if (owner)
 		owner->released = 1;
-	if (!count_in_storage)
-		return 1;
+	if (!in_storage)
+		return;
 	struct socket_state *state = bpf_sk_storage_get(&socket_states, sk, 0, 0);
 	if (state) {
 		/* An exchange: ordered before taking the counts, so a packet counted in a
@@ -832,6 +897,19 @@ int owner_on_release(struct bpf_sock *sk)
 		if (state->ingress.state == SLOT_READY)
 			hand_over(&state->ingress, cookie, INGRESS);
 	}
+}
+
+SEC("cgroup/sock_release")
+int owner_on_release(struct bpf_sock *sk)
+{
+	release(sk, 0);
+	return 1;
+}
+
+SEC("cgroup/sock_release")
+int owner_on_release_in_storage(struct bpf_sock *sk)
+{
+	release(sk, 1);
 	return 1;
 }
 
@@ -1045,5 +1123,75 @@ int record_exe(struct bpf_raw_tracepoint_args *ctx)
 	if (bpf_probe_read_kernel_str(value->path, sizeof(value->path), filename) <= 0)
 		return 0;
 	bpf_map_update_elem(&exe_paths, &tgid, value, BPF_ANY);
+	return 0;
+}
+
+/* The exit of accept(2) and accept4(2), as classic tracepoints (every kernel): the
+ * returned descriptor's socket belongs to the caller. */
+struct syscall_exit {
+	__u64 common;
+	__s32 syscall_nr;
+	__s32 pad;
+	__s64 ret;
+};
+
+static __always_inline void owner_on_accept(struct syscall_exit *ctx)
+{
+	__s64 fd = ctx->ret;
+	if (fd < 0)
+		return;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *table = BPF_CORE_READ(task, files, fdt);
+	if (!table || fd >= BPF_CORE_READ(table, max_fds))
+		return;
+	struct file **files = BPF_CORE_READ(table, fd);
+	struct file *file = 0;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &files[fd]) || !file)
+		return;
+	struct socket *socket = BPF_CORE_READ(file, private_data);
+	struct sock *sk = socket ? BPF_CORE_READ(socket, sk) : 0;
+	if (!sk)
+		return;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return;
+	struct owner owner = {
+		.family = family,
+		.protocol = BPF_CORE_READ(sk, sk_protocol),
+		.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum),
+	};
+	fill_current(&owner);
+	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	if (cookie) {
+		remember(cookie, &owner);
+		return;
+	}
+	struct accepted_key key = {};
+	if (family == AF_INET) {
+		key.local[10] = key.local[11] = 0xff;
+		key.remote[10] = key.remote[11] = 0xff;
+		/* Sizes given: BPF_CORE_READ_INTO would read sizeof(*dst), one byte here. */
+		bpf_core_read(key.local + 12, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(key.remote + 12, 4, &sk->__sk_common.skc_daddr);
+	} else {
+		bpf_core_read(key.local, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(key.remote, 16, &sk->__sk_common.skc_v6_daddr);
+	}
+	key.local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	key.remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	bpf_map_update_elem(&accepted, &key, &owner, BPF_ANY);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int owner_on_accept4_exit(struct syscall_exit *ctx)
+{
+	owner_on_accept(ctx);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int owner_on_accept_exit(struct syscall_exit *ctx)
+{
+	owner_on_accept(ctx);
 	return 0;
 }
