@@ -10,15 +10,18 @@ this host's loopback) and each round, in an interleaved order:
   - one call: the same programs each making one trivial helper call (what a program
     that asks the kernel anything pays at least: on kernels that return through a
     mitigation thunk, such as SRSO's safe RET, a call costs far more than elsewhere);
-  - netgraph: `netgraph run --engine ebpf` (store and page off, as in a lean setup).
+  - netgraph: `netgraph run --engine ebpf` (store and page off, as in a lean setup), on
+    each path of PATHS: the best this kernel allows, and the fallbacks older or stricter
+    kernels take (forced with NETGRAPH_EBPF_WITHOUT), so that a fallback is seen not to
+    make the default path slower and what each costs is known.
 bpf_stats (kernel.bpf_stats_enabled) gives each program's run count and run time; the
 cost per packet is the run time at all hooks over the packets sent (the cgroup egress
 program's runs). Tables give the median of the rounds: ns per run per hook, ns
 per packet, netgraph's ratio to the floor, and the throughput kept against the
 baseline. Writes bench/results/<date>-cost.json and .md, and bench/results/cost-latest.md.
 
-Usage (root, after `cargo build --release --examples`):
-    bench/cost.py [--rounds 5] [--seconds 5] [--netgraph target/release/netgraph]
+Usage (root, after `cargo build --profile dist --bins --examples`):
+    bench/cost.py [--rounds 5] [--seconds 5] [--netgraph target/dist/netgraph]
 """
 
 import argparse
@@ -33,18 +36,35 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "target/release/examples"
+EXAMPLES = ROOT / "target/dist/examples"
 
-# bpf_stats names (the kernel keeps 15 characters) per hook, for each monitor.
-MONITORS = ("netgraph", "floor", "one call")
-HOOKS = [
-    ("cgroup_skb egress", "count_egress", "f_count_egress", "c_count_egress"),
-    ("cgroup_skb ingress", "count_ingress", "f_count_ingress", "c_count_ingress"),
-    ("tcx egress (lo)", "interface_egres", "f_iface_egress", None),
-    ("tcx ingress (lo)", "interface_ingre", "f_iface_ingress", None),
-    ("sock_send_length", "owner_on_send", "f_on_send", "c_on_send"),
-    ("sock_recv_length", "owner_on_recv", "f_on_recv", "c_on_recv"),
+# netgraph's paths: (name, NETGRAPH_EBPF_WITHOUT). "default" is what this kernel allows.
+PATHS = [
+    ("default", ""),
+    ("no socket counts", "socket_counts"),
+    ("raw tracepoints", "typed_tracepoints"),
+    ("5.10-6.1 path", "socket_tracepoints,device_netns,tcx"),
 ]
+NETGRAPH_KINDS = tuple(f"netgraph {name}" for name, _ in PATHS)
+MONITORS = (*NETGRAPH_KINDS, "floor", "one call")
+# bpf_stats names (the kernel keeps 15 characters) per hook: netgraph's (any of its
+# variants), the floor's, the one-call programs'.
+HOOKS = [
+    ("cgroup_skb egress", ("count_egress", "count_egress_in"), "f_count_egress", "c_count_egress"),
+    ("cgroup_skb ingress", ("count_ingress", "count_ingress_i"), "f_count_ingress", "c_count_ingress"),
+    ("tcx egress (lo)", ("interface_egres",), "f_iface_egress", None),
+    ("tcx ingress (lo)", ("interface_ingre",), "f_iface_ingress", None),
+    ("sock_send_length", ("owner_on_send", "owner_on_send_r"), "f_on_send", "c_on_send"),
+    ("sock_recv_length", ("owner_on_recv", "owner_on_recv_r"), "f_on_recv", "c_on_recv"),
+]
+
+
+def hook_names(hook, kind):
+    """The program names a monitor has at a hook."""
+    if kind in NETGRAPH_KINDS:
+        return hook[1]
+    name = hook[2] if kind == "floor" else hook[3]
+    return (name,) if name else ()
 
 WORKLOADS = {
     "udp-flood-64B": ("udp-sink", ["recv"], lambda port, s: ["udp-flood", f"127.0.0.1:{port}", str(s), "64", "connected"]),
@@ -74,8 +94,10 @@ def start_monitor(kind, netgraph, workdir):
     config = workdir / "cost.toml"
     config.write_text("[store]\nenabled = false\n[web]\nenabled = false\n")
     log = open(workdir / "netgraph.log", "w+")
+    without = dict((f"netgraph {name}", switch) for name, switch in PATHS)[kind]
     process = subprocess.Popen([netgraph, "run", "--engine", "ebpf", "--config", str(config)],
-                               stdout=subprocess.DEVNULL, stderr=log)
+                               stdout=subprocess.DEVNULL, stderr=log,
+                               env={**os.environ, "NETGRAPH_EBPF_WITHOUT": without})
     deadline = time.time() + 20
     while "netgraph running" not in (workdir / "netgraph.log").read_text():
         assert time.time() < deadline and process.poll() is None, (workdir / "netgraph.log").read_text()
@@ -113,12 +135,11 @@ def one_round(workload, kind, args, workdir, port):
     result = {"throughput": throughput, "hooks": {}}
     if kind == "baseline":
         return result
-    column = 1 + MONITORS.index(kind)
     packets = None
     for hook in HOOKS:
-        name = hook[column] or ""
-        runs = after.get(name, (0, 0))[0] - before.get(name, (0, 0))[0]
-        ns = after.get(name, (0, 0))[1] - before.get(name, (0, 0))[1]
+        names = hook_names(hook, kind)
+        runs = sum(after.get(n, (0, 0))[0] - before.get(n, (0, 0))[0] for n in names)
+        ns = sum(after.get(n, (0, 0))[1] - before.get(n, (0, 0))[1] for n in names)
         result["hooks"][hook[0]] = {"runs": runs, "ns": ns}
         if hook[0] == "cgroup_skb egress":
             packets = runs
@@ -146,8 +167,9 @@ def summarize(results):
                     for hook in HOOKS
                 },
             }
-        floor, ours = entry["floor"]["ns_per_packet"], entry["netgraph"]["ns_per_packet"]
-        entry["ratio_to_floor"] = ours / floor if floor and ours else None
+        floor = entry["floor"]["ns_per_packet"]
+        entry["ratio_to_floor"] = {k: entry[k]["ns_per_packet"] / floor if floor and entry[k]["ns_per_packet"] else None
+                                   for k in NETGRAPH_KINDS}
         one_call = entry["one call"]["ns_per_packet"]
         entry["one_call_to_floor"] = one_call / floor if floor and one_call else None
         base = entry["throughput"]["baseline"]
@@ -162,17 +184,22 @@ def markdown(summary, meta):
              f"Median of {meta['rounds']} interleaved rounds of {meta['seconds']} s each; loopback, sender and receiver on this host; bpf_stats on in every round.",
              ""]
     for workload, entry in summary.items():
-        lines += [f"## {workload}", "", "| hook | netgraph ns/run | floor ns/run | one call ns/run |", "|---|---|---|---|"]
+        lines += [f"## {workload}", "", "| hook | " + " | ".join(f"{k} ns/run" for k in MONITORS) + " |",
+                  "|---|" + "---|" * len(MONITORS)]
         for hook in HOOKS:
             runs = [entry[kind]["ns_per_run"][hook[0]] for kind in MONITORS]
             if all(v is None for v in runs):
                 continue  # a hook none attaches here
             show = lambda v: "-" if v is None else f"{v:.1f}"
             lines.append(f"| {hook[0]} | " + " | ".join(show(v) for v in runs) + " |")
-        ours, floor = entry["netgraph"]["ns_per_packet"], entry["floor"]["ns_per_packet"]
-        one_call = entry["one call"]["ns_per_packet"]
-        lines += ["", f"Per packet (all hooks): netgraph {ours:.0f} ns, floor {floor:.0f} ns: **{entry['ratio_to_floor']:.2f}x the floor**; "
-                  f"one helper call per hook: {one_call:.0f} ns ({entry['one_call_to_floor']:.2f}x the floor).", ""]
+        floor, one_call = entry["floor"]["ns_per_packet"], entry["one call"]["ns_per_packet"]
+        show = lambda v, form: "-" if v is None else form.format(v)
+        lines += ["", f"Per packet (all hooks): floor {show(floor, '{:.0f}')} ns; one helper call per hook "
+                  f"{show(one_call, '{:.0f}')} ns ({show(entry['one_call_to_floor'], '{:.2f}')}x the floor).", "",
+                  "| netgraph path | ns per packet | x the floor |", "|---|---|---|"]
+        for kind in NETGRAPH_KINDS:
+            lines.append(f"| {kind} | {show(entry[kind]['ns_per_packet'], '{:.0f}')} | {show(entry['ratio_to_floor'][kind], '{:.2f}')} |")
+        lines.append("")
         lines += ["| monitor | throughput | kept |", "|---|---|---|"]
         for kind in ("baseline", *MONITORS):
             lines.append(f"| {kind} | {entry['throughput'][kind] / 1e6:.1f} MB/s | {100 * entry['throughput_kept'][kind]:.1f}% |")
@@ -184,14 +211,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--netgraph", default=str(ROOT / "target/release/netgraph"))
+    parser.add_argument("--netgraph", default=str(ROOT / "target/dist/netgraph"))
     parser.add_argument("--only", choices=list(WORKLOADS))
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/cost.py needs root (eBPF, bpf_stats)")
     for binary in (EXAMPLES / "bpf_floor", EXAMPLES / "labtraffic", Path(args.netgraph)):
         if not binary.exists():
-            raise SystemExit(f"{binary} is missing: run cargo build --release --examples")
+            raise SystemExit(f"{binary} is missing: run cargo build --profile dist --bins --examples")
     stats_before = Path("/proc/sys/kernel/bpf_stats_enabled").read_text().strip()
     Path("/proc/sys/kernel/bpf_stats_enabled").write_text("1")
     results = {}

@@ -1,13 +1,13 @@
 #!/bin/bash
 # Per-packet kernel time of netgraph's programs (bpf_stats, via bpftool) under a 5 s
 # 64-byte UDP flood on loopback, without and with [peers]. Needs root, bpftool and
-# cargo build --release --examples. Usage: [NETGRAPH=binary] bench/peers_cost.sh [BASELINE_NETGRAPH]
+# cargo build --profile dist --bins --examples. Usage: [NETGRAPH=binary] bench/peers_cost.sh [BASELINE_NETGRAPH]
 # With a baseline binary (an older build), its run without peers comes first, for the
 # cost of the peers-off path before and after a change, in the same run.
 set -e
 cd "$(dirname "$0")/.."
-T=target/release/examples/labtraffic
-NG=${NETGRAPH:-target/release/netgraph}
+T=target/dist/examples/labtraffic
+NG=${NETGRAPH:-target/dist/netgraph}
 sysctl -q kernel.bpf_stats_enabled=1
 modes="off on"
 [ -n "${1:-}" ] && modes="baseline off on"

@@ -37,8 +37,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NETGRAPH = ROOT / "target/release/netgraph"
-EXAMPLES = ROOT / "target/release/examples"
+NETGRAPH = ROOT / "target/dist/netgraph"
+EXAMPLES = ROOT / "target/dist/examples"
 LABTRAFFIC = EXAMPLES / "labtraffic"
 A, B = "ngbench-a", "ngbench-b"
 VA, VB = "ngbva", "ngbvb"
@@ -449,7 +449,7 @@ def main():
     if not args.no_install:
         install_tools()
     if not args.no_build:
-        subprocess.run(["cargo", "build", "--release", "--bins", "--examples", "--quiet"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--profile", "dist", "--bins", "--examples", "--quiet"], cwd=ROOT, check=True)
 
     notes = []
     monitors = [Monitor(), Netgraph("ebpf"), Netgraph("capture"), CaptureFloor()]

@@ -293,6 +293,22 @@ pub struct PrometheusConfig {
     /// busiest; 0, the default, exports none (each peer is a series of its own).
     #[serde(default)]
     pub peers: usize,
+    /// Required of every scrape where set (`Authorization: Bearer TOKEN`, Prometheus'
+    /// `authorization` or `bearer_token_file`), as the page's token is.
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub token_env: Option<String>,
+}
+
+impl PrometheusConfig {
+    pub fn token(&self) -> anyhow::Result<Option<Secret>> {
+        SecretSource::new(
+            self.token.clone(),
+            self.token_file.clone(),
+            self.token_env.clone(),
+        )
+        .resolve("[prometheus] token")
+    }
 }
 
 fn yes() -> bool {
@@ -358,10 +374,22 @@ impl Config {
         if self.web.enabled {
             // Read now, so that `check` and `run` refuse the same files and variables.
             let token = self.web.token()?;
-            if !self.web.listen.ip().is_loopback() && token.as_ref().is_none_or(Secret::is_empty) {
+            if token.as_ref().is_some_and(Secret::is_empty) {
+                anyhow::bail!(
+                    "[web] token is empty or only white space: give a real token (e.g. from openssl rand -base64 24), or none on 127.0.0.1"
+                );
+            }
+            if !self.web.listen.ip().is_loopback() && token.is_none() {
                 anyhow::bail!(
                     "[web] listen = \"{}\" reaches beyond this host without a token (none, or an empty one): set a non-empty token, token_file or token_env, or listen on 127.0.0.1",
                     self.web.listen
+                );
+            }
+        }
+        if let Some(prometheus) = &self.prometheus {
+            if prometheus.token()?.as_ref().is_some_and(Secret::is_empty) {
+                anyhow::bail!(
+                    "[prometheus] token is empty or only white space: give a real token, or none"
                 );
             }
         }

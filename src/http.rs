@@ -8,6 +8,8 @@
 //! prompt client, on a new or a kept-alive connection, is always served), request
 //! headers must arrive within a few seconds, and no connection lives for ever.
 
+pub mod token;
+
 use crate::rate_limited::Repeats;
 use hyper::service::Service;
 use hyper_util::rt::{TokioIo, TokioTimer};

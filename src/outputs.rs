@@ -44,6 +44,7 @@ pub fn start(config: &Config, json_lines: bool) -> anyhow::Result<Outputs> {
         sinks.push(Box::new(PrometheusSink::start(
             prometheus.listen,
             prometheus.peers,
+            prometheus.token()?,
             &shared.self_metrics,
             &shared.alerts,
         )?));

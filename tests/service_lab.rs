@@ -304,6 +304,14 @@ fn bad_values_are_refused_by_run_and_check_alike() {
         (at("http://example:8086/?db=x"), "no query"),
         (
             "[web]\nlisten = \"0.0.0.0:9800\"\ntoken = \"\"\n".into(),
+            "token is empty or only white space",
+        ),
+        (
+            "[web]\nlisten = \"0.0.0.0:9800\"\ntoken = \"   \"\n".into(),
+            "token is empty or only white space",
+        ),
+        (
+            "[web]\nlisten = \"0.0.0.0:9800\"\n".into(),
             "without a token",
         ),
         (
@@ -311,7 +319,19 @@ fn bad_values_are_refused_by_run_and_check_alike() {
                 "[web]\nlisten = \"0.0.0.0:9800\"\ntoken_file = \"{}\"\n",
                 empty.display()
             ),
-            "without a token",
+            "token is empty or only white space",
+        ),
+        (
+            "[alerts]\nwebhook = \"https://u:pw-S3CRET@example/hook\"\n".into(),
+            "user:password@ are refused",
+        ),
+        (
+            "[alerts]\nwebhook = \"ftp://example/\"\n".into(),
+            "is not HTTP",
+        ),
+        (
+            "[alerts]\nwebhook = \"http://127.0.0.1:0/\"\n".into(),
+            "port other than 0",
         ),
         (
             "[web]\ntoken_file = \"/nonexistent/token\"\n".into(),

@@ -168,11 +168,12 @@ fn the_api_answers_each_query_on_known_data() {
 /// A base64 token, with the `/`, `+` and `=` that must survive percent-encoding.
 const BASE64_TOKEN: &str = "Zm9v/YmFy+YmF6==";
 
-fn web_config(lab: &Lab, port: u16) -> String {
+/// The page's configuration, and `more` (other sections).
+fn web_config(lab: &Lab, port: u16, more: &str) -> String {
     let path = lab.path("web.toml");
     std::fs::write(
         &path,
-        format!("[web]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{BASE64_TOKEN}\"\n"),
+        format!("[web]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{BASE64_TOKEN}\"\n{more}"),
     )
     .unwrap();
     path.to_string_lossy().into_owned()
@@ -186,7 +187,14 @@ fn the_page_shows_real_traffic_in_chromium() {
     require_root();
     let mut lab = Lab::new();
     let port = free_port();
-    let config = web_config(&lab, port);
+    let metrics_port = free_port();
+    let config = web_config(
+        &lab,
+        port,
+        &format!(
+            "[prometheus]\nlisten = \"127.0.0.1:{metrics_port}\"\ntoken = \"{BASE64_TOKEN}\"\n"
+        ),
+    );
     let b = lab.b.clone();
     lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:8101")]);
     let netgraph = lab.netgraph_on_host(&["--engine", "ebpf", "--config", &config]);
@@ -206,6 +214,26 @@ fn the_page_shows_real_traffic_in_chromium() {
     let (_, reasons) = get(
         &format!("http://127.0.0.1:{port}/api/v1/totals?from=-3600&group_by=reason&top=20"),
         Some(BASE64_TOKEN),
+    );
+    let (_, status) = get(
+        &format!("http://127.0.0.1:{port}/api/v1/status"),
+        Some(BASE64_TOKEN),
+    );
+    // /metrics asks for its token as the page does.
+    let metrics_url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let refused = lab::run(
+        "curl",
+        &["-s", "-o", "/dev/null", "-w", "%{http_code}", &metrics_url],
+    );
+    assert_eq!(refused, "401", "/metrics without its token");
+    let metrics = lab::run(
+        "curl",
+        &[
+            "-sf",
+            "-H",
+            &format!("Authorization: Bearer {BASE64_TOKEN}"),
+            &metrics_url,
+        ],
     );
     let records = netgraph.stop();
     let sent = records.sum_all("ng-web", "sent_bytes_last");
@@ -259,6 +287,51 @@ fn the_page_shows_real_traffic_in_chromium() {
         );
     }
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
+    assert_engine_shown(&status, &seen, &metrics);
+}
+
+/// The engine and each optional feature, the same in /api/v1/status, on the page (its
+/// name, and a line of what it cannot see for each degraded feature) and in Prometheus.
+fn assert_engine_shown(status: &Value, seen: &Value, metrics: &str) {
+    assert_eq!(status["engine"], "ebpf", "{status}");
+    assert_eq!(seen["engine"], "eBPF", "{seen}");
+    let features = status["features"].as_array().unwrap();
+    let names: Vec<&str> = features
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "owner_tracepoints",
+        "socket_counts",
+        "device_netns",
+        "path_tracepoints",
+        "interface_hooks",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {status}");
+    }
+    let limits = seen["limits"].as_str().unwrap();
+    for feature in features {
+        let (name, state) = (
+            feature["name"].as_str().unwrap(),
+            feature["state"].as_str().unwrap(),
+        );
+        let loses = feature["loses"].as_str().unwrap();
+        // What is lost is on the page exactly where something is.
+        assert_eq!(
+            limits.contains(loses) && !loses.is_empty(),
+            !loses.is_empty(),
+            "{name}: {limits}"
+        );
+        let line = format!(
+            "netgraph_engine_feature{{engine=\"ebpf\",feature=\"{name}\",state=\"{state}\"}} 1"
+        );
+        assert!(metrics.contains(&line), "{line} not in /metrics");
+    }
+    report(&format!(
+        "engine on the page: {} ({} feature(s) degraded)",
+        seen["engine"],
+        features.iter().filter(|f| f["loses"] != "").count()
+    ));
 }
 
 /// kill -9 while writing, three times, then a clean restart: the store is sound and

@@ -212,8 +212,31 @@ pub fn parse_rate(text: &str) -> anyhow::Result<f64> {
     Ok(bytes.as_u64() as f64 / divisor)
 }
 
+/// A webhook netgraph will POST to: HTTP(S) to a real port, with no credentials in the
+/// URL (they would end up in logs; a token in the path or query is redacted there).
+fn check_webhook(url: &url::Url, owner: &str) -> anyhow::Result<()> {
+    if !matches!(url.scheme(), "http" | "https") {
+        anyhow::bail!(
+            "{owner}: webhook = \"{}:...\" is not HTTP: give an http:// or https:// URL",
+            url.scheme()
+        );
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        anyhow::bail!(
+            "{owner}: webhook URLs with user:password@ are refused (they would be logged); put a token in the path or query, which logs leave out"
+        );
+    }
+    if url.port() == Some(0) || url.host_str().is_none_or(str::is_empty) {
+        anyhow::bail!("{owner}: webhook needs a host and a port other than 0");
+    }
+    Ok(())
+}
+
 impl AlertsConfig {
     pub fn check(&self, peers_enabled: bool, geoip: bool) -> anyhow::Result<()> {
+        if let Some(url) = &self.webhook {
+            check_webhook(url, "[alerts]")?;
+        }
         let mut names = std::collections::HashSet::new();
         for rule in &self.rules {
             if rule.name.is_empty() || !names.insert(rule.name.as_str()) {
@@ -223,6 +246,9 @@ impl AlertsConfig {
                 );
             }
             rule.uid()?;
+            if let Some(url) = &rule.webhook {
+                check_webhook(url, &format!("[[alerts.rule]] \"{}\"", rule.name))?;
+            }
             match rule.kind()? {
                 RuleKind::FirstContact {
                     by: ContactBy::Peer,
@@ -335,6 +361,30 @@ mod tests {
         assert_eq!(rule("\"root\"").uid().unwrap(), Some(0));
         let error = rule("\"no-such-user-here\"").uid().unwrap_err().to_string();
         assert!(error.contains("no user no-such-user-here"), "{error}");
+    }
+
+    #[test]
+    fn webhooks_are_http_without_credentials_or_port_0() {
+        let check = |url: &str| {
+            let config: AlertsConfig = toml::from_str(&format!(
+                "webhook = \"{url}\"\n[[rule]]\nname = \"a\"\nrate = \"1 MB/s\""
+            ))
+            .unwrap();
+            config.check(false, false).map_err(|e| e.to_string())
+        };
+        assert!(check("https://alerts.example.org/hook?token=x").is_ok());
+        assert!(check("http://127.0.0.1:8080/").is_ok());
+        let error = check("https://user:secret@alerts.example.org/").unwrap_err();
+        assert!(
+            error.contains("user:password@") && !error.contains("secret"),
+            "{error}"
+        );
+        assert!(check("ftp://files.example.org/")
+            .unwrap_err()
+            .contains("not HTTP"));
+        assert!(check("http://127.0.0.1:0/")
+            .unwrap_err()
+            .contains("port other than 0"));
     }
 
     #[test]

@@ -16,8 +16,9 @@ impl Secret {
         &self.0
     }
 
+    /// Empty or only white space: no token at all (three spaces open nothing).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.trim().is_empty()
     }
 }
 
@@ -92,6 +93,13 @@ impl SecretSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn white_space_is_no_secret() {
+        assert!(Secret::from("   ").is_empty());
+        assert!(Secret::from("\t\n").is_empty());
+        assert!(!Secret::from(" x ").is_empty());
+    }
 
     #[test]
     fn a_secret_is_never_shown() {

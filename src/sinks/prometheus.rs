@@ -97,6 +97,7 @@ impl PrometheusSink {
     pub fn start(
         listen: SocketAddr,
         peers: usize,
+        token: Option<crate::config::Secret>,
         self_metrics: &SelfMetrics,
         alerts: &crate::alerts::board::AlertBoard,
     ) -> anyhow::Result<PrometheusSink> {
@@ -112,9 +113,16 @@ impl PrometheusSink {
             "the Prometheus endpoint",
             "choose another [prometheus] listen address",
         )?;
+        if token.is_none() && !listen.ip().is_loopback() {
+            tracing::warn!("[prometheus] listen = \"{listen}\" serves /metrics beyond this host to anyone: set [prometheus] token (scrapes then send it as a bearer token) or listen on 127.0.0.1");
+        }
         let router = axum::Router::new()
             .route("/metrics", axum::routing::get(metrics_page))
-            .with_state(Arc::new(registry));
+            .with_state(Arc::new(registry))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::new(token),
+                crate::http::token::require_token,
+            ));
         crate::http::serve_in_thread("prometheus", listener, router)?;
         tracing::info!("Prometheus metrics on http://{listen}/metrics");
         Ok(PrometheusSink { metrics, peers })

@@ -6,10 +6,7 @@ mod api;
 pub use api::ApiState;
 
 use crate::config::Secret;
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Html;
 use axum::routing::get;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,52 +35,9 @@ pub fn start(listen: SocketAddr, token: Option<Secret>, state: ApiState) -> anyh
         .route("/api/v1/history", get(api::history))
         .route("/api/v1/usage", get(api::usage))
         .with_state(state)
-        .layer(axum::middleware::from_fn_with_state(token, require_token));
+        .layer(axum::middleware::from_fn_with_state(
+            token,
+            crate::http::token::require_token,
+        ));
     crate::http::serve_in_thread("web server", listener, router)
-}
-
-/// With a token configured, every request carries it: `Authorization: Bearer TOKEN`
-/// or `?token=TOKEN` (which the page passes on to its API calls).
-async fn require_token(
-    State(token): State<Arc<Option<Secret>>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(token) = token.as_ref().as_ref().map(Secret::expose) else {
-        return next.run(request).await;
-    };
-    let bearer = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    // The page sends it percent-encoded (a base64 token has `/`, `+`, `=`); by hand it
-    // may come raw: both decode to the same.
-    let in_query = request.uri().query().is_some_and(|query| {
-        query.split('&').any(|pair| {
-            pair.strip_prefix("token=").is_some_and(|given| {
-                percent_encoding::percent_decode_str(given)
-                    .decode_utf8()
-                    .is_ok_and(|given| same_secret(&given, token))
-            })
-        })
-    });
-    let bearer = bearer.is_some_and(|given| same_secret(given, token));
-    if bearer || in_query {
-        next.run(request).await
-    } else {
-        (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(serde_json::json!({
-                "error": "a token is required: ?token=... or Authorization: Bearer ..."
-            })),
-        )
-            .into_response()
-    }
-}
-
-/// Compares in constant time, so the answer's timing tells nothing of the token.
-fn same_secret(given: &str, token: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    given.len() == token.len() && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
 }

@@ -1,7 +1,8 @@
 // Opens netgraph's page in headless Debian chromium and reports what a user would see:
 // the row of KEY in the totals by GROUP (process, container, pod, unit or domain; exact
 // bytes from its data attributes), the series of the history chart drawn by GROUP, and
-// the history shown after clicking the row (for a process: its peers and domains).
+// the history shown after clicking the row (for a process: its peers and domains), and
+// the engine line with what it cannot see.
 // Usage: node page.mjs URL GROUP KEY SCREENSHOT
 import { open } from "./launch.mjs";
 
@@ -32,8 +33,10 @@ try {
   }
   const reasons = await page.locator("#unattributed-reasons .reason").evaluateAll((spans) => spans.map((s) => (
     { reason: s.dataset.reason, bytes: Number(s.dataset.bytes) })));
+  const engine = await page.locator("#engine-name").textContent();
+  const limits = await page.locator("#engine-limits").evaluate((p) => (p.hidden ? "" : p.textContent));
   await page.screenshot({ path: screenshot, fullPage: true });
-  console.log(JSON.stringify({ sent, recv, shown, chartSeries, detailName, detailSent, detailPeers, detailDomains, reasons, errors }));
+  console.log(JSON.stringify({ sent, recv, shown, chartSeries, detailName, detailSent, detailPeers, detailDomains, reasons, engine, limits, errors }));
 } finally {
   await browser.close();
 }

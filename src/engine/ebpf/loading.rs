@@ -70,7 +70,10 @@ pub struct Without(Vec<String>);
 
 impl Without {
     pub fn from_env() -> Without {
-        let list = std::env::var(WITHOUT_VARIABLE).unwrap_or_default();
+        Without::parse(&std::env::var(WITHOUT_VARIABLE).unwrap_or_default())
+    }
+
+    fn parse(list: &str) -> Without {
         Without(
             list.split(',')
                 .map(|item| item.trim().to_string())
@@ -530,4 +533,20 @@ fn attach_raw(
 ) -> Result<(), libbpf_rs::Error> {
     links.push(program.attach_raw_tracepoint(tracepoint)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switches_are_a_comma_separated_list() {
+        let without = Without::parse(" tcx, socket_counts ,,");
+        assert!(without.has("tcx") && without.has("socket_counts"));
+        assert!(!without.has("device_netns") && !without.has(""));
+        assert!(!Without::parse("").has("tcx"));
+        let failure = Without::failure("tcx");
+        assert_eq!(failure.state, FeatureState::Absent);
+        assert_eq!(failure.why, "switched off by NETGRAPH_EBPF_WITHOUT=tcx");
+    }
 }
