@@ -47,15 +47,16 @@ PATHS = [
 ]
 NETGRAPH_KINDS = tuple(f"netgraph {name}" for name, _ in PATHS)
 MONITORS = (*NETGRAPH_KINDS, "floor", "one call")
-# bpf_stats names (the kernel keeps 15 characters) per hook: netgraph's (any of its
-# variants), the floor's, the one-call programs'.
+# Program names per hook: netgraph's (any of its variants), the floor's, the one-call
+# programs'.
+# bpftool shows a longer name whole where the program's BTF has it, else cut to 15.
 HOOKS = [
-    ("cgroup_skb egress", ("count_egress", "count_egress_in"), "f_count_egress", "c_count_egress"),
-    ("cgroup_skb ingress", ("count_ingress", "count_ingress_i"), "f_count_ingress", "c_count_ingress"),
-    ("tcx egress (lo)", ("interface_egres",), "f_iface_egress", None),
-    ("tcx ingress (lo)", ("interface_ingre",), "f_iface_ingress", None),
-    ("sock_send_length", ("owner_on_send", "owner_on_send_r"), "f_on_send", "c_on_send"),
-    ("sock_recv_length", ("owner_on_recv", "owner_on_recv_r"), "f_on_recv", "c_on_recv"),
+    ("cgroup_skb egress", ("count_egress", "count_egress_in_storage", "count_egress_in"), "f_count_egress", "c_count_egress"),
+    ("cgroup_skb ingress", ("count_ingress", "count_ingress_in_storage", "count_ingress_i"), "f_count_ingress", "c_count_ingress"),
+    ("tcx egress (lo)", ("interface_egress", "interface_egres"), "f_iface_egress", None),
+    ("tcx ingress (lo)", ("interface_ingress", "interface_ingre"), "f_iface_ingress", None),
+    ("sock_send_length", ("owner_on_send", "owner_on_send_raw", "owner_on_send_r"), "f_on_send", "c_on_send"),
+    ("sock_recv_length", ("owner_on_recv", "owner_on_recv_raw", "owner_on_recv_r"), "f_on_recv", "c_on_recv"),
 ]
 
 

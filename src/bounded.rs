@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
-/// Keeps at most `max` entries of `map` (about: entries as recent as the cut stay),
-/// dropping those whose `recency` is smallest.
+/// Keeps exactly `max` entries of `map` when it has more, dropping those whose
+/// `recency` is smallest; of entries as recent as the cut, as many as fit stay (a burst
+/// of equally recent entries never empties the map).
 pub fn keep_most_recent<K: Hash + Eq, V, T: Ord + Copy>(
     map: &mut HashMap<K, V>,
     max: usize,
@@ -16,9 +17,21 @@ pub fn keep_most_recent<K: Hash + Eq, V, T: Ord + Copy>(
     }
     let mut ages: Vec<T> = map.values().map(&recency).collect();
     let cut = ages.len() - max;
-    let (_, threshold, _) = ages.select_nth_unstable(cut);
+    let (_, threshold, above) = ages.select_nth_unstable(cut);
     let threshold = *threshold;
-    map.retain(|_, value| recency(value) > threshold);
+    let newer = above.iter().filter(|age| **age > threshold).count();
+    let mut ties_kept = max - newer;
+    map.retain(|_, value| {
+        let age = recency(value);
+        if age > threshold {
+            return true;
+        }
+        if age == threshold && ties_kept > 0 {
+            ties_kept -= 1;
+            return true;
+        }
+        false
+    });
 }
 
 #[cfg(test)]
@@ -33,5 +46,21 @@ mod tests {
         assert!(map.keys().all(|k| *k >= 90));
         keep_most_recent(&mut map, 50, |used| *used);
         assert!(!map.is_empty(), "nothing goes below the bound");
+    }
+
+    #[test]
+    fn a_burst_of_equally_recent_entries_keeps_the_bound_full() {
+        // Older entries, then more new ones than the bound, all of one moment.
+        let mut map: HashMap<u32, u64> = (0..10).map(|k| (k, 1)).collect();
+        map.extend((10..1000).map(|k| (k, 5)));
+        keep_most_recent(&mut map, 100, |used| *used);
+        assert_eq!(map.len(), 100);
+        assert!(map.values().all(|used| *used == 5), "the newest stay");
+        // Some older, some of the cut's moment: all newer ones kept, ties fill up.
+        let mut map: HashMap<u32, u64> = (0..50).map(|k| (k, 9)).collect();
+        map.extend((50..150).map(|k| (k, 3)));
+        keep_most_recent(&mut map, 80, |used| *used);
+        assert_eq!(map.len(), 80);
+        assert_eq!(map.values().filter(|used| **used == 9).count(), 50);
     }
 }

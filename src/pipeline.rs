@@ -90,7 +90,7 @@ impl Pipeline {
         };
         self.tick(SystemTime::now());
         for sink in &mut self.reloadable {
-            if let Err(error) = sink.flush() {
+            if let Err(error) = sink.release() {
                 tracing::error!(sink = sink.name(), "flush at reload failed: {error:#}");
             }
         }

@@ -169,3 +169,84 @@ fn a_tun_interface_without_link_headers_is_counted_both_ways() {
     assert_eq!(records.sum("ng-tunping", &tun, "recv_bytes_last"), back);
     assert_eq!(records.interface_sum(&tun, "non_ip_packets"), 0);
 }
+
+/// Traffic routed through the host to a port a local process also listens on: namespace
+/// `a` (where netgraph captures) routes between `b` and a third namespace, whose client
+/// sends to `b`. Every byte is counted as forwarded, none as the local listener's.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn forwarded_traffic_is_never_given_to_a_local_listener() {
+    require_root();
+    let mut lab = Lab::new();
+    // The third namespace, removed with the test whatever happens.
+    struct Namespace(String);
+    impl Drop for Namespace {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+    let c = Namespace(format!("{}c", lab.b));
+    let (in_c, in_a) = (format!("{}c", lab.veth_b), format!("{}r", lab.veth_a));
+    run("ip", &["netns", "add", &c.0]);
+    run("ip", &["-n", &c.0, "link", "set", "lo", "up"]);
+    run(
+        "ip",
+        &["link", "add", &in_c, "type", "veth", "peer", "name", &in_a],
+    );
+    for (dev, ns, address) in [
+        (&in_c, &c.0, "10.202.0.2/24"),
+        (&in_a, &lab.a, "10.202.0.1/24"),
+    ] {
+        run("ip", &["link", "set", dev, "netns", ns]);
+        run("ip", &["-n", ns, "addr", "add", address, "dev", dev]);
+        run("ip", &["-n", ns, "link", "set", dev, "up"]);
+    }
+    run(
+        "ip",
+        &["-n", &c.0, "route", "add", "default", "via", "10.202.0.1"],
+    );
+    run(
+        "ip",
+        &["-n", &lab.b, "route", "add", "10.202.0.0/24", "via", A4],
+    );
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &lab.a,
+            "sh",
+            "-c",
+            "echo 1 > /proc/sys/net/ipv4/ip_forward",
+        ],
+    );
+    // What reached the far end, and a listener on the same port where netgraph runs.
+    lab.truth_in(&lab.b.clone(), &[("arrived", "input", "tcp dport 9101")]);
+    let (a, b) = (lab.a.clone(), lab.b.clone());
+    lab.serve(&b, "ng-far", &["tcp-sink", &format!("{B4}:9101")]);
+    lab.serve(&a, "ng-trap", &["tcp-sink", "0.0.0.0:9101"]);
+    let netgraph = CAPTURE.start(&lab, &[]);
+    lab.exec(
+        &c.0,
+        "ng-fwd",
+        &["tcp-send", &format!("{B4}:9101"), "3000000"],
+    );
+    settle();
+    let records = netgraph.stop();
+    let trapped = records.sum_all("ng-trap", "sent_bytes_last")
+        + records.sum_all("ng-trap", "recv_bytes_last");
+    // Toward b: sent on a's link to b.
+    let forwarded: u64 = records
+        .processes()
+        .filter(|l| l["reason"] == "forwarded" && l["interface"] == lab.veth_a.as_str())
+        .map(|l| l["sent_bytes_last"].as_u64().unwrap())
+        .sum();
+    let truth = lab.truth_bytes_in(&b, "arrived");
+    report(&format!(
+        "capture engine, routed through the host to a port a local process listens on: {forwarded} of {truth} bytes counted as forwarded, {trapped} given to the listener"
+    ));
+    assert_eq!(trapped, 0, "the local listener was given forwarded traffic");
+    CAPTURE.assert_share("forwarded TCP", forwarded, truth);
+}

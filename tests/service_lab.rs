@@ -377,3 +377,80 @@ fn bad_values_are_refused_by_run_and_check_alike() {
     assert_eq!(status, Some(2), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// SIGHUP while InfluxDB hangs (takes connections, never answers): each reload is done
+/// at once, not after the hung request, and the spooled points reach a server that
+/// answers once the configuration names it.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn a_reload_never_waits_for_a_hung_influxdb() {
+    require_root();
+    let lab = Lab::new();
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung_url = format!("http://{}", hung.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in hung.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let config = lab.path("hung.toml");
+    let state = lab.path("hung-state");
+    std::fs::write(
+        &config,
+        format!(
+            "interval = \"1s\"\nstate_directory = \"{}\"\n[web]\nenabled = false\n\
+             [[influxdb]]\nurl = \"{hung_url}\"\napi = \"v1\"\ndatabase = \"lab\"\nflush_interval = \"200ms\"\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let (out, err) = (lab.path("hung.jsonl"), lab.path("hung.log"));
+    let mut netgraph = Command::new(env!("CARGO_BIN_EXE_netgraph"))
+        .args(["run", "--engine", "ebpf", "--json", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "netgraph=info")
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&err).unwrap_or_default();
+    let count = |needle: &str| log().matches(needle).count();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while count("netgraph running") == 0 {
+        assert!(std::time::Instant::now() < deadline, "{}", log());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // The writer is in a request to the hung server by now.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let mut waits = Vec::new();
+    for reload in 1..=3 {
+        let asked = std::time::Instant::now();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(netgraph.id() as i32, libc::SIGHUP) };
+        while count("configuration reloaded") < reload {
+            assert!(
+                asked.elapsed() < std::time::Duration::from_secs(10),
+                "reload {reload} never done:\n{}",
+                log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        waits.push(asked.elapsed());
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(netgraph.id() as i32, libc::SIGTERM) };
+    let stopping = std::time::Instant::now();
+    assert!(netgraph.wait().unwrap().success(), "{}", log());
+    report(&format!(
+        "SIGHUP while InfluxDB hangs: reloads done in {waits:?}; SIGTERM took {:?}",
+        stopping.elapsed()
+    ));
+    for wait in &waits {
+        // An interval at most (the reload closes the running one first), never the
+        // hung request's timeout.
+        assert!(*wait < std::time::Duration::from_millis(1500), "{waits:?}");
+    }
+    assert!(!log().contains("took long to close"), "{}", log());
+}

@@ -140,13 +140,27 @@ impl Attributor {
             });
         }
         self.kernel_owners.end_interval();
-        unnamed.extend(report.flows.into_iter().map(|f| Unnamed {
-            socket: SocketRef::Flow(f.flow),
-            protocol: f.flow.protocol,
-            interface: f.interface,
-            ends: Some(Ends::of_flow(&f.flow)),
-            traffic: f.traffic,
-        }));
+        for f in report.flows {
+            let mut ends = Ends::of_flow(&f.flow);
+            if f.forwarded {
+                // Passing through: never given to a local socket on the same port.
+                ends.near_is_host = false;
+                traffic.extend(without_socket(
+                    f.flow.protocol,
+                    f.interface,
+                    Some(ends),
+                    f.traffic,
+                ));
+                continue;
+            }
+            unnamed.push(Unnamed {
+                socket: SocketRef::Flow(f.flow),
+                protocol: f.flow.protocol,
+                interface: f.interface,
+                ends: Some(ends),
+                traffic: f.traffic,
+            });
+        }
         let refs: Vec<SocketRef> = unnamed.iter().map(|u| u.socket).collect();
         let owners = lock(&self.resolver).resolve_interval(&refs);
         let samples = samples_by_process(report.name_samples, &refs, &owners);

@@ -19,6 +19,9 @@ pub struct FlowTraffic {
     pub interface: InterfaceName,
     pub flow: Flow,
     pub traffic: Traffic,
+    /// The flow's near end is no address of this host's: it passed through (routed,
+    /// NATed), and no local socket is its end.
+    pub forwarded: bool,
 }
 
 /// Capture-buffer statistics of one interface, as deltas since the previous drain.

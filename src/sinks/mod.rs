@@ -17,4 +17,9 @@ pub trait Sink: Send {
     fn flush(&mut self) -> anyhow::Result<()> {
         Ok(())
     }
+    /// Called at a reload, before a new sink takes over: lets go without waiting on
+    /// anything slow (a network call), which the new sink carries on.
+    fn release(&mut self) -> anyhow::Result<()> {
+        self.flush()
+    }
 }

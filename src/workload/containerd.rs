@@ -25,13 +25,8 @@ async fn channel(socket: &Path) -> anyhow::Result<Channel> {
 }
 
 fn facts(container: Container) -> ContainerFacts {
-    ContainerFacts {
-        // containerd's containers have ids, no names: the kubelet's label names them.
-        name: String::new(),
-        id: container.id,
-        image: container.image,
-        labels: container.labels,
-    }
+    // containerd's containers have ids, no names: the kubelet's label names them.
+    ContainerFacts::new(container.id, "", container.image, container.labels)
 }
 
 async fn namespaces(channel: &Channel) -> anyhow::Result<Vec<String>> {

@@ -33,10 +33,18 @@ async fn request(
     Ok(response)
 }
 
+/// A runtime's answer is read up to this (a list of thousands of containers is a few
+/// MiB); a larger one is refused whole, so no socket can make netgraph hold more.
+const MAX_BODY: usize = 16 << 20;
+/// An event line longer than this is dropped (events are a few KiB).
+const MAX_EVENT_LINE: usize = 1 << 20;
+
 async fn get<T: for<'de> Deserialize<'de>>(socket: &Path, path: &str) -> anyhow::Result<T> {
     let response = request(socket, path).await?;
-    let body = tokio::time::timeout(TIMEOUT, response.into_body().collect())
-        .await??
+    let limited = http_body_util::Limited::new(response.into_body(), MAX_BODY);
+    let body = tokio::time::timeout(TIMEOUT, limited.collect())
+        .await?
+        .map_err(|e| anyhow::anyhow!("{path}: {e} (over {} MiB?)", MAX_BODY >> 20))?
         .to_bytes();
     Ok(serde_json::from_slice(&body)?)
 }
@@ -91,12 +99,7 @@ struct Actor {
 }
 
 fn facts(id: String, name: &str, image: String, labels: HashMap<String, String>) -> ContainerFacts {
-    ContainerFacts {
-        id,
-        name: name.trim_start_matches('/').to_string(),
-        image,
-        labels,
-    }
+    ContainerFacts::new(id, name.trim_start_matches('/'), image, labels)
 }
 
 /// Every container the runtime knows, running or not.
@@ -162,9 +165,58 @@ pub async fn follow_events(
             }
         }
         // A line never grows without end.
-        if pending.len() > 1 << 20 {
+        if pending.len() > MAX_EVENT_LINE {
             pending.clear();
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixListener;
+
+    /// A runtime socket that answers every request with `length` bytes of a JSON list
+    /// that never closes; returns how many bytes it managed to send.
+    fn hostile_runtime(socket: &Path, length: usize) -> std::thread::JoinHandle<usize> {
+        let listener = UnixListener::bind(socket).unwrap();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n[");
+            stream.write_all(head.as_bytes()).unwrap();
+            let chunk = vec![b' '; 1 << 20];
+            let mut sent = 1;
+            while sent < length {
+                match stream.write(&chunk[..chunk.len().min(length - sent)]) {
+                    Ok(n) => sent += n,
+                    Err(_) => break,
+                }
+            }
+            sent
+        })
+    }
+
+    #[test]
+    fn a_huge_answer_is_refused_after_its_bound() {
+        let dir = std::env::temp_dir().join(format!("netgraph-engine-api-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("docker.sock");
+        let _ = std::fs::remove_file(&socket);
+        let server = hostile_runtime(&socket, 512 << 20);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let error = runtime.block_on(list(&socket)).unwrap_err().to_string();
+        assert!(error.contains("over 16 MiB"), "{error}");
+        drop(runtime);
+        // The client stopped reading near its bound: the rest was never taken.
+        let sent = server.join().unwrap();
+        assert!(sent < 64 << 20, "{sent} bytes were read");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -36,6 +36,51 @@ pub struct ContainerFacts {
     pub labels: HashMap<String, String>,
 }
 
+/// The labels netgraph reads; a runtime's others (any number, any size) are not kept.
+const LABELS_READ: [&str; 3] = [
+    "io.kubernetes.container.name",
+    "io.kubernetes.pod.name",
+    "io.kubernetes.pod.namespace",
+];
+/// Bytes kept of an id, name, image or label value: ids are 64 hex digits, Kubernetes
+/// names at most 253 characters, image references a few hundred.
+const ID_BYTES: usize = 128;
+const NAME_BYTES: usize = 256;
+const IMAGE_BYTES: usize = 512;
+
+impl ContainerFacts {
+    /// What a runtime said of a container, within bounds whatever it sent: only the
+    /// labels netgraph reads, and every string cut to a sane length.
+    pub fn new(
+        id: String,
+        name: &str,
+        image: String,
+        mut labels: HashMap<String, String>,
+    ) -> ContainerFacts {
+        ContainerFacts {
+            id: cut(id, ID_BYTES),
+            name: cut(name.to_string(), NAME_BYTES),
+            image: cut(image, IMAGE_BYTES),
+            labels: LABELS_READ
+                .iter()
+                .filter_map(|key| Some((key.to_string(), cut(labels.remove(*key)?, NAME_BYTES))))
+                .collect(),
+        }
+    }
+}
+
+/// `text` cut to at most `bytes`, on a character boundary.
+fn cut(mut text: String, bytes: usize) -> String {
+    if text.len() > bytes {
+        let mut end = bytes;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
 /// Who a process works for, as far as is known.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Workload {

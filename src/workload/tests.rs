@@ -77,3 +77,25 @@ fn known_containers_are_bounded() {
     assert_eq!(known.facts.len(), MAX_CONTAINERS);
     assert!(known.get(&format!("{:064x}", 0)).is_none());
 }
+
+#[test]
+fn a_runtime_cannot_make_netgraph_keep_much() {
+    let mut labels: HashMap<String, String> = (0..1000)
+        .map(|i| (format!("label-{i}"), "x".repeat(900_000 / 1000)))
+        .collect();
+    labels.insert("io.kubernetes.pod.name".into(), "p".repeat(10_000));
+    labels.insert("io.kubernetes.pod.namespace".into(), "shop".into());
+    let facts = ContainerFacts::new(
+        "a".repeat(10_000),
+        &"é".repeat(1000),
+        "i".repeat(5000),
+        labels,
+    );
+    assert_eq!(facts.labels.len(), 2, "only the labels netgraph reads");
+    assert_eq!(facts.labels["io.kubernetes.pod.name"].len(), 256);
+    assert_eq!(facts.labels["io.kubernetes.pod.namespace"], "shop");
+    assert_eq!(facts.id.len(), 128);
+    // Cut on a character boundary.
+    assert_eq!(facts.name, "é".repeat(128));
+    assert_eq!(facts.image.len(), 512);
+}

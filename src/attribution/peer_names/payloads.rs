@@ -34,7 +34,9 @@ fn dns_answer(message: &[u8]) -> Vec<Named> {
     let Some(question) = message.queries().first() else {
         return Vec::new();
     };
-    let asked = question.name().to_utf8();
+    // As the wire carried it: an internationalized name stays in its ASCII (punycode)
+    // form, so that no look-alike (Cyrillic "аррӏе" for "apple") is shown as another.
+    let asked = question.name().to_ascii();
     let name: Arc<str> = Arc::from(asked.trim_end_matches('.'));
     message
         .answers()

@@ -179,3 +179,22 @@ fn a_client_hello_names_the_server_it_went_to() {
     );
     assert_eq!(names.name(None, MIRROR, now), None);
 }
+
+#[test]
+fn internationalized_names_stay_in_their_ascii_form() {
+    let mut names = PeerNames::default();
+    let now = Instant::now();
+    // "аррӏе.example" in Cyrillic letters: shown as the wire carried it, never as the
+    // look-alike of another name.
+    names.learn(
+        &[(
+            Some(7),
+            dns(answer("xn--80ak6aa92e.example.", &[BACKUP], 300)),
+        )],
+        now,
+    );
+    assert_eq!(
+        names.name(Some(7), BACKUP, now).as_deref(),
+        Some("xn--80ak6aa92e.example")
+    );
+}

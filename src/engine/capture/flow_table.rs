@@ -184,6 +184,8 @@ impl FlowTable {
                 interface: self.interface.clone(),
                 flow: *flow,
                 traffic: std::mem::take(traffic),
+                // Decided by the engine, which knows the host's addresses now.
+                forwarded: false,
             });
             slot += 1;
         }

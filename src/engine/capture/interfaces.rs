@@ -25,6 +25,11 @@ pub fn discover() -> std::io::Result<HostInterfaces> {
         entries
             .iter()
             .filter_map(|entry| entry.address.as_ref().and_then(ip_of)),
+    )
+    .with_broadcast(
+        entries
+            .iter()
+            .filter_map(|entry| entry.broadcast.as_ref().and_then(ip_of)),
     );
     let mut interfaces: Vec<Interface> = Vec::new();
     for entry in entries {

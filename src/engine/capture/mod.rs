@@ -233,6 +233,10 @@ impl Engine for CaptureEngine {
             report.flows.extend(flows);
             report.interfaces.push(totals);
         }
+        let local = self.shared.local.load();
+        for flow in &mut report.flows {
+            flow.forwarded = !local.delivers_locally(flow.flow.local.ip());
+        }
         if let Some(samples) = &self.name_samples {
             report.name_samples = samples.drain();
         }

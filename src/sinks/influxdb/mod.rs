@@ -63,9 +63,10 @@ impl InfluxSink {
         let sink = || format!("InfluxDB sink {name}");
         let endpoint = endpoint::Endpoint::new(config).with_context(sink)?;
         let directory = state_directory.join("spool").join(name);
-        let spool = Arc::new(
-            spool::Spool::open(&directory, config.spool_max_mib << 20).with_context(sink)?,
-        );
+        // A reload's new sink shares the old one's spool, whose writer may still be in a
+        // request: its batch is marked in flight, so the two never send the same points.
+        let spool =
+            spool::Spool::shared(&directory, config.spool_max_mib << 20).with_context(sink)?;
         let waiting = spool.waiting();
         if waiting > 0 {
             tracing::info!(
@@ -112,6 +113,14 @@ impl Sink for InfluxSink {
     fn write(&mut self, report: &IntervalReport) -> anyhow::Result<()> {
         let lines = line_protocol::encode(report, &self.hostname);
         self.spool.push(&lines)
+    }
+
+    /// The writer stops after the request it may be in (a hung server: its timeout),
+    /// off the interval loop; the next sink's writer sends what is spooled meanwhile.
+    fn release(&mut self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.spool.wake();
+        Ok(())
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {

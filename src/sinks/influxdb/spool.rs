@@ -4,12 +4,13 @@
 //! Replaying a batch twice is harmless: a point with the same series and timestamp
 //! overwrites itself in InfluxDB.
 
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
 struct Segment {
@@ -32,7 +33,7 @@ struct State {
 
 pub struct Spool {
     directory: PathBuf,
-    max_bytes: u64,
+    max_bytes: AtomicU64,
     state: Mutex<State>,
     arrived: Condvar,
 }
@@ -45,7 +46,25 @@ pub struct Batch {
 
 const SUFFIX: &str = "lp";
 
+/// The spools open in this process, by directory: one spool per directory, whatever
+/// number of sinks (an old and a new one across a reload) use it.
+static OPEN: Mutex<Option<HashMap<PathBuf, Weak<Spool>>>> = Mutex::new(None);
+
 impl Spool {
+    /// The spool in `directory`: the one already open there, or opened now.
+    pub fn shared(directory: &Path, max_bytes: u64) -> anyhow::Result<Arc<Spool>> {
+        let mut open = crate::locks::lock(&OPEN);
+        let open = open.get_or_insert_with(HashMap::new);
+        open.retain(|_, spool| spool.strong_count() > 0);
+        if let Some(spool) = open.get(directory).and_then(Weak::upgrade) {
+            spool.max_bytes.store(max_bytes, Ordering::Relaxed);
+            return Ok(spool);
+        }
+        let spool = Arc::new(Spool::open(directory, max_bytes)?);
+        open.insert(directory.to_path_buf(), Arc::downgrade(&spool));
+        Ok(spool)
+    }
+
     /// Opens (or creates) the spool in `directory`, keeping what an earlier run left.
     pub fn open(directory: &Path, max_bytes: u64) -> anyhow::Result<Spool> {
         crate::private_files::create_dir(directory).map_err(|e| {
@@ -87,7 +106,7 @@ impl Spool {
         };
         Ok(Spool {
             directory: directory.to_path_buf(),
-            max_bytes,
+            max_bytes: AtomicU64::new(max_bytes),
             state: Mutex::new(state),
             arrived: Condvar::new(),
         })
@@ -150,7 +169,7 @@ impl Spool {
     }
 
     fn evict(&self, state: &mut State) {
-        while state.bytes > self.max_bytes {
+        while state.bytes > self.max_bytes.load(Ordering::Relaxed) {
             let Some(index) = state.segments.iter().position(|s| !s.in_flight) else {
                 return;
             };
