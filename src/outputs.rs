@@ -65,6 +65,9 @@ pub fn start(config: &Config, json_lines: bool) -> anyhow::Result<Outputs> {
             .and_then(|store| Ok((store.reader()?, store)))
         {
             Ok((store_reader, store)) => {
+                if store.moved_aside().is_some() {
+                    shared.self_metrics.store_moved_aside.inc();
+                }
                 tracing::info!(path = %store.path().display(), "keeping history in the embedded store");
                 reader = Some(Arc::new(Mutex::new(store_reader)));
                 sinks.push(Box::new(StoreSink::new(store)));

@@ -406,14 +406,25 @@ fn a_reload_never_waits_for_a_hung_influxdb() {
     )
     .unwrap();
     let (out, err) = (lab.path("hung.jsonl"), lab.path("hung.log"));
-    let mut netgraph = Command::new(env!("CARGO_BIN_EXE_netgraph"))
-        .args(["run", "--engine", "ebpf", "--json", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "netgraph=info")
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
+    /// Ends netgraph if the test fails before it does.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut running = Running(
+        Command::new(env!("CARGO_BIN_EXE_netgraph"))
+            .args(["run", "--engine", "ebpf", "--json", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "netgraph=info")
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let netgraph = &mut running.0;
     let log = || std::fs::read_to_string(&err).unwrap_or_default();
     let count = |needle: &str| log().matches(needle).count();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

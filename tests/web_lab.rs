@@ -395,6 +395,76 @@ fn kill_nine_and_restarts_keep_a_sound_store() {
     assert_eq!(stored, counted, "stored: {totals:?}");
 }
 
+/// A store file turned to garbage while netgraph was down: the next start moves it
+/// aside (kept, named with the time), starts a fresh store, says so in one line and in
+/// a metric, and the page's API answers with the new history.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn a_damaged_store_is_moved_aside_and_history_goes_on() {
+    require_root();
+    let mut lab = Lab::new();
+    let state = lab.path("damaged-state");
+    std::fs::create_dir_all(&state).unwrap();
+    let garbage = b"not a database, a disk's worth of noise ".repeat(1000);
+    std::fs::write(state.join("netgraph.sqlite"), &garbage).unwrap();
+    let (port, metrics_port) = (free_port(), free_port());
+    let config = lab.path("damaged.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_directory = \"{}\"\n[web]\nlisten = \"127.0.0.1:{port}\"\n[prometheus]\nlisten = \"127.0.0.1:{metrics_port}\"\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let b = lab.b.clone();
+    lab.serve(&b, "ng-sink", &["udp-sink", &format!("{B4}:8202"), "recv"]);
+    let netgraph =
+        lab.netgraph_on_host(&["--engine", "ebpf", "--config", &config.to_string_lossy()]);
+    lab.exec(
+        &lab.a,
+        "ng-afresh",
+        &["udp-flood", &format!("{B4}:8202"), "1", "200", "connected"],
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let (status, totals) = get(
+        &format!("http://127.0.0.1:{port}/api/v1/totals?from=-600&group_by=process&top=50"),
+        None,
+    );
+    let metrics = lab::run(
+        "curl",
+        &["-sf", &format!("http://127.0.0.1:{metrics_port}/metrics")],
+    );
+    let log = netgraph.log();
+    let records = netgraph.stop();
+    let aside: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("netgraph.sqlite.damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "moved aside once: {aside:?}");
+    assert_eq!(std::fs::read(state.join(&aside[0])).unwrap(), garbage);
+    assert!(log.contains("moved aside to"), "{log}");
+    assert!(
+        metrics.contains("netgraph_store_moved_aside_total 1"),
+        "{metrics}"
+    );
+    assert_eq!(status, 200, "{totals}");
+    let stored = totals["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "ng-afresh")
+        .map_or(0, |r| r["sent_bytes"].as_u64().unwrap());
+    let counted = records.sum_all("ng-afresh", "sent_bytes_last");
+    report(&format!(
+        "damaged store moved aside to {}; the new store has {stored} of {counted} bytes counted so far",
+        aside[0]
+    ));
+    assert!(stored > 0 && stored <= counted, "{stored} of {counted}");
+}
+
 /// Peers and domains everywhere: two processes look their server up in the lab's DNS
 /// (dnsmasq), one downloads from `files.lab.test`, one uploads to `backup.lab.test`.
 /// Each one's bytes by peer name equal nftables' count, in netgraph's JSON lines, the

@@ -20,6 +20,8 @@ pub struct SelfMetrics {
     pub points_dropped: Family<SinkLabel, Counter>,
     pub points_spooled: Family<SinkLabel, Gauge>,
     pub last_error: Family<SinkLabel, Gauge<f64, AtomicU64>>,
+    /// Store files found damaged at start and moved aside.
+    pub store_moved_aside: Counter,
 }
 
 /// One sink's view of the self metrics.
@@ -52,6 +54,11 @@ impl SelfMetrics {
             "netgraph_sink_last_error_timestamp_seconds",
             "When a sink last failed (0: never)",
             self.last_error.clone(),
+        );
+        registry.register(
+            "netgraph_store_moved_aside",
+            "Store files found damaged at start, moved aside and started anew",
+            self.store_moved_aside.clone(),
         );
     }
 

@@ -65,7 +65,14 @@ pub struct Store {
     series: HashMap<SeriesColumns, (i64, Option<Arc<Workload>>)>,
     peers: HashMap<PeerColumns, i64>,
     last_maintenance: Option<Instant>,
+    /// Where a damaged file was moved at open.
+    moved_aside: Option<PathBuf>,
 }
+
+/// A store file that is no SQLite database, or a damaged one.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Damaged(String);
 
 const MAINTAIN_EVERY: Duration = Duration::from_secs(60);
 const STORE_FILE: &str = "netgraph.sqlite";
@@ -81,8 +88,57 @@ fn open_connection(path: &Path, flags: OpenFlags) -> anyhow::Result<Connection> 
     Ok(connection)
 }
 
+/// Whether an error says the file is no SQLite database, or a damaged one.
+fn is_damage(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<rusqlite::Error>(),
+            Some(rusqlite::Error::SqliteFailure(failure, _))
+                if matches!(failure.code, rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+        )
+    })
+}
+
+/// Moves a damaged store file (and its WAL) aside, named with the time, for whoever
+/// wants to look at it; returns the new name.
+fn move_aside(path: &Path) -> std::io::Result<std::path::PathBuf> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let aside = path.with_file_name(format!("{STORE_FILE}.damaged-{stamp}"));
+    std::fs::rename(path, &aside)?;
+    for suffix in ["-wal", "-shm"] {
+        let side = path.with_file_name(format!("{STORE_FILE}{suffix}"));
+        if side.exists() {
+            let _ = std::fs::rename(
+                &side,
+                aside.with_file_name(format!("{}{suffix}", aside.display())),
+            );
+        }
+    }
+    Ok(aside)
+}
+
 impl Store {
+    /// Opens the store in `state_directory`; a damaged file (garbage, cut short) is
+    /// moved aside and a fresh one started, with one line saying so: history goes on.
     pub fn open(state_directory: &Path, retention: Retention) -> anyhow::Result<Store> {
+        match Store::open_file(state_directory, retention.clone()) {
+            Err(error) if error.downcast_ref::<Damaged>().is_some() => {
+                let path = state_directory.join(STORE_FILE);
+                let aside = move_aside(&path)
+                    .map_err(|e| anyhow::anyhow!("{error:#}; and it cannot be moved aside: {e}"))?;
+                tracing::error!(
+                    "{error}: moved aside to {}; a new store starts now, the old history stays in that file",
+                    aside.display()
+                );
+                let mut store = Store::open_file(state_directory, retention)?;
+                store.moved_aside = Some(aside);
+                Ok(store)
+            }
+            other => other,
+        }
+    }
+
+    fn open_file(state_directory: &Path, retention: Retention) -> anyhow::Result<Store> {
         crate::private_files::create_dir(state_directory).map_err(|e| {
             anyhow::anyhow!(
                 "cannot create {}: {e}; set state_directory to a writable place",
@@ -102,10 +158,18 @@ impl Store {
             schema::migrate(&mut connection)
         })();
         prepared.map_err(|e| {
-            anyhow::anyhow!(
-                "cannot open the store {}: {e:#}; set state_directory to a writable place with free space",
-                path.display()
-            )
+            if is_damage(&e) {
+                anyhow::Error::new(Damaged(format!(
+                    "the store {} is damaged ({})",
+                    path.display(),
+                    e.root_cause()
+                )))
+            } else {
+                anyhow::anyhow!(
+                    "cannot open the store {}: {e:#}; set state_directory to a writable place with free space",
+                    path.display()
+                )
+            }
         })?;
         Ok(Store {
             connection,
@@ -114,7 +178,13 @@ impl Store {
             series: HashMap::new(),
             peers: HashMap::new(),
             last_maintenance: None,
+            moved_aside: None,
         })
+    }
+
+    /// Where a damaged store file was moved at open, if one was.
+    pub fn moved_aside(&self) -> Option<&Path> {
+        self.moved_aside.as_deref()
     }
 
     pub fn path(&self) -> &Path {

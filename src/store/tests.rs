@@ -506,3 +506,48 @@ fn alert_state_and_contacts_outlive_the_process() {
     assert_eq!(ledger.rule("daily", 999).unwrap().since, 999, "forgotten");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_damaged_store_is_moved_aside_and_history_goes_on() {
+    for (case, content) in [
+        (
+            "garbage",
+            b"this is no database at all, just text".repeat(200),
+        ),
+        (
+            "header only",
+            b"SQLite format 3\0"
+                .iter()
+                .copied()
+                .chain(std::iter::repeat_n(0xAB, 4000))
+                .collect(),
+        ),
+    ] {
+        let dir = scratch(&format!("damaged-{}", case.replace(' ', "-")));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("netgraph.sqlite"), &content).unwrap();
+        let mut store =
+            Store::open(&dir, Retention::default()).unwrap_or_else(|e| panic!("{case}: {e:#}"));
+        let aside = store.moved_aside().expect("moved aside").to_path_buf();
+        assert!(
+            aside
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("netgraph.sqlite.damaged-"),
+            "{}",
+            aside.display()
+        );
+        assert_eq!(
+            std::fs::read(&aside).unwrap(),
+            content,
+            "{case}: kept as it was"
+        );
+        // The fresh store takes history.
+        store.write(&report(1_800_000_000, vec![])).unwrap();
+        drop(store);
+        let again = Store::open(&dir, Retention::default()).unwrap();
+        assert!(again.moved_aside().is_none(), "{case}: sound now");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
