@@ -3,7 +3,8 @@
 //! forced by NETGRAPH_EBPF_WITHOUT. Everywhere the same workloads
 //! (tests/kernel_matrix/scenario.sh): bulk TCP up and down, UDP, 300 short-lived
 //! processes, a server's accepted connection and loopback, each against nftables
-//! counters in the namespace where netgraph's hooks sit, within 1% either way.
+//! counters in the namespace where netgraph's hooks sit and at the far end of the veth
+//! (loopback has none), within 1% either way.
 
 mod lab;
 
@@ -39,6 +40,8 @@ struct Outcome {
     /// Feature name -> (state, detail) as `netgraph check` said.
     features: BTreeMap<String, (String, String)>,
     truth: BTreeMap<String, u64>,
+    /// The same workloads counted at the far end of the veth.
+    far: BTreeMap<String, u64>,
     lines: Vec<Value>,
     /// `@error` and `@log` lines (warnings and errors of netgraph's log).
     problems: Vec<String>,
@@ -61,6 +64,11 @@ impl Outcome {
                     outcome
                         .truth
                         .insert(name.into(), bytes.parse().unwrap_or(0));
+                }
+            } else if let Some(rest) = line.strip_prefix("@far ") {
+                let mut words = rest.split_whitespace();
+                if let (Some(name), Some(bytes)) = (words.next(), words.next()) {
+                    outcome.far.insert(name.into(), bytes.parse().unwrap_or(0));
                 }
             } else if let Some(rest) = line.strip_prefix("@feature ") {
                 let (name, rest) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -110,6 +118,16 @@ impl Outcome {
                         "{label}: {counter} ({process} on {interface}): {attributed} of {truth} bytes ({:.2}%)",
                         share * 100.0
                     ));
+                }
+                // What the wire carried, counted at the other end of the link.
+                if let Some(&far) = self.far.get(*counter) {
+                    let far_share = if far == 0 { 0.0 } else { attributed as f64 / far as f64 };
+                    if far == 0 || (!(0.99..=1.01).contains(&far_share) && !lost.contains(counter)) {
+                        failures.push(format!(
+                            "{label}: {counter} ({process} on {interface}): {attributed} of the far end's {far} bytes ({:.2}%)",
+                            far_share * 100.0
+                        ));
+                    }
                 }
                 share
             })

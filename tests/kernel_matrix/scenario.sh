@@ -2,8 +2,9 @@
 # The kernel matrix's workloads, run on the host (with NETGRAPH_EBPF_WITHOUT forcing a
 # fallback) or as a guest kernel's init: two namespaces joined by a veth pair, nftables
 # counters in namespace `a` as the truth, netgraph in the initial namespace with the eBPF
-# engine. Prints `@feature` lines (netgraph check), `@truth NAME BYTES` lines and
-# netgraph's JSON lines as `@json LINE`; the test on the host compares them.
+# engine. Prints `@feature` lines (netgraph check), `@truth NAME BYTES` lines (where
+# netgraph's hooks sit), `@far NAME BYTES` lines (the far end of the veth, what the wire
+# carried) and netgraph's JSON lines as `@json LINE`; the test on the host compares them.
 # Needs: NETGRAPH, LABTRAFFIC (binaries), WORK (a scratch directory); IP and NFT may
 # name iproute2's and nftables' binaries.
 set -u
@@ -68,6 +69,30 @@ table inet truth {
         iifname "ngm-va" tcp sport 7102 counter name down
         iifname "ngm-va" udp sport 7103 counter name udp_in
         iifname "ngm-va" tcp dport 7105 counter name accepted
+    }
+}
+NFT
+
+# And at the far end of the link, in namespace b: what the wire carried.
+in_b "$NFT" -f - <<NFT || { say "@error nftables refused the far end's counters"; exit 1; }
+table inet truth {
+    counter up {}
+    counter down {}
+    counter udp_out {}
+    counter udp_in {}
+    counter short {}
+    counter accepted {}
+    chain input {
+        type filter hook input priority 0;
+        iifname "ngm-vb" tcp dport 7101 counter name up
+        iifname "ngm-vb" udp dport 7103 counter name udp_out
+        iifname "ngm-vb" tcp dport 7104 counter name short
+    }
+    chain output {
+        type filter hook output priority 0;
+        oifname "ngm-vb" tcp sport 7102 counter name down
+        oifname "ngm-vb" udp sport 7103 counter name udp_in
+        oifname "ngm-vb" tcp dport 7105 counter name accepted
     }
 }
 NFT
@@ -137,6 +162,11 @@ NETGRAPH_PID=""
 for counter in up down udp_out udp_in short accepted loopback; do
     bytes=$(in_a "$NFT" list counter inet truth $counter | sed -n 's/.*bytes \([0-9]*\).*/\1/p')
     say "@truth $counter ${bytes:-0}"
+done
+# Loopback has no far end: its traffic never leaves namespace a.
+for counter in up down udp_out udp_in short accepted; do
+    bytes=$(in_b "$NFT" list counter inet truth $counter | sed -n 's/.*bytes \([0-9]*\).*/\1/p')
+    say "@far $counter ${bytes:-0}"
 done
 grep -E " (WARN|ERROR) " "$WORK/netgraph.log" | sed "s/^/@log /"
 sed 's/^/@json /' "$WORK/netgraph.jsonl"
