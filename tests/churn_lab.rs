@@ -131,11 +131,13 @@ fn churn_never_stalls_the_interval_loop() {
     );
     assert!(named <= truth);
     assert_eq!(truth, wire, "nftables at both ends of the veth agree");
-    // Measured 50-55 MiB from run to run on the 2-vCPU test machine: the counters in
-    // flight at the peak depend on how fast the churn runs, and their table grows in
-    // steps of twice its size (62-77 MiB before they were kept inline). The bound
-    // leaves room for a step and still fails a leak or an unbounded table.
-    assert!(rss < 72 * 1024, "peak RSS {rss} KiB");
+    // Measured 50-55 MiB from run to run where the kernel lets owned sockets be counted
+    // in their own storage; 59-74 MiB where its policy refuses the storage iterator
+    // (every packet in the counter map, as on this project's 2026-12 machines) with the
+    // test build's larger (non-LTO) binary. The counters in flight at the peak depend on
+    // how fast the churn runs, and their table grows in steps of twice its size. The
+    // bound leaves room for a step and still fails a leak or an unbounded table.
+    assert!(rss < 88 * 1024, "peak RSS {rss} KiB");
 }
 
 #[test]
