@@ -12,8 +12,8 @@ use crate::sinks::prometheus::PrometheusSink;
 use crate::sinks::self_metrics::SelfMetrics;
 use crate::sinks::store::StoreSink;
 use crate::sinks::Sink;
-use crate::store::{Retention, Store};
-use std::sync::{Arc, Mutex};
+use crate::store::{Retention, Store, StoreWriter};
+use std::sync::Arc;
 
 /// The outputs that live as long as the process (the live view, the store, the
 /// Prometheus and web listeners), and what SIGHUP rebuilds from a reloaded configuration.
@@ -61,16 +61,19 @@ pub fn start(config: &Config, json_lines: bool) -> anyhow::Result<Outputs> {
             peers: config.peers.retention,
         };
         // History is worth much, but not stopping the accounting and the other sinks for.
-        match Store::open(&state_directory, retention)
-            .and_then(|store| Ok((store.reader()?, store)))
-        {
-            Ok((store_reader, store)) => {
-                if store.moved_aside().is_some() {
+        match Store::open(&state_directory, retention).and_then(|store| {
+            let readers = store.readers();
+            let moved_aside = store.moved_aside().is_some();
+            let path = store.path().to_owned();
+            Ok((readers, moved_aside, path, StoreWriter::start(store)?))
+        }) {
+            Ok((readers, moved_aside, path, writer)) => {
+                if moved_aside {
                     shared.self_metrics.store_moved_aside.inc();
                 }
-                tracing::info!(path = %store.path().display(), "keeping history in the embedded store");
-                reader = Some(Arc::new(Mutex::new(store_reader)));
-                sinks.push(Box::new(StoreSink::new(store)));
+                tracing::info!(path = %path.display(), "keeping history in the embedded store");
+                reader = Some(Arc::new(readers));
+                sinks.push(Box::new(StoreSink::new(writer)));
             }
             Err(error) => tracing::error!("{error:#}; running without history"),
         }

@@ -1,16 +1,17 @@
-//! Writes every interval into the embedded store (see `crate::store`).
+//! Hands every interval to the embedded store's writer thread (see `crate::store`):
+//! writing and maintaining the store never holds up the interval loop.
 
 use super::Sink;
 use crate::accounting::IntervalReport;
-use crate::store::Store;
+use crate::store::StoreWriter;
 
 pub struct StoreSink {
-    store: Store,
+    writer: StoreWriter,
 }
 
 impl StoreSink {
-    pub fn new(store: Store) -> StoreSink {
-        StoreSink { store }
+    pub fn new(writer: StoreWriter) -> StoreSink {
+        StoreSink { writer }
     }
 }
 
@@ -20,6 +21,10 @@ impl Sink for StoreSink {
     }
 
     fn write(&mut self, report: &IntervalReport) -> anyhow::Result<()> {
-        self.store.write(report)
+        self.writer.write(report)
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        self.writer.finish()
     }
 }

@@ -4,11 +4,17 @@
 //! resolution and the file stays under a size bound.
 
 mod alert_state;
+mod maintenance;
 mod query;
+mod readers;
 mod schema;
+mod writer;
 
 pub use alert_state::{AlertLedger, RuleState};
+pub use maintenance::Step;
 pub use query::{GroupBy, History, HistoryPoint, Only, Total};
+pub use readers::Readers;
+pub use writer::StoreWriter;
 
 use crate::accounting::{IntervalReport, PeerRow, ProcessRow, SeriesKey};
 use crate::traffic::Traffic;
@@ -18,7 +24,7 @@ use schema::{Resolution, Samples};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Debug)]
 pub struct Retention {
@@ -62,9 +68,12 @@ pub struct Store {
     connection: Connection,
     path: PathBuf,
     retention: Retention,
-    series: HashMap<SeriesColumns, (i64, Option<Arc<Workload>>)>,
-    peers: HashMap<PeerColumns, i64>,
-    last_maintenance: Option<Instant>,
+    /// Ids of the series and peers written, with the workload written and the hour of
+    /// the latest sample recorded in the row.
+    series: HashMap<SeriesColumns, (i64, Option<Arc<Workload>>, i64)>,
+    peers: HashMap<PeerColumns, (i64, i64)>,
+    /// Rows the size bound dropped since it last said so.
+    trimmed_rows: u64,
     /// Where a damaged file was moved at open.
     moved_aside: Option<PathBuf>,
 }
@@ -74,7 +83,6 @@ pub struct Store {
 #[error("{0}")]
 struct Damaged(String);
 
-const MAINTAIN_EVERY: Duration = Duration::from_secs(60);
 const STORE_FILE: &str = "netgraph.sqlite";
 
 fn open_connection(path: &Path, flags: OpenFlags) -> anyhow::Result<Connection> {
@@ -177,7 +185,7 @@ impl Store {
             retention,
             series: HashMap::new(),
             peers: HashMap::new(),
-            last_maintenance: None,
+            trimmed_rows: 0,
             moved_aside: None,
         })
     }
@@ -189,6 +197,11 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Connections for queries from other threads, opened as they are needed.
+    pub fn readers(&self) -> Readers {
+        Readers::new(self.path.clone())
     }
 
     /// A read-only connection for queries, usable from another thread.
@@ -217,9 +230,10 @@ impl Store {
                     .execute(params![table, start - start.rem_euclid(bucket)])?;
             }
         }
+        let hour = start - start.rem_euclid(Resolution::Hour.seconds());
         let mut ids: HashMap<&SeriesKey, i64> = HashMap::new();
         for row in &report.processes {
-            let id = series_id(&transaction, &mut self.series, row)?;
+            let id = series_id(&transaction, &mut self.series, row, hour)?;
             ids.insert(&row.key, id);
             add_sample(&transaction, Samples::Series, start, (id, None), &row.last)?;
         }
@@ -227,7 +241,7 @@ impl Store {
             let Some(&series) = ids.get(&row.key) else {
                 continue;
             };
-            let peer = peer_id(&transaction, &mut self.peers, row)?;
+            let peer = peer_id(&transaction, &mut self.peers, row, hour)?;
             add_sample(
                 &transaction,
                 Samples::Peers,
@@ -237,90 +251,7 @@ impl Store {
             )?;
         }
         transaction.commit()?;
-        if self
-            .last_maintenance
-            .is_none_or(|at| at.elapsed() >= MAINTAIN_EVERY)
-        {
-            self.last_maintenance = Some(Instant::now());
-            self.maintain(seconds(report.end))?;
-        }
         Ok(())
-    }
-
-    /// Expires rows past each resolution's retention, then enforces the size bound.
-    pub fn maintain(&mut self, now: i64) -> anyhow::Result<()> {
-        for resolution in Resolution::ALL {
-            for kind in [Samples::Series, Samples::Peers] {
-                let cutoff = now - self.retention.of(resolution, kind).as_secs() as i64;
-                self.expire(resolution.table_of(kind), cutoff)?;
-            }
-        }
-        let mut dropped = 0;
-        while self.live_bytes()? > self.retention.max_bytes {
-            match self.drop_oldest()? {
-                0 => break,
-                rows => dropped += rows,
-            }
-        }
-        if dropped > 0 {
-            tracing::warn!(
-                "the store reached its size bound ({} MiB): dropped its {dropped} oldest rows; raise [store] max_size_mib to keep more",
-                self.retention.max_bytes >> 20
-            );
-        }
-        self.connection
-            .execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")?;
-        Ok(())
-    }
-
-    /// Bytes of pages in use (the file less its free pages).
-    pub fn live_bytes(&self) -> anyhow::Result<u64> {
-        let pragma = |name: &str| -> rusqlite::Result<u64> {
-            let value: i64 = self
-                .connection
-                .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))?;
-            Ok(value.max(0) as u64)
-        };
-        Ok((pragma("page_count")? - pragma("freelist_count")?) * pragma("page_size")?)
-    }
-
-    /// Deletes the oldest tenth of the largest table's time span; returns rows deleted.
-    fn drop_oldest(&mut self) -> anyhow::Result<usize> {
-        let mut largest = ("", 0i64);
-        let tables = [Samples::Series, Samples::Peers]
-            .into_iter()
-            .flat_map(|kind| Resolution::ALL.map(|r| r.table_of(kind)));
-        for table in tables {
-            let rows: i64 =
-                self.connection
-                    .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
-            if rows > largest.1 {
-                largest = (table, rows);
-            }
-        }
-        let table = largest.0;
-        if table.is_empty() {
-            return Ok(0);
-        }
-        let (oldest, newest): (i64, i64) =
-            self.connection
-                .query_row(&format!("SELECT min(t), max(t) FROM {table}"), [], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
-        let cut = oldest + ((newest - oldest) / 10).max(1);
-        self.expire(table, cut)
-    }
-
-    /// Deletes a table's rows before `cutoff`; the table is complete from there on.
-    fn expire(&mut self, table: &str, cutoff: i64) -> anyhow::Result<usize> {
-        let deleted = self
-            .connection
-            .execute(&format!("DELETE FROM {table} WHERE t < ?1"), [cutoff])?;
-        self.connection.execute(
-            "UPDATE coverage SET since = max(since, ?2) WHERE resolution = ?1",
-            params![table, cutoff],
-        )?;
-        Ok(deleted)
     }
 }
 
@@ -328,11 +259,12 @@ impl Store {
 type SeriesColumns = (String, Option<u32>, String, String, &'static str);
 
 /// The series' id, made on first use; its workload columns follow the row's (a
-/// container is named once its runtime answers).
+/// container is named once its runtime answers), its `last` the hour being written.
 fn series_id(
     connection: &Connection,
-    cache: &mut HashMap<SeriesColumns, (i64, Option<Arc<Workload>>)>,
+    cache: &mut HashMap<SeriesColumns, (i64, Option<Arc<Workload>>, i64)>,
     row: &ProcessRow,
+    hour: i64,
 ) -> anyhow::Result<i64> {
     let key = (
         row.key.name.to_string(),
@@ -341,8 +273,8 @@ fn series_id(
         row.cgroup.clone().unwrap_or_default(),
         row.key.reason.map_or("", |r| r.as_str()),
     );
-    if let Some((id, workload)) = cache.get(&key) {
-        if *workload == row.workload {
+    if let Some((id, workload, last)) = cache.get(&key) {
+        if *workload == row.workload && *last >= hour {
             return Ok(*id);
         }
     }
@@ -354,13 +286,14 @@ fn series_id(
     };
     connection.execute(
         "INSERT INTO series (name, uid, interface, cgroup, attributed, exe,
-                             unit, container_id, container, image, pod, namespace, reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                             unit, container_id, container, image, pod, namespace, reason, last)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT (name, uid, interface, cgroup, reason) DO UPDATE SET
             exe = coalesce(excluded.exe, exe),
             unit = excluded.unit, container_id = excluded.container_id,
             container = excluded.container, image = excluded.image,
-            pod = excluded.pod, namespace = excluded.namespace",
+            pod = excluded.pod, namespace = excluded.namespace,
+            last = max(last, excluded.last)",
         params![
             key.0,
             key.1,
@@ -375,19 +308,20 @@ fn series_id(
             text(|w| &w.pod),
             text(|w| &w.namespace),
             key.4,
+            hour,
         ],
     )?;
     // `uid IS ?` matches NULL too, which `=` would not.
-    let id = connection.query_row(
-        "SELECT id FROM series
+    let (id, last) = connection.query_row(
+        "SELECT id, last FROM series
          WHERE name = ?1 AND uid IS ?2 AND interface = ?3 AND cgroup = ?4 AND reason = ?5",
         params![key.0, key.1, key.2, key.3, key.4],
-        |r| r.get(0),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     if cache.len() > 100_000 {
         cache.clear();
     }
-    cache.insert(key, (id, row.workload.clone()));
+    cache.insert(key, (id, row.workload.clone(), last));
     Ok(id)
 }
 
@@ -430,33 +364,34 @@ fn add_sample(
 /// A peer in the store: (address or `other`, service, name).
 type PeerColumns = (String, String, String);
 
-/// The peer's id, made on first use.
+/// The peer's id, made on first use; its `last` the hour being written.
 fn peer_id(
     connection: &Connection,
-    cache: &mut HashMap<PeerColumns, i64>,
+    cache: &mut HashMap<PeerColumns, (i64, i64)>,
     row: &PeerRow,
+    hour: i64,
 ) -> anyhow::Result<i64> {
     let key = (
         row.peer_label(),
         row.service.map(|s| s.to_string()).unwrap_or_default(),
         row.name.as_deref().unwrap_or_default().to_string(),
     );
-    if let Some(id) = cache.get(&key) {
-        return Ok(*id);
+    if let Some((id, last)) = cache.get(&key) {
+        if *last >= hour {
+            return Ok(*id);
+        }
     }
-    connection.execute(
-        "INSERT OR IGNORE INTO peers (address, service, name) VALUES (?1, ?2, ?3)",
-        params![key.0, key.1, key.2],
-    )?;
-    let id = connection.query_row(
-        "SELECT id FROM peers WHERE address = ?1 AND service = ?2 AND name = ?3",
-        params![key.0, key.1, key.2],
-        |r| r.get(0),
+    let (id, last) = connection.query_row(
+        "INSERT INTO peers (address, service, name, last) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (address, service, name) DO UPDATE SET last = max(last, excluded.last)
+         RETURNING id, last",
+        params![key.0, key.1, key.2, hour],
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     if cache.len() > 100_000 {
         cache.clear();
     }
-    cache.insert(key, id);
+    cache.insert(key, (id, last));
     Ok(id)
 }
 

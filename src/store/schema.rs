@@ -169,6 +169,22 @@ fn alerts() -> String {
         .into()
 }
 
+/// 7: the hour bucket of each series' and peer's latest sample, so that rows no sample
+/// refers to any more expire with their samples (rows from before are dated now: kept
+/// one retention longer, never removed while in use).
+fn last_samples() -> String {
+    ["series", "peers"]
+        .iter()
+        .map(|table| {
+            format!(
+                "ALTER TABLE {table} ADD COLUMN last INTEGER NOT NULL DEFAULT 0;
+                 UPDATE {table} SET last = CAST(strftime('%s', 'now') AS INTEGER) / 3600 * 3600;
+                 CREATE INDEX {table}_last ON {table} (last);"
+            )
+        })
+        .collect()
+}
+
 /// Applied in order, each once; never edit one that has shipped, add another.
 const MIGRATIONS: &[fn() -> String] = &[
     series_and_samples,
@@ -177,6 +193,7 @@ const MIGRATIONS: &[fn() -> String] = &[
     peers,
     reasons,
     alerts,
+    last_samples,
 ];
 
 /// The schema version this build writes.

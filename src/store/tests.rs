@@ -551,3 +551,154 @@ fn a_damaged_store_is_moved_aside_and_history_goes_on() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+fn count(store: &Store, table: &str) -> i64 {
+    store
+        .connection
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+/// A scanner's interval: `process` touches `count` new addresses once each.
+fn scan(second: u64, process: &ProcessRow, first: u32, count: u32) -> IntervalReport {
+    let mut report = report(second, vec![process.clone()]);
+    report.peers = (first..first + count)
+        .map(|i| {
+            let address = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
+            peer(process, Some(&address), None, 10)
+        })
+        .collect();
+    report
+}
+
+#[test]
+fn peers_and_series_expire_with_their_samples_and_come_back_when_seen_again() {
+    let dir = scratch("dimensions");
+    let retention = Retention {
+        peers: Duration::from_secs(2 * 3600),
+        ..Retention::default()
+    };
+    let mut store = Store::open(&dir, retention).unwrap();
+    let scanner = row("scanner", Some(0), "eth0", "", 10_000, 0);
+    // A scan of 5,000 addresses in the first hour, then only a steady peer for five hours.
+    for s in 0..50 {
+        store
+            .write(&scan(START + s, &scanner, s as u32 * 100, 100))
+            .unwrap();
+    }
+    let steady = |s| {
+        let mut report = report(START + s, vec![scanner.clone()]);
+        report.peers = vec![peer(&scanner, Some("192.0.2.1"), None, 10)];
+        report
+    };
+    for s in (3600..6 * 3600).step_by(60) {
+        store.write(&steady(s)).unwrap();
+    }
+    assert_eq!(count(&store, "peers"), 5_001);
+    store.maintain((START + 6 * 3600) as i64).unwrap();
+    assert_eq!(
+        count(&store, "peers"),
+        1,
+        "the scan's peers are gone with their samples"
+    );
+    // Writing goes on: the steady peer's id was kept, a scanned address seen again is new.
+    store.write(&steady(6 * 3600)).unwrap();
+    store
+        .write(&scan(START + 6 * 3600 + 1, &scanner, 0, 1))
+        .unwrap();
+    let reader = store.reader().unwrap();
+    let (from, to) = ((START + 5 * 3600) as i64, (START + 7 * 3600) as i64);
+    let (_, peers) = reader.totals(from, to, GroupBy::Peer, 10, None).unwrap();
+    let keys: Vec<&str> = peers.iter().map(|t| t.key.as_str()).collect();
+    assert_eq!(keys, ["192.0.2.1", "10.0.0.0"]);
+    assert_eq!(peers[0].sent_bytes, 10 * 61);
+    // A series no sample refers to any more goes too.
+    let mut store = store;
+    store.retention.hours = Duration::from_secs(24 * 3600);
+    store.retention.minutes = Duration::from_secs(3600);
+    store
+        .write(&report(
+            START + 30 * 3600,
+            vec![row("later", Some(1), "eth0", "", 1, 1)],
+        ))
+        .unwrap();
+    store.maintain((START + 30 * 3600 + 60) as i64).unwrap();
+    let names: Vec<String> = store
+        .connection
+        .prepare("SELECT name FROM series")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(names, ["later"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn over_its_bound_the_store_gives_up_detail_then_the_oldest_history_never_the_newest() {
+    let dir = scratch("trim");
+    let retention = Retention {
+        max_bytes: 64 << 20,
+        ..Retention::default()
+    };
+    let mut store = Store::open(&dir, retention).unwrap();
+    // Thirty days of fifty processes, an interval each hour.
+    let processes: Vec<ProcessRow> = (0..50)
+        .map(|i| row(&format!("p{i}"), Some(i), "eth0", "", 1000, 1000))
+        .collect();
+    let days = 30;
+    for hour in 0..days * 24 {
+        store
+            .write(&report(START + hour * 3600, processes.clone()))
+            .unwrap();
+    }
+    let end = (START + days * 24 * 3600) as i64;
+    let history = |store: &Store, from: i64, to: i64| {
+        let reader = store.reader().unwrap();
+        reader.sum(from, to, &[]).unwrap().0
+    };
+    let whole = days * 24 * 50 * 1000;
+    assert_eq!(history(&store, START as i64, end), whole);
+    let filled = store.live_bytes().unwrap();
+    // A scanner: 20,000 peers in the last minute.
+    let scanner = row("scanner", Some(0), "eth0", "", 10_000, 0);
+    for s in 0..40 {
+        store
+            .write(&scan(end as u64 + s, &scanner, s as u32 * 500, 500))
+            .unwrap();
+    }
+    let scanned = store.live_bytes().unwrap();
+    // Room for the scan and half the hourly history (a third of what was filled).
+    let bound = scanned - filled * 5 / 6;
+    store.retention.max_bytes = bound;
+    let mut steps = 0;
+    while store.maintenance_step(end + 120).unwrap() == Step::More {
+        steps += 1;
+    }
+    let kept = store.live_bytes().unwrap();
+    assert!(steps > 1, "maintenance ran in steps");
+    assert!(kept <= bound, "{filled} -> {scanned} -> {kept} > {bound}");
+    // The newest days are whole, the oldest hour is gone, the scan's minutes are kept.
+    let week = end - 7 * 86_400;
+    assert_eq!(
+        history(&store, week, end),
+        7 * 24 * 50 * 1000,
+        "the newest days"
+    );
+    assert_eq!(
+        history(&store, START as i64, START as i64 + 3600),
+        0,
+        "the oldest hour"
+    );
+    assert!(
+        history(&store, START as i64, end) > whole / 4,
+        "never more than it must"
+    );
+    assert_eq!(
+        count(&store, "peer_samples_1m"),
+        20_000,
+        "the scan by minute"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -3,21 +3,21 @@
 
 use crate::engine::features::EngineStatus;
 use crate::sinks::live::{LiveSnapshot, SharedLive};
-use crate::store::{GroupBy, History, Only, Reader, Total};
+use crate::store::{GroupBy, History, Only, Reader, Readers, Total};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 #[derive(Clone)]
 pub struct ApiState {
     pub live: SharedLive,
     /// None when the store is off.
-    pub reader: Option<Arc<Mutex<Reader>>>,
+    pub reader: Option<Arc<Readers>>,
     pub alerts: crate::alerts::board::AlertBoard,
     /// Where billing months start, for the usage view.
     pub billing_day: u32,
@@ -109,13 +109,10 @@ async fn with_reader<T: Send + 'static>(
             "the store is off ([store] enabled = false): no history".into(),
         )
     })?;
-    tokio::task::spawn_blocking(move || {
-        let reader = crate::locks::lock(&reader);
-        query(&reader)
-    })
-    .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))
+    tokio::task::spawn_blocking(move || reader.with(query))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))
 }
 
 pub async fn live(State(state): State<ApiState>) -> Json<LiveSnapshot> {
