@@ -11,7 +11,7 @@ use netgraph::store::{Retention, Store};
 use netgraph::traffic::Traffic;
 use serde_json::Value;
 use servers::free_port;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 fn get(url: &str, token: Option<&str>) -> (u16, Value) {
@@ -78,7 +78,7 @@ fn the_api_answers_each_query_on_known_data() {
     let port = free_port();
     let state = netgraph::web::ApiState {
         live: SharedLive::default(),
-        reader: Some(Arc::new(Mutex::new(store.reader().unwrap()))),
+        reader: Some(Arc::new(store.readers())),
         alerts: Default::default(),
         billing_day: 1,
     };
