@@ -78,7 +78,7 @@ fn a_scanner_past_the_size_bound_costs_the_oldest_history_and_no_interval() {
     let (first, filled) = fill_a_year(&state, now);
     // Room for about half the hourly table (a third of what was filled; the per-minute
     // and per-second rows go first) and the scan.
-    let bound_mib = (filled / 3 / 2 >> 20) + 3;
+    let bound_mib = ((filled / 3 / 2) >> 20) + 3;
     run(
         "ip",
         &["-n", &lab.a, "route", "add", "10.210.0.0/16", "via", B4],
