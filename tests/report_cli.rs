@@ -142,9 +142,7 @@ fn daily_and_monthly_totals_add_up_to_what_was_stored() {
         .port();
     let state = netgraph::web::ApiState {
         live: netgraph::sinks::live::SharedLive::default(),
-        reader: Some(std::sync::Arc::new(std::sync::Mutex::new(
-            store.reader().unwrap(),
-        ))),
+        reader: Some(std::sync::Arc::new(store.readers())),
         alerts: Default::default(),
         billing_day: 1,
     };
