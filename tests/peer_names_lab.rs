@@ -13,6 +13,7 @@ use std::time::Duration;
 
 for_both_engines!(
     names_are_those_each_process_looked_up,
+    answers_to_no_query_name_nothing,
     server_names_from_client_hellos,
     reverse_names_when_configured,
 );
@@ -186,6 +187,65 @@ fn names_are_those_each_process_looked_up(engine: EngineUnderTest) {
         !queries.contains("in-addr.arpa") && !queries.contains("ip6.arpa"),
         "netgraph asked reverse DNS by default:\n{queries}"
     );
+}
+
+/// Anyone on the host can send a packet from port 53: a TCP connection from port 53 to
+/// an ordinary service and a datagram from port 53, each carrying an "answer" that names
+/// `b`'s address, before and after a real lookup of it through dnsmasq. Only the real
+/// lookup names the address; the spoofed names appear nowhere.
+fn answers_to_no_query_name_nothing(engine: EngineUnderTest) {
+    let mut lab = Lab::new();
+    let _dns = LabDns::start(&lab, &[format!("--host-record=files.lab.test,{B4}")]);
+    let (a, b) = (lab.a.clone(), lab.b.clone());
+    lab.serve(&a, "ng-service", &["tcp-sink", "127.0.0.1:7070"]);
+    lab.serve(
+        &a,
+        "ng-service-udp",
+        &["udp-sink", "127.0.0.1:7071", "recv"],
+    );
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:6103")]);
+    lab.serve(&b, "ng-sink2", &["tcp-sink", &format!("{B4}:6104")]);
+    let config = lab.path("peers.toml");
+    std::fs::write(&config, "[peers]\nenabled = true\n").unwrap();
+    let netgraph = engine.start(&lab, &["--config", config.to_str().unwrap()]);
+    let spoof = |round: &str| {
+        for (transport, service) in [("tcp", "127.0.0.1:7070"), ("udp", "127.0.0.1:7071")] {
+            let name = format!("spoofed-by-{transport}-{round}.example");
+            lab.exec(
+                &a,
+                "ng-spoofer",
+                &["dns-spoof", transport, "127.0.0.3:53", service, &name, B4],
+            );
+        }
+    };
+    spoof("before");
+    lab.exec(&a, "ng-files", &["tcp-send", "files.lab.test:6103", "2s"]);
+    spoof("after");
+    // By address: no lookup of its own, so at most the name of the real lookup.
+    lab.exec(&a, "ng-direct", &["tcp-send", &format!("{B4}:6104"), "2s"]);
+    settle();
+    let records = netgraph.stop();
+
+    let spoofed: Vec<&Value> = records
+        .of_type("peer")
+        .filter(|l| {
+            l["peer_name"]
+                .as_str()
+                .is_some_and(|n| n.contains("spoofed"))
+        })
+        .collect();
+    let files = peer_rows(&records, "ng-files", B4, "6103/tcp");
+    let direct = peer_rows(&records, "ng-direct", B4, "6104/tcp");
+    report(&format!(
+        "{engine:?}: 4 unsolicited answers (TCP and UDP from port 53) around a real lookup: \
+         {} rows named by them; the lookup's process named {:?}, a process by address {:?}",
+        spoofed.len(),
+        files.first().map(|r| &r["peer_name"]),
+        direct.last().map(|r| &r["peer_name"]),
+    ));
+    assert!(spoofed.is_empty(), "{spoofed:?}");
+    assert_named(&files, "files.lab.test");
+    assert!(!direct.is_empty(), "no rows for the process by address");
 }
 
 /// A TLS client with no DNS lookup (the address is given): the server name of its

@@ -4,6 +4,7 @@
 //! Every command prints what it moved as `bytes=N` (payload bytes) on stdout; servers
 //! print `listening` once ready.
 
+mod dns;
 mod http;
 mod inject;
 mod packet;
@@ -44,6 +45,8 @@ const USAGE: &str = "usage: labtraffic COMMAND ARGS
   packet-send IF MAC FROM TO COUNT SIZE  AF_PACKET: COUNT UDP datagrams FROM -> TO (ip:port)
                                       built here, sent on IF to MAC
   packet-recv IF SECONDS              AF_PACKET: receive every frame of IF for SECONDS
+  dns-spoof udp|tcp FROM TO NAME ADDR  send from FROM (port 53) to TO an answer naming ADDR
+                                      NAME, answering no query
   inject IFACE COUNT                  send COUNT of each kind of malformed frame on IFACE
   tun-reflect NAME                    make tun interface NAME and send each IPv4 UDP or TCP
                                       packet back, addresses and ports swapped";
@@ -113,6 +116,7 @@ fn main() -> ExitCode {
         "packet-recv" => packet::receive(arg(2), arg(3)),
         "raw-echo" => raw::echo(),
         "inject" => inject::inject(arg(2), arg(3)),
+        "dns-spoof" => dns::spoof(arg(2), arg(3), arg(4), arg(5), arg(6)),
         "tun-reflect" => tun::reflect(arg(2)),
         _ => Err(USAGE.to_string()),
     };

@@ -1,11 +1,12 @@
-//! Names for remote addresses, learnt from the DNS answers the host receives and the
-//! server names its TLS clients ask for (netgraph sends no query of its own). A name is
-//! the one the process itself looked up where the answer reached its socket (or that it
-//! asked the server for); otherwise the latest for the address.
+//! Names for remote addresses, learnt from the DNS answers to the queries the host's
+//! processes send and the server names its TLS clients ask for (netgraph sends no query
+//! of its own). A name is the one the process itself looked up where the answer reached
+//! its socket (or that it asked the server for); otherwise the latest for the address.
 
 mod payloads;
+mod queries;
 
-use crate::engine::NameSample;
+use crate::engine::{NameSample, SampleKind};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -27,14 +28,32 @@ struct Learnt {
 pub struct PeerNames {
     latest: HashMap<IpAddr, Learnt>,
     by_process: HashMap<(u32, IpAddr), Learnt>,
+    queries: queries::Queries,
 }
 
 impl PeerNames {
     /// Learns from the payloads sampled this interval; `pid` is the process whose
     /// socket received the answer or sent the ClientHello, where known.
     pub fn learn(&mut self, samples: &[(Option<u32>, NameSample)], now: Instant) {
+        let unsolicited = self.queries.unsolicited;
         for (pid, sample) in samples {
-            for (address, name, ttl) in payloads::names_in(sample) {
+            let named = match sample.kind {
+                SampleKind::DnsQuery(transport) => {
+                    for message in payloads::dns_messages(transport, &sample.payload) {
+                        self.queries.sent(sample.conversation, &message, now);
+                    }
+                    continue;
+                }
+                SampleKind::DnsAnswer(transport) => {
+                    payloads::dns_messages(transport, &sample.payload)
+                        .iter()
+                        .filter(|message| self.queries.answered(sample.conversation, message, now))
+                        .flat_map(payloads::answer_names)
+                        .collect()
+                }
+                SampleKind::TlsHello => payloads::hello_names(sample),
+            };
+            for (address, name, ttl) in named {
                 let learnt = || Learnt {
                     name: name.clone(),
                     expires: now + ttl,
@@ -48,6 +67,12 @@ impl PeerNames {
         }
         bound(&mut self.latest);
         bound(&mut self.by_process);
+        if self.queries.unsolicited > unsolicited {
+            tracing::debug!(
+                answers = self.queries.unsolicited - unsolicited,
+                "DNS answers that answer no query this host sent: no name taken from them"
+            );
+        }
     }
 
     /// The name of `address` for process `pid`: the one it looked up, else the latest.
@@ -66,6 +91,7 @@ impl PeerNames {
         let keep = |learnt: &mut Learnt| learnt.expires > now || now - learnt.used < GRACE;
         self.latest.retain(|_, learnt| keep(learnt));
         self.by_process.retain(|_, learnt| keep(learnt));
+        self.queries.expire(now);
     }
 }
 

@@ -119,12 +119,30 @@ pub struct Recording {
 /// What a payload a name can be learnt from is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SampleKind {
-    /// A DNS message over UDP.
-    DnsUdp,
-    /// DNS over TCP: messages each behind a two-byte length.
-    DnsTcp,
+    /// A DNS query a local socket sent: answers count only when they match one.
+    DnsQuery(DnsTransport),
+    /// A DNS answer that reached a local socket.
+    DnsAnswer(DnsTransport),
     /// A TLS record carrying a ClientHello (the server name).
     TlsHello,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsTransport {
+    Udp,
+    /// Messages each behind a two-byte length.
+    Tcp,
+}
+
+/// The exchange a DNS message belongs to, so that an answer is matched with a query
+/// this host sent: the socket itself (eBPF) or the flow's two ends (capture).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Conversation {
+    Socket {
+        cookie: u64,
+        server: std::net::IpAddr,
+    },
+    Flow(crate::traffic::Flow),
 }
 
 /// Whose socket a sample passed through.
@@ -137,14 +155,15 @@ pub enum SampleSocket {
     Unknown,
 }
 
-/// The start of a payload names for addresses are learnt from: a DNS answer that
-/// reached a local socket, or a ClientHello one sent.
+/// The start of a payload names for addresses are learnt from: a DNS query a local
+/// socket sent or an answer that reached one, or a ClientHello one sent.
 #[derive(Clone, Debug)]
 pub struct NameSample {
     pub kind: SampleKind,
     pub socket: SampleSocket,
     /// The packet's far end (the server a ClientHello went to).
     pub far: std::net::IpAddr,
+    pub conversation: Conversation,
     /// The transport payload (its start, if it was long).
     pub payload: Vec<u8>,
 }

@@ -1,7 +1,8 @@
-//! Reading names for addresses out of the payloads engines sample: DNS answers (over
-//! UDP, or TCP's length-prefixed messages) and the server name of TLS ClientHellos.
+//! Reading the payloads engines sample: DNS messages (over UDP, or TCP's
+//! length-prefixed messages) with the names their answers give addresses, and the
+//! server name of TLS ClientHellos.
 
-use crate::engine::{NameSample, SampleKind};
+use crate::engine::{DnsTransport, NameSample};
 use hickory_proto::op::Message;
 use hickory_proto::rr::RData;
 use std::net::IpAddr;
@@ -15,22 +16,17 @@ pub const SERVER_NAME_TTL: Duration = Duration::from_secs(300);
 /// A name for an address, and how long it holds.
 pub type Named = (IpAddr, Arc<str>, Duration);
 
-pub fn names_in(sample: &NameSample) -> Vec<Named> {
-    match sample.kind {
-        SampleKind::DnsUdp => dns_answer(&sample.payload),
-        SampleKind::DnsTcp => dns_over_tcp(&sample.payload),
-        SampleKind::TlsHello => server_name(&sample.payload)
-            .map(|name| vec![(sample.far, name, SERVER_NAME_TTL)])
-            .unwrap_or_default(),
+/// The DNS messages of a sample: one over UDP, each whole one over TCP.
+pub fn dns_messages(transport: DnsTransport, payload: &[u8]) -> Vec<Message> {
+    match transport {
+        DnsTransport::Udp => Message::from_vec(payload).into_iter().collect(),
+        DnsTransport::Tcp => dns_over_tcp(payload),
     }
 }
 
 /// Every A and AAAA record of an answer, named after the question (so a CNAME chain
 /// names the address as the process asked).
-fn dns_answer(message: &[u8]) -> Vec<Named> {
-    let Ok(message) = Message::from_vec(message) else {
-        return Vec::new();
-    };
+pub fn answer_names(message: &Message) -> Vec<Named> {
     let Some(question) = message.queries().first() else {
         return Vec::new();
     };
@@ -55,17 +51,24 @@ fn dns_answer(message: &[u8]) -> Vec<Named> {
 
 /// DNS over TCP: each message behind its two-byte length; a message cut short by the
 /// sample's end is left out.
-fn dns_over_tcp(mut stream: &[u8]) -> Vec<Named> {
-    let mut named = Vec::new();
+fn dns_over_tcp(mut stream: &[u8]) -> Vec<Message> {
+    let mut messages = Vec::new();
     while let [high, low, rest @ ..] = stream {
         let length = usize::from(u16::from_be_bytes([*high, *low]));
         let Some(message) = rest.get(..length) else {
             break;
         };
-        named.extend(dns_answer(message));
+        messages.extend(Message::from_vec(message));
         stream = &rest[length..];
     }
-    named
+    messages
+}
+
+/// The name a ClientHello names its server by, for as long as SERVER_NAME_TTL.
+pub fn hello_names(sample: &NameSample) -> Vec<Named> {
+    server_name(&sample.payload)
+        .map(|name| vec![(sample.far, name, SERVER_NAME_TTL)])
+        .unwrap_or_default()
 }
 
 /// The host name a ClientHello asks for (its `server_name` extension).

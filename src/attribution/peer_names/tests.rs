@@ -1,21 +1,57 @@
 use super::*;
-use crate::engine::{SampleKind, SampleSocket};
+use crate::engine::{Conversation, DnsTransport, SampleKind, SampleSocket};
 use hickory_proto::op::{Message, MessageType, Query};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use std::net::{Ipv4Addr, Ipv6Addr};
+
+const RESOLVER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 53));
+/// The socket the tests' queries go out of and answers come back to.
+const SOCKET: Conversation = Conversation::Socket {
+    cookie: 77,
+    server: RESOLVER,
+};
+const ID: u16 = 0x5eed;
 
 fn sample(kind: SampleKind, far: IpAddr, payload: Vec<u8>) -> NameSample {
     NameSample {
         kind,
         socket: SampleSocket::Unknown,
         far,
+        conversation: SOCKET,
         payload,
     }
 }
 
-fn dns(message: Vec<u8>) -> NameSample {
-    sample(SampleKind::DnsUdp, IpAddr::V4(Ipv4Addr::LOCALHOST), message)
+fn udp(kind: fn(DnsTransport) -> SampleKind, message: Vec<u8>) -> NameSample {
+    sample(kind(DnsTransport::Udp), RESOLVER, message)
+}
+
+/// A lookup over UDP: the query the process sent, then the answer it received.
+fn lookup(asked: &str, addresses: &[IpAddr], ttl: u32) -> [NameSample; 2] {
+    [
+        udp(SampleKind::DnsQuery, query(asked, ID)),
+        udp(SampleKind::DnsAnswer, answer(asked, addresses, ttl)),
+    ]
+}
+
+/// Each sample of `samples` as passing the socket of `pid`.
+fn of(
+    pid: Option<u32>,
+    samples: impl IntoIterator<Item = NameSample>,
+) -> Vec<(Option<u32>, NameSample)> {
+    samples.into_iter().map(|s| (pid, s)).collect()
+}
+
+fn query(asked: &str, id: u16) -> Vec<u8> {
+    let mut message = Message::new();
+    message.set_id(id);
+    message.set_message_type(MessageType::Query);
+    message.add_query(Query::query(
+        Name::from_ascii(asked).unwrap(),
+        RecordType::A,
+    ));
+    message.to_vec().unwrap()
 }
 
 /// An answer to `asked`: a CNAME to a CDN name, then its addresses.
@@ -23,6 +59,7 @@ fn answer(asked: &str, addresses: &[IpAddr], ttl: u32) -> Vec<u8> {
     let asked_name = Name::from_ascii(asked).unwrap();
     let cdn = Name::from_ascii("edge.cdn.example.net.").unwrap();
     let mut message = Message::new();
+    message.set_id(ID);
     message.set_message_type(MessageType::Response);
     message.add_query(Query::query(asked_name.clone(), RecordType::A));
     message.add_answer(Record::from_rdata(
@@ -48,10 +85,10 @@ fn addresses_are_named_as_the_process_asked() {
     let mut names = PeerNames::default();
     let now = Instant::now();
     names.learn(
-        &[(
+        &of(
             Some(42),
-            dns(answer("backup.example.org.", &[BACKUP, MIRROR], 300)),
-        )],
+            lookup("backup.example.org.", &[BACKUP, MIRROR], 300),
+        ),
         now,
     );
     assert_eq!(
@@ -68,7 +105,7 @@ fn addresses_are_named_as_the_process_asked() {
         Some("backup.example.org")
     );
     names.learn(
-        &[(Some(7), dns(answer("static.example.org.", &[BACKUP], 300)))],
+        &of(Some(7), lookup("static.example.org.", &[BACKUP], 300)),
         now,
     );
     assert_eq!(
@@ -89,12 +126,18 @@ fn addresses_are_named_as_the_process_asked() {
 fn names_expire_after_their_ttl_once_unused_and_garbage_is_ignored() {
     let mut names = PeerNames::default();
     let now = Instant::now();
+    let [asked, answered] = lookup("short.example.org.", &[BACKUP], 5);
     names.learn(
-        &[
-            (None, dns(answer("short.example.org.", &[BACKUP], 5))),
-            (None, dns(vec![0xff; 40])),
-            (None, dns(Vec::new())),
-        ],
+        &of(
+            None,
+            [
+                asked,
+                udp(SampleKind::DnsQuery, vec![0xff; 40]),
+                udp(SampleKind::DnsAnswer, vec![0xff; 40]),
+                udp(SampleKind::DnsAnswer, Vec::new()),
+                answered,
+            ],
+        ),
         now,
     );
     assert!(names.name(None, BACKUP, now).is_some());
@@ -109,18 +152,37 @@ fn names_expire_after_their_ttl_once_unused_and_garbage_is_ignored() {
 
 #[test]
 fn dns_over_tcp_is_read_message_by_message() {
-    let mut stream = Vec::new();
-    for (asked, address) in [("one.example.org.", BACKUP), ("two.example.org.", MIRROR)] {
-        let message = answer(asked, &[address], 60);
-        stream.extend_from_slice(&u16::try_from(message.len()).unwrap().to_be_bytes());
-        stream.extend_from_slice(&message);
+    let (mut queries, mut answers) = (Vec::new(), Vec::new());
+    for (id, asked, address) in [
+        (1u16, "one.example.org.", BACKUP),
+        (2, "two.example.org.", MIRROR),
+    ] {
+        for (stream, mut message) in [
+            (&mut queries, query(asked, ID)),
+            (&mut answers, answer(asked, &[address], 60)),
+        ] {
+            message[..2].copy_from_slice(&id.to_be_bytes());
+            stream.extend_from_slice(&u16::try_from(message.len()).unwrap().to_be_bytes());
+            stream.extend_from_slice(&message);
+        }
     }
     // A third message cut short by the sample's end is left out.
-    stream.extend_from_slice(&[0x01, 0x00, 0xab]);
+    answers.extend_from_slice(&[0x01, 0x00, 0xab]);
     let mut names = PeerNames::default();
     let now = Instant::now();
-    let far = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    names.learn(&[(Some(3), sample(SampleKind::DnsTcp, far, stream))], now);
+    let tcp = |kind: fn(DnsTransport) -> SampleKind, stream| {
+        sample(kind(DnsTransport::Tcp), RESOLVER, stream)
+    };
+    names.learn(
+        &of(
+            Some(3),
+            [
+                tcp(SampleKind::DnsQuery, queries),
+                tcp(SampleKind::DnsAnswer, answers),
+            ],
+        ),
+        now,
+    );
     assert_eq!(
         names.name(Some(3), BACKUP, now).as_deref(),
         Some("one.example.org")
@@ -187,14 +249,67 @@ fn internationalized_names_stay_in_their_ascii_form() {
     // "аррӏе.example" in Cyrillic letters: shown as the wire carried it, never as the
     // look-alike of another name.
     names.learn(
-        &[(
-            Some(7),
-            dns(answer("xn--80ak6aa92e.example.", &[BACKUP], 300)),
-        )],
+        &of(Some(7), lookup("xn--80ak6aa92e.example.", &[BACKUP], 300)),
         now,
     );
     assert_eq!(
         names.name(Some(7), BACKUP, now).as_deref(),
         Some("xn--80ak6aa92e.example")
     );
+}
+
+#[test]
+fn only_answers_to_this_hosts_own_queries_name_addresses() {
+    let mut names = PeerNames::default();
+    let now = Instant::now();
+    let spoofed = |asked: &str| udp(SampleKind::DnsAnswer, answer(asked, &[BACKUP], 300));
+    // No query at all, over UDP and TCP.
+    let mut stream = Vec::new();
+    let message = answer("spoofed-by-tcp.example.", &[BACKUP], 300);
+    stream.extend_from_slice(&u16::try_from(message.len()).unwrap().to_be_bytes());
+    stream.extend_from_slice(&message);
+    names.learn(
+        &of(
+            Some(1),
+            [
+                spoofed("spoofed-by-udp.example."),
+                sample(SampleKind::DnsAnswer(DnsTransport::Tcp), RESOLVER, stream),
+            ],
+        ),
+        now,
+    );
+    assert_eq!(names.name(Some(1), BACKUP, now), None);
+    // A query, then answers that do not answer it: another id, another question,
+    // another socket, and one that comes too late.
+    names.learn(
+        &of(
+            Some(1),
+            [udp(SampleKind::DnsQuery, query("files.example.", ID))],
+        ),
+        now,
+    );
+    let mut other_id = spoofed("files.example.");
+    other_id.payload[..2].copy_from_slice(&(ID ^ 1).to_be_bytes());
+    let mut other_socket = spoofed("files.example.");
+    other_socket.conversation = Conversation::Socket {
+        cookie: 78,
+        server: RESOLVER,
+    };
+    names.learn(
+        &of(Some(1), [other_id, spoofed("other.example."), other_socket]),
+        now,
+    );
+    assert_eq!(names.name(Some(1), BACKUP, now), None);
+    let late = now + Duration::from_secs(31);
+    names.learn(&of(Some(1), [spoofed("files.example.")]), late);
+    assert_eq!(names.name(Some(1), BACKUP, late), None);
+    assert_eq!(names.queries.unsolicited, 6);
+    // The real exchange names it, once: a second answer to the same query does not.
+    names.learn(&of(Some(1), lookup("Files.Example.", &[BACKUP], 300)), late);
+    assert_eq!(
+        names.name(Some(1), BACKUP, late).as_deref(),
+        Some("Files.Example")
+    );
+    names.learn(&of(Some(1), [spoofed("files.example.")]), late);
+    assert_eq!(names.queries.unsolicited, 7);
 }

@@ -1,10 +1,11 @@
 //! Payloads names for peers are learnt from, captured whole on every interface at
-//! once ("any"): DNS answers received (UDP and TCP) and TLS ClientHellos sent. A
+//! once ("any"): DNS queries sent and answers received (UDP and TCP) and TLS
+//! ClientHellos sent. A
 //! filter in the kernel passes only those, so the counting captures keep their short
 //! snap length and bulk traffic costs this capture nothing but the filter.
 
 use super::link::{strip, Link, LinkDirection, LinkPayload, LinkType};
-use crate::engine::{NameSample, Recording, SampleKind, SampleSocket};
+use crate::engine::{Conversation, DnsTransport, NameSample, Recording, SampleKind, SampleSocket};
 use crate::locks::lock;
 use crate::traffic::{canonical_addr, Flow, Protocol};
 use etherparse::{LaxNetSlice, TransportSlice};
@@ -20,9 +21,9 @@ const SNAPLEN: i32 = 2048;
 const MAX_WAITING: usize = 1024;
 const READ_TIMEOUT_MS: i32 = 200;
 
-/// DNS answers from port 53; TCP segments whose payload starts a handshake record
+/// DNS to and from port 53; TCP segments whose payload starts a handshake record
 /// holding a ClientHello (IPv4, and IPv6 without extension headers).
-const DNS_FILTER: &str = "(udp or tcp) and src port 53";
+const DNS_FILTER: &str = "(udp or tcp) and port 53";
 const HELLO_FILTER: &str = "(tcp and tcp[((tcp[12:1] & 0xf0) >> 2):1] = 0x16 \
     and tcp[((tcp[12:1] & 0xf0) >> 2) + 5:1] = 0x01) \
     or (ip6 and ip6[6] = 6 and ip6[40 + ((ip6[52] & 0xf0) >> 2)] = 0x16 \
@@ -127,7 +128,8 @@ fn read(
     }
 }
 
-/// What a captured frame teaches: an answer that came in, a ClientHello that went out.
+/// What a captured frame teaches: a query that went out, an answer that came in, a
+/// ClientHello that went out.
 pub fn sample(link: &Link, frame: &[u8]) -> Option<NameSample> {
     let LinkPayload::Ip(packet) = strip(link.link_type, frame) else {
         return None;
@@ -159,20 +161,26 @@ pub fn sample(link: &Link, frame: &[u8]) -> Option<NameSample> {
     let from = canonical_addr(SocketAddr::new(source, ports.0));
     let to = canonical_addr(SocketAddr::new(destination, ports.1));
     let incoming = link.direction(frame) != LinkDirection::Outgoing;
-    let (kind, local, remote) = match (protocol, from.port() == 53, incoming) {
-        (Protocol::Udp, true, true) => (SampleKind::DnsUdp, to, from),
-        (Protocol::Tcp, true, true) => (SampleKind::DnsTcp, to, from),
-        (Protocol::Tcp, false, false) => (SampleKind::TlsHello, from, to),
+    let transport = match protocol {
+        Protocol::Udp => DnsTransport::Udp,
+        _ => DnsTransport::Tcp,
+    };
+    let (kind, local, remote) = match (from.port() == 53, to.port() == 53, incoming) {
+        (true, _, true) => (SampleKind::DnsAnswer(transport), to, from),
+        (_, true, false) => (SampleKind::DnsQuery(transport), from, to),
+        (false, false, false) if protocol == Protocol::Tcp => (SampleKind::TlsHello, from, to),
         _ => return None,
+    };
+    let flow = Flow {
+        protocol,
+        local,
+        remote,
     };
     (!payload.is_empty()).then(|| NameSample {
         kind,
-        socket: SampleSocket::Flow(Flow {
-            protocol,
-            local,
-            remote,
-        }),
+        socket: SampleSocket::Flow(flow),
         far: remote.ip(),
+        conversation: Conversation::Flow(flow),
         payload: payload.to_vec(),
     })
 }

@@ -22,8 +22,8 @@ mod support;
 use super::features::Feature;
 use super::host_addresses::{self, LocalAddresses};
 use super::{
-    Engine, EngineReport, InterfaceName, InterfaceTraffic, KernelOwnership, NameSample, Recording,
-    SampleKind, SampleSocket, SocketTraffic,
+    Conversation, DnsTransport, Engine, EngineReport, InterfaceName, InterfaceTraffic,
+    KernelOwnership, NameSample, Recording, SampleKind, SampleSocket, SocketTraffic,
 };
 use crate::traffic::{Counter, Ends, Protocol, Service, Traffic};
 use counters::{CounterKey, Counters, HookCount};
@@ -266,20 +266,28 @@ impl EbpfEngine {
             .iter()
             .filter_map(|bytes| {
                 let sample: types::payload_sample = plain_data::read(bytes)?;
+                use types::sample_kind as wire;
                 let kind = match sample.kind {
-                    types::sample_kind::SAMPLE_DNS_UDP => SampleKind::DnsUdp,
-                    types::sample_kind::SAMPLE_DNS_TCP => SampleKind::DnsTcp,
-                    types::sample_kind::SAMPLE_TLS_HELLO => SampleKind::TlsHello,
+                    wire::SAMPLE_DNS_UDP => SampleKind::DnsAnswer(DnsTransport::Udp),
+                    wire::SAMPLE_DNS_TCP => SampleKind::DnsAnswer(DnsTransport::Tcp),
+                    wire::SAMPLE_DNS_UDP_QUERY => SampleKind::DnsQuery(DnsTransport::Udp),
+                    wire::SAMPLE_DNS_TCP_QUERY => SampleKind::DnsQuery(DnsTransport::Tcp),
+                    wire::SAMPLE_TLS_HELLO => SampleKind::TlsHello,
                     _ => return None,
                 };
                 let length = (sample.length as usize).min(sample.data.len());
+                let far = counters::address(sample.far);
                 Some(NameSample {
                     kind,
                     socket: match sample.tgid {
                         0 => SampleSocket::Unknown,
                         tgid => SampleSocket::Process(tgid),
                     },
-                    far: counters::address(sample.far),
+                    far,
+                    conversation: Conversation::Socket {
+                        cookie: sample.cookie,
+                        server: far,
+                    },
                     payload: sample.data[..length].to_vec(),
                 })
             })

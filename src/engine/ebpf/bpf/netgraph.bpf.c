@@ -56,7 +56,8 @@ struct traffic_value {
 /* Set by userspace before loading when GeoIP or peers need each packet's two ends; the
  * verifier drops the branch not taken, so without it counting costs what it did. */
 const volatile __u8 record_addresses = 0;
-/* With record_addresses: queue the DNS answers sockets receive (names for peers). */
+/* With record_addresses: queue the DNS queries sockets send and the answers they
+ * receive (names for peers). */
 const volatile __u8 record_dns_answers = 0;
 /* With record_addresses: queue the TLS ClientHellos sockets send (server names). */
 const volatile __u8 record_tls_hellos = 0;
@@ -441,7 +442,8 @@ static __always_inline void read_ports(struct __sk_buff *skb, enum direction dir
 }
 
 /* Payloads names for peers are learnt from: DNS answers that reach a socket (from
- * port 53, over UDP or TCP) and TLS ClientHellos a socket sends (the server name), their
+ * port 53, over UDP or TCP), the queries sockets send (an answer counts only if it
+ * answers one of them) and TLS ClientHellos a socket sends (the server name), their
  * first bytes, with the socket and the far end. A queue that overwrites its oldest
  * entry when full: names are a hint, never a count. */
 #define SAMPLE_MAX 2048
@@ -450,6 +452,8 @@ enum sample_kind {
 	SAMPLE_DNS_UDP = 1,
 	SAMPLE_DNS_TCP = 2,
 	SAMPLE_TLS_HELLO = 3,
+	SAMPLE_DNS_UDP_QUERY = 4,
+	SAMPLE_DNS_TCP_QUERY = 5,
 } __attribute__((packed));
 
 struct payload_sample {
@@ -513,16 +517,18 @@ static __always_inline __u32 tcp_payload(struct __sk_buff *skb, __u32 header)
 	return header + (offset >> 4) * 4;
 }
 
-/* Queues what names can be learnt from: DNS answers received, ClientHellos sent. */
+/* Queues what names can be learnt from: DNS queries sent and answers received,
+ * ClientHellos sent. */
 static __always_inline void sample_payload(struct __sk_buff *skb, enum direction direction, __u32 header,
 					   struct peer_traffic_key *peer)
 {
 	__u8 protocol = peer->socket.protocol;
-	if (record_dns_answers && direction == INGRESS && peer->far_port == 53) {
+	if (record_dns_answers && peer->far_port == 53) {
+		int query = direction == EGRESS;
 		if (protocol == 17)
-			report_sample(skb, peer, header + 8, SAMPLE_DNS_UDP);
+			report_sample(skb, peer, header + 8, query ? SAMPLE_DNS_UDP_QUERY : SAMPLE_DNS_UDP);
 		else if (protocol == 6)
-			report_sample(skb, peer, tcp_payload(skb, header), SAMPLE_DNS_TCP);
+			report_sample(skb, peer, tcp_payload(skb, header), query ? SAMPLE_DNS_TCP_QUERY : SAMPLE_DNS_TCP);
 		return;
 	}
 	if (record_tls_hellos && direction == EGRESS && protocol == 6) {
