@@ -16,6 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const PROCESSES: u32 = 50;
 
+type Query = Box<dyn Fn() + Send + Sync>;
+
 fn traffic(bytes: u64) -> Traffic {
     let mut traffic = Traffic::default();
     traffic.sent.bytes = bytes;
@@ -145,14 +147,14 @@ fn main() {
     let readers = Arc::new(Readers::new(state.join("netgraph.sqlite")));
     let (from, to) = ((end - days * 86_400) as i64, end as i64 + 1);
     let step = (to - from) / 200;
-    let queries: Vec<(&str, Box<dyn Fn() + Send + Sync>)> = {
+    let queries: Vec<(&str, Query)> = {
         let r = readers.clone();
         let totals = move |group_by: GroupBy| {
             let r = r.clone();
             Box::new(move || {
                 r.with(|reader| reader.totals(from, to, group_by, 20, None))
                     .unwrap();
-            }) as Box<dyn Fn() + Send + Sync>
+            }) as Query
         };
         let r = readers.clone();
         let history = move |group_by: GroupBy| {
@@ -160,7 +162,7 @@ fn main() {
             Box::new(move || {
                 r.with(|reader| reader.history(from, to, step, group_by, 10, None))
                     .unwrap();
-            }) as Box<dyn Fn() + Send + Sync>
+            }) as Query
         };
         let r = readers.clone();
         let scanner_peers = Box::new(move || {
@@ -170,7 +172,7 @@ fn main() {
             };
             r.with(|reader| reader.totals(from, to, GroupBy::Peer, 20, Some(only)))
                 .unwrap();
-        }) as Box<dyn Fn() + Send + Sync>;
+        }) as Query;
         vec![
             ("totals by process", totals(GroupBy::Process)),
             ("totals by peer", totals(GroupBy::Peer)),
