@@ -6,6 +6,7 @@
 mod alert_state;
 mod maintenance;
 mod query;
+mod ranges;
 mod readers;
 mod schema;
 mod writer;
@@ -220,14 +221,14 @@ impl Store {
         if !report.peers.is_empty() {
             kinds.push(Samples::Peers);
         }
+        // A table is complete from the beginning until rows expire from it.
         for resolution in Resolution::ALL {
             for &kind in &kinds {
-                let (table, bucket) = (resolution.table_of(kind), resolution.seconds());
                 transaction
                     .prepare_cached(
-                        "INSERT OR IGNORE INTO coverage (resolution, since) VALUES (?1, ?2)",
+                        "INSERT OR IGNORE INTO coverage (resolution, since) VALUES (?1, 0)",
                     )?
-                    .execute(params![table, start - start.rem_euclid(bucket)])?;
+                    .execute([resolution.table_of(kind)])?;
             }
         }
         let hour = start - start.rem_euclid(Resolution::Hour.seconds());

@@ -2,9 +2,10 @@
 //! interface, cgroup, systemd unit, container, pod, namespace, peer or domain, from the
 //! finest resolution that still covers the range.
 
+use super::ranges;
 use super::schema::{Resolution, Samples};
 use super::Reader;
-use rusqlite::{params_from_iter, OptionalExtension};
+use rusqlite::params_from_iter;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -102,45 +103,15 @@ pub struct HistoryPoint {
 }
 
 /// A filter on one group, such as the process clicked on the page.
+#[derive(Clone, Copy, Debug)]
 pub struct Only<'a> {
     pub group_by: GroupBy,
     pub key: &'a str,
 }
 
 impl Reader {
-    /// The finest table complete from `from` on. If none is (a store younger than the
-    /// range), every table holds all that was ever written, and the finest is exact.
-    fn table_for(&self, from: i64, samples: Samples) -> anyhow::Result<(&'static str, i64)> {
-        // Compared at the coarsest bucket, so that tables filled by the same writes tie.
-        let coarsest = Resolution::Hour.seconds();
-        let mut earliest: Option<(i64, &'static str, i64)> = None;
-        for resolution in Resolution::ALL {
-            let (table, bucket) = (resolution.table_of(samples), resolution.seconds());
-            let since: Option<i64> = self
-                .connection
-                .query_row(
-                    "SELECT since FROM coverage WHERE resolution = ?1",
-                    [table],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let Some(since) = since else { continue };
-            if since <= from - from.rem_euclid(bucket) {
-                return Ok((table, bucket));
-            }
-            let since = since - since.rem_euclid(coarsest);
-            if earliest.is_none_or(|(t, _, _)| since < t) {
-                earliest = Some((since, table, bucket));
-            }
-        }
-        let finest = Resolution::Second;
-        Ok(earliest.map_or(
-            (finest.table_of(samples), finest.seconds()),
-            |(_, table, bucket)| (table, bucket),
-        ))
-    }
-
-    /// Totals per group over `[from, to)`, largest first, at most `top` groups.
+    /// Totals per group over `[from, to)`, largest first, at most `top` groups; with the
+    /// bucket the range's start was rounded down to (1 where it is exact).
     pub fn totals(
         &self,
         from: i64,
@@ -150,10 +121,8 @@ impl Reader {
         only: Option<Only>,
     ) -> anyhow::Result<(i64, Vec<Total>)> {
         let (samples, join) = samples_for(group_by, only.as_ref());
-        let (table, bucket) = self.table_for(from, samples)?;
-        let (filter, mut values) = only_clause(only);
-        let from = from - from.rem_euclid(bucket);
-        values.splice(0..0, [from.to_string(), to.to_string()]);
+        let (parts, bucket) = ranges::parts(&self.tables(samples)?, from, to);
+        let (filter, values) = conditions(only.as_slice(), 1);
         let details = if group_by == GroupBy::Peer {
             "group_concat(DISTINCT nullif(p.name, '')), group_concat(DISTINCT nullif(p.service, ''))"
         } else {
@@ -161,10 +130,10 @@ impl Reader {
         };
         let sql = format!(
             "SELECT {key} AS k, max(s.attributed), sum(x.sent), sum(x.recv), sum(x.sent_packets), sum(x.recv_packets), {details}
-             FROM {table} x {join}
-             WHERE x.t >= ?1 AND x.t < ?2 {filter}
+             FROM {rows} x {join}
              GROUP BY k ORDER BY sum(x.sent) + sum(x.recv) DESC LIMIT {top}",
             key = group_by.column(),
+            rows = ranges::union(&parts, samples, &filter),
         );
         let mut statement = self.connection.prepare(&sql)?;
         let rows = statement
@@ -185,16 +154,14 @@ impl Reader {
     }
 
     /// Bytes sent and received over `[from, to)` by the series that pass every filter
-    /// (none: the whole host), from the finest resolution that covers the range.
+    /// (none: the whole host).
     pub fn sum(&self, from: i64, to: i64, filters: &[Only]) -> anyhow::Result<(u64, u64)> {
-        let (table, bucket) = self.table_for(from, Samples::Series)?;
-        let (filter, mut values) = conditions(filters, 3);
-        let from = from - from.rem_euclid(bucket);
-        values.splice(0..0, [from.to_string(), to.to_string()]);
+        let (parts, _) = ranges::parts(&self.tables(Samples::Series)?, from, to);
+        let (filter, values) = conditions(filters, 1);
         let sql = format!(
             "SELECT coalesce(sum(x.sent), 0), coalesce(sum(x.recv), 0)
-             FROM {table} x JOIN series s ON s.id = x.series
-             WHERE x.t >= ?1 AND x.t < ?2 {filter}"
+             FROM {rows} x",
+            rows = ranges::union(&parts, Samples::Series, &filter),
         );
         let (sent, recv): (i64, i64) =
             self.connection
@@ -204,7 +171,8 @@ impl Reader {
         Ok((sent as u64, recv as u64))
     }
 
-    /// Bytes per `step` seconds over `[from, to)` for the `top` largest groups.
+    /// Bytes per `step` seconds over `[from, to)` for the `top` largest groups, from the
+    /// coarsest table whose buckets fit in a step and that is complete from `from`.
     pub fn history(
         &self,
         from: i64,
@@ -216,36 +184,59 @@ impl Reader {
     ) -> anyhow::Result<History> {
         let step = step.max(1);
         let (samples, join) = samples_for(group_by, only.as_ref());
-        let (table, resolution) = self.table_for(from, samples)?;
+        let tables = self.tables(samples)?;
+        let table = tables
+            .iter()
+            .rev()
+            .find(|t| t.bucket <= step && t.since <= from - from.rem_euclid(t.bucket))
+            .copied()
+            .or_else(|| ranges::anchor(&tables, from));
+        let (table, resolution) = table.map_or((Resolution::Second.table_of(samples), 1), |t| {
+            (t.name, t.bucket)
+        });
         let step = (step + resolution - 1) / resolution * resolution;
-        let only_key = only.as_ref().map(|o| (o.group_by, o.key.to_string()));
         let keys: Vec<String> = self
-            .totals(
-                from,
-                to,
-                group_by,
-                top,
-                only_key.as_ref().map(|(g, k)| Only {
-                    group_by: *g,
-                    key: k,
-                }),
-            )?
+            .totals(from, to, group_by, top, only)?
             .1
             .into_iter()
             .map(|t| t.key)
             .collect();
-        let (filter, mut values) = only_clause(only);
+        let mut points: Vec<HistoryPoint> = Vec::new();
+        if keys.is_empty() {
+            return Ok(History {
+                step,
+                resolution,
+                keys,
+                points,
+            });
+        }
+        let (filter, mut values) = conditions(only.as_slice(), 3);
         let from = from - from.rem_euclid(resolution);
+        // Only the rows of the top groups: their series (or peers) by id first.
+        let first_key = values.len() + 3;
+        let placeholders: Vec<String> = (0..keys.len())
+            .map(|i| format!("?{}", first_key + i))
+            .collect();
+        let (id, dimension, alias) = if group_by.by_peer() {
+            ("x.peer", "peers", "p")
+        } else {
+            ("x.series", "series", "s")
+        };
+        let of_keys = format!(
+            "{id} IN (SELECT {alias}.id FROM {dimension} {alias} WHERE {} IN ({}))",
+            group_by.column(),
+            placeholders.join(", ")
+        );
         values.splice(0..0, [from.to_string(), to.to_string()]);
+        values.extend(keys.iter().cloned());
         let sql = format!(
             "SELECT x.t - (x.t % {step}) AS bucket, {key} AS k, sum(x.sent), sum(x.recv)
              FROM {table} x {join}
-             WHERE x.t >= ?1 AND x.t < ?2 {filter}
+             WHERE x.t >= ?1 AND x.t < ?2 AND {of_keys} {filter}
              GROUP BY bucket, k ORDER BY bucket",
             key = group_by.column(),
         );
         let mut statement = self.connection.prepare(&sql)?;
-        let mut points: Vec<HistoryPoint> = Vec::new();
         let mut rows = statement.query(params_from_iter(values.iter()))?;
         while let Some(row) = rows.next()? {
             let t: i64 = row.get(0)?;
@@ -273,24 +264,27 @@ impl Reader {
     }
 }
 
-fn only_clause(only: Option<Only>) -> (String, Vec<String>) {
-    conditions(only.as_slice(), 3)
-}
-
-/// `AND` of one equality per filter, numbered from `?first`. A container is its name,
-/// or its id (short or full, or the start of either).
+/// `AND` of one condition per filter on the rows' series (`s`) and peers (`p`),
+/// numbered from `?first`: each the ids of the series or peers it passes, so that the
+/// sample rows are filtered before any join.
 fn conditions(filters: &[Only], first: usize) -> (String, Vec<String>) {
     let mut sql = String::new();
     let mut values = Vec::new();
     for (index, only) in filters.iter().enumerate() {
         let n = first + index;
-        if only.group_by == GroupBy::Container {
-            sql += &format!(
-                " AND (s.container = ?{n} OR (s.container_id <> '' AND (substr(?{n}, 1, length(s.container_id)) = s.container_id OR substr(s.container_id, 1, length(?{n})) = ?{n})))"
-            );
+        let condition = if only.group_by == GroupBy::Container {
+            // A container is its name, or its id (short or full, or the start of either).
+            format!(
+                "s.container = ?{n} OR (s.container_id <> '' AND (substr(?{n}, 1, length(s.container_id)) = s.container_id OR substr(s.container_id, 1, length(?{n})) = ?{n}))"
+            )
         } else {
-            sql += &format!(" AND {} = ?{n}", only.group_by.column());
-        }
+            format!("{} = ?{n}", only.group_by.column())
+        };
+        sql += &if only.group_by.by_peer() {
+            format!(" AND peer IN (SELECT p.id FROM peers p WHERE {condition})")
+        } else {
+            format!(" AND series IN (SELECT s.id FROM series s WHERE {condition})")
+        };
         values.push(only.key.to_string());
     }
     (sql, values)

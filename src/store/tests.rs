@@ -275,6 +275,26 @@ fn a_young_store_charts_a_longer_range_at_fine_steps() {
 }
 
 #[test]
+fn a_store_without_peers_answers_a_process_s_peers_with_none() {
+    let dir = scratch("no-peers");
+    let mut store = Store::open(&dir, Retention::default()).unwrap();
+    fill(&mut store, 10);
+    let reader = store.reader().unwrap();
+    let (from, to) = (START as i64, START as i64 + 10);
+    let curl = Some(Only {
+        group_by: GroupBy::Process,
+        key: "curl",
+    });
+    let peers = reader.totals(from, to, GroupBy::Peer, 50, curl).unwrap().1;
+    assert!(peers.is_empty());
+    let domains = reader
+        .history(from, to, 1, GroupBy::Domain, 8, curl)
+        .unwrap();
+    assert!(domains.keys.is_empty() && domains.points.is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn series_are_grouped_by_container_pod_and_unit_named_as_the_runtime_answers() {
     let dir = scratch("workloads");
     let mut store = Store::open(&dir, Retention::default()).unwrap();
