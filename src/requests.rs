@@ -2,8 +2,9 @@
 //! at once. The loop used to wake 20 times a second to look for them, which was most of
 //! netgraph's CPU on an idle host.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 #[derive(Clone, Default)]
 pub struct Requests(Arc<Shared>);
@@ -77,6 +78,31 @@ impl Requests {
         Ok(())
     }
 
+    /// A reload whenever `path`'s content differs from what it was at the last look,
+    /// every `every` (from a thread of its own). A mounted ConfigMap is replaced by a
+    /// symbolic link's swap, which content catches where a modification time may not.
+    pub fn follow_file(&self, path: PathBuf, every: Duration) -> std::io::Result<()> {
+        let requests = self.clone();
+        let mut seen = std::fs::read(&path).ok();
+        std::thread::Builder::new()
+            .name("config-watch".into())
+            .spawn(move || loop {
+                std::thread::sleep(every);
+                // A file being replaced may be missing for a moment: wait for the new one.
+                let Ok(now) = std::fs::read(&path) else {
+                    continue;
+                };
+                if seen.as_ref() != Some(&now) {
+                    if seen.is_some() {
+                        tracing::info!(path = %path.display(), "the configuration file changed; reloading");
+                        requests.reload();
+                    }
+                    seen = Some(now);
+                }
+            })?;
+        Ok(())
+    }
+
     fn set(&self, change: impl FnOnce(&mut Pending)) {
         change(&mut self.pending());
         self.0.changed.notify_all();
@@ -90,7 +116,35 @@ impl Requests {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
+
+    /// A ConfigMap's volume: the file is a link through `..data`, a link to a directory
+    /// of the current version, swapped atomically on a change.
+    #[test]
+    fn a_configmap_s_swap_is_a_reload_and_the_same_content_is_not() {
+        let dir = std::env::temp_dir().join(format!("netgraph-watch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let version = |name: &str, text: &str| {
+            std::fs::create_dir_all(dir.join(name)).unwrap();
+            std::fs::write(dir.join(name).join("netgraph.toml"), text).unwrap();
+            let link = dir.join("..data_tmp");
+            std::os::unix::fs::symlink(name, &link).unwrap();
+            std::fs::rename(&link, dir.join("..data")).unwrap();
+        };
+        version("v1", "interval = \"1s\"\n");
+        std::os::unix::fs::symlink("..data/netgraph.toml", dir.join("netgraph.toml")).unwrap();
+        let requests = Requests::default();
+        requests
+            .follow_file(dir.join("netgraph.toml"), Duration::from_millis(20))
+            .unwrap();
+        version("v2", "interval = \"1s\"\n");
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!requests.take_reload(), "the same content again");
+        version("v3", "interval = \"2s\"\n");
+        requests.wait_until(SystemTime::now() + Duration::from_secs(10));
+        assert!(requests.take_reload());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_request_ends_the_wait_at_once() {

@@ -42,6 +42,10 @@ pub struct RunArgs {
     /// Capture buffer per interface, in MiB.
     #[arg(long, default_value_t = DEFAULT_BUFFER_MIB, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub buffer_mib: u16,
+    /// Reload when the configuration file's content changes (checked every 2 s), as on
+    /// SIGHUP: for a mounted ConfigMap, which changes under a running pod.
+    #[arg(long, requires = "config")]
+    pub reload_on_change: bool,
 }
 
 const DEFAULT_BUFFER_MIB: u16 = 8;
@@ -219,6 +223,11 @@ pub fn run(args: RunArgs, mut config: Config) -> anyhow::Result<()> {
     requests
         .follow_signals()
         .context("cannot install signal handlers")?;
+    if let (true, Some(path)) = (args.reload_on_change, &args.config) {
+        requests
+            .follow_file(path.clone(), Duration::from_secs(2))
+            .context("cannot watch the configuration file")?;
+    }
     let mut accountant = Accountant::new(SystemTime::now());
     if let Some(geo) = config.geo.take() {
         tracing::info!(database = %geo.describe(), per_process = geo.per_process, "GeoIP on");

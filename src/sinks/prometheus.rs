@@ -3,6 +3,7 @@
 //! interface statistics, and the self metrics. No pid label: every new process would be a
 //! new series.
 
+mod health;
 mod peer_counters;
 
 use super::self_metrics::SelfMetrics;
@@ -89,6 +90,7 @@ struct Metrics {
 pub struct PrometheusSink {
     metrics: Metrics,
     peers: PeerCounters,
+    heartbeat: Arc<health::Heartbeat>,
 }
 
 impl PrometheusSink {
@@ -116,16 +118,27 @@ impl PrometheusSink {
         if token.is_none() && !listen.ip().is_loopback() {
             tracing::warn!("[prometheus] listen = \"{listen}\" serves /metrics beyond this host to anyone: set [prometheus] token (scrapes then send it as a bearer token) or listen on 127.0.0.1");
         }
+        let heartbeat = Arc::new(health::Heartbeat::default());
         let router = axum::Router::new()
             .route("/metrics", axum::routing::get(metrics_page))
             .with_state(Arc::new(registry))
             .layer(axum::middleware::from_fn_with_state(
                 Arc::new(token),
                 crate::http::token::require_token,
-            ));
+            ))
+            // After the token's layer: probes send none, and it says only "ok".
+            .merge(
+                axum::Router::new()
+                    .route("/healthz", axum::routing::get(health::healthz))
+                    .with_state(heartbeat.clone()),
+            );
         crate::http::serve_in_thread("prometheus", listener, router)?;
         tracing::info!("Prometheus metrics on http://{listen}/metrics");
-        Ok(PrometheusSink { metrics, peers })
+        Ok(PrometheusSink {
+            metrics,
+            peers,
+            heartbeat,
+        })
     }
 }
 
@@ -246,6 +259,7 @@ impl Sink for PrometheusSink {
     }
 
     fn write(&mut self, report: &IntervalReport) -> anyhow::Result<()> {
+        self.heartbeat.beat(report);
         let m = &self.metrics;
         for row in &report.processes {
             let (container, pod, namespace) = workload_labels(row.workload.as_deref());
