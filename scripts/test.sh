@@ -16,7 +16,8 @@ require_cargo
 install_packages "${BUILD_PACKAGES[@]}" iproute2 nftables iputils-ping mount util-linux \
     influxdb victoria-metrics prometheus openssl curl chromium nodejs tmux systemd adduser \
     libmaxmind-db-writer-perl podman runc busybox-static containerd python3-yaml \
-    dnsmasq-base ethtool docker.io tzdata qemu-system-x86 kmod cpio xz-utils
+    dnsmasq-base ethtool docker.io tzdata qemu-system-x86 kmod cpio xz-utils \
+    rpm rpmlint man-db groff-base
 # npm comes with nodejs from NodeSource; Debian's own npm conflicts with that one.
 command -v npm >/dev/null 2>&1 || install_packages npm
 # The browser test drives chromium with playwright-core (no browser download).
@@ -25,8 +26,9 @@ npm ci --prefix tests/browser --no-audit --no-fund --silent
 command -v kubernetes-validate >/dev/null 2>&1 ||
     python3 -m pip install --quiet --root-user-action=ignore kubernetes-validate ||
     python3 -m pip install --quiet --root-user-action=ignore --break-system-packages kubernetes-validate
-# The package test builds the .deb.
+# The package test builds the .deb and the RPM.
 command -v cargo-deb >/dev/null 2>&1 || cargo install --locked --quiet cargo-deb
+command -v cargo-generate-rpm >/dev/null 2>&1 || cargo install --locked --quiet cargo-generate-rpm
 
 cargo fmt --all -- --check
 cargo clippy --release --all-targets --quiet -- -D warnings

@@ -36,6 +36,13 @@ enum Command {
     /// the billing month or a range, per day or month, with the running period's
     /// projection; read from the store.
     Report(netgraph::report::command::ReportArgs),
+    /// Write the manual pages (netgraph.1 and one per command) into a directory; the
+    /// packages install them.
+    #[command(hide = true)]
+    Man {
+        /// Where to write them.
+        directory: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -66,6 +73,7 @@ fn main() -> ExitCode {
         Command::Top(args) => top(args),
         Command::Check(args) => return check(args),
         Command::Report(args) => report(&args),
+        Command::Man { directory } => manual_pages(&directory),
         Command::Run(args) => {
             // A bad configuration stops everything before it starts, with status 2.
             let config = match &args.config {
@@ -134,6 +142,16 @@ fn report(args: &netgraph::report::command::ReportArgs) -> anyhow::Result<()> {
     };
     print!("{}", netgraph::report::command::run(args, &config)?);
     Ok(())
+}
+
+/// netgraph(1) and netgraph-COMMAND(1) for each command shown in `--help`.
+fn manual_pages(directory: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use clap::CommandFactory;
+    std::fs::create_dir_all(directory)
+        .with_context(|| format!("cannot create {}", directory.display()))?;
+    clap_mangen::generate_to(Cli::command(), directory)
+        .with_context(|| format!("cannot write the manual pages into {}", directory.display()))
 }
 
 fn check(args: CheckArgs) -> ExitCode {

@@ -1,5 +1,4 @@
-//! Running as a service: `netgraph check`, exit statuses, and the Debian package
-//! (built with cargo-deb, installed with dpkg, its unit verified by systemd-analyze).
+//! Running as a service: `netgraph check`, exit statuses, reloads and shutdown.
 
 mod lab;
 mod servers;
@@ -76,97 +75,6 @@ fn check_reports_every_sink() {
         "{out}"
     );
     report("netgraph check: exit 0 with a reachable InfluxDB, 1 naming the missing database, 2 on a broken file");
-}
-
-fn run_ok(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        output.status.success(),
-        "{program} {args:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Builds the .deb, installs it, runs `netgraph check` from it and verifies the unit,
-/// then purges it.
-#[test]
-#[ignore = "needs root; scripts/test.sh runs it as root"]
-fn the_debian_package_installs_and_checks() {
-    require_root();
-    let manifest = env!("CARGO_MANIFEST_DIR");
-    let built = run_ok(
-        "cargo",
-        &[
-            "deb",
-            "--no-build",
-            "--manifest-path",
-            &format!("{manifest}/Cargo.toml"),
-        ],
-    );
-    let deb = built.lines().last().unwrap().trim().to_string();
-    assert!(deb.ends_with(".deb"), "cargo deb said {built}");
-    run_ok("dpkg", &["-i", &deb]);
-    let installed = std::panic::catch_unwind(|| {
-        let listing = run_ok("dpkg", &["-L", "netgraph"]);
-        for file in [
-            "/usr/bin/netgraph",
-            "/etc/netgraph/netgraph.toml",
-            "/lib/systemd/system/netgraph.service",
-            "/usr/share/netgraph/grafana/dashboards/netgraph-influxql.json",
-            "/usr/share/netgraph/prometheus/netgraph-alerts.yml",
-        ] {
-            assert!(
-                listing.contains(file),
-                "{file} not in the package:\n{listing}"
-            );
-        }
-        run_ok("getent", &["passwd", "netgraph"]);
-        let output = Command::new("/usr/bin/netgraph")
-            .arg("check")
-            .output()
-            .unwrap();
-        let out = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            out.contains("configuration: /etc/netgraph/netgraph.toml"),
-            "{out}"
-        );
-        assert!(out.contains("ok    eBPF engine"), "{out}");
-        let verify = Command::new("systemd-analyze")
-            .args(["verify", "/lib/systemd/system/netgraph.service"])
-            .output()
-            .unwrap();
-        let complaints = String::from_utf8_lossy(&verify.stderr).into_owned();
-        assert!(
-            verify.status.success() && complaints.trim().is_empty(),
-            "systemd-analyze: {complaints}"
-        );
-        let security = Command::new("systemd-analyze")
-            .args([
-                "security",
-                "--offline=true",
-                "/lib/systemd/system/netgraph.service",
-            ])
-            .output()
-            .unwrap();
-        let analysis = String::from_utf8_lossy(&security.stdout).into_owned();
-        let exposure: f64 = analysis
-            .lines()
-            .find_map(|l| l.split("exposure level for netgraph.service: ").nth(1))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no exposure level in {analysis}"));
-        assert!(exposure <= 2.5, "exposure {exposure}:\n{analysis}");
-        report(&format!("Debian package {deb}: installs, `netgraph check` runs from it, systemd-analyze verify is clean, security exposure {exposure}"));
-    });
-    run_ok("dpkg", &["--purge", "netgraph"]);
-    if let Err(panic) = installed {
-        std::panic::resume_unwind(panic);
-    }
 }
 
 /// SIGHUP during traffic: a broken file is refused and the old settings kept; a good

@@ -11,11 +11,13 @@ pub struct ReportArgs {
     /// Today (the default).
     #[arg(long, group = "range")]
     pub today: bool,
+    /// Yesterday, midnight to midnight (local time).
     #[arg(long, group = "range")]
     pub yesterday: bool,
     /// The current billing month ([report] billing_day, default the 1st).
     #[arg(long, group = "range")]
     pub month: bool,
+    /// The billing month before the current one.
     #[arg(long, group = "range")]
     pub last_month: bool,
     /// From this time on: YYYY-MM-DD (local midnight), RFC 3339, or Unix seconds.
@@ -37,8 +39,10 @@ pub struct ReportArgs {
     /// Groups shown per period (the period's total counts them all).
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    /// One JSON document instead of the table.
     #[arg(long, conflicts_with = "csv")]
     pub json: bool,
+    /// CSV (one row per period and group) instead of the table.
     #[arg(long)]
     pub csv: bool,
     /// Configuration file (state_directory, [report] billing_day); default:
