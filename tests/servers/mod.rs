@@ -170,6 +170,9 @@ pub struct InfluxOptions {
     pub max_body_size: Option<u64>,
     /// Run inside this network namespace, listening on this address instead of 127.0.0.1.
     pub namespace: Option<(String, String)>,
+    /// Listen on every address (for namespaces linked to the host), still queried on
+    /// 127.0.0.1.
+    pub listen_all: bool,
 }
 
 /// InfluxDB 1.6 (`influxd`), the v1 API.
@@ -198,11 +201,12 @@ impl Influx {
              [meta]\n  dir = \"{d}/meta\"\n\
              [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
              [monitor]\n  store-enabled = false\n\
-             [http]\n  bind-address = \"{host}:{port}\"\n  auth-enabled = {auth}\n  log-enabled = false\n\
+             [http]\n  bind-address = \"{bind}:{port}\"\n  auth-enabled = {auth}\n  log-enabled = false\n\
                https-enabled = {https}\n  https-certificate = \"{cert}\"\n  https-private-key = \"{key}\"\n\
                max-body-size = {max_body}\n\
              [continuous_queries]\n  enabled = false\n[subscriber]\n  enabled = false\n",
             rpc = free_port(),
+            bind = if options.listen_all { "0.0.0.0" } else { host.as_str() },
             d = dir.display(),
             auth = options.auth,
             https = tls.is_some(),
@@ -347,19 +351,25 @@ impl VictoriaMetrics {
 
     /// Also scrapes `target`'s /metrics every second, as a Prometheus would.
     pub fn start_scraping(dir: &Path, target: Option<&str>) -> VictoriaMetrics {
+        Self::start_with(dir, target.as_slice(), "127.0.0.1")
+    }
+
+    /// Listening on `listen` (an address, or "" for every one), scraping `targets`;
+    /// queried on 127.0.0.1.
+    pub fn start_with(dir: &Path, targets: &[&str], listen: &str) -> VictoriaMetrics {
         let port = free_port();
         let data = dir.join("victoria-metrics");
         let mut command = Command::new("victoria-metrics");
-        if let Some(target) = target {
+        if !targets.is_empty() {
             let config = dir.join("vm-scrape.yml");
-            std::fs::write(&config, scrape_config(target)).unwrap();
+            std::fs::write(&config, scrape_config(&targets.join("', '"))).unwrap();
             command.arg(format!("-promscrape.config={}", config.display()));
             // The file is shared with Prometheus, whose evaluation_interval VM does not know.
             command.arg("-promscrape.config.strictParse=false");
         }
         command.args([
             format!("-storageDataPath={}", data.display()),
-            format!("-httpListenAddr=127.0.0.1:{port}"),
+            format!("-httpListenAddr={listen}:{port}"),
             "-retentionPeriod=1d".into(),
             "-search.latencyOffset=1s".into(),
         ]);
