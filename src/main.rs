@@ -21,12 +21,21 @@ struct Cli {
     command: Command,
 }
 
+const TOP_KEYS: &str = "Keys:
+  s, r, n        sort by sent, received or name
+  m              rates or totals since the start
+  i              next interface (all, then each)
+  Up/k, Down/j   select a row
+  p, Enter       the selected process's peers (p or Esc again to go back)
+  q, Esc, Ctrl-C quit";
+
 #[derive(Subcommand)]
 enum Command {
     /// Account traffic per process and write it to the sinks until stopped (SIGTERM/SIGINT).
     Run(RunArgs),
     /// Live view in the terminal, like nethogs: from the running daemon, or counting by
     /// itself when none answers. Keys: s/r/n sort, m rate or total, i interface, q quit.
+    #[command(after_help = TOP_KEYS)]
     Top(TopArgs),
     /// Check the configuration and the environment (privileges, kernel features, every
     /// sink) without starting; exit 0 if netgraph can run, 1 if not, 2 if the
@@ -69,12 +78,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The terminal belongs to top's screen: only errors may be logged over it.
     let set_log_level = init_logging(matches!(cli.command, Command::Top(_)));
+    // A command a person runs says what went wrong in one plain line; the daemon logs.
+    let said = |result: anyhow::Result<()>| match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("netgraph: {error:#}");
+            ExitCode::FAILURE
+        }
+    };
     let result = match cli.command {
-        Command::Top(args) => top(args),
+        Command::Top(args) => return said(top(args)),
         Command::Check(args) => return check(args),
-        Command::Report(args) => report(&args),
-        Command::Man { directory } => manual_pages(&directory),
-        Command::Run(args) => {
+        Command::Report(args) => return said(report(&args)),
+        Command::Man { directory } => return said(manual_pages(&directory)),
+        Command::Run(mut args) => {
+            // The packaged file where it exists, as `check` and `report` read it; a
+            // reload reads the same file again.
+            args.config = args.config.or_else(packaged_config);
+            if let Some(path) = &args.config {
+                tracing::info!(path = %path.display(), "configuration");
+            }
             // A bad configuration stops everything before it starts, with status 2.
             let config = match &args.config {
                 Some(path) => Config::load(path),
@@ -131,11 +154,15 @@ fn init_logging(quiet: bool) -> impl Fn(&str) {
 
 const PACKAGED_CONFIG: &str = "/etc/netgraph/netgraph.toml";
 
+/// The packaged configuration file, where it exists: what every command reads without
+/// `--config`.
+fn packaged_config() -> Option<PathBuf> {
+    let packaged = PathBuf::from(PACKAGED_CONFIG);
+    packaged.exists().then_some(packaged)
+}
+
 fn report(args: &netgraph::report::command::ReportArgs) -> anyhow::Result<()> {
-    let path = args.config.clone().or_else(|| {
-        let packaged = PathBuf::from(PACKAGED_CONFIG);
-        packaged.exists().then_some(packaged)
-    });
+    let path = args.config.clone().or_else(packaged_config);
     let config = match &path {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -155,10 +182,7 @@ fn manual_pages(directory: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn check(args: CheckArgs) -> ExitCode {
-    let path = args.config.or_else(|| {
-        let packaged = PathBuf::from(PACKAGED_CONFIG);
-        packaged.exists().then_some(packaged)
-    });
+    let path = args.config.or_else(packaged_config);
     let config = match &path {
         Some(path) => match Config::load(path) {
             Ok(config) => config,

@@ -20,7 +20,8 @@ use std::time::{Duration, SystemTime};
 
 #[derive(clap::Args, Default)]
 pub struct RunArgs {
-    /// Configuration file (TOML); see examples/netgraph.toml. Without it, defaults apply.
+    /// Configuration file (TOML); see examples/netgraph.toml. Default:
+    /// /etc/netgraph/netgraph.toml where it exists, else built-in defaults.
     #[arg(short = 'c', long)]
     pub config: Option<PathBuf>,
     /// How traffic is observed [default: auto, or the configuration's `engine`].
@@ -44,7 +45,7 @@ pub struct RunArgs {
     pub buffer_mib: u16,
     /// Reload when the configuration file's content changes (checked every 2 s), as on
     /// SIGHUP: for a mounted ConfigMap, which changes under a running pod.
-    #[arg(long, requires = "config")]
+    #[arg(long)]
     pub reload_on_change: bool,
 }
 
@@ -223,10 +224,14 @@ pub fn run(args: RunArgs, mut config: Config) -> anyhow::Result<()> {
     requests
         .follow_signals()
         .context("cannot install signal handlers")?;
-    if let (true, Some(path)) = (args.reload_on_change, &args.config) {
-        requests
+    match (args.reload_on_change, &args.config) {
+        (true, Some(path)) => requests
             .follow_file(path.clone(), Duration::from_secs(2))
-            .context("cannot watch the configuration file")?;
+            .context("cannot watch the configuration file")?,
+        (true, None) => tracing::warn!(
+            "--reload-on-change: no configuration file to watch (give --config FILE)"
+        ),
+        (false, _) => {}
     }
     let mut accountant = Accountant::new(SystemTime::now());
     if let Some(geo) = config.geo.take() {

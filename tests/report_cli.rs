@@ -104,6 +104,17 @@ fn daily_and_monthly_totals_add_up_to_what_was_stored() {
         );
     }
 
+    // Without --to, up to now: everything since the first day.
+    let since: Value =
+        serde_json::from_str(&report(&config, &["--from", &from, "--json"])).unwrap();
+    let all = since
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "(all)")
+        .unwrap();
+    assert_eq!(all["total_bytes"], 10 * (24 * (4_000_000 / 24) + 24_000));
+
     // Billing months from the 15th: the ten days from 10 October fall in two.
     let monthly = report(
         &config,
@@ -190,6 +201,11 @@ fn a_missing_store_and_a_bad_grouping_are_one_clear_line() {
         assert!(!output.status.success());
         let error = String::from_utf8_lossy(&output.stderr);
         assert!(error.contains(expected), "{args:?}: {error}");
+        // One plain line for a person, not a log record.
+        assert!(
+            error.starts_with("netgraph: ") && error.lines().count() == 1,
+            "{args:?}: {error}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -386,3 +386,51 @@ fn a_reload_never_waits_for_a_hung_influxdb() {
     assert!(spooled > 0, "the points stay spooled:\n{}", log());
     assert!(!log().contains("took long to close"), "{}", log());
 }
+
+/// `run` without `--config` reads /etc/netgraph/netgraph.toml, as `check` and `report`
+/// do: here a file of the test's own, mounted there in a mount namespace of its own.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn run_reads_the_packaged_configuration_by_default() {
+    require_root();
+    let lab = Lab::new();
+    let etc = lab.path("etc-netgraph");
+    std::fs::create_dir_all(&etc).unwrap();
+    let port = free_port();
+    std::fs::write(
+        etc.join("netgraph.toml"),
+        format!(
+            "state_directory = \"{}\"\n[web]\nlisten = \"127.0.0.1:{port}\"\n",
+            lab.path("packaged-state").display()
+        ),
+    )
+    .unwrap();
+    // The mount point, made (and removed) only where no package made it.
+    let made = !std::path::Path::new("/etc/netgraph").exists();
+    if made {
+        std::fs::create_dir("/etc/netgraph").unwrap();
+    }
+    let mount = format!(
+        "mount --bind {} /etc/netgraph && exec \"$@\"",
+        etc.display()
+    );
+    let netgraph = lab.netgraph_as(&["unshare", "--mount", "sh", "-c", &mount, "sh"], &[]);
+    let started = std::panic::catch_unwind(|| {
+        netgraph.wait_for_log("netgraph running", std::time::Duration::from_secs(15));
+        let log = netgraph.log();
+        assert!(
+            log.contains("configuration path=/etc/netgraph/netgraph.toml"),
+            "{log}"
+        );
+        // The page listens where the packaged file says.
+        let answer = ureq::get(format!("http://127.0.0.1:{port}/api/v1/status")).call();
+        assert!(answer.is_ok(), "{answer:?}\n{log}");
+    });
+    drop(netgraph.stop());
+    if made {
+        let _ = std::fs::remove_dir("/etc/netgraph");
+    }
+    if let Err(panic) = started {
+        std::panic::resume_unwind(panic);
+    }
+}

@@ -21,9 +21,9 @@ pub struct ReportArgs {
     #[arg(long, group = "range")]
     pub last_month: bool,
     /// From this time on: YYYY-MM-DD (local midnight), RFC 3339, or Unix seconds.
-    #[arg(long, requires = "to", conflicts_with = "range")]
+    #[arg(long, conflicts_with = "range")]
     pub from: Option<String>,
-    /// Up to this time (excluded), in the same forms.
+    /// Up to this time (excluded), in the same forms [default: now].
     #[arg(long, requires = "from")]
     pub to: Option<String>,
     /// One set of rows per day.
@@ -86,8 +86,12 @@ fn time(text: &str) -> anyhow::Result<i64> {
 /// The report as text: a table, JSON or CSV.
 pub fn run(args: &ReportArgs, config: &Config) -> anyhow::Result<String> {
     let selection = match (&args.from, &args.to) {
-        (Some(from), Some(to)) => {
-            let (from, to) = (time(from)?, time(to)?);
+        (Some(from), to) => {
+            let to = match to {
+                Some(to) => time(to)?,
+                None => Local::now().timestamp(),
+            };
+            let from = time(from)?;
             if from >= to {
                 anyhow::bail!("--from must be before --to");
             }
