@@ -6,7 +6,7 @@ use crate::engine::capture;
 use crate::engine::ebpf::EbpfEngine;
 use crate::engine::Engine;
 use crate::sinks::influxdb;
-use crate::store::{Retention, Store};
+use crate::store::Store;
 
 pub struct Finding {
     pub ok: bool,
@@ -86,11 +86,7 @@ pub fn run(config: &Config) -> Vec<Finding> {
     }
     if config.store.enabled {
         let directory = config.state_directory();
-        findings.push(finding(
-            "embedded store",
-            Store::open(&directory, Retention::default())
-                .map(|store| format!("{} is writable", store.path().display())),
-        ));
+        findings.push(finding("embedded store", Store::inspect(&directory)));
     }
     if let Some(geoip) = &config.geoip {
         findings.push(finding(

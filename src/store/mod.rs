@@ -4,6 +4,7 @@
 //! resolution and the file stays under a size bound.
 
 mod alert_state;
+mod inspect;
 mod maintenance;
 mod query;
 mod ranges;
