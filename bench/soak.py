@@ -137,7 +137,7 @@ class Loads:
     def end(self):
         self.stop.set()
         for thread in self.threads:
-            thread.join(timeout=30)
+            thread.join(timeout=5)
 
 
 def api(port, path):
@@ -261,13 +261,19 @@ def main():
         )])
         samples = []
         began = time.monotonic()
-        while time.monotonic() - began < options.seconds:
-            if netgraph.poll() is not None:
-                sys.exit("netgraph ended during the soak:\n" + (workdir / "netgraph.log").read_text()[-4000:])
-            rss, fds = sample(netgraph.pid)
-            samples.append({"t": round(time.monotonic() - began, 1), "rss_mib": round(rss, 2), "fds": fds})
-            print(f"{samples[-1]['t']:7.0f} s  RSS {rss:6.1f} MiB  fds {fds}", flush=True)
-            time.sleep(SAMPLE_EVERY)
+        # Ctrl-C (or SIGTERM) ends the soak early; what was sampled is still written.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        try:
+            while time.monotonic() - began < options.seconds:
+                if netgraph.poll() is not None:
+                    sys.exit("netgraph ended during the soak:\n" + (workdir / "netgraph.log").read_text()[-4000:])
+                rss, fds = sample(netgraph.pid)
+                samples.append({"t": round(time.monotonic() - began, 1), "rss_mib": round(rss, 2), "fds": fds})
+                print(f"{samples[-1]['t']:7.0f} s  RSS {rss:6.1f} MiB  fds {fds}", flush=True)
+                time.sleep(SAMPLE_EVERY)
+        except KeyboardInterrupt:
+            print("ended early", flush=True)
+        options.seconds = round(time.monotonic() - began)
         loads.end()
         store = workdir / "state" / "netgraph.sqlite"
         version = subprocess.run([str(NETGRAPH), "--version"], capture_output=True, text=True).stdout.strip()

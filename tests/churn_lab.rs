@@ -168,3 +168,59 @@ fn sigterm_during_churn_exits_within_two_intervals() {
         "the churn was counted before the stop"
     );
 }
+
+/// With peers on, a server's listener meets a new peer (address and port) with every
+/// client, and the kernel's own sockets one with every reset: their counters leave the
+/// map once quiet (taken out whole, nothing lost), so the map cannot fill on a busy
+/// server. 2,000 connections, then the counters back to what they were idle.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn a_live_server_s_peers_leave_the_map_once_quiet() {
+    require_root();
+    let mut lab = churn_lab();
+    let config = lab.path("peers.toml");
+    std::fs::write(&config, "[peers]\nenabled = true\n").unwrap();
+    let netgraph = lab.netgraph_ebpf(&["--config", config.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_secs(12));
+    let idle = last_sweep(&netgraph.log()).expect("a sweep before the churn");
+    let a = lab.a.clone();
+    let target = format!("{B4}:{CHURN_PORT}");
+    let output = lab.exec(&a, "ng-churn", &["churn", &target, "40", "50", BYTES_EACH]);
+    assert_eq!(printed_bytes(&output), 2_000_000);
+    // The first sweep after the churn (one every 10 intervals) counts its counters.
+    let sweeps = |log: &str| log.matches("swept owner and process records").count();
+    let before = sweeps(&netgraph.log());
+    while sweeps(&netgraph.log()) == before {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let busiest = last_sweep(&netgraph.log()).unwrap().2;
+    let deadline = Instant::now() + Duration::from_secs(75);
+    let settled = loop {
+        std::thread::sleep(Duration::from_secs(2));
+        let now = last_sweep(&netgraph.log()).unwrap();
+        if now.2 <= idle.2 + 100 {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "peer counters did not leave the map: idle {idle:?}, after the churn {busiest}, now {now:?}"
+        );
+    };
+    let records = netgraph.stop();
+    records.assert_conservation();
+    let (truth, wire) = (lab.truth_bytes("out"), lab.truth_bytes_in(&lab.b, "wire"));
+    let named = records.sum("ng-churn", &lab.veth_a, "sent_bytes_last");
+    report(&format!(
+        "eBPF engine with peers, 2,000 connections to one listener: counters {} idle, {busiest} after, {} once quiet; {:.2}% of the churn attributed",
+        idle.2,
+        settled.2,
+        share(named, truth) * 100.0
+    ));
+    assert!(share(named, truth) >= 0.99, "{named} of {truth}");
+    assert!(named <= truth);
+    assert_eq!(truth, wire);
+    assert!(
+        busiest > idle.2 + 1_000,
+        "the churn made peer counters: {busiest}"
+    );
+}

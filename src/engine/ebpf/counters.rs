@@ -19,6 +19,12 @@ const QUIET_WITHOUT_OWNER: u32 = 60;
 /// Sockets forgotten per drain at most, so that a burst of closed connections costs
 /// the interval loop a bounded time; the rest are forgotten at the next drains.
 pub const FORGET_PER_DRAIN: usize = 65_536;
+/// Drains a counter of a live socket must stay unchanged before it is taken out of the
+/// map: a server's listener, a DNS server or the kernel's own sockets meet a new peer
+/// (address and port) with nearly every client, and would otherwise fill the map.
+const QUIET_ENTRY: u32 = 30;
+/// Such counters taken per drain at most (each one system call).
+const TAKE_PER_DRAIN: usize = 8_192;
 
 /// A packet's direction, as the kernel side's `enum direction` numbers it in every key
 /// (socket and interface counters alike).
@@ -159,6 +165,11 @@ pub struct Deltas {
 #[derive(Default)]
 pub struct Counters {
     seen: HashMap<RawKey, Seen>,
+    /// What taken counters held beyond their last read, handed out by the next read.
+    taken: Vec<(CounterKey, HookCount)>,
+    /// The kernel cannot take a hash map's entry (before 5.14): live sockets' quiet
+    /// counters then stay until their socket closes.
+    cannot_take: bool,
 }
 
 /// An address as the kernel side stores it: IPv6, with IPv4 mapped.
@@ -232,6 +243,9 @@ pub trait KernelMap {
     fn entries(&self) -> map_ops::Entries;
     /// Deletes these keys; returns how many were deleted.
     fn delete(&self, keys: &[Vec<u8>]) -> usize;
+    /// Deletes one key and returns its last value, atomically, so that nothing counted
+    /// between a read and the delete is lost.
+    fn take(&self, key: &[u8]) -> map_ops::Taken;
 }
 
 impl KernelMap for MapMut<'_> {
@@ -242,12 +256,16 @@ impl KernelMap for MapMut<'_> {
     fn delete(&self, keys: &[Vec<u8>]) -> usize {
         map_ops::delete(self, keys)
     }
+
+    fn take(&self, key: &[u8]) -> map_ops::Taken {
+        map_ops::take(self, key)
+    }
 }
 
 impl Counters {
     pub fn read(&mut self, map: &dyn KernelMap) -> Deltas {
-        let mut changed = Vec::new();
-        let mut busy = HashSet::new();
+        let mut changed = std::mem::take(&mut self.taken);
+        let mut busy: HashSet<u64> = changed.iter().map(|(key, _)| key.cookie).collect();
         let mut cookies = HashSet::new();
         for (raw_key, raw_value) in map.entries().iter() {
             let (Some(key), Some(value), Some(raw)) = (
@@ -322,19 +340,55 @@ impl Counters {
             forget.truncate(FORGET_PER_DRAIN);
         }
         let forget: HashSet<u64> = forget.into_iter().collect();
-        if forget.is_empty() {
-            return Vec::new();
+        if !forget.is_empty() {
+            let mut doomed = Vec::new();
+            self.seen.retain(|raw, _| {
+                let keep = !forget.contains(&raw.socket().cookie);
+                if !keep {
+                    doomed.push(raw.as_slice().to_vec());
+                }
+                keep
+            });
+            map.delete(&doomed);
         }
-        let mut doomed = Vec::new();
-        self.seen.retain(|raw, _| {
-            let keep = !forget.contains(&raw.socket().cookie);
-            if !keep {
-                doomed.push(raw.as_slice().to_vec());
-            }
-            keep
-        });
-        map.delete(&doomed);
+        self.take_quiet(map);
         forget.into_iter().collect()
+    }
+
+    /// Takes out of the map the counters of live sockets that have been quiet long
+    /// enough; what they counted since the last read goes to the next.
+    fn take_quiet(&mut self, map: &dyn KernelMap) {
+        if self.cannot_take {
+            return;
+        }
+        let quiet: Vec<RawKey> = self
+            .seen
+            .iter()
+            .filter(|(_, seen)| seen.quiet >= QUIET_ENTRY)
+            .map(|(raw, _)| *raw)
+            .take(TAKE_PER_DRAIN)
+            .collect();
+        for raw in quiet {
+            let last = match map.take(raw.as_slice()) {
+                map_ops::Taken::Value(value) => plain_data::read::<types::traffic_value>(&value)
+                    .map(|value| HookCount::of(&value)),
+                map_ops::Taken::Gone => None,
+                map_ops::Taken::Unsupported(error) => {
+                    tracing::info!(%error, "this kernel cannot take a counter out of a map atomically (5.14 and later can): quiet peers of live sockets stay in the map until their socket closes");
+                    self.cannot_take = true;
+                    return;
+                }
+            };
+            let Some(seen) = self.seen.remove(&raw) else {
+                continue;
+            };
+            if let (Some(last), Some(key)) = (last, parse_key(raw.as_slice())) {
+                let delta = last.since(seen.value).unwrap_or(last);
+                if !delta.is_zero() {
+                    self.taken.push((key, delta));
+                }
+            }
+        }
     }
 
     /// Counters kept (one per socket, owner, interface and direction).

@@ -137,6 +137,26 @@ pub fn keys<'a>(map: &'a MapMut<'_>) -> impl Iterator<Item = Vec<u8>> + 'a {
 }
 
 /// Deletes these keys (each the map's key size); returns how many were deleted.
+/// A key taken out of a map.
+pub enum Taken {
+    /// Its last value.
+    Value(Vec<u8>),
+    /// No such key (deleted meanwhile).
+    Gone,
+    /// The kernel cannot look up and delete in one step on this map type (hash maps
+    /// before 5.14).
+    Unsupported(libbpf_rs::Error),
+}
+
+/// Looks a key up and deletes it in one step.
+pub fn take(map: &MapMut<'_>, key: &[u8]) -> Taken {
+    match map.lookup_and_delete(key) {
+        Ok(Some(value)) => Taken::Value(value),
+        Ok(None) => Taken::Gone,
+        Err(error) => Taken::Unsupported(error),
+    }
+}
+
 pub fn delete(map: &MapMut<'_>, keys: &[Vec<u8>]) -> usize {
     let size = map.key_size() as usize;
     let mut deleted = 0;

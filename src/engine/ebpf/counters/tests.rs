@@ -10,6 +10,10 @@ struct FakeMap {
     entries: RefCell<HashMap<Vec<u8>, Vec<u8>>>,
     /// Keys a pass leaves out, as a walk of a changing map may.
     hidden: RefCell<HashSet<Vec<u8>>>,
+    /// Values keys take just before they are taken.
+    late: RefCell<HashMap<Vec<u8>, Vec<u8>>>,
+    /// As a kernel before 5.14.
+    cannot_take: RefCell<bool>,
 }
 
 impl KernelMap for FakeMap {
@@ -31,6 +35,22 @@ impl KernelMap for FakeMap {
         keys.iter()
             .filter(|key| entries.remove(*key).is_some())
             .count()
+    }
+
+    fn take(&self, key: &[u8]) -> map_ops::Taken {
+        if *self.cannot_take.borrow() {
+            return map_ops::Taken::Unsupported(libbpf_rs::Error::from(
+                std::io::Error::from_raw_os_error(libc::EINVAL),
+            ));
+        }
+        // A packet counted between the drain's read and the take.
+        let mut entries = self.entries.borrow_mut();
+        if let Some(late) = self.late.borrow_mut().remove(key) {
+            entries.insert(key.to_vec(), late);
+        }
+        entries
+            .remove(key)
+            .map_or(map_ops::Taken::Gone, map_ops::Taken::Value)
     }
 }
 
@@ -152,16 +172,17 @@ fn closed_quiet_sockets_are_forgotten_and_open_ones_kept() {
         "their kernel counters deleted"
     );
     assert_eq!(counters.cookies(), HashSet::from([2, 3]));
+    assert_eq!(counters.tgids(), HashSet::from([42]));
     for _ in 0..QUIET_WITHOUT_OWNER {
         let deltas = counters.read(&map);
         forgotten.extend(counters.collect(&map, deltas.idle, &mut released));
     }
-    assert!(
-        forgotten.contains(&3),
-        "no owner: forgotten after a long quiet"
-    );
-    assert_eq!(counters.cookies(), HashSet::from([2]));
-    assert_eq!(counters.tgids(), HashSet::from([42]));
+    // The quiet counters of the open socket and of the one without an owner record are
+    // taken out of the map one by one; neither socket is forgotten (the open one's
+    // owner record stays for its next packet).
+    assert!(!forgotten.contains(&2) && !forgotten.contains(&3));
+    assert!(map.entries.borrow().is_empty());
+    assert!(counters.cookies().is_empty());
 }
 
 #[test]
@@ -203,4 +224,87 @@ fn peer_counters_are_read_and_forgotten_by_their_socket() {
         "both deleted by their raw keys"
     );
     assert!(counters.cookies().is_empty());
+}
+
+/// A live socket (a server's listener, a DNS server) meets a new peer with every
+/// client: each counter goes once quiet, the socket stays, and what a counter took
+/// between the last read and its taking is counted at the next read.
+#[test]
+fn quiet_peers_of_a_live_socket_are_taken_out_and_their_last_bytes_kept() {
+    let (map, mut counters) = (FakeMap::default(), Counters::default());
+    let peer_key = |far_port: u16| {
+        bytes_of(&types::peer_traffic_key {
+            socket: types::traffic_key {
+                cookie: 5,
+                tgid: 7,
+                ifindex: 2,
+                direction: types::direction::INGRESS,
+                protocol: 17,
+                ..Default::default()
+            },
+            near_port: 53,
+            far_port,
+            ..Default::default()
+        })
+    };
+    let mut released = |_| Some(false);
+    for client in 0..100u16 {
+        map.set(&peer_key(40_000 + client), 60, 1);
+    }
+    let busy = peer_key(50_000);
+    let mut total = 0;
+    for drain in 0..QUIET_ENTRY + 2 {
+        // One client keeps talking; the hundred others said their one datagram.
+        map.set(&busy, 60 * (u64::from(drain) + 1), u64::from(drain) + 1);
+        if drain == QUIET_ENTRY {
+            // A late datagram from a quiet client, between the read and the take.
+            let late = bytes_of(&types::traffic_value {
+                bytes: 60 + 70,
+                packets: 2,
+                ..Default::default()
+            });
+            map.late.borrow_mut().insert(peer_key(40_000), late);
+        }
+        let deltas = counters.read(&map);
+        total += sent_or_received(&deltas, 5);
+        assert!(counters
+            .collect(&map, deltas.idle, &mut released)
+            .is_empty());
+    }
+    total += sent_or_received(&counters.read(&map), 5);
+    assert_eq!(
+        map.entries.borrow().len(),
+        1,
+        "only the busy client's counter"
+    );
+    assert_eq!(counters.len(), 1);
+    let busy_bytes = 60 * (u64::from(QUIET_ENTRY) + 2);
+    assert_eq!(
+        total,
+        100 * 60 + 70 + busy_bytes,
+        "every byte, the late one too"
+    );
+}
+
+#[test]
+fn a_kernel_that_cannot_take_keeps_the_counters() {
+    let (map, mut counters) = (FakeMap::default(), Counters::default());
+    *map.cannot_take.borrow_mut() = true;
+    map.set(&key(1, types::direction::EGRESS, false), 100, 1);
+    let mut released = |_| Some(false);
+    for _ in 0..QUIET_ENTRY + 2 {
+        let deltas = counters.read(&map);
+        counters.collect(&map, deltas.idle, &mut released);
+    }
+    assert_eq!(map.entries.borrow().len(), 1);
+    assert_eq!(counters.len(), 1);
+}
+
+fn sent_or_received(deltas: &Deltas, cookie: u64) -> u64 {
+    deltas
+        .changed
+        .iter()
+        .filter(|(key, _)| key.cookie == cookie)
+        .map(|(_, delta)| delta.passed.bytes)
+        .sum()
 }
