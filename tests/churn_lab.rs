@@ -177,7 +177,7 @@ fn sigterm_during_churn_exits_within_two_intervals() {
 #[ignore = "needs root; scripts/test.sh runs it as root"]
 fn a_live_server_s_peers_leave_the_map_once_quiet() {
     require_root();
-    let mut lab = churn_lab();
+    let lab = churn_lab();
     let config = lab.path("peers.toml");
     std::fs::write(&config, "[peers]\nenabled = true\n").unwrap();
     let netgraph = lab.netgraph_ebpf(&["--config", config.to_str().unwrap()]);
