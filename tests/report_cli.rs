@@ -420,3 +420,67 @@ fn the_running_month_is_projected_from_its_pace() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Santiago's clocks go from 00:00 to 01:00 on 6 September 2026: that day has no
+/// midnight. It starts at 01:00 local time and has 23 hours.
+#[test]
+fn a_day_without_a_midnight_in_santiago() {
+    const SEP_5_MIDNIGHT: u64 = 1_788_580_800; // 2026-09-05 00:00 -04
+    const SEP_6_ONE_AM: u64 = 1_788_667_200; // 2026-09-06 01:00 -03
+    const SEP_7_MIDNIGHT: u64 = 1_788_750_000; // 2026-09-07 00:00 -03
+    let dir = temp_dir("report-santiago");
+    let mut store = Store::open(&dir, Retention::default()).unwrap();
+    for hour in 0..(3 * 24) {
+        let t = SEP_5_MIDNIGHT + hour * 3600;
+        store
+            .write(&interval(t, vec![row("curl", 1000, 0)]))
+            .unwrap();
+    }
+    drop(store);
+    let config = billing_config(&dir);
+    let text = report_in(
+        "America/Santiago",
+        &config,
+        &[
+            "--from",
+            "2026-09-05",
+            "--to",
+            "2026-09-08",
+            "--daily",
+            "--json",
+        ],
+    );
+    let rows: Value = serde_json::from_str(&text).unwrap();
+    let days: Vec<(String, u64, u64, u64)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["key"] == "(all)")
+        .map(|r| {
+            (
+                r["period"].as_str().unwrap().to_string(),
+                r["start"].as_u64().unwrap(),
+                r["end"].as_u64().unwrap(),
+                r["total_bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        days[..2],
+        [
+            (
+                "2026-09-05".to_string(),
+                SEP_5_MIDNIGHT,
+                SEP_6_ONE_AM,
+                24_000
+            ),
+            (
+                "2026-09-06".to_string(),
+                SEP_6_ONE_AM,
+                SEP_7_MIDNIGHT,
+                23_000
+            ),
+        ],
+        "{text}"
+    );
+}

@@ -54,9 +54,13 @@ fn midnight<Tz: TimeZone>(zone: &Tz, date: NaiveDate) -> i64 {
     let naive = date
         .and_hms_opt(0, 0, 0)
         .expect("midnight exists as a time");
-    // A midnight skipped by a clock change falls to the earliest time that exists.
-    zone.from_local_datetime(&naive)
-        .earliest()
+    // A midnight skipped by a clock change (Santiago, Havana, Beirut) falls to the
+    // first minute of the day that exists.
+    (0..24 * 60)
+        .find_map(|minute| {
+            zone.from_local_datetime(&(naive + Duration::minutes(minute)))
+                .earliest()
+        })
         .map_or_else(|| naive.and_utc().timestamp(), |t| t.timestamp())
 }
 
