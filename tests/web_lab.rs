@@ -102,6 +102,17 @@ fn the_api_answers_each_query_on_known_data() {
     assert_eq!(rows[0]["recv_bytes"], 5_400_000);
     assert_eq!(rows[2]["key"], "unknown UDP");
     assert_eq!(rows[2]["attributed"], false);
+    // When history begins, for the page (nothing drawn before) and projections.
+    assert_eq!(totals["recorded_since"], start);
+    // A quarter of an hour of a store ten minutes old: one-second points, none before.
+    let (_, history) = get(
+        &format!("{base}/history?from={}&to={to}&step=3", to - 900),
+        token,
+    );
+    assert_eq!(history["resolution"], 1, "{history}");
+    assert_eq!(history["recorded_since"], start);
+    let first = history["points"][0]["t"].as_u64().unwrap();
+    assert!(first >= start, "a point before recording began: {history}");
 
     let (_, users) = get(
         &format!("{base}/totals?from={from}&to={to}&group_by=user&top=2"),

@@ -47,6 +47,8 @@ pub struct Alerts {
     /// None without the store: state then lasts as long as the process.
     ledger: Option<AlertLedger>,
     reader: Option<Reader>,
+    /// When the store's history begins, once it has any: projections start there.
+    recorded_since: std::cell::Cell<Option<i64>>,
     board: AlertBoard,
     delivery: Queue,
     hostname: String,
@@ -117,6 +119,7 @@ impl Alerts {
             rules: Vec::new(),
             ledger,
             reader,
+            recorded_since: std::cell::Cell::new(None),
             board: board.clone(),
             delivery: deliveries.queue(),
             hostname: hostname.to_string(),
@@ -456,6 +459,11 @@ impl Alerts {
     }
 
     fn publish(&self, now: i64) {
+        if self.recorded_since.get().is_none() {
+            let since = self.reader.as_ref().and_then(|r| r.recording_since().ok());
+            self.recorded_since.set(since.flatten());
+        }
+        let recorded_since = self.recorded_since.get();
         let statuses = self
             .rules
             .iter()
@@ -485,7 +493,7 @@ impl Alerts {
                         status.projected = watch
                             .period
                             .as_ref()
-                            .and_then(|p| p.projection(watch.used, now));
+                            .and_then(|p| p.projection(watch.used, now, recorded_since));
                     }
                     Watch::Rate(watch) => {
                         status.kind = "rate";

@@ -33,6 +33,16 @@ impl Source {
         Ok(Source::Store(Reader::open(state_directory)?))
     }
 
+    /// When the history begins (projections start there).
+    fn recording_since(&self) -> anyhow::Result<Option<i64>> {
+        match self {
+            Source::Store(reader) => reader.recording_since(),
+            Source::Daemon { .. } => {
+                Ok(self.daemon_totals(0, 1, GroupBy::Process, 1)?["recorded_since"].as_i64())
+            }
+        }
+    }
+
     /// Totals per group over `[from, to)`, largest first, at most `top`.
     fn totals(
         &self,
@@ -43,24 +53,37 @@ impl Source {
     ) -> anyhow::Result<Vec<Total>> {
         match self {
             Source::Store(reader) => Ok(reader.totals(from, to, group_by, top, None::<Only>)?.1),
-            Source::Daemon { url, token } => {
-                let agent = ureq::Agent::config_builder()
-                    .timeout_global(Some(Duration::from_secs(30)))
-                    .build()
-                    .new_agent();
-                let group = serde_json::to_value(group_by)?;
-                let group = group.as_str().unwrap_or("process");
-                let mut request = agent.get(&format!(
-                    "{url}/api/v1/totals?from={from}&to={to}&group_by={group}&top={top}"
-                ));
-                if let Some(token) = token {
-                    request = request.header("Authorization", format!("Bearer {token}"));
-                }
-                let text = request.call()?.body_mut().read_to_string()?;
-                let answer: serde_json::Value = serde_json::from_str(&text)?;
-                Ok(serde_json::from_value(answer["rows"].clone())?)
-            }
+            Source::Daemon { .. } => Ok(serde_json::from_value(
+                self.daemon_totals(from, to, group_by, top)?["rows"].take(),
+            )?),
         }
+    }
+
+    /// The daemon's answer to a totals query.
+    fn daemon_totals(
+        &self,
+        from: i64,
+        to: i64,
+        group_by: GroupBy,
+        top: usize,
+    ) -> anyhow::Result<serde_json::Value> {
+        let Source::Daemon { url, token } = self else {
+            anyhow::bail!("not a daemon");
+        };
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .new_agent();
+        let group = serde_json::to_value(group_by)?;
+        let group = group.as_str().unwrap_or("process");
+        let mut request = agent.get(&format!(
+            "{url}/api/v1/totals?from={from}&to={to}&group_by={group}&top={top}"
+        ));
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let text = request.call()?.body_mut().read_to_string()?;
+        Ok(serde_json::from_str(&text)?)
     }
 }
 
@@ -90,6 +113,7 @@ pub fn rows(
     now: i64,
 ) -> anyhow::Result<Vec<ReportRow>> {
     let mut rows = Vec::new();
+    let recorded_since = source.recording_since()?;
     for period in periods {
         let row = |key: String, sent: u64, recv: u64| ReportRow {
             period: period.label.clone(),
@@ -99,7 +123,7 @@ pub fn rows(
             sent_bytes: sent,
             recv_bytes: recv,
             total_bytes: sent + recv,
-            projected_bytes: period.projection(sent + recv, now),
+            projected_bytes: period.projection(sent + recv, now, recorded_since),
         };
         let groups = source.totals(period.start, period.end, group_by, top)?;
         let interfaces = source.totals(period.start, period.end, GroupBy::Interface, 1000)?;

@@ -37,15 +37,17 @@ pub struct Period {
 
 impl Period {
     /// The total the period will reach if the rest of it goes as it went so far: the
-    /// amount so far scaled by the period's length over the time elapsed. `None` for a
-    /// period that is over, or has barely begun (less than an hour: too little to
-    /// tell).
-    pub fn projection(&self, so_far: u64, now: i64) -> Option<u64> {
-        let elapsed = now - self.start;
+    /// amount so far scaled by the period's length over the time elapsed, both counted
+    /// from when recording began (`recorded_since`) where that is later than the
+    /// period's start. `None` for a period that is over, or whose recorded part is
+    /// under an hour: too little to tell.
+    pub fn projection(&self, so_far: u64, now: i64, recorded_since: Option<i64>) -> Option<u64> {
+        let start = recorded_since.map_or(self.start, |since| since.max(self.start));
+        let elapsed = now - start;
         if now >= self.end || elapsed < 3600 {
             return None;
         }
-        let length = (self.end - self.start) as f64;
+        let length = (self.end - start) as f64;
         Some((so_far as f64 * length / elapsed as f64).round() as u64)
     }
 }
@@ -151,8 +153,9 @@ pub fn periods<Tz: TimeZone>(
     match split {
         Split::Whole => return vec![whole],
         Split::Daily => {
+            // Days yet to come have nothing to show.
             let mut date = first;
-            while date <= last {
+            while date <= last.min(today) {
                 cut.push(day(zone, date));
                 date += Duration::days(1);
             }
@@ -226,9 +229,10 @@ mod tests {
         let month = periods(&Utc, now, Selection::Month, Split::Whole, 1);
         assert_eq!(labels(&month), ["2026-11"]);
         assert_eq!(month[0].end, at("2026-12-01T00:00:00Z").timestamp());
+        // Up to today: the month's days yet to come are not rows of zeros.
         let daily = periods(&Utc, now, Selection::Month, Split::Daily, 1);
-        assert_eq!(daily.len(), 30);
-        assert_eq!(daily[29].label, "2026-11-30");
+        assert_eq!(daily.len(), 26);
+        assert_eq!(daily[25].label, "2026-11-26");
     }
 
     #[test]
@@ -269,14 +273,23 @@ mod tests {
         let month = &periods(&Utc, now, Selection::Month, Split::Whole, 1)[0];
         // 10 of 30 days gone, 10 GB so far: 30 GB at this rate.
         assert_eq!(
-            month.projection(10_000_000_000, now.timestamp()),
+            month.projection(10_000_000_000, now.timestamp(), None),
             Some(30_000_000_000)
         );
         assert_eq!(
-            month.projection(5, month.start + 60),
+            month.projection(5, month.start + 60, None),
             None,
             "too early to tell"
         );
-        assert_eq!(month.projection(5, month.end), None, "over");
+        assert_eq!(month.projection(5, month.end, None), None, "over");
+        // Recording began on the 10th: one day recorded, 21 from then to the month's end.
+        let tenth = at("2026-11-10T00:00:00Z").timestamp();
+        assert_eq!(
+            month.projection(1_000, now.timestamp(), Some(tenth)),
+            Some(21_000)
+        );
+        // Two minutes after the first start: too little to tell.
+        let start = now.timestamp() - 120;
+        assert_eq!(month.projection(186, now.timestamp(), Some(start)), None);
     }
 }

@@ -53,10 +53,11 @@ pub fn usage<Tz: chrono::TimeZone>(
         .into_iter()
         .map(|t| t.key)
         .collect();
+    let since = reader.recording_since()?;
     let bars = |periods: &[Period]| -> anyhow::Result<Vec<UsageBar>> {
         periods
             .iter()
-            .map(|p| bar(reader, p, &keys, group_by, at))
+            .map(|p| bar(reader, p, &keys, group_by, at, since))
             .collect()
     };
     let (daily, monthly) = (bars(&days)?, bars(&months)?);
@@ -94,6 +95,7 @@ fn bar(
     keys: &[String],
     group_by: GroupBy,
     now: i64,
+    recorded_since: Option<i64>,
 ) -> anyhow::Result<UsageBar> {
     let mut sent = vec![0; keys.len() + 1];
     let mut recv = vec![0; keys.len() + 1];
@@ -118,6 +120,6 @@ fn bar(
         sent,
         recv,
         total,
-        projected: period.projection(total, now),
+        projected: period.projection(total, now, recorded_since),
     })
 }

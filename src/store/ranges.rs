@@ -58,6 +58,27 @@ impl Reader {
     }
 }
 
+impl Reader {
+    /// When the oldest interval kept was recorded: to the second while the store's
+    /// second rows reach back to it (its first hour), else to the hour.
+    pub fn recording_since(&self) -> anyhow::Result<Option<i64>> {
+        let oldest = |table: &str| -> anyhow::Result<Option<i64>> {
+            Ok(self
+                .connection
+                .query_row(&format!("SELECT min(t) FROM {table}"), [], |r| r.get(0))?)
+        };
+        let hour = Resolution::Hour.seconds();
+        let Some(hourly) = oldest(Resolution::Hour.table_of(Samples::Series))? else {
+            return Ok(None);
+        };
+        let secondly = oldest(Resolution::Second.table_of(Samples::Series))?;
+        Ok(Some(match secondly {
+            Some(t) if floor(t, hour) == hourly => t,
+            _ => hourly,
+        }))
+    }
+}
+
 /// The finest table complete from `from`, else the one complete from the earliest
 /// time (the range begins before anything kept): its buckets bound the answer's start.
 pub fn anchor(tables: &[Table], from: i64) -> Option<Table> {

@@ -148,6 +148,8 @@ fn expired_seconds_leave_minutes_and_hours_exact() {
     let (resolution, totals) = reader.totals(from, to, GroupBy::Process, 10, None).unwrap();
     assert_eq!(resolution, 60, "the seconds of the first hour expired");
     assert_eq!(totals[0].sent_bytes, curl);
+    // The first hour's seconds are gone: its history begins with its hour.
+    assert_eq!(reader.recording_since().unwrap(), Some(START as i64));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -271,6 +273,11 @@ fn a_young_store_charts_a_longer_range_at_fine_steps() {
         .unwrap();
     assert_eq!((history.resolution, history.step), (1, 12));
     assert_eq!(history.points.len(), 10);
+    // Its history begins with its first interval, to the second.
+    assert_eq!(
+        reader.recording_since().unwrap(),
+        Some((START + 1800) as i64)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -54,6 +54,8 @@ struct TotalsAnswer {
     from: i64,
     to: i64,
     resolution: i64,
+    /// When the store's history begins (null while it is empty).
+    recorded_since: Option<i64>,
     rows: Vec<Total>,
 }
 
@@ -61,6 +63,8 @@ struct TotalsAnswer {
 struct HistoryAnswer {
     from: i64,
     to: i64,
+    /// When the store's history begins: the page draws nothing before it.
+    recorded_since: Option<i64>,
     #[serde(flatten)]
     history: History,
 }
@@ -132,18 +136,22 @@ pub async fn totals(
     let (from, to) = range(&params)?;
     let (group_by, top) = (params.group_by, params.top.unwrap_or(20).clamp(1, 1000));
     let only = params.only();
-    let (resolution, rows) = with_reader(&state, move |reader| {
+    let (recorded_since, (resolution, rows)) = with_reader(&state, move |reader| {
         let only = only.as_ref().map(|(group_by, key)| Only {
             group_by: *group_by,
             key,
         });
-        reader.totals(from, to, group_by, top, only)
+        Ok((
+            reader.recording_since()?,
+            reader.totals(from, to, group_by, top, only)?,
+        ))
     })
     .await?;
     Ok(Json(TotalsAnswer {
         from,
         to,
         resolution,
+        recorded_since,
         rows,
     }))
 }
@@ -158,15 +166,23 @@ pub async fn history(
     let step = params.step.unwrap_or(((to - from) / 300).max(1));
     let (group_by, top) = (params.group_by, params.top.unwrap_or(10).clamp(1, 100));
     let only = params.only();
-    let history = with_reader(&state, move |reader| {
+    let (recorded_since, history) = with_reader(&state, move |reader| {
         let only = only.as_ref().map(|(group_by, key)| Only {
             group_by: *group_by,
             key,
         });
-        reader.history(from, to, step, group_by, top, only)
+        Ok((
+            reader.recording_since()?,
+            reader.history(from, to, step, group_by, top, only)?,
+        ))
     })
     .await?;
-    Ok(Json(HistoryAnswer { from, to, history }))
+    Ok(Json(HistoryAnswer {
+        from,
+        to,
+        recorded_since,
+        history,
+    }))
 }
 
 #[derive(Deserialize)]
