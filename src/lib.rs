@@ -28,5 +28,6 @@ pub mod store;
 pub mod thread_priority;
 pub mod top;
 pub mod traffic;
+pub mod units;
 pub mod web;
 pub mod workload;

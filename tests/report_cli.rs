@@ -484,3 +484,61 @@ fn a_day_without_a_midnight_in_santiago() {
         "{text}"
     );
 }
+
+/// By peer, each address with the names it had, in the table, CSV and JSON.
+#[test]
+fn peers_are_reported_with_their_names() {
+    use netgraph::accounting::PeerRow;
+    let dir = temp_dir("report-peers");
+    let mut store = Store::open(&dir, Retention::default()).unwrap();
+    let curl = row("curl", 3000, 0);
+    for hour in 0..24u64 {
+        let mut report = interval(DAY0 + hour * 3600, vec![curl.clone()]);
+        let mut last = Traffic::default();
+        last.sent.bytes = 3000;
+        last.sent.packets = 3;
+        report.peers = vec![PeerRow {
+            key: curl.key.clone(),
+            workload: None,
+            peer: Some("192.0.2.10".parse().unwrap()),
+            service: None,
+            name: Some("files.example.org".into()),
+            country: None,
+            pid: Some(1),
+            last,
+            total: last,
+        }];
+        store.write(&report).unwrap();
+    }
+    drop(store);
+    let config = billing_config(&dir);
+    let (from, to) = (DAY0.to_string(), (DAY0 + 86_400).to_string());
+    let args = |format: &'static str| {
+        let mut args = vec!["--from", from.as_str(), "--to", to.as_str(), "--by", "peer"];
+        args.extend((!format.is_empty()).then_some(format));
+        args
+    };
+    let table = report(&config, &args(""));
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.contains("peer") && header.contains("name"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("192.0.2.10") && l.contains("files.example.org")),
+        "{table}"
+    );
+    let csv = report(&config, &args("--csv"));
+    assert!(
+        csv.starts_with("period,start,end,peer,names,sent_bytes"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains(",192.0.2.10,files.example.org,72000,"),
+        "{csv}"
+    );
+    let json: Value = serde_json::from_str(&report(&config, &args("--json"))).unwrap();
+    assert_eq!(json[0]["names"], "files.example.org", "{json}");
+}

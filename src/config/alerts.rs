@@ -32,6 +32,7 @@ pub struct RuleConfig {
     #[serde(default)]
     pub traffic: TrafficSide,
     /// A quota: this many bytes per `per` (e.g. "5 GB", "500 MiB").
+    #[serde(default, deserialize_with = "size")]
     pub limit: Option<ByteSize>,
     pub per: Option<QuotaPeriod>,
     /// A rate limit: bytes or bits per second (e.g. "10 MB/s", "50 Mbit/s") held for
@@ -212,6 +213,25 @@ pub fn parse_rate(text: &str) -> anyhow::Result<f64> {
     Ok(bytes.as_u64() as f64 / divisor)
 }
 
+/// A size as a person writes it ("5 GB", "500 MiB", or a number of bytes), with the
+/// fix in the error.
+fn size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<ByteSize>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Bytes(u64),
+        Text(String),
+    }
+    match Written::deserialize(deserializer)? {
+        Written::Bytes(bytes) => Ok(Some(ByteSize::b(bytes))),
+        Written::Text(text) => text.parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a size: write a number and a unit, like \"5 GB\" or \"500 MiB\""
+            ))
+        }),
+    }
+}
+
 /// A webhook netgraph will POST to: HTTP(S) to a real port, with no credentials in the
 /// URL (they would end up in logs; a token in the path or query is redacted there).
 fn check_webhook(url: &url::Url, owner: &str) -> anyhow::Result<()> {
@@ -293,6 +313,25 @@ mod tests {
         assert_eq!(parse_rate("4096").unwrap(), 4096.0);
         assert!(parse_rate("fast").is_err());
         assert!(parse_rate("0 MB/s").is_err());
+    }
+
+    #[test]
+    fn a_size_that_is_not_one_says_how_to_write_it() {
+        let parsed = |limit: &str| {
+            toml::from_str::<AlertsConfig>(&format!(
+                "[[rule]]\nname = \"r\"\nper = \"day\"\nlimit = {limit}\n"
+            ))
+            .map(|c| c.rules[0].limit.map(|l| l.as_u64()))
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(parsed("\"5 GB\""), Ok(Some(5_000_000_000)));
+        assert_eq!(parsed("\"500 MiB\""), Ok(Some(500 << 20)));
+        assert_eq!(parsed("1000"), Ok(Some(1000)));
+        let error = parsed("\"5 GBB\"").unwrap_err();
+        assert!(
+            error.contains("\"5 GBB\" is not a size: write a number and a unit"),
+            "{error}"
+        );
     }
 
     fn rule(extra: &str) -> anyhow::Result<RuleKind> {

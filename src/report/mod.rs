@@ -96,6 +96,9 @@ pub struct ReportRow {
     pub end: i64,
     /// The group (process name, uid, interface, ...); `(all)` for the period's total.
     pub key: String,
+    /// By peer: the names the address had (comma-separated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub names: Option<String>,
     pub sent_bytes: u64,
     pub recv_bytes: u64,
     pub total_bytes: u64,
@@ -115,11 +118,12 @@ pub fn rows(
     let mut rows = Vec::new();
     let recorded_since = source.recording_since()?;
     for period in periods {
-        let row = |key: String, sent: u64, recv: u64| ReportRow {
+        let row = |key: String, names: Option<String>, sent: u64, recv: u64| ReportRow {
             period: period.label.clone(),
             start: period.start,
             end: period.end,
             key,
+            names,
             sent_bytes: sent,
             recv_bytes: recv,
             total_bytes: sent + recv,
@@ -133,51 +137,41 @@ pub fn rows(
         rows.extend(
             groups
                 .into_iter()
-                .map(|t| row(t.key, t.sent_bytes, t.recv_bytes)),
+                .map(|t| row(t.key, t.names, t.sent_bytes, t.recv_bytes)),
         );
-        rows.push(row("(all)".into(), sent, recv));
+        rows.push(row("(all)".into(), None, sent, recv));
     }
     Ok(rows)
 }
 
-/// Bytes as a person reads them, in decimal units (as limits and bills are given).
+/// Bytes as a person reads them (crate::units), with two decimals.
 pub fn human(bytes: u64) -> String {
-    let units = ["B", "KB", "MB", "GB", "TB", "PB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < units.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.2} {}", units[unit])
-    }
+    crate::units::human(bytes as f64, 2)
 }
 
 /// An aligned table, as a person reads it.
 pub fn table(rows: &[ReportRow], group: &str) -> String {
     let projected = rows.iter().any(|r| r.projected_bytes.is_some());
-    let mut header = vec![
-        "period".to_string(),
-        group.to_string(),
-        "sent".into(),
-        "received".into(),
-        "total".into(),
-    ];
+    let named = rows.iter().any(|r| r.names.is_some());
+    let mut header = vec!["period".to_string(), group.to_string()];
+    if named {
+        header.push("name".into());
+    }
+    header.extend(["sent".into(), "received".into(), "total".into()]);
     if projected {
         header.push("projected".into());
     }
     let mut lines = vec![header];
     for row in rows {
-        let mut line = vec![
-            row.period.clone(),
-            row.key.clone(),
+        let mut line = vec![row.period.clone(), row.key.clone()];
+        if named {
+            line.push(row.names.clone().unwrap_or_default());
+        }
+        line.extend([
             human(row.sent_bytes),
             human(row.recv_bytes),
             human(row.total_bytes),
-        ];
+        ]);
         if projected {
             line.push(row.projected_bytes.map(human).unwrap_or_default());
         }
@@ -199,7 +193,7 @@ pub fn table(rows: &[ReportRow], group: &str) -> String {
             .enumerate()
             .map(|(c, cell)| {
                 // Text left, figures right.
-                if c < 2 {
+                if c < 2 + usize::from(named) {
                     format!("{cell:<width$}", width = widths[c])
                 } else {
                     format!("{cell:>width$}", width = widths[c])
@@ -221,11 +215,20 @@ pub fn csv(rows: &[ReportRow], group: &str) -> String {
             text.to_string()
         }
     };
-    let mut text =
-        format!("period,start,end,{group},sent_bytes,recv_bytes,total_bytes,projected_bytes\n");
+    // By peer, the names each address had, after it.
+    let named = rows.iter().any(|r| r.names.is_some());
+    let names_column = if named { ",names" } else { "" };
+    let mut text = format!(
+        "period,start,end,{group}{names_column},sent_bytes,recv_bytes,total_bytes,projected_bytes\n"
+    );
     for row in rows {
+        let names = if named {
+            format!(",{}", quote(row.names.as_deref().unwrap_or("")))
+        } else {
+            String::new()
+        };
         text += &format!(
-            "{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{}{names},{},{},{},{}\n",
             quote(&row.period),
             row.start,
             row.end,

@@ -9,15 +9,8 @@ use ratatui::widgets::{Block, Paragraph, Row, Table};
 use ratatui::Frame;
 
 fn human(bytes: f64, rate: bool) -> String {
-    let units = ["B", "KB", "MB", "GB", "TB"];
-    let mut value = bytes;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < units.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
     let suffix = if rate { "/s" } else { "" };
-    format!("{value:.1} {}{suffix}", units[unit])
+    format!("{}{suffix}", crate::units::human(bytes, 1))
 }
 
 /// The container, as `namespace/pod/container` in a pod; empty outside containers.
