@@ -59,7 +59,11 @@ impl PeerNames {
                     expires: now + ttl,
                     used: now,
                 };
-                self.latest.insert(address, learnt());
+                // This host's own and its link's addresses mean something else to
+                // every process: only the one that asked takes such a name.
+                if !host_local(address) {
+                    self.latest.insert(address, learnt());
+                }
                 if let Some(pid) = *pid {
                     self.by_process.insert((pid, address), learnt());
                 }
@@ -92,6 +96,14 @@ impl PeerNames {
         self.latest.retain(|_, learnt| keep(learnt));
         self.by_process.retain(|_, learnt| keep(learnt));
         self.queries.expire(now);
+    }
+}
+
+/// Loopback and link-local addresses: each process's lookup of them is its own.
+fn host_local(address: IpAddr) -> bool {
+    match crate::traffic::canonical_ip(address) {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unicast_link_local(),
     }
 }
 

@@ -313,3 +313,35 @@ fn only_answers_to_this_hosts_own_queries_name_addresses() {
     names.learn(&of(Some(1), [spoofed("files.example.")]), late);
     assert_eq!(names.queries.unsolicited, 7);
 }
+
+/// An answer naming a loopback or link-local address names it for the process that
+/// asked only: a browser on 127.0.0.1 is not "files.example.test" because a test
+/// resolver said so to someone else (and the capture engine, which cannot tell who
+/// asked, takes no such name).
+#[test]
+fn host_local_addresses_are_named_only_for_the_process_that_asked() {
+    let mut names = PeerNames::default();
+    let now = Instant::now();
+    let loopback = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+    let link = IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 7));
+    names.learn(
+        &of(
+            Some(42),
+            lookup("files.example.test.", &[loopback, link], 300),
+        ),
+        now,
+    );
+    for address in [loopback, link] {
+        assert_eq!(
+            names.name(Some(42), address, now).as_deref(),
+            Some("files.example.test")
+        );
+        assert_eq!(names.name(Some(7), address, now), None);
+        assert_eq!(names.name(None, address, now), None);
+    }
+    names.learn(
+        &of(None, lookup("files.example.test.", &[loopback], 300)),
+        now,
+    );
+    assert_eq!(names.name(None, loopback, now), None, "capture engine");
+}
