@@ -73,7 +73,8 @@ pub struct Total {
     pub key: String,
     /// For processes: false for the `unknown ...` buckets.
     pub attributed: bool,
-    /// By peer: the names it had, and the services used there (comma-separated).
+    /// By peer: the names it had, and the services used there (comma-separated). By
+    /// user: the user's name on this host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub names: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,7 +112,8 @@ pub struct Only<'a> {
 
 impl Reader {
     /// Totals per group over `[from, to)`, largest first, at most `top` groups; with the
-    /// bucket the range's start was rounded down to (1 where it is exact).
+    /// bucket the range's start was rounded down to (1 where it is exact). By user, each
+    /// row carries the user's name.
     pub fn totals(
         &self,
         from: i64,
@@ -150,6 +152,12 @@ impl Reader {
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
+        let mut rows = rows;
+        if group_by == GroupBy::User {
+            for row in &mut rows {
+                row.names = user_name(&row.key);
+            }
+        }
         Ok((bucket, rows))
     }
 
@@ -262,6 +270,13 @@ impl Reader {
             points,
         })
     }
+}
+
+/// The name of the user whose uid `key` is, where this host knows it.
+fn user_name(key: &str) -> Option<String> {
+    let uid = key.parse::<u32>().ok()?;
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok()??;
+    Some(user.name)
 }
 
 /// `AND` of one condition per filter on the rows' series (`s`) and peers (`p`),

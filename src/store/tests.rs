@@ -110,6 +110,9 @@ fn sums_are_exact_at_every_resolution_and_survive_a_reopen() {
     let users = reader.totals(from, to, GroupBy::User, 10, None).unwrap().1;
     let keys: Vec<&str> = users.iter().map(|t| t.key.as_str()).collect();
     assert_eq!(keys, ["1000", "0", ""]);
+    // Named where this host knows the user (root always).
+    assert_eq!(users[1].names.as_deref(), Some("root"));
+    assert_eq!(users[2].names, None);
     let cgroups = reader
         .totals(from, to, GroupBy::Cgroup, 10, None)
         .unwrap()
