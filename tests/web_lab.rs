@@ -290,6 +290,14 @@ fn the_page_shows_real_traffic_in_chromium() {
         !shown.is_empty(),
         "the page breaks the unattributed share down: {seen}"
     );
+    // Each reason says in words why that traffic has no process.
+    for reason in seen["reasons"].as_array().unwrap() {
+        let why = reason["why"].as_str().unwrap_or("");
+        assert!(
+            why.split_whitespace().count() >= 4 && why != reason["reason"],
+            "no words for {reason}"
+        );
+    }
     for (reason, bytes) in &shown {
         let api = expected.iter().find(|(r, _)| r == reason).map(|(_, b)| *b);
         assert!(

@@ -32,7 +32,7 @@ try {
     detailDomains = await page.locator("#detail-domains-chart svg path").evaluateAll((paths) => paths.map((p) => p.dataset.key));
   }
   const reasons = await page.locator("#unattributed-reasons .reason").evaluateAll((spans) => spans.map((s) => (
-    { reason: s.dataset.reason, bytes: Number(s.dataset.bytes) })));
+    { reason: s.dataset.reason, bytes: Number(s.dataset.bytes), why: s.title })));
   const engine = await page.locator("#engine-name").textContent();
   const limits = await page.locator("#engine-limits").evaluate((p) => (p.hidden ? "" : p.textContent));
   await page.screenshot({ path: screenshot, fullPage: true });
