@@ -80,17 +80,11 @@ fn build(state: &std::path::Path, days: u64, peers: u64, end: u64) {
     let started = Instant::now();
     for minute in 0..minutes {
         let start = end - (minutes - minute) * 60;
-        let mut report = IntervalReport {
-            start: UNIX_EPOCH + Duration::from_secs(start),
-            end: UNIX_EPOCH + Duration::from_secs(start + 60),
-            processes: processes.clone(),
-            countries: Vec::new(),
-            peers: Vec::new(),
-            interfaces: Vec::new(),
-            lost: 0,
-            lost_total: 0,
-            engine: Default::default(),
-        };
+        let mut report = IntervalReport::of(
+            UNIX_EPOCH + Duration::from_secs(start),
+            UNIX_EPOCH + Duration::from_secs(start + 60),
+            processes.clone(),
+        );
         for (index, row) in processes.iter().enumerate().skip(1) {
             report
                 .peers

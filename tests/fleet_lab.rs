@@ -34,15 +34,11 @@ struct HostTruth(String);
 
 impl HostTruth {
     fn install(table: &str, counters: &[(String, String)]) -> HostTruth {
-        let mut rules = format!("table inet {table} {{\n");
-        for (name, _) in counters {
-            rules += &format!("  counter {name} {{ }}\n");
-        }
-        rules += "  chain input { type filter hook input priority 0; policy accept;\n";
-        for (name, matcher) in counters {
-            rules += &format!("    {matcher} counter name {name}\n");
-        }
-        rules += "  }\n}\n";
+        let counters: Vec<(&str, &str, &str)> = counters
+            .iter()
+            .map(|(name, matcher)| (name.as_str(), "input", matcher.as_str()))
+            .collect();
+        let rules = truth_rules(table, &counters);
         let mut nft = Command::new("nft")
             .args(["-f", "-"])
             .stdin(Stdio::piped())

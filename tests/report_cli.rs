@@ -212,17 +212,11 @@ fn a_missing_store_and_a_bad_grouping_are_one_clear_line() {
 
 /// One interval of `sent`/`recv` bytes for `name` at `t`.
 fn interval(t: u64, rows: Vec<ProcessRow>) -> IntervalReport {
-    IntervalReport {
-        start: UNIX_EPOCH + Duration::from_secs(t),
-        end: UNIX_EPOCH + Duration::from_secs(t + 1),
-        processes: rows,
-        countries: Vec::new(),
-        peers: Vec::new(),
-        interfaces: Vec::new(),
-        lost: 0,
-        lost_total: 0,
-        engine: Default::default(),
-    }
+    IntervalReport::of(
+        UNIX_EPOCH + Duration::from_secs(t),
+        UNIX_EPOCH + Duration::from_secs(t + 1),
+        rows,
+    )
 }
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
@@ -243,6 +237,24 @@ fn billing_config(dir: &std::path::Path) -> std::path::PathBuf {
     )
     .unwrap();
     config
+}
+
+/// The `(all)` rows of a JSON report: (period, start, end, total bytes).
+fn totals(text: &str) -> Vec<(String, u64, u64, u64)> {
+    let rows: Value = serde_json::from_str(text).unwrap();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["key"] == "(all)")
+        .map(|r| {
+            (
+                r["period"].as_str().unwrap().to_string(),
+                r["start"].as_u64().unwrap(),
+                r["end"].as_u64().unwrap(),
+                r["total_bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect()
 }
 
 /// 2026-09-15 00:00 in Berlin (22:00 UTC the day before, summer time).
@@ -277,22 +289,6 @@ fn two_months_across_a_clock_change_in_berlin() {
             .filter(|(t, _)| (start..end).contains(t))
             .map(|(_, b)| b)
             .sum()
-    };
-    let totals = |text: &str| -> Vec<(String, u64, u64, u64)> {
-        let rows: Value = serde_json::from_str(text).unwrap();
-        rows.as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["key"] == "(all)")
-            .map(|r| {
-                (
-                    r["period"].as_str().unwrap().to_string(),
-                    r["start"].as_u64().unwrap(),
-                    r["end"].as_u64().unwrap(),
-                    r["total_bytes"].as_u64().unwrap(),
-                )
-            })
-            .collect()
     };
     let days = totals(&report_in(
         "Europe/Berlin",
@@ -450,21 +446,7 @@ fn a_day_without_a_midnight_in_santiago() {
             "--json",
         ],
     );
-    let rows: Value = serde_json::from_str(&text).unwrap();
-    let days: Vec<(String, u64, u64, u64)> = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["key"] == "(all)")
-        .map(|r| {
-            (
-                r["period"].as_str().unwrap().to_string(),
-                r["start"].as_u64().unwrap(),
-                r["end"].as_u64().unwrap(),
-                r["total_bytes"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let days = totals(&text);
     assert_eq!(
         days[..2],
         [

@@ -45,17 +45,11 @@ fn fill_a_year(state: &std::path::Path, now: u64) -> (u64, u64) {
     let processes: Vec<ProcessRow> = (0..PROCESSES).map(row).collect();
     for hour in (first..end).step_by(3600) {
         store
-            .write(&IntervalReport {
-                start: UNIX_EPOCH + Duration::from_secs(hour),
-                end: UNIX_EPOCH + Duration::from_secs(hour + 1),
-                processes: processes.clone(),
-                countries: Vec::new(),
-                peers: Vec::new(),
-                interfaces: Vec::new(),
-                lost: 0,
-                lost_total: 0,
-                engine: Default::default(),
-            })
+            .write(&IntervalReport::of(
+                UNIX_EPOCH + Duration::from_secs(hour),
+                UNIX_EPOCH + Duration::from_secs(hour + 1),
+                processes.clone(),
+            ))
             .unwrap();
     }
     (first, store.live_bytes().unwrap())

@@ -58,21 +58,15 @@ fn the_api_answers_each_query_on_known_data() {
     let mut store = Store::open(&dir, Retention::default()).unwrap();
     let start = 1_800_000_000; // on an hour boundary
     for second in 0..600u64 {
-        let report = IntervalReport {
-            start: UNIX_EPOCH + Duration::from_secs(start + second),
-            end: UNIX_EPOCH + Duration::from_secs(start + second + 1),
-            processes: vec![
+        let report = IntervalReport::of(
+            UNIX_EPOCH + Duration::from_secs(start + second),
+            UNIX_EPOCH + Duration::from_secs(start + second + 1),
+            vec![
                 row("firefox", Some(1000), "wlan0", 1000, 9000),
                 row("sshd", Some(0), "eth0", 200, 100),
                 row("unknown UDP", None, "eth0", 5, 5),
             ],
-            countries: Vec::new(),
-            peers: Vec::new(),
-            interfaces: Vec::new(),
-            lost: 0,
-            lost_total: 0,
-            engine: Default::default(),
-        };
+        );
         store.write(&report).unwrap();
     }
     let port = free_port();

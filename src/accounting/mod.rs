@@ -89,6 +89,22 @@ pub struct IntervalReport {
 }
 
 impl IntervalReport {
+    /// An interval of these process rows and nothing else (no countries, peers,
+    /// interfaces or losses): what tests and benchmarks write to a store.
+    pub fn of(start: SystemTime, end: SystemTime, processes: Vec<ProcessRow>) -> IntervalReport {
+        IntervalReport {
+            start,
+            end,
+            processes,
+            countries: Vec::new(),
+            peers: Vec::new(),
+            interfaces: Vec::new(),
+            lost: 0,
+            lost_total: 0,
+            engine: Default::default(),
+        }
+    }
+
     pub fn duration(&self) -> Duration {
         self.end.duration_since(self.start).unwrap_or_default()
     }

@@ -37,8 +37,9 @@ impl Source {
     fn recording_since(&self) -> anyhow::Result<Option<i64>> {
         match self {
             Source::Store(reader) => reader.recording_since(),
+            // Every totals answer says it: ask for the last second's.
             Source::Daemon { .. } => {
-                Ok(self.daemon_totals(0, 1, GroupBy::Process, 1)?["recorded_since"].as_i64())
+                Ok(self.daemon_totals(-1, 0, GroupBy::Process, 1)?["recorded_since"].as_i64())
             }
         }
     }

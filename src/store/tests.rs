@@ -40,17 +40,11 @@ fn row(
 }
 
 fn report(second: u64, rows: Vec<ProcessRow>) -> IntervalReport {
-    IntervalReport {
-        start: UNIX_EPOCH + Duration::from_secs(second),
-        end: UNIX_EPOCH + Duration::from_secs(second + 1),
-        processes: rows,
-        countries: Vec::new(),
-        peers: Vec::new(),
-        interfaces: Vec::new(),
-        lost: 0,
-        lost_total: 0,
-        engine: Default::default(),
-    }
+    IntervalReport::of(
+        UNIX_EPOCH + Duration::from_secs(second),
+        UNIX_EPOCH + Duration::from_secs(second + 1),
+        rows,
+    )
 }
 
 /// Two hours of one-second intervals, starting on an hour boundary.

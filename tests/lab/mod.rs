@@ -61,6 +61,22 @@ pub fn run(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// An nftables table `table` of counters: (name, hook `input` or `output`, match).
+pub fn truth_rules(table: &str, counters: &[(&str, &str, &str)]) -> String {
+    let mut rules = format!("table inet {table} {{\n");
+    for (name, _, _) in counters {
+        rules += &format!("  counter {name} {{ }}\n");
+    }
+    for hook in ["input", "output"] {
+        rules += &format!("  chain {hook} {{ type filter hook {hook} priority 0; policy accept;\n");
+        for (name, _, matcher) in counters.iter().filter(|(_, h, _)| *h == hook) {
+            rules += &format!("    {matcher} counter name {name}\n");
+        }
+        rules += "  }\n";
+    }
+    rules + "}\n"
+}
+
 pub struct Lab {
     /// Labs run one at a time: parallel full-speed workloads would measure each other.
     _serial: std::sync::MutexGuard<'static, ()>,
@@ -220,19 +236,7 @@ impl Lab {
 
     /// Installs nftables counters in namespace `ns` (`b`: the far end of the link).
     pub fn truth_in(&self, ns: &str, counters: &[(&str, &str, &str)]) {
-        let mut rules = String::from("table inet truth {\n");
-        for (name, _, _) in counters {
-            rules += &format!("  counter {name} {{ }}\n");
-        }
-        for hook in ["input", "output"] {
-            rules +=
-                &format!("  chain {hook} {{ type filter hook {hook} priority 0; policy accept;\n");
-            for (name, _, matcher) in counters.iter().filter(|(_, h, _)| *h == hook) {
-                rules += &format!("    {matcher} counter name {name}\n");
-            }
-            rules += "  }\n";
-        }
-        rules += "}\n";
+        let rules = truth_rules("truth", counters);
         let mut nft = Command::new("ip")
             .args(["netns", "exec", ns, "nft", "-f", "-"])
             .stdin(Stdio::piped())

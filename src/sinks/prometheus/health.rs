@@ -66,17 +66,7 @@ mod tests {
 
     fn report() -> IntervalReport {
         let end = SystemTime::now();
-        IntervalReport {
-            start: end - Duration::from_secs(1),
-            end,
-            processes: Vec::new(),
-            countries: Vec::new(),
-            peers: Vec::new(),
-            interfaces: Vec::new(),
-            lost: 0,
-            lost_total: 0,
-            engine: Default::default(),
-        }
+        IntervalReport::of(end - Duration::from_secs(1), end, Vec::new())
     }
 
     #[test]
