@@ -100,14 +100,7 @@ fn churn_never_stalls_the_interval_loop() {
     let records = netgraph.stop();
     records.assert_conservation();
 
-    let mut stamps: Vec<u64> = records
-        .lines
-        .iter()
-        .filter(|l| l["type"] == "engine")
-        .map(|l| l["timestamp_ms"].as_u64().unwrap())
-        .collect();
-    stamps.sort_unstable();
-    let widest = stamps.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    let widest = records.widest_gap_ms();
     let (truth, wire) = (lab.truth_bytes("out"), lab.truth_bytes_in(&lab.b, "wire"));
     let named = records.sum("ng-churn", &lab.veth_a, "sent_bytes_last");
     report(&format!(

@@ -38,19 +38,7 @@ impl HostTruth {
             .iter()
             .map(|(name, matcher)| (name.as_str(), "input", matcher.as_str()))
             .collect();
-        let rules = truth_rules(table, &counters);
-        let mut nft = Command::new("nft")
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("nft");
-        use std::io::Write;
-        nft.stdin
-            .take()
-            .unwrap()
-            .write_all(rules.as_bytes())
-            .unwrap();
-        assert!(nft.wait().unwrap().success(), "nft rejected:\n{rules}");
+        apply_nft(&[], &truth_rules(table, &counters));
         HostTruth(table.to_string())
     }
 

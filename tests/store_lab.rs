@@ -112,14 +112,7 @@ fn a_scanner_past_the_size_bound_costs_the_oldest_history_and_no_interval() {
         std::thread::sleep(Duration::from_millis(500));
     }
     let records = netgraph.stop();
-    let mut stamps: Vec<u64> = records
-        .lines
-        .iter()
-        .filter(|l| l["type"] == "engine")
-        .map(|l| l["timestamp_ms"].as_u64().unwrap())
-        .collect();
-    stamps.sort_unstable();
-    let widest = stamps.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    let widest = records.widest_gap_ms();
     let scanned: u64 = records.sum_all("ng-scan", "sent_bytes_last");
 
     let store = Store::open(&state, Retention::default()).unwrap();

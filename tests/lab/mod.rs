@@ -61,6 +61,22 @@ pub fn run(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Loads nftables `rules` (behind `launcher`, such as `ip netns exec NS`).
+pub fn apply_nft(launcher: &[&str], rules: &str) {
+    let line: Vec<&str> = launcher.iter().copied().chain(["nft", "-f", "-"]).collect();
+    let mut nft = Command::new(line[0])
+        .args(&line[1..])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("nft");
+    nft.stdin
+        .take()
+        .unwrap()
+        .write_all(rules.as_bytes())
+        .unwrap();
+    assert!(nft.wait().unwrap().success(), "nft rejected:\n{rules}");
+}
+
 /// An nftables table `table` of counters: (name, hook `input` or `output`, match).
 pub fn truth_rules(table: &str, counters: &[(&str, &str, &str)]) -> String {
     let mut rules = format!("table inet {table} {{\n");
@@ -236,18 +252,10 @@ impl Lab {
 
     /// Installs nftables counters in namespace `ns` (`b`: the far end of the link).
     pub fn truth_in(&self, ns: &str, counters: &[(&str, &str, &str)]) {
-        let rules = truth_rules("truth", counters);
-        let mut nft = Command::new("ip")
-            .args(["netns", "exec", ns, "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("nft");
-        nft.stdin
-            .take()
-            .unwrap()
-            .write_all(rules.as_bytes())
-            .unwrap();
-        assert!(nft.wait().unwrap().success(), "nft rejected:\n{rules}");
+        apply_nft(
+            &["ip", "netns", "exec", ns],
+            &truth_rules("truth", counters),
+        );
     }
 
     /// Bytes counted by a truth counter.
@@ -661,6 +669,16 @@ impl Records {
     /// Lines of one `type` (`process`, `peer`, `country`, `interface`, `engine`).
     pub fn of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
         self.lines.iter().filter(move |l| l["type"] == kind)
+    }
+
+    /// The widest gap between two intervals, by their engine lines, in milliseconds.
+    pub fn widest_gap_ms(&self) -> u64 {
+        let mut stamps: Vec<u64> = self
+            .of_type("engine")
+            .map(|l| l["timestamp_ms"].as_u64().unwrap())
+            .collect();
+        stamps.sort_unstable();
+        stamps.windows(2).map(|w| w[1] - w[0]).max().unwrap()
     }
 
     pub fn processes(&self) -> impl Iterator<Item = &Value> {
