@@ -17,6 +17,7 @@ pub mod geo;
 pub mod http;
 pub mod locks;
 pub mod outputs;
+pub mod periods;
 pub mod pipeline;
 pub mod private_files;
 pub mod rate_limited;

@@ -19,6 +19,11 @@ pub fn human(bytes: f64, decimals: usize) -> String {
     }
 }
 
+/// Whole bytes with two decimals in their unit: reports and notices.
+pub fn bytes(bytes: u64) -> String {
+    human(bytes as f64, 2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::human;

@@ -1,7 +1,7 @@
 //! A quota: bytes per day or per billing month. It fires once when the period's bytes
 //! reach the limit, and clears when a new period begins.
 
-use crate::report::periods::Period;
+use crate::periods::Period;
 
 #[derive(Debug)]
 pub struct QuotaWatch {

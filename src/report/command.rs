@@ -1,7 +1,7 @@
 //! The `netgraph report` command line: which periods, grouped how, printed how.
 
-use super::periods::{periods, Selection, Split};
 use crate::config::Config;
+use crate::periods::{periods, Selection, Split};
 use crate::store::GroupBy;
 use chrono::{Local, NaiveDate, TimeZone};
 use std::path::PathBuf;

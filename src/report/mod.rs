@@ -3,11 +3,11 @@
 //! per process. It reads the store file the daemon writes.
 
 pub mod command;
-pub mod periods;
 pub mod usage;
 
+use crate::periods::Period;
 use crate::store::{GroupBy, Only, Reader, Total};
-use periods::Period;
+use crate::units::bytes as human;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -143,11 +143,6 @@ pub fn rows(
         rows.push(row("(all)".into(), None, sent, recv));
     }
     Ok(rows)
-}
-
-/// Bytes as a person reads them (crate::units), with two decimals.
-pub fn human(bytes: u64) -> String {
-    crate::units::human(bytes as f64, 2)
 }
 
 /// An aligned table, as a person reads it.

@@ -2,7 +2,7 @@
 //! the last 12, stacked by the largest groups (the rest as `other`), with the running
 //! periods' projections.
 
-use super::periods::{last_billing_months, last_days, Period};
+use crate::periods::{last_billing_months, last_days, Period};
 use crate::store::{GroupBy, Reader};
 use serde::Serialize;
 

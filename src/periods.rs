@@ -1,6 +1,6 @@
-//! The periods a report covers, in the host's local time: days, and billing months that
-//! start on a configured day (as a provider bills), and the projection of a period that
-//! is still running.
+//! Periods of time in the host's local time, shared by reports, quotas and the page:
+//! days, and billing months that start on a configured day (as a provider bills), and
+//! the projection of a period that is still running.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone};
 
