@@ -300,6 +300,11 @@ fn the_page_shows_real_traffic_in_chromium() {
         );
     }
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
+    // The README's picture of the page is this screenshot:
+    // NETGRAPH_SCREENSHOT=docs/page.png cargo test --release --test web_lab -- --ignored
+    if let Ok(keep) = std::env::var("NETGRAPH_SCREENSHOT") {
+        std::fs::copy(&screenshot, keep).unwrap();
+    }
     assert_engine_shown(&status, &seen, &metrics);
 }
 
