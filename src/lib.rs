@@ -12,6 +12,7 @@ pub mod bounded;
 pub mod cgroup;
 pub mod check;
 pub mod config;
+pub mod daemon_client;
 pub mod engine;
 pub mod geo;
 pub mod http;

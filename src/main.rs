@@ -209,12 +209,9 @@ fn check(args: CheckArgs) -> ExitCode {
 
 fn top(args: TopArgs) -> anyhow::Result<()> {
     use netgraph::top::Source;
-    if netgraph::top::fetch_live(&args.url, args.token.as_deref()).is_ok() {
-        let source = Source::Daemon {
-            url: args.url,
-            token: args.token,
-        };
-        return netgraph::top::run(source);
+    let daemon = netgraph::daemon_client::DaemonClient::new(&args.url, args.token.as_deref());
+    if daemon.live().is_ok() {
+        return netgraph::top::run(Source::Daemon(daemon));
     }
     // No daemon: run the pipeline here, into a live view only.
     let live = netgraph::sinks::live::SharedLive::default();

@@ -5,6 +5,7 @@
 pub mod command;
 pub mod usage;
 
+use crate::daemon_client::DaemonClient;
 use crate::periods::Period;
 use crate::store::{GroupBy, Only, Reader, Total};
 use crate::units::bytes as human;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 /// Where the totals come from: the running daemon's API, or the store file.
 pub enum Source {
-    Daemon { url: String, token: Option<String> },
+    Daemon(DaemonClient),
     Store(Reader),
 }
 
@@ -24,11 +25,9 @@ impl Source {
         token: Option<&str>,
         state_directory: &std::path::Path,
     ) -> anyhow::Result<Source> {
-        if crate::top::fetch_live(url, token).is_ok() {
-            return Ok(Source::Daemon {
-                url: url.trim_end_matches('/').to_string(),
-                token: token.map(String::from),
-            });
+        let daemon = DaemonClient::new(url, token);
+        if daemon.live().is_ok() {
+            return Ok(Source::Daemon(daemon));
         }
         Ok(Source::Store(Reader::open(state_directory)?))
     }
@@ -38,8 +37,8 @@ impl Source {
         match self {
             Source::Store(reader) => reader.recording_since(),
             // Every totals answer says it: ask for the last second's.
-            Source::Daemon { .. } => {
-                Ok(self.daemon_totals(-1, 0, GroupBy::Process, 1)?["recorded_since"].as_i64())
+            Source::Daemon(daemon) => {
+                Ok(daemon_totals(daemon, -1, 0, GroupBy::Process, 1)?["recorded_since"].as_i64())
             }
         }
     }
@@ -54,38 +53,27 @@ impl Source {
     ) -> anyhow::Result<Vec<Total>> {
         match self {
             Source::Store(reader) => Ok(reader.totals(from, to, group_by, top, None::<Only>)?.1),
-            Source::Daemon { .. } => Ok(serde_json::from_value(
-                self.daemon_totals(from, to, group_by, top)?["rows"].take(),
+            Source::Daemon(daemon) => Ok(serde_json::from_value(
+                daemon_totals(daemon, from, to, group_by, top)?["rows"].take(),
             )?),
         }
     }
+}
 
-    /// The daemon's answer to a totals query.
-    fn daemon_totals(
-        &self,
-        from: i64,
-        to: i64,
-        group_by: GroupBy,
-        top: usize,
-    ) -> anyhow::Result<serde_json::Value> {
-        let Source::Daemon { url, token } = self else {
-            anyhow::bail!("not a daemon");
-        };
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .new_agent();
-        let group = serde_json::to_value(group_by)?;
-        let group = group.as_str().unwrap_or("process");
-        let mut request = agent.get(&format!(
-            "{url}/api/v1/totals?from={from}&to={to}&group_by={group}&top={top}"
-        ));
-        if let Some(token) = token {
-            request = request.header("Authorization", format!("Bearer {token}"));
-        }
-        let text = request.call()?.body_mut().read_to_string()?;
-        Ok(serde_json::from_str(&text)?)
-    }
+/// The daemon's answer to a totals query.
+fn daemon_totals(
+    daemon: &DaemonClient,
+    from: i64,
+    to: i64,
+    group_by: GroupBy,
+    top: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let group = serde_json::to_value(group_by)?;
+    let group = group.as_str().unwrap_or("process");
+    daemon.get(
+        &format!("totals?from={from}&to={to}&group_by={group}&top={top}"),
+        Duration::from_secs(30),
+    )
 }
 
 /// One line of a report: a group's bytes in a period.

@@ -4,6 +4,7 @@
 mod app;
 mod view;
 
+use crate::daemon_client::DaemonClient;
 use crate::sinks::live::{LiveSnapshot, SharedLive};
 use app::App;
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 pub enum Source {
     /// A running daemon's `/api/v1/live`.
-    Daemon { url: String, token: Option<String> },
+    Daemon(DaemonClient),
     /// netgraph's own pipeline, running in this process.
     Local(SharedLive),
 }
@@ -19,7 +20,7 @@ pub enum Source {
 impl Source {
     fn describe(&self) -> String {
         match self {
-            Source::Daemon { url, .. } => format!("daemon at {url}"),
+            Source::Daemon(daemon) => format!("daemon at {}", daemon.describe()),
             Source::Local(_) => "counting by itself (no daemon)".into(),
         }
     }
@@ -27,23 +28,9 @@ impl Source {
     fn snapshot(&self) -> anyhow::Result<LiveSnapshot> {
         match self {
             Source::Local(shared) => Ok(crate::locks::read(shared).clone()),
-            Source::Daemon { url, token } => fetch_live(url, token.as_deref()),
+            Source::Daemon(daemon) => daemon.live(),
         }
     }
-}
-
-/// Reads a daemon's live view; also how `top` learns whether a daemon runs.
-pub fn fetch_live(url: &str, token: Option<&str>) -> anyhow::Result<LiveSnapshot> {
-    let agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(2)))
-        .build()
-        .new_agent();
-    let mut request = agent.get(&format!("{}/api/v1/live", url.trim_end_matches('/')));
-    if let Some(token) = token {
-        request = request.header("Authorization", format!("Bearer {token}"));
-    }
-    let text = request.call()?.body_mut().read_to_string()?;
-    Ok(serde_json::from_str(&text)?)
 }
 
 const REFRESH: Duration = Duration::from_secs(1);
