@@ -9,20 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-fn run_ok(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        output.status.success(),
-        "{program} {args:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 struct Packages {
     deb: PathBuf,
     rpm: PathBuf,
@@ -33,7 +19,7 @@ fn packages() -> &'static Packages {
     static BUILT: OnceLock<Packages> = OnceLock::new();
     BUILT.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let built = run_ok(
+        let built = run(
             root.join("packaging/packages.sh").to_str().unwrap(),
             &["release"],
         );
@@ -61,7 +47,7 @@ const FILES: [&str; 8] = [
 ];
 
 fn mode_and_owner(path: &str) -> String {
-    run_ok("stat", &["-c", "%a %U %G", path]).trim().to_string()
+    run("stat", &["-c", "%a %U %G", path]).trim().to_string()
 }
 
 /// Installs the .deb, runs `netgraph check` from it, verifies the unit, reads a manual
@@ -71,9 +57,9 @@ fn mode_and_owner(path: &str) -> String {
 fn the_debian_package_installs_and_checks() {
     require_root();
     let deb = packages().deb.to_str().unwrap();
-    run_ok("dpkg", &["-i", deb]);
+    run("dpkg", &["-i", deb]);
     let installed = std::panic::catch_unwind(|| {
-        let listing = run_ok("dpkg", &["-L", "netgraph"]);
+        let listing = run("dpkg", &["-L", "netgraph"]);
         for file in FILES.iter().chain(&[
             "/lib/systemd/system/netgraph.service",
             "/usr/share/doc/netgraph/copyright",
@@ -91,18 +77,18 @@ fn the_debian_package_installs_and_checks() {
                 && !copyright.contains("missing"),
             "{copyright}"
         );
-        let changelog = run_ok("zcat", &["/usr/share/doc/netgraph/changelog.Debian.gz"]);
+        let changelog = run("zcat", &["/usr/share/doc/netgraph/changelog.Debian.gz"]);
         assert!(
             changelog.starts_with(&format!("netgraph ({}-1)", env!("CARGO_PKG_VERSION"))),
             "{changelog}"
         );
         // The manual page a user reads, rendered by man-db.
-        let page = run_ok("man", &["-P", "cat", "netgraph-report"]);
+        let page = run("man", &["-P", "cat", "netgraph-report"]);
         assert!(
             page.contains("netgraph-report") && page.contains("--last-month"),
             "{page}"
         );
-        run_ok("getent", &["passwd", "netgraph"]);
+        run("getent", &["passwd", "netgraph"]);
         assert_eq!(
             mode_and_owner("/etc/netgraph/netgraph.toml"),
             "640 root netgraph"
@@ -143,15 +129,15 @@ fn the_debian_package_installs_and_checks() {
             .unwrap_or_else(|| panic!("no exposure level in {analysis}"));
         assert!(exposure <= 2.5, "exposure {exposure}:\n{analysis}");
         // An admin tightens the file; an upgrade (the package again) leaves it so.
-        run_ok("chmod", &["600", "/etc/netgraph/netgraph.toml"]);
-        run_ok("dpkg", &["-i", deb]);
+        run("chmod", &["600", "/etc/netgraph/netgraph.toml"]);
+        run("dpkg", &["-i", deb]);
         assert_eq!(
             mode_and_owner("/etc/netgraph/netgraph.toml"),
             "600 root netgraph"
         );
         report(&format!("Debian package {deb}: installs, `netgraph check` runs from it, systemd-analyze verify is clean, security exposure {exposure}, man pages render, an admin's modes survive an upgrade"));
     });
-    run_ok("dpkg", &["--purge", "netgraph"]);
+    run("dpkg", &["--purge", "netgraph"]);
     if let Err(panic) = installed {
         std::panic::resume_unwind(panic);
     }
@@ -165,7 +151,7 @@ fn the_debian_package_installs_and_checks() {
 fn the_rpm_holds_the_same_files_user_and_unit() {
     require_root();
     let rpm = packages().rpm.to_str().unwrap();
-    let listing = run_ok("rpm", &["-qpl", rpm]);
+    let listing = run("rpm", &["-qpl", rpm]);
     for file in FILES
         .iter()
         .chain(&["/usr/lib/systemd/system/netgraph.service"])
@@ -182,7 +168,7 @@ fn the_rpm_holds_the_same_files_user_and_unit() {
     let root = std::env::temp_dir().join(format!("netgraph-rpm-root-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     // Files, modes and owners: the configuration 640 root:netgraph, kept on upgrade.
-    let files = run_ok(
+    let files = run(
         "rpm",
         &[
             "-qp",
@@ -203,7 +189,7 @@ fn the_rpm_holds_the_same_files_user_and_unit() {
             .any(|l| l.starts_with("-rwxr-xr-x root root") && l.ends_with(" /usr/bin/netgraph")),
         "{files}"
     );
-    let scripts = run_ok("rpm", &["-qp", "--scripts", rpm]);
+    let scripts = run("rpm", &["-qp", "--scripts", rpm]);
     for expected in [
         "groupadd --system netgraph",
         "useradd --system --gid netgraph",
@@ -212,7 +198,7 @@ fn the_rpm_holds_the_same_files_user_and_unit() {
     ] {
         assert!(scripts.contains(expected), "{expected}:\n{scripts}");
     }
-    let requires = run_ok("rpm", &["-qp", "--requires", rpm]);
+    let requires = run("rpm", &["-qp", "--requires", rpm]);
     assert!(requires.contains("systemd"), "{requires}");
     let lint = Command::new("rpmlint")
         .args(["-c", "packaging/rpm/rpmlint.toml", rpm])
@@ -225,7 +211,7 @@ fn the_rpm_holds_the_same_files_user_and_unit() {
         "{said}"
     );
     // Installed into a scratch root (its scripts need an RPM system's tools).
-    run_ok(
+    run(
         "rpm",
         &[
             "--root",
