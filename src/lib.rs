@@ -17,6 +17,7 @@ pub mod engine;
 pub mod geo;
 pub mod http;
 pub mod locks;
+pub mod malloc_arenas;
 pub mod outputs;
 pub mod periods;
 pub mod pipeline;

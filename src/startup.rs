@@ -217,6 +217,7 @@ pub fn pipeline(
 /// `netgraph run`: counts into the configured sinks until SIGTERM or SIGINT, and takes
 /// up the configuration again on SIGHUP.
 pub fn run(args: RunArgs, mut config: Config) -> anyhow::Result<()> {
+    crate::malloc_arenas::limit();
     raise_file_limit();
     let settings = Settings::resolve(&args, &config);
     let outputs = crate::outputs::start(&config, settings.json)?;
