@@ -34,7 +34,7 @@ cargo fmt --all -- --check
 cargo clippy --release --all-targets --quiet -- -D warnings
 rm -f target/lab-report.txt
 # Lab tests are #[ignore]d for a plain `cargo test` (they need root): run them too.
-cargo test --release -- --include-ignored
+cargo test --release --no-fail-fast -- --include-ignored
 if [ -f target/lab-report.txt ]; then
     echo "== measured in the namespace lab =="
     cat target/lab-report.txt
