@@ -95,9 +95,6 @@ fn main() -> ExitCode {
             // The packaged file where it exists, as `check` and `report` read it; a
             // reload reads the same file again.
             args.config = args.config.or_else(packaged_config);
-            if let Some(path) = &args.config {
-                tracing::info!(path = %path.display(), "configuration");
-            }
             // A bad configuration stops everything before it starts, with status 2.
             let config = match &args.config {
                 Some(path) => Config::load(path),
@@ -107,6 +104,9 @@ fn main() -> ExitCode {
                 Ok(config) => {
                     if let Some(level) = &config.log_level {
                         set_log_level(level);
+                    }
+                    if let Some(path) = &args.config {
+                        tracing::info!(path = %path.display(), "configuration");
                     }
                     netgraph::startup::run(args, config)
                 }
