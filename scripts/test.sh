@@ -23,7 +23,7 @@ command -v npm >/dev/null 2>&1 || install_packages npm
 # The browser test drives chromium with playwright-core (no browser download).
 npm ci --prefix tests/browser --no-audit --no-fund --silent
 # kubernetes-validate checks the DaemonSet against Kubernetes' own schemas (PyPI).
-command -v kubernetes-validate >/dev/null 2>&1 ||
+python3 -c "import kubernetes_validate" >/dev/null 2>&1 ||
     python3 -m pip install --quiet --root-user-action=ignore kubernetes-validate ||
     python3 -m pip install --quiet --root-user-action=ignore --break-system-packages kubernetes-validate
 # The package test builds the .deb and the RPM.
