@@ -17,7 +17,7 @@ install_packages "${BUILD_PACKAGES[@]}" iproute2 nftables iputils-ping mount uti
     influxdb victoria-metrics prometheus openssl curl chromium nodejs tmux systemd adduser \
     libmaxmind-db-writer-perl podman runc busybox-static containerd python3-yaml \
     dnsmasq-base ethtool docker.io tzdata qemu-system-x86 kmod cpio xz-utils \
-    rpm rpmlint man-db groff-base
+    rpm rpmlint man-db groff-base python3-pip
 # npm comes with nodejs from NodeSource; Debian's own npm conflicts with that one.
 command -v npm >/dev/null 2>&1 || install_packages npm
 # The browser test drives chromium with playwright-core (no browser download).
