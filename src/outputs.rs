@@ -4,6 +4,7 @@
 use crate::alerts::board::AlertBoard;
 use crate::alerts::delivery::Deliveries;
 use crate::alerts::Alerts;
+use crate::attribution::RememberedName;
 use crate::config::{Config, DEFAULT_WEB_LISTEN};
 use crate::sinks::influxdb::InfluxSink;
 use crate::sinks::json_lines::JsonLinesSink;
@@ -21,6 +22,8 @@ pub struct Outputs {
     pub lasting: Vec<Box<dyn Sink>>,
     pub reloadable: Vec<Box<dyn Sink>>,
     pub shared: Shared,
+    /// Peer names the store kept from the previous run, for attribution to take up.
+    pub remembered_names: Vec<RememberedName>,
 }
 
 /// What the reloadable outputs report into and the lasting ones show, across reloads.
@@ -52,6 +55,7 @@ pub fn start(config: &Config, json_lines: bool) -> anyhow::Result<Outputs> {
     let live = SharedLive::default();
     sinks.push(Box::new(LiveSink::new(live.clone())));
     let mut reader = None;
+    let mut remembered_names = Vec::new();
     if config.store.enabled {
         let retention = Retention {
             seconds: config.store.keep_seconds,
@@ -62,6 +66,12 @@ pub fn start(config: &Config, json_lines: bool) -> anyhow::Result<Outputs> {
         };
         // History is worth much, but not stopping the accounting and the other sinks for.
         match Store::open(&state_directory, retention).and_then(|store| {
+            remembered_names = store
+                .remembered_names(crate::store::seconds(std::time::SystemTime::now()))
+                .unwrap_or_else(|error| {
+                    tracing::warn!("the store's peer names cannot be read ({error:#}); names are learnt afresh");
+                    Vec::new()
+                });
             let readers = store.readers();
             let moved_aside = store.moved_aside().is_some();
             let path = store.path().to_owned();
@@ -100,6 +110,7 @@ pub fn start(config: &Config, json_lines: bool) -> anyhow::Result<Outputs> {
         lasting: sinks,
         reloadable,
         shared,
+        remembered_names,
     })
 }
 

@@ -245,6 +245,7 @@ pub fn run(args: RunArgs, mut config: Config) -> anyhow::Result<()> {
         accountant = accountant.with_peers(per_process);
     }
     let mut pipeline = pipeline(&settings, accountant, outputs.lasting, outputs.reloadable)?;
+    pipeline.attributor.restore_names(outputs.remembered_names);
     let addresses_recorded = pipeline.engine.records_addresses();
     let shared = outputs.shared.clone();
     pipeline.reload = Some(Reload {

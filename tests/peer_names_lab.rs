@@ -16,6 +16,7 @@ for_both_engines!(
     answers_to_no_query_name_nothing,
     server_names_from_client_hellos,
     reverse_names_when_configured,
+    names_outlive_a_restart,
 );
 
 /// The peer rows of process `name` with `peer_address` and `service`.
@@ -381,6 +382,58 @@ fn reverse_names_when_configured(engine: EngineUnderTest) {
         sum(&rows, "sent_bytes_last"),
         lab.truth_bytes_in(&lab.b, "arrived"),
     );
+}
+
+/// A process looks a name up and sends for eight seconds; netgraph restarts (on one
+/// state directory, its store on) while it sends, so the second run never sees the
+/// lookup. Both runs name the peer as looked up: the store kept the name.
+fn names_outlive_a_restart(engine: EngineUnderTest) {
+    let lab = Lab::new();
+    let _dns = LabDns::start(&lab, &[format!("--host-record=files.lab.test,{B4}")]);
+    lab.serve(&lab.b, "ng-sink", &["tcp-sink", &format!("{B4}:6106")]);
+    let state = lab.path("state");
+    let config = lab.path("peers.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_directory = \"{}\"\n[peers]\nenabled = true\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let args = ["--config", config.to_str().unwrap()];
+    let first = engine.start(&lab, &args);
+    let sender = lab.spawn(
+        &lab.a,
+        "ng-files",
+        &["tcp-send", "files.lab.test:6106", "8s"],
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let before = first.stop();
+    let second = engine.start(&lab, &args);
+    let output = sender.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    settle();
+    let log = second.log();
+    assert!(
+        log.contains("peer names from the previous run taken up"),
+        "{log}"
+    );
+    let after = second.stop();
+    let sent = |records: &Records| {
+        let rows = peer_rows(records, "ng-files", B4, "6106/tcp");
+        assert_named(&rows, "files.lab.test");
+        sum(&rows, "sent_bytes_last")
+    };
+    let (sent_before, sent_after) = (sent(&before), sent(&after));
+    report(&format!(
+        "{engine:?}: a lookup before a restart names the peer after it: {sent_before} bytes before, {sent_after} after, all named files.lab.test"
+    ));
+    assert!(sent_after > 0, "no traffic after the restart");
 }
 
 struct KillOnDrop(std::process::Child);

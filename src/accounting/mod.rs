@@ -1,7 +1,9 @@
 //! Accounting: rolls attributed traffic into intervals per (process name, uid, interface),
 //! with monotonic totals since start and rates.
 
-use crate::attribution::{AttributedReport, AttributedTraffic, Owner, ProcessIdentity, Unowned};
+use crate::attribution::{
+    AttributedReport, AttributedTraffic, Owner, ProcessIdentity, RememberedName, Unowned,
+};
 use crate::engine::features::EngineStatus;
 use crate::engine::{CaptureStats, InterfaceName, InterfaceTraffic};
 use crate::geo::Geo;
@@ -86,6 +88,8 @@ pub struct IntervalReport {
     pub lost_total: u64,
     /// The engine counting, and what it runs with.
     pub engine: Arc<EngineStatus>,
+    /// Peer names learnt or kept in use this interval, for the store to remember.
+    pub names: Vec<RememberedName>,
 }
 
 impl IntervalReport {
@@ -102,6 +106,7 @@ impl IntervalReport {
             lost: 0,
             lost_total: 0,
             engine: Default::default(),
+            names: Vec::new(),
         }
     }
 
@@ -205,6 +210,7 @@ impl Accountant {
             lost: report.lost,
             lost_total: self.lost_total,
             engine: self.engine.clone(),
+            names: report.names,
         }
     }
 

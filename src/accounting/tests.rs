@@ -47,6 +47,7 @@ fn rows_merge_per_name_and_keep_the_busiest_pid() {
         ],
         interfaces: vec![InterfaceTraffic::new("eth0".into())],
         lost: 0,
+        names: Vec::new(),
     };
     let interval = accountant.close_interval(report, at(2));
     assert_eq!(interval.processes.len(), 2);
@@ -72,6 +73,7 @@ fn totals_are_monotonic_and_quiet_series_emit_nothing() {
         traffic: vec![traffic(process(10, "curl"), sent, 0)],
         interfaces: vec![],
         lost: 0,
+        names: Vec::new(),
     };
     accountant.close_interval(one(100), at(1));
     let second = accountant.close_interval(one(50), at(2));
@@ -97,6 +99,7 @@ fn interface_rows_merge_and_total() {
         traffic: vec![],
         interfaces: vec![a, b],
         lost: 3,
+        names: Vec::new(),
     };
     let interval = accountant.close_interval(report, at(1));
     assert_eq!(interval.interfaces.len(), 1);
@@ -146,6 +149,7 @@ fn geoip_names_unattributed_ends_and_breaks_processes_down_by_country() {
         ],
         interfaces: vec![InterfaceTraffic::new("eth0".into())],
         lost: 0,
+        names: Vec::new(),
     };
     accountant.close_interval(report(), at(1));
     let interval = accountant.close_interval(report(), at(2));
@@ -225,6 +229,7 @@ fn without_geoip_there_is_no_breakdown() {
         traffic: vec![item],
         interfaces: Vec::new(),
         lost: 0,
+        names: Vec::new(),
     };
     let interval = accountant.close_interval(report, at(1));
     assert_eq!(&*interval.processes[0].key.name, "unknown TCP");

@@ -171,15 +171,9 @@ mod tests {
 
     fn report(peers: Vec<PeerRow>, countries: Vec<CountryRow>) -> IntervalReport {
         IntervalReport {
-            start: UNIX_EPOCH,
-            end: UNIX_EPOCH,
-            processes: Vec::new(),
             countries,
             peers,
-            interfaces: Vec::new(),
-            lost: 0,
-            lost_total: 0,
-            engine: Default::default(),
+            ..IntervalReport::of(UNIX_EPOCH, UNIX_EPOCH, Vec::new())
         }
     }
 

@@ -12,6 +12,7 @@ mod sock_diag;
 mod sockets;
 mod unowned;
 
+pub use peer_names::RememberedName;
 pub use processes::ProcessIdentity;
 pub use sockets::{SocketEntry, SocketTable};
 pub use unowned::Unowned;
@@ -58,6 +59,8 @@ pub struct AttributedReport {
     pub interfaces: Vec<InterfaceTraffic>,
     /// Events the engine could not record (see [`EngineReport::lost`]).
     pub lost: u64,
+    /// Peer names learnt or kept in use this interval, for the store to remember.
+    pub names: Vec<RememberedName>,
 }
 
 pub struct Attributor {
@@ -211,8 +214,24 @@ impl Attributor {
             traffic,
             interfaces: report.interfaces,
             lost: report.lost,
+            names: self.peer_names.remembered(now, unix_now()),
         }
     }
+
+    /// Takes up the peer names a previous run kept in the store.
+    pub fn restore_names(&mut self, names: Vec<RememberedName>) {
+        let count = names.len();
+        self.peer_names
+            .restore(names, std::time::Instant::now(), unix_now());
+        if count > 0 {
+            tracing::info!(names = count, "peer names from the previous run taken up");
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    let since_epoch = std::time::UNIX_EPOCH.elapsed().unwrap_or_default();
+    since_epoch.as_secs() as i64
 }
 
 /// Traffic that crossed an interface without any local socket, split by direction

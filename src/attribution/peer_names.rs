@@ -2,6 +2,8 @@
 //! processes send and the server names its TLS clients ask for (netgraph sends no query
 //! of its own). A name is the one the process itself looked up where the answer reached
 //! its socket (or that it asked the server for); otherwise the latest for the address.
+//! Names learnt or in use are handed on for the store to keep, so that a restart does
+//! not forget what the host's processes looked up before it.
 
 mod payloads;
 mod queries;
@@ -22,13 +24,31 @@ struct Learnt {
     name: Arc<str>,
     expires: Instant,
     used: Instant,
+    /// Until when the store was last told to keep it.
+    kept_until: Instant,
 }
+
+/// A name as it outlives a restart: whose it is, and until when it is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RememberedName {
+    pub address: IpAddr,
+    /// The process that looked it up; `None` for the name every process sees.
+    pub pid: Option<u32>,
+    pub name: Arc<str>,
+    /// Unix seconds.
+    pub until: i64,
+}
+
+/// Whose name: a process's own (`Some(pid)`) or every process's.
+type NameKey = (Option<u32>, IpAddr);
 
 #[derive(Default)]
 pub struct PeerNames {
     latest: HashMap<IpAddr, Learnt>,
     by_process: HashMap<(u32, IpAddr), Learnt>,
     queries: queries::Queries,
+    /// Names learnt or kept in use since the last `remembered`, until when to keep them.
+    to_remember: HashMap<NameKey, (Arc<str>, Instant)>,
 }
 
 impl PeerNames {
@@ -54,18 +74,26 @@ impl PeerNames {
                 SampleKind::TlsHello => payloads::hello_names(sample),
             };
             for (address, name, ttl) in named {
+                let expires = now + ttl;
+                // Kept through a restart at least as long as unused traffic keeps it here.
+                let kept_until = expires.max(now + GRACE);
                 let learnt = || Learnt {
                     name: name.clone(),
-                    expires: now + ttl,
+                    expires,
                     used: now,
+                    kept_until,
                 };
                 // This host's own and its link's addresses mean something else to
                 // every process: only the one that asked takes such a name.
                 if !host_local(address) {
                     self.latest.insert(address, learnt());
+                    self.to_remember
+                        .insert((None, address), (name.clone(), kept_until));
                 }
                 if let Some(pid) = *pid {
                     self.by_process.insert((pid, address), learnt());
+                    self.to_remember
+                        .insert((Some(pid), address), (name.clone(), kept_until));
                 }
             }
         }
@@ -81,13 +109,62 @@ impl PeerNames {
 
     /// The name of `address` for process `pid`: the one it looked up, else the latest.
     pub fn name(&mut self, pid: Option<u32>, address: IpAddr, now: Instant) -> Option<Arc<str>> {
-        let own = pid.and_then(|pid| self.by_process.get_mut(&(pid, address)));
-        let learnt = match own {
-            Some(learnt) => learnt,
-            None => self.latest.get_mut(&address)?,
+        let own = pid.and_then(|pid| Some((pid, self.by_process.get_mut(&(pid, address))?)));
+        let (key, learnt) = match own {
+            Some((pid, learnt)) => ((Some(pid), address), learnt),
+            None => ((None, address), self.latest.get_mut(&address)?),
         };
         learnt.used = now;
+        // A name traffic still uses is kept a grace past its use, told to the store
+        // once per half grace rather than every interval.
+        if learnt.kept_until < now + GRACE / 2 {
+            learnt.kept_until = now + GRACE;
+            self.to_remember
+                .insert(key, (learnt.name.clone(), learnt.kept_until));
+        }
         Some(learnt.name.clone())
+    }
+
+    /// The names learnt or kept in use since the last call, for the store; `unix` is
+    /// `now` on the wall clock.
+    pub fn remembered(&mut self, now: Instant, unix: i64) -> Vec<RememberedName> {
+        self.to_remember
+            .drain()
+            .map(|((pid, address), (name, until))| RememberedName {
+                address,
+                pid,
+                name,
+                until: unix + until.saturating_duration_since(now).as_secs() as i64,
+            })
+            .collect()
+    }
+
+    /// Takes up the names a previous run kept; `unix` is `now` on the wall clock.
+    pub fn restore(&mut self, names: Vec<RememberedName>, now: Instant, unix: i64) {
+        for remembered in names {
+            let Ok(left) = u64::try_from(remembered.until - unix) else {
+                continue;
+            };
+            let expires = now + Duration::from_secs(left);
+            // Unused since the restart: it lives until `until`, as it would have.
+            let learnt = Learnt {
+                name: remembered.name,
+                expires,
+                used: now.checked_sub(GRACE).unwrap_or(now),
+                kept_until: expires,
+            };
+            match remembered.pid {
+                Some(pid) => {
+                    self.by_process.insert((pid, remembered.address), learnt);
+                }
+                None if !host_local(remembered.address) => {
+                    self.latest.insert(remembered.address, learnt);
+                }
+                None => {}
+            }
+        }
+        bound(&mut self.latest);
+        bound(&mut self.by_process);
     }
 
     /// Forgets names past their TTL that no traffic used for a while.

@@ -64,6 +64,7 @@ impl Store {
         if self.expire_unreferenced()? > 0 {
             return Ok(Step::More);
         }
+        self.expire_names(now)?;
         if self.live_bytes()? > self.retention.max_bytes {
             if let Some((table, cutoff)) = self.trim_cut(now)? {
                 let deleted = self.delete_before(table, cutoff)?;

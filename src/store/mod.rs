@@ -6,6 +6,7 @@
 mod alert_state;
 mod inspect;
 mod maintenance;
+mod names;
 mod query;
 mod ranges;
 mod readers;
@@ -239,6 +240,7 @@ impl Store {
             ids.insert(&row.key, id);
             add_sample(&transaction, Samples::Series, start, (id, None), &row.last)?;
         }
+        names::write(&transaction, &report.names)?;
         for row in &report.peers {
             let Some(&series) = ids.get(&row.key) else {
                 continue;

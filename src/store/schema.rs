@@ -185,6 +185,18 @@ fn last_samples() -> String {
         .collect()
 }
 
+/// 8: peer names as attribution learnt them, kept until `until` (Unix seconds) so a
+/// restart knows them; `pid` 0 for the name every process sees.
+fn peer_names() -> String {
+    "CREATE TABLE peer_names (
+        address TEXT NOT NULL, pid INTEGER NOT NULL, name TEXT NOT NULL,
+        until INTEGER NOT NULL,
+        PRIMARY KEY (address, pid)
+    );
+    CREATE INDEX peer_names_until ON peer_names (until);"
+        .into()
+}
+
 /// Applied in order, each once; never edit one that has shipped, add another.
 const MIGRATIONS: &[fn() -> String] = &[
     series_and_samples,
@@ -194,6 +206,7 @@ const MIGRATIONS: &[fn() -> String] = &[
     reasons,
     alerts,
     last_samples,
+    peer_names,
 ];
 
 /// The schema version this build writes.

@@ -726,3 +726,56 @@ fn over_its_bound_the_store_gives_up_detail_then_the_oldest_history_never_the_ne
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Peer names written with intervals are read back by the next open until their time
+/// is up, the latest per address and process; maintenance forgets the rest.
+#[test]
+fn peer_names_outlive_the_process_until_their_time() {
+    use crate::attribution::RememberedName;
+    let dir = scratch("names");
+    let mut store = Store::open(&dir, Retention::default()).unwrap();
+    let address: std::net::IpAddr = "192.0.2.10".parse().unwrap();
+    let name = |pid, name: &str, until| RememberedName {
+        address,
+        pid,
+        name: name.into(),
+        until,
+    };
+    let at = |s| UNIX_EPOCH + Duration::from_secs(s);
+    let mut first = IntervalReport::of(
+        at(1000),
+        at(1001),
+        vec![row("curl", Some(0), "eth0", "", 1, 1)],
+    );
+    first.names = vec![
+        name(None, "old.example", 1600),
+        name(Some(42), "mine.example", 1300),
+    ];
+    store.write(&first).unwrap();
+    let mut second = IntervalReport::of(at(1001), at(1002), Vec::new());
+    second.names = vec![name(None, "new.example", 1700)];
+    store.write(&second).unwrap();
+    drop(store);
+
+    let mut store = Store::open(&dir, Retention::default()).unwrap();
+    let mut kept = store.remembered_names(1200).unwrap();
+    kept.sort_by_key(|n| n.pid);
+    assert_eq!(
+        kept,
+        [
+            name(None, "new.example", 1700),
+            name(Some(42), "mine.example", 1300)
+        ]
+    );
+    assert_eq!(
+        store.remembered_names(1300).unwrap(),
+        [name(None, "new.example", 1700)]
+    );
+    store.maintain(1650).unwrap();
+    let rows: i64 = store
+        .connection
+        .query_row("SELECT count(*) FROM peer_names", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 1, "expired names are deleted");
+    let _ = std::fs::remove_dir_all(&dir);
+}

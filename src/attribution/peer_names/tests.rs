@@ -345,3 +345,82 @@ fn host_local_addresses_are_named_only_for_the_process_that_asked() {
     );
     assert_eq!(names.name(None, loopback, now), None, "capture engine");
 }
+
+/// What a run hands the store is what the next run names with: each process's own
+/// name and every process's, until the later of its TTL and a grace past its use;
+/// a host-local address only for the process that asked.
+#[test]
+fn names_handed_to_the_store_name_peers_after_a_restart() {
+    let now = Instant::now();
+    let unix = 1_800_000_000;
+    let loopback = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+    let mut first = PeerNames::default();
+    first.learn(
+        &of(Some(42), lookup("files.example.test.", &[BACKUP], 60)),
+        now,
+    );
+    first.learn(
+        &of(Some(42), lookup("local.example.test.", &[loopback], 60)),
+        now,
+    );
+    let mut kept = first.remembered(now, unix);
+    kept.sort_by_key(|n| (n.address.to_string(), n.pid));
+    let seen: Vec<(String, Option<u32>, &str, i64)> = kept
+        .iter()
+        .map(|n| (n.address.to_string(), n.pid, &*n.name, n.until - unix))
+        .collect();
+    // A 60-s TTL is kept for the grace (600 s) that unused traffic keeps it here.
+    assert_eq!(
+        seen,
+        [
+            ("127.0.0.1".into(), Some(42), "local.example.test", 600),
+            ("192.0.2.10".into(), None, "files.example.test", 600),
+            ("192.0.2.10".into(), Some(42), "files.example.test", 600),
+        ]
+    );
+    assert!(first.remembered(now, unix).is_empty(), "handed over once");
+
+    // Used for four minutes: told again, a grace past the use.
+    let later = now + Duration::from_secs(400);
+    assert!(first.name(Some(42), BACKUP, later).is_some());
+    let refreshed = first.remembered(later, unix + 400);
+    assert_eq!(refreshed.len(), 1, "{refreshed:?}");
+    assert_eq!(refreshed[0].until, unix + 400 + 600);
+
+    // A new run (a little later on both clocks) names with what the store kept.
+    let restart = now + Duration::from_secs(30);
+    let mut second = PeerNames::default();
+    second.restore(kept.clone(), restart, unix + 30);
+    assert_eq!(
+        second.name(Some(7), BACKUP, restart).as_deref(),
+        Some("files.example.test")
+    );
+    assert_eq!(
+        second.name(Some(42), loopback, restart).as_deref(),
+        Some("local.example.test")
+    );
+    assert_eq!(second.name(Some(7), loopback, restart), None);
+    // Past what was kept, and unused: gone.
+    let gone = restart + Duration::from_secs(600);
+    second.expire(gone);
+    assert_eq!(second.name(Some(7), BACKUP, gone), None);
+
+    // Names already past their time, or every process's for a host-local address
+    // (a damaged or hand-edited store), are not taken up.
+    let mut third = PeerNames::default();
+    let stale = RememberedName {
+        address: BACKUP,
+        pid: None,
+        name: "stale.example.test".into(),
+        until: unix - 1,
+    };
+    let forged = RememberedName {
+        address: loopback,
+        pid: None,
+        name: "forged.example.test".into(),
+        until: unix + 600,
+    };
+    third.restore(vec![stale, forged], now, unix);
+    assert_eq!(third.name(Some(7), BACKUP, now), None);
+    assert_eq!(third.name(Some(7), loopback, now), None);
+}

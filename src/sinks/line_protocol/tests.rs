@@ -56,6 +56,7 @@ fn report(names: &[&str], uid: Option<u32>) -> IntervalReport {
         lost: 0,
         lost_total: 0,
         engine: Default::default(),
+        names: Vec::new(),
     }
 }
 
