@@ -170,6 +170,79 @@ fn the_api_answers_each_query_on_known_data() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The first hour of a new user: a store ten minutes old, shown in chromium. The
+/// default range (1 hour) and 15 minutes are drawn from fine points, with no bucket
+/// before recording began; nothing is projected from ten minutes; on a phone's screen
+/// the page does not scroll sideways and no chart's labels overlap.
+#[test]
+#[ignore = "needs Debian chromium and node; scripts/test.sh installs them"]
+fn the_first_hour_in_chromium() {
+    let dir = std::env::temp_dir().join(format!("netgraph-first-hour-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut store = Store::open(&dir, Retention::default()).unwrap();
+    let now = UNIX_EPOCH.elapsed().unwrap().as_secs();
+    let start = now - 600;
+    for second in start..now {
+        let report = IntervalReport::of(
+            UNIX_EPOCH + Duration::from_secs(second),
+            UNIX_EPOCH + Duration::from_secs(second + 1),
+            vec![
+                row("backup-agent", Some(1000), "eth0", 3_000_000, 20_000),
+                row("firefox", Some(1000), "wlan0", 40_000, 900_000),
+            ],
+        );
+        store.write(&report).unwrap();
+    }
+    let port = free_port();
+    let state = netgraph::web::ApiState {
+        live: SharedLive::default(),
+        reader: Some(Arc::new(store.readers())),
+        alerts: Default::default(),
+        billing_day: 1,
+    };
+    netgraph::web::start(format!("127.0.0.1:{port}").parse().unwrap(), None, state).unwrap();
+    let screenshot =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../web-first-hour-phone.png");
+    let seen = lab::browser::first_hour(&format!("http://127.0.0.1:{port}/"), &screenshot);
+    report(&format!(
+        "first hour in chromium: 1 h drawn at {} s per point from {}, 15 min at {} s from {} (recording began {start}); projections {}; phone: page {} px wide, charts {}, overlapping labels {}",
+        seen["hour"]["step"],
+        seen["hour"]["first"],
+        seen["quarter"]["step"],
+        seen["quarter"]["first"],
+        seen["usage"]["projections"],
+        seen["phone"]["scrollWidth"],
+        seen["phone"]["svgWidths"],
+        seen["phone"]["overlaps"],
+    ));
+    for (range, longest_step) in [("hour", 60), ("quarter", 15)] {
+        let step = seen[range]["step"].as_u64().unwrap();
+        let first = seen[range]["first"].as_u64().unwrap();
+        assert!(
+            (1..=longest_step).contains(&step),
+            "{range}: {step} s per point"
+        );
+        // The first bucket drawn holds the first sample: none lies before it.
+        assert!(
+            first <= start && start < first + step,
+            "{range}: first bucket {first}, recording began {start}: {seen}"
+        );
+    }
+    assert_eq!(seen["usage"]["projections"], 0, "{seen}");
+    assert_eq!(seen["usage"]["monthProjection"], 0, "{seen}");
+    assert!(
+        seen["usage"]["text"].as_str().unwrap().contains("so far"),
+        "{seen}"
+    );
+    assert_eq!(seen["wide"]["overlaps"], serde_json::json!([]), "{seen}");
+    assert!(
+        seen["phone"]["scrollWidth"].as_u64().unwrap() <= 390,
+        "the page scrolls sideways on a phone: {seen}"
+    );
+    assert_eq!(seen["phone"]["overlaps"], serde_json::json!([]), "{seen}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A base64 token, with the `/`, `+` and `=` that must survive percent-encoding.
 const BASE64_TOKEN: &str = "Zm9v/YmFy+YmF6==";
 

@@ -4,6 +4,7 @@
 #[doc(hidden)]
 pub mod hot_path;
 mod kernel_owners;
+mod multicast_names;
 mod peer_names;
 mod processes;
 mod resolver;
@@ -202,10 +203,14 @@ impl Attributor {
                 Owner::Unknown(..) => None,
             };
             if let Some(ends) = &item.ends {
-                item.peer_name = self.peer_names.name(pid, ends.far, now).or_else(|| {
-                    let reverse = self.reverse_names.as_ref()?;
-                    reverse.name(ends.far, now)
-                });
+                item.peer_name = self
+                    .peer_names
+                    .name(pid, ends.far, now)
+                    .or_else(|| multicast_names::name(ends.far).map(Arc::from))
+                    .or_else(|| {
+                        let reverse = self.reverse_names.as_ref()?;
+                        reverse.name(ends.far, now)
+                    });
             }
         }
         self.workloads.end_interval();

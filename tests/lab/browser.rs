@@ -16,6 +16,12 @@ pub fn usage(url: &str, screenshot: &Path) -> Value {
     run("usage.mjs", &[url], screenshot)
 }
 
+/// Opens `url` as a new user in the first hour (see first_hour.mjs); the phone-sized
+/// screenshot goes to `screenshot`.
+pub fn first_hour(url: &str, screenshot: &Path) -> Value {
+    run("first_hour.mjs", &[url], screenshot)
+}
+
 /// Runs a browser script with `args` and the screenshot's path; what it saw, which
 /// must include no script error.
 fn run(script: &str, args: &[&str], screenshot: &Path) -> Value {
