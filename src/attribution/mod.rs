@@ -1,6 +1,7 @@
 //! Attribution: which process owns each flow an engine reported.
 //! Flows no process can be found for land in per-protocol buckets, never dropped.
 
+mod host;
 #[doc(hidden)]
 pub mod hot_path;
 mod kernel_owners;
@@ -85,7 +86,9 @@ impl Attributor {
         runtimes: RuntimeSockets,
         reverse_names: bool,
     ) -> std::io::Result<Attributor> {
-        let resolver = Arc::new(Mutex::new(Resolver::new()));
+        let resolver = Arc::new(Mutex::new(Resolver::new(
+            Box::new(host::KernelHost::open()),
+        )));
         let (stop, stopped) = crossbeam_channel::bounded(0);
         let thread_resolver = resolver.clone();
         let hint_thread = std::thread::Builder::new()

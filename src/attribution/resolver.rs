@@ -1,8 +1,8 @@
 //! Resolves flows to processes: socket table lookup, then socket inode to process.
 //! Results are cached per flow; tables are refreshed only when a flow is unknown.
 
+use super::host::Host;
 use super::processes::{ProcessIdentity, ProcessTable};
-use super::sock_diag::SockDiag;
 use super::sockets::SocketTable;
 use crate::traffic::Flow;
 use std::collections::HashMap;
@@ -33,7 +33,7 @@ struct Cached {
 }
 
 pub struct Resolver {
-    diag: Option<SockDiag>,
+    host: Box<dyn Host>,
     sockets: SocketTable,
     processes: ProcessTable,
     last_refresh: Option<Instant>,
@@ -43,16 +43,9 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    pub fn new() -> Resolver {
-        let diag = match SockDiag::open() {
-            Ok(diag) => Some(diag),
-            Err(error) => {
-                tracing::warn!(%error, "netlink sock_diag unavailable; reading sockets from /proc/net instead (slower)");
-                None
-            }
-        };
+    pub fn new(host: Box<dyn Host>) -> Resolver {
         Resolver {
-            diag,
+            host,
             sockets: SocketTable::default(),
             processes: ProcessTable::default(),
             last_refresh: None,
@@ -69,14 +62,14 @@ impl Resolver {
     }
 
     fn refresh_sockets(&mut self) {
-        self.sockets = SocketTable::load(self.diag.as_mut());
+        self.sockets = self.host.sockets();
         self.last_refresh = Some(Instant::now());
         self.refreshes += 1;
     }
 
     fn refresh_all(&mut self) {
         self.refresh_sockets();
-        self.processes.refresh_all();
+        self.processes.refresh_all(&*self.host);
     }
 
     fn socket(&self, socket: &SocketRef) -> Option<&super::SocketEntry> {
@@ -103,7 +96,7 @@ impl Resolver {
             .iter()
             .filter_map(|flow| self.sockets.lookup(flow).map(|s| s.inode))
             .collect();
-        self.processes.find(&inodes);
+        self.processes.find(&*self.host, &inodes);
         tracing::trace!(flows = flows.len(), took = ?started.elapsed(), "resolved new flows");
         for flow in flows {
             let socket = SocketRef::Flow(*flow);
@@ -168,3 +161,6 @@ impl Resolver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
