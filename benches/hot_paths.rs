@@ -112,7 +112,7 @@ fn interval(processes: u32) -> AttributedReport {
     AttributedReport {
         traffic,
         interfaces: vec![InterfaceTraffic::new("eth0".into())],
-        lost: 0,
+        ..Default::default()
     }
 }
 

@@ -388,9 +388,10 @@ fn reverse_names_when_configured(engine: EngineUnderTest) {
 /// state directory, its store on) while it sends, so the second run never sees the
 /// lookup. Both runs name the peer as looked up: the store kept the name.
 fn names_outlive_a_restart(engine: EngineUnderTest) {
-    let lab = Lab::new();
+    let mut lab = Lab::new();
     let _dns = LabDns::start(&lab, &[format!("--host-record=files.lab.test,{B4}")]);
-    lab.serve(&lab.b, "ng-sink", &["tcp-sink", &format!("{B4}:6106")]);
+    let b = lab.b.clone();
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:6106")]);
     let state = lab.path("state");
     let config = lab.path("peers.toml");
     std::fs::write(
