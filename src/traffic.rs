@@ -123,23 +123,36 @@ impl Counter {
     }
 }
 
-/// Both directions, from the host's point of view.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+/// Both directions, from the host's point of view, and how TCP fared on them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Traffic {
     pub sent: Counter,
     pub recv: Counter,
+    #[serde(skip_serializing_if = "TcpHealth::is_zero")]
+    pub tcp: TcpHealth,
 }
 
 impl Traffic {
     pub fn merge(&mut self, other: Traffic) {
         self.sent.merge(other.sent);
         self.recv.merge(other.recv);
+        self.tcp.merge(&other.tcp);
     }
 
+    /// No bytes and nothing that happened to TCP (a failed connect moves few bytes
+    /// but is worth a row).
     pub fn is_zero(&self) -> bool {
-        self.sent.is_zero() && self.recv.is_zero()
+        self.sent.is_zero() && self.recv.is_zero() && self.tcp.is_zero()
+    }
+
+    /// Bytes both ways.
+    pub fn bytes(&self) -> u64 {
+        self.sent.bytes + self.recv.bytes
     }
 }
+
+mod health;
+pub use health::TcpHealth;
 
 /// Maps IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) to plain IPv4, so a dual-stack
 /// socket and the IPv4 packets it carries meet on the same key.

@@ -273,6 +273,8 @@ fn without_socket(
         } else {
             traffic.recv
         },
+        // Traffic without a socket has no TCP state of its own.
+        tcp: Default::default(),
     };
     vec![item(received, only(false)), item(sent, only(true))]
 }

@@ -75,6 +75,42 @@ impl<'a> WorkloadFields<'a> {
     }
 }
 
+/// How TCP fared this interval, on rows that had TCP health to tell.
+#[derive(Serialize)]
+struct HealthFields {
+    tcp_retransmits: u64,
+    tcp_retransmit_bytes: u64,
+    /// Smoothed RTT weighted by the bytes of each socket; absent with no RTT known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcp_rtt_us: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcp_rtt_max_us: Option<u32>,
+    tcp_connects: u64,
+    tcp_connect_failures: u64,
+    tcp_connects_refused: u64,
+    tcp_connects_timed_out: u64,
+    tcp_connects_unreachable: u64,
+    tcp_connects_aborted: u64,
+}
+
+impl HealthFields {
+    fn of(traffic: &crate::traffic::Traffic) -> Option<HealthFields> {
+        let tcp = &traffic.tcp;
+        (!tcp.is_zero()).then(|| HealthFields {
+            tcp_retransmits: tcp.retransmits,
+            tcp_retransmit_bytes: tcp.retransmit_bytes,
+            tcp_rtt_us: tcp.rtt_us(),
+            tcp_rtt_max_us: (tcp.rtt_max_us > 0).then_some(tcp.rtt_max_us),
+            tcp_connects: tcp.connects,
+            tcp_connect_failures: tcp.connect_failures(),
+            tcp_connects_refused: tcp.connects_refused,
+            tcp_connects_timed_out: tcp.connects_timed_out,
+            tcp_connects_unreachable: tcp.connects_unreachable,
+            tcp_connects_aborted: tcp.connects_aborted,
+        })
+    }
+}
+
 #[derive(Serialize)]
 struct ProcessLine<'a> {
     r#type: &'static str,
@@ -96,6 +132,8 @@ struct ProcessLine<'a> {
     recv_packets: u64,
     sent_kbs: f64,
     recv_kbs: f64,
+    #[serde(flatten)]
+    health: Option<HealthFields>,
 }
 
 #[derive(Serialize)]
@@ -120,6 +158,8 @@ struct PeerLine<'a> {
     recv_bytes_last: u64,
     sent_packets_last: u64,
     recv_packets_last: u64,
+    #[serde(flatten)]
+    health: Option<HealthFields>,
 }
 
 fn peer_line<'a>(row: &'a PeerRow, common: &'a Common) -> PeerLine<'a> {
@@ -138,6 +178,7 @@ fn peer_line<'a>(row: &'a PeerRow, common: &'a Common) -> PeerLine<'a> {
         recv_bytes_last: row.last.recv.bytes,
         sent_packets_last: row.last.sent.packets,
         recv_packets_last: row.last.recv.packets,
+        health: HealthFields::of(&row.last),
     }
 }
 
@@ -211,6 +252,7 @@ fn process_line<'a>(
         recv_packets: row.total.recv.packets,
         sent_kbs: report.kib_per_second(row.last.sent.bytes),
         recv_kbs: report.kib_per_second(row.last.recv.bytes),
+        health: HealthFields::of(&row.last),
     }
 }
 

@@ -18,7 +18,7 @@ use std::path::Path;
 /// Switches optional parts off, for tests of each fallback on a kernel that has them:
 /// a comma-separated list of `typed_tracepoints`, `socket_tracepoints` (typed and raw),
 /// `accept_tracepoints`, `owner_tracepoints` (all three), `socket_counts`,
-/// `device_netns`, `tcx`, `interface_hooks`, `path_tracepoints`.
+/// `device_netns`, `tcx`, `interface_hooks`, `path_tracepoints`, `tcp_health`.
 pub const WITHOUT_VARIABLE: &str = "NETGRAPH_EBPF_WITHOUT";
 
 /// The programs, loaded and attached.
@@ -34,6 +34,8 @@ pub struct Loaded {
     /// attach).
     pub features: Vec<Feature>,
     pub without: Without,
+    /// Whether TCP's health is counted (its tracepoints attached).
+    pub tcp_health: bool,
 }
 
 /// How sockets are adopted by the processes that send and receive on them.
@@ -53,6 +55,7 @@ struct Plan {
     socket_counts: bool,
     device_netns: bool,
     path_tracepoints: bool,
+    tcp_health: bool,
 }
 
 impl Plan {
@@ -61,6 +64,7 @@ impl Plan {
         socket_counts: false,
         device_netns: false,
         path_tracepoints: false,
+        tcp_health: false,
     };
 }
 
@@ -100,6 +104,8 @@ const LOSES_SOCKET_COUNTS: &str =
     "each packet updates a counter map (more CPU per packet); counts stay exact";
 const LOSES_DEVICE_NETNS: &str = "packets no process owns (handshakes, time-wait) in other network namespaces are named after the host's interface with the same index";
 const LOSES_PATHS: &str = "a process or container that ends within an interval may have no program path or container name";
+const LOSES_TCP_HEALTH: &str =
+    "no TCP retransmissions, connect failures or round-trip times per process";
 
 /// `recording.addresses` counts by both ends of each packet too, at the cost of a
 /// larger key per packet.
@@ -167,6 +173,12 @@ pub fn load(recording: Recording) -> Result<Loaded, Unsupported> {
                 plan.path_tracepoints,
                 used.path_tracepoints,
             ),
+            (
+                "tcp_health",
+                LOSES_TCP_HEALTH,
+                plan.tcp_health,
+                used.tcp_health,
+            ),
         ] {
             if was && !is {
                 features.retain(|f| f.name != name);
@@ -179,6 +191,8 @@ pub fn load(recording: Recording) -> Result<Loaded, Unsupported> {
             }
         }
     }
+    // A part probed fine but refused at its attachment says so once, not twice.
+    features.retain(|chosen| !loaded.features.iter().any(|f| f.name == chosen.name));
     features.append(&mut loaded.features);
     loaded.features = features;
     loaded.without = without;
@@ -343,6 +357,27 @@ fn choose(recording: Recording, without: &Without, features: &mut Vec<Feature>) 
             LOSES_PATHS,
         )),
     }
+    let health = if without.has("tcp_health") {
+        Err(Without::failure("tcp_health"))
+    } else {
+        probes::ensure_tracefs();
+        probes::run(Probe::TcpHealth, configure(plan))
+    };
+    match health {
+        Ok(()) => {
+            plan.tcp_health = true;
+            features.push(Feature::used(
+                "tcp_health",
+                "tcp_retransmit_skb and inet_sock_set_state tracepoints",
+            ));
+        }
+        Err(failure) => features.push(Feature::degraded(
+            "tcp_health",
+            failure.state,
+            failure.why,
+            LOSES_TCP_HEALTH,
+        )),
+    }
     plan
 }
 
@@ -390,6 +425,27 @@ fn load_plan(recording: Recording, plan: Plan, cgroup_root: &Path) -> Result<Loa
             false
         }
     };
+    let mut tcp_health = false;
+    if plan.tcp_health {
+        // Probed with its attachment: a failure now is a surprise worth a line.
+        let attached = skel
+            .progs
+            .health_on_retransmit
+            .attach()
+            .and_then(|retransmits| Ok([retransmits, skel.progs.health_on_state.attach()?]));
+        match attached {
+            Ok(health_links) => {
+                links.extend(health_links);
+                tcp_health = true;
+            }
+            Err(error) => features.push(Feature::degraded(
+                "tcp_health",
+                FeatureState::Refused,
+                format!("cannot attach ({error})"),
+                LOSES_TCP_HEALTH,
+            )),
+        }
+    }
     if plan.path_tracepoints {
         let exe = attach_raw(&skel.progs.record_exe, "sched_process_exec", &mut links);
         let cgroup = attach_raw(&skel.progs.record_cgroup_path, "cgroup_mkdir", &mut links);
@@ -410,6 +466,7 @@ fn load_plan(recording: Recording, plan: Plan, cgroup_root: &Path) -> Result<Loa
         socket_counts,
         features,
         without: Without::default(),
+        tcp_health,
     })
 }
 
@@ -442,6 +499,8 @@ fn configure(open: &mut OpenNetgraphSkel<'_>, recording: Recording, plan: Plan) 
         .set_autoload(plan.socket_counts);
     progs.record_exe.set_autoload(plan.path_tracepoints);
     progs.record_cgroup_path.set_autoload(plan.path_tracepoints);
+    progs.health_on_retransmit.set_autoload(plan.tcp_health);
+    progs.health_on_state.set_autoload(plan.tcp_health);
     // tcx needs the attach types; classic TC, where tcx is missing, ignores them.
     progs
         .interface_ingress
@@ -471,6 +530,9 @@ fn configure(open: &mut OpenNetgraphSkel<'_>, recording: Recording, plan: Plan) 
     }
     if !(recording.addresses && (recording.dns_answers || recording.tls_hellos)) {
         let _ = open.maps.payload_samples.set_max_entries(1);
+    }
+    if !plan.tcp_health {
+        let _ = open.maps.tcp_health.set_max_entries(1);
     }
 }
 

@@ -18,6 +18,7 @@ mod probes;
 mod skeleton;
 mod socket_counts;
 mod support;
+mod tcp_health;
 
 use super::features::Feature;
 use super::host_addresses::{self, LocalAddresses};
@@ -35,6 +36,7 @@ use skeleton::{types, NetgraphMaps, NetgraphSkel};
 use socket_counts::SocketCounts;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use tcp_health::{HealthCounters, HealthDelta};
 
 pub use loading::WITHOUT_VARIABLE;
 pub use support::{check_support, Unsupported};
@@ -88,6 +90,8 @@ pub struct EbpfEngine {
     /// Sockets whose counters were all unchanged at the last drain.
     idle: HashSet<u64>,
     sweeper: Sweeper,
+    /// TCP's health per socket, where the kernel allows its tracepoints.
+    health: Option<HealthCounters>,
 }
 
 impl EbpfEngine {
@@ -121,13 +125,18 @@ impl EbpfEngine {
             host: LocalAddresses::default(),
             idle: HashSet::new(),
             sweeper: Sweeper::default(),
+            health: loaded.tcp_health.then(HealthCounters::default),
         })
     }
 
     /// Socket counters that changed, one item per socket, interface, owner and peer,
     /// with what the kernel recorded of their owners. Notes on the interface hooks
     /// what sockets of this namespace moved.
-    fn socket_traffic(&mut self, changed: Vec<(CounterKey, HookCount)>) -> Vec<SocketTraffic> {
+    fn socket_traffic(
+        &mut self,
+        changed: Vec<(CounterKey, HookCount)>,
+        health: Vec<HealthDelta>,
+    ) -> Vec<SocketTraffic> {
         let mut lookups = OwnerLookups::new(&self.skel.maps);
         let own_netns = self.names.own_netns();
         // Per socket: its traffic, owners, and the device's namespace where the kernel
@@ -184,6 +193,7 @@ impl EbpfEngine {
                 Direction::Ingress => entry.0.recv.merge(delta),
             }
         }
+        self.add_health(&mut sockets, health, &mut lookups);
         sockets
             .into_iter()
             .map(
@@ -209,6 +219,57 @@ impl EbpfEngine {
                 },
             )
             .collect()
+    }
+
+    /// TCP's health on each socket's traffic: its RTT weighted by the bytes it moved,
+    /// and what happened to it this interval on its first item (an item of its own
+    /// where it moved nothing, such as a connect that failed).
+    fn add_health(
+        &self,
+        sockets: &mut HashMap<SocketKey, (Traffic, KernelOwnership, Option<u64>)>,
+        health: Vec<HealthDelta>,
+        lookups: &mut OwnerLookups<'_>,
+    ) {
+        let Some(counters) = &self.health else {
+            return;
+        };
+        let mut first: HashMap<u64, SocketKey> = HashMap::new();
+        for (key, (traffic, ..)) in sockets.iter_mut() {
+            let (Some(cookie), Protocol::Tcp) = (key.0, key.3) else {
+                continue;
+            };
+            if let Some(rtt) = counters.rtt_of(cookie) {
+                traffic.tcp.add_rtt(rtt, traffic.bytes());
+            }
+            first.entry(cookie).or_insert(*key);
+        }
+        for delta in health {
+            let key = first.get(&delta.cookie).copied().unwrap_or_else(|| {
+                let owner = lookups.socket(delta.cookie);
+                (
+                    Some(delta.cookie),
+                    owner.as_ref().map_or(0, |owner| owner.tgid),
+                    delta.ifindex,
+                    Protocol::Tcp,
+                    self.recording.addresses.then_some(delta.ends),
+                    if self.recording.addresses {
+                        delta.ports
+                    } else {
+                        (0, 0)
+                    },
+                )
+            });
+            let entry = sockets.entry(key).or_insert_with(|| {
+                let ownership = KernelOwnership {
+                    socket: lookups.socket(delta.cookie),
+                    mover: None,
+                };
+                let mut traffic = Traffic::default();
+                traffic.tcp.add_rtt(delta.rtt_us, 0);
+                (traffic, ownership, None)
+            });
+            entry.0.tcp.merge(&delta.health);
+        }
     }
 
     /// What crossed the interfaces without a local socket (forwarded, or the kernel's
@@ -386,7 +447,11 @@ impl Engine for EbpfEngine {
         }
         deltas.changed.extend(in_sockets);
         self.idle = deltas.idle;
-        let mut sockets = self.socket_traffic(deltas.changed);
+        let health = match self.health.as_mut() {
+            Some(health) => health.read(&self.skel.maps.tcp_health),
+            None => Vec::new(),
+        };
+        let mut sockets = self.socket_traffic(deltas.changed, health);
         let mut non_ip = Vec::new();
         if self.hooks.active() {
             let (interface_only, frames) = self.interface_only_traffic();
@@ -424,18 +489,22 @@ impl Engine for EbpfEngine {
             Some(known) => known.get(&cookie).copied(),
             None => owner_records::socket_owner(&maps.owners, cookie).map(|(_, released)| released),
         };
-        let forgotten: Vec<Vec<u8>> = self
-            .counters
-            .collect(
-                traffic_map(maps, self.recording.addresses),
-                idle,
-                &mut released,
-            )
-            .into_iter()
+        let forgotten_cookies = self.counters.collect(
+            traffic_map(maps, self.recording.addresses),
+            idle,
+            &mut released,
+        );
+        let forgotten: Vec<Vec<u8>> = forgotten_cookies
+            .iter()
             .map(|cookie| cookie.to_ne_bytes().to_vec())
             .collect();
         map_ops::delete(&maps.owners, &forgotten);
-        if self.drains % SWEEP_EVERY == 0 {
+        let sweep = self.drains % SWEEP_EVERY == 0;
+        if let Some(health) = self.health.as_mut() {
+            let counted = sweep.then(|| self.counters.cookies());
+            health.forget(&maps.tcp_health, &forgotten_cookies, counted.as_ref());
+        }
+        if sweep {
             self.sweeper.sweep(maps, &self.counters);
         }
     }

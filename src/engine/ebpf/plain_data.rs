@@ -30,6 +30,8 @@ unsafe impl PlainData for types::exe_path {}
 unsafe impl PlainData for types::payload_sample {}
 // SAFETY: as above.
 unsafe impl PlainData for types::slot_report {}
+// SAFETY: as above.
+unsafe impl PlainData for types::tcp_health {}
 
 /// The value in `bytes`, if they are exactly its size.
 pub fn read<T: PlainData>(bytes: &[u8]) -> Option<T> {

@@ -26,6 +26,8 @@ pub enum Probe {
     StorageIterator,
     /// Raw tracepoints on exec and cgroup creation.
     PathTracepoints,
+    /// Classic tracepoints on TCP retransmissions and state changes (TCP health).
+    TcpHealth,
 }
 
 impl Probe {
@@ -36,6 +38,7 @@ impl Probe {
             Probe::AcceptTracepoints => &["owner_on_accept4_exit", "owner_on_accept_exit"],
             Probe::StorageIterator => &["take_socket_counts"],
             Probe::PathTracepoints => &["record_exe", "record_cgroup_path"],
+            Probe::TcpHealth => &["health_on_retransmit", "health_on_state"],
         }
     }
 }
@@ -116,6 +119,12 @@ pub fn run(
             .map(drop),
         // Each is attached on its own later, and may fail alone.
         Probe::PathTracepoints => Ok(()),
+        Probe::TcpHealth => skel
+            .progs
+            .health_on_retransmit
+            .attach()
+            .and_then(|_| skel.progs.health_on_state.attach())
+            .map(drop),
     };
     attached.map_err(|e| ProbeFailure::from_error(&e))
 }

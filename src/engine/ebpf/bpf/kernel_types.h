@@ -41,9 +41,21 @@ struct sock_common {
 	struct in6_addr skc_v6_rcv_saddr;
 } __attribute__((preserve_access_index));
 
+struct net_device;
+
+struct dst_entry {
+	struct net_device *dev;
+} __attribute__((preserve_access_index));
+
 struct sock {
 	struct sock_common __sk_common;
 	unsigned short sk_protocol;
+	int sk_err;
+	struct dst_entry *sk_dst_cache;
+} __attribute__((preserve_access_index));
+
+struct tcp_sock {
+	unsigned int srtt_us; /* smoothed round trip time << 3, in microseconds */
 } __attribute__((preserve_access_index));
 
 struct socket {
@@ -89,10 +101,13 @@ struct linux_binprm {
 
 struct net_device {
 	possible_net_t nd_net;
+	int ifindex;
 } __attribute__((preserve_access_index));
 
 struct sk_buff {
 	struct net_device *dev;
+	unsigned int len;
+	char cb[48];
 } __attribute__((preserve_access_index));
 
 struct seq_file;

@@ -95,6 +95,7 @@ enum loss {
 	LOSS_OWNERS_FULL,
 	LOSS_PROCESSES_FULL,
 	LOSS_INTERFACES_FULL,
+	LOSS_HEALTH_FULL,
 	LOSS_KINDS,
 };
 
@@ -1201,3 +1202,5 @@ int owner_on_accept_exit(struct syscall_exit *ctx)
 	owner_on_accept(ctx);
 	return 0;
 }
+
+#include "tcp_health.bpf.h"

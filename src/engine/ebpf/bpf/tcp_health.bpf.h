@@ -1,0 +1,164 @@
+/* TCP's health per socket: segments retransmitted (and their payload bytes), connects
+ * made and how those that failed failed, the smoothed round-trip time. From two
+ * classic tracepoints (tcp:tcp_retransmit_skb, sock:inet_sock_set_state), which fire
+ * only on those events: counting packets costs nothing more. Cumulative per socket
+ * cookie; userspace takes deltas and joins them to the socket's owner. */
+#pragma once
+
+struct tcp_health {
+	__u64 retransmits;	/* segments, as the kernel's TcpRetransSegs counts them */
+	__u64 retransmit_bytes; /* their TCP payload */
+	__u32 connects;		/* SYN_SENT -> ESTABLISHED */
+	__u32 refused;		/* SYN_SENT -> CLOSE with ECONNREFUSED (a reset) */
+	__u32 timed_out;	/* ... with ETIMEDOUT (SYNs unanswered) */
+	__u32 unreachable;	/* ... with EHOSTUNREACH or ENETUNREACH (ICMP) */
+	__u32 aborted;		/* ... with no error: the program gave up */
+	__u32 ifindex;		/* the route's device when last seen; 0 if none */
+	__u32 rtt_us;		/* the smoothed RTT when last seen */
+	__u32 pad;
+	struct ends ends;
+	__u16 near_port;
+	__u16 far_port;
+	__u32 pad2;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct tcp_health);
+} tcp_health SEC(".maps");
+
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
+#define TCP_CLOSE 7
+#define ENETUNREACH 101
+#define ETIMEDOUT 110
+#define ECONNREFUSED 111
+#define EHOSTUNREACH 113
+
+/* The leading fields of both tracepoints' records, which every kernel since 4.16 lays
+ * out alike (after the 8-byte common header): read without BTF, as classic
+ * tracepoints are. */
+struct retransmit_args {
+	__u64 common;
+	const void *skbaddr;
+	const void *skaddr;
+};
+
+struct set_state_args {
+	__u64 common;
+	const void *skaddr;
+	int oldstate;
+	int newstate;
+	__u16 sport;
+	__u16 dport;
+	__u16 family;
+	__u16 protocol;
+};
+
+/* An IPv4 address as the IPv6-mapped form every key uses. */
+static __always_inline void mapped(__u8 out[16], __u32 v4)
+{
+	__builtin_memset(out, 0, 16);
+	out[10] = 0xff;
+	out[11] = 0xff;
+	__builtin_memcpy(out + 12, &v4, 4);
+}
+
+/* The socket's record, made on its first event with its two ends; 0 for a socket
+ * netgraph cannot name (no cookie yet) or when the map is full. */
+static __always_inline struct tcp_health *health_of(struct sock *sk)
+{
+	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	if (!cookie)
+		return 0;
+	struct tcp_health *health = bpf_map_lookup_elem(&tcp_health, &cookie);
+	if (health)
+		return health;
+	struct tcp_health fresh = {};
+	if (BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET) {
+		mapped(fresh.ends.near, BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr));
+		mapped(fresh.ends.far, BPF_CORE_READ(sk, __sk_common.skc_daddr));
+	} else {
+		BPF_CORE_READ_INTO(&fresh.ends.near, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&fresh.ends.far, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	}
+	fresh.near_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	fresh.far_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (bpf_map_update_elem(&tcp_health, &cookie, &fresh, BPF_NOEXIST) == -EEXIST)
+		return bpf_map_lookup_elem(&tcp_health, &cookie);
+	health = bpf_map_lookup_elem(&tcp_health, &cookie);
+	if (!health)
+		count_loss(LOSS_HEALTH_FULL);
+	return health;
+}
+
+/* The route's device and the smoothed RTT, as the socket has them now. */
+static __always_inline void note_path(struct tcp_health *health, struct sock *sk)
+{
+	int ifindex = BPF_CORE_READ(sk, sk_dst_cache, dev, ifindex);
+	if (ifindex > 0)
+		health->ifindex = ifindex;
+	__u32 srtt = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
+	if (srtt)
+		health->rtt_us = srtt;
+}
+
+SEC("tracepoint/tcp/tcp_retransmit_skb")
+int health_on_retransmit(struct retransmit_args *ctx)
+{
+	struct sock *sk = (struct sock *)ctx->skaddr;
+	struct sk_buff *skb = (struct sk_buff *)ctx->skbaddr;
+	if (!sk || !skb)
+		return 0;
+	struct tcp_health *health = health_of(sk);
+	if (!health)
+		return 0;
+	/* tcp_skb_pcount(): tcp_gso_segs, 8 bytes into the skb's control block on every
+	 * kernel since 4.x (after seq and end_seq). */
+	__u16 segments = 0;
+	bpf_probe_read_kernel(&segments, sizeof(segments), (void *)skb + bpf_core_field_offset(skb->cb) + 8);
+	__sync_fetch_and_add(&health->retransmits, segments ? segments : 1);
+	__sync_fetch_and_add(&health->retransmit_bytes, BPF_CORE_READ(skb, len));
+	note_path(health, sk);
+	return 0;
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int health_on_state(struct set_state_args *ctx)
+{
+	if (ctx->protocol != 6 /* TCP */)
+		return 0;
+	int old = ctx->oldstate, new = ctx->newstate;
+	/* Connects, accepted connections (their RTT from the handshake), and the end of
+	 * connections (their last RTT); nothing else. */
+	if (old != TCP_SYN_SENT && old != TCP_SYN_RECV && new != TCP_CLOSE)
+		return 0;
+	struct sock *sk = (struct sock *)ctx->skaddr;
+	struct tcp_health *health = health_of(sk);
+	if (!health)
+		return 0;
+	note_path(health, sk);
+	if (old != TCP_SYN_SENT)
+		return 0;
+	if (new == TCP_ESTABLISHED) {
+		__sync_fetch_and_add(&health->connects, 1);
+		return 0;
+	}
+	if (new != TCP_CLOSE)
+		return 0;
+	/* Set before the state changes: by the reset, the retransmission timer's end, or
+	 * the ICMP error that ended the attempt. */
+	int error = BPF_CORE_READ(sk, sk_err);
+	if (error == ECONNREFUSED)
+		__sync_fetch_and_add(&health->refused, 1);
+	else if (error == ETIMEDOUT)
+		__sync_fetch_and_add(&health->timed_out, 1);
+	else if (error == EHOSTUNREACH || error == ENETUNREACH)
+		__sync_fetch_and_add(&health->unreachable, 1);
+	else
+		__sync_fetch_and_add(&health->aborted, 1);
+	return 0;
+}

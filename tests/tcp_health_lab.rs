@@ -1,0 +1,173 @@
+//! TCP's health per process on the eBPF engine, against the kernel's own counters and
+//! nftables in the namespace lab (needs root): retransmissions after drops the far end
+//! made, and connects refused, timed out and unreachable, each counted once by kind.
+
+mod lab;
+
+use lab::*;
+use std::time::Duration;
+
+/// The namespace's TCP RetransSegs, from /proc/net/snmp (what `nstat` reads).
+fn retransmitted_segments(ns: &str) -> u64 {
+    let snmp = run("ip", &["netns", "exec", ns, "cat", "/proc/net/snmp"]);
+    let mut tcp = snmp.lines().filter(|line| line.starts_with("Tcp:"));
+    let names: Vec<&str> = tcp.next().unwrap().split_whitespace().collect();
+    let values: Vec<&str> = tcp.next().unwrap().split_whitespace().collect();
+    let at = names.iter().position(|n| *n == "RetransSegs").unwrap();
+    values[at].parse().unwrap()
+}
+
+/// A health field summed over a process's rows (absent on rows without health: 0).
+fn health(records: &Records, name: &str, field: &str) -> u64 {
+    records
+        .rows(name)
+        .map(|row| row[field].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// The far end drops one in fifty of the data segments arriving for the transfer
+/// (segmentation off at the sender, so a packet is a segment). The sender's
+/// retransmissions as netgraph counts them equal the kernel's RetransSegs for the
+/// namespace, and follow the drops.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn retransmits_are_the_kernels_and_follow_the_drops() {
+    require_root();
+    let mut lab = Lab::new();
+    let (a, b) = (lab.a.clone(), lab.b.clone());
+    let veth_a = lab.veth_a.clone();
+    lab.offloads(&a, &veth_a, &["tso", "off", "gso", "off"]);
+    apply_nft(
+        &["ip", "netns", "exec", &b],
+        "table inet loss {
+           counter dropped { }
+           chain input { type filter hook input priority -10; policy accept;
+             tcp dport 7001 tcp flags & (syn | fin | rst) == 0 meta length > 200 numgen random mod 50 == 0 counter name dropped drop
+           }
+         }",
+    );
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:7001")]);
+    let netgraph = lab.netgraph_ebpf(&[]);
+    let before = retransmitted_segments(&a);
+    lab.exec(&a, "ng-lossy", &["tcp-send", &format!("{B4}:7001"), "3s"]);
+    let kernel = retransmitted_segments(&a) - before;
+    std::thread::sleep(Duration::from_millis(1500));
+    let records = netgraph.stop();
+    let json = run(
+        "ip",
+        &[
+            "netns", "exec", &b, "nft", "-j", "list", "counter", "inet", "loss", "dropped",
+        ],
+    );
+    let dropped = serde_json::from_str::<serde_json::Value>(&json).unwrap()["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|item| item["counter"]["packets"].as_u64())
+        .unwrap();
+    let counted = health(&records, "ng-lossy", "tcp_retransmits");
+    let bytes = health(&records, "ng-lossy", "tcp_retransmit_bytes");
+    report(&format!(
+        "TCP health: {dropped} data segments dropped by the far end; ng-lossy retransmitted {counted} segments ({bytes} bytes) by netgraph, {kernel} by the kernel's RetransSegs"
+    ));
+    assert!(dropped >= 20, "too few drops to measure: {dropped}");
+    assert_eq!(counted, kernel, "netgraph against the kernel's own count");
+    // Each drop is sent again once; a few more are the sender's probes and timeouts.
+    let slack = (dropped / 50).max(2);
+    assert!(
+        counted >= dropped && counted <= dropped + slack,
+        "retransmits {counted} for {dropped} drops"
+    );
+    assert!(
+        bytes >= counted * 1000,
+        "payload of the retransmissions: {bytes}"
+    );
+    // Nothing else in the lab retransmitted, and nothing else failed to connect.
+    assert_eq!(health(&records, "ng-sink", "tcp_retransmits"), 0);
+    assert_eq!(health(&records, "ng-lossy", "tcp_connect_failures"), 0);
+    assert_eq!(health(&records, "ng-lossy", "tcp_connects"), 1);
+}
+
+/// Four processes connect to the far end: to a listener (made), a closed port (a
+/// reset: refused), a port whose SYNs are dropped (timed out, after one retry), and a
+/// port answered with ICMP host-unreachable. Each is counted once, by kind, to the
+/// process that connected.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn failed_connects_are_counted_once_by_kind() {
+    require_root();
+    let mut lab = Lab::new();
+    let (a, b) = (lab.a.clone(), lab.b.clone());
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &a,
+            "sysctl",
+            "-qw",
+            "net.ipv4.tcp_syn_retries=1",
+        ],
+    );
+    apply_nft(
+        &["ip", "netns", "exec", &b],
+        "table inet refuse {
+           chain input { type filter hook input priority -10; policy accept;
+             tcp dport 7003 drop
+             tcp dport 7004 reject with icmp type host-unreachable
+           }
+         }",
+    );
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:7005")]);
+    let netgraph = lab.netgraph_ebpf(&[]);
+    lab.exec(
+        &a,
+        "ng-connect",
+        &["tcp-send", &format!("{B4}:7005"), "65536"],
+    );
+    let failing = [
+        ("ng-refused", 7002),
+        ("ng-timeout", 7003),
+        ("ng-unreach", 7004),
+    ];
+    let attempts: Vec<_> = failing
+        .iter()
+        .map(|(name, port)| lab.spawn(&a, name, &["tcp-send", &format!("{B4}:{port}"), "65536"]))
+        .collect();
+    for attempt in attempts {
+        let output = attempt.wait_with_output().unwrap();
+        assert!(
+            !output.status.success(),
+            "a connect that should fail did not"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let records = netgraph.stop();
+    let kinds = [
+        "tcp_connects",
+        "tcp_connects_refused",
+        "tcp_connects_timed_out",
+        "tcp_connects_unreachable",
+        "tcp_connects_aborted",
+    ];
+    let counted = |name: &str| -> Vec<u64> {
+        kinds
+            .iter()
+            .map(|kind| health(&records, name, kind))
+            .collect()
+    };
+    report(&format!(
+        "TCP health: connects (made, refused, timed out, unreachable, aborted): ng-connect {:?}, ng-refused {:?}, ng-timeout {:?}, ng-unreach {:?}",
+        counted("ng-connect"),
+        counted("ng-refused"),
+        counted("ng-timeout"),
+        counted("ng-unreach")
+    ));
+    assert_eq!(counted("ng-connect"), [1, 0, 0, 0, 0]);
+    assert_eq!(counted("ng-refused"), [0, 1, 0, 0, 0]);
+    assert_eq!(counted("ng-timeout"), [0, 0, 1, 0, 0]);
+    assert_eq!(counted("ng-unreach"), [0, 0, 0, 1, 0]);
+    for name in ["ng-refused", "ng-timeout", "ng-unreach"] {
+        assert_eq!(health(&records, name, "tcp_connect_failures"), 1, "{name}");
+    }
+}
