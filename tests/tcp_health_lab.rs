@@ -3,6 +3,7 @@
 //! made, and connects refused, timed out and unreachable, each counted once by kind.
 
 mod lab;
+mod servers;
 
 use lab::*;
 use std::time::Duration;
@@ -119,7 +120,14 @@ fn failed_connects_are_counted_once_by_kind() {
          }",
     );
     lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:7005")]);
-    let netgraph = lab.netgraph_ebpf(&[]);
+    let metrics_port = servers::free_port();
+    let config = lab.path("metrics.toml");
+    std::fs::write(
+        &config,
+        format!("[prometheus]\nlisten = \"127.0.0.1:{metrics_port}\"\n"),
+    )
+    .unwrap();
+    let netgraph = lab.netgraph_ebpf(&["--config", config.to_str().unwrap()]);
     lab.exec(
         &a,
         "ng-connect",
@@ -142,6 +150,10 @@ fn failed_connects_are_counted_once_by_kind() {
         );
     }
     std::thread::sleep(Duration::from_millis(1500));
+    let metrics = run(
+        "curl",
+        &["-sf", &format!("http://127.0.0.1:{metrics_port}/metrics")],
+    );
     let records = netgraph.stop();
     let kinds = [
         "tcp_connects",
@@ -170,4 +182,28 @@ fn failed_connects_are_counted_once_by_kind() {
     for name in ["ng-refused", "ng-timeout", "ng-unreach"] {
         assert_eq!(health(&records, name, "tcp_connect_failures"), 1, "{name}");
     }
+    // Prometheus: one failure of its kind per process, counted once.
+    for (name, kind) in [
+        ("ng-refused", "refused"),
+        ("ng-timeout", "timed_out"),
+        ("ng-unreach", "unreachable"),
+    ] {
+        let line = metrics
+            .lines()
+            .find(|line| {
+                line.starts_with("netgraph_tcp_connect_failures_total{")
+                    && line.contains(&format!("name=\"{name}\""))
+                    && line.contains(&format!("kind=\"{kind}\""))
+            })
+            .unwrap_or_else(|| panic!("no failure counter for {name}:\n{metrics}"));
+        assert!(line.ends_with(" 1"), "{line}");
+    }
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("netgraph_tcp_connects_total{")
+                && line.contains("name=\"ng-connect\"")
+                && line.ends_with(" 1")),
+        "{metrics}"
+    );
 }

@@ -1,7 +1,8 @@
 //! InfluxDB line protocol for one interval, in the original's schema: `network_data` per
 //! series, `packet_stats` per interface, `network_country` per series and remote
-//! country when GeoIP's breakdown is on, and `network_peer` per series and remote peer
-//! when peers are on. Timestamps are milliseconds (`precision=ms`).
+//! country when GeoIP's breakdown is on, `network_peer` per series and remote peer
+//! when peers are on, and `network_health` per series with TCP health to tell (the
+//! tags of `network_data`). Timestamps are milliseconds (`precision=ms`).
 
 use crate::accounting::{CountryRow, InterfaceRow, IntervalReport, PeerRow, ProcessRow, SeriesKey};
 use crate::workload::Workload;
@@ -27,6 +28,9 @@ pub fn encode(report: &IntervalReport, hostname: &str) -> Vec<String> {
     );
     for row in &report.processes {
         lines.push(network_data(row, report, hostname, millis));
+        if !row.last.tcp.is_zero() {
+            lines.push(network_health(row, hostname, millis));
+        }
     }
     for row in &report.countries {
         lines.push(network_country(row, hostname, millis));
@@ -97,6 +101,30 @@ fn network_data(row: &ProcessRow, report: &IntervalReport, hostname: &str, milli
     fields.float("recv_kbs", report.kib_per_second(row.last.recv.bytes));
     fields.integer("sent_packets_last", row.last.sent.packets);
     fields.integer("recv_packets_last", row.last.recv.packets);
+    let _ = writeln!(line, " {millis}");
+    line
+}
+
+/// How TCP fared on the series this interval.
+fn network_health(row: &ProcessRow, hostname: &str, millis: u128) -> String {
+    let mut line = series_line("network_health", &row.key, hostname, row.workload.as_deref());
+    let tcp = &row.last.tcp;
+    let mut fields = Fields::new(&mut line);
+    if let Some(pid) = row.pid {
+        fields.integer("pid", pid.into());
+    }
+    fields.integer("tcp_retransmits", tcp.retransmits);
+    fields.integer("tcp_retransmit_bytes", tcp.retransmit_bytes);
+    if let Some(rtt) = tcp.rtt_us() {
+        fields.integer("tcp_rtt_us", rtt.into());
+        fields.integer("tcp_rtt_max_us", tcp.rtt_max_us.into());
+    }
+    fields.integer("tcp_connects", tcp.connects);
+    fields.integer("tcp_connect_failures", tcp.connect_failures());
+    fields.integer("tcp_connects_refused", tcp.connects_refused);
+    fields.integer("tcp_connects_timed_out", tcp.connects_timed_out);
+    fields.integer("tcp_connects_unreachable", tcp.connects_unreachable);
+    fields.integer("tcp_connects_aborted", tcp.connects_aborted);
     let _ = writeln!(line, " {millis}");
     line
 }

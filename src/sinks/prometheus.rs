@@ -5,6 +5,7 @@
 
 mod health;
 mod peer_counters;
+mod tcp_health;
 
 use super::self_metrics::SelfMetrics;
 use super::Sink;
@@ -19,6 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tcp_health::TcpHealthMetrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProcessLabels {
@@ -85,6 +87,7 @@ struct Metrics {
     lost_events: Counter,
     /// 1 for the state each optional engine feature is in, 0 for the others.
     engine_features: Family<FeatureLabels, Gauge>,
+    tcp: TcpHealthMetrics,
 }
 
 pub struct PrometheusSink {
@@ -231,6 +234,7 @@ impl Metrics {
             "Optional engine features: 1 for the state each is in (used, refused, absent)",
             self.engine_features.clone(),
         );
+        self.tcp.register(registry);
     }
 }
 
@@ -288,6 +292,7 @@ impl Sink for PrometheusSink {
             m.process_recv_packets
                 .get_or_create(&labels)
                 .inc_by(row.last.recv.packets);
+            m.tcp.add(&labels, &row.last.tcp);
         }
         for row in &report.countries {
             let (container, pod, namespace) = workload_labels(row.workload.as_deref());

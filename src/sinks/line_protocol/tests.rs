@@ -256,3 +256,34 @@ fn peers_are_a_measurement_of_their_own() {
         assert!(peers[0].contains(field), "{field}: {}", peers[0]);
     }
 }
+
+/// A series with TCP health gets a `network_health` line with its tags; others none.
+#[test]
+fn tcp_health_is_a_measurement_of_its_own_with_the_series_tags() {
+    let mut report = report(&["curl", "quiet"], Some(0));
+    let tcp = &mut report.processes[0].last.tcp;
+    tcp.retransmits = 4;
+    tcp.retransmit_bytes = 5792;
+    tcp.connects_refused = 1;
+    tcp.add_rtt(12_000, 1000);
+    let lines = encode(&report, "h");
+    let health: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("network_health"))
+        .collect();
+    assert_eq!(health.len(), 1, "{lines:?}");
+    let parsed = parse_lines(health[0]).next().unwrap().unwrap();
+    assert_eq!(tags_of(health[0]), tags_of(&lines[0]));
+    let field = |key: &str| {
+        parsed
+            .field_set
+            .iter()
+            .find(|(k, _)| k.as_str() == key)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(field("tcp_retransmits"), Some(FieldValue::I64(4)));
+    assert_eq!(field("tcp_retransmit_bytes"), Some(FieldValue::I64(5792)));
+    assert_eq!(field("tcp_rtt_us"), Some(FieldValue::I64(12_000)));
+    assert_eq!(field("tcp_connect_failures"), Some(FieldValue::I64(1)));
+    assert_eq!(field("tcp_connects_refused"), Some(FieldValue::I64(1)));
+}
