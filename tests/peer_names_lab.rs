@@ -15,6 +15,7 @@ for_both_engines!(
     names_are_those_each_process_looked_up,
     answers_to_no_query_name_nothing,
     server_names_from_client_hellos,
+    server_names_on_loopback,
     reverse_names_when_configured,
     names_outlive_a_restart,
 );
@@ -249,14 +250,9 @@ fn answers_to_no_query_name_nothing(engine: EngineUnderTest) {
     assert!(!direct.is_empty(), "no rows for the process by address");
 }
 
-/// A TLS client with no DNS lookup (the address is given): the server name of its
-/// ClientHello names the peer, with `names = ["sni"]`. The download is paced to take
-/// about two seconds: the capture engine must find curl's socket in /proc while curl
-/// lives, and a loaded CI host can let a millisecond-long curl exit first.
-fn server_names_from_client_hellos(engine: EngineUnderTest) {
-    let lab = Lab::new();
-    lab.truth(&[("tls_in", "input", "tcp sport 6443")]);
-    lab.truth_in(&lab.b, &[("tls_left", "output", "tcp sport 6443")]);
+/// An HTTPS server in `ns` on `address`:6443 (a self-signed certificate for
+/// secure.lab.test) serving `big.bin`, 2 MiB; stopped when dropped.
+fn serve_tls(lab: &Lab, ns: &str, address: &str) -> KillOnDrop {
     let site = lab.path("site");
     std::fs::create_dir_all(&site).unwrap();
     std::fs::write(site.join("big.bin"), vec![7u8; 2 << 20]).unwrap();
@@ -279,12 +275,10 @@ fn server_names_from_client_hellos(engine: EngineUnderTest) {
         ],
     );
     let server = std::process::Command::new("ip")
-        .args([
-            "netns", "exec", &lab.b, "openssl", "s_server", "-WWW", "-quiet",
-        ])
+        .args(["netns", "exec", ns, "openssl", "s_server", "-WWW", "-quiet"])
         .args([
             "-accept",
-            &format!("{B4}:6443"),
+            &format!("{address}:6443"),
             "-cert",
             "cert.pem",
             "-key",
@@ -295,12 +289,16 @@ fn server_names_from_client_hellos(engine: EngineUnderTest) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let _server = KillOnDrop(server);
     std::thread::sleep(Duration::from_millis(500));
-    let config = lab.path("peers.toml");
-    std::fs::write(&config, "[peers]\nenabled = true\nnames = [\"sni\"]\n").unwrap();
-    let netgraph = engine.start(&lab, &["--config", config.to_str().unwrap()]);
-    let resolve = format!("secure.lab.test:6443:{B4}");
+    KillOnDrop(server)
+}
+
+/// curl in `a` downloads big.bin from secure.lab.test, given as `address` (no DNS
+/// lookup), paced to take about two seconds: the capture engine must find curl's socket
+/// in /proc while curl lives, and a loaded CI host can let a millisecond-long curl exit
+/// first.
+fn download_by_address(lab: &Lab, address: &str) {
+    let resolve = format!("secure.lab.test:6443:{address}");
     run(
         "ip",
         &[
@@ -318,6 +316,19 @@ fn server_names_from_client_hellos(engine: EngineUnderTest) {
             "https://secure.lab.test:6443/big.bin",
         ],
     );
+}
+
+/// A TLS client with no DNS lookup (the address is given): the server name of its
+/// ClientHello names the peer, with `names = ["sni"]`.
+fn server_names_from_client_hellos(engine: EngineUnderTest) {
+    let lab = Lab::new();
+    lab.truth(&[("tls_in", "input", "tcp sport 6443")]);
+    lab.truth_in(&lab.b, &[("tls_left", "output", "tcp sport 6443")]);
+    let _server = serve_tls(&lab, &lab.b, B4);
+    let config = lab.path("peers.toml");
+    std::fs::write(&config, "[peers]\nenabled = true\nnames = [\"sni\"]\n").unwrap();
+    let netgraph = engine.start(&lab, &["--config", config.to_str().unwrap()]);
+    download_by_address(&lab, B4);
     settle();
     let records = netgraph.stop();
     records.assert_conservation();
@@ -333,6 +344,31 @@ fn server_names_from_client_hellos(engine: EngineUnderTest) {
         sum(&rows, "recv_bytes_last"),
         lab.truth_bytes_in(&lab.b, "tls_left"),
     );
+}
+
+/// The same on loopback: a ClientHello to 127.0.0.1 names that address for the process
+/// that sent it (a loopback address means something else to every process), on both
+/// engines; the server's side of the connection stays unnamed.
+fn server_names_on_loopback(engine: EngineUnderTest) {
+    let lab = Lab::new();
+    let _server = serve_tls(&lab, &lab.a, "127.0.0.1");
+    let config = lab.path("peers.toml");
+    std::fs::write(&config, "[peers]\nenabled = true\nnames = [\"sni\"]\n").unwrap();
+    let netgraph = engine.start(&lab, &["--config", config.to_str().unwrap()]);
+    download_by_address(&lab, "127.0.0.1");
+    settle();
+    let records = netgraph.stop();
+    let rows = peer_rows(&records, "curl", "127.0.0.1", "6443/tcp");
+    report(&format!(
+        "{engine:?}: a ClientHello on loopback names 127.0.0.1 for curl: {:?}",
+        rows.first().map(|r| &r["peer_name"])
+    ));
+    assert_named(&rows, "secure.lab.test");
+    let server_side: Vec<&Value> = records
+        .of_type("peer")
+        .filter(|l| l["name"] == "openssl" && l["peer_name"] == "secure.lab.test")
+        .collect();
+    assert!(server_side.is_empty(), "{server_side:?}");
 }
 
 /// With `names = ["reverse"]`, an address no process looked up is named by its PTR

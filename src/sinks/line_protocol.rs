@@ -107,7 +107,12 @@ fn network_data(row: &ProcessRow, report: &IntervalReport, hostname: &str, milli
 
 /// How TCP fared on the series this interval.
 fn network_health(row: &ProcessRow, hostname: &str, millis: u128) -> String {
-    let mut line = series_line("network_health", &row.key, hostname, row.workload.as_deref());
+    let mut line = series_line(
+        "network_health",
+        &row.key,
+        hostname,
+        row.workload.as_deref(),
+    );
     let tcp = &row.last.tcp;
     let mut fields = Fields::new(&mut line);
     if let Some(pid) = row.pid {
