@@ -343,24 +343,62 @@ fn add_sample(
     };
     for resolution in Resolution::ALL {
         let (table, bucket) = (resolution.table_of(kind), resolution.seconds());
+        let tcp = &traffic.tcp;
+        if tcp.is_zero() {
+            let mut statement = connection.prepare_cached(&format!(
+                "INSERT INTO {table} (t, series, sent, recv, sent_packets, recv_packets{peer_column})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6{peer_value})
+                 ON CONFLICT ({key}) DO UPDATE SET
+                   sent = sent + excluded.sent, recv = recv + excluded.recv,
+                   sent_packets = sent_packets + excluded.sent_packets,
+                   recv_packets = recv_packets + excluded.recv_packets"
+            ))?;
+            let mut values = vec![
+                start - start.rem_euclid(bucket),
+                series,
+                clamp(traffic.sent.bytes),
+                clamp(traffic.recv.bytes),
+                clamp(traffic.sent.packets),
+                clamp(traffic.recv.packets),
+            ];
+            values.extend(peer);
+            statement.execute(rusqlite::params_from_iter(values))?;
+            continue;
+        }
+        // With TCP health: its columns too (numbered after the peer's ?7).
         let mut statement = connection.prepare_cached(&format!(
-            "INSERT INTO {table} (t, series, sent, recv, sent_packets, recv_packets{peer_column})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6{peer_value})
+            "INSERT INTO {table} (t, series, sent, recv, sent_packets, recv_packets{peer_column},
+               retransmits, retransmit_bytes, connects, connect_failures, rtt_weighted, rtt_bytes, rtt_max)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6{peer_value}, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
              ON CONFLICT ({key}) DO UPDATE SET
                sent = sent + excluded.sent, recv = recv + excluded.recv,
                sent_packets = sent_packets + excluded.sent_packets,
-               recv_packets = recv_packets + excluded.recv_packets"
+               recv_packets = recv_packets + excluded.recv_packets,
+               retransmits = retransmits + excluded.retransmits,
+               retransmit_bytes = retransmit_bytes + excluded.retransmit_bytes,
+               connects = connects + excluded.connects,
+               connect_failures = connect_failures + excluded.connect_failures,
+               rtt_weighted = rtt_weighted + excluded.rtt_weighted,
+               rtt_bytes = rtt_bytes + excluded.rtt_bytes,
+               rtt_max = max(rtt_max, excluded.rtt_max)"
         ))?;
-        let mut values = vec![
-            start - start.rem_euclid(bucket),
+        let t = start - start.rem_euclid(bucket);
+        statement.execute(rusqlite::params![
+            t,
             series,
             clamp(traffic.sent.bytes),
             clamp(traffic.recv.bytes),
             clamp(traffic.sent.packets),
             clamp(traffic.recv.packets),
-        ];
-        values.extend(peer);
-        statement.execute(rusqlite::params_from_iter(values))?;
+            peer.unwrap_or(0),
+            clamp(tcp.retransmits),
+            clamp(tcp.retransmit_bytes),
+            clamp(tcp.connects),
+            clamp(tcp.connect_failures()),
+            tcp.rtt_weighted_us,
+            clamp(tcp.rtt_bytes),
+            i64::from(tcp.rtt_max_us),
+        ])?;
     }
     Ok(())
 }

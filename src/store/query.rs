@@ -83,6 +83,39 @@ pub struct Total {
     pub recv_bytes: u64,
     pub sent_packets: u64,
     pub recv_packets: u64,
+    /// How TCP fared over the range, where anything happened to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpTotals>,
+}
+
+/// TCP's health over a range: counts, and the traffic-weighted RTT.
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TcpTotals {
+    pub retransmits: u64,
+    pub retransmit_bytes: u64,
+    pub connects: u64,
+    pub connect_failures: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_max_us: Option<u64>,
+}
+
+impl TcpTotals {
+    /// From the sums (retransmits, retransmit bytes, connects, failures, Σ rtt × bytes,
+    /// bytes weighed, largest RTT); None where all are zero.
+    fn of(sums: (i64, i64, i64, i64, f64, i64, i64)) -> Option<TcpTotals> {
+        let (retransmits, retransmit_bytes, connects, failures, weighted, weight, max) = sums;
+        let totals = TcpTotals {
+            retransmits: retransmits.max(0) as u64,
+            retransmit_bytes: retransmit_bytes.max(0) as u64,
+            connects: connects.max(0) as u64,
+            connect_failures: failures.max(0) as u64,
+            rtt_us: (weight > 0).then(|| (weighted / weight as f64).round() as u64),
+            rtt_max_us: (max > 0).then_some(max as u64),
+        };
+        (totals != TcpTotals::default()).then_some(totals)
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -131,7 +164,9 @@ impl Reader {
             "NULL, NULL"
         };
         let sql = format!(
-            "SELECT {key} AS k, max(s.attributed), sum(x.sent), sum(x.recv), sum(x.sent_packets), sum(x.recv_packets), {details}
+            "SELECT {key} AS k, max(s.attributed), sum(x.sent), sum(x.recv), sum(x.sent_packets), sum(x.recv_packets), {details},
+               sum(x.retransmits), sum(x.retransmit_bytes), sum(x.connects), sum(x.connect_failures),
+               sum(x.rtt_weighted), sum(x.rtt_bytes), max(x.rtt_max)
              FROM {rows} x {join}
              GROUP BY k ORDER BY sum(x.sent) + sum(x.recv) DESC LIMIT {top}",
             key = group_by.column(),
@@ -149,6 +184,15 @@ impl Reader {
                     recv_packets: r.get::<_, i64>(5)? as u64,
                     names: r.get(6)?,
                     services: r.get(7)?,
+                    tcp: TcpTotals::of((
+                        r.get(8)?,
+                        r.get(9)?,
+                        r.get(10)?,
+                        r.get(11)?,
+                        r.get(12)?,
+                        r.get(13)?,
+                        r.get(14)?,
+                    )),
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;

@@ -131,6 +131,10 @@ pub fn parts(tables: &[Table], from: i64, to: i64) -> (Vec<Part>, i64) {
 
 /// The rows of `parts` that pass `filter` (`AND ...` on the tables' own columns), as
 /// one table with the columns of `samples`.
+/// What every sample row holds besides its keys.
+const SAMPLE_COLUMNS: &str = "sent, recv, sent_packets, recv_packets, retransmits, retransmit_bytes, connects, connect_failures, rtt_weighted, rtt_bytes, rtt_max";
+const EMPTY_SAMPLE: &str = "0 AS sent, 0 AS recv, 0 AS sent_packets, 0 AS recv_packets, 0 AS retransmits, 0 AS retransmit_bytes, 0 AS connects, 0 AS connect_failures, 0.0 AS rtt_weighted, 0 AS rtt_bytes, 0 AS rtt_max";
+
 pub fn union(parts: &[Part], samples: Samples, filter: &str) -> String {
     let peer = match samples {
         Samples::Series => "",
@@ -140,7 +144,7 @@ pub fn union(parts: &[Part], samples: Samples, filter: &str) -> String {
         .iter()
         .map(|part| {
             format!(
-                "SELECT t, series{peer}, sent, recv, sent_packets, recv_packets FROM {} WHERE t >= {} AND t < {} {filter}",
+                "SELECT t, series{peer}, {SAMPLE_COLUMNS} FROM {} WHERE t >= {} AND t < {} {filter}",
                 part.table, part.from, part.to
             )
         })
@@ -150,7 +154,7 @@ pub fn union(parts: &[Part], samples: Samples, filter: &str) -> String {
         // parameters still bound.
         let peer = if peer.is_empty() { "" } else { ", 0 AS peer" };
         return format!(
-            "(SELECT * FROM (SELECT 0 AS t, 0 AS series{peer}, 0 AS sent, 0 AS recv, 0 AS sent_packets, 0 AS recv_packets) WHERE 0 {filter})"
+            "(SELECT * FROM (SELECT 0 AS t, 0 AS series{peer}, {EMPTY_SAMPLE}) WHERE 0 {filter})"
         );
     }
     format!("({})", selects.join(" UNION ALL "))

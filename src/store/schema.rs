@@ -197,6 +197,32 @@ fn peer_names() -> String {
         .into()
 }
 
+/// 9: TCP's health in every sample table: retransmitted segments and bytes, connects
+/// and failed connects, and the RTT as Σ rtt_us × bytes over the bytes it weighs, so
+/// that sums at every resolution give the traffic-weighted RTT; its largest.
+fn tcp_health() -> String {
+    let mut sql = String::new();
+    for kind in [Samples::Series, Samples::Peers] {
+        for resolution in Resolution::ALL {
+            let table = resolution.table_of(kind);
+            for (column, kind) in [
+                ("retransmits", "INTEGER"),
+                ("retransmit_bytes", "INTEGER"),
+                ("connects", "INTEGER"),
+                ("connect_failures", "INTEGER"),
+                ("rtt_weighted", "REAL"),
+                ("rtt_bytes", "INTEGER"),
+                ("rtt_max", "INTEGER"),
+            ] {
+                sql += &format!(
+                    "ALTER TABLE {table} ADD COLUMN {column} {kind} NOT NULL DEFAULT 0;\n"
+                );
+            }
+        }
+    }
+    sql
+}
+
 /// Applied in order, each once; never edit one that has shipped, add another.
 const MIGRATIONS: &[fn() -> String] = &[
     series_and_samples,
@@ -207,6 +233,7 @@ const MIGRATIONS: &[fn() -> String] = &[
     alerts,
     last_samples,
     peer_names,
+    tcp_health,
 ];
 
 /// The schema version this build writes.

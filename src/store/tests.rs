@@ -779,3 +779,51 @@ fn peer_names_outlive_the_process_until_their_time() {
     assert_eq!(rows, 1, "expired names are deleted");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// TCP health is summed like bytes at every resolution: counts add up, the RTT is the
+/// traffic-weighted mean and its largest; rows without health read as none.
+#[test]
+fn tcp_health_adds_up_at_every_resolution() {
+    let dir = scratch("health");
+    let retention = Retention {
+        seconds: Duration::from_secs(60),
+        ..Retention::default()
+    };
+    let mut store = Store::open(&dir, retention).unwrap();
+    let at = |s: u64| UNIX_EPOCH + Duration::from_secs(START + s);
+    for second in 0..7200 {
+        let mut backup = row("backup", Some(0), "eth0", "", 9_000, 100);
+        let tcp = &mut backup.last.tcp;
+        tcp.retransmits = 1;
+        tcp.retransmit_bytes = 1448;
+        // A tenth of the time the path is slow.
+        tcp.add_rtt(if second % 10 == 0 { 100_000 } else { 10_000 }, 9_100);
+        if second % 100 == 0 {
+            tcp.connects_refused = 1;
+        }
+        let report = IntervalReport::of(
+            at(second),
+            at(second + 1),
+            vec![backup, row("dns", Some(0), "eth0", "", 80, 80)],
+        );
+        store.write(&report).unwrap();
+    }
+    // Seconds beyond a minute are gone: the first hour is read from minutes and hours.
+    store.maintain((START + 7200) as i64).unwrap();
+    let reader = store.reader().unwrap();
+    for (from, to) in [(0, 7200), (0, 3600), (3600 + 1800, 7200)] {
+        let (from, to) = ((START + from) as i64, (START + to) as i64);
+        let (_, totals) = reader.totals(from, to, GroupBy::Process, 10, None).unwrap();
+        let backup = totals.iter().find(|t| t.key == "backup").unwrap();
+        let tcp = backup.tcp.as_ref().unwrap();
+        let seconds = (to - from) as u64;
+        assert_eq!(tcp.retransmits, seconds, "{from}..{to}");
+        assert_eq!(tcp.retransmit_bytes, seconds * 1448);
+        assert_eq!(tcp.connect_failures, seconds / 100);
+        assert_eq!(tcp.rtt_us, Some(19_000));
+        assert_eq!(tcp.rtt_max_us, Some(100_000));
+        let dns = totals.iter().find(|t| t.key == "dns").unwrap();
+        assert_eq!(dns.tcp, None);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
