@@ -524,3 +524,63 @@ fn peers_are_reported_with_their_names() {
     let json: Value = serde_json::from_str(&report(&config, &args("--json"))).unwrap();
     assert_eq!(json[0]["names"], "files.example.org", "{json}");
 }
+
+/// By peer, with TCP health stored: the table adds RTT, the retransmitted share of the
+/// packets sent and failed connects; CSV and JSON carry the same figures.
+#[test]
+fn peers_are_reported_with_their_tcp_health() {
+    use netgraph::accounting::PeerRow;
+    let dir = temp_dir("report-health");
+    let mut store = Store::open(&dir, Retention::default()).unwrap();
+    let mut backup = row("backup", 1_448_000, 0);
+    backup.last.sent.packets = 1000;
+    backup.last.tcp.retransmits = 5;
+    backup.last.tcp.connects_timed_out = 1;
+    backup.last.tcp.add_rtt(42_000, 1_448_000);
+    for hour in 0..4u64 {
+        let mut report = interval(DAY0 + hour * 3600, vec![backup.clone()]);
+        report.peers = vec![PeerRow {
+            key: backup.key.clone(),
+            workload: None,
+            peer: Some("192.0.2.20".parse().unwrap()),
+            service: None,
+            name: Some("vault.example.org".into()),
+            country: None,
+            pid: Some(1),
+            last: backup.last,
+            total: backup.last,
+        }];
+        store.write(&report).unwrap();
+    }
+    drop(store);
+    let config = billing_config(&dir);
+    let (from, to) = (DAY0.to_string(), (DAY0 + 86_400).to_string());
+    let args = |format: &'static str| {
+        let mut args = vec!["--from", from.as_str(), "--to", to.as_str(), "--by", "peer"];
+        args.extend((!format.is_empty()).then_some(format));
+        args
+    };
+    let table = report(&config, &args(""));
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.contains("RTT") && header.contains("retrans") && header.contains("failed"),
+        "{table}"
+    );
+    let line = table.lines().find(|l| l.contains("192.0.2.20")).unwrap();
+    assert!(
+        line.contains("42.0 ms") && line.contains("0.50 %") && line.ends_with(" 4"),
+        "{table}"
+    );
+    let csv = report(&config, &args("--csv"));
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with("projected_bytes,rtt_us,retransmits,retransmit_percent,connect_failures"),
+        "{csv}"
+    );
+    assert!(csv.contains(",42000,20,0.500,4\n"), "{csv}");
+    let json: Value = serde_json::from_str(&report(&config, &args("--json"))).unwrap();
+    assert_eq!(json[0]["tcp"]["rtt_us"], 42_000, "{json}");
+    assert_eq!(json[0]["tcp"]["retransmits"], 20, "{json}");
+}

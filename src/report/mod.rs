@@ -7,7 +7,7 @@ pub mod usage;
 
 use crate::daemon_client::DaemonClient;
 use crate::periods::Period;
-use crate::store::{GroupBy, Only, Reader, Total};
+use crate::store::{GroupBy, Only, Reader, TcpTotals, Total};
 use crate::units::bytes as human;
 use serde::Serialize;
 use std::time::Duration;
@@ -77,7 +77,7 @@ fn daemon_totals(
 }
 
 /// One line of a report: a group's bytes in a period.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct ReportRow {
     pub period: String,
     /// Unix seconds, `[start, end)`.
@@ -93,6 +93,12 @@ pub struct ReportRow {
     pub total_bytes: u64,
     /// For the period still running: the total it will reach at this rate.
     pub projected_bytes: Option<u64>,
+    /// How TCP fared, where anything happened to it (eBPF engine).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpTotals>,
+    /// Segments retransmitted per hundred packets sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retransmit_percent: Option<f64>,
 }
 
 /// The `top` largest groups of each period and the period's total (all groups, summed
@@ -117,17 +123,24 @@ pub fn rows(
             recv_bytes: recv,
             total_bytes: sent + recv,
             projected_bytes: period.projection(sent + recv, now, recorded_since),
+            tcp: None,
+            retransmit_percent: None,
         };
         let groups = source.totals(period.start, period.end, group_by, top)?;
         let interfaces = source.totals(period.start, period.end, GroupBy::Interface, 1000)?;
         let (sent, recv) = interfaces
             .iter()
             .fold((0, 0), |(s, r), t| (s + t.sent_bytes, r + t.recv_bytes));
-        rows.extend(
-            groups
-                .into_iter()
-                .map(|t| row(t.key, t.names, t.sent_bytes, t.recv_bytes)),
-        );
+        rows.extend(groups.into_iter().map(|t| {
+            let mut line = row(t.key, t.names, t.sent_bytes, t.recv_bytes);
+            line.retransmit_percent = t
+                .tcp
+                .as_ref()
+                .filter(|_| t.sent_packets > 0)
+                .map(|tcp| 100.0 * tcp.retransmits as f64 / t.sent_packets as f64);
+            line.tcp = t.tcp;
+            line
+        }));
         rows.push(row("(all)".into(), None, sent, recv));
     }
     Ok(rows)
@@ -137,6 +150,7 @@ pub fn rows(
 pub fn table(rows: &[ReportRow], group: &str) -> String {
     let projected = rows.iter().any(|r| r.projected_bytes.is_some());
     let named = rows.iter().any(|r| r.names.is_some());
+    let health = rows.iter().any(|r| r.tcp.is_some());
     let mut header = vec!["period".to_string(), group.to_string()];
     if named {
         header.push("name".into());
@@ -144,6 +158,9 @@ pub fn table(rows: &[ReportRow], group: &str) -> String {
     header.extend(["sent".into(), "received".into(), "total".into()]);
     if projected {
         header.push("projected".into());
+    }
+    if health {
+        header.extend(["RTT".into(), "retrans".into(), "failed".into()]);
     }
     let mut lines = vec![header];
     for row in rows {
@@ -158,6 +175,9 @@ pub fn table(rows: &[ReportRow], group: &str) -> String {
         ]);
         if projected {
             line.push(row.projected_bytes.map(human).unwrap_or_default());
+        }
+        if health {
+            line.extend(health_cells(row));
         }
         lines.push(line);
     }
@@ -190,6 +210,22 @@ pub fn table(rows: &[ReportRow], group: &str) -> String {
     text
 }
 
+/// RTT in milliseconds, retransmitted share of the packets sent, failed connects.
+fn health_cells(row: &ReportRow) -> [String; 3] {
+    let Some(tcp) = &row.tcp else {
+        return Default::default();
+    };
+    [
+        tcp.rtt_us
+            .map(|us| format!("{:.1} ms", us as f64 / 1000.0))
+            .unwrap_or_default(),
+        row.retransmit_percent
+            .map(|percent| format!("{percent:.2} %"))
+            .unwrap_or_default(),
+        tcp.connect_failures.to_string(),
+    ]
+}
+
 /// Comma-separated values with a header; bytes as plain integers.
 pub fn csv(rows: &[ReportRow], group: &str) -> String {
     let quote = |text: &str| {
@@ -202,8 +238,15 @@ pub fn csv(rows: &[ReportRow], group: &str) -> String {
     // By peer, the names each address had, after it.
     let named = rows.iter().any(|r| r.names.is_some());
     let names_column = if named { ",names" } else { "" };
+    // TCP health after the rest, where any row has it.
+    let health = rows.iter().any(|r| r.tcp.is_some());
+    let health_columns = if health {
+        ",rtt_us,retransmits,retransmit_percent,connect_failures"
+    } else {
+        ""
+    };
     let mut text = format!(
-        "period,start,end,{group}{names_column},sent_bytes,recv_bytes,total_bytes,projected_bytes\n"
+        "period,start,end,{group}{names_column},sent_bytes,recv_bytes,total_bytes,projected_bytes{health_columns}\n"
     );
     for row in rows {
         let names = if named {
@@ -211,8 +254,21 @@ pub fn csv(rows: &[ReportRow], group: &str) -> String {
         } else {
             String::new()
         };
+        let health_values = match (&row.tcp, health) {
+            (_, false) => String::new(),
+            (None, true) => ",,,,".into(),
+            (Some(tcp), true) => format!(
+                ",{},{},{},{}",
+                tcp.rtt_us.map(|us| us.to_string()).unwrap_or_default(),
+                tcp.retransmits,
+                row.retransmit_percent
+                    .map(|p| format!("{p:.3}"))
+                    .unwrap_or_default(),
+                tcp.connect_failures
+            ),
+        };
         text += &format!(
-            "{},{},{},{}{names},{},{},{},{}\n",
+            "{},{},{},{}{names},{},{},{},{}{health_values}\n",
             quote(&row.period),
             row.start,
             row.end,

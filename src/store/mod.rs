@@ -15,7 +15,7 @@ mod writer;
 
 pub use alert_state::{AlertLedger, RuleState};
 pub use maintenance::Step;
-pub use query::{GroupBy, History, HistoryPoint, Only, Total};
+pub use query::{GroupBy, History, HistoryPoint, Only, TcpTotals, Total};
 pub use readers::Readers;
 pub use writer::StoreWriter;
 

@@ -89,7 +89,7 @@ pub struct Total {
 }
 
 /// TCP's health over a range: counts, and the traffic-weighted RTT.
-#[derive(Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TcpTotals {
     pub retransmits: u64,
     pub retransmit_bytes: u64,
