@@ -33,6 +33,17 @@ pub struct LiveRow {
     /// Since netgraph started.
     pub sent_total: u64,
     pub recv_total: u64,
+    /// TCP's smoothed RTT over the last interval (traffic-weighted), where known.
+    #[serde(default)]
+    pub rtt_us: Option<u32>,
+    /// Segments retransmitted in the last interval, and since netgraph started.
+    #[serde(default)]
+    pub retransmits: u64,
+    #[serde(default)]
+    pub retransmits_total: u64,
+    /// Connects that failed in the last interval.
+    #[serde(default)]
+    pub connect_failures: u64,
 }
 
 /// One series' traffic with one peer over the last interval (with `[peers]`).
@@ -49,6 +60,10 @@ pub struct LivePeer {
     pub service: Option<String>,
     pub sent_rate: f64,
     pub recv_rate: f64,
+    #[serde(default)]
+    pub rtt_us: Option<u32>,
+    #[serde(default)]
+    pub retransmits: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, Default)]
@@ -104,6 +119,10 @@ impl Sink for LiveSink {
                 recv_rate: row.last.recv.bytes as f64 / seconds_long,
                 sent_total: row.total.sent.bytes,
                 recv_total: row.total.recv.bytes,
+                rtt_us: row.last.tcp.rtt_us(),
+                retransmits: row.last.tcp.retransmits,
+                retransmits_total: row.total.tcp.retransmits,
+                connect_failures: row.last.tcp.connect_failures(),
             })
             .collect();
         let peers = report
@@ -122,6 +141,8 @@ impl Sink for LiveSink {
                 service: row.service.map(|s| s.to_string()),
                 sent_rate: row.last.sent.bytes as f64 / seconds_long,
                 recv_rate: row.last.recv.bytes as f64 / seconds_long,
+                rtt_us: row.last.tcp.rtt_us(),
+                retransmits: row.last.tcp.retransmits,
             })
             .collect();
         let snapshot = LiveSnapshot {

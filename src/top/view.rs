@@ -13,6 +13,12 @@ fn human(bytes: f64, rate: bool) -> String {
     format!("{}{suffix}", crate::units::human(bytes, 1))
 }
 
+/// A smoothed RTT for a person: milliseconds; empty where none is known.
+fn rtt(us: Option<u32>) -> String {
+    us.map(|us| format!("{:.1}ms", f64::from(us) / 1000.0))
+        .unwrap_or_default()
+}
+
 /// The container, as `namespace/pod/container` in a pod; empty outside containers.
 fn container_column(row: &LiveRow) -> String {
     match (&row.namespace, &row.pod, &row.container) {
@@ -83,6 +89,13 @@ pub fn draw(frame: &mut Frame, app: &App) {
             row.interface.clone(),
             human(sent, rate),
             human(recv, rate),
+            rtt(row.rtt_us),
+            // Retransmitted segments: this interval's, or all since start.
+            match (rate, row.retransmits, row.retransmits_total) {
+                (true, 0, _) | (false, _, 0) => String::new(),
+                (true, last, _) => last.to_string(),
+                (false, _, total) => total.to_string(),
+            },
         ])
         .style(style)
     });
@@ -94,6 +107,8 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Constraint::Length(12),
         Constraint::Length(12),
         Constraint::Length(12),
+        Constraint::Length(9),
+        Constraint::Length(6),
     ];
     let header_row = Row::new([
         " PID",
@@ -103,6 +118,8 @@ pub fn draw(frame: &mut Frame, app: &App) {
         "DEV",
         "SENT",
         "RECEIVED",
+        "RTT",
+        "RETR",
     ])
     .style(Style::new().add_modifier(Modifier::BOLD));
     frame.render_widget(
@@ -144,6 +161,11 @@ fn draw_peers(
             peer.service.clone().unwrap_or_default(),
             human(peer.sent_rate, true),
             human(peer.recv_rate, true),
+            rtt(peer.rtt_us),
+            match peer.retransmits {
+                0 => String::new(),
+                retransmits => retransmits.to_string(),
+            },
         ])
     });
     let widths = [
@@ -152,8 +174,10 @@ fn draw_peers(
         Constraint::Length(10),
         Constraint::Length(12),
         Constraint::Length(12),
+        Constraint::Length(9),
+        Constraint::Length(6),
     ];
-    let header_row = Row::new(["PEER", "NAME", "SERVICE", "SENT", "RECEIVED"])
+    let header_row = Row::new(["PEER", "NAME", "SERVICE", "SENT", "RECEIVED", "RTT", "RETR"])
         .style(Style::new().add_modifier(Modifier::BOLD));
     let within = container
         .as_deref()
@@ -203,6 +227,37 @@ mod tests {
             .map(|line| line.iter().map(|cell| cell.symbol()).collect::<String>())
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    #[test]
+    fn rtt_and_retransmissions_have_columns() {
+        let shown = screen(vec![
+            LiveRow {
+                name: "backup".into(),
+                interface: "eth0".into(),
+                attributed: true,
+                sent_rate: 5000.0,
+                rtt_us: Some(42_500),
+                retransmits: 7,
+                retransmits_total: 90,
+                ..LiveRow::default()
+            },
+            LiveRow {
+                name: "dnsmasq".into(),
+                interface: "eth0".into(),
+                attributed: true,
+                sent_rate: 100.0,
+                ..LiveRow::default()
+            },
+        ]);
+        assert!(shown.contains("RTT") && shown.contains("RETR"), "{shown}");
+        let backup = shown.lines().find(|l| l.contains("backup")).unwrap();
+        assert!(
+            backup.contains("42.5ms") && backup.contains(" 7 "),
+            "{shown}"
+        );
+        let dns = shown.lines().find(|l| l.contains("dnsmasq")).unwrap();
+        assert!(!dns.contains("ms"), "no RTT where none is known: {shown}");
     }
 
     #[test]
