@@ -13,7 +13,9 @@ mod rate;
 mod scope;
 
 use crate::accounting::IntervalReport;
-use crate::config::alerts::{ContactBy, QuotaPeriod, RuleConfig, RuleKind, TrafficSide};
+use crate::config::alerts::{
+    ContactBy, HealthMeasure, QuotaPeriod, RuleConfig, RuleKind, TrafficSide,
+};
 use crate::config::Config;
 use crate::periods::{periods, Period, Selection, Split};
 use crate::sinks::Sink;
@@ -29,9 +31,17 @@ use scope::Scope;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 enum Watch {
-    Quota { watch: QuotaWatch, per: QuotaPeriod },
+    Quota {
+        watch: QuotaWatch,
+        per: QuotaPeriod,
+    },
     Rate(RateWatch),
     Contacts(ContactWatch),
+    /// A measure of TCP's health held above its limit.
+    Health {
+        watch: RateWatch,
+        measure: HealthMeasure,
+    },
 }
 
 struct Rule {
@@ -174,6 +184,14 @@ impl Alerts {
                 held.as_secs_f64(),
                 state.firing,
             )),
+            RuleKind::Health {
+                measure,
+                limit,
+                held,
+            } => Watch::Health {
+                watch: RateWatch::new(limit, held.as_secs_f64(), state.firing),
+                measure,
+            },
             RuleKind::FirstContact { by, learning } => {
                 let known = match &self.ledger {
                     Some(ledger) => ledger.contacts(&config.name).unwrap_or_default(),
@@ -328,6 +346,51 @@ impl Alerts {
         self.remember_firing(index, firing, 0);
     }
 
+    fn health_notice(&mut self, index: usize, state: State, now: i64) {
+        let rule = &self.rules[index];
+        let Watch::Health { watch, measure } = &rule.watch else {
+            return;
+        };
+        let shown = |value: f64| health_value(*measure, value);
+        let held = humantime::format_duration(std::time::Duration::from_secs_f64(watch.held));
+        let what = match measure {
+            HealthMeasure::RetransmitRatio => "retransmitted",
+            HealthMeasure::Rtt => "saw round trips of",
+            HealthMeasure::ConnectFailures => "failed to connect",
+        };
+        let message = match state {
+            State::Firing if watch.held > 0.0 => format!(
+                "alert {}: {} {what} {} for {held}, over its limit of {}",
+                rule.name,
+                rule.scope.describe(),
+                shown(watch.rate),
+                shown(watch.bytes_per_second)
+            ),
+            State::Firing => format!(
+                "alert {}: {} {what} {}, at or over its limit of {}",
+                rule.name,
+                rule.scope.describe(),
+                shown(watch.rate),
+                shown(watch.bytes_per_second)
+            ),
+            _ => format!(
+                "alert {} cleared: {} below {} for {held}",
+                rule.name,
+                rule.scope.describe(),
+                shown(watch.bytes_per_second)
+            ),
+        };
+        let details = Details::Health {
+            measure: measure.key(),
+            value: watch.rate,
+            limit: watch.bytes_per_second,
+            held_seconds: watch.held,
+        };
+        let firing = state == State::Firing;
+        self.emit(index, "health", state, message, details, now);
+        self.remember_firing(index, firing, 0);
+    }
+
     fn contact_notice(&mut self, index: usize, facts: ContactFacts, now: i64) {
         let rule = &self.rules[index];
         let kind = match &rule.watch {
@@ -414,11 +477,45 @@ impl Alerts {
             .sum()
     }
 
+    /// The rule's measure of TCP's health this interval, over the rows it watches.
+    fn health(rule: &Rule, measure: HealthMeasure, report: &IntervalReport) -> f64 {
+        let mut tcp = crate::traffic::TcpHealth::default();
+        let mut packets_sent = 0;
+        for row in report
+            .processes
+            .iter()
+            .filter(|row| rule.scope.matches(&row.key, row.workload.as_deref()))
+        {
+            tcp.merge(&row.last.tcp);
+            packets_sent += row.last.sent.packets;
+        }
+        match measure {
+            HealthMeasure::RetransmitRatio if packets_sent > 0 => {
+                tcp.retransmits as f64 / packets_sent as f64
+            }
+            HealthMeasure::RetransmitRatio => 0.0,
+            HealthMeasure::Rtt => tcp.rtt_us().map_or(0.0, f64::from),
+            HealthMeasure::ConnectFailures => tcp.connect_failures() as f64,
+        }
+    }
+
     fn evaluate(&mut self, index: usize, report: &IntervalReport) {
         let start = crate::store::seconds(report.start);
         let now = crate::store::seconds(report.end);
         self.begin_period(index, start);
         let bytes = Self::bytes(&self.rules[index], report);
+        if let Watch::Health { measure, .. } = self.rules[index].watch {
+            let value = Self::health(&self.rules[index], measure, report);
+            let Watch::Health { watch, .. } = &mut self.rules[index].watch else {
+                return;
+            };
+            match watch.observe(value, seconds_f(report.start), seconds_f(report.end)) {
+                Some(RateChange::Fired) => self.health_notice(index, State::Firing, now),
+                Some(RateChange::Cleared) => self.health_notice(index, State::Cleared, now),
+                None => {}
+            }
+            return;
+        }
         let rule = &mut self.rules[index];
         match &mut rule.watch {
             Watch::Quota { watch, .. } => {
@@ -455,6 +552,7 @@ impl Alerts {
                     self.contact_notice(index, facts, now);
                 }
             }
+            Watch::Health { .. } => {}
         }
     }
 
@@ -507,11 +605,27 @@ impl Alerts {
                         status.known_contacts = Some(watch.known());
                         status.learning_until = watch.learning(now).then_some(watch.learning_until);
                     }
+                    Watch::Health { watch, measure } => {
+                        status.kind = measure.key();
+                        status.firing = watch.firing;
+                        status.used = Some(watch.rate);
+                        status.limit = Some(watch.bytes_per_second);
+                        status.ratio = Some(watch.ratio());
+                    }
                 }
                 status
             })
             .collect();
         self.board.publish(statuses);
+    }
+}
+
+/// A health measure as a person reads it: a percentage, milliseconds, a count.
+fn health_value(measure: HealthMeasure, value: f64) -> String {
+    match measure {
+        HealthMeasure::RetransmitRatio => format!("{:.2}% of its segments", value * 100.0),
+        HealthMeasure::Rtt => format!("{:.1} ms", value / 1000.0),
+        HealthMeasure::ConnectFailures => format!("{value:.0} times in an interval"),
     }
 }
 

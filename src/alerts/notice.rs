@@ -18,7 +18,7 @@ pub enum State {
 #[derive(Clone, Debug, Serialize)]
 pub struct Notice {
     pub rule: String,
-    /// "quota", "rate" or "first_contact".
+    /// "quota", "rate", "first_contact" or "health".
     pub kind: &'static str,
     pub state: State,
     pub message: String,
@@ -48,6 +48,14 @@ pub enum Details {
         ratio: f64,
     },
     Contact(Box<ContactFacts>),
+    /// A measure of TCP's health: `retransmit_ratio` (a share), `rtt` (microseconds)
+    /// or `connect_failures` (per interval).
+    Health {
+        measure: &'static str,
+        value: f64,
+        limit: f64,
+        held_seconds: f64,
+    },
 }
 
 #[derive(Clone, Debug, Serialize)]

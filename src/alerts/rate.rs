@@ -1,9 +1,11 @@
-//! A rate limit held for a while: fires when the rate has stayed at or above the limit
-//! for `held`, clears when it has stayed below for `held` again (so a rate hovering at
-//! the limit does not flap).
+//! A limit held for a while: fires when a value measured each interval (a rate in
+//! bytes per second, or a measure of TCP's health) has stayed at or above the limit for
+//! `held`, clears when it has stayed below for `held` again (so a value hovering at the
+//! limit does not flap).
 
 #[derive(Debug)]
 pub struct RateWatch {
+    /// The limit, in the value's unit (bytes per second for a rate).
     pub bytes_per_second: f64,
     pub held: f64,
     pub firing: bool,
@@ -35,7 +37,15 @@ impl RateWatch {
         if length <= 0.0 {
             return None;
         }
-        self.rate = bytes as f64 / length;
+        self.observe(bytes as f64 / length, start, end)
+    }
+
+    /// One interval `[start, end)` and the value measured over it.
+    pub fn observe(&mut self, value: f64, start: f64, end: f64) -> Option<RateChange> {
+        if end <= start {
+            return None;
+        }
+        self.rate = value;
         let above = self.rate >= self.bytes_per_second;
         if above != self.firing {
             let since = *self.crossed_since.get_or_insert(start);

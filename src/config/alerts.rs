@@ -45,6 +45,14 @@ pub struct RuleConfig {
     pub first_contact: Option<ContactBy>,
     #[serde(default, with = "humantime_serde")]
     pub learning: Option<Duration>,
+    /// TCP health: the share of the segments sent that were sent again (0.02: 2%),
+    /// held for `held`.
+    pub retransmit_ratio: Option<f64>,
+    /// TCP health: the traffic-weighted smoothed round-trip time ("200ms"), held.
+    #[serde(default, with = "humantime_serde")]
+    pub rtt: Option<Duration>,
+    /// TCP health: this many failed connects in an interval (held: 0 unless given).
+    pub connect_failures: Option<u64>,
     pub webhook: Option<url::Url>,
     pub command: Option<Vec<String>>,
 }
@@ -106,6 +114,30 @@ pub enum RuleKind {
         by: ContactBy,
         learning: Duration,
     },
+    Health {
+        measure: HealthMeasure,
+        /// In the measure's unit: a ratio, microseconds, failed connects.
+        limit: f64,
+        held: Duration,
+    },
+}
+
+/// What a TCP health rule measures each interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HealthMeasure {
+    RetransmitRatio,
+    Rtt,
+    ConnectFailures,
+}
+
+impl HealthMeasure {
+    pub fn key(self) -> &'static str {
+        match self {
+            HealthMeasure::RetransmitRatio => "retransmit_ratio",
+            HealthMeasure::Rtt => "rtt",
+            HealthMeasure::ConnectFailures => "connect_failures",
+        }
+    }
 }
 
 /// How long a rate must stay above its limit (and then below it) when `held` is not
@@ -136,8 +168,10 @@ impl RuleConfig {
     /// The rule's kind; exactly one of `limit`, `rate` and `first_contact` is set.
     pub fn kind(&self) -> anyhow::Result<RuleKind> {
         let name = &self.name;
-        let kind = match (&self.limit, &self.rate, &self.first_contact) {
-            (Some(limit), None, None) => {
+        let health = self.health_kind()?;
+        let kind = match (&self.limit, &self.rate, &self.first_contact, health) {
+            (None, None, None, Some(health)) => health,
+            (Some(limit), None, None, None) => {
                 let Some(per) = self.per else {
                     anyhow::bail!(
                         "[[alerts.rule]] \"{name}\": a limit needs per = \"day\" or per = \"month\""
@@ -151,18 +185,18 @@ impl RuleConfig {
                     per,
                 }
             }
-            (None, Some(rate), None) => RuleKind::Rate {
+            (None, Some(rate), None, None) => RuleKind::Rate {
                 bytes_per_second: parse_rate(rate).map_err(|e| {
                     anyhow::anyhow!("[[alerts.rule]] \"{name}\": rate = \"{rate}\": {e}")
                 })?,
                 held: self.held.unwrap_or(DEFAULT_HELD),
             },
-            (None, None, Some(by)) => RuleKind::FirstContact {
+            (None, None, Some(by), None) => RuleKind::FirstContact {
                 by: *by,
                 learning: self.learning.unwrap_or(DEFAULT_LEARNING),
             },
             _ => anyhow::bail!(
-                "[[alerts.rule]] \"{name}\": give exactly one of limit (with per), rate (with held) or first_contact"
+                "[[alerts.rule]] \"{name}\": give exactly one of limit (with per), rate (with held), first_contact, retransmit_ratio, rtt or connect_failures"
             ),
         };
         let misplaced = match kind {
@@ -177,6 +211,10 @@ impl RuleConfig {
             RuleKind::FirstContact { .. } => {
                 [("per", self.per.is_some()), ("held", self.held.is_some())]
             }
+            RuleKind::Health { .. } => [
+                ("per", self.per.is_some()),
+                ("learning", self.learning.is_some()),
+            ],
         };
         if let Some((key, _)) = misplaced.iter().find(|(_, set)| *set) {
             anyhow::bail!(
@@ -184,6 +222,49 @@ impl RuleConfig {
             );
         }
         Ok(kind)
+    }
+}
+
+impl RuleConfig {
+    /// The TCP health rule this is, if any (at most one measure).
+    fn health_kind(&self) -> anyhow::Result<Option<RuleKind>> {
+        let name = &self.name;
+        let measures = [
+            self.retransmit_ratio
+                .map(|ratio| (HealthMeasure::RetransmitRatio, ratio)),
+            self.rtt
+                .map(|rtt| (HealthMeasure::Rtt, rtt.as_secs_f64() * 1e6)),
+            self.connect_failures
+                .map(|failures| (HealthMeasure::ConnectFailures, failures as f64)),
+        ];
+        let mut given = measures.into_iter().flatten();
+        let Some((measure, limit)) = given.next() else {
+            return Ok(None);
+        };
+        if given.next().is_some() {
+            anyhow::bail!("[[alerts.rule]] \"{name}\": give one of retransmit_ratio, rtt and connect_failures per rule");
+        }
+        let valid = match measure {
+            HealthMeasure::RetransmitRatio => limit > 0.0 && limit < 1.0,
+            HealthMeasure::Rtt | HealthMeasure::ConnectFailures => limit > 0.0,
+        };
+        if !valid {
+            anyhow::bail!(match measure {
+                HealthMeasure::RetransmitRatio => format!("[[alerts.rule]] \"{name}\": retransmit_ratio = {limit} is a share of the segments sent: give more than 0 and less than 1 (0.02 is 2%)"),
+                HealthMeasure::Rtt => format!("[[alerts.rule]] \"{name}\": rtt must be more than 0 (rtt = \"200ms\")"),
+                HealthMeasure::ConnectFailures => format!("[[alerts.rule]] \"{name}\": connect_failures must be 1 or more"),
+            });
+        }
+        // A failed connect is an event: noticed in its interval unless told to wait.
+        let held = match measure {
+            HealthMeasure::ConnectFailures => self.held.unwrap_or_default(),
+            _ => self.held.unwrap_or(DEFAULT_HELD),
+        };
+        Ok(Some(RuleKind::Health {
+            measure,
+            limit,
+            held,
+        }))
     }
 }
 
@@ -373,6 +454,41 @@ mod tests {
         );
         assert!(error("rate = \"slow\"").contains("not a rate"));
         assert!(error("limit = \"5 MB\"\nper = \"day\"\ncommand = []").contains("names no program"));
+    }
+
+    #[test]
+    fn tcp_health_rules_and_their_mistakes() {
+        assert_eq!(
+            rule("retransmit_ratio = 0.02\nheld = \"30s\"").unwrap(),
+            RuleKind::Health {
+                measure: HealthMeasure::RetransmitRatio,
+                limit: 0.02,
+                held: Duration::from_secs(30)
+            }
+        );
+        assert_eq!(
+            rule("rtt = \"250ms\"").unwrap(),
+            RuleKind::Health {
+                measure: HealthMeasure::Rtt,
+                limit: 250_000.0,
+                held: DEFAULT_HELD
+            }
+        );
+        // A failed connect is noticed in its interval unless told to wait.
+        assert_eq!(
+            rule("connect_failures = 3").unwrap(),
+            RuleKind::Health {
+                measure: HealthMeasure::ConnectFailures,
+                limit: 3.0,
+                held: Duration::ZERO
+            }
+        );
+        let error = |extra| rule(extra).unwrap_err().to_string();
+        assert!(error("retransmit_ratio = 2").contains("0.02 is 2%"));
+        assert!(error("connect_failures = 0").contains("1 or more"));
+        assert!(error("rtt = \"200ms\"\nconnect_failures = 1").contains("one of retransmit_ratio"));
+        assert!(error("rtt = \"200ms\"\nrate = \"1 MB/s\"").contains("exactly one"));
+        assert!(error("rtt = \"200ms\"\nper = \"day\"").contains("per does not apply"));
     }
 
     #[test]
