@@ -207,3 +207,101 @@ fn failed_connects_are_counted_once_by_kind() {
         "{metrics}"
     );
 }
+
+/// The smoothed RTT of a socket as `ss -ti` shows it (`rtt:52.1/0.4`), in microseconds.
+fn ss_rtt_us(ns: &str, port: u16) -> Option<f64> {
+    let out = run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            ns,
+            "ss",
+            "-tin",
+            "dst",
+            &format!("{B4}:{port}"),
+        ],
+    );
+    let field = out.split_whitespace().find(|f| f.starts_with("rtt:"))?;
+    let ms: f64 = field
+        .trim_start_matches("rtt:")
+        .split('/')
+        .next()?
+        .parse()
+        .ok()?;
+    Some(ms * 1000.0)
+}
+
+/// A known delay on the path: `a` routes its traffic to `b` through a userspace delay
+/// line (a tun device that sends each packet on 50 ms later; this host's kernel has no
+/// netem). The process's RTT as netgraph tells it is within 10% of the added delay and
+/// of what `ss -ti` shows for the same socket.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn rtt_follows_a_known_delay() {
+    require_root();
+    let mut lab = Lab::new();
+    let (a, b) = (lab.a.clone(), lab.b.clone());
+    let veth_a = lab.veth_a.clone();
+    lab.serve(&a, "ng-delay", &["tun-delay", "dly0", "50"]);
+    let in_a = |args: &[&str]| {
+        let mut line = vec!["netns", "exec", a.as_str()];
+        line.extend(args);
+        run("ip", &line)
+    };
+    in_a(&["ip", "link", "set", "dly0", "up"]);
+    // Sent to b: into the delay line; out of it: on to b through the veth.
+    in_a(&["ip", "route", "replace", &format!("{B4}/32"), "dev", "dly0"]);
+    in_a(&["ip", "rule", "add", "iif", "dly0", "lookup", "100"]);
+    in_a(&[
+        "ip",
+        "route",
+        "replace",
+        &format!("{B4}/32"),
+        "dev",
+        &veth_a,
+        "table",
+        "100",
+    ]);
+    for setting in [
+        "net.ipv4.ip_forward=1",
+        "net.ipv4.conf.all.rp_filter=0",
+        "net.ipv4.conf.dly0.rp_filter=0",
+        "net.ipv4.conf.dly0.accept_local=1",
+    ] {
+        in_a(&["sysctl", "-qw", setting]);
+    }
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:7010")]);
+    let netgraph = lab.netgraph_ebpf(&[]);
+    let sender = lab.spawn(&a, "ng-far", &["tcp-send", &format!("{B4}:7010"), "4s"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let shown = ss_rtt_us(&a, 7010);
+    let output = sender.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let records = netgraph.stop();
+    let rtts: Vec<u64> = records
+        .rows("ng-far")
+        .filter_map(|row| row["tcp_rtt_us"].as_u64())
+        .collect();
+    let shown = shown.expect("ss shows the socket's RTT");
+    report(&format!(
+        "TCP health: 50 ms added by a delay line; ng-far's RTT by netgraph {rtts:?} µs per interval, by ss -ti {shown:.0} µs"
+    ));
+    assert!(!rtts.is_empty(), "no RTT for ng-far");
+    for rtt in &rtts {
+        let rtt = *rtt as f64;
+        assert!(
+            (rtt - 50_000.0).abs() <= 5_000.0,
+            "{rtt} µs against 50 ms added"
+        );
+        assert!(
+            (rtt - shown).abs() <= shown * 0.1,
+            "{rtt} µs against ss's {shown} µs"
+        );
+    }
+}

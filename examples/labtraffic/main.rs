@@ -49,7 +49,9 @@ const USAGE: &str = "usage: labtraffic COMMAND ARGS
                                       NAME, answering no query
   inject IFACE COUNT                  send COUNT of each kind of malformed frame on IFACE
   tun-reflect NAME                    make tun interface NAME and send each IPv4 UDP or TCP
-                                      packet back, addresses and ports swapped";
+                                      packet back, addresses and ports swapped
+  tun-delay NAME MS                   make tun interface NAME and send each packet back out
+                                      of it MS milliseconds later (a delay line)";
 
 pub type Result<T = ()> = std::result::Result<T, String>;
 
@@ -118,6 +120,7 @@ fn main() -> ExitCode {
         "inject" => inject::inject(arg(2), arg(3)),
         "dns-spoof" => dns::spoof(arg(2), arg(3), arg(4), arg(5), arg(6)),
         "tun-reflect" => tun::reflect(arg(2)),
+        "tun-delay" => tun::delay(arg(2), arg(3)),
         _ => Err(USAGE.to_string()),
     };
     match result {
