@@ -187,7 +187,14 @@ fn the_first_hour_in_chromium() {
             UNIX_EPOCH + Duration::from_secs(second),
             UNIX_EPOCH + Duration::from_secs(second + 1),
             vec![
-                row("backup-agent", Some(1000), "eth0", 3_000_000, 20_000),
+                {
+                    // A lossy, distant backup server: TCP health to show.
+                    let mut backup = row("backup-agent", Some(1000), "eth0", 3_000_000, 20_000);
+                    backup.last.sent.packets = 2000;
+                    backup.last.tcp.retransmits = 10;
+                    backup.last.tcp.add_rtt(42_000, 3_020_000);
+                    backup
+                },
                 row("firefox", Some(1000), "wlan0", 40_000, 900_000),
             ],
         );
@@ -235,6 +242,20 @@ fn the_first_hour_in_chromium() {
         "{seen}"
     );
     assert_eq!(seen["wide"]["overlaps"], serde_json::json!([]), "{seen}");
+    let health_of = |name: &str| {
+        seen["health"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .map(|r| r["health"].clone())
+    };
+    assert_eq!(
+        health_of("backup-agent"),
+        Some(serde_json::json!("42.0 ms · 0.50 % retr")),
+        "{seen}"
+    );
+    assert_eq!(health_of("firefox"), Some(serde_json::json!("")), "{seen}");
     assert!(
         seen["phone"]["scrollWidth"].as_u64().unwrap() <= 390,
         "the page scrolls sideways on a phone: {seen}"

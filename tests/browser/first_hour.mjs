@@ -2,7 +2,7 @@
 // hour, and reports what the history chart drew for the default range (1 hour) and
 // for 15 minutes (its step, its first bucket), what the usage view projects, and, on
 // a phone's screen, whether the page scrolls sideways and whether any chart's labels
-// overlap.
+// overlap; and the TCP health shown beside each process.
 // Usage: node first_hour.mjs URL SCREENSHOT (the phone's view)
 import { open } from "./launch.mjs";
 
@@ -50,6 +50,9 @@ try {
     text: await page.locator("#usage-projection").textContent(),
   };
   const wide = { overlaps: await overlaps() };
+  // TCP health beside the processes that have it.
+  const health = await page.locator("#by-process tr[data-name]").evaluateAll((rows) => rows.map((r) => (
+    { name: r.dataset.name, health: r.querySelector("td.health")?.textContent ?? null })));
   await page.setViewportSize({ width: 390, height: 844 });
   // The charts redraw at the new width after a resize settles.
   await page.waitForFunction(() => [...document.querySelectorAll("svg")].every((s) => s.getBoundingClientRect().width <= 390));
@@ -60,7 +63,7 @@ try {
     overlaps: await overlaps(),
   };
   await page.screenshot({ path: screenshot, fullPage: true });
-  console.log(JSON.stringify({ hour, quarter, usage, wide, phone, errors }));
+  console.log(JSON.stringify({ hour, quarter, usage, wide, health, phone, errors }));
 } finally {
   await browser.close();
 }
