@@ -4,8 +4,9 @@
 The JSON files are committed; run this after changing a panel here. The panels are the
 same in all three: traffic per process over time, the hourly totals of the original's
 first query, top processes, per interface, the unattributed share, packet statistics,
-per container and per pod, the top destinations (with `[peers]`) and the usage of the
-calendar month so far per process; the PromQL one also shows the alert rules' use of
+per container and per pod, the top destinations (with `[peers]`), the usage of the
+calendar month so far per process, and TCP's health per process (retransmissions,
+round-trip time, failed connects); the PromQL one also shows the alert rules' use of
 their quotas (`netgraph_quota_used_ratio`).
 """
 
@@ -27,6 +28,9 @@ LAYOUT = [
     ("Bytes sent per pod", "timeseries", 12, 9),
     ("Top destinations (peers)", "table", 24, 9),
     ("Usage this month (per process)", "table", 12, 9),
+    ("TCP retransmissions per process", "timeseries", 8, 8),
+    ("TCP round-trip time per process", "timeseries", 8, 8),
+    ("Failed TCP connects per process", "timeseries", 8, 8),
 ]
 
 # Panels only one flavour has the data for, appended after the shared ones.
@@ -39,9 +43,19 @@ WORKLOADS = [("container", "Container"), ("pod", "Pod"), ("namespace", "Namespac
 
 UNITS = {"timeseries": "bytes", "barchart": "bytes", "table": "bytes", "stat": "percentunit", "bargauge": "percentunit"}
 
+# Panels whose unit is not their kind's: TCP health counts and times, not bytes.
+PANEL_UNITS = {
+    "TCP retransmissions per process": "short",
+    "TCP round-trip time per process": "s",
+    "Failed TCP connects per process": "short",
+}
+
+# Panels that are not stacked: round-trip times do not add up.
+UNSTACKED = {"TCP round-trip time per process"}
+
 
 def panel(index, title, kind, width, height, datasource, targets, x, y):
-    field_config = {"defaults": {"unit": UNITS[kind]}, "overrides": []}
+    field_config = {"defaults": {"unit": PANEL_UNITS.get(title, UNITS[kind])}, "overrides": []}
     result = {
         "id": index + 1,
         "type": kind,
@@ -55,7 +69,8 @@ def panel(index, title, kind, width, height, datasource, targets, x, y):
     if kind == "table":
         result["options"] = {"sortBy": [{"displayName": "total", "desc": True}]}
     if kind == "timeseries":
-        result["fieldConfig"]["defaults"]["custom"] = {"stacking": {"mode": "normal"}, "fillOpacity": 20}
+        stacking = "none" if title in UNSTACKED else "normal"
+        result["fieldConfig"]["defaults"]["custom"] = {"stacking": {"mode": stacking}, "fillOpacity": 20}
     if kind == "bargauge":
         result["fieldConfig"]["defaults"].update({"min": 0, "max": 1, "thresholds": {"mode": "absolute", "steps": [
             {"color": "green", "value": None}, {"color": "orange", "value": 0.8}, {"color": "red", "value": 1}]}})
@@ -156,6 +171,10 @@ def influxql():
             [q(f"SELECT sum(\"sent_bytes_last\") AS \"sent\", sum(\"recv_bytes_last\") AS \"received\", {both} AS \"total\" FROM \"network_peer\" WHERE {host} AND $timeFilter GROUP BY \"peer_name\", \"peer\"", fmt="table")],
             # Drawn over "now/M" (the month so far): $timeFilter is that range.
             [q(f"SELECT sum(\"sent_bytes_last\") AS \"sent\", sum(\"recv_bytes_last\") AS \"received\", {both} AS \"total\" FROM \"network_data\" WHERE {host} AND $timeFilter GROUP BY \"name\"", fmt="table")],
+            # TCP health (eBPF engine): its own measurement, the series' tags.
+            [q(f"SELECT sum(\"tcp_retransmits\") FROM \"network_health\" WHERE {host} AND $timeFilter GROUP BY time($__interval), \"name\" fill(0)", alias="$tag_name")],
+            [q(f"SELECT mean(\"tcp_rtt_us\") / 1000000 FROM \"network_health\" WHERE {host} AND $timeFilter GROUP BY time($__interval), \"name\" fill(none)", alias="$tag_name")],
+            [q(f"SELECT sum(\"tcp_connect_failures\") FROM \"network_health\" WHERE {host} AND $timeFilter GROUP BY time($__interval), \"name\" fill(0)", alias="$tag_name")],
         ],
         lambda name: f"SHOW TAG VALUES FROM \"network_data\" WITH KEY = \"{name}\" WHERE {host}",
     )
@@ -242,6 +261,16 @@ def flux():
         '  |> group()\n'
         '  |> sort(columns: ["total"], desc: true)'
     )
+    def health(field, fn, scale=""):
+        return (
+            start + host
+            + f'  |> filter(fn: (r) => r._measurement == "network_health" and r._field == "{field}")\n'
+            '  |> keep(columns: ["_time","_value", "name"])\n'
+            + scale
+            + f'  |> aggregateWindow(every: v.windowPeriod, fn: {fn}, createEmpty: false)'
+        )
+
+    seconds = '  |> map(fn: (r) => ({r with _value: float(v: r._value) / 1000000.0}))\n'
     bucket = {
         "name": "bucket",
         "label": "Bucket",
@@ -268,6 +297,9 @@ def flux():
             [q(per_pod)],
             [q(destinations)],
             [q(top)],
+            [q(health("tcp_retransmits", "sum"))],
+            [q(health("tcp_rtt_us", "mean", seconds))],
+            [q(health("tcp_connect_failures", "sum"))],
         ],
         lambda name: f'import "influxdata/influxdb/schema"\nschema.tagValues(bucket: "${{bucket}}", tag: "{name}")',
         extra_variables=[bucket],
@@ -310,6 +342,10 @@ def promql():
             [q(f"topk(20, sum by (peer_name, peer) (increase(netgraph_peer_transmitted_bytes_total{{{sel}}}[$__range])) + sum by (peer_name, peer) (increase(netgraph_peer_received_bytes_total{{{sel}}}[$__range])))", "{{peer_name}} {{peer}}", instant=True, fmt="table")],
             # Drawn over "now/M" (the month so far): $__range is that length.
             [q(f"topk(20, sum by (name) (increase({tx}{{{sel}}}[$__range])) + sum by (name) (increase({rx}{{{sel}}}[$__range])))", "{{name}}", instant=True, fmt="table")],
+            # TCP health (eBPF engine): segments sent again per second, the RTT, failures.
+            [q(f"sum by (name) (rate(netgraph_tcp_retransmitted_segments_total{{{sel}}}[$__rate_interval]))", "{{name}}")],
+            [q(f"max by (name) (netgraph_tcp_rtt_seconds{{{sel}}})", "{{name}}")],
+            [q(f"sum by (name, kind) (increase(netgraph_tcp_connect_failures_total{{{sel}}}[$__rate_interval]))", "{{name}} {{kind}}")],
             # Alert rules of [alerts] with a limit or a rate ([[alerts.rule]] in netgraph.toml).
             [q(f"max by (rule) (netgraph_quota_used_ratio{{{sel}}})", "{{rule}}", instant=True)],
         ],

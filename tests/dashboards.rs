@@ -41,7 +41,7 @@ fn queries(board: &Value, key: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-const TITLES: [&str; 11] = [
+const TITLES: [&str; 14] = [
     "Bytes sent per process",
     "Bytes received per process",
     "Hourly totals (sent, received, total)",
@@ -53,6 +53,9 @@ const TITLES: [&str; 11] = [
     "Bytes sent per pod",
     "Top destinations (peers)",
     "Usage this month (per process)",
+    "TCP retransmissions per process",
+    "TCP round-trip time per process",
+    "Failed TCP connects per process",
 ];
 
 /// Panels of the PromQL dashboard alone, after the shared ones.
@@ -291,6 +294,19 @@ fn every_panel_query_runs_against_real_servers() {
         "ng-dash",
         &["udp-trickle", &format!("{B4}:7901"), "4", "1000"],
     );
+    // TCP with health to tell: a transfer (its RTT) and a connect that is refused.
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:7903")]);
+    lab.exec(
+        &lab.a,
+        "ng-dash-tcp",
+        &["tcp-send", &format!("{B4}:7903"), "200000"],
+    );
+    let refused = lab.spawn(
+        &lab.a,
+        "ng-dash-tcp",
+        &["tcp-send", &format!("{B4}:7904"), "1"],
+    );
+    assert!(!refused.wait_with_output().unwrap().status.success());
     // The kernel answering pings has no socket: unattributed traffic for that panel.
     lab.ping_from_b(&host_address, 10, "0.1", 56);
     std::thread::sleep(Duration::from_secs(4));
@@ -355,6 +371,18 @@ fn every_panel_query_runs_against_real_servers() {
                         .any(|s| s["metric"]["peer"] == B4 && number(&s["value"][1]) > 0.0),
                     "{server}, {title}: ng-dash's peer missing in {answer}"
                 ),
+                "Failed TCP connects per process" => assert!(
+                    result.iter().any(|s| s["metric"]["name"] == "ng-dash-tcp"
+                        && s["metric"]["kind"] == "refused"),
+                    "{server}, {title}: the refused connect missing in {answer}"
+                ),
+                "TCP round-trip time per process" => {
+                    assert!(
+                        result.iter().any(|s| s["metric"]["name"] == "ng-dash-tcp"
+                            && number(&s["value"][1]) > 0.0),
+                        "{server}, {title}: ng-dash-tcp's RTT missing in {answer}"
+                    )
+                }
                 "Quota use (alert rules)" => assert!(
                     result.iter().any(|s| s["metric"]["rule"] == "dash-quota"
                         && number(&s["value"][1]) > 0.0
@@ -465,6 +493,14 @@ fn every_panel_query_runs_against_real_servers() {
                     .sum();
                 assert!(to_b4 >= sent, "ng-dash's bytes go to {B4}");
                 assert_eq!(column_sum(&ours, "sent"), to_b4, "{title}");
+            }
+            "Failed TCP connects per process" => {
+                let ours: Vec<Value> = series
+                    .iter()
+                    .filter(|s| s["tags"]["name"] == "ng-dash-tcp")
+                    .cloned()
+                    .collect();
+                assert_eq!(column_sum(&ours, "sum"), 1.0, "{title}");
             }
             "Bytes sent per pod" => {
                 let ours: Vec<Value> = series
