@@ -44,6 +44,7 @@ PATHS = [
     ("no socket counts", "socket_counts"),
     ("raw tracepoints", "typed_tracepoints"),
     ("5.10-6.1 path", "socket_tracepoints,device_netns,tcx"),
+    ("no tcp health", "tcp_health"),
 ]
 NETGRAPH_KINDS = tuple(f"netgraph {name}" for name, _ in PATHS)
 MONITORS = (*NETGRAPH_KINDS, "floor", "one call")
@@ -57,6 +58,9 @@ HOOKS = [
     ("tcx ingress (lo)", ("interface_ingress", "interface_ingre"), "f_iface_ingress", None),
     ("sock_send_length", ("owner_on_send", "owner_on_send_raw", "owner_on_send_r"), "f_on_send", "c_on_send"),
     ("sock_recv_length", ("owner_on_recv", "owner_on_recv_raw", "owner_on_recv_r"), "f_on_recv", "c_on_recv"),
+    # TCP health: classic tracepoints that run on retransmissions and state changes only.
+    ("tcp_retransmit_skb", ("health_on_retransmit", "health_on_retra"), None, None),
+    ("inet_sock_set_state", ("health_on_state",), None, None),
 ]
 
 
