@@ -26,12 +26,13 @@ const WORKLOADS: [(&str, &str, &str, &str); 7] = [
     ("loopback", "ng-lo", "lo", "sent_bytes_last"),
 ];
 
-const FEATURES: [&str; 5] = [
+const FEATURES: [&str; 6] = [
     "owner_tracepoints",
     "socket_counts",
     "device_netns",
     "path_tracepoints",
     "interface_hooks",
+    "tcp_health",
 ];
 
 /// What one run of the scenario printed.
@@ -98,6 +99,37 @@ impl Outcome {
             .get(name)
             .map(|(state, detail)| (state.as_str(), detail.as_str()))
             .unwrap_or(("missing", ""))
+    }
+
+    /// A health field summed over a process's rows.
+    fn health(&self, name: &str, field: &str) -> u64 {
+        self.lines
+            .iter()
+            .filter(|l| l["type"] == "process" && l["name"] == name)
+            .filter_map(|l| l[field].as_u64())
+            .sum()
+    }
+
+    /// Where TCP health is counted: the upload's connect made once, the connect to a
+    /// closed port refused once; where it is not, no health at all.
+    fn check_health(&self, label: &str, failures: &mut Vec<String>) {
+        let counted = [
+            ("ng-up", "tcp_connects"),
+            ("ng-refused", "tcp_connects_refused"),
+        ]
+        .map(|(name, field)| (name, field, self.health(name, field)));
+        let expected = if self.feature("tcp_health").0 == "used" {
+            1
+        } else {
+            0
+        };
+        for (name, field, found) in counted {
+            if found != expected {
+                failures.push(format!(
+                    "{label}: {name} {field} = {found}, expected {expected}"
+                ));
+            }
+        }
     }
 
     /// Each workload's share of the truth; a failure per workload outside 1%, but for
@@ -196,8 +228,15 @@ fn each_fallback_on_this_host_is_exact() {
     // (NETGRAPH_EBPF_WITHOUT, feature -> state the run must show with a word of its
     // detail, workloads whose loss is the documented cost of that path)
     type Variant<'a> = (&'a str, &'a [(&'a str, &'a str, &'a str)], &'a [&'a str]);
-    let variants: [Variant; 5] = [
-        ("", &[("owner_tracepoints", "used", "")], &[]),
+    let variants: [Variant; 6] = [
+        (
+            "",
+            &[
+                ("owner_tracepoints", "used", ""),
+                ("tcp_health", "used", ""),
+            ],
+            &[],
+        ),
         (
             "typed_tracepoints",
             &[
@@ -233,6 +272,7 @@ fn each_fallback_on_this_host_is_exact() {
             ],
             &[],
         ),
+        ("tcp_health", &[("tcp_health", "absent", "")], &[]),
     ];
     let mut failures = Vec::new();
     let mut rows = vec![table_header()];
@@ -256,6 +296,7 @@ fn each_fallback_on_this_host_is_exact() {
         );
         let outcome = Outcome::parse(&output);
         check_run(&label, &outcome, &output, expected, &mut failures);
+        outcome.check_health(&label, &mut failures);
         let shares = outcome.shares(&label, lost, &mut failures);
         rows.push(table_row(&label, &outcome, &shares));
     }
@@ -320,6 +361,7 @@ fn debian_kernels_from_5_10_to_the_newest_are_exact() {
             .map(|(a, b, c)| (*a, b.as_str(), *c))
             .collect();
         check_run(&label, &outcome, &output, &expected, &mut failures);
+        outcome.check_health(&label, &mut failures);
         let shares = outcome.shares(&label, &[], &mut failures);
         rows.push(table_row(&label, &outcome, &shares));
     }
@@ -357,6 +399,8 @@ fn expected_by_version(name: &str) -> Vec<(&'static str, String, &'static str)> 
                 "classic TC"
             },
         ),
+        // Classic tracepoints of Linux 4.16: every kernel of the matrix.
+        ("tcp_health", used(true), ""),
     ]
 }
 

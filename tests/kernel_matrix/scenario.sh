@@ -30,7 +30,7 @@ trap cleanup EXIT
 
 mkdir -p "$WORK/bin"
 # Each workload's process is named after the link it was started by.
-for name in ng-up ng-sink ng-down ng-src ng-udp ng-echo ng-short ng-sink2 ng-acc ng-cli ng-lo ng-losrv; do
+for name in ng-up ng-sink ng-down ng-src ng-udp ng-echo ng-short ng-sink2 ng-acc ng-cli ng-lo ng-losrv ng-refused; do
     ln -sf "$LABTRAFFIC" "$WORK/bin/$name"
 done
 run() { name=$1; shift; "$WORK/bin/$name" "$@"; }
@@ -153,6 +153,9 @@ in_b "$WORK/bin/ng-cli" tcp-send $ADDR_A:7105 6000000 > /dev/null || say "@error
 serve in_a "$WORK/bin/ng-losrv" tcp-sink 127.0.0.1:7106
 ready a 7106
 in_a "$WORK/bin/ng-lo" tcp-send 127.0.0.1:7106 6000000 > /dev/null || say "@error loopback"
+
+# TCP health: a connect to a port nothing listens on is refused, once.
+in_a "$WORK/bin/ng-refused" tcp-send $ADDR_B:7107 1 > /dev/null 2>&1 && say "@error a connect to a closed port succeeded"
 
 # Two intervals for the last counts to be drained, then the last partial one at exit.
 sleep 2.5
