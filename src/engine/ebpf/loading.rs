@@ -117,12 +117,18 @@ pub fn load(recording: Recording) -> Result<Loaded, Unsupported> {
     let without = Without::from_env();
     let mut features = Vec::new();
     let plan = choose(recording, &without, &mut features);
-    // Probed one by one, they may still be refused together, or the kfunc may be: then
-    // without the kfunc, then the core alone, which still counts every byte.
+    // Probed one by one, they may still be refused together, or the kfunc or the RTT
+    // sampling in the counting programs may be: then without TCP health, without the
+    // kfunc, then the core alone, which still counts every byte.
     let fallbacks = [
         plan,
         Plan {
+            tcp_health: false,
+            ..plan
+        },
+        Plan {
             device_netns: false,
+            tcp_health: false,
             ..plan
         },
         Plan::CORE,
@@ -515,6 +521,7 @@ fn configure(open: &mut OpenNetgraphSkel<'_>, recording: Recording, plan: Plan) 
         rodata.count_in_storage = u8::from(plan.socket_counts);
         rodata.use_kern_ctx = u8::from(plan.device_netns);
         rodata.match_accepted = u8::from(plan.owners == OwnerTracepoints::Accept);
+        rodata.count_tcp_health = u8::from(plan.tcp_health);
     }
     // The counter maps not used get one entry, to take no memory.
     let unused = if recording.addresses {

@@ -213,6 +213,9 @@ struct socket_state {
 	__u32 released;
 	struct socket_slot egress;
 	struct socket_slot ingress;
+	/* TCP packets received, for sampling the smoothed RTT now and then. */
+	__u32 rtt_tick;
+	__u32 pad;
 };
 
 struct {
@@ -261,6 +264,10 @@ static __always_inline void count_loss(__u32 kind)
 	if (lost)
 		*lost += 1;
 }
+
+/* TCP's health: its map, its tracepoints, and the RTT sampling counting does. */
+#include "tcp_health.bpf.h"
+
 
 /* The transport protocol from the IP header: skb data starts there in cgroup_skb.
  * Read in place when the header is in the linear part, as it nearly always is. */
@@ -697,6 +704,8 @@ static __always_inline void count(struct __sk_buff *skb, enum direction directio
 	/* The storage helper takes any socket and finds none for a request or time-wait
 	 * one: the full-socket helper is asked only then. */
 	struct socket_state *state = sk ? bpf_sk_storage_get(&socket_states, sk, 0, BPF_SK_STORAGE_GET_F_CREATE) : 0;
+	if (state && count_tcp_health && direction == INGRESS && key.protocol == 6)
+		sample_rtt(sk, state);
 	if (state) {
 		if (in_storage && !record_addresses && count_in_socket(skb, state, direction, key.protocol))
 			return;
@@ -1202,5 +1211,3 @@ int owner_on_accept_exit(struct syscall_exit *ctx)
 	owner_on_accept(ctx);
 	return 0;
 }
-
-#include "tcp_health.bpf.h"

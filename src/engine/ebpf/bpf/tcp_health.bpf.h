@@ -29,6 +29,13 @@ struct {
 	__type(value, struct tcp_health);
 } tcp_health SEC(".maps");
 
+/* Set by userspace where the health tracepoints load: the counting programs then also
+ * sample each TCP socket's smoothed RTT now and then. */
+const volatile __u8 count_tcp_health = 0;
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
 #define TCP_SYN_RECV 3
@@ -104,6 +111,24 @@ static __always_inline void note_path(struct tcp_health *health, struct sock *sk
 	__u32 srtt = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
 	if (srtt)
 		health->rtt_us = srtt;
+}
+
+/* Received TCP packets per RTT sample: the RTT of a live socket is refreshed every
+ * so many packets it receives (its first included), which costs the other packets one
+ * increment in the socket's storage. */
+#define RTT_SAMPLE_EVERY 64
+
+static __always_inline void sample_rtt(struct bpf_sock *sk, struct socket_state *state)
+{
+	if ((state->rtt_tick++ % RTT_SAMPLE_EVERY) != 0 || !state->cookie)
+		return;
+	struct bpf_tcp_sock *tcp = bpf_tcp_sock(sk);
+	if (!tcp || !tcp->srtt_us)
+		return;
+	/* Sockets with a record: made at their handshake, or accepted. */
+	struct tcp_health *health = bpf_map_lookup_elem(&tcp_health, &state->cookie);
+	if (health)
+		health->rtt_us = tcp->srtt_us >> 3;
 }
 
 SEC("tracepoint/tcp/tcp_retransmit_skb")
