@@ -124,7 +124,11 @@ fn failed_connects_are_counted_once_by_kind() {
     let config = lab.path("metrics.toml");
     std::fs::write(
         &config,
-        format!("[prometheus]\nlisten = \"127.0.0.1:{metrics_port}\"\n"),
+        format!(
+            "[prometheus]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+             [[alerts.rule]]\nname = \"refusals\"\nprocess = \"ng-refused\"\nconnect_failures = 1\n\
+             [[alerts.rule]]\nname = \"far-rtt\"\nprocess = \"ng-connect\"\nrtt = \"1s\"\n"
+        ),
     )
     .unwrap();
     let netgraph = lab.netgraph_ebpf(&["--config", config.to_str().unwrap()]);
@@ -154,6 +158,7 @@ fn failed_connects_are_counted_once_by_kind() {
         "curl",
         &["-sf", &format!("http://127.0.0.1:{metrics_port}/metrics")],
     );
+    let log = netgraph.log();
     let records = netgraph.stop();
     let kinds = [
         "tcp_connects",
@@ -182,6 +187,19 @@ fn failed_connects_are_counted_once_by_kind() {
     for name in ["ng-refused", "ng-timeout", "ng-unreach"] {
         assert_eq!(health(&records, name, "tcp_connect_failures"), 1, "{name}");
     }
+    // The rule on failed connects fires in the refused connect's interval and clears
+    // at the next; the RTT rule (a second) never fires on a veth.
+    let fired: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("alert refusals"))
+        .collect();
+    assert_eq!(fired.len(), 2, "fired once, cleared once:\n{log}");
+    assert!(
+        fired[0].contains("process ng-refused failed to connect 1 times in an interval"),
+        "{log}"
+    );
+    assert!(fired[1].contains("alert refusals cleared"), "{log}");
+    assert!(!log.contains("alert far-rtt"), "{log}");
     // Prometheus: one failure of its kind per process, counted once.
     for (name, kind) in [
         ("ng-refused", "refused"),
