@@ -54,6 +54,17 @@ struct retransmit_args {
 	const void *skaddr;
 };
 
+/* Kernels since about 6.10 trace every attempt with its `err`. Those that failed before
+ * the kernel counted them (still queued below, no window or memory, no route) are not
+ * retransmissions; those the device or a firewall then refused (-ENOBUFS, -EPERM) are
+ * counted by TcpRetransSegs, and so here. Relocated against the running kernel's BTF;
+ * older kernels trace only what was sent. */
+#define ENOBUFS 105
+#define EPERM 1
+struct trace_event_raw_tcp_retransmit_skb {
+	int err;
+} __attribute__((preserve_access_index));
+
 struct set_state_args {
 	__u64 common;
 	const void *skaddr;
@@ -138,6 +149,13 @@ int health_on_retransmit(struct retransmit_args *ctx)
 	struct sk_buff *skb = (struct sk_buff *)ctx->skbaddr;
 	if (!sk || !skb)
 		return 0;
+	struct trace_event_raw_tcp_retransmit_skb *record = (void *)ctx;
+	if (bpf_core_field_exists(record->err)) {
+		int err = 0;
+		bpf_probe_read_kernel(&err, sizeof(err), (void *)ctx + bpf_core_field_offset(record->err));
+		if (err && err != -ENOBUFS && err != -EPERM)
+			return 0;
+	}
 	struct tcp_health *health = health_of(sk);
 	if (!health)
 		return 0;
