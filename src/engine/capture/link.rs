@@ -85,6 +85,24 @@ impl Link {
             LinkType::RawIp | LinkType::Null { .. } => LinkDirection::Unknown,
         }
     }
+
+    /// Whether the frame was captured on a loopback device, where libpcap hands each
+    /// packet over once, as received: the cooked header's device type (ARPHRD_LOOPBACK),
+    /// or a BSD loopback link.
+    pub fn on_loopback(&self, frame: &[u8]) -> bool {
+        const ARPHRD_LOOPBACK: u16 = 772;
+        let device_type = |at: usize| {
+            frame
+                .get(at..at + 2)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]))
+        };
+        match self.link_type {
+            LinkType::LinuxSll => device_type(2) == Some(ARPHRD_LOOPBACK),
+            LinkType::LinuxSll2 => device_type(8) == Some(ARPHRD_LOOPBACK),
+            LinkType::Null { .. } => true,
+            LinkType::Ethernet | LinkType::RawIp => false,
+        }
+    }
 }
 
 /// The result of peeling off the link layer.

@@ -161,14 +161,20 @@ pub fn sample(link: &Link, frame: &[u8]) -> Option<NameSample> {
     let from = canonical_addr(SocketAddr::new(source, ports.0));
     let to = canonical_addr(SocketAddr::new(destination, ports.1));
     let incoming = link.direction(frame) != LinkDirection::Outgoing;
+    // On loopback libpcap drops the sent copy of each packet: what arrives was also sent
+    // here, so a query or a ClientHello is one whichever way it is seen.
+    let loopback = link.on_loopback(frame);
     let transport = match protocol {
         Protocol::Udp => DnsTransport::Udp,
         _ => DnsTransport::Tcp,
     };
+    let tcp = protocol == Protocol::Tcp;
     let (kind, local, remote) = match (from.port() == 53, to.port() == 53, incoming) {
         (true, _, true) => (SampleKind::DnsAnswer(transport), to, from),
         (_, true, false) => (SampleKind::DnsQuery(transport), from, to),
-        (false, false, false) if protocol == Protocol::Tcp => (SampleKind::TlsHello, from, to),
+        (_, true, true) if loopback => (SampleKind::DnsQuery(transport), from, to),
+        (false, false, false) if tcp => (SampleKind::TlsHello, from, to),
+        (false, false, true) if tcp && loopback => (SampleKind::TlsHello, from, to),
         _ => return None,
     };
     let flow = Flow {
@@ -183,4 +189,63 @@ pub fn sample(link: &Link, frame: &[u8]) -> Option<NameSample> {
         conversation: Conversation::Flow(flow),
         payload: payload.to_vec(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::capture::link::{Link, LinkType};
+    use etherparse::PacketBuilder;
+
+    /// A Linux cooked (SLL) frame as received (packet type 0) on a device of
+    /// `device_type`, carrying an IPv4 packet from `from` to `to`.
+    fn received(device_type: u16, udp: bool, from: u16, to: u16) -> Vec<u8> {
+        let mut frame = vec![0, 0];
+        frame.extend(device_type.to_be_bytes());
+        frame.extend([0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x00]);
+        let builder = PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 1], 64);
+        // A handshake record holding a ClientHello, or a DNS header's worth of bytes.
+        let payload = [0x16, 3, 1, 0, 5, 1, 0, 0, 1, 0, 0, 0];
+        if udp {
+            builder.udp(from, to).write(&mut frame, &payload).unwrap();
+        } else {
+            builder
+                .tcp(from, to, 1, 64_000)
+                .write(&mut frame, &payload)
+                .unwrap();
+        }
+        frame
+    }
+
+    #[test]
+    fn on_loopback_what_was_received_was_also_sent_here() {
+        let link = Link {
+            link_type: LinkType::LinuxSll,
+            own_mac: None,
+        };
+        const LOOPBACK: u16 = 772;
+        const ETHER: u16 = 1;
+        let kind = |frame: Vec<u8>| sample(&link, &frame).map(|s| s.kind);
+        // A ClientHello and a DNS query on lo: libpcap shows only the received copy.
+        assert_eq!(
+            kind(received(LOOPBACK, false, 40_000, 6443)),
+            Some(SampleKind::TlsHello)
+        );
+        assert_eq!(
+            kind(received(LOOPBACK, true, 40_000, 53)),
+            Some(SampleKind::DnsQuery(DnsTransport::Udp))
+        );
+        assert_eq!(
+            kind(received(LOOPBACK, true, 53, 40_000)),
+            Some(SampleKind::DnsAnswer(DnsTransport::Udp))
+        );
+        // Received from elsewhere: another host's ClientHello or query is not ours.
+        assert_eq!(kind(received(ETHER, false, 40_000, 6443)), None);
+        assert_eq!(kind(received(ETHER, true, 40_000, 53)), None);
+        let hello = sample(&link, &received(LOOPBACK, false, 40_000, 6443)).unwrap();
+        let SampleSocket::Flow(flow) = hello.socket else {
+            panic!("a flow");
+        };
+        assert_eq!((flow.local.port(), flow.remote.port()), (40_000, 6443));
+    }
 }
