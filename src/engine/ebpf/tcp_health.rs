@@ -20,8 +20,9 @@ pub struct HealthDelta {
     pub health: TcpHealth,
     /// The smoothed RTT when last seen, to be weighted by the socket's bytes.
     pub rtt_us: u32,
-    /// The route's device, when the kernel had one.
+    /// The route's device, when the kernel had one, in the socket's namespace.
     pub ifindex: u32,
+    pub netns: u64,
     /// (near, far) addresses and ports.
     pub ends: (IpAddr, IpAddr),
     pub ports: (u16, u16),
@@ -66,6 +67,7 @@ impl HealthCounters {
                 health,
                 rtt_us: value.rtt_us,
                 ifindex: value.ifindex,
+                netns: u64::from(value.netns),
                 ends: (address(value.ends.near), address(value.ends.far)),
                 ports: (value.near_port, value.far_port),
             });

@@ -15,7 +15,7 @@ struct tcp_health {
 	__u32 aborted;		/* ... with no error: the program gave up */
 	__u32 ifindex;		/* the route's device when last seen; 0 if none */
 	__u32 rtt_us;		/* the smoothed RTT when last seen */
-	__u32 pad;
+	__u32 netns;		/* the socket's network namespace (inode): where ifindex means something */
 	struct ends ends;
 	__u16 near_port;
 	__u16 far_port;
@@ -103,6 +103,7 @@ static __always_inline struct tcp_health *health_of(struct sock *sk)
 		BPF_CORE_READ_INTO(&fresh.ends.near, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 		BPF_CORE_READ_INTO(&fresh.ends.far, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	}
+	fresh.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	fresh.near_port = BPF_CORE_READ(sk, __sk_common.skc_num);
 	fresh.far_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	if (bpf_map_update_elem(&tcp_health, &cookie, &fresh, BPF_NOEXIST) == -EEXIST)
