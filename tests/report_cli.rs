@@ -468,9 +468,36 @@ fn a_day_without_a_midnight_in_santiago() {
 }
 
 /// By peer, each address with the names it had, in the table, CSV and JSON.
+/// A series' traffic with one named peer.
+fn peer_row(
+    series: &ProcessRow,
+    address: &str,
+    name: &str,
+    last: Traffic,
+) -> netgraph::accounting::PeerRow {
+    netgraph::accounting::PeerRow {
+        key: series.key.clone(),
+        workload: None,
+        peer: Some(address.parse().unwrap()),
+        service: None,
+        name: Some(name.into()),
+        country: None,
+        pid: Some(1),
+        last,
+        total: last,
+    }
+}
+
+/// The report of DAY0 by peer: a table, or `--csv` or `--json`.
+fn report_by_peer(config: &std::path::Path, format: &str) -> String {
+    let (from, to) = (DAY0.to_string(), (DAY0 + 86_400).to_string());
+    let mut args = vec!["--from", from.as_str(), "--to", to.as_str(), "--by", "peer"];
+    args.extend((!format.is_empty()).then_some(format));
+    report(config, &args)
+}
+
 #[test]
 fn peers_are_reported_with_their_names() {
-    use netgraph::accounting::PeerRow;
     let dir = temp_dir("report-peers");
     let mut store = Store::open(&dir, Retention::default()).unwrap();
     let curl = row("curl", 3000, 0);
@@ -479,28 +506,12 @@ fn peers_are_reported_with_their_names() {
         let mut last = Traffic::default();
         last.sent.bytes = 3000;
         last.sent.packets = 3;
-        report.peers = vec![PeerRow {
-            key: curl.key.clone(),
-            workload: None,
-            peer: Some("192.0.2.10".parse().unwrap()),
-            service: None,
-            name: Some("files.example.org".into()),
-            country: None,
-            pid: Some(1),
-            last,
-            total: last,
-        }];
+        report.peers = vec![peer_row(&curl, "192.0.2.10", "files.example.org", last)];
         store.write(&report).unwrap();
     }
     drop(store);
     let config = billing_config(&dir);
-    let (from, to) = (DAY0.to_string(), (DAY0 + 86_400).to_string());
-    let args = |format: &'static str| {
-        let mut args = vec!["--from", from.as_str(), "--to", to.as_str(), "--by", "peer"];
-        args.extend((!format.is_empty()).then_some(format));
-        args
-    };
-    let table = report(&config, &args(""));
+    let table = report_by_peer(&config, "");
     let header = table.lines().next().unwrap();
     assert!(
         header.contains("peer") && header.contains("name"),
@@ -512,7 +523,7 @@ fn peers_are_reported_with_their_names() {
             .any(|l| l.contains("192.0.2.10") && l.contains("files.example.org")),
         "{table}"
     );
-    let csv = report(&config, &args("--csv"));
+    let csv = report_by_peer(&config, "--csv");
     assert!(
         csv.starts_with("period,start,end,peer,names,sent_bytes"),
         "{csv}"
@@ -521,7 +532,7 @@ fn peers_are_reported_with_their_names() {
         csv.contains(",192.0.2.10,files.example.org,72000,"),
         "{csv}"
     );
-    let json: Value = serde_json::from_str(&report(&config, &args("--json"))).unwrap();
+    let json: Value = serde_json::from_str(&report_by_peer(&config, "--json")).unwrap();
     assert_eq!(json[0]["names"], "files.example.org", "{json}");
 }
 
@@ -529,7 +540,6 @@ fn peers_are_reported_with_their_names() {
 /// packets sent and failed connects; CSV and JSON carry the same figures.
 #[test]
 fn peers_are_reported_with_their_tcp_health() {
-    use netgraph::accounting::PeerRow;
     let dir = temp_dir("report-health");
     let mut store = Store::open(&dir, Retention::default()).unwrap();
     let mut backup = row("backup", 1_448_000, 0);
@@ -539,28 +549,17 @@ fn peers_are_reported_with_their_tcp_health() {
     backup.last.tcp.add_rtt(42_000, 1_448_000);
     for hour in 0..4u64 {
         let mut report = interval(DAY0 + hour * 3600, vec![backup.clone()]);
-        report.peers = vec![PeerRow {
-            key: backup.key.clone(),
-            workload: None,
-            peer: Some("192.0.2.20".parse().unwrap()),
-            service: None,
-            name: Some("vault.example.org".into()),
-            country: None,
-            pid: Some(1),
-            last: backup.last,
-            total: backup.last,
-        }];
+        report.peers = vec![peer_row(
+            &backup,
+            "192.0.2.20",
+            "vault.example.org",
+            backup.last,
+        )];
         store.write(&report).unwrap();
     }
     drop(store);
     let config = billing_config(&dir);
-    let (from, to) = (DAY0.to_string(), (DAY0 + 86_400).to_string());
-    let args = |format: &'static str| {
-        let mut args = vec!["--from", from.as_str(), "--to", to.as_str(), "--by", "peer"];
-        args.extend((!format.is_empty()).then_some(format));
-        args
-    };
-    let table = report(&config, &args(""));
+    let table = report_by_peer(&config, "");
     let header = table.lines().next().unwrap();
     assert!(
         header.contains("RTT") && header.contains("retrans") && header.contains("failed"),
@@ -571,7 +570,7 @@ fn peers_are_reported_with_their_tcp_health() {
         line.contains("42.0 ms") && line.contains("0.50 %") && line.ends_with(" 4"),
         "{table}"
     );
-    let csv = report(&config, &args("--csv"));
+    let csv = report_by_peer(&config, "--csv");
     assert!(
         csv.lines()
             .next()
@@ -580,7 +579,7 @@ fn peers_are_reported_with_their_tcp_health() {
         "{csv}"
     );
     assert!(csv.contains(",42000,20,0.500,4\n"), "{csv}");
-    let json: Value = serde_json::from_str(&report(&config, &args("--json"))).unwrap();
+    let json: Value = serde_json::from_str(&report_by_peer(&config, "--json")).unwrap();
     assert_eq!(json[0]["tcp"]["rtt_us"], 42_000, "{json}");
     assert_eq!(json[0]["tcp"]["retransmits"], 20, "{json}");
 }

@@ -50,6 +50,24 @@ fn row(name: &str, uid: Option<u32>, interface: &str, sent: u64, recv: u64) -> P
     }
 }
 
+/// The page and its API on a free loopback port, reading `store`; returns the port.
+fn serve_store(store: &Store, token: Option<&str>) -> u16 {
+    let port = free_port();
+    let state = netgraph::web::ApiState {
+        live: SharedLive::default(),
+        reader: Some(Arc::new(store.readers())),
+        alerts: Default::default(),
+        billing_day: 1,
+    };
+    netgraph::web::start(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        token.map(Into::into),
+        state,
+    )
+    .unwrap();
+    port
+}
+
 /// Ten minutes of known traffic, queried through the HTTP API as the page does.
 #[test]
 fn the_api_answers_each_query_on_known_data() {
@@ -69,19 +87,7 @@ fn the_api_answers_each_query_on_known_data() {
         );
         store.write(&report).unwrap();
     }
-    let port = free_port();
-    let state = netgraph::web::ApiState {
-        live: SharedLive::default(),
-        reader: Some(Arc::new(store.readers())),
-        alerts: Default::default(),
-        billing_day: 1,
-    };
-    netgraph::web::start(
-        format!("127.0.0.1:{port}").parse().unwrap(),
-        Some("s3cret".into()),
-        state,
-    )
-    .unwrap();
+    let port = serve_store(&store, Some("s3cret"));
     let base = format!("http://127.0.0.1:{port}/api/v1");
     let (from, to) = (start, start + 600);
 
@@ -200,14 +206,7 @@ fn the_first_hour_in_chromium() {
         );
         store.write(&report).unwrap();
     }
-    let port = free_port();
-    let state = netgraph::web::ApiState {
-        live: SharedLive::default(),
-        reader: Some(Arc::new(store.readers())),
-        alerts: Default::default(),
-        billing_day: 1,
-    };
-    netgraph::web::start(format!("127.0.0.1:{port}").parse().unwrap(), None, state).unwrap();
+    let port = serve_store(&store, None);
     let screenshot =
         std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../web-first-hour-phone.png");
     let seen = lab::browser::first_hour(&format!("http://127.0.0.1:{port}/"), &screenshot);

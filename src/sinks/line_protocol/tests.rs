@@ -60,6 +60,16 @@ fn report(names: &[&str], uid: Option<u32>) -> IntervalReport {
     }
 }
 
+/// The value of field `key` of a line, if it has one.
+fn field_of<'a>(line: &'a str, key: &str) -> Option<FieldValue<'a>> {
+    let parsed = parse_lines(line).next().unwrap().unwrap();
+    parsed
+        .field_set
+        .iter()
+        .find(|(k, _)| k.as_str() == key)
+        .map(|(_, v)| v.clone())
+}
+
 fn tags_of(line: &str) -> Vec<(String, String)> {
     let parsed = parse_lines(line).next().unwrap().unwrap();
     parsed
@@ -106,12 +116,7 @@ fn fields_have_the_schema_types_and_an_explicit_timestamp() {
     assert_eq!(parsed.series.measurement.as_str(), "network_data");
     assert_eq!(parsed.timestamp, Some(1_700_000_000_500));
     let field = |key: &str| {
-        parsed
-            .field_set
-            .iter()
-            .find(|(k, _)| k.as_str() == key)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| panic!("no field {key} in {}", lines[0]))
+        field_of(&lines[0], key).unwrap_or_else(|| panic!("no field {key} in {}", lines[0]))
     };
     assert_eq!(field("pid"), FieldValue::I64(4242));
     assert_eq!(field("sent_bytes"), FieldValue::I64(10_000));
@@ -272,15 +277,8 @@ fn tcp_health_is_a_measurement_of_its_own_with_the_series_tags() {
         .filter(|l| l.starts_with("network_health"))
         .collect();
     assert_eq!(health.len(), 1, "{lines:?}");
-    let parsed = parse_lines(health[0]).next().unwrap().unwrap();
     assert_eq!(tags_of(health[0]), tags_of(&lines[0]));
-    let field = |key: &str| {
-        parsed
-            .field_set
-            .iter()
-            .find(|(k, _)| k.as_str() == key)
-            .map(|(_, v)| v.clone())
-    };
+    let field = |key: &str| field_of(health[0], key);
     assert_eq!(field("tcp_retransmits"), Some(FieldValue::I64(4)));
     assert_eq!(field("tcp_retransmit_bytes"), Some(FieldValue::I64(5792)));
     assert_eq!(field("tcp_rtt_us"), Some(FieldValue::I64(12_000)));
