@@ -134,6 +134,9 @@ pub struct HistoryPoint {
     pub t: i64,
     pub sent: Vec<u64>,
     pub recv: Vec<u64>,
+    /// TCP per key: segments retransmitted, and the traffic-weighted RTT where known.
+    pub retransmits: Vec<u64>,
+    pub rtt_us: Vec<Option<u64>>,
 }
 
 /// A filter on one group, such as the process clicked on the page.
@@ -282,7 +285,8 @@ impl Reader {
         values.splice(0..0, [from.to_string(), to.to_string()]);
         values.extend(keys.iter().cloned());
         let sql = format!(
-            "SELECT x.t - (x.t % {step}) AS bucket, {key} AS k, sum(x.sent), sum(x.recv)
+            "SELECT x.t - (x.t % {step}) AS bucket, {key} AS k, sum(x.sent), sum(x.recv),
+               sum(x.retransmits), sum(x.rtt_weighted), sum(x.rtt_bytes)
              FROM {table} x {join}
              WHERE x.t >= ?1 AND x.t < ?2 AND {of_keys} {filter}
              GROUP BY bucket, k ORDER BY bucket",
@@ -301,11 +305,16 @@ impl Reader {
                     t,
                     sent: vec![0; keys.len()],
                     recv: vec![0; keys.len()],
+                    retransmits: vec![0; keys.len()],
+                    rtt_us: vec![None; keys.len()],
                 });
             }
             let point = points.last_mut().expect("pushed above");
             point.sent[index] = row.get::<_, i64>(2)? as u64;
             point.recv[index] = row.get::<_, i64>(3)? as u64;
+            point.retransmits[index] = row.get::<_, i64>(4)?.max(0) as u64;
+            let (weighted, weight): (f64, i64) = (row.get(5)?, row.get(6)?);
+            point.rtt_us[index] = (weight > 0).then(|| (weighted / weight as f64).round() as u64);
         }
         Ok(History {
             step,

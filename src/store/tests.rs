@@ -825,5 +825,17 @@ fn tcp_health_adds_up_at_every_resolution() {
         let dns = totals.iter().find(|t| t.key == "dns").unwrap();
         assert_eq!(dns.tcp, None);
     }
+    // Per point of a chart too: ten-minute steps hold a slow second each ten.
+    let (from, to) = ((START + 3600) as i64, (START + 7200) as i64);
+    let history = reader
+        .history(from, to, 600, GroupBy::Process, 10, None)
+        .unwrap();
+    let backup = history.keys.iter().position(|k| k == "backup").unwrap();
+    let dns = history.keys.iter().position(|k| k == "dns").unwrap();
+    for point in &history.points {
+        assert_eq!(point.retransmits[backup], 600);
+        assert_eq!(point.rtt_us[backup], Some(19_000));
+        assert_eq!((point.retransmits[dns], point.rtt_us[dns]), (0, None));
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
