@@ -351,6 +351,11 @@ fn the_page_shows_real_traffic_in_chromium() {
         .any(|k| k == "ng-web"));
     assert_eq!(seen["detailName"], "ng-web");
     assert_eq!(seen["detailSent"], sent);
+    // A TCP sender: its round-trip time is drawn beside its history, per interface.
+    assert!(
+        !seen["detailRtt"].as_array().unwrap().is_empty(),
+        "no RTT chart for ng-web: {seen}"
+    );
     // The unattributed share by reason, as the API has it.
     let expected: Vec<(String, u64)> = reasons["rows"]
         .as_array()

@@ -31,12 +31,14 @@ try {
       { peer: r.dataset.peer, names: r.dataset.names, sent: Number(r.dataset.sent), recv: Number(r.dataset.recv) })));
     detailDomains = await page.locator("#detail-domains-chart svg path").evaluateAll((paths) => paths.map((p) => p.dataset.key));
   }
+  // TCP's round-trip time beside the process's history, where it has any.
+  const detailRtt = await page.locator("#detail-health-view:not([hidden]) #detail-health-chart svg path").evaluateAll((paths) => paths.map((p) => p.dataset.key));
   const reasons = await page.locator("#unattributed-reasons .reason").evaluateAll((spans) => spans.map((s) => (
     { reason: s.dataset.reason, bytes: Number(s.dataset.bytes), why: s.title })));
   const engine = await page.locator("#engine-name").textContent();
   const limits = await page.locator("#engine-limits").evaluate((p) => (p.hidden ? "" : p.textContent));
   await page.screenshot({ path: screenshot, fullPage: true });
-  console.log(JSON.stringify({ sent, recv, shown, chartSeries, detailName, detailSent, detailPeers, detailDomains, reasons, engine, limits, errors }));
+  console.log(JSON.stringify({ sent, recv, shown, chartSeries, detailName, detailSent, detailPeers, detailDomains, detailRtt, reasons, engine, limits, errors }));
 } finally {
   await browser.close();
 }
