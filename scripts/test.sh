@@ -13,11 +13,12 @@ require_cargo
 # answers the peer-name lab's DNS queries; ethtool sets the wire lab's offloads.
 # qemu-system-x86, kmod (depmod), cpio and xz-utils boot the kernel matrix's Debian
 # kernels (fetched from Debian's archive by tests/kernel_matrix/kernels.sh).
+# procps (sysctl): the TCP health lab's per-namespace TCP settings.
 install_packages "${BUILD_PACKAGES[@]}" iproute2 nftables iputils-ping mount util-linux \
     influxdb victoria-metrics prometheus openssl curl chromium nodejs tmux systemd adduser \
     libmaxmind-db-writer-perl podman runc busybox-static containerd python3-yaml \
     dnsmasq-base ethtool docker.io tzdata qemu-system-x86 kmod cpio xz-utils \
-    rpm rpmlint man-db groff-base python3-pip
+    rpm rpmlint man-db groff-base python3-pip procps
 # npm comes with nodejs from NodeSource; Debian's own npm conflicts with that one.
 command -v npm >/dev/null 2>&1 || install_packages npm
 # The browser test drives chromium with playwright-core (no browser download).
