@@ -123,13 +123,17 @@ impl Counter {
     }
 }
 
-/// Both directions, from the host's point of view, and how TCP fared on them.
+/// Both directions, from the host's point of view, how TCP fared on them, and what the
+/// kernel dropped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Traffic {
     pub sent: Counter,
     pub recv: Counter,
     #[serde(skip_serializing_if = "TcpHealth::is_zero")]
     pub tcp: TcpHealth,
+    /// Packets the kernel dropped on this traffic's sockets.
+    #[serde(skip_serializing_if = "Drops::is_zero")]
+    pub drops: Drops,
 }
 
 impl Traffic {
@@ -137,12 +141,13 @@ impl Traffic {
         self.sent.merge(other.sent);
         self.recv.merge(other.recv);
         self.tcp.merge(&other.tcp);
+        self.drops.merge(&other.drops);
     }
 
-    /// No bytes and nothing that happened to TCP (a failed connect moves few bytes
-    /// but is worth a row).
+    /// No bytes, nothing that happened to TCP and no drops (a failed connect or a
+    /// dropped send moves no bytes but is worth a row).
     pub fn is_zero(&self) -> bool {
-        self.sent.is_zero() && self.recv.is_zero() && self.tcp.is_zero()
+        self.sent.is_zero() && self.recv.is_zero() && self.tcp.is_zero() && self.drops.is_zero()
     }
 
     /// Bytes both ways.
@@ -151,7 +156,9 @@ impl Traffic {
     }
 }
 
+mod drops;
 mod health;
+pub use drops::{DropKind, Drops};
 pub use health::TcpHealth;
 
 /// Maps IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) to plain IPv4, so a dual-stack

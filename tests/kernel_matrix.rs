@@ -26,13 +26,14 @@ const WORKLOADS: [(&str, &str, &str, &str); 7] = [
     ("loopback", "ng-lo", "lo", "sent_bytes_last"),
 ];
 
-const FEATURES: [&str; 6] = [
+const FEATURES: [&str; 7] = [
     "owner_tracepoints",
     "socket_counts",
     "device_netns",
     "path_tracepoints",
     "interface_hooks",
     "tcp_health",
+    "drops",
 ];
 
 /// What one run of the scenario printed.
@@ -44,6 +45,8 @@ struct Outcome {
     /// The same workloads counted at the far end of the veth.
     far: BTreeMap<String, u64>,
     lines: Vec<Value>,
+    /// Datagrams netfilter dropped on their way out (`@dropped N`).
+    dropped: u64,
     /// `@error` and `@log` lines (warnings and errors of netgraph's log).
     problems: Vec<String>,
     done: bool,
@@ -79,6 +82,8 @@ impl Outcome {
                     .insert(name.into(), (state.into(), detail.into()));
             } else if line.starts_with("@error") || line.starts_with("@log") {
                 outcome.problems.push(line.into());
+            } else if let Some(packets) = line.strip_prefix("@dropped ") {
+                outcome.dropped = packets.trim().parse().unwrap_or(0);
             } else if line == "@done" {
                 outcome.done = true;
             }
@@ -129,6 +134,20 @@ impl Outcome {
                     "{label}: {name} {field} = {found}, expected {expected}"
                 ));
             }
+        }
+        // Where drops are counted, every datagram netfilter dropped, on its process;
+        // where not, none.
+        let dropped = self.health("ng-dropped", "drops_netfilter");
+        let expected = if self.feature("drops").0 == "used" {
+            self.dropped
+        } else {
+            0
+        };
+        if self.dropped < 50 || dropped != expected {
+            failures.push(format!(
+                "{label}: ng-dropped drops_netfilter = {dropped}, expected {expected} (netfilter dropped {})",
+                self.dropped
+            ));
         }
     }
 
@@ -234,6 +253,7 @@ fn each_fallback_on_this_host_is_exact() {
             &[
                 ("owner_tracepoints", "used", ""),
                 ("tcp_health", "used", ""),
+                ("drops", "used", ""),
             ],
             &[],
         ),
@@ -272,7 +292,11 @@ fn each_fallback_on_this_host_is_exact() {
             ],
             &[],
         ),
-        ("tcp_health", &[("tcp_health", "absent", "")], &[]),
+        (
+            "tcp_health,drops",
+            &[("tcp_health", "absent", ""), ("drops", "absent", "")],
+            &[],
+        ),
     ];
     let mut failures = Vec::new();
     let mut rows = vec![table_header()];
@@ -401,6 +425,8 @@ fn expected_by_version(name: &str) -> Vec<(&'static str, String, &'static str)> 
         ),
         // Classic tracepoints of Linux 4.16: every kernel of the matrix.
         ("tcp_health", used(true), ""),
+        // kfree_skb says why since 5.17.
+        ("drops", used(version >= (5, 17)), ""),
     ]
 }
 

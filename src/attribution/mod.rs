@@ -273,8 +273,9 @@ fn without_socket(
         } else {
             traffic.recv
         },
-        // Traffic without a socket has no TCP state of its own.
+        // Traffic without a socket has no TCP state or drops of its own.
         tcp: Default::default(),
+        drops: Default::default(),
     };
     vec![item(received, only(false)), item(sent, only(true))]
 }

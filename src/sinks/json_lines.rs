@@ -111,6 +111,37 @@ impl HealthFields {
     }
 }
 
+/// Packets the kernel dropped this interval, by the layer that dropped them, on rows
+/// that had drops.
+#[derive(Serialize)]
+struct DropFields {
+    drops: u64,
+    drop_bytes: u64,
+    drops_netfilter: u64,
+    drops_policy: u64,
+    drops_socket: u64,
+    drops_tcp: u64,
+    drops_queue: u64,
+    drops_other: u64,
+}
+
+impl DropFields {
+    fn of(traffic: &crate::traffic::Traffic) -> Option<DropFields> {
+        use crate::traffic::DropKind;
+        let drops = &traffic.drops;
+        (!drops.is_zero()).then(|| DropFields {
+            drops: drops.total(),
+            drop_bytes: drops.bytes,
+            drops_netfilter: drops.of(DropKind::Netfilter),
+            drops_policy: drops.of(DropKind::Policy),
+            drops_socket: drops.of(DropKind::Socket),
+            drops_tcp: drops.of(DropKind::Tcp),
+            drops_queue: drops.of(DropKind::Queue),
+            drops_other: drops.of(DropKind::Other),
+        })
+    }
+}
+
 #[derive(Serialize)]
 struct ProcessLine<'a> {
     r#type: &'static str,
@@ -134,6 +165,8 @@ struct ProcessLine<'a> {
     recv_kbs: f64,
     #[serde(flatten)]
     health: Option<HealthFields>,
+    #[serde(flatten)]
+    drops: Option<DropFields>,
 }
 
 #[derive(Serialize)]
@@ -160,6 +193,8 @@ struct PeerLine<'a> {
     recv_packets_last: u64,
     #[serde(flatten)]
     health: Option<HealthFields>,
+    #[serde(flatten)]
+    drops: Option<DropFields>,
 }
 
 fn peer_line<'a>(row: &'a PeerRow, common: &'a Common) -> PeerLine<'a> {
@@ -179,6 +214,7 @@ fn peer_line<'a>(row: &'a PeerRow, common: &'a Common) -> PeerLine<'a> {
         sent_packets_last: row.last.sent.packets,
         recv_packets_last: row.last.recv.packets,
         health: HealthFields::of(&row.last),
+        drops: DropFields::of(&row.last),
     }
 }
 
@@ -253,6 +289,7 @@ fn process_line<'a>(
         sent_kbs: report.kib_per_second(row.last.sent.bytes),
         recv_kbs: report.kib_per_second(row.last.recv.bytes),
         health: HealthFields::of(&row.last),
+        drops: DropFields::of(&row.last),
     }
 }
 

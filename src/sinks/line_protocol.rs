@@ -28,7 +28,7 @@ pub fn encode(report: &IntervalReport, hostname: &str) -> Vec<String> {
     );
     for row in &report.processes {
         lines.push(network_data(row, report, hostname, millis));
-        if !row.last.tcp.is_zero() {
+        if !row.last.tcp.is_zero() || !row.last.drops.is_zero() {
             lines.push(network_health(row, hostname, millis));
         }
     }
@@ -105,7 +105,7 @@ fn network_data(row: &ProcessRow, report: &IntervalReport, hostname: &str, milli
     line
 }
 
-/// How TCP fared on the series this interval.
+/// How TCP fared on the series this interval, and what the kernel dropped of it.
 fn network_health(row: &ProcessRow, hostname: &str, millis: u128) -> String {
     let mut line = series_line(
         "network_health",
@@ -130,6 +130,14 @@ fn network_health(row: &ProcessRow, hostname: &str, millis: u128) -> String {
     fields.integer("tcp_connects_timed_out", tcp.connects_timed_out);
     fields.integer("tcp_connects_unreachable", tcp.connects_unreachable);
     fields.integer("tcp_connects_aborted", tcp.connects_aborted);
+    let drops = &row.last.drops;
+    if !drops.is_zero() {
+        fields.integer("drops", drops.total());
+        fields.integer("drop_bytes", drops.bytes);
+        for kind in crate::traffic::DropKind::ALL {
+            fields.integer(&format!("drops_{}", kind.label()), drops.of(kind));
+        }
+    }
     let _ = writeln!(line, " {millis}");
     line
 }

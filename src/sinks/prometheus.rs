@@ -3,6 +3,7 @@
 //! interface statistics, and the self metrics. No pid label: every new process would be a
 //! new series.
 
+mod drops;
 mod health;
 mod peer_counters;
 mod tcp_health;
@@ -12,6 +13,7 @@ use super::Sink;
 use crate::accounting::IntervalReport;
 use crate::engine::features::FeatureState;
 use crate::workload::Workload;
+use drops::DropMetrics;
 use peer_counters::PeerCounters;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -88,6 +90,7 @@ struct Metrics {
     /// 1 for the state each optional engine feature is in, 0 for the others.
     engine_features: Family<FeatureLabels, Gauge>,
     tcp: TcpHealthMetrics,
+    drops: DropMetrics,
 }
 
 pub struct PrometheusSink {
@@ -235,6 +238,7 @@ impl Metrics {
             self.engine_features.clone(),
         );
         self.tcp.register(registry);
+        self.drops.register(registry);
     }
 }
 
@@ -293,6 +297,7 @@ impl Sink for PrometheusSink {
                 .get_or_create(&labels)
                 .inc_by(row.last.recv.packets);
             m.tcp.add(&labels, &row.last.tcp);
+            m.drops.add(&labels, &row.last.drops);
         }
         for row in &report.countries {
             let (container, pod, namespace) = workload_labels(row.workload.as_deref());

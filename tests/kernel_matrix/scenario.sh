@@ -30,7 +30,7 @@ trap cleanup EXIT
 
 mkdir -p "$WORK/bin"
 # Each workload's process is named after the link it was started by.
-for name in ng-up ng-sink ng-down ng-src ng-udp ng-echo ng-short ng-sink2 ng-acc ng-cli ng-lo ng-losrv ng-refused; do
+for name in ng-up ng-sink ng-down ng-src ng-udp ng-echo ng-short ng-sink2 ng-acc ng-cli ng-lo ng-losrv ng-refused ng-dropped; do
     ln -sf "$LABTRAFFIC" "$WORK/bin/$name"
 done
 run() { name=$1; shift; "$WORK/bin/$name" "$@"; }
@@ -57,8 +57,10 @@ table inet truth {
     counter short {}
     counter accepted {}
     counter loopback {}
+    counter dropped {}
     chain output {
         type filter hook output priority 0;
+        oifname "ngm-va" udp dport 7108 counter name dropped drop
         oifname "ngm-va" tcp dport 7101 counter name up
         oifname "ngm-va" udp dport 7103 counter name udp_out
         oifname "ngm-va" tcp dport 7104 counter name short
@@ -157,6 +159,9 @@ in_a "$WORK/bin/ng-lo" tcp-send 127.0.0.1:7106 6000000 > /dev/null || say "@erro
 # TCP health: a connect to a port nothing listens on is refused, once.
 in_a "$WORK/bin/ng-refused" tcp-send $ADDR_B:7107 1 > /dev/null 2>&1 && say "@error a connect to a closed port succeeded"
 
+# Drops: every datagram to this port is dropped by netfilter on its way out.
+in_a "$WORK/bin/ng-dropped" udp-trickle $ADDR_B:7108 1 100 > /dev/null 2>&1
+
 # Two intervals for the last counts to be drained, then the last partial one at exit.
 sleep 2.5
 kill "$NETGRAPH_PID"
@@ -166,6 +171,8 @@ for counter in up down udp_out udp_in short accepted loopback; do
     bytes=$(in_a "$NFT" list counter inet truth $counter | sed -n 's/.*bytes \([0-9]*\).*/\1/p')
     say "@truth $counter ${bytes:-0}"
 done
+packets=$(in_a "$NFT" list counter inet truth dropped | sed -n 's/.*packets \([0-9]*\).*/\1/p')
+say "@dropped ${packets:-0}"
 # Loopback has no far end: its traffic never leaves namespace a.
 for counter in up down udp_out udp_in short accepted; do
     bytes=$(in_b "$NFT" list counter inet truth $counter | sed -n 's/.*bytes \([0-9]*\).*/\1/p')

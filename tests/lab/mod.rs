@@ -412,6 +412,18 @@ impl Lab {
         self.exec_with_env(ns, tool, args, &[])
     }
 
+    /// Runs a tool to its end in the host's namespace (the test's own), and returns what
+    /// it printed.
+    pub fn exec_on_host(&self, tool: &str, args: &[&str]) -> String {
+        let output = self.command_with(&["env"], tool, args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{tool} {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// Runs a tool to its end with `env` set, and returns what it printed.
     pub fn exec_with_env(
         &self,

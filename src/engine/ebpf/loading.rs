@@ -3,6 +3,7 @@
 //! form the kernel accepts, decided by loading it first (probes.rs). One refused or
 //! missing optional part costs what it gives, never the whole engine.
 
+use super::drops::DropReasons;
 use super::probes::{self, Probe, ProbeFailure};
 use super::skeleton::{NetgraphSkel, NetgraphSkelBuilder, OpenNetgraphSkel};
 use super::socket_counts::SocketCounts;
@@ -18,7 +19,7 @@ use std::path::Path;
 /// Switches optional parts off, for tests of each fallback on a kernel that has them:
 /// a comma-separated list of `typed_tracepoints`, `socket_tracepoints` (typed and raw),
 /// `accept_tracepoints`, `owner_tracepoints` (all three), `socket_counts`,
-/// `device_netns`, `tcx`, `interface_hooks`, `path_tracepoints`, `tcp_health`.
+/// `device_netns`, `tcx`, `interface_hooks`, `path_tracepoints`, `tcp_health`, `drops`.
 pub const WITHOUT_VARIABLE: &str = "NETGRAPH_EBPF_WITHOUT";
 
 /// The programs, loaded and attached.
@@ -36,6 +37,8 @@ pub struct Loaded {
     pub without: Without,
     /// Whether TCP's health is counted (its tracepoints attached).
     pub tcp_health: bool,
+    /// The kernel's drop reasons, where dropped packets are counted.
+    pub drops: Option<DropReasons>,
 }
 
 /// How sockets are adopted by the processes that send and receive on them.
@@ -56,6 +59,8 @@ struct Plan {
     device_netns: bool,
     path_tracepoints: bool,
     tcp_health: bool,
+    /// `SKB_DROP_REASON_NOT_SPECIFIED`, where dropped packets are counted.
+    drops: Option<u32>,
 }
 
 impl Plan {
@@ -65,6 +70,7 @@ impl Plan {
         device_netns: false,
         path_tracepoints: false,
         tcp_health: false,
+        drops: None,
     };
 }
 
@@ -106,6 +112,7 @@ const LOSES_DEVICE_NETNS: &str = "packets no process owns (handshakes, time-wait
 const LOSES_PATHS: &str = "a process or container that ends within an interval may have no program path or container name";
 const LOSES_TCP_HEALTH: &str =
     "no TCP retransmissions, connect failures or round-trip times per process";
+const LOSES_DROPS: &str = "no dropped packets per process";
 
 /// `recording.addresses` counts by both ends of each packet too, at the cost of a
 /// larger key per packet.
@@ -116,19 +123,26 @@ pub fn load(recording: Recording) -> Result<Loaded, Unsupported> {
     libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Warn, libbpf_line)));
     let without = Without::from_env();
     let mut features = Vec::new();
-    let plan = choose(recording, &without, &mut features);
+    let reasons = DropReasons::of_kernel();
+    let plan = choose(recording, &without, reasons.as_ref(), &mut features);
     // Probed one by one, they may still be refused together, or the kfunc or the RTT
     // sampling in the counting programs may be: then without TCP health, without the
     // kfunc, then the core alone, which still counts every byte.
     let fallbacks = [
         plan,
         Plan {
+            drops: None,
+            ..plan
+        },
+        Plan {
             tcp_health: false,
+            drops: None,
             ..plan
         },
         Plan {
             device_netns: false,
             tcp_health: false,
+            drops: None,
             ..plan
         },
         Plan::CORE,
@@ -136,7 +150,7 @@ pub fn load(recording: Recording) -> Result<Loaded, Unsupported> {
     let mut failure = None;
     let mut loaded = None;
     for candidate in fallbacks {
-        match load_plan(recording, candidate, &cgroup_root) {
+        match load_plan(recording, candidate, &cgroup_root, reasons.as_ref()) {
             Ok(done) => {
                 loaded = Some((done, candidate));
                 break;
@@ -185,6 +199,12 @@ pub fn load(recording: Recording) -> Result<Loaded, Unsupported> {
                 plan.tcp_health,
                 used.tcp_health,
             ),
+            (
+                "drops",
+                LOSES_DROPS,
+                plan.drops.is_some(),
+                used.drops.is_some(),
+            ),
         ] {
             if was && !is {
                 features.retain(|f| f.name != name);
@@ -213,7 +233,12 @@ fn libbpf_line(_level: libbpf_rs::PrintLevel, line: String) {
 }
 
 /// Decides each optional part by probing it, noting what was chosen and why.
-fn choose(recording: Recording, without: &Without, features: &mut Vec<Feature>) -> Plan {
+fn choose(
+    recording: Recording,
+    without: &Without,
+    reasons: Option<&DropReasons>,
+    features: &mut Vec<Feature>,
+) -> Plan {
     let mut plan = Plan::CORE;
     // Owners kept current as sockets are used: the typed tracepoints, else raw ones.
     let configure =
@@ -384,10 +409,46 @@ fn choose(recording: Recording, without: &Without, features: &mut Vec<Feature>) 
             LOSES_TCP_HEALTH,
         )),
     }
+    let drops = match reasons {
+        _ if without.has("drops") => Err(Without::failure("drops")),
+        None => Err(ProbeFailure {
+            state: FeatureState::Absent,
+            why: "the kernel does not say why it drops packets (skb_drop_reason, Linux 5.17+)"
+                .to_string(),
+        }),
+        Some(reasons) => probes::run(
+            Probe::Drops,
+            configure(Plan {
+                drops: Some(reasons.first),
+                ..plan
+            }),
+        )
+        .map(|()| reasons.first),
+    };
+    match drops {
+        Ok(first) => {
+            plan.drops = Some(first);
+            features.push(Feature::used(
+                "drops",
+                "kfree_skb tracepoint with drop reasons",
+            ));
+        }
+        Err(failure) => features.push(Feature::degraded(
+            "drops",
+            failure.state,
+            failure.why,
+            LOSES_DROPS,
+        )),
+    }
     plan
 }
 
-fn load_plan(recording: Recording, plan: Plan, cgroup_root: &Path) -> Result<Loaded, Unsupported> {
+fn load_plan(
+    recording: Recording,
+    plan: Plan,
+    cgroup_root: &Path,
+    reasons: Option<&DropReasons>,
+) -> Result<Loaded, Unsupported> {
     // The skeleton borrows its object storage for its whole life, which is the
     // engine's: one allocation per engine, given up when the process ends.
     let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
@@ -452,6 +513,21 @@ fn load_plan(recording: Recording, plan: Plan, cgroup_root: &Path) -> Result<Loa
             )),
         }
     }
+    let mut drops = None;
+    if plan.drops.is_some() {
+        match skel.progs.drops_on_free.attach() {
+            Ok(link) => {
+                links.push(link);
+                drops = reasons.cloned();
+            }
+            Err(error) => features.push(Feature::degraded(
+                "drops",
+                FeatureState::Refused,
+                format!("cannot attach ({error})"),
+                LOSES_DROPS,
+            )),
+        }
+    }
     if plan.path_tracepoints {
         let exe = attach_raw(&skel.progs.record_exe, "sched_process_exec", &mut links);
         let cgroup = attach_raw(&skel.progs.record_cgroup_path, "cgroup_mkdir", &mut links);
@@ -473,6 +549,7 @@ fn load_plan(recording: Recording, plan: Plan, cgroup_root: &Path) -> Result<Loa
         features,
         without: Without::default(),
         tcp_health,
+        drops,
     })
 }
 
@@ -507,6 +584,7 @@ fn configure(open: &mut OpenNetgraphSkel<'_>, recording: Recording, plan: Plan) 
     progs.record_cgroup_path.set_autoload(plan.path_tracepoints);
     progs.health_on_retransmit.set_autoload(plan.tcp_health);
     progs.health_on_state.set_autoload(plan.tcp_health);
+    progs.drops_on_free.set_autoload(plan.drops.is_some());
     // tcx needs the attach types; classic TC, where tcx is missing, ignores them.
     progs
         .interface_ingress
@@ -522,6 +600,7 @@ fn configure(open: &mut OpenNetgraphSkel<'_>, recording: Recording, plan: Plan) 
         rodata.use_kern_ctx = u8::from(plan.device_netns);
         rodata.match_accepted = u8::from(plan.owners == OwnerTracepoints::Accept);
         rodata.count_tcp_health = u8::from(plan.tcp_health);
+        rodata.first_drop_reason = plan.drops.unwrap_or(0);
     }
     // The counter maps not used get one entry, to take no memory.
     let unused = if recording.addresses {
@@ -540,6 +619,9 @@ fn configure(open: &mut OpenNetgraphSkel<'_>, recording: Recording, plan: Plan) 
     }
     if !plan.tcp_health {
         let _ = open.maps.tcp_health.set_max_entries(1);
+    }
+    if plan.drops.is_none() {
+        let _ = open.maps.drops.set_max_entries(1);
     }
 }
 

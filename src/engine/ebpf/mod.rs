@@ -4,6 +4,7 @@
 //! that lived a millisecond is still named. See bpf/netgraph.bpf.c.
 
 mod counters;
+mod drops;
 mod interface_hooks;
 
 /// Also attaches the cost bench's floor programs (examples/bpf_floor.rs).
@@ -28,6 +29,7 @@ use super::{
 };
 use crate::traffic::{Counter, Ends, Protocol, Service, Traffic};
 use counters::{CounterKey, Counters, HookCount};
+use drops::{DropCounters, DropDelta};
 use interface_hooks::InterfaceHooks;
 use interface_names::InterfaceNames;
 use libbpf_rs::{Link, MapCore, MapFlags, MapMut};
@@ -92,6 +94,18 @@ pub struct EbpfEngine {
     sweeper: Sweeper,
     /// TCP's health per socket, where the kernel allows its tracepoints.
     health: Option<HealthCounters>,
+    /// Dropped packets per socket, where the kernel says why it drops.
+    drops: Option<DropCounters>,
+}
+
+/// A socket an event happened to, as the tracepoint programs recorded it.
+struct SocketEvent {
+    cookie: u64,
+    protocol: Protocol,
+    ifindex: u32,
+    netns: u64,
+    ends: (IpAddr, IpAddr),
+    ports: (u16, u16),
 }
 
 impl EbpfEngine {
@@ -126,6 +140,7 @@ impl EbpfEngine {
             idle: HashSet::new(),
             sweeper: Sweeper::default(),
             health: loaded.tcp_health.then(HealthCounters::default),
+            drops: loaded.drops.map(DropCounters::new),
         })
     }
 
@@ -136,6 +151,7 @@ impl EbpfEngine {
         &mut self,
         changed: Vec<(CounterKey, HookCount)>,
         health: Vec<HealthDelta>,
+        drops: Vec<DropDelta>,
     ) -> Vec<SocketTraffic> {
         let mut lookups = OwnerLookups::new(&self.skel.maps);
         let own_netns = self.names.own_netns();
@@ -193,7 +209,7 @@ impl EbpfEngine {
                 Direction::Ingress => entry.0.recv.merge(delta),
             }
         }
-        self.add_health(&mut sockets, health, &mut lookups);
+        self.add_events(&mut sockets, health, drops, &mut lookups);
         sockets
             .into_iter()
             .map(
@@ -221,59 +237,82 @@ impl EbpfEngine {
             .collect()
     }
 
-    /// TCP's health on each socket's traffic: its RTT weighted by the bytes it moved,
-    /// and what happened to it this interval on its first item (an item of its own
-    /// where it moved nothing, such as a connect that failed).
-    fn add_health(
+    /// TCP's health and drops on each socket's traffic: its RTT weighted by the bytes
+    /// it moved, and what happened to it this interval on its first item (an item of
+    /// its own where it moved nothing, such as a connect that failed or a send dropped).
+    fn add_events(
         &self,
         sockets: &mut HashMap<SocketKey, (Traffic, KernelOwnership, Option<u64>)>,
         health: Vec<HealthDelta>,
+        drops: Vec<DropDelta>,
         lookups: &mut OwnerLookups<'_>,
     ) {
-        let Some(counters) = &self.health else {
-            return;
-        };
         let mut first: HashMap<u64, SocketKey> = HashMap::new();
         for (key, (traffic, ..)) in sockets.iter_mut() {
-            let (Some(cookie), Protocol::Tcp) = (key.0, key.3) else {
+            let Some(cookie) = key.0 else {
                 continue;
             };
-            if let Some(rtt) = counters.rtt_of(cookie) {
-                traffic.tcp.add_rtt(rtt, traffic.bytes());
+            if let (Some(counters), Protocol::Tcp) = (&self.health, key.3) {
+                if let Some(rtt) = counters.rtt_of(cookie) {
+                    traffic.tcp.add_rtt(rtt, traffic.bytes());
+                }
             }
             first.entry(cookie).or_insert(*key);
         }
-        for delta in health {
-            let key = first.get(&delta.cookie).copied().unwrap_or_else(|| {
-                let owner = lookups.socket(delta.cookie);
+        let addresses = self.recording.addresses;
+        let mut apply = |event: SocketEvent, change: &mut dyn FnMut(&mut Traffic)| {
+            let key = first.get(&event.cookie).copied().unwrap_or_else(|| {
+                let owner = lookups.socket(event.cookie);
                 (
-                    Some(delta.cookie),
+                    Some(event.cookie),
                     owner.as_ref().map_or(0, |owner| owner.tgid),
-                    delta.ifindex,
-                    Protocol::Tcp,
-                    self.recording.addresses.then_some(delta.ends),
-                    if self.recording.addresses {
-                        delta.ports
-                    } else {
-                        (0, 0)
-                    },
+                    event.ifindex,
+                    event.protocol,
+                    addresses.then_some(event.ends),
+                    if addresses { event.ports } else { (0, 0) },
                 )
             });
-            let entry = sockets.entry(key).or_insert_with(|| {
+            first.insert(event.cookie, key);
+            let (traffic, ..) = sockets.entry(key).or_insert_with(|| {
                 let ownership = KernelOwnership {
-                    socket: lookups.socket(delta.cookie),
+                    socket: lookups.socket(event.cookie),
                     mover: None,
                 };
-                let mut traffic = Traffic::default();
-                traffic.tcp.add_rtt(delta.rtt_us, 0);
                 // The namespace the route's device is in, should no owner say it.
                 (
-                    traffic,
+                    Traffic::default(),
                     ownership,
-                    (delta.netns != 0).then_some(delta.netns),
+                    (event.netns != 0).then_some(event.netns),
                 )
             });
-            entry.0.tcp.merge(&delta.health);
+            change(traffic);
+        };
+        for delta in health {
+            let event = SocketEvent {
+                cookie: delta.cookie,
+                protocol: Protocol::Tcp,
+                ifindex: delta.ifindex,
+                netns: delta.netns,
+                ends: delta.ends,
+                ports: delta.ports,
+            };
+            apply(event, &mut |traffic| {
+                if traffic.bytes() == 0 && traffic.tcp.rtt_us().is_none() {
+                    traffic.tcp.add_rtt(delta.rtt_us, 0);
+                }
+                traffic.tcp.merge(&delta.health);
+            });
+        }
+        for delta in drops {
+            let event = SocketEvent {
+                cookie: delta.cookie,
+                protocol: delta.protocol,
+                ifindex: delta.ifindex,
+                netns: delta.netns,
+                ends: delta.ends,
+                ports: delta.ports,
+            };
+            apply(event, &mut |traffic| traffic.drops.merge(&delta.drops));
         }
     }
 
@@ -456,7 +495,11 @@ impl Engine for EbpfEngine {
             Some(health) => health.read(&self.skel.maps.tcp_health),
             None => Vec::new(),
         };
-        let mut sockets = self.socket_traffic(deltas.changed, health);
+        let drops = match self.drops.as_mut() {
+            Some(drops) => drops.read(&self.skel.maps.drops),
+            None => Vec::new(),
+        };
+        let mut sockets = self.socket_traffic(deltas.changed, health, drops);
         let mut non_ip = Vec::new();
         if self.hooks.active() {
             let (interface_only, frames) = self.interface_only_traffic();
@@ -508,6 +551,9 @@ impl Engine for EbpfEngine {
         if let Some(health) = self.health.as_mut() {
             let counted = sweep.then(|| self.counters.cookies());
             health.forget(&maps.tcp_health, &forgotten_cookies, counted.as_ref());
+        }
+        if let Some(drops) = self.drops.as_mut() {
+            drops.forget(&maps.drops, &forgotten_cookies);
         }
         if sweep {
             self.sweeper.sweep(maps, &self.counters);

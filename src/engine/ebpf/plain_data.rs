@@ -32,6 +32,10 @@ unsafe impl PlainData for types::payload_sample {}
 unsafe impl PlainData for types::slot_report {}
 // SAFETY: as above.
 unsafe impl PlainData for types::tcp_health {}
+// SAFETY: as above.
+unsafe impl PlainData for types::drop_key {}
+// SAFETY: as above.
+unsafe impl PlainData for types::drop_count {}
 
 /// The value in `bytes`, if they are exactly its size.
 pub fn read<T: PlainData>(bytes: &[u8]) -> Option<T> {
@@ -40,8 +44,8 @@ pub fn read<T: PlainData>(bytes: &[u8]) -> Option<T> {
         .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
-/// The bytes of a value, as the kernel would hold it (tests build map entries with it).
-#[cfg(test)]
+/// The bytes of a value, as the kernel would hold it: a key to delete, or a test's map
+/// entry.
 pub fn bytes_of<T: PlainData>(value: &T) -> Vec<u8> {
     // SAFETY: plain data is repr(C) integers with named padding: every byte is
     // initialised.

@@ -28,6 +28,8 @@ pub enum Probe {
     PathTracepoints,
     /// Classic tracepoints on TCP retransmissions and state changes (TCP health).
     TcpHealth,
+    /// The classic tracepoint on dropped packets (skb:kfree_skb with its reason).
+    Drops,
 }
 
 impl Probe {
@@ -39,6 +41,7 @@ impl Probe {
             Probe::StorageIterator => &["take_socket_counts"],
             Probe::PathTracepoints => &["record_exe", "record_cgroup_path"],
             Probe::TcpHealth => &["health_on_retransmit", "health_on_state"],
+            Probe::Drops => &["drops_on_free"],
         }
     }
 }
@@ -125,6 +128,7 @@ pub fn run(
             .attach()
             .and_then(|_| skel.progs.health_on_state.attach())
             .map(drop),
+        Probe::Drops => skel.progs.drops_on_free.attach().map(drop),
     };
     attached.map_err(|e| ProbeFailure::from_error(&e))
 }

@@ -285,3 +285,27 @@ fn tcp_health_is_a_measurement_of_its_own_with_the_series_tags() {
     assert_eq!(field("tcp_connect_failures"), Some(FieldValue::I64(1)));
     assert_eq!(field("tcp_connects_refused"), Some(FieldValue::I64(1)));
 }
+
+/// A series whose packets were dropped gets them on its `network_health` line, by
+/// reason, even with no TCP health to tell.
+#[test]
+fn drops_go_on_the_health_line_by_reason() {
+    use crate::traffic::DropKind;
+    let mut report = report(&["dig", "quiet"], Some(0));
+    let drops = &mut report.processes[0].last.drops;
+    drops.add(DropKind::Netfilter, 7, 7 * 128);
+    drops.add(DropKind::Socket, 2, 2 * 1500);
+    let lines = encode(&report, "h");
+    let health: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("network_health"))
+        .collect();
+    assert_eq!(health.len(), 1, "{lines:?}");
+    let field = |key: &str| field_of(health[0], key);
+    assert_eq!(field("drops"), Some(FieldValue::I64(9)));
+    assert_eq!(field("drop_bytes"), Some(FieldValue::I64(3896)));
+    assert_eq!(field("drops_netfilter"), Some(FieldValue::I64(7)));
+    assert_eq!(field("drops_socket"), Some(FieldValue::I64(2)));
+    assert_eq!(field("drops_queue"), Some(FieldValue::I64(0)));
+    assert_eq!(field("tcp_retransmits"), Some(FieldValue::I64(0)));
+}

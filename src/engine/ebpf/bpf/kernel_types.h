@@ -106,6 +106,7 @@ struct net_device {
 
 struct sk_buff {
 	struct net_device *dev;
+	struct sock *sk;
 	unsigned int len;
 	char cb[48];
 } __attribute__((preserve_access_index));

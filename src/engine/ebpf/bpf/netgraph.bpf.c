@@ -96,6 +96,7 @@ enum loss {
 	LOSS_PROCESSES_FULL,
 	LOSS_INTERFACES_FULL,
 	LOSS_HEALTH_FULL,
+	LOSS_DROPS_FULL,
 	LOSS_KINDS,
 };
 
@@ -267,6 +268,8 @@ static __always_inline void count_loss(__u32 kind)
 
 /* TCP's health: its map, its tracepoints, and the RTT sampling counting does. */
 #include "tcp_health.bpf.h"
+/* Dropped packets by owning socket and reason. */
+#include "drops.bpf.h"
 
 
 /* The transport protocol from the IP header: skb data starts there in cgroup_skb.

@@ -5,6 +5,8 @@
  * cookie; userspace takes deltas and joins them to the socket's owner. */
 #pragma once
 
+#include "socket_ends.bpf.h"
+
 struct tcp_health {
 	__u64 retransmits;	/* segments, as the kernel's TcpRetransSegs counts them */
 	__u64 retransmit_bytes; /* their TCP payload */
@@ -33,9 +35,6 @@ struct {
  * sample each TCP socket's smoothed RTT now and then. */
 const volatile __u8 count_tcp_health = 0;
 
-#ifndef AF_INET
-#define AF_INET 2
-#endif
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
 #define TCP_SYN_RECV 3
@@ -76,15 +75,6 @@ struct set_state_args {
 	__u16 protocol;
 };
 
-/* An IPv4 address as the IPv6-mapped form every key uses. */
-static __always_inline void mapped(__u8 out[16], __u32 v4)
-{
-	__builtin_memset(out, 0, 16);
-	out[10] = 0xff;
-	out[11] = 0xff;
-	__builtin_memcpy(out + 12, &v4, 4);
-}
-
 /* The socket's record, made on its first event with its two ends; 0 for a socket
  * netgraph cannot name (no cookie yet) or when the map is full. */
 static __always_inline struct tcp_health *health_of(struct sock *sk)
@@ -96,16 +86,7 @@ static __always_inline struct tcp_health *health_of(struct sock *sk)
 	if (health)
 		return health;
 	struct tcp_health fresh = {};
-	if (BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET) {
-		mapped(fresh.ends.near, BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr));
-		mapped(fresh.ends.far, BPF_CORE_READ(sk, __sk_common.skc_daddr));
-	} else {
-		BPF_CORE_READ_INTO(&fresh.ends.near, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&fresh.ends.far, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-	}
-	fresh.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	fresh.near_port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	fresh.far_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	socket_ends(sk, &fresh.ends, &fresh.near_port, &fresh.far_port, &fresh.netns);
 	if (bpf_map_update_elem(&tcp_health, &cookie, &fresh, BPF_NOEXIST) == -EEXIST)
 		return bpf_map_lookup_elem(&tcp_health, &cookie);
 	health = bpf_map_lookup_elem(&tcp_health, &cookie);

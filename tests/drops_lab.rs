@@ -1,0 +1,160 @@
+//! Packets the kernel dropped, per process and by reason, on the eBPF engine (needs
+//! root): nftables rules in the host's namespace drop a process's datagrams on their
+//! way out and part of another's TCP stream on its way in; each process has exactly
+//! the drops the rules counted, as netfilter's, and a process beside them none.
+
+mod lab;
+mod servers;
+
+use lab::*;
+use std::time::Duration;
+
+/// The host's nftables table of this test, deleted however the test ends.
+struct HostTable(String);
+
+impl Drop for HostTable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("nft")
+            .args(["delete", "table", "inet", &self.0])
+            .status();
+    }
+}
+
+impl HostTable {
+    fn counter(&self, name: &str, figure: &str) -> u64 {
+        let json = run("nft", &["-j", "list", "counter", "inet", &self.0, name]);
+        serde_json::from_str::<serde_json::Value>(&json).unwrap()["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|item| item["counter"][figure].as_u64())
+            .unwrap_or_else(|| panic!("no counter {name} in {json}"))
+    }
+}
+
+/// A field summed over a process's rows (absent on rows without drops: 0).
+fn sum(records: &Records, name: &str, field: &str) -> u64 {
+    records
+        .rows(name)
+        .map(|row| row[field].as_u64().unwrap_or(0))
+        .sum()
+}
+
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn netfilter_drops_are_counted_on_the_process_whose_packets_they_were() {
+    require_root();
+    let mut lab = Lab::new();
+    let b = lab.b.clone();
+    let (_, _, _, far) = lab.host_link();
+    let table = HostTable(format!("ngdrops{}", &lab.veth_a[2..]));
+    apply_nft(
+        &[],
+        &format!(
+            "table inet {table} {{
+               counter outbound {{ }}
+               counter inbound {{ }}
+               chain output {{ type filter hook output priority 0; policy accept;
+                 ip daddr {far} udp dport 7101 counter name outbound drop
+               }}
+               chain input {{ type filter hook input priority 0; policy accept;
+                 ip saddr {far} tcp sport 7102 tcp flags & (syn | fin | rst) == 0 meta length > 200 numgen random mod 40 == 0 counter name inbound drop
+               }}
+             }}",
+            table = table.0
+        ),
+    );
+    lab.serve(
+        &b,
+        "ng-source",
+        &["tcp-source", &format!("{far}:7102"), "3"],
+    );
+    let metrics_port = servers::free_port();
+    let config = lab.path("metrics.toml");
+    std::fs::write(
+        &config,
+        format!("[prometheus]\nlisten = \"127.0.0.1:{metrics_port}\"\n"),
+    )
+    .unwrap();
+    let netgraph = lab.netgraph_ebpf(&["--config", config.to_str().unwrap()]);
+    std::thread::scope(|threads| {
+        threads.spawn(|| lab.exec_on_host("ng-receiver", &["tcp-recv", &format!("{far}:7102")]));
+        threads.spawn(|| {
+            lab.exec_on_host(
+                "ng-clean",
+                &["udp-trickle", &format!("{far}:7103"), "2", "100"],
+            )
+        });
+        lab.exec_on_host(
+            "ng-blocked",
+            &["udp-trickle", &format!("{far}:7101"), "2", "100"],
+        );
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let metrics = run(
+        "curl",
+        &["-sf", &format!("http://127.0.0.1:{metrics_port}/metrics")],
+    );
+    let records = netgraph.stop();
+    let (outbound, outbound_bytes) = (
+        table.counter("outbound", "packets"),
+        table.counter("outbound", "bytes"),
+    );
+    let inbound = table.counter("inbound", "packets");
+    let blocked = sum(&records, "ng-blocked", "drops_netfilter");
+    let blocked_bytes = sum(&records, "ng-blocked", "drop_bytes");
+    let received = sum(&records, "ng-receiver", "drops_netfilter");
+    let received_all = sum(&records, "ng-receiver", "drops");
+    let source_all = sum(&records, "ng-source", "drops");
+    report(&format!(
+        "Drops: nftables dropped {outbound} datagrams ({outbound_bytes} bytes) going out and {inbound} TCP segments coming in; netgraph: ng-blocked {blocked} ({blocked_bytes} bytes), ng-receiver {received} as netfilter's ({received_all} in all), ng-source (far end) {source_all}"
+    ));
+    assert!(outbound >= 150, "too few datagrams dropped: {outbound}");
+    assert!(inbound >= 20, "too few segments dropped: {inbound}");
+    assert_eq!(blocked, outbound, "ng-blocked's drops against nftables'");
+    assert_eq!(blocked_bytes, outbound_bytes, "their bytes");
+    assert_eq!(
+        sum(&records, "ng-blocked", "drops"),
+        blocked,
+        "all of them netfilter's"
+    );
+    assert_eq!(
+        sum(&records, "ng-blocked", "sent_bytes_last"),
+        0,
+        "nothing reached the wire"
+    );
+    assert_eq!(received, inbound, "ng-receiver's drops against nftables'");
+    assert!(received_all >= received);
+    // Beside them, a process nothing dropped: no drops, every byte sent.
+    assert_eq!(sum(&records, "ng-clean", "drops"), 0);
+    assert!(sum(&records, "ng-clean", "sent_bytes_last") > 0);
+    // The far end's sender: the kernel may drop an ACK or two of its own (out of date
+    // after the losses), never by netfilter, whose rules are on the host.
+    assert_eq!(sum(&records, "ng-source", "drops_netfilter"), 0);
+    // Prometheus: the same counts, as netfilter's.
+    let prometheus = |metric: &str, name: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|line| {
+                line.starts_with(&format!("{metric}{{"))
+                    && line.contains(&format!("name=\"{name}\""))
+                    && (!metric.ends_with("packets_total") || line.contains("reason=\"netfilter\""))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(
+        prometheus("netgraph_dropped_packets_total", "ng-blocked"),
+        outbound,
+        "{metrics}"
+    );
+    assert_eq!(
+        prometheus("netgraph_dropped_bytes_total", "ng-blocked"),
+        outbound_bytes
+    );
+    assert_eq!(
+        prometheus("netgraph_dropped_packets_total", "ng-receiver"),
+        inbound
+    );
+    assert_eq!(prometheus("netgraph_dropped_packets_total", "ng-clean"), 0);
+}
