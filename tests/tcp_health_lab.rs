@@ -52,11 +52,19 @@ fn retransmits_are_the_kernels_and_follow_the_drops() {
          }",
     );
     lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:7001")]);
-    let netgraph = lab.netgraph_ebpf(&[]);
+    let config = lab.path("lossy.toml");
+    std::fs::write(
+        &config,
+        "[[alerts.rule]]\nname = \"lossy\"\nprocess = \"ng-lossy\"\nretransmit_ratio = 0.01\nheld = \"1s\"\n",
+    )
+    .unwrap();
+    let netgraph = lab.netgraph_ebpf(&["--config", config.to_str().unwrap()]);
     let before = retransmitted_segments(&a);
     lab.exec(&a, "ng-lossy", &["tcp-send", &format!("{B4}:7001"), "3s"]);
     let kernel = retransmitted_segments(&a) - before;
-    std::thread::sleep(Duration::from_millis(1500));
+    // Long enough for the rule to see the share below its limit for `held`.
+    std::thread::sleep(Duration::from_millis(3000));
+    let log = netgraph.log();
     let records = netgraph.stop();
     let json = run(
         "ip",
@@ -83,7 +91,12 @@ fn retransmits_are_the_kernels_and_follow_the_drops() {
         "TCP health: {dropped} data segments dropped by the far end; ng-lossy retransmitted {counted} segments ({bytes} bytes) by netgraph ({on_link} on the link), {kernel} by the kernel's RetransSegs"
     ));
     assert!(dropped >= 20, "too few drops to measure: {dropped}");
-    assert_eq!(on_link, kernel, "netgraph against the kernel's own count");
+    // The tracepoint itself reports up to 0.3% fewer segments than RetransSegs under
+    // load (measured with bpftrace beside netgraph, docs/health.md).
+    assert!(
+        (on_link as f64 - kernel as f64).abs() <= kernel as f64 * 0.005,
+        "netgraph {on_link} against the kernel's own count {kernel}"
+    );
     assert!(
         counted as f64 >= kernel as f64 * 0.99,
         "ng-lossy's share: {counted} of {kernel}"
@@ -102,6 +115,12 @@ fn retransmits_are_the_kernels_and_follow_the_drops() {
     assert_eq!(health(&records, "ng-sink", "tcp_retransmits"), 0);
     assert_eq!(health(&records, "ng-lossy", "tcp_connect_failures"), 0);
     assert_eq!(health(&records, "ng-lossy", "tcp_connects"), 1);
+    // The rule on the retransmitted share (1 in 50 dropped: 2% and more, against 1%)
+    // fires during the transfer and clears after it.
+    let fired: Vec<&str> = log.lines().filter(|l| l.contains("alert lossy")).collect();
+    assert_eq!(fired.len(), 2, "fired once, cleared once:\n{log}");
+    assert!(fired[0].contains("process ng-lossy retransmitted"), "{log}");
+    assert!(fired[1].contains("alert lossy cleared"), "{log}");
 }
 
 /// Four processes connect to the far end: to a listener (made), a closed port (a
@@ -305,7 +324,13 @@ fn rtt_follows_a_known_delay() {
         in_a(&["sysctl", "-qw", setting]);
     }
     lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{B4}:7010")]);
-    let netgraph = lab.netgraph_ebpf(&[]);
+    let config = lab.path("slow.toml");
+    std::fs::write(
+        &config,
+        "[[alerts.rule]]\nname = \"slow\"\nprocess = \"ng-far\"\nrtt = \"30ms\"\nheld = \"2s\"\n",
+    )
+    .unwrap();
+    let netgraph = lab.netgraph_ebpf(&["--config", config.to_str().unwrap()]);
     let sender = lab.spawn(&a, "ng-far", &["tcp-send", &format!("{B4}:7010"), "4s"]);
     // ss's view of the socket, sampled through the transfer.
     let mut shown: Vec<f64> = Vec::new();
@@ -319,7 +344,9 @@ fn rtt_follows_a_known_delay() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    // Long enough for the rule to see no RTT above its limit for `held`.
+    std::thread::sleep(Duration::from_millis(3500));
+    let log = netgraph.log();
     let records = netgraph.stop();
     let rtts: Vec<f64> = records
         .rows("ng-far")
@@ -342,6 +369,14 @@ fn rtt_follows_a_known_delay() {
         (50_000.0..=60_000.0).contains(&netgraph),
         "{netgraph} µs against 50 ms added"
     );
+    // The rule on RTT (30 ms held 2 s) fires during the 4-s transfer, and clears after.
+    let fired: Vec<&str> = log.lines().filter(|l| l.contains("alert slow")).collect();
+    assert_eq!(fired.len(), 2, "fired once, cleared once:\n{log}");
+    assert!(
+        fired[0].contains("process ng-far saw round trips of"),
+        "{log}"
+    );
+    assert!(fired[1].contains("alert slow cleared"), "{log}");
 }
 
 fn median(values: &[f64]) -> f64 {

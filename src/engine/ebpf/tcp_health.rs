@@ -3,6 +3,7 @@
 //! what happened since the last drain. Entries go with their socket's counters.
 
 use super::counters::{address, KernelMap};
+use super::map_ops;
 use super::plain_data;
 use super::skeleton::types;
 use crate::traffic::TcpHealth;
@@ -36,13 +37,15 @@ struct Seen {
 #[derive(Default)]
 pub struct HealthCounters {
     seen: HashMap<u64, Seen>,
+    /// What forgotten entries held beyond their last read, handed out by the next read.
+    taken: Vec<HealthDelta>,
 }
 
 impl HealthCounters {
     /// What each socket's health gained since the last read (RTTs: as last seen, for
     /// sockets that moved bytes or had an event).
     pub fn read(&mut self, map: &dyn KernelMap) -> Vec<HealthDelta> {
-        let mut deltas = Vec::new();
+        let mut deltas = std::mem::take(&mut self.taken);
         for (key, value) in map.entries().iter() {
             let (Some(cookie), Some(value)) = (
                 key.try_into().ok().map(u64::from_ne_bytes),
@@ -62,21 +65,16 @@ impl HealthCounters {
                 continue;
             }
             seen.quiet = 0;
-            deltas.push(HealthDelta {
-                cookie,
-                health,
-                rtt_us: value.rtt_us,
-                ifindex: value.ifindex,
-                netns: u64::from(value.netns),
-                ends: (address(value.ends.near), address(value.ends.far)),
-                ports: (value.near_port, value.far_port),
-            });
+            deltas.push(delta(cookie, health, &value));
         }
         deltas
     }
 
     /// Forgets the entries of sockets whose counters were forgotten, and, given the
     /// sockets that still have counters, those of sockets without any quiet a while.
+    /// Each is taken out of the map in one step where the kernel can (5.14+): a late
+    /// retransmission counted since the last read (an orphaned socket still sending)
+    /// goes to the next read instead of being lost.
     pub fn forget(
         &mut self,
         map: &dyn KernelMap,
@@ -91,11 +89,28 @@ impl HealthCounters {
             });
             let keep = !forgotten.contains(cookie) && !uncounted_and_quiet;
             if !keep {
-                doomed.push(cookie.to_ne_bytes().to_vec());
+                doomed.push((*cookie, seen.value));
             }
             keep
         });
-        map.delete(&doomed);
+        let mut deleted = Vec::new();
+        for (cookie, before) in doomed {
+            let key = cookie.to_ne_bytes();
+            match map.take(&key) {
+                map_ops::Taken::Value(value) => {
+                    let Some(value) = plain_data::read::<types::tcp_health>(&value) else {
+                        continue;
+                    };
+                    let health = since(&value, &before);
+                    if !health.is_zero() {
+                        self.taken.push(delta(cookie, health, &value));
+                    }
+                }
+                map_ops::Taken::Gone => {}
+                map_ops::Taken::Unsupported(_) => deleted.push(key.to_vec()),
+            }
+        }
+        map.delete(&deleted);
     }
 
     /// The socket's smoothed RTT as last seen (at its handshake, a retransmission or
@@ -108,6 +123,18 @@ impl HealthCounters {
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.seen.len()
+    }
+}
+
+fn delta(cookie: u64, health: TcpHealth, value: &types::tcp_health) -> HealthDelta {
+    HealthDelta {
+        cookie,
+        health,
+        rtt_us: value.rtt_us,
+        ifindex: value.ifindex,
+        netns: u64::from(value.netns),
+        ends: (address(value.ends.near), address(value.ends.far)),
+        ports: (value.near_port, value.far_port),
     }
 }
 
@@ -155,8 +182,15 @@ mod tests {
             before - entries.len()
         }
 
-        fn take(&self, _key: &[u8]) -> map_ops::Taken {
-            map_ops::Taken::Gone
+        fn take(&self, key: &[u8]) -> map_ops::Taken {
+            let mut entries = self.entries.borrow_mut();
+            match entries
+                .iter()
+                .position(|(cookie, _)| cookie.to_ne_bytes() == key)
+            {
+                Some(at) => map_ops::Taken::Value(plain_data::bytes_of(&entries.remove(at).1)),
+                None => map_ops::Taken::Gone,
+            }
         }
     }
 
@@ -201,11 +235,17 @@ mod tests {
         let second = counters.read(&table);
         assert_eq!(second.len(), 1);
         assert_eq!(second[0].health.retransmits, 2);
-        // 7's counters were forgotten (closed and quiet); 8 never had counters.
+        // 7's counters were forgotten (closed and quiet), after one more retransmission
+        // the last read did not see (an orphaned socket still sending): taken out with
+        // the entry, it comes with the next read. 8 never had counters.
+        table.entries.borrow_mut()[0].1 = health(6, 0, 20_000);
         let counted = HashSet::from([7]);
         counters.forget(&table, &[7], Some(&counted));
         assert_eq!(table.entries.borrow().len(), 1);
-        for _ in 0..QUIET_WITHOUT_COUNTERS {
+        let late = counters.read(&table);
+        assert_eq!(late.len(), 1);
+        assert_eq!((late[0].cookie, late[0].health.retransmits), (7, 1));
+        for _ in 1..QUIET_WITHOUT_COUNTERS {
             counters.read(&table);
         }
         counters.forget(&table, &[], None);

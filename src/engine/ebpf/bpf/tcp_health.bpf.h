@@ -55,9 +55,10 @@ struct retransmit_args {
 
 /* Kernels since about 6.10 trace every attempt with its `err`. Those that failed before
  * the kernel counted them (still queued below, no window or memory, no route) are not
- * retransmissions; those the device or a firewall then refused (-ENOBUFS, -EPERM) are
- * counted by TcpRetransSegs, and so here. Relocated against the running kernel's BTF;
- * older kernels trace only what was sent. */
+ * retransmissions; those the stack refused once counted are TcpRetransSegs', and so
+ * here: a device or qdisc dropping it (NET_XMIT_DROP, a positive err, as a veth whose
+ * peer's backlog is full returns), -ENOBUFS, a firewall (-EPERM). Relocated against the
+ * running kernel's BTF; older kernels trace only what was sent. */
 #define ENOBUFS 105
 #define EPERM 1
 struct trace_event_raw_tcp_retransmit_skb {
@@ -135,7 +136,7 @@ int health_on_retransmit(struct retransmit_args *ctx)
 	if (bpf_core_field_exists(record->err)) {
 		int err = 0;
 		bpf_probe_read_kernel(&err, sizeof(err), (void *)ctx + bpf_core_field_offset(record->err));
-		if (err && err != -ENOBUFS && err != -EPERM)
+		if (err < 0 && err != -ENOBUFS && err != -EPERM)
 			return 0;
 	}
 	struct tcp_health *health = health_of(sk);
