@@ -149,12 +149,30 @@ def api(port, path):
 
 
 def sample(pid):
-    rss_kib = 0
+    rss_kib = threads = 0
     with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith("VmRSS:"):
                 rss_kib = int(line.split()[1])
-    return rss_kib / 1024, len(os.listdir(f"/proc/{pid}/fd"))
+            elif line.startswith("Threads:"):
+                threads = int(line.split()[1])
+    return rss_kib / 1024, len(os.listdir(f"/proc/{pid}/fd")), threads
+
+
+def resident_by_kind(pid):
+    """Resident MiB by kind of mapping, to tell where growth sits: the main heap (brk),
+    anonymous mappings (other threads' malloc arenas, large allocations), files."""
+    kinds = {"heap": 0, "anon": 0, "file": 0}
+    kind = "anon"
+    with open(f"/proc/{pid}/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if fields and "-" in fields[0] and not fields[0].endswith(":"):
+                path = fields[5] if len(fields) > 5 else ""
+                kind = "heap" if path == "[heap]" else "anon" if not path or path.startswith("[") else "file"
+            elif fields and fields[0] == "Rss:":
+                kinds[kind] += int(fields[1])
+    return {k: round(v / 1024, 1) for k, v in kinds.items()}
 
 
 def verdict(samples):
@@ -192,16 +210,21 @@ def markdown(result):
         f"{'steady' if v['fds_steady'] else 'growing'}: peak {v['fds_middle_third_peak']} then "
         f"{v['fds_last_third_peak']}. Store files at the end: {result['store_mib']} MiB.",
         "",
-        "| minute | RSS MiB (max) | descriptors (max) |",
-        "|---:|---:|---:|",
+        "Resident memory by kind is the last sample of each five minutes: heap is the main",
+        "malloc arena, anon other threads' arenas and large allocations, file the mapped binary",
+        "and libraries.",
+        "",
+        "| minute | RSS MiB (max) | heap | anon | file | threads (max) | descriptors (max) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     by_minute = {}
     for s in result["samples"]:
         minute = int(s["t"] // 300) * 5
-        rss, fds = by_minute.get(minute, (0, 0))
-        by_minute[minute] = (max(rss, s["rss_mib"]), max(fds, s["fds"]))
-    for minute, (rss, fds) in sorted(by_minute.items()):
-        lines.append(f"| {minute} | {rss:.1f} | {fds} |")
+        rss, fds, threads, _ = by_minute.get(minute, (0, 0, 0, None))
+        by_minute[minute] = (max(rss, s["rss_mib"]), max(fds, s["fds"]), max(threads, s.get("threads", 0)), s)
+    for minute, (rss, fds, threads, last) in sorted(by_minute.items()):
+        kinds = " | ".join(f"{last.get(k + '_mib', 0):.1f}" for k in ("heap", "anon", "file"))
+        lines.append(f"| {minute} | {rss:.1f} | {kinds} | {threads} | {fds} |")
     return "\n".join(lines) + "\n"
 
 
@@ -267,9 +290,12 @@ def main():
             while time.monotonic() - began < options.seconds:
                 if netgraph.poll() is not None:
                     sys.exit("netgraph ended during the soak:\n" + (workdir / "netgraph.log").read_text()[-4000:])
-                rss, fds = sample(netgraph.pid)
-                samples.append({"t": round(time.monotonic() - began, 1), "rss_mib": round(rss, 2), "fds": fds})
-                print(f"{samples[-1]['t']:7.0f} s  RSS {rss:6.1f} MiB  fds {fds}", flush=True)
+                rss, fds, threads = sample(netgraph.pid)
+                kinds = resident_by_kind(netgraph.pid)
+                samples.append({"t": round(time.monotonic() - began, 1), "rss_mib": round(rss, 2), "fds": fds,
+                                "threads": threads, **{f"{k}_mib": v for k, v in kinds.items()}})
+                print(f"{samples[-1]['t']:7.0f} s  RSS {rss:6.1f} MiB  fds {fds}  threads {threads}  "
+                      f"heap {kinds['heap']} anon {kinds['anon']} file {kinds['file']} MiB", flush=True)
                 time.sleep(SAMPLE_EVERY)
         except KeyboardInterrupt:
             print("ended early", flush=True)

@@ -34,9 +34,35 @@ pub fn keep_most_recent<K: Hash + Eq, V, T: Ord + Copy>(
     });
 }
 
+/// Gives memory back once a table has shrunk far below what it held at its peak: a
+/// hash table keeps its largest capacity, so a burst would otherwise cost its memory
+/// for the life of the process.
+pub fn shrink_when_sparse<K: Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 4 * map.len().max(256) {
+        map.shrink_to_fit();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_table_past_its_peak_gives_memory_back() {
+        let mut map: HashMap<u32, u64> = (0..10_000).map(|k| (k, 0)).collect();
+        let peak = map.capacity();
+        map.retain(|k, _| *k < 5_000);
+        shrink_when_sparse(&mut map);
+        // (Deleted slots count against the capacity until the next rehash.)
+        assert!(
+            map.capacity() > peak * 9 / 10,
+            "half full: kept for the next burst"
+        );
+        map.retain(|k, _| *k < 100);
+        shrink_when_sparse(&mut map);
+        assert!(map.capacity() < peak / 8, "{}", map.capacity());
+        assert_eq!(map.len(), 100);
+    }
 
     #[test]
     fn the_least_recent_go_first() {

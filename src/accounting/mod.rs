@@ -17,6 +17,10 @@ use std::time::{Duration, SystemTime};
 
 /// Bound on the series whose totals are kept; the longest idle are forgotten first.
 const MAX_SERIES: usize = 50_000;
+/// A peer idle this long is forgotten: its totals start afresh if it comes back. A
+/// scanner (or a busy server's clients) meets new peers without end; each would
+/// otherwise hold its totals until the bound.
+const PEER_IDLE: Duration = Duration::from_secs(3600);
 
 /// What identifies a series: the schema's `name`, `uid` and `device_name` tags, and
 /// the container (the `container` tag), so that the same program in two containers
@@ -196,7 +200,11 @@ impl Accountant {
         let peers = self.peer_rows(peers, &processes);
         bound(&mut self.series);
         bound(&mut self.countries);
+        self.forget_idle_peers(end);
         bound(&mut self.peer_totals);
+        crate::bounded::shrink_when_sparse(&mut self.series);
+        crate::bounded::shrink_when_sparse(&mut self.countries);
+        crate::bounded::shrink_when_sparse(&mut self.peer_totals);
         let interfaces = self.interface_rows(report.interfaces);
         let start = std::mem::replace(&mut self.interval_start, end);
         self.lost_total += report.lost;
@@ -325,6 +333,19 @@ impl Accountant {
             }
         }
         rows
+    }
+
+    /// Forgets the totals of peers idle for `PEER_IDLE`, counted in intervals of the
+    /// length of the one that just ended.
+    fn forget_idle_peers(&mut self, end: SystemTime) {
+        let length = end
+            .duration_since(self.interval_start)
+            .unwrap_or_default()
+            .max(Duration::from_millis(100));
+        let idle_intervals = (PEER_IDLE.as_secs_f64() / length.as_secs_f64()).ceil() as u64;
+        let now = self.intervals;
+        self.peer_totals
+            .retain(|_, total| now - total.last_active <= idle_intervals);
     }
 
     fn country_rows(&mut self, by_country: ByCountry) -> Vec<CountryRow> {

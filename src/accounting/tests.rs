@@ -235,3 +235,59 @@ fn without_geoip_there_is_no_breakdown() {
     assert_eq!(&*interval.processes[0].key.name, "unknown TCP");
     assert!(interval.countries.is_empty());
 }
+
+/// A scanner meets 500 new peers each minute: their totals go an hour after
+/// each was last seen, and the table gives back what it held, so memory does not grow
+/// with the peers ever met. A peer seen again within the hour keeps its totals.
+#[test]
+fn peers_idle_for_an_hour_are_forgotten() {
+    use crate::traffic::Ends;
+    let mut accountant = Accountant::new(at(0)).with_peers(2000);
+    let to = |far: String, sent| {
+        let mut item = traffic(process(10, "scanner"), sent, 0);
+        item.ends = Some(Ends {
+            near: "10.0.0.1".parse().unwrap(),
+            far: far.parse().unwrap(),
+            near_is_host: true,
+            service: crate::traffic::Service::of(Protocol::Udp, 40_000, 9),
+        });
+        item
+    };
+    let report = |items| AttributedReport {
+        traffic: items,
+        interfaces: vec![InterfaceTraffic::new("eth0".into())],
+        lost: 0,
+        names: Vec::new(),
+    };
+    // One-minute intervals: 500 new peers each for two hours, and one steady peer.
+    let mut peak = 0;
+    for minute in 1..=120u64 {
+        let mut items: Vec<_> = (0..500)
+            .map(|i| to(format!("10.{}.{}.{}", minute, i / 250, i % 250), 64))
+            .collect();
+        items.push(to("192.0.2.1".into(), 100));
+        let interval = accountant.close_interval(report(items), at(minute * 60));
+        peak = peak.max(accountant.peer_totals.len());
+        let steady = interval
+            .peers
+            .iter()
+            .find(|row| row.peer == Some("192.0.2.1".parse().unwrap()))
+            .unwrap();
+        assert_eq!(steady.total.sent.bytes, 100 * minute, "kept while in use");
+    }
+    // An hour's peers (and this minute's), never more.
+    let kept = accountant.peer_totals.len();
+    assert!((30_000..=31_001).contains(&kept), "{kept}");
+    assert_eq!(peak, kept);
+    // Then the scanner stops: an hour later, only the steady peer is left, and the
+    // table's memory went back.
+    for minute in 121..=182u64 {
+        accountant.close_interval(report(vec![to("192.0.2.1".into(), 100)]), at(minute * 60));
+    }
+    assert_eq!(accountant.peer_totals.len(), 1);
+    assert!(
+        accountant.peer_totals.capacity() < 4096,
+        "{}",
+        accountant.peer_totals.capacity()
+    );
+}

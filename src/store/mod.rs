@@ -87,6 +87,9 @@ pub struct Store {
 struct Damaged(String);
 
 const STORE_FILE: &str = "netgraph.sqlite";
+/// Series and peer ids the writer remembers; past it, it starts afresh (a miss costs
+/// one lookup in the store).
+const MAX_CACHED_IDS: usize = 16_384;
 
 fn open_connection(path: &Path, flags: OpenFlags) -> anyhow::Result<Connection> {
     let connection = Connection::open_with_flags(path, flags).map_err(|e| {
@@ -322,8 +325,9 @@ fn series_id(
         params![key.0, key.1, key.2, key.3, key.4],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    if cache.len() > 100_000 {
-        cache.clear();
+    if cache.len() >= MAX_CACHED_IDS {
+        // A new table: clear() would keep the largest capacity it ever had.
+        *cache = HashMap::new();
     }
     cache.insert(key, (id, row.workload.clone(), last));
     Ok(id)
@@ -430,8 +434,8 @@ fn peer_id(
         params![key.0, key.1, key.2, hour],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    if cache.len() > 100_000 {
-        cache.clear();
+    if cache.len() >= MAX_CACHED_IDS {
+        *cache = HashMap::new();
     }
     cache.insert(key, (id, last));
     Ok(id)
