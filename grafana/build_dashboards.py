@@ -31,6 +31,7 @@ LAYOUT = [
     ("TCP retransmissions per process", "timeseries", 8, 8),
     ("TCP round-trip time per process", "timeseries", 8, 8),
     ("Failed TCP connects per process", "timeseries", 8, 8),
+    ("Packets dropped per process", "timeseries", 24, 8),
 ]
 
 # Panels only one flavour has the data for, appended after the shared ones.
@@ -48,6 +49,7 @@ PANEL_UNITS = {
     "TCP retransmissions per process": "short",
     "TCP round-trip time per process": "s",
     "Failed TCP connects per process": "short",
+    "Packets dropped per process": "short",
 }
 
 # Panels that are not stacked: round-trip times do not add up.
@@ -175,6 +177,8 @@ def influxql():
             [q(f"SELECT sum(\"tcp_retransmits\") FROM \"network_health\" WHERE {host} AND $timeFilter GROUP BY time($__interval), \"name\" fill(0)", alias="$tag_name")],
             [q(f"SELECT mean(\"tcp_rtt_us\") / 1000000 FROM \"network_health\" WHERE {host} AND $timeFilter GROUP BY time($__interval), \"name\" fill(none)", alias="$tag_name")],
             [q(f"SELECT sum(\"tcp_connect_failures\") FROM \"network_health\" WHERE {host} AND $timeFilter GROUP BY time($__interval), \"name\" fill(0)", alias="$tag_name")],
+            # Drops (eBPF engine, Linux 5.17+), on the same measurement.
+            [q(f"SELECT sum(\"drops\") FROM \"network_health\" WHERE {host} AND $timeFilter GROUP BY time($__interval), \"name\" fill(0)", alias="$tag_name")],
         ],
         lambda name: f"SHOW TAG VALUES FROM \"network_data\" WITH KEY = \"{name}\" WHERE {host}",
     )
@@ -300,6 +304,7 @@ def flux():
             [q(health("tcp_retransmits", "sum"))],
             [q(health("tcp_rtt_us", "mean", seconds))],
             [q(health("tcp_connect_failures", "sum"))],
+            [q(health("drops", "sum"))],
         ],
         lambda name: f'import "influxdata/influxdb/schema"\nschema.tagValues(bucket: "${{bucket}}", tag: "{name}")',
         extra_variables=[bucket],
@@ -346,6 +351,7 @@ def promql():
             [q(f"sum by (name) (rate(netgraph_tcp_retransmitted_segments_total{{{sel}}}[$__rate_interval]))", "{{name}}")],
             [q(f"max by (name) (netgraph_tcp_rtt_seconds{{{sel}}})", "{{name}}")],
             [q(f"sum by (name, kind) (increase(netgraph_tcp_connect_failures_total{{{sel}}}[$__rate_interval]))", "{{name}} {{kind}}")],
+            [q(f"sum by (name, reason) (increase(netgraph_dropped_packets_total{{{sel}}}[$__rate_interval]))", "{{name}} {{reason}}")],
             # Alert rules of [alerts] with a limit or a rate ([[alerts.rule]] in netgraph.toml).
             [q(f"max by (rule) (netgraph_quota_used_ratio{{{sel}}})", "{{rule}}", instant=True)],
         ],

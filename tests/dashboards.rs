@@ -41,7 +41,7 @@ fn queries(board: &Value, key: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-const TITLES: [&str; 14] = [
+const TITLES: [&str; 15] = [
     "Bytes sent per process",
     "Bytes received per process",
     "Hourly totals (sent, received, total)",
@@ -56,6 +56,7 @@ const TITLES: [&str; 14] = [
     "TCP retransmissions per process",
     "TCP round-trip time per process",
     "Failed TCP connects per process",
+    "Packets dropped per process",
 ];
 
 /// Panels of the PromQL dashboard alone, after the shared ones.
@@ -307,6 +308,17 @@ fn every_panel_query_runs_against_real_servers() {
         &["tcp-send", &format!("{B4}:7904"), "1"],
     );
     assert!(!refused.wait_with_output().unwrap().status.success());
+    // Datagrams a firewall drops on their way out: drops to tell.
+    apply_nft(
+        &["ip", "netns", "exec", &lab.a],
+        "table inet dashdrops { chain output { type filter hook output priority 0; policy accept;
+           udp dport 7905 counter drop } }",
+    );
+    lab.exec(
+        &lab.a,
+        "ng-dash-drop",
+        &["udp-trickle", &format!("{B4}:7905"), "1", "100"],
+    );
     // The kernel answering pings has no socket: unattributed traffic for that panel.
     lab.ping_from_b(&host_address, 10, "0.1", 56);
     std::thread::sleep(Duration::from_secs(4));
@@ -375,6 +387,11 @@ fn every_panel_query_runs_against_real_servers() {
                     result.iter().any(|s| s["metric"]["name"] == "ng-dash-tcp"
                         && s["metric"]["kind"] == "refused"),
                     "{server}, {title}: the refused connect missing in {answer}"
+                ),
+                "Packets dropped per process" => assert!(
+                    result.iter().any(|s| s["metric"]["name"] == "ng-dash-drop"
+                        && s["metric"]["reason"] == "netfilter"),
+                    "{server}, {title}: ng-dash-drop's drops missing in {answer}"
                 ),
                 "TCP round-trip time per process" => {
                     assert!(
@@ -501,6 +518,22 @@ fn every_panel_query_runs_against_real_servers() {
                     .cloned()
                     .collect();
                 assert_eq!(column_sum(&ours, "sum"), 1.0, "{title}");
+            }
+            "Packets dropped per process" => {
+                let ours: Vec<Value> = series
+                    .iter()
+                    .filter(|s| s["tags"]["name"] == "ng-dash-drop")
+                    .cloned()
+                    .collect();
+                let dropped: f64 = records
+                    .rows("ng-dash-drop")
+                    .map(|l| number(&l["drops_netfilter"]))
+                    .sum();
+                assert!(
+                    dropped >= 50.0,
+                    "ng-dash-drop's datagrams were dropped: {dropped}"
+                );
+                assert_eq!(column_sum(&ours, "sum"), dropped, "{title}");
             }
             "Bytes sent per pod" => {
                 let ours: Vec<Value> = series

@@ -583,3 +583,58 @@ fn peers_are_reported_with_their_tcp_health() {
     assert_eq!(json[0]["tcp"]["rtt_us"], 42_000, "{json}");
     assert_eq!(json[0]["tcp"]["retransmits"], 20, "{json}");
 }
+
+/// By peer, with drops stored: the table adds a dropped column naming the layer that
+/// dropped most; CSV and JSON carry the same figures; rows without drops stay blank.
+#[test]
+fn peers_are_reported_with_their_drops() {
+    let dir = temp_dir("report-drops");
+    let mut store = Store::open(&dir, Retention::default()).unwrap();
+    let mut resolver = row("resolver", 64_000, 0);
+    resolver
+        .last
+        .drops
+        .add(netgraph::traffic::DropKind::Netfilter, 30, 30 * 128);
+    resolver
+        .last
+        .drops
+        .add(netgraph::traffic::DropKind::Socket, 2, 2 * 128);
+    let quiet = row("quiet", 1_000, 0);
+    for hour in 0..2u64 {
+        let mut report = interval(DAY0 + hour * 3600, vec![resolver.clone(), quiet.clone()]);
+        report.peers = vec![
+            peer_row(&resolver, "192.0.2.53", "dns.example.org", resolver.last),
+            peer_row(&quiet, "192.0.2.80", "web.example.org", quiet.last),
+        ];
+        store.write(&report).unwrap();
+    }
+    drop(store);
+    let config = billing_config(&dir);
+    let table = report_by_peer(&config, "");
+    assert!(
+        table.lines().next().unwrap().ends_with("dropped"),
+        "{table}"
+    );
+    let line = table.lines().find(|l| l.contains("192.0.2.53")).unwrap();
+    assert!(line.ends_with(" 64 (netfilter)"), "{table}");
+    let quiet_line = table.lines().find(|l| l.contains("192.0.2.80")).unwrap();
+    assert!(!quiet_line.contains("netfilter"), "{table}");
+    let csv = report_by_peer(&config, "--csv");
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with(",drops,drops_netfilter"),
+        "{csv}"
+    );
+    assert!(csv.contains(",64,60\n"), "{csv}");
+    let json: Value = serde_json::from_str(&report_by_peer(&config, "--json")).unwrap();
+    let dns = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["key"] == "192.0.2.53")
+        .unwrap();
+    assert_eq!(dns["drops"]["packets"], 64, "{json}");
+    assert_eq!(dns["drops"]["socket"], 4, "{json}");
+}

@@ -201,7 +201,15 @@ fn the_first_hour_in_chromium() {
                     backup.last.tcp.add_rtt(42_000, 3_020_000);
                     backup
                 },
-                row("firefox", Some(1000), "wlan0", 40_000, 900_000),
+                {
+                    // A firewall drops some of its packets: drops to show.
+                    let mut firefox = row("firefox", Some(1000), "wlan0", 40_000, 900_000);
+                    firefox
+                        .last
+                        .drops
+                        .add(netgraph::traffic::DropKind::Netfilter, 3, 3 * 1500);
+                    firefox
+                },
             ],
         );
         store.write(&report).unwrap();
@@ -254,7 +262,17 @@ fn the_first_hour_in_chromium() {
         Some(serde_json::json!("42.0 ms · 0.50 % retr")),
         "{seen}"
     );
-    assert_eq!(health_of("firefox"), Some(serde_json::json!("")), "{seen}");
+    // Three packets dropped each second by a firewall, over the range shown.
+    let firefox = health_of("firefox").unwrap();
+    let dropped: u64 = firefox
+        .as_str()
+        .and_then(|text| text.strip_suffix(" dropped (netfilter)"))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("firefox's health: {firefox}"));
+    assert!(
+        dropped % 3 == 0 && (3..=1800).contains(&dropped),
+        "{dropped} dropped"
+    );
     assert!(
         seen["phone"]["scrollWidth"].as_u64().unwrap() <= 390,
         "the page scrolls sideways on a phone: {seen}"

@@ -7,7 +7,7 @@ pub mod usage;
 
 use crate::daemon_client::DaemonClient;
 use crate::periods::Period;
-use crate::store::{GroupBy, Only, Reader, TcpTotals, Total};
+use crate::store::{DropTotals, GroupBy, Only, Reader, TcpTotals, Total};
 use crate::units::bytes as human;
 use serde::Serialize;
 use std::time::Duration;
@@ -99,6 +99,9 @@ pub struct ReportRow {
     /// Segments retransmitted per hundred packets sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retransmit_percent: Option<f64>,
+    /// Packets the kernel dropped, where it dropped any (eBPF engine, Linux 5.17+).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drops: Option<DropTotals>,
 }
 
 /// The `top` largest groups of each period and the period's total (all groups, summed
@@ -125,6 +128,7 @@ pub fn rows(
             projected_bytes: period.projection(sent + recv, now, recorded_since),
             tcp: None,
             retransmit_percent: None,
+            drops: None,
         };
         let groups = source.totals(period.start, period.end, group_by, top)?;
         let interfaces = source.totals(period.start, period.end, GroupBy::Interface, 1000)?;
@@ -139,6 +143,7 @@ pub fn rows(
                 .filter(|_| t.sent_packets > 0)
                 .map(|tcp| 100.0 * tcp.retransmits as f64 / t.sent_packets as f64);
             line.tcp = t.tcp;
+            line.drops = t.drops;
             line
         }));
         rows.push(row("(all)".into(), None, sent, recv));
@@ -162,6 +167,10 @@ pub fn table(rows: &[ReportRow], group: &str) -> String {
     if health {
         header.extend(["RTT".into(), "retrans".into(), "failed".into()]);
     }
+    let dropped = rows.iter().any(|r| r.drops.is_some());
+    if dropped {
+        header.push("dropped".into());
+    }
     let mut lines = vec![header];
     for row in rows {
         let mut line = vec![row.period.clone(), row.key.clone()];
@@ -178,6 +187,9 @@ pub fn table(rows: &[ReportRow], group: &str) -> String {
         }
         if health {
             line.extend(health_cells(row));
+        }
+        if dropped {
+            line.push(drop_cell(row));
         }
         lines.push(line);
     }
@@ -226,6 +238,25 @@ fn health_cells(row: &ReportRow) -> [String; 3] {
     ]
 }
 
+/// Packets dropped, and by which layer where one dropped most (`120 (netfilter)`).
+fn drop_cell(row: &ReportRow) -> String {
+    let Some(drops) = &row.drops else {
+        return String::new();
+    };
+    let kinds = [
+        ("netfilter", drops.netfilter),
+        ("policy", drops.policy),
+        ("socket", drops.socket),
+        ("tcp", drops.tcp),
+        ("queue", drops.queue),
+        ("other", drops.other),
+    ];
+    match kinds.iter().max_by_key(|(_, n)| *n) {
+        Some((kind, n)) if *n * 2 > drops.packets => format!("{} ({kind})", drops.packets),
+        _ => drops.packets.to_string(),
+    }
+}
+
 /// Comma-separated values with a header; bytes as plain integers.
 pub fn csv(rows: &[ReportRow], group: &str) -> String {
     let quote = |text: &str| {
@@ -245,8 +276,14 @@ pub fn csv(rows: &[ReportRow], group: &str) -> String {
     } else {
         ""
     };
+    let dropped = rows.iter().any(|r| r.drops.is_some());
+    let drop_columns = if dropped {
+        ",drops,drops_netfilter"
+    } else {
+        ""
+    };
     let mut text = format!(
-        "period,start,end,{group}{names_column},sent_bytes,recv_bytes,total_bytes,projected_bytes{health_columns}\n"
+        "period,start,end,{group}{names_column},sent_bytes,recv_bytes,total_bytes,projected_bytes{health_columns}{drop_columns}\n"
     );
     for row in rows {
         let names = if named {
@@ -267,8 +304,13 @@ pub fn csv(rows: &[ReportRow], group: &str) -> String {
                 tcp.connect_failures
             ),
         };
+        let drop_values = match (&row.drops, dropped) {
+            (_, false) => String::new(),
+            (None, true) => ",,".into(),
+            (Some(drops), true) => format!(",{},{}", drops.packets, drops.netfilter),
+        };
         text += &format!(
-            "{},{},{},{}{names},{},{},{},{}{health_values}\n",
+            "{},{},{},{}{names},{},{},{},{}{health_values}{drop_values}\n",
             quote(&row.period),
             row.start,
             row.end,

@@ -119,18 +119,19 @@ impl Store {
                 }
             }
         }
+        // Then the oldest rows of any table that has some before its current bucket (a
+        // table whose oldest row is in its current bucket, such as the hour's, has
+        // nothing to give; the others still may).
         let mut oldest: Option<(i64, &'static str, i64)> = None;
         for (table, bucket) in sample_tables() {
-            if let Some(t) = self.oldest(table)? {
+            let current = now - now.rem_euclid(bucket);
+            if let Some(t) = self.oldest(table)?.filter(|t| *t < current) {
                 if oldest.is_none_or(|(o, _, _)| t < o) {
-                    oldest = Some((t, table, bucket));
+                    oldest = Some((t, table, current));
                 }
             }
         }
-        Ok(oldest.and_then(|(t, table, bucket)| {
-            let current = now - now.rem_euclid(bucket);
-            (t < current).then_some((table, current))
-        }))
+        Ok(oldest.map(|(_, table, current)| (table, current)))
     }
 
     fn oldest(&self, table: &str) -> anyhow::Result<Option<i64>> {

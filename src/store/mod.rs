@@ -15,12 +15,12 @@ mod writer;
 
 pub use alert_state::{AlertLedger, RuleState};
 pub use maintenance::Step;
-pub use query::{GroupBy, History, HistoryPoint, Only, TcpTotals, Total};
+pub use query::{DropTotals, GroupBy, History, HistoryPoint, Only, TcpTotals, Total};
 pub use readers::Readers;
 pub use writer::StoreWriter;
 
 use crate::accounting::{IntervalReport, PeerRow, ProcessRow, SeriesKey};
-use crate::traffic::Traffic;
+use crate::traffic::{DropKind, Traffic};
 use crate::workload::Workload;
 use rusqlite::{params, Connection, OpenFlags};
 use schema::{Resolution, Samples};
@@ -348,7 +348,7 @@ fn add_sample(
     for resolution in Resolution::ALL {
         let (table, bucket) = (resolution.table_of(kind), resolution.seconds());
         let tcp = &traffic.tcp;
-        if tcp.is_zero() {
+        if tcp.is_zero() && traffic.drops.is_zero() {
             let mut statement = connection.prepare_cached(&format!(
                 "INSERT INTO {table} (t, series, sent, recv, sent_packets, recv_packets{peer_column})
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6{peer_value})
@@ -369,11 +369,21 @@ fn add_sample(
             statement.execute(rusqlite::params_from_iter(values))?;
             continue;
         }
-        // With TCP health: its columns too (numbered after the peer's ?7).
+        // With TCP health or drops: their columns too (numbered after the peer's ?7).
+        let drop_columns = schema::DROP_COLUMNS.join(", ");
+        let drop_values = (15..15 + schema::DROP_COLUMNS.len())
+            .map(|n| format!("?{n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let drop_sums: String = schema::DROP_COLUMNS
+            .iter()
+            .map(|c| format!(",\n               {c} = {c} + excluded.{c}"))
+            .collect();
         let mut statement = connection.prepare_cached(&format!(
             "INSERT INTO {table} (t, series, sent, recv, sent_packets, recv_packets{peer_column},
-               retransmits, retransmit_bytes, connects, connect_failures, rtt_weighted, rtt_bytes, rtt_max)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6{peer_value}, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+               retransmits, retransmit_bytes, connects, connect_failures, rtt_weighted, rtt_bytes, rtt_max,
+               {drop_columns})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6{peer_value}, ?8, ?9, ?10, ?11, ?12, ?13, ?14, {drop_values})
              ON CONFLICT ({key}) DO UPDATE SET
                sent = sent + excluded.sent, recv = recv + excluded.recv,
                sent_packets = sent_packets + excluded.sent_packets,
@@ -384,7 +394,7 @@ fn add_sample(
                connect_failures = connect_failures + excluded.connect_failures,
                rtt_weighted = rtt_weighted + excluded.rtt_weighted,
                rtt_bytes = rtt_bytes + excluded.rtt_bytes,
-               rtt_max = max(rtt_max, excluded.rtt_max)"
+               rtt_max = max(rtt_max, excluded.rtt_max){drop_sums}"
         ))?;
         let t = start - start.rem_euclid(bucket);
         statement.execute(rusqlite::params![
@@ -402,6 +412,13 @@ fn add_sample(
             tcp.rtt_weighted_us,
             clamp(tcp.rtt_bytes),
             i64::from(tcp.rtt_max_us),
+            clamp(traffic.drops.bytes),
+            clamp(traffic.drops.of(DropKind::Netfilter)),
+            clamp(traffic.drops.of(DropKind::Policy)),
+            clamp(traffic.drops.of(DropKind::Socket)),
+            clamp(traffic.drops.of(DropKind::Tcp)),
+            clamp(traffic.drops.of(DropKind::Queue)),
+            clamp(traffic.drops.of(DropKind::Other)),
         ])?;
     }
     Ok(())

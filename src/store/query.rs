@@ -86,6 +86,41 @@ pub struct Total {
     /// How TCP fared over the range, where anything happened to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp: Option<TcpTotals>,
+    /// Packets the kernel dropped over the range, where it dropped any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drops: Option<DropTotals>,
+}
+
+/// Drops over a range: packets by the layer that dropped them, and their bytes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DropTotals {
+    pub packets: u64,
+    pub bytes: u64,
+    pub netfilter: u64,
+    pub policy: u64,
+    pub socket: u64,
+    pub tcp: u64,
+    pub queue: u64,
+    pub other: u64,
+}
+
+impl DropTotals {
+    /// From the sums of the drop columns (bytes, then packets by kind); None where
+    /// nothing was dropped.
+    fn of(sums: [i64; 7]) -> Option<DropTotals> {
+        let [bytes, netfilter, policy, socket, tcp, queue, other] = sums.map(|n| n.max(0) as u64);
+        let packets = netfilter + policy + socket + tcp + queue + other;
+        (packets > 0).then_some(DropTotals {
+            packets,
+            bytes,
+            netfilter,
+            policy,
+            socket,
+            tcp,
+            queue,
+            other,
+        })
+    }
 }
 
 /// TCP's health over a range: counts, and the traffic-weighted RTT.
@@ -169,7 +204,9 @@ impl Reader {
         let sql = format!(
             "SELECT {key} AS k, max(s.attributed), sum(x.sent), sum(x.recv), sum(x.sent_packets), sum(x.recv_packets), {details},
                sum(x.retransmits), sum(x.retransmit_bytes), sum(x.connects), sum(x.connect_failures),
-               sum(x.rtt_weighted), sum(x.rtt_bytes), max(x.rtt_max)
+               sum(x.rtt_weighted), sum(x.rtt_bytes), max(x.rtt_max),
+               sum(x.drop_bytes), sum(x.drops_netfilter), sum(x.drops_policy), sum(x.drops_socket),
+               sum(x.drops_tcp), sum(x.drops_queue), sum(x.drops_other)
              FROM {rows} x {join}
              GROUP BY k ORDER BY sum(x.sent) + sum(x.recv) DESC LIMIT {top}",
             key = group_by.column(),
@@ -196,6 +233,15 @@ impl Reader {
                         r.get(13)?,
                         r.get(14)?,
                     )),
+                    drops: DropTotals::of([
+                        r.get(15)?,
+                        r.get(16)?,
+                        r.get(17)?,
+                        r.get(18)?,
+                        r.get(19)?,
+                        r.get(20)?,
+                        r.get(21)?,
+                    ]),
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;

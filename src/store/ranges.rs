@@ -132,8 +132,8 @@ pub fn parts(tables: &[Table], from: i64, to: i64) -> (Vec<Part>, i64) {
 /// The rows of `parts` that pass `filter` (`AND ...` on the tables' own columns), as
 /// one table with the columns of `samples`.
 /// What every sample row holds besides its keys.
-const SAMPLE_COLUMNS: &str = "sent, recv, sent_packets, recv_packets, retransmits, retransmit_bytes, connects, connect_failures, rtt_weighted, rtt_bytes, rtt_max";
-const EMPTY_SAMPLE: &str = "0 AS sent, 0 AS recv, 0 AS sent_packets, 0 AS recv_packets, 0 AS retransmits, 0 AS retransmit_bytes, 0 AS connects, 0 AS connect_failures, 0.0 AS rtt_weighted, 0 AS rtt_bytes, 0 AS rtt_max";
+const SAMPLE_COLUMNS: &str = "sent, recv, sent_packets, recv_packets, retransmits, retransmit_bytes, connects, connect_failures, rtt_weighted, rtt_bytes, rtt_max, drop_bytes, drops_netfilter, drops_policy, drops_socket, drops_tcp, drops_queue, drops_other";
+const EMPTY_SAMPLE: &str = "0 AS sent, 0 AS recv, 0 AS sent_packets, 0 AS recv_packets, 0 AS retransmits, 0 AS retransmit_bytes, 0 AS connects, 0 AS connect_failures, 0.0 AS rtt_weighted, 0 AS rtt_bytes, 0 AS rtt_max, 0 AS drop_bytes, 0 AS drops_netfilter, 0 AS drops_policy, 0 AS drops_socket, 0 AS drops_tcp, 0 AS drops_queue, 0 AS drops_other";
 
 pub fn union(parts: &[Part], samples: Samples, filter: &str) -> String {
     let peer = match samples {

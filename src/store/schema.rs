@@ -223,6 +223,34 @@ fn tcp_health() -> String {
     sql
 }
 
+/// 10: packets the kernel dropped, in every sample table: by the layer that dropped
+/// them (netgraph's `DropKind`), and their bytes.
+fn drops() -> String {
+    let mut sql = String::new();
+    for kind in [Samples::Series, Samples::Peers] {
+        for resolution in Resolution::ALL {
+            let table = resolution.table_of(kind);
+            for column in DROP_COLUMNS {
+                sql += &format!(
+                    "ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0;\n"
+                );
+            }
+        }
+    }
+    sql
+}
+
+/// The drop columns of every sample table: bytes, then packets per `DropKind::ALL`.
+pub const DROP_COLUMNS: [&str; 7] = [
+    "drop_bytes",
+    "drops_netfilter",
+    "drops_policy",
+    "drops_socket",
+    "drops_tcp",
+    "drops_queue",
+    "drops_other",
+];
+
 /// Applied in order, each once; never edit one that has shipped, add another.
 const MIGRATIONS: &[fn() -> String] = &[
     series_and_samples,
@@ -234,6 +262,7 @@ const MIGRATIONS: &[fn() -> String] = &[
     last_samples,
     peer_names,
     tcp_health,
+    drops,
 ];
 
 /// The schema version this build writes.

@@ -169,7 +169,11 @@ fn the_size_bound_holds_over_a_long_run() {
                 .unwrap();
         }
         store.maintain((START + chunk * 200 + 200) as i64).unwrap();
-        assert!(store.live_bytes().unwrap() <= 1 << 20, "chunk {chunk}");
+        assert!(
+            store.live_bytes().unwrap() <= 1 << 20,
+            "chunk {chunk}: {}",
+            store.live_bytes().unwrap()
+        );
     }
     let reader = store.reader().unwrap();
     let (_, totals) = reader
@@ -780,8 +784,8 @@ fn peer_names_outlive_the_process_until_their_time() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// TCP health is summed like bytes at every resolution: counts add up, the RTT is the
-/// traffic-weighted mean and its largest; rows without health read as none.
+/// TCP health and drops are summed like bytes at every resolution: counts add up, the
+/// RTT is the traffic-weighted mean and its largest; rows without them read as none.
 #[test]
 fn tcp_health_adds_up_at_every_resolution() {
     let dir = scratch("health");
@@ -801,11 +805,14 @@ fn tcp_health_adds_up_at_every_resolution() {
         if second % 100 == 0 {
             tcp.connects_refused = 1;
         }
-        let report = IntervalReport::of(
-            at(second),
-            at(second + 1),
-            vec![backup, row("dns", Some(0), "eth0", "", 80, 80)],
-        );
+        // A firewall drops a datagram of dns every ten seconds (dns has no TCP).
+        let mut dns = row("dns", Some(0), "eth0", "", 80, 80);
+        if second % 10 == 0 {
+            dns.last
+                .drops
+                .add(crate::traffic::DropKind::Netfilter, 1, 80);
+        }
+        let report = IntervalReport::of(at(second), at(second + 1), vec![backup, dns]);
         store.write(&report).unwrap();
     }
     // Seconds beyond a minute are gone: the first hour is read from minutes and hours.
@@ -822,8 +829,14 @@ fn tcp_health_adds_up_at_every_resolution() {
         assert_eq!(tcp.connect_failures, seconds / 100);
         assert_eq!(tcp.rtt_us, Some(19_000));
         assert_eq!(tcp.rtt_max_us, Some(100_000));
+        assert_eq!(backup.drops, None);
         let dns = totals.iter().find(|t| t.key == "dns").unwrap();
         assert_eq!(dns.tcp, None);
+        let drops = dns.drops.as_ref().unwrap();
+        assert_eq!(
+            (drops.packets, drops.netfilter, drops.bytes),
+            (seconds / 10, seconds / 10, seconds / 10 * 80)
+        );
     }
     // Per point of a chart too: ten-minute steps hold a slow second each ten.
     let (from, to) = ((START + 3600) as i64, (START + 7200) as i64);
