@@ -32,14 +32,6 @@ impl HostTable {
     }
 }
 
-/// A field summed over a process's rows (absent on rows without drops: 0).
-fn sum(records: &Records, name: &str, field: &str) -> u64 {
-    records
-        .rows(name)
-        .map(|row| row[field].as_u64().unwrap_or(0))
-        .sum()
-}
-
 #[test]
 #[ignore = "needs root; scripts/test.sh runs it as root"]
 fn netfilter_drops_are_counted_on_the_process_whose_packets_they_were() {
@@ -101,11 +93,11 @@ fn netfilter_drops_are_counted_on_the_process_whose_packets_they_were() {
         table.counter("outbound", "bytes"),
     );
     let inbound = table.counter("inbound", "packets");
-    let blocked = sum(&records, "ng-blocked", "drops_netfilter");
-    let blocked_bytes = sum(&records, "ng-blocked", "drop_bytes");
-    let received = sum(&records, "ng-receiver", "drops_netfilter");
-    let received_all = sum(&records, "ng-receiver", "drops");
-    let source_all = sum(&records, "ng-source", "drops");
+    let blocked = records.sum_where_present("ng-blocked", "drops_netfilter");
+    let blocked_bytes = records.sum_where_present("ng-blocked", "drop_bytes");
+    let received = records.sum_where_present("ng-receiver", "drops_netfilter");
+    let received_all = records.sum_where_present("ng-receiver", "drops");
+    let source_all = records.sum_where_present("ng-source", "drops");
     report(&format!(
         "Drops: nftables dropped {outbound} datagrams ({outbound_bytes} bytes) going out and {inbound} TCP segments coming in; netgraph: ng-blocked {blocked} ({blocked_bytes} bytes), ng-receiver {received} as netfilter's ({received_all} in all), ng-source (far end) {source_all}"
     ));
@@ -114,23 +106,23 @@ fn netfilter_drops_are_counted_on_the_process_whose_packets_they_were() {
     assert_eq!(blocked, outbound, "ng-blocked's drops against nftables'");
     assert_eq!(blocked_bytes, outbound_bytes, "their bytes");
     assert_eq!(
-        sum(&records, "ng-blocked", "drops"),
+        records.sum_where_present("ng-blocked", "drops"),
         blocked,
         "all of them netfilter's"
     );
     assert_eq!(
-        sum(&records, "ng-blocked", "sent_bytes_last"),
+        records.sum_where_present("ng-blocked", "sent_bytes_last"),
         0,
         "nothing reached the wire"
     );
     assert_eq!(received, inbound, "ng-receiver's drops against nftables'");
     assert!(received_all >= received);
     // Beside them, a process nothing dropped: no drops, every byte sent.
-    assert_eq!(sum(&records, "ng-clean", "drops"), 0);
-    assert!(sum(&records, "ng-clean", "sent_bytes_last") > 0);
+    assert_eq!(records.sum_where_present("ng-clean", "drops"), 0);
+    assert!(records.sum_where_present("ng-clean", "sent_bytes_last") > 0);
     // The far end's sender: the kernel may drop an ACK or two of its own (out of date
     // after the losses), never by netfilter, whose rules are on the host.
-    assert_eq!(sum(&records, "ng-source", "drops_netfilter"), 0);
+    assert_eq!(records.sum_where_present("ng-source", "drops_netfilter"), 0);
     // Prometheus: the same counts, as netfilter's.
     let prometheus = |metric: &str, name: &str| -> u64 {
         metrics

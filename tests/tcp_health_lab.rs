@@ -18,14 +18,6 @@ fn retransmitted_segments(ns: &str) -> u64 {
     values[at].parse().unwrap()
 }
 
-/// A health field summed over a process's rows (absent on rows without health: 0).
-fn health(records: &Records, name: &str, field: &str) -> u64 {
-    records
-        .rows(name)
-        .map(|row| row[field].as_u64().unwrap_or(0))
-        .sum()
-}
-
 /// The far end drops one in fifty of the data segments arriving for the transfer
 /// (segmentation off at the sender, so a packet is a segment). The sender's
 /// retransmissions as netgraph counts them equal the kernel's RetransSegs for the
@@ -78,8 +70,8 @@ fn retransmits_are_the_kernels_and_follow_the_drops() {
         .iter()
         .find_map(|item| item["counter"]["packets"].as_u64())
         .unwrap();
-    let counted = health(&records, "ng-lossy", "tcp_retransmits");
-    let bytes = health(&records, "ng-lossy", "tcp_retransmit_bytes");
+    let counted = records.sum_where_present("ng-lossy", "tcp_retransmits");
+    let bytes = records.sum_where_present("ng-lossy", "tcp_retransmit_bytes");
     // Every row of the namespace's link: a FIN sent again after the process closed
     // its socket and its owner record went is the kernel's, not the process's.
     let on_link: u64 = records
@@ -112,9 +104,12 @@ fn retransmits_are_the_kernels_and_follow_the_drops() {
         "payload of the retransmissions: {bytes}"
     );
     // Nothing else in the lab retransmitted, and nothing else failed to connect.
-    assert_eq!(health(&records, "ng-sink", "tcp_retransmits"), 0);
-    assert_eq!(health(&records, "ng-lossy", "tcp_connect_failures"), 0);
-    assert_eq!(health(&records, "ng-lossy", "tcp_connects"), 1);
+    assert_eq!(records.sum_where_present("ng-sink", "tcp_retransmits"), 0);
+    assert_eq!(
+        records.sum_where_present("ng-lossy", "tcp_connect_failures"),
+        0
+    );
+    assert_eq!(records.sum_where_present("ng-lossy", "tcp_connects"), 1);
     // The rule on the retransmitted share (1 in 50 dropped: 2% and more, against 1%)
     // fires during the transfer and clears after it.
     let fired: Vec<&str> = log.lines().filter(|l| l.contains("alert lossy")).collect();
@@ -204,7 +199,7 @@ fn failed_connects_are_counted_once_by_kind() {
     let counted = |name: &str| -> Vec<u64> {
         kinds
             .iter()
-            .map(|kind| health(&records, name, kind))
+            .map(|kind| records.sum_where_present(name, kind))
             .collect()
     };
     report(&format!(
@@ -219,7 +214,11 @@ fn failed_connects_are_counted_once_by_kind() {
     assert_eq!(counted("ng-timeout"), [0, 0, 1, 0, 0]);
     assert_eq!(counted("ng-unreach"), [0, 0, 0, 1, 0]);
     for name in ["ng-refused", "ng-timeout", "ng-unreach"] {
-        assert_eq!(health(&records, name, "tcp_connect_failures"), 1, "{name}");
+        assert_eq!(
+            records.sum_where_present(name, "tcp_connect_failures"),
+            1,
+            "{name}"
+        );
     }
     // The rule on failed connects fires in the refused connect's interval and clears
     // at the next; the RTT rule (a second) never fires on a veth.

@@ -751,6 +751,14 @@ impl Records {
         self.rows(name).map(|l| l[field].as_u64().unwrap()).sum()
     }
 
+    /// A field only some rows carry (TCP health, drops), summed over a process's rows:
+    /// absent counts as 0.
+    pub fn sum_where_present(&self, name: &str, field: &str) -> u64 {
+        self.rows(name)
+            .map(|l| l[field].as_u64().unwrap_or(0))
+            .sum()
+    }
+
     pub fn interface_sum(&self, interface: &str, field: &str) -> u64 {
         self.interfaces()
             .filter(|l| l["interface"] == interface)

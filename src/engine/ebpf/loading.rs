@@ -394,21 +394,14 @@ fn choose(
         probes::ensure_tracefs();
         probes::run(Probe::TcpHealth, configure(plan))
     };
-    match health {
-        Ok(()) => {
-            plan.tcp_health = true;
-            features.push(Feature::used(
-                "tcp_health",
-                "tcp_retransmit_skb and inet_sock_set_state tracepoints",
-            ));
-        }
-        Err(failure) => features.push(Feature::degraded(
-            "tcp_health",
-            failure.state,
-            failure.why,
-            LOSES_TCP_HEALTH,
-        )),
-    }
+    plan.tcp_health = note_probe(
+        features,
+        "tcp_health",
+        health,
+        "tcp_retransmit_skb and inet_sock_set_state tracepoints",
+        LOSES_TCP_HEALTH,
+    )
+    .is_some();
     let drops = match reasons {
         _ if without.has("drops") => Err(Without::failure("drops")),
         None => Err(ProbeFailure {
@@ -425,22 +418,35 @@ fn choose(
         )
         .map(|()| reasons.first),
     };
-    match drops {
-        Ok(first) => {
-            plan.drops = Some(first);
-            features.push(Feature::used(
-                "drops",
-                "kfree_skb tracepoint with drop reasons",
-            ));
-        }
-        Err(failure) => features.push(Feature::degraded(
-            "drops",
-            failure.state,
-            failure.why,
-            LOSES_DROPS,
-        )),
-    }
+    plan.drops = note_probe(
+        features,
+        "drops",
+        drops,
+        "kfree_skb tracepoint with drop reasons",
+        LOSES_DROPS,
+    );
     plan
+}
+
+/// Notes how an optional part's probe went: used (and how), or why not and what that
+/// loses. Returns what the probe found where it went well.
+fn note_probe<T>(
+    features: &mut Vec<Feature>,
+    name: &str,
+    outcome: Result<T, ProbeFailure>,
+    how: &str,
+    loses: &str,
+) -> Option<T> {
+    match outcome {
+        Ok(found) => {
+            features.push(Feature::used(name, how));
+            Some(found)
+        }
+        Err(failure) => {
+            features.push(Feature::degraded(name, failure.state, failure.why, loses));
+            None
+        }
+    }
 }
 
 fn load_plan(
