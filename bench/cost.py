@@ -45,6 +45,7 @@ PATHS = [
     ("raw tracepoints", "typed_tracepoints"),
     ("5.10-6.1 path", "socket_tracepoints,device_netns,tcx"),
     ("no tcp health", "tcp_health"),
+    ("no drops", "drops"),
 ]
 NETGRAPH_KINDS = tuple(f"netgraph {name}" for name, _ in PATHS)
 MONITORS = (*NETGRAPH_KINDS, "floor", "one call")
@@ -61,6 +62,9 @@ HOOKS = [
     # TCP health: classic tracepoints that run on retransmissions and state changes only.
     ("tcp_retransmit_skb", ("health_on_retransmit", "health_on_retra"), None, None),
     ("inet_sock_set_state", ("health_on_state",), None, None),
+    # Drops: a classic tracepoint that runs for dropped packets only (a flood's receiver
+    # that cannot keep up drops some: SOCKET_RCVBUFF).
+    ("kfree_skb", ("drops_on_free",), None, None),
 ]
 
 
