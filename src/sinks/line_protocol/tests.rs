@@ -262,6 +262,16 @@ fn peers_are_a_measurement_of_their_own() {
     }
 }
 
+/// The one `network_health` line of an encoded interval.
+fn the_health_line(lines: &[String]) -> &String {
+    let health: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("network_health"))
+        .collect();
+    assert_eq!(health.len(), 1, "{lines:?}");
+    health[0]
+}
+
 /// A series with TCP health gets a `network_health` line with its tags; others none.
 #[test]
 fn tcp_health_is_a_measurement_of_its_own_with_the_series_tags() {
@@ -272,13 +282,9 @@ fn tcp_health_is_a_measurement_of_its_own_with_the_series_tags() {
     tcp.connects_refused = 1;
     tcp.add_rtt(12_000, 1000);
     let lines = encode(&report, "h");
-    let health: Vec<&String> = lines
-        .iter()
-        .filter(|l| l.starts_with("network_health"))
-        .collect();
-    assert_eq!(health.len(), 1, "{lines:?}");
-    assert_eq!(tags_of(health[0]), tags_of(&lines[0]));
-    let field = |key: &str| field_of(health[0], key);
+    let health = the_health_line(&lines);
+    assert_eq!(tags_of(health), tags_of(&lines[0]));
+    let field = |key: &str| field_of(health, key);
     assert_eq!(field("tcp_retransmits"), Some(FieldValue::I64(4)));
     assert_eq!(field("tcp_retransmit_bytes"), Some(FieldValue::I64(5792)));
     assert_eq!(field("tcp_rtt_us"), Some(FieldValue::I64(12_000)));
@@ -296,12 +302,8 @@ fn drops_go_on_the_health_line_by_reason() {
     drops.add(DropKind::Netfilter, 7, 7 * 128);
     drops.add(DropKind::Socket, 2, 2 * 1500);
     let lines = encode(&report, "h");
-    let health: Vec<&String> = lines
-        .iter()
-        .filter(|l| l.starts_with("network_health"))
-        .collect();
-    assert_eq!(health.len(), 1, "{lines:?}");
-    let field = |key: &str| field_of(health[0], key);
+    let health = the_health_line(&lines);
+    let field = |key: &str| field_of(health, key);
     assert_eq!(field("drops"), Some(FieldValue::I64(9)));
     assert_eq!(field("drop_bytes"), Some(FieldValue::I64(3896)));
     assert_eq!(field("drops_netfilter"), Some(FieldValue::I64(7)));
