@@ -351,7 +351,7 @@ def promql():
             [q(f"sum by (name) (rate(netgraph_tcp_retransmitted_segments_total{{{sel}}}[$__rate_interval]))", "{{name}}")],
             [q(f"max by (name) (netgraph_tcp_rtt_seconds{{{sel}}})", "{{name}}")],
             [q(f"sum by (name, kind) (increase(netgraph_tcp_connect_failures_total{{{sel}}}[$__rate_interval]))", "{{name}} {{kind}}")],
-            [q(f"sum by (name, reason) (increase(netgraph_dropped_packets_total{{{sel}}}[$__rate_interval]))", "{{name}} {{reason}}")],
+            [q(f"sum by (name, layer) (increase(netgraph_dropped_packets_total{{{sel}}}[$__rate_interval]))", "{{name}} {{layer}}")],
             # Alert rules of [alerts] with a limit or a rate ([[alerts.rule]] in netgraph.toml).
             [q(f"max by (rule) (netgraph_quota_used_ratio{{{sel}}})", "{{rule}}", instant=True)],
         ],

@@ -311,8 +311,12 @@ fn every_panel_query_runs_against_real_servers() {
     // Datagrams a firewall drops on their way out: drops to tell.
     apply_nft(
         &["ip", "netns", "exec", &lab.a],
-        "table inet dashdrops { chain output { type filter hook output priority 0; policy accept;
-           udp dport 7905 counter drop } }",
+        "table inet dashdrops {
+           chain output {
+             type filter hook output priority 0; policy accept;
+             udp dport 7905 counter drop
+           }
+         }",
     );
     lab.exec(
         &lab.a,
@@ -390,7 +394,7 @@ fn every_panel_query_runs_against_real_servers() {
                 ),
                 "Packets dropped per process" => assert!(
                     result.iter().any(|s| s["metric"]["name"] == "ng-dash-drop"
-                        && s["metric"]["reason"] == "netfilter"),
+                        && s["metric"]["layer"] == "netfilter"),
                     "{server}, {title}: ng-dash-drop's drops missing in {answer}"
                 ),
                 "TCP round-trip time per process" => {

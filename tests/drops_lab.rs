@@ -130,7 +130,7 @@ fn netfilter_drops_are_counted_on_the_process_whose_packets_they_were() {
             .filter(|line| {
                 line.starts_with(&format!("{metric}{{"))
                     && line.contains(&format!("name=\"{name}\""))
-                    && (!metric.ends_with("packets_total") || line.contains("reason=\"netfilter\""))
+                    && (!metric.ends_with("packets_total") || line.contains("layer=\"netfilter\""))
             })
             .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()

@@ -12,8 +12,9 @@ use prometheus_client::registry::Registry;
 struct DropLabels {
     #[prometheus(flatten)]
     process: ProcessLabels,
-    /// netfilter, policy, socket, tcp, queue or other.
-    reason: &'static str,
+    /// netfilter, policy, socket, tcp, queue or other. (Not `reason`: a series' own
+    /// labels have one, why an unknown row has no process.)
+    layer: &'static str,
 }
 
 #[derive(Default)]
@@ -44,7 +45,7 @@ impl DropMetrics {
         for (kind, packets) in drops.by_kind() {
             let labels = DropLabels {
                 process: labels.clone(),
-                reason: kind.label(),
+                layer: kind.label(),
             };
             self.packets.get_or_create(&labels).inc_by(packets);
         }
