@@ -56,6 +56,8 @@ fn netfilter_drops_are_counted_on_the_process_whose_packets_they_were() {
             table = table.0
         ),
     );
+    // At the far end: what the wire carried to the blocked port (nothing).
+    lab.truth_in(&b, &[("blocked", "input", "udp dport 7101")]);
     lab.serve(
         &b,
         "ng-source",
@@ -115,6 +117,7 @@ fn netfilter_drops_are_counted_on_the_process_whose_packets_they_were() {
         0,
         "nothing reached the wire"
     );
+    assert_eq!(lab.truth_packets_in(&b, "blocked"), 0, "nor the far end");
     assert_eq!(received, inbound, "ng-receiver's drops against nftables'");
     assert!(received_all >= received);
     // Beside them, a process nothing dropped: no drops, every byte sent.
