@@ -37,6 +37,11 @@ impl Readers {
             },
         };
         let answer = query(&reader);
+        // An idle connection keeps no page cache: an hour's query can fill megabytes of
+        // it, times every idle connection, for good; the pages are in the OS's cache.
+        if let Err(error) = reader.connection.release_memory() {
+            tracing::debug!("a store reader kept its cache: {error}");
+        }
         let mut idle = lock(&self.idle);
         if idle.len() < KEPT_IDLE {
             idle.push(reader);

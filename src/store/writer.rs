@@ -141,7 +141,11 @@ fn run(mut store: Store, receiver: &Receiver<IntervalReport>, failure: &Mutex<Op
         if maintaining {
             match store.maintenance_step(seconds(SystemTime::now())) {
                 Ok(Step::More) => {}
-                Ok(Step::Done) => maintaining = false,
+                Ok(Step::Done) => {
+                    maintaining = false;
+                    // The queries' memory, freed since the last pass, goes back too.
+                    crate::malloc_arenas::give_back_freed();
+                }
                 Err(error) => {
                     tracing::warn!(
                         "store maintenance failed: {error:#}; it is tried again in a minute"
