@@ -46,6 +46,11 @@ pub struct Config {
     /// Quotas, rate limits and first contacts, and where their notices go.
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// Bandwidth limits by process, user, unit or cgroup (eBPF engine).
+    #[serde(default)]
+    pub limits: Vec<limits::LimitConfig>,
+    /// Processes no limit touches (default: sshd, the way in to fix a limit).
+    pub never_limit: Option<Vec<String>>,
     /// The GeoIP database of `geoip`, opened once when the file is loaded.
     #[serde(skip)]
     pub geo: Option<crate::geo::Geo>,
@@ -371,6 +376,7 @@ impl Config {
         }
         self.alerts
             .check(self.peers.enabled, self.geoip.is_some())?;
+        limits::check_all(&self.limits)?;
         if self.web.enabled {
             // Read now, so that `check` and `run` refuse the same files and variables.
             let token = self.web.token()?;
@@ -402,6 +408,17 @@ impl Config {
             sink.check().context(what)?;
         }
         Ok(())
+    }
+
+    /// The limits as checked, and the processes none of them touches.
+    pub fn limit_setup(&self) -> anyhow::Result<crate::limits::LimitSetup> {
+        Ok(crate::limits::LimitSetup {
+            limits: limits::check_all(&self.limits)?,
+            never: self
+                .never_limit
+                .clone()
+                .unwrap_or_else(limits::default_never_limit),
+        })
     }
 
     pub fn state_directory(&self) -> PathBuf {
@@ -542,6 +559,7 @@ fn closest_key(message: &str) -> Option<String> {
 pub mod alerts;
 mod influx;
 mod legacy;
+pub mod limits;
 mod secret;
 
 pub use alerts::AlertsConfig;

@@ -16,6 +16,7 @@ pub mod daemon_client;
 pub mod engine;
 pub mod geo;
 pub mod http;
+pub mod limits;
 pub mod locks;
 pub mod malloc_arenas;
 pub mod outputs;

@@ -5,6 +5,7 @@ use crate::accounting::Accountant;
 use crate::attribution::Attributor;
 use crate::engine::Engine;
 use crate::geo::Geo;
+use crate::limits::{LimitSetup, LimitTargets, Limits};
 use crate::rate_limited::Repeats;
 use crate::requests::Requests;
 use crate::sinks::Sink;
@@ -24,6 +25,10 @@ pub struct Pipeline {
     pub write_failures: HashMap<String, Repeats>,
     /// Intervals that took over half their length to close.
     pub slow_intervals: Repeats,
+    /// The configured bandwidth limits, resolved again each interval.
+    pub limits: Limits,
+    /// What the engine enforces now.
+    pub applied_limits: LimitTargets,
 }
 
 /// SIGHUP: the configuration read again, applied without losing a count.
@@ -37,6 +42,7 @@ pub struct Reloaded {
     pub interval: Duration,
     /// The GeoIP database as configured now (a new file, or none).
     pub geo: Option<Geo>,
+    pub limits: LimitSetup,
     /// Starts the new reloadable sinks, once the old ones have let go of their spools.
     pub build: Box<dyn FnOnce() -> anyhow::Result<Sinks>>,
 }
@@ -97,6 +103,8 @@ impl Pipeline {
         self.reloadable.clear();
         self.interval = reloaded.interval;
         self.accountant.set_geo(reloaded.geo);
+        self.limits = Limits::new(reloaded.limits);
+        self.enforce_limits();
         match (reloaded.build)() {
             Ok(sinks) => {
                 self.reloadable = sinks;
@@ -109,8 +117,26 @@ impl Pipeline {
         true
     }
 
+    /// Gives the engine who each limit covers now (units and cgroups come and go).
+    pub fn enforce_limits(&mut self) {
+        let targets = self.limits.targets();
+        if targets == self.applied_limits {
+            return;
+        }
+        match self.engine.set_limits(&targets) {
+            Ok(()) => {
+                if targets.limits != self.applied_limits.limits {
+                    tracing::info!(limits = targets.limits.len(), "bandwidth limits in force");
+                }
+            }
+            Err(reason) => tracing::error!("bandwidth limits not enforced: {reason}"),
+        }
+        self.applied_limits = targets;
+    }
+
     fn tick(&mut self, end: SystemTime) {
         let started = Instant::now();
+        self.enforce_limits();
         let observed = self.engine.drain();
         let drained = started.elapsed();
         let attributed = self.attributor.attribute(observed);

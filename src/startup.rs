@@ -9,6 +9,7 @@ use crate::engine::capture::{CaptureEngine, CaptureSettings, InterfaceSelection}
 use crate::engine::ebpf::EbpfEngine;
 use crate::engine::features::EngineStatus;
 use crate::engine::{Engine, FlowHints, Recording};
+use crate::limits::{LimitSetup, Limits};
 use crate::pipeline::{Pipeline, Reload, Reloaded};
 use crate::rate_limited::Repeats;
 use crate::requests::Requests;
@@ -211,6 +212,8 @@ pub fn pipeline(
         reload: None,
         write_failures: Default::default(),
         slow_intervals: Repeats::every_minute(),
+        limits: Limits::new(LimitSetup::default()),
+        applied_limits: Default::default(),
     })
 }
 
@@ -246,6 +249,8 @@ pub fn run(args: RunArgs, mut config: Config) -> anyhow::Result<()> {
     }
     let mut pipeline = pipeline(&settings, accountant, outputs.lasting, outputs.reloadable)?;
     pipeline.attributor.restore_names(outputs.remembered_names);
+    pipeline.limits = Limits::new(config.limit_setup()?);
+    pipeline.enforce_limits();
     let addresses_recorded = pipeline.engine.records_addresses();
     let shared = outputs.shared.clone();
     pipeline.reload = Some(Reload {
@@ -263,6 +268,7 @@ pub fn run(args: RunArgs, mut config: Config) -> anyhow::Result<()> {
             Ok(Reloaded {
                 interval: settings.interval,
                 geo,
+                limits: config.limit_setup()?,
                 build: Box::new(move || {
                     crate::outputs::reloadable(&config, settings.json, &shared)
                 }),

@@ -9,6 +9,8 @@ use crate::engine::{CaptureStats, InterfaceName, InterfaceTraffic};
 use crate::geo::Geo;
 use crate::traffic::{Counter, Traffic};
 use crate::workload::Workload;
+pub use limits::LimitRow;
+use limits::LimitTotals;
 use peers::{PeerId, PeerTally};
 pub use peers::{PeerRow, DEFAULT_PER_PROCESS};
 use std::collections::HashMap;
@@ -94,6 +96,8 @@ pub struct IntervalReport {
     pub engine: Arc<EngineStatus>,
     /// Peer names learnt or kept in use this interval, for the store to remember.
     pub names: Vec<RememberedName>,
+    /// Each configured limit: what it let through and held back.
+    pub limits: Vec<LimitRow>,
 }
 
 impl IntervalReport {
@@ -111,6 +115,7 @@ impl IntervalReport {
             lost_total: 0,
             engine: Default::default(),
             names: Vec::new(),
+            limits: Vec::new(),
         }
     }
 
@@ -150,6 +155,7 @@ pub struct Accountant {
     intervals: u64,
     lost_total: u64,
     engine: Arc<EngineStatus>,
+    limit_totals: LimitTotals,
 }
 
 impl Accountant {
@@ -165,6 +171,7 @@ impl Accountant {
             intervals: 0,
             lost_total: 0,
             engine: Arc::default(),
+            limit_totals: LimitTotals::default(),
         }
     }
 
@@ -219,6 +226,7 @@ impl Accountant {
             lost_total: self.lost_total,
             engine: self.engine.clone(),
             names: report.names,
+            limits: self.limit_totals.rows(report.limits),
         }
     }
 
@@ -429,6 +437,7 @@ fn bound<K: std::hash::Hash + Eq>(series: &mut HashMap<K, SeriesTotal>) {
     crate::bounded::keep_most_recent(series, MAX_SERIES, |s| s.last_active);
 }
 
+mod limits;
 mod peers;
 
 #[cfg(test)]

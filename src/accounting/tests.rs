@@ -48,6 +48,7 @@ fn rows_merge_per_name_and_keep_the_busiest_pid() {
         interfaces: vec![InterfaceTraffic::new("eth0".into())],
         lost: 0,
         names: Vec::new(),
+        limits: Vec::new(),
     };
     let interval = accountant.close_interval(report, at(2));
     assert_eq!(interval.processes.len(), 2);
@@ -74,6 +75,7 @@ fn totals_are_monotonic_and_quiet_series_emit_nothing() {
         interfaces: vec![],
         lost: 0,
         names: Vec::new(),
+        limits: Vec::new(),
     };
     accountant.close_interval(one(100), at(1));
     let second = accountant.close_interval(one(50), at(2));
@@ -100,6 +102,7 @@ fn interface_rows_merge_and_total() {
         interfaces: vec![a, b],
         lost: 3,
         names: Vec::new(),
+        limits: Vec::new(),
     };
     let interval = accountant.close_interval(report, at(1));
     assert_eq!(interval.interfaces.len(), 1);
@@ -150,6 +153,7 @@ fn geoip_names_unattributed_ends_and_breaks_processes_down_by_country() {
         interfaces: vec![InterfaceTraffic::new("eth0".into())],
         lost: 0,
         names: Vec::new(),
+        limits: Vec::new(),
     };
     accountant.close_interval(report(), at(1));
     let interval = accountant.close_interval(report(), at(2));
@@ -230,6 +234,7 @@ fn without_geoip_there_is_no_breakdown() {
         interfaces: Vec::new(),
         lost: 0,
         names: Vec::new(),
+        limits: Vec::new(),
     };
     let interval = accountant.close_interval(report, at(1));
     assert_eq!(&*interval.processes[0].key.name, "unknown TCP");
@@ -258,6 +263,7 @@ fn peers_idle_for_an_hour_are_forgotten() {
         interfaces: vec![InterfaceTraffic::new("eth0".into())],
         lost: 0,
         names: Vec::new(),
+        limits: Vec::new(),
     };
     // One-minute intervals: 500 new peers each for two hours, and one steady peer.
     let mut peak = 0;

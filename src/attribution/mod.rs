@@ -63,6 +63,8 @@ pub struct AttributedReport {
     pub lost: u64,
     /// Peer names learnt or kept in use this interval, for the store to remember.
     pub names: Vec<RememberedName>,
+    /// What each limit let through and held back (the engine's, passed on).
+    pub limits: Vec<crate::limits::LimitCount>,
 }
 
 pub struct Attributor {
@@ -223,6 +225,7 @@ impl Attributor {
             interfaces: report.interfaces,
             lost: report.lost,
             names: self.peer_names.remembered(now, unix_now()),
+            limits: report.limits,
         }
     }
 

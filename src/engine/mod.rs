@@ -180,6 +180,8 @@ pub struct EngineReport {
     pub lost: u64,
     /// Payloads to learn names from, since the previous drain (as `Recording` asks).
     pub name_samples: Vec<NameSample>,
+    /// What each limit let through and held back since the previous drain.
+    pub limits: Vec<crate::limits::LimitCount>,
 }
 
 /// Sender for "a flow was seen for the first time" hints: attribution resolves the owner
@@ -199,6 +201,18 @@ pub trait Engine: Send {
     /// Housekeeping after a drain's report is written (forgetting closed sockets),
     /// bounded in time; skipped when shutting down.
     fn maintain(&mut self) {}
+    /// Enforces these limits from now on, in place of the previous ones; an engine
+    /// that cannot enforce limits says why.
+    fn set_limits(&mut self, targets: &crate::limits::LimitTargets) -> Result<(), String> {
+        if targets.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the {} engine cannot enforce limits: they need the eBPF engine (engine = \"ebpf\", Linux 5.10+)",
+                self.name()
+            ))
+        }
+    }
     /// Stops observing; a last `drain` afterwards still returns what was seen.
     fn stop(&mut self);
 }

@@ -106,6 +106,8 @@ fn pipeline(drains: &Arc<AtomicU64>, sink: &Arc<Mutex<Seen>>) -> Pipeline {
         reload: None,
         write_failures: HashMap::new(),
         slow_intervals: Repeats::every_minute(),
+        limits: crate::limits::Limits::new(Default::default()),
+        applied_limits: Default::default(),
     }
 }
 
@@ -142,6 +144,7 @@ fn a_reload_hands_over_without_losing_a_byte() {
             Ok(Reloaded {
                 interval: Duration::from_millis(200),
                 geo: None,
+                limits: Default::default(),
                 build: Box::new(move || Ok(vec![Box::new(FakeSink(sink)) as Box<dyn Sink>])),
             })
         }),

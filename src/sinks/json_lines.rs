@@ -3,7 +3,9 @@
 //! per interface and interval. Fields are documented in the README.
 
 use super::Sink;
-use crate::accounting::{CountryRow, InterfaceRow, IntervalReport, PeerRow, ProcessRow, SeriesKey};
+use crate::accounting::{
+    CountryRow, InterfaceRow, IntervalReport, LimitRow, PeerRow, ProcessRow, SeriesKey,
+};
 use crate::workload::Workload;
 use serde::Serialize;
 use std::io::Write;
@@ -313,6 +315,58 @@ fn interface_line<'a>(row: &'a InterfaceRow, common: &'a Common) -> InterfaceLin
     }
 }
 
+/// A limit's interval: what it let through and held back each way (`sent`: the
+/// covered processes' egress), this interval (`_last`) and since start.
+#[derive(Serialize)]
+struct LimitLine<'a> {
+    r#type: &'static str,
+    #[serde(flatten)]
+    common: &'a Common,
+    limit: &'a str,
+    scope: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    egress_limit_bytes_per_second: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ingress_limit_bytes_per_second: Option<u64>,
+    holding: bool,
+    sent_passed_bytes_last: u64,
+    sent_held_bytes_last: u64,
+    sent_held_packets_last: u64,
+    recv_passed_bytes_last: u64,
+    recv_held_bytes_last: u64,
+    recv_held_packets_last: u64,
+    sent_passed_bytes: u64,
+    sent_held_bytes: u64,
+    sent_held_packets: u64,
+    recv_passed_bytes: u64,
+    recv_held_bytes: u64,
+    recv_held_packets: u64,
+}
+
+fn limit_line<'a>(row: &'a LimitRow, common: &'a Common) -> LimitLine<'a> {
+    LimitLine {
+        r#type: "limit",
+        common,
+        limit: &row.name,
+        scope: &row.scope,
+        egress_limit_bytes_per_second: row.egress_rate,
+        ingress_limit_bytes_per_second: row.ingress_rate,
+        holding: row.holding(),
+        sent_passed_bytes_last: row.egress.passed_bytes,
+        sent_held_bytes_last: row.egress.held_bytes,
+        sent_held_packets_last: row.egress.held_packets,
+        recv_passed_bytes_last: row.ingress.passed_bytes,
+        recv_held_bytes_last: row.ingress.held_bytes,
+        recv_held_packets_last: row.ingress.held_packets,
+        sent_passed_bytes: row.egress_total.passed_bytes,
+        sent_held_bytes: row.egress_total.held_bytes,
+        sent_held_packets: row.egress_total.held_packets,
+        recv_passed_bytes: row.ingress_total.passed_bytes,
+        recv_held_bytes: row.ingress_total.held_bytes,
+        recv_held_packets: row.ingress_total.held_packets,
+    }
+}
+
 #[derive(Serialize)]
 struct EngineLine<'a> {
     r#type: &'static str,
@@ -355,6 +409,10 @@ impl<W: Write + Send> Sink for JsonLinesSink<W> {
         }
         for row in &report.interfaces {
             serde_json::to_writer(&mut self.out, &interface_line(row, &common))?;
+            self.out.write_all(b"\n")?;
+        }
+        for row in &report.limits {
+            serde_json::to_writer(&mut self.out, &limit_line(row, &common))?;
             self.out.write_all(b"\n")?;
         }
         let engine = EngineLine {

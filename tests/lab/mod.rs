@@ -539,6 +539,25 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Starts a tool in the host's namespace, stopped with the lab.
+    pub fn start_on_host(&mut self, tool: &str, args: &[&str]) {
+        let child = self.spawn_with(&["env"], tool, args);
+        self.children.push(child);
+    }
+
+    /// Starts a tool in the host's namespace inside a cgroup, stopped with the lab.
+    pub fn start_in_cgroup_on_host(&mut self, cgroup: &str, tool: &str, args: &[&str]) {
+        let root = netgraph::cgroup::cgroup2_root().unwrap();
+        let procs = root
+            .join(cgroup.trim_start_matches('/'))
+            .join("cgroup.procs");
+        let script = format!("echo $$ > {} && exec \"$0\" \"$@\"", procs.display());
+        let child = self.spawn_with(&["sh", "-c", &script], tool, args);
+        self.children.push(child);
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         for child in &mut self.children {

@@ -607,6 +607,7 @@ fn configure(open: &mut OpenNetgraphSkel<'_>, recording: Recording, plan: Plan) 
         rodata.match_accepted = u8::from(plan.owners == OwnerTracepoints::Accept);
         rodata.count_tcp_health = u8::from(plan.tcp_health);
         rodata.first_drop_reason = plan.drops.unwrap_or(0);
+        rodata.own_tgid = std::process::id();
     }
     // The counter maps not used get one entry, to take no memory.
     let unused = if recording.addresses {

@@ -11,6 +11,7 @@ mod interface_hooks;
 pub use counters::Direction;
 pub use interface_hooks::attach_tcx;
 mod interface_names;
+mod limits;
 mod loading;
 mod map_ops;
 mod owner_records;
@@ -96,6 +97,7 @@ pub struct EbpfEngine {
     health: Option<HealthCounters>,
     /// Dropped packets per socket, where the kernel says why it drops.
     drops: Option<DropCounters>,
+    limits: limits::KernelLimits,
 }
 
 /// A socket an event happened to, as the tracepoint programs recorded it.
@@ -141,6 +143,7 @@ impl EbpfEngine {
             sweeper: Sweeper::default(),
             health: loaded.tcp_health.then(HealthCounters::default),
             drops: loaded.drops.map(DropCounters::new),
+            limits: limits::KernelLimits::default(),
         })
     }
 
@@ -515,6 +518,7 @@ impl Engine for EbpfEngine {
             flows: Vec::new(),
             lost: self.new_losses(),
             name_samples: self.name_samples(),
+            limits: self.limits.read(&self.skel.maps),
         }
     }
 
@@ -557,6 +561,21 @@ impl Engine for EbpfEngine {
         }
         if sweep {
             self.sweeper.sweep(maps, &self.counters);
+        }
+    }
+
+    fn set_limits(&mut self, targets: &crate::limits::LimitTargets) -> Result<(), String> {
+        let in_force = self.limits.apply(&self.skel.maps, targets);
+        match self.skel.maps.bss_data.as_deref_mut() {
+            Some(switch) => {
+                switch.limits_in_force = u32::from(in_force);
+                Ok(())
+            }
+            None if !in_force => Ok(()),
+            None => Err(
+                "this kernel gives no writable globals to BPF programs: limits need Linux 5.5+"
+                    .into(),
+            ),
         }
     }
 

@@ -57,6 +57,7 @@ fn report(names: &[&str], uid: Option<u32>) -> IntervalReport {
         lost_total: 0,
         engine: Default::default(),
         names: Vec::new(),
+        limits: Vec::new(),
     }
 }
 

@@ -302,6 +302,9 @@ static __always_inline __u32 recorded_owner(__u64 cookie)
 	return owner ? owner->tgid : 0;
 }
 
+/* Bandwidth limits by owner, decided as packets are counted. */
+#include "limits.bpf.h"
+
 /* One byte at `offset` of a packet whose data starts at its IP header (cgroup_skb):
  * read in place when it is in the linear part, as headers nearly always are, since a
  * helper call costs more than the rest of the read. */
@@ -693,8 +696,21 @@ static __always_inline __u32 claim_accepted(struct __sk_buff *skb, enum directio
 	return owner.tgid;
 }
 
-/* `in_storage`: a constant in each variant (see count_in_storage). */
-static __always_inline void count(struct __sk_buff *skb, enum direction direction, int in_storage)
+/* The socket's owner as counting sees it (0: none yet). */
+static __always_inline __u32 state_owner(struct __sk_buff *skb, struct socket_state *state, int in_storage)
+{
+	if (in_storage)
+		return state->tgid;
+	if (!state->cookie)
+		state->cookie = bpf_get_socket_cookie(skb);
+	return recorded_owner(state->cookie);
+}
+
+/* Counts the packet, and says what its owner's limit decides for it. A packet refused
+ * going out never reaches the wire and is not counted; one refused coming in was
+ * carried by the wire to its socket, and is.
+ * `in_storage`: a constant in each variant (see count_in_storage). */
+static __always_inline enum limit_verdict count(struct __sk_buff *skb, enum direction direction, int in_storage)
 {
 	struct traffic_key key = {
 		.ifindex = skb->ifindex,
@@ -709,9 +725,18 @@ static __always_inline void count(struct __sk_buff *skb, enum direction directio
 	struct socket_state *state = sk ? bpf_sk_storage_get(&socket_states, sk, 0, BPF_SK_STORAGE_GET_F_CREATE) : 0;
 	if (state && count_tcp_health && direction == INGRESS && key.protocol == 6)
 		sample_rtt(sk, state);
+	enum limit_verdict verdict = LIMIT_PASS;
+	if (limits_in_force && state) {
+		__u64 wire_bytes = skb->len;
+		if (skb->gso_segs > 1)
+			wire_bytes += offloaded_segments(skb, 0, ip_header_length(skb, 0), key.protocol).bytes;
+		verdict = limit_packet(skb, direction, state_owner(skb, state, in_storage), wire_bytes);
+		if (verdict == LIMIT_REFUSE && direction == EGRESS)
+			return verdict;
+	}
 	if (state) {
 		if (in_storage && !record_addresses && count_in_socket(skb, state, direction, key.protocol))
-			return;
+			return verdict;
 		if (!state->cookie)
 			state->cookie = bpf_get_socket_cookie(skb);
 		key.cookie = state->cookie;
@@ -746,34 +771,40 @@ static __always_inline void count(struct __sk_buff *skb, enum direction directio
 			extra = offloaded_segments(skb, 0, ip_header_length(skb, 0), key.protocol);
 		add_packet(&traffic, &key, skb->len, extra, 0, LOSS_TRAFFIC_FULL);
 	}
+	return verdict;
+}
+
+/* What an egress program returns: bit 0 lets the packet go, bit 1 notifies congestion
+ * (Linux 5.3+), which TCP answers by shrinking its window. */
+static __always_inline int egress_return(enum limit_verdict verdict)
+{
+	if (verdict == LIMIT_REFUSE)
+		return 2;
+	return verdict == LIMIT_PASS_SLOW_DOWN ? 3 : 1;
 }
 
 SEC("cgroup_skb/egress")
 int count_egress(struct __sk_buff *skb)
 {
-	count(skb, EGRESS, 0);
-	return 1;
+	return egress_return(count(skb, EGRESS, 0));
 }
 
 SEC("cgroup_skb/ingress")
 int count_ingress(struct __sk_buff *skb)
 {
-	count(skb, INGRESS, 0);
-	return 1;
+	return count(skb, INGRESS, 0) != LIMIT_REFUSE;
 }
 
 SEC("cgroup_skb/egress")
 int count_egress_in_storage(struct __sk_buff *skb)
 {
-	count(skb, EGRESS, 1);
-	return 1;
+	return egress_return(count(skb, EGRESS, 1));
 }
 
 SEC("cgroup_skb/ingress")
 int count_ingress_in_storage(struct __sk_buff *skb)
 {
-	count(skb, INGRESS, 1);
-	return 1;
+	return count(skb, INGRESS, 1) != LIMIT_REFUSE;
 }
 
 #define AF_INET 2

@@ -1,0 +1,191 @@
+//! Bandwidth limits on the eBPF engine (needs root), measured where the traffic ends:
+//! a process limited to 20 Mbit/s going out reaches the far end at that rate (its
+//! nftables counter over 10 s) while an unlimited one beside it keeps the link's; the
+//! same limit coming in delivers that rate to the receiving process; a limit on a
+//! cgroup holds two processes in it to their sum; and killing netgraph with SIGKILL
+//! lifts every limit at once.
+
+mod lab;
+
+use lab::*;
+use std::time::{Duration, Instant};
+
+/// 20 Mbit/s in bytes per second.
+const LIMIT: f64 = 2_500_000.0;
+
+fn limits_config(lab: &Lab, limits: &str) -> String {
+    let config = lab.path("limits.toml");
+    std::fs::write(&config, limits).unwrap();
+    config.to_str().unwrap().to_string()
+}
+
+/// Bytes per second a far-end counter grew by over `span`, from `start`.
+fn rate_over(lab: &Lab, ns: &str, counter: &str, span: Duration) -> f64 {
+    let (before, started) = (lab.truth_bytes_in(ns, counter), Instant::now());
+    std::thread::sleep(span);
+    let after = lab.truth_bytes_in(ns, counter);
+    (after - before) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn within(measured: f64, expected: f64, share: f64) -> bool {
+    (measured - expected).abs() <= expected * share
+}
+
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn an_egress_limit_holds_its_process_to_the_rate_and_dies_with_netgraph() {
+    require_root();
+    let mut lab = Lab::new();
+    let b = lab.b.clone();
+    let (_, _, _, far) = lab.host_link();
+    lab.truth_in(
+        &b,
+        &[
+            ("limited", "input", "tcp dport 7201"),
+            ("free", "input", "tcp dport 7202"),
+        ],
+    );
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{far}:7201")]);
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{far}:7202")]);
+    let config = limits_config(
+        &lab,
+        "[[limits]]\nname = \"uploads\"\nprocess = \"ng-limited\"\negress = \"20 Mbit/s\"\n",
+    );
+    let netgraph = lab.netgraph_ebpf(&["--config", &config]);
+    netgraph.wait_for_log("bandwidth limits in force", Duration::from_secs(5));
+    lab.start_on_host("ng-limited", &["tcp-send", &format!("{far}:7201"), "20s"]);
+    lab.start_on_host("ng-free", &["tcp-send", &format!("{far}:7202"), "20s"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let started = Instant::now();
+    let (before_limited, before_free) = (
+        lab.truth_bytes_in(&b, "limited"),
+        lab.truth_bytes_in(&b, "free"),
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    let span = started.elapsed().as_secs_f64();
+    let limited_rate = (lab.truth_bytes_in(&b, "limited") - before_limited) as f64 / span;
+    let free_rate = (lab.truth_bytes_in(&b, "free") - before_free) as f64 / span;
+    let records = netgraph.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    let lifted_rate = rate_over(&lab, &b, "limited", Duration::from_secs(2));
+    let held: u64 = records
+        .of_type("limit")
+        .map(|line| line["sent_held_bytes_last"].as_u64().unwrap_or(0))
+        .sum();
+    let passed: u64 = records
+        .of_type("limit")
+        .map(|line| line["sent_passed_bytes_last"].as_u64().unwrap_or(0))
+        .sum();
+    report(&format!(
+        "Limits, egress: 20 Mbit/s limit: the far end counted {:.3} Mbit/s over {span:.1} s ({:+.2}%); an unlimited process beside it {:.0} Mbit/s; after SIGKILL {:.0} Mbit/s; netgraph: {passed} bytes let through, {held} held back",
+        limited_rate * 8e-6,
+        (limited_rate / LIMIT - 1.0) * 100.0,
+        free_rate * 8e-6,
+        lifted_rate * 8e-6,
+    ));
+    assert!(
+        within(limited_rate, LIMIT, 0.05),
+        "the limited process reached the far end at {limited_rate:.0} B/s, not 2.5 MB/s ± 5%"
+    );
+    assert!(
+        free_rate > 10.0 * LIMIT,
+        "the unlimited process was slowed to {free_rate:.0} B/s"
+    );
+    assert!(
+        held > 0,
+        "nothing was held back: {:?}",
+        records.of_type("limit").next()
+    );
+    assert!(
+        lifted_rate > 10.0 * LIMIT,
+        "the limit outlived netgraph: {lifted_rate:.0} B/s after SIGKILL"
+    );
+}
+
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn an_ingress_limit_delivers_its_rate_to_the_process() {
+    require_root();
+    let mut lab = Lab::new();
+    let b = lab.b.clone();
+    let (_, _, _, far) = lab.host_link();
+    lab.serve(
+        &b,
+        "ng-source",
+        &["tcp-source", &format!("{far}:7203"), "12"],
+    );
+    let config = limits_config(
+        &lab,
+        "[[limits]]\nname = \"downloads\"\nprocess = \"ng-limited\"\ningress = \"20 Mbit/s\"\n",
+    );
+    let netgraph = lab.netgraph_ebpf(&["--config", &config]);
+    netgraph.wait_for_log("bandwidth limits in force", Duration::from_secs(5));
+    let started = Instant::now();
+    let output = lab.exec_on_host("ng-limited", &["tcp-recv", &format!("{far}:7203")]);
+    let span = started.elapsed().as_secs_f64();
+    let records = netgraph.stop();
+    let received: u64 = output
+        .trim()
+        .strip_prefix("bytes=")
+        .and_then(|bytes| bytes.parse().ok())
+        .unwrap_or_else(|| panic!("tcp-recv said {output}"));
+    let held: u64 = records
+        .of_type("limit")
+        .map(|line| line["recv_held_bytes_last"].as_u64().unwrap_or(0))
+        .sum();
+    // Payload over the span; on the wire each 1448-byte segment carries 52 more.
+    let rate = received as f64 / span * 1500.0 / 1448.0;
+    report(&format!(
+        "Limits, ingress: 20 Mbit/s limit: the process received {:.3} Mbit/s (on the wire) over {span:.1} s ({:+.2}%); netgraph held back {held} bytes",
+        rate * 8e-6,
+        (rate / LIMIT - 1.0) * 100.0
+    ));
+    assert!(held > 0, "nothing was held back");
+    assert!(
+        within(rate, LIMIT, 0.05),
+        "the limited process received {rate:.0} B/s, not 2.5 MB/s ± 5%"
+    );
+}
+
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn a_cgroup_limit_holds_the_sum_of_its_processes() {
+    require_root();
+    let mut lab = Lab::new();
+    let b = lab.b.clone();
+    let (_, _, _, far) = lab.host_link();
+    lab.truth_in(&b, &[("group", "input", "tcp dport 7204")]);
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{far}:7204")]);
+    let cgroup = lab.cgroup(&format!("ng-limit-{}", std::process::id()));
+    let config = limits_config(
+        &lab,
+        &format!("[[limits]]\nname = \"group\"\ncgroup = \"{cgroup}\"\negress = \"20 Mbit/s\"\n"),
+    );
+    let netgraph = lab.netgraph_ebpf(&["--config", &config]);
+    netgraph.wait_for_log("bandwidth limits in force", Duration::from_secs(5));
+    lab.start_in_cgroup_on_host(
+        &cgroup,
+        "ng-one",
+        &["tcp-send", &format!("{far}:7204"), "15s"],
+    );
+    lab.start_in_cgroup_on_host(
+        &cgroup,
+        "ng-two",
+        &["tcp-send", &format!("{far}:7204"), "15s"],
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let rate = rate_over(&lab, &b, "group", Duration::from_secs(10));
+    let records = netgraph.stop();
+    let one_sent = records.sum_where_present("ng-one", "sent_bytes_last");
+    let two_sent = records.sum_where_present("ng-two", "sent_bytes_last");
+    report(&format!(
+        "Limits, cgroup: two processes under one 20 Mbit/s limit: the far end counted {:.3} Mbit/s together ({:+.2}%); ng-one sent {one_sent} bytes, ng-two {two_sent}",
+        rate * 8e-6,
+        (rate / LIMIT - 1.0) * 100.0
+    ));
+    assert!(one_sent > 0 && two_sent > 0, "both processes sent");
+    assert!(
+        within(rate, LIMIT, 0.05),
+        "the cgroup reached the far end at {rate:.0} B/s together, not 2.5 MB/s ± 5%"
+    );
+}
