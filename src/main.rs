@@ -45,6 +45,9 @@ enum Command {
     /// the billing month or a range, per day or month, with the running period's
     /// projection; read from the store.
     Report(netgraph::report::command::ReportArgs),
+    /// Bandwidth limits: `netgraph limit list` shows those in force and what each held
+    /// back, from the running daemon.
+    Limit(netgraph::limits::command::LimitArgs),
     /// Write the manual pages (netgraph.1 and one per command) into a directory; the
     /// packages install them.
     #[command(hide = true)]
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Top(args) => return said(top(args)),
         Command::Check(args) => return check(args),
         Command::Report(args) => return said(report(&args)),
+        Command::Limit(args) => return said(netgraph::limits::command::run(args)),
         Command::Man { directory } => return said(manual_pages(&directory)),
         Command::Run(mut args) => {
             // The packaged file where it exists, as `check` and `report` read it; a

@@ -35,6 +35,8 @@ pub struct Shared {
     pub alerts: AlertBoard,
     /// Sends the alert rules' notices; finished at shutdown.
     pub deliveries: Deliveries,
+    /// The limits quotas apply while they fire.
+    pub throttles: crate::limits::Throttles,
 }
 
 /// Starts every configured output; one that cannot start stops netgraph before it runs,
@@ -138,7 +140,7 @@ pub fn reloadable(
         )?;
         sinks.push(Box::new(sink));
     }
-    if let Some(alerts) = Alerts::start(config, &hostname, &shared.alerts, &shared.deliveries) {
+    if let Some(alerts) = Alerts::start(config, &hostname, shared) {
         sinks.push(Box::new(alerts));
     }
     Ok(sinks)

@@ -6,6 +6,7 @@
 //! lifts every limit at once.
 
 mod lab;
+mod servers;
 
 use lab::*;
 use std::time::{Duration, Instant};
@@ -47,9 +48,10 @@ fn an_egress_limit_holds_its_process_to_the_rate_and_dies_with_netgraph() {
     );
     lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{far}:7201")]);
     lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{far}:7202")]);
+    let (metrics_port, web_port) = (servers::free_port(), servers::free_port());
     let config = limits_config(
         &lab,
-        "[[limits]]\nname = \"uploads\"\nprocess = \"ng-limited\"\negress = \"20 Mbit/s\"\n",
+        &format!("[web]\nlisten = \"127.0.0.1:{web_port}\"\n[prometheus]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n[[limits]]\nname = \"uploads\"\nprocess = \"ng-limited\"\negress = \"20 Mbit/s\"\n"),
     );
     let netgraph = lab.netgraph_ebpf(&["--config", &config]);
     netgraph.wait_for_log("bandwidth limits in force", Duration::from_secs(5));
@@ -65,6 +67,19 @@ fn an_egress_limit_holds_its_process_to_the_rate_and_dies_with_netgraph() {
     let span = started.elapsed().as_secs_f64();
     let limited_rate = (lab.truth_bytes_in(&b, "limited") - before_limited) as f64 / span;
     let free_rate = (lab.truth_bytes_in(&b, "free") - before_free) as f64 / span;
+    let metrics = run(
+        "curl",
+        &["-sf", &format!("http://127.0.0.1:{metrics_port}/metrics")],
+    );
+    let listed = run(
+        env!("CARGO_BIN_EXE_netgraph"),
+        &[
+            "limit",
+            "list",
+            "--url",
+            &format!("http://127.0.0.1:{web_port}"),
+        ],
+    );
     let records = netgraph.kill();
     std::thread::sleep(Duration::from_millis(500));
     let lifted_rate = rate_over(&lab, &b, "limited", Duration::from_secs(2));
@@ -95,6 +110,39 @@ fn an_egress_limit_holds_its_process_to_the_rate_and_dies_with_netgraph() {
         held > 0,
         "nothing was held back: {:?}",
         records.of_type("limit").next()
+    );
+    let row = listed
+        .lines()
+        .find(|line| line.starts_with("uploads"))
+        .unwrap_or_else(|| panic!("netgraph limit list:\n{listed}"));
+    assert!(
+        row.contains("process ng-limited")
+            && row.contains("20.0 Mbit/s")
+            && row.contains("holding"),
+        "netgraph limit list:\n{listed}"
+    );
+    let metric = |name: &str| -> Option<u64> {
+        metrics
+            .lines()
+            .find(|line| {
+                line.starts_with(&format!("{name}{{"))
+                    && line.contains("limit=\"uploads\"")
+                    && line.contains("direction=\"egress\"")
+            })
+            .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+    };
+    assert_eq!(
+        metric("netgraph_limit_rate_bytes_per_second"),
+        Some(2_500_000),
+        "{metrics}"
+    );
+    assert!(
+        metric("netgraph_limit_held_bytes_total").unwrap_or(0) > 0,
+        "{metrics}"
+    );
+    assert!(
+        metric("netgraph_limit_passed_bytes_total").unwrap_or(0) > 0,
+        "{metrics}"
     );
     assert!(
         lifted_rate > 10.0 * LIMIT,
@@ -188,4 +236,93 @@ fn a_cgroup_limit_holds_the_sum_of_its_processes() {
         within(rate, LIMIT, 0.05),
         "the cgroup reached the far end at {rate:.0} B/s together, not 2.5 MB/s ± 5%"
     );
+}
+
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn a_quota_that_throttles_slows_its_process_once_used_and_a_reload_lifts_it() {
+    require_root();
+    let mut lab = Lab::new();
+    let b = lab.b.clone();
+    let (_, _, _, far) = lab.host_link();
+    lab.truth_in(&b, &[("quota", "input", "tcp dport 7205")]);
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{far}:7205")]);
+    let rule = "[[alerts.rule]]\nname = \"daily\"\nprocess = \"ng-quota\"\ntraffic = \"sent\"\nlimit = \"20 MB\"\nper = \"day\"\naction = \"throttle\"\nthrottle_to = \"8 Mbit/s\"\n";
+    let config = limits_config(&lab, rule);
+    let netgraph = lab.netgraph_ebpf(&["--config", &config]);
+    lab.start_on_host("ng-quota", &["tcp-send", &format!("{far}:7205"), "30s"]);
+    netgraph.wait_for_log("bandwidth limits in force", Duration::from_secs(10));
+    // Within an interval of the notice, the rate is the throttle's.
+    std::thread::sleep(Duration::from_millis(1500));
+    let throttled = rate_over(&lab, &b, "quota", Duration::from_secs(6));
+    // The rule removed: its limit goes with it.
+    std::fs::write(&config, "").unwrap();
+    netgraph.signal(libc::SIGHUP);
+    netgraph.wait_for_log("configuration reloaded", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(2500));
+    let lifted = rate_over(&lab, &b, "quota", Duration::from_secs(2));
+    let records = netgraph.stop();
+    report(&format!(
+        "Limits, quota: once its 20 MB were used, ng-quota reached the far end at {:.3} Mbit/s under an 8 Mbit/s throttle ({:+.2}%); after the rule was removed {:.0} Mbit/s",
+        throttled * 8e-6,
+        (throttled / 1_000_000.0 - 1.0) * 100.0,
+        lifted * 8e-6
+    ));
+    let log = &records.log;
+    assert!(
+        log.contains("its traffic is throttled to 8.0 Mbit/s until the period ends"),
+        "{log}"
+    );
+    assert!(
+        within(throttled, 1_000_000.0, 0.05),
+        "throttled to {throttled:.0} B/s, not 1 MB/s ± 5%"
+    );
+    assert!(
+        lifted > 10.0 * 1_000_000.0,
+        "still throttled: {lifted:.0} B/s"
+    );
+}
+
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn a_quota_that_blocks_stops_its_process_and_its_new_connections() {
+    require_root();
+    let mut lab = Lab::new();
+    let b = lab.b.clone();
+    let (_, _, _, far) = lab.host_link();
+    lab.truth_in(
+        &b,
+        &[
+            ("blocked", "input", "tcp dport 7206"),
+            ("syn", "input", "tcp dport 7206 tcp flags & syn == syn"),
+        ],
+    );
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{far}:7206")]);
+    let rule = "[[alerts.rule]]\nname = \"cap\"\nprocess = \"ng-capped\"\nlimit = \"5 MB\"\nper = \"day\"\naction = \"block\"\n";
+    let config = limits_config(&lab, rule);
+    let netgraph = lab.netgraph_ebpf(&["--config", &config]);
+    lab.start_on_host("ng-capped", &["tcp-send", &format!("{far}:7206"), "30s"]);
+    netgraph.wait_for_log("bandwidth limits in force", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(1500));
+    let stalled = rate_over(&lab, &b, "blocked", Duration::from_secs(3));
+    let syns = lab.truth_packets_in(&b, "syn");
+    lab.start_on_host("ng-capped", &["tcp-send", &format!("{far}:7206"), "5s"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let new_syns = lab.truth_packets_in(&b, "syn") - syns;
+    let records = netgraph.stop();
+    report(&format!(
+        "Limits, quota block: after its 5 MB ng-capped reached the far end at {stalled:.0} B/s; a new connection's SYNs at the far end: {new_syns}"
+    ));
+    assert!(
+        records
+            .log
+            .contains("its traffic is blocked until the period ends"),
+        "{}",
+        records.log
+    );
+    assert_eq!(
+        stalled, 0.0,
+        "the far end still counted the blocked process"
+    );
+    assert_eq!(new_syns, 0, "a new connection reached the far end");
 }

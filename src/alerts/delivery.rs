@@ -425,6 +425,7 @@ mod tests {
                     start: 0,
                     end: 86_400,
                 },
+                throttle: None,
             },
         }
     }

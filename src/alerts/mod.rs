@@ -16,15 +16,18 @@ use crate::accounting::IntervalReport;
 use crate::config::alerts::{
     ContactBy, HealthMeasure, QuotaPeriod, RuleConfig, RuleKind, TrafficSide,
 };
+use crate::config::limits::Limit;
 use crate::config::Config;
+use crate::limits::Throttles;
+use crate::outputs::Shared;
 use crate::periods::{periods, Period, Selection, Split};
 use crate::sinks::Sink;
 use crate::store::{AlertLedger, Reader, RuleState};
 use crate::units::bytes as human;
 use board::{AlertBoard, RuleStatus};
-use delivery::{Deliveries, Queue, Targets};
+use delivery::{Queue, Targets};
 use first_contact::ContactWatch;
-use notice::{ContactFacts, Details, Notice, PeriodFacts, State};
+use notice::{ContactFacts, Details, Notice, PeriodFacts, State, ThrottleFacts};
 use quota::{QuotaChange, QuotaWatch};
 use rate::{RateChange, RateWatch};
 use scope::Scope;
@@ -50,6 +53,8 @@ struct Rule {
     traffic: TrafficSide,
     targets: Targets,
     watch: Watch,
+    /// A quota's limit while it fires (`action = "throttle"` or `"block"`).
+    throttle: Option<Limit>,
 }
 
 pub struct Alerts {
@@ -63,6 +68,8 @@ pub struct Alerts {
     delivery: Queue,
     hostname: String,
     billing_day: u32,
+    /// Where quotas that throttle or block apply their limits.
+    throttles: Throttles,
 }
 
 fn seconds_f(time: SystemTime) -> f64 {
@@ -93,13 +100,12 @@ fn period_at(per: QuotaPeriod, t: i64, billing_day: u32) -> Period {
 
 impl Alerts {
     /// The configured rules with their remembered state; `None` when there are none.
-    pub fn start(
-        config: &Config,
-        hostname: &str,
-        board: &AlertBoard,
-        deliveries: &Deliveries,
-    ) -> Option<Alerts> {
+    pub fn start(config: &Config, hostname: &str, shared: &Shared) -> Option<Alerts> {
+        let (board, deliveries) = (&shared.alerts, &shared.deliveries);
         let alerts = &config.alerts;
+        // Throttles of rules removed or changed since go (a changed one starts again
+        // below if it still fires).
+        shared.throttles.keep_only(&[]);
         if alerts.rules.is_empty() {
             board.publish(Vec::new());
             return None;
@@ -134,6 +140,7 @@ impl Alerts {
             delivery: deliveries.queue(),
             hostname: hostname.to_string(),
             billing_day: config.report.billing_day,
+            throttles: shared.throttles.clone(),
         };
         let now = crate::store::seconds(SystemTime::now());
         for rule in &alerts.rules {
@@ -148,6 +155,14 @@ impl Alerts {
         // A quota that fired in a period now over clears (also across a restart).
         for index in 0..started.rules.len() {
             started.begin_period(index, now);
+        }
+        // One still firing from before a restart or reload throttles again.
+        for rule in &started.rules {
+            if let (Watch::Quota { watch, .. }, Some(limit)) = (&rule.watch, &rule.throttle) {
+                if watch.firing {
+                    started.throttles.start(limit.clone());
+                }
+            }
         }
         started.publish(now);
         tracing::info!(rules = started.rules.len(), "alert rules on");
@@ -207,6 +222,8 @@ impl Alerts {
             traffic: config.traffic,
             targets,
             watch,
+            // Checked when the configuration loaded.
+            throttle: config.throttle().ok().flatten(),
         }
     }
 
@@ -295,6 +312,15 @@ impl Alerts {
                 }
             ),
         };
+        let firing = state == State::Firing;
+        let throttle = rule.throttle.as_ref().map(ThrottleFacts::of);
+        let message = match &throttle {
+            Some(facts) if firing => {
+                format!("{message}; {} until the period ends", facts.describe())
+            }
+            Some(_) => format!("{message}; its limit is lifted"),
+            None => message,
+        };
         let details = Details::Quota {
             used_bytes: used,
             limit_bytes: watch.limit,
@@ -305,8 +331,13 @@ impl Alerts {
                 start: period.start,
                 end: period.end,
             },
+            throttle,
         };
-        let firing = state == State::Firing;
+        match (&rule.throttle, firing) {
+            (Some(limit), true) => self.throttles.start(limit.clone()),
+            (Some(limit), false) => self.throttles.end(&limit.name),
+            (None, _) => {}
+        }
         let fired_in = watch.fired_in();
         self.emit(index, "quota", state, message, details, now);
         self.remember_firing(index, firing, fired_in);

@@ -40,6 +40,9 @@ pub enum Details {
         limit_bytes: u64,
         ratio: f64,
         period: PeriodFacts,
+        /// What the quota does to its scope's traffic while it fires.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        throttle: Option<ThrottleFacts>,
     },
     Rate {
         rate_bytes_per_second: f64,
@@ -56,6 +59,40 @@ pub enum Details {
         limit: f64,
         held_seconds: f64,
     },
+}
+
+/// A quota's action: "throttle" to these rates (bytes per second) or "block".
+#[derive(Clone, Debug, Serialize)]
+pub struct ThrottleFacts {
+    pub action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub egress_bytes_per_second: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingress_bytes_per_second: Option<u64>,
+}
+
+impl ThrottleFacts {
+    /// A blocked way has rate 0 (see `RuleConfig::throttle`).
+    pub fn of(limit: &crate::config::limits::Limit) -> ThrottleFacts {
+        let blocked = [limit.egress, limit.ingress].contains(&Some(0));
+        ThrottleFacts {
+            action: if blocked { "block" } else { "throttle" },
+            egress_bytes_per_second: limit.egress.filter(|rate| *rate > 0),
+            ingress_bytes_per_second: limit.ingress.filter(|rate| *rate > 0),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        let rate = self
+            .egress_bytes_per_second
+            .or(self.ingress_bytes_per_second)
+            .map(|rate| crate::units::bits_per_second(rate as f64))
+            .unwrap_or_default();
+        match self.action {
+            "block" => "its traffic is blocked".into(),
+            _ => format!("its traffic is throttled to {rate}"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -55,6 +55,19 @@ pub struct RuleConfig {
     pub connect_failures: Option<u64>,
     pub webhook: Option<url::Url>,
     pub command: Option<Vec<String>>,
+    /// What a quota does when it fires, besides its notice: "throttle" the scope's
+    /// traffic to `throttle_to`, or "block" it, until the period ends.
+    pub action: Option<RuleAction>,
+    pub throttle_to: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    #[default]
+    Notify,
+    Throttle,
+    Block,
 }
 
 #[derive(Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -226,6 +239,50 @@ impl RuleConfig {
 }
 
 impl RuleConfig {
+    /// The limit a quota applies while it fires (`action`), if any.
+    pub fn throttle(&self) -> anyhow::Result<Option<crate::config::limits::Limit>> {
+        use crate::config::limits::{Limit, LimitScope};
+        let name = &self.name;
+        let action = self.action.unwrap_or_default();
+        if action == RuleAction::Notify {
+            if self.throttle_to.is_some() {
+                anyhow::bail!(
+                    "[[alerts.rule]] \"{name}\": throttle_to needs action = \"throttle\""
+                );
+            }
+            return Ok(None);
+        }
+        if !matches!(self.kind()?, RuleKind::Quota { .. }) {
+            anyhow::bail!("[[alerts.rule]] \"{name}\": action = \"throttle\" or \"block\" applies to quotas (limit with per) only");
+        }
+        let scope = match (&self.process, self.uid()?, &self.container, &self.interface) {
+            (Some(process), None, None, None) => LimitScope::Process(process.clone()),
+            (None, Some(uid), None, None) => LimitScope::Uid(uid),
+            _ => anyhow::bail!("[[alerts.rule]] \"{name}\": a quota that throttles or blocks needs one scope, process or user (not a container or interface yet)"),
+        };
+        let rate = match (action, &self.throttle_to) {
+            (RuleAction::Block, None) => 0,
+            (RuleAction::Block, Some(_)) => anyhow::bail!("[[alerts.rule]] \"{name}\": action = \"block\" takes no throttle_to; remove it"),
+            (_, None) => anyhow::bail!("[[alerts.rule]] \"{name}\": action = \"throttle\" needs throttle_to (e.g. \"1 Mbit/s\")"),
+            (_, Some(text)) => (parse_rate(text).map_err(|e| {
+                anyhow::anyhow!("[[alerts.rule]] \"{name}\": throttle_to = \"{text}\": {e}")
+            })?
+            .round() as u64)
+                .max(1),
+        };
+        let (egress, ingress) = match self.traffic {
+            TrafficSide::Sent => (Some(rate), None),
+            TrafficSide::Received => (None, Some(rate)),
+            TrafficSide::Both => (Some(rate), Some(rate)),
+        };
+        Ok(Some(Limit {
+            name: name.clone(),
+            scope,
+            egress,
+            ingress,
+        }))
+    }
+
     /// The TCP health rule this is, if any (at most one measure).
     fn health_kind(&self) -> anyhow::Result<Option<RuleKind>> {
         let name = &self.name;
@@ -347,6 +404,7 @@ impl AlertsConfig {
                 );
             }
             rule.uid()?;
+            rule.throttle()?;
             if let Some(url) = &rule.webhook {
                 check_webhook(url, &format!("[[alerts.rule]] \"{}\"", rule.name))?;
             }
@@ -420,6 +478,52 @@ mod tests {
             toml::from_str(&format!("[[rule]]\nname = \"r\"\n{extra}")).unwrap();
         config.check(true, true)?;
         config.rules[0].kind()
+    }
+
+    fn throttle(extra: &str) -> anyhow::Result<Option<crate::config::limits::Limit>> {
+        let config: AlertsConfig =
+            toml::from_str(&format!("[[rule]]\nname = \"q\"\n{extra}")).unwrap();
+        config.check(true, true)?;
+        config.rules[0].throttle()
+    }
+
+    #[test]
+    fn quotas_throttle_or_block_their_scope_the_way_they_count() {
+        use crate::config::limits::LimitScope;
+        let quota = "limit = \"5 MB\"\nper = \"day\"\nprocess = \"curl\"\n";
+        let limit = throttle(&format!(
+            "{quota}action = \"throttle\"\nthrottle_to = \"8 Mbit/s\"\ntraffic = \"sent\""
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(limit.scope, LimitScope::Process("curl".into()));
+        assert_eq!((limit.egress, limit.ingress), (Some(1_000_000), None));
+        let blocked = throttle(&format!("{quota}action = \"block\""))
+            .unwrap()
+            .unwrap();
+        assert_eq!((blocked.egress, blocked.ingress), (Some(0), Some(0)));
+        assert_eq!(throttle(quota).unwrap(), None);
+        for (extra, says) in [
+            ("action = \"throttle\"", "needs throttle_to"),
+            ("throttle_to = \"1 Mbit/s\"", "needs action"),
+            (
+                "action = \"block\"\nthrottle_to = \"1 Mbit/s\"",
+                "takes no throttle_to",
+            ),
+        ] {
+            let error = throttle(&format!("{quota}{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(says), "{extra}: {error}");
+        }
+        let error = throttle("rate = \"1 MB/s\"\nprocess = \"curl\"\naction = \"block\"")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("quotas"), "{error}");
+        let error = throttle("limit = \"5 MB\"\nper = \"day\"\naction = \"block\"")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("one scope"), "{error}");
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! each let through and held back.
 
 mod cgroups;
+pub mod command;
+mod throttles;
+
+pub use throttles::Throttles;
 
 use crate::config::limits::{Limit, LimitScope};
 use std::path::PathBuf;
@@ -83,14 +87,16 @@ pub fn kernel_name(name: &str) -> String {
     name[..end].to_string()
 }
 
-/// Resolves a setup against the host's cgroup tree.
+/// Resolves a setup, and the throttles alert rules apply, against the host's cgroup
+/// tree.
 pub struct Limits {
     setup: LimitSetup,
+    throttles: Throttles,
     cgroup_root: Option<PathBuf>,
 }
 
 impl Limits {
-    pub fn new(setup: LimitSetup) -> Limits {
+    pub fn new(setup: LimitSetup, throttles: Throttles) -> Limits {
         let cgroup_root = if setup
             .limits
             .iter()
@@ -100,25 +106,42 @@ impl Limits {
         } else {
             None
         };
-        Limits { setup, cgroup_root }
+        Limits {
+            setup,
+            throttles,
+            cgroup_root,
+        }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.setup.limits.is_empty()
+    pub fn throttles(&self) -> &Throttles {
+        &self.throttles
     }
 
     /// Who each limit covers now.
     pub fn targets(&self) -> LimitTargets {
         let mut targets = LimitTargets::default();
-        if self.setup.limits.is_empty() {
+        let throttles = self.throttles.active();
+        if self.setup.limits.is_empty() && throttles.is_empty() {
             return targets;
         }
+        // The kernel side has room for MAX_LIMITS; configured limits were checked
+        // against it, throttles take what is left.
+        let room = crate::config::limits::MAX_LIMITS.saturating_sub(self.setup.limits.len());
+        if throttles.len() > room {
+            tracing::warn!("{} quotas throttle at once, more than the {room} limits left: the last ones are not applied", throttles.len());
+        }
+        let all: Vec<&Limit> = self
+            .setup
+            .limits
+            .iter()
+            .chain(throttles.iter().take(room))
+            .collect();
         // Exemptions first: a name both exempt and limited stays exempt.
         for name in &self.setup.never {
             targets.names.push((kernel_name(name), None));
         }
         let tree = self.cgroup_root.as_deref().map(cgroups::CgroupTree::read);
-        for (index, limit) in self.setup.limits.iter().enumerate() {
+        for (index, limit) in all.into_iter().enumerate() {
             let id = index as LimitId + 1;
             targets.limits.push(LimitRates {
                 id,
@@ -178,13 +201,16 @@ mod tests {
 
     #[test]
     fn exempt_names_win_over_limits() {
-        let limits = Limits::new(LimitSetup {
-            limits: vec![
-                limit("ssh", LimitScope::Process("sshd".into())),
-                limit("me", LimitScope::Uid(1000)),
-            ],
-            never: vec!["sshd".into()],
-        });
+        let limits = Limits::new(
+            LimitSetup {
+                limits: vec![
+                    limit("ssh", LimitScope::Process("sshd".into())),
+                    limit("me", LimitScope::Uid(1000)),
+                ],
+                never: vec!["sshd".into()],
+            },
+            Throttles::default(),
+        );
         let targets = limits.targets();
         assert_eq!(targets.names, vec![("sshd".to_string(), None)]);
         assert_eq!(targets.uids, vec![(1000, 2)]);
@@ -194,11 +220,22 @@ mod tests {
 
     #[test]
     fn no_limits_no_targets() {
-        let limits = Limits::new(LimitSetup {
-            limits: Vec::new(),
-            never: vec!["sshd".into()],
-        });
+        let throttles = Throttles::default();
+        let limits = Limits::new(
+            LimitSetup {
+                limits: Vec::new(),
+                never: vec!["sshd".into()],
+            },
+            throttles.clone(),
+        );
         assert!(limits.targets().is_empty());
         assert!(limits.targets().names.is_empty());
+        // A quota that fires throttles its scope until it ends.
+        throttles.start(limit("quota", LimitScope::Process("curl".into())));
+        let targets = limits.targets();
+        assert_eq!(targets.limits.len(), 1);
+        assert_eq!(targets.names.last(), Some(&("curl".to_string(), Some(1))));
+        throttles.end("quota");
+        assert!(limits.targets().is_empty());
     }
 }

@@ -66,6 +66,26 @@ pub struct LivePeer {
     pub retransmits: u64,
 }
 
+/// A bandwidth limit over the last interval.
+#[derive(Clone, Debug, Serialize, Deserialize, Default, PartialEq)]
+pub struct LiveLimit {
+    pub name: String,
+    pub scope: String,
+    /// Bytes per second; None: not limited that way.
+    pub egress_limit: Option<u64>,
+    pub ingress_limit: Option<u64>,
+    /// Whether it held anything back in the last interval.
+    pub holding: bool,
+    /// Bytes per second let through and held back over the last interval.
+    pub sent_rate: f64,
+    pub recv_rate: f64,
+    pub sent_held_rate: f64,
+    pub recv_held_rate: f64,
+    /// Held back since netgraph started.
+    pub sent_held_total: u64,
+    pub recv_held_total: u64,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, Default)]
 pub struct LiveSnapshot {
     /// The interval's end, in Unix seconds.
@@ -78,6 +98,9 @@ pub struct LiveSnapshot {
     /// The engine counting and its features (absent from older daemons).
     #[serde(default)]
     pub engine: EngineStatus,
+    /// The bandwidth limits configured (absent from older daemons).
+    #[serde(default)]
+    pub limits: Vec<LiveLimit>,
 }
 
 pub type SharedLive = Arc<RwLock<LiveSnapshot>>;
@@ -151,6 +174,23 @@ impl Sink for LiveSink {
             processes,
             peers,
             engine: (*report.engine).clone(),
+            limits: report
+                .limits
+                .iter()
+                .map(|row| LiveLimit {
+                    name: row.name.to_string(),
+                    scope: row.scope.clone(),
+                    egress_limit: row.egress_rate,
+                    ingress_limit: row.ingress_rate,
+                    holding: row.holding(),
+                    sent_rate: row.egress.passed_bytes as f64 / seconds_long,
+                    recv_rate: row.ingress.passed_bytes as f64 / seconds_long,
+                    sent_held_rate: row.egress.held_bytes as f64 / seconds_long,
+                    recv_held_rate: row.ingress.held_bytes as f64 / seconds_long,
+                    sent_held_total: row.egress_total.held_bytes,
+                    recv_held_total: row.ingress_total.held_bytes,
+                })
+                .collect(),
         };
         *crate::locks::write(&self.shared) = snapshot;
         Ok(())

@@ -5,6 +5,7 @@
 
 mod drops;
 mod health;
+mod limits;
 mod peer_counters;
 mod tcp_health;
 
@@ -14,6 +15,7 @@ use crate::accounting::IntervalReport;
 use crate::engine::features::FeatureState;
 use crate::workload::Workload;
 use drops::DropMetrics;
+use limits::LimitMetrics;
 use peer_counters::PeerCounters;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -91,6 +93,7 @@ struct Metrics {
     engine_features: Family<FeatureLabels, Gauge>,
     tcp: TcpHealthMetrics,
     drops: DropMetrics,
+    limits: LimitMetrics,
 }
 
 pub struct PrometheusSink {
@@ -239,6 +242,7 @@ impl Metrics {
         );
         self.tcp.register(registry);
         self.drops.register(registry);
+        self.limits.register(registry);
     }
 }
 
@@ -299,6 +303,7 @@ impl Sink for PrometheusSink {
             m.tcp.add(&labels, &row.last.tcp);
             m.drops.add(&labels, &row.last.drops);
         }
+        m.limits.set(&report.limits);
         for row in &report.countries {
             let (container, pod, namespace) = workload_labels(row.workload.as_deref());
             let labels = CountryLabels {

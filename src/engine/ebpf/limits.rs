@@ -16,6 +16,8 @@ const EXEMPT: u32 = u32::MAX;
 
 // SAFETY: repr(C) structs of unsigned integers (the lock is a u32).
 unsafe impl PlainData for types::limit_bucket {}
+// SAFETY: as above.
+unsafe impl PlainData for types::limit_rate {}
 
 /// What may wait in a limit's virtual queue before packets are refused: long enough
 /// that a TCP sender told to wait (its next try comes at least 200 ms later, on its
@@ -85,25 +87,24 @@ impl KernelLimits {
             for index in 0..(KERNEL_MAX_LIMITS * 2) as u32 {
                 let id = index / 2 + 1;
                 let ingress = index % 2 == 1;
+                // Some(0): blocked that way (a quota's "block").
                 let rate = targets
                     .limits
                     .iter()
                     .find(|limit| limit.id == id)
-                    .and_then(|limit| if ingress { limit.ingress } else { limit.egress })
-                    .unwrap_or(0);
+                    .and_then(|limit| if ingress { limit.ingress } else { limit.egress });
+                let bytes_per_second = rate.unwrap_or(0);
                 let value = types::limit_rate {
-                    bytes_per_second: rate,
-                    backlog_ns: if rate > 0 {
-                        backlog(rate).as_nanos() as u64
+                    bytes_per_second,
+                    backlog_ns: if bytes_per_second > 0 {
+                        backlog(bytes_per_second).as_nanos() as u64
                     } else {
                         0
                     },
+                    block: u32::from(rate == Some(0)),
+                    pad: 0,
                 };
-                let bytes = [
-                    value.bytes_per_second.to_ne_bytes(),
-                    value.backlog_ns.to_ne_bytes(),
-                ]
-                .concat();
+                let bytes = plain_data::bytes_of(&value);
                 if let Err(error) =
                     maps.limit_rates
                         .update(&index.to_ne_bytes(), &bytes, MapFlags::ANY)

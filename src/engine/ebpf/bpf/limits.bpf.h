@@ -21,6 +21,10 @@
 struct limit_rate {
 	__u64 bytes_per_second;
 	__u64 backlog_ns;
+	/* Refuse everything (a quota's "block"): going out with EPERM, so that a connect
+	 * or send fails at once instead of retrying. */
+	__u32 block;
+	__u32 pad;
 };
 
 struct limit_bucket {
@@ -110,6 +114,7 @@ enum limit_verdict {
 	/* Passed, but the queue is filling: TCP is asked to slow down. */
 	LIMIT_PASS_SLOW_DOWN = 1,
 	LIMIT_REFUSE = 2,
+	LIMIT_BLOCK = 3,
 };
 
 /* `wire_bytes`: what the packet is on the link (an offloaded packet's segments each
@@ -123,9 +128,16 @@ static __always_inline enum limit_verdict limit_packet(struct __sk_buff *skb, en
 	__u32 index = (limit - 1) * 2 + (direction == INGRESS);
 	struct limit_rate *rate = bpf_map_lookup_elem(&limit_rates, &index);
 	struct limit_bucket *bucket = bpf_map_lookup_elem(&limit_buckets, &index);
-	if (!rate || !bucket || !rate->bytes_per_second)
+	if (!rate || !bucket)
 		return LIMIT_PASS;
 	__u64 length = wire_bytes;
+	if (rate->block) {
+		__sync_fetch_and_add(&bucket->held_bytes, length);
+		__sync_fetch_and_add(&bucket->held_packets, 1);
+		return LIMIT_BLOCK;
+	}
+	if (!rate->bytes_per_second)
+		return LIMIT_PASS;
 	__u64 cost = length * 1000000000ULL / rate->bytes_per_second;
 	__u64 backlog = rate->backlog_ns;
 	__u64 now = bpf_ktime_get_ns();

@@ -731,7 +731,7 @@ static __always_inline enum limit_verdict count(struct __sk_buff *skb, enum dire
 		if (skb->gso_segs > 1)
 			wire_bytes += offloaded_segments(skb, 0, ip_header_length(skb, 0), key.protocol).bytes;
 		verdict = limit_packet(skb, direction, state_owner(skb, state, in_storage), wire_bytes);
-		if (verdict == LIMIT_REFUSE && direction == EGRESS)
+		if (verdict >= LIMIT_REFUSE && direction == EGRESS)
 			return verdict;
 	}
 	if (state) {
@@ -778,6 +778,8 @@ static __always_inline enum limit_verdict count(struct __sk_buff *skb, enum dire
  * (Linux 5.3+), which TCP answers by shrinking its window. */
 static __always_inline int egress_return(enum limit_verdict verdict)
 {
+	if (verdict == LIMIT_BLOCK)
+		return 0;
 	if (verdict == LIMIT_REFUSE)
 		return 2;
 	return verdict == LIMIT_PASS_SLOW_DOWN ? 3 : 1;
@@ -792,7 +794,7 @@ int count_egress(struct __sk_buff *skb)
 SEC("cgroup_skb/ingress")
 int count_ingress(struct __sk_buff *skb)
 {
-	return count(skb, INGRESS, 0) != LIMIT_REFUSE;
+	return count(skb, INGRESS, 0) < LIMIT_REFUSE;
 }
 
 SEC("cgroup_skb/egress")
@@ -804,7 +806,7 @@ int count_egress_in_storage(struct __sk_buff *skb)
 SEC("cgroup_skb/ingress")
 int count_ingress_in_storage(struct __sk_buff *skb)
 {
-	return count(skb, INGRESS, 1) != LIMIT_REFUSE;
+	return count(skb, INGRESS, 1) < LIMIT_REFUSE;
 }
 
 #define AF_INET 2
