@@ -50,7 +50,7 @@ pub struct Config {
     #[serde(default)]
     pub limits: Vec<limits::LimitConfig>,
     /// Processes no limit touches (default: sshd, the way in to fix a limit).
-    pub never_limit: Option<Vec<String>>,
+    pub never_limit: Option<limits::NeverLimit>,
     /// The GeoIP database of `geoip`, opened once when the file is loaded.
     #[serde(skip)]
     pub geo: Option<crate::geo::Geo>,
@@ -416,7 +416,8 @@ impl Config {
             limits: limits::check_all(&self.limits)?,
             never: self
                 .never_limit
-                .clone()
+                .as_ref()
+                .map(|never| never.processes.clone())
                 .unwrap_or_else(limits::default_never_limit),
         })
     }

@@ -1,5 +1,5 @@
 //! `[[limits]]`: bandwidth limits on a process name, a user, a systemd unit or a cgroup,
-//! each egress and/or ingress; `never_limit` names the processes no limit touches.
+//! each egress and/or ingress; `[never_limit]` names the processes no limit touches.
 
 use super::alerts::{parse_rate, UserSetting};
 use serde::Deserialize;
@@ -23,6 +23,13 @@ pub struct LimitConfig {
     /// Bytes or bits per second, as alert rates ("20 Mbit/s", "5 MB/s").
     pub egress: Option<String>,
     pub ingress: Option<String>,
+}
+
+/// `[never_limit]`: processes no limit touches.
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NeverLimit {
+    pub processes: Vec<String>,
 }
 
 /// Who a limit applies to: exactly one of these.
