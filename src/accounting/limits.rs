@@ -10,6 +10,7 @@ pub struct LimitRow {
     pub name: Arc<str>,
     /// Whom it covers, as a person reads it ("process restic").
     pub scope: String,
+    pub covers: crate::config::limits::LimitScope,
     /// Bytes per second; None: not limited that way.
     pub egress_rate: Option<u64>,
     pub ingress_rate: Option<u64>,
@@ -47,6 +48,7 @@ impl LimitTotals {
                 LimitRow {
                     name: count.rates.name,
                     scope: count.rates.scope,
+                    covers: count.rates.covers,
                     egress_rate: count.rates.egress,
                     ingress_rate: count.rates.ingress,
                     egress: count.egress,
@@ -70,6 +72,7 @@ mod tests {
                 id: 1,
                 name: name.into(),
                 scope: "process a".into(),
+                covers: crate::config::limits::LimitScope::Process("a".into()),
                 egress: Some(1000),
                 ingress: None,
             },

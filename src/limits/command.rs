@@ -115,6 +115,8 @@ mod tests {
             recv_held_rate: 0.0,
             sent_held_total: 1_234_567,
             recv_held_total: 0,
+            process: Some("restic".into()),
+            ..LiveLimit::default()
         };
         let text = table(&[limit]);
         let lines: Vec<&str> = text.lines().collect();

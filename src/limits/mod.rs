@@ -37,7 +37,9 @@ pub struct LimitTargets {
 pub struct LimitRates {
     pub id: LimitId,
     pub name: Arc<str>,
+    /// As a person reads it ("process restic").
     pub scope: String,
+    pub covers: LimitScope,
     /// Bytes per second; None: not limited that way.
     pub egress: Option<u64>,
     pub ingress: Option<u64>,
@@ -147,6 +149,7 @@ impl Limits {
                 id,
                 name: limit.name.as_str().into(),
                 scope: limit.scope.describe(),
+                covers: limit.scope.clone(),
                 egress: limit.egress,
                 ingress: limit.ingress,
             });

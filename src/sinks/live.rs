@@ -3,6 +3,7 @@
 
 use super::Sink;
 use crate::accounting::IntervalReport;
+use crate::config::limits::LimitScope;
 use crate::engine::features::EngineStatus;
 use crate::store::seconds;
 use serde::{Deserialize, Serialize};
@@ -66,11 +67,51 @@ pub struct LivePeer {
     pub retransmits: u64,
 }
 
+impl LiveLimit {
+    /// Whether this limit covers a row's process (as the kernel side matches it: the
+    /// name's first 15 bytes; a cgroup with those below it).
+    pub fn covers(&self, row: &LiveRow) -> bool {
+        if let Some(process) = &self.process {
+            return crate::limits::kernel_name(&row.name) == crate::limits::kernel_name(process);
+        }
+        if let Some(uid) = self.uid {
+            return row.uid == Some(uid);
+        }
+        if let Some(unit) = &self.unit {
+            return row.unit.as_deref() == Some(unit.as_str())
+                || row
+                    .cgroup
+                    .as_deref()
+                    .is_some_and(|cgroup| cgroup.split('/').any(|part| part == unit));
+        }
+        if let Some(path) = &self.cgroup {
+            let path = path.trim_matches('/');
+            return row.cgroup.as_deref().is_some_and(|cgroup| {
+                let cgroup = cgroup.trim_start_matches('/');
+                cgroup == path
+                    || cgroup
+                        .strip_prefix(path)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            });
+        }
+        false
+    }
+}
+
 /// A bandwidth limit over the last interval.
 #[derive(Clone, Debug, Serialize, Deserialize, Default, PartialEq)]
 pub struct LiveLimit {
     pub name: String,
     pub scope: String,
+    /// Whom it covers: one of these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
     /// Bytes per second; None: not limited that way.
     pub egress_limit: Option<u64>,
     pub ingress_limit: Option<u64>,
@@ -180,6 +221,22 @@ impl Sink for LiveSink {
                 .map(|row| LiveLimit {
                     name: row.name.to_string(),
                     scope: row.scope.clone(),
+                    process: match &row.covers {
+                        LimitScope::Process(name) => Some(name.clone()),
+                        _ => None,
+                    },
+                    uid: match row.covers {
+                        LimitScope::Uid(uid) => Some(uid),
+                        _ => None,
+                    },
+                    unit: match &row.covers {
+                        LimitScope::Unit(unit) => Some(unit.clone()),
+                        _ => None,
+                    },
+                    cgroup: match &row.covers {
+                        LimitScope::Cgroup(path) => Some(path.clone()),
+                        _ => None,
+                    },
                     egress_limit: row.egress_rate,
                     ingress_limit: row.ingress_rate,
                     holding: row.holding(),

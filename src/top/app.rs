@@ -1,6 +1,6 @@
 //! What `top` shows and how keys change it.
 
-use crate::sinks::live::{LivePeer, LiveRow, LiveSnapshot};
+use crate::sinks::live::{LiveLimit, LivePeer, LiveRow, LiveSnapshot};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::BTreeMap;
 
@@ -32,11 +32,25 @@ pub struct App {
     pub rows: BTreeMap<SeriesId, LiveRow>,
     /// The last interval's peers of every series.
     pub peers: Vec<LivePeer>,
+    /// The bandwidth limits in force.
+    pub limits: Vec<LiveLimit>,
     /// The row the cursor is on, among the visible ones.
     pub selected: usize,
     /// The series whose peers are shown instead of the table, if any.
     pub showing_peers: Option<SeriesId>,
     pub error: Option<String>,
+}
+
+impl App {
+    /// The limit covering a row, as the LIMIT column shows it: its name, marked while
+    /// it holds traffic back.
+    pub fn limit_of(&self, row: &LiveRow) -> String {
+        match self.limits.iter().find(|limit| limit.covers(row)) {
+            Some(limit) if limit.holding => format!("{} (held)", limit.name),
+            Some(limit) => limit.name.clone(),
+            None => String::new(),
+        }
+    }
 }
 
 fn series_of(row: &LiveRow) -> SeriesId {
@@ -57,6 +71,7 @@ impl App {
             interface: None,
             rows: BTreeMap::new(),
             peers: Vec::new(),
+            limits: Vec::new(),
             selected: 0,
             showing_peers: None,
             error: None,
@@ -75,6 +90,7 @@ impl App {
                     self.rows.insert(series_of(&row), row);
                 }
                 self.peers = snapshot.peers;
+                self.limits = snapshot.limits;
             }
             Err(error) => self.error = Some(format!("{error:#}")),
         }

@@ -96,6 +96,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
                 (true, last, _) => last.to_string(),
                 (false, _, total) => total.to_string(),
             },
+            app.limit_of(row),
         ])
         .style(style)
     });
@@ -109,6 +110,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Constraint::Length(12),
         Constraint::Length(9),
         Constraint::Length(6),
+        Constraint::Length(16),
     ];
     let header_row = Row::new([
         " PID",
@@ -120,6 +122,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         "RECEIVED",
         "RTT",
         "RETR",
+        "LIMIT",
     ])
     .style(Style::new().add_modifier(Modifier::BOLD));
     frame.render_widget(
@@ -227,6 +230,35 @@ mod tests {
             .map(|line| line.iter().map(|cell| cell.symbol()).collect::<String>())
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    #[test]
+    fn a_limited_process_shows_its_limit_and_whether_it_holds() {
+        let mut app = App::new("test".into());
+        let row = |name: &str| LiveRow {
+            name: name.into(),
+            interface: "eth0".into(),
+            attributed: true,
+            sent_rate: 2_500_000.0,
+            ..LiveRow::default()
+        };
+        app.update(Ok(LiveSnapshot {
+            interval_seconds: 1.0,
+            processes: vec![row("restic"), row("curl")],
+            limits: vec![crate::sinks::live::LiveLimit {
+                name: "backup".into(),
+                process: Some("restic".into()),
+                holding: true,
+                ..Default::default()
+            }],
+            ..LiveSnapshot::default()
+        }));
+        let shown = render(&app);
+        assert!(shown.contains("LIMIT"), "{shown}");
+        let restic = shown.lines().find(|l| l.contains("restic")).unwrap();
+        assert!(restic.contains("backup (held)"), "{shown}");
+        let curl = shown.lines().find(|l| l.contains("curl")).unwrap();
+        assert!(!curl.contains("backup"), "{shown}");
     }
 
     #[test]
