@@ -41,6 +41,11 @@ pub struct RuleStatus {
     pub known_contacts: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub learning_until: Option<i64>,
+    /// A quota's action: "throttle to 1.0 Mbit/s" or "block", and whether it is applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub throttling: bool,
 }
 
 #[derive(Clone, Default)]

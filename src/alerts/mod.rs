@@ -610,11 +610,22 @@ impl Alerts {
                     projected: None,
                     known_contacts: None,
                     learning_until: None,
+                    action: rule.throttle.as_ref().map(|limit| {
+                        let facts = ThrottleFacts::of(limit);
+                        match facts.action {
+                            "block" => "block".to_string(),
+                            _ => facts
+                                .describe()
+                                .replace("its traffic is throttled", "throttle"),
+                        }
+                    }),
+                    throttling: false,
                 };
                 match &rule.watch {
                     Watch::Quota { watch, .. } => {
                         status.kind = "quota";
                         status.firing = watch.firing;
+                        status.throttling = watch.firing && rule.throttle.is_some();
                         status.used = Some(watch.used as f64);
                         status.limit = Some(watch.limit as f64);
                         status.ratio = Some(watch.ratio());
