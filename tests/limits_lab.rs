@@ -71,6 +71,11 @@ fn an_egress_limit_holds_its_process_to_the_rate_and_dies_with_netgraph() {
         "curl",
         &["-sf", &format!("http://127.0.0.1:{metrics_port}/metrics")],
     );
+    let page = browser::limits(
+        &format!("http://127.0.0.1:{web_port}/"),
+        "ng-limited",
+        &lab.path("limits.png"),
+    );
     let listed = run(
         env!("CARGO_BIN_EXE_netgraph"),
         &[
@@ -121,6 +126,18 @@ fn an_egress_limit_holds_its_process_to_the_rate_and_dies_with_netgraph() {
             && row.contains("holding"),
         "netgraph limit list:\n{listed}"
     );
+    let badge = |name: &str| {
+        page["badges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|badge| badge["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} is not in the live list: {page}"))
+    };
+    assert_eq!(badge("ng-limited")["limit"], "uploads", "{page}");
+    assert_eq!(badge("ng-limited")["holding"], true, "{page}");
+    assert!(badge("ng-free")["limit"].is_null(), "{page}");
     let metric = |name: &str| -> Option<u64> {
         metrics
             .lines()
@@ -247,14 +264,20 @@ fn a_quota_that_throttles_slows_its_process_once_used_and_a_reload_lifts_it() {
     let (_, _, _, far) = lab.host_link();
     lab.truth_in(&b, &[("quota", "input", "tcp dport 7205")]);
     lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{far}:7205")]);
-    let rule = "[[alerts.rule]]\nname = \"daily\"\nprocess = \"ng-quota\"\ntraffic = \"sent\"\nlimit = \"20 MB\"\nper = \"day\"\naction = \"throttle\"\nthrottle_to = \"8 Mbit/s\"\n";
-    let config = limits_config(&lab, rule);
+    let web_port = servers::free_port();
+    let rule = format!("[web]\nlisten = \"127.0.0.1:{web_port}\"\n[[alerts.rule]]\nname = \"daily\"\nprocess = \"ng-quota\"\ntraffic = \"sent\"\nlimit = \"20 MB\"\nper = \"day\"\naction = \"throttle\"\nthrottle_to = \"8 Mbit/s\"\n");
+    let config = limits_config(&lab, &rule);
     let netgraph = lab.netgraph_ebpf(&["--config", &config]);
     lab.start_on_host("ng-quota", &["tcp-send", &format!("{far}:7205"), "30s"]);
     netgraph.wait_for_log("bandwidth limits in force", Duration::from_secs(10));
     // Within an interval of the notice, the rate is the throttle's.
     std::thread::sleep(Duration::from_millis(1500));
     let throttled = rate_over(&lab, &b, "quota", Duration::from_secs(6));
+    let page = browser::limits(
+        &format!("http://127.0.0.1:{web_port}/"),
+        "ng-quota",
+        &lab.path("throttle.png"),
+    );
     // The rule removed: its limit goes with it.
     std::fs::write(&config, "").unwrap();
     netgraph.signal(libc::SIGHUP);
@@ -273,6 +296,10 @@ fn a_quota_that_throttles_slows_its_process_once_used_and_a_reload_lifts_it() {
         log.contains("its traffic is throttled to 8.0 Mbit/s until the period ends"),
         "{log}"
     );
+    let rule = &page["rules"][0];
+    assert_eq!(rule["rule"], "daily", "{page}");
+    assert_eq!(rule["action"], "throttle to 8.0 Mbit/s", "{page}");
+    assert_eq!(rule["on"], true, "{page}");
     assert!(
         within(throttled, 1_000_000.0, 0.05),
         "throttled to {throttled:.0} B/s, not 1 MB/s ± 5%"

@@ -22,6 +22,12 @@ pub fn first_hour(url: &str, screenshot: &Path) -> Value {
     run("first_hour.mjs", &[url], screenshot)
 }
 
+/// Opens `url` and reads the limit badges of the live list and the alert rules (see
+/// limits.mjs), once process `name` shows one.
+pub fn limits(url: &str, name: &str, screenshot: &Path) -> Value {
+    run("limits.mjs", &[url, name], screenshot)
+}
+
 /// Runs a browser script with `args` and the screenshot's path; what it saw, which
 /// must include no script error.
 fn run(script: &str, args: &[&str], screenshot: &Path) -> Value {
