@@ -47,6 +47,7 @@ pub fn run(config: &Config) -> Vec<Finding> {
         }
     })
     .map_err(anyhow::Error::from);
+    let ebpf_loads = ebpf.is_ok();
     let capture = capture::probe().map(|up| format!("can capture on {}", up.join(", ")));
     let any_engine = ebpf.is_ok() || capture.is_ok();
     for (what, result) in [("eBPF engine", ebpf), ("capture engine", capture)] {
@@ -66,6 +67,26 @@ pub fn run(config: &Config) -> Vec<Finding> {
                 });
             }
         }
+    }
+    let throttles = config
+        .alerts
+        .rules
+        .iter()
+        .filter(|rule| rule.throttle().ok().flatten().is_some())
+        .count();
+    if !config.limits.is_empty() || throttles > 0 {
+        let configured = format!(
+            "{} limit(s), {throttles} quota(s) that throttle or block",
+            config.limits.len()
+        );
+        findings.push(finding(
+            "bandwidth limits",
+            if ebpf_loads {
+                Ok(format!("{configured}: enforced by the eBPF engine"))
+            } else {
+                Err(anyhow::anyhow!("{configured}, but the eBPF engine does not load here, and only it can enforce limits: see the eBPF engine's finding"))
+            },
+        ));
     }
     for (index, sink) in config.influxdb.iter().enumerate() {
         let name = sink.sink_name(index);

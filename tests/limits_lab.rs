@@ -53,6 +53,16 @@ fn an_egress_limit_holds_its_process_to_the_rate_and_dies_with_netgraph() {
         &lab,
         &format!("[web]\nlisten = \"127.0.0.1:{web_port}\"\n[prometheus]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n[[limits]]\nname = \"uploads\"\nprocess = \"ng-limited\"\negress = \"20 Mbit/s\"\n"),
     );
+    let checked = std::process::Command::new(env!("CARGO_BIN_EXE_netgraph"))
+        .args(["check", "--config", &config])
+        .output()
+        .unwrap();
+    let checked = String::from_utf8_lossy(&checked.stdout).into_owned();
+    assert!(
+        checked
+            .contains("1 limit(s), 0 quota(s) that throttle or block: enforced by the eBPF engine"),
+        "{checked}"
+    );
     let netgraph = lab.netgraph_ebpf(&["--config", &config]);
     netgraph.wait_for_log("bandwidth limits in force", Duration::from_secs(5));
     lab.start_on_host("ng-limited", &["tcp-send", &format!("{far}:7201"), "20s"]);
