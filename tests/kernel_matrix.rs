@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// (truth counter, process, interface, field): what each workload's process must have.
-const WORKLOADS: [(&str, &str, &str, &str); 7] = [
+const WORKLOADS: [(&str, &str, &str, &str); 8] = [
     ("up", "ng-up", "ngm-va", "sent_bytes_last"),
     ("down", "ng-down", "ngm-va", "recv_bytes_last"),
     ("udp_out", "ng-udp", "ngm-va", "sent_bytes_last"),
@@ -24,7 +24,14 @@ const WORKLOADS: [(&str, &str, &str, &str); 7] = [
     ("short", "ng-short", "ngm-va", "sent_bytes_last"),
     ("accepted", "ng-acc", "ngm-va", "recv_bytes_last"),
     ("loopback", "ng-lo", "lo", "sent_bytes_last"),
+    ("limited", "ng-limited", "ngm-va", "sent_bytes_last"),
 ];
+
+/// The scenario's limit on ng-limited (400 kB/s) and how long it sends.
+const LIMIT_BYTES_PER_SECOND: f64 = 400_000.0;
+const LIMITED_SECONDS: f64 = 4.0;
+/// What may pass beyond the rate at once: the limit's backlog (250 ms of it).
+const LIMIT_BACKLOG: f64 = LIMIT_BYTES_PER_SECOND / 4.0;
 
 const FEATURES: [&str; 7] = [
     "owner_tracepoints",
@@ -147,6 +154,20 @@ impl Outcome {
             failures.push(format!(
                 "{label}: ng-dropped drops_netfilter = {dropped}, expected {expected} (netfilter dropped {})",
                 self.dropped
+            ));
+        }
+    }
+
+    /// The limited process reached the far end at its limit's rate: at most the rate
+    /// over its time plus one backlog (and a second's slack for its connect and close),
+    /// at least 80% of the rate over its time.
+    fn check_limit(&self, label: &str, failures: &mut Vec<String>) {
+        let far = self.far.get("limited").copied().unwrap_or(0) as f64;
+        let most = LIMIT_BYTES_PER_SECOND * (LIMITED_SECONDS + 1.0) + LIMIT_BACKLOG;
+        let least = 0.8 * LIMIT_BYTES_PER_SECOND * LIMITED_SECONDS;
+        if !(least..=most).contains(&far) {
+            failures.push(format!(
+                "{label}: the limited process reached the far end with {far} bytes in {LIMITED_SECONDS} s, not {least}..{most} (400 kB/s)"
             ));
         }
     }
@@ -321,6 +342,7 @@ fn each_fallback_on_this_host_is_exact() {
         let outcome = Outcome::parse(&output);
         check_run(&label, &outcome, &output, expected, &mut failures);
         outcome.check_health(&label, &mut failures);
+        outcome.check_limit(&label, &mut failures);
         let shares = outcome.shares(&label, lost, &mut failures);
         rows.push(table_row(&label, &outcome, &shares));
     }
@@ -386,6 +408,7 @@ fn debian_kernels_from_5_10_to_the_newest_are_exact() {
             .collect();
         check_run(&label, &outcome, &output, &expected, &mut failures);
         outcome.check_health(&label, &mut failures);
+        outcome.check_limit(&label, &mut failures);
         let shares = outcome.shares(&label, &[], &mut failures);
         rows.push(table_row(&label, &outcome, &shares));
     }

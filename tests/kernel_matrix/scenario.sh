@@ -30,7 +30,7 @@ trap cleanup EXIT
 
 mkdir -p "$WORK/bin"
 # Each workload's process is named after the link it was started by.
-for name in ng-up ng-sink ng-down ng-src ng-udp ng-echo ng-short ng-sink2 ng-acc ng-cli ng-lo ng-losrv ng-refused ng-dropped; do
+for name in ng-up ng-sink ng-down ng-src ng-udp ng-echo ng-short ng-sink2 ng-acc ng-cli ng-lo ng-losrv ng-refused ng-dropped ng-limited ng-sink3; do
     ln -sf "$LABTRAFFIC" "$WORK/bin/$name"
 done
 run() { name=$1; shift; "$WORK/bin/$name" "$@"; }
@@ -58,9 +58,11 @@ table inet truth {
     counter accepted {}
     counter loopback {}
     counter dropped {}
+    counter limited {}
     chain output {
         type filter hook output priority 0;
         oifname "ngm-va" udp dport 7108 counter name dropped drop
+        oifname "ngm-va" tcp dport 7109 counter name limited
         oifname "ngm-va" tcp dport 7101 counter name up
         oifname "ngm-va" udp dport 7103 counter name udp_out
         oifname "ngm-va" tcp dport 7104 counter name short
@@ -84,9 +86,11 @@ table inet truth {
     counter udp_in {}
     counter short {}
     counter accepted {}
+    counter limited {}
     chain input {
         type filter hook input priority 0;
         iifname "ngm-vb" tcp dport 7101 counter name up
+        iifname "ngm-vb" tcp dport 7109 counter name limited
         iifname "ngm-vb" udp dport 7103 counter name udp_out
         iifname "ngm-vb" tcp dport 7104 counter name short
     }
@@ -105,6 +109,10 @@ cat > "$WORK/netgraph.toml" <<TOML
 enabled = false
 [web]
 enabled = false
+[[limits]]
+name = "matrix"
+process = "ng-limited"
+egress = "3200 kbit/s"
 TOML
 "$NETGRAPH" run --engine ebpf --json --interval 1s --config "$WORK/netgraph.toml" \
     > "$WORK/netgraph.jsonl" 2> "$WORK/netgraph.log" &
@@ -162,19 +170,24 @@ in_a "$WORK/bin/ng-refused" tcp-send $ADDR_B:7107 1 > /dev/null 2>&1 && say "@er
 # Drops: every datagram to this port is dropped by netfilter on its way out.
 in_a "$WORK/bin/ng-dropped" udp-trickle $ADDR_B:7108 1 100 > /dev/null 2>&1
 
+# Limits: a process held to 400 kB/s for 4 s (the far end counts what passed).
+serve in_b "$WORK/bin/ng-sink3" tcp-sink $ADDR_B:7109
+ready b 7109
+in_a "$WORK/bin/ng-limited" tcp-send $ADDR_B:7109 4s > /dev/null || say "@error limited"
+
 # Two intervals for the last counts to be drained, then the last partial one at exit.
 sleep 2.5
 kill "$NETGRAPH_PID"
 wait "$NETGRAPH_PID"
 NETGRAPH_PID=""
-for counter in up down udp_out udp_in short accepted loopback; do
+for counter in up down udp_out udp_in short accepted loopback limited; do
     bytes=$(in_a "$NFT" list counter inet truth $counter | sed -n 's/.*bytes \([0-9]*\).*/\1/p')
     say "@truth $counter ${bytes:-0}"
 done
 packets=$(in_a "$NFT" list counter inet truth dropped | sed -n 's/.*packets \([0-9]*\).*/\1/p')
 say "@dropped ${packets:-0}"
 # Loopback has no far end: its traffic never leaves namespace a.
-for counter in up down udp_out udp_in short accepted; do
+for counter in up down udp_out udp_in short accepted limited; do
     bytes=$(in_b "$NFT" list counter inet truth $counter | sed -n 's/.*bytes \([0-9]*\).*/\1/p')
     say "@far $counter ${bytes:-0}"
 done
