@@ -117,10 +117,15 @@ enum limit_verdict {
 	LIMIT_BLOCK = 3,
 };
 
+/* TCP packets this small carry no data to speak of (ACKs, SYNs, FINs): refusing them
+ * would stall the other direction's transfer or a new connection, so they are charged to
+ * the queue but always pass. */
+#define LIMIT_CONTROL_BYTES 128
+
 /* `wire_bytes`: what the packet is on the link (an offloaded packet's segments each
  * with their headers), so that a limit is met as the far end counts. */
 static __always_inline enum limit_verdict limit_packet(struct __sk_buff *skb, enum direction direction, __u32 tgid,
-						       __u64 wire_bytes)
+						       __u64 wire_bytes, __u8 protocol)
 {
 	__u32 limit = limit_of(skb, tgid);
 	if (!limit || limit > MAX_LIMITS)
@@ -141,10 +146,11 @@ static __always_inline enum limit_verdict limit_packet(struct __sk_buff *skb, en
 	__u64 cost = length * 1000000000ULL / rate->bytes_per_second;
 	__u64 backlog = rate->backlog_ns;
 	__u64 now = bpf_ktime_get_ns();
+	int control = protocol == 6 && length <= LIMIT_CONTROL_BYTES;
 	enum limit_verdict verdict = LIMIT_PASS;
 	bpf_spin_lock(&bucket->lock);
 	__u64 end = bucket->queue_end_ns > now ? bucket->queue_end_ns : now;
-	if (end - now > backlog) {
+	if (end - now > backlog && !control) {
 		verdict = LIMIT_REFUSE;
 	} else {
 		bucket->queue_end_ns = end + cost;

@@ -730,7 +730,7 @@ static __always_inline enum limit_verdict count(struct __sk_buff *skb, enum dire
 		__u64 wire_bytes = skb->len;
 		if (skb->gso_segs > 1)
 			wire_bytes += offloaded_segments(skb, 0, ip_header_length(skb, 0), key.protocol).bytes;
-		verdict = limit_packet(skb, direction, state_owner(skb, state, in_storage), wire_bytes);
+		verdict = limit_packet(skb, direction, state_owner(skb, state, in_storage), wire_bytes, key.protocol);
 		if (verdict >= LIMIT_REFUSE && direction == EGRESS)
 			return verdict;
 	}
