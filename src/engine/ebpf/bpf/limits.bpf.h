@@ -122,10 +122,11 @@ enum limit_verdict {
  * the queue but always pass. */
 #define LIMIT_CONTROL_BYTES 128
 
-/* `wire_bytes`: what the packet is on the link (an offloaded packet's segments each
- * with their headers), so that a limit is met as the far end counts. */
+/* `ip_bytes`: the packet's IP bytes as the stack hands it down (an offloaded packet's
+ * headers once), as the far end of a link that carries such packets whole counts them;
+ * a NIC that cuts them into segments adds each segment's headers on its wire. */
 static __always_inline enum limit_verdict limit_packet(struct __sk_buff *skb, enum direction direction, __u32 tgid,
-						       __u64 wire_bytes, __u8 protocol)
+						       __u64 ip_bytes, __u8 protocol)
 {
 	__u32 limit = limit_of(skb, tgid);
 	if (!limit || limit > MAX_LIMITS)
@@ -135,7 +136,7 @@ static __always_inline enum limit_verdict limit_packet(struct __sk_buff *skb, en
 	struct limit_bucket *bucket = bpf_map_lookup_elem(&limit_buckets, &index);
 	if (!rate || !bucket)
 		return LIMIT_PASS;
-	__u64 length = wire_bytes;
+	__u64 length = ip_bytes;
 	if (rate->block) {
 		__sync_fetch_and_add(&bucket->held_bytes, length);
 		__sync_fetch_and_add(&bucket->held_packets, 1);

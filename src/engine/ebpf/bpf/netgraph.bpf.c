@@ -727,10 +727,7 @@ static __always_inline enum limit_verdict count(struct __sk_buff *skb, enum dire
 		sample_rtt(sk, state);
 	enum limit_verdict verdict = LIMIT_PASS;
 	if (limits_in_force && state) {
-		__u64 wire_bytes = skb->len;
-		if (skb->gso_segs > 1)
-			wire_bytes += offloaded_segments(skb, 0, ip_header_length(skb, 0), key.protocol).bytes;
-		verdict = limit_packet(skb, direction, state_owner(skb, state, in_storage), wire_bytes, key.protocol);
+		verdict = limit_packet(skb, direction, state_owner(skb, state, in_storage), skb->len, key.protocol);
 		if (verdict >= LIMIT_REFUSE && direction == EGRESS)
 			return verdict;
 	}
