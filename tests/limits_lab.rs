@@ -380,3 +380,73 @@ fn a_quota_that_blocks_stops_its_process_and_its_new_connections() {
     );
     assert_eq!(new_syns, 0, "a new connection reached the far end");
 }
+
+/// A POSIX time zone in which local midnight comes `seconds` from now.
+fn midnight_in(seconds: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Local time of day = UTC's + offset; wanted: a day less `seconds`.
+    let mut offset = (86_400 - seconds as i64 - (now % 86_400) as i64).rem_euclid(86_400);
+    if offset > 43_200 {
+        offset -= 86_400;
+    }
+    // POSIX writes the offset west of UTC: "NG-05" is five hours east.
+    let (sign, magnitude) = if offset >= 0 {
+        ('-', offset)
+    } else {
+        ('+', -offset)
+    };
+    format!(
+        "NG{sign}{:02}:{:02}:{:02}",
+        magnitude / 3600,
+        magnitude / 60 % 60,
+        magnitude % 60
+    )
+}
+
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn a_throttle_lifts_when_the_quota_period_ends() {
+    require_root();
+    let mut lab = Lab::new();
+    let b = lab.b.clone();
+    let (_, _, _, far) = lab.host_link();
+    lab.truth_in(&b, &[("rolled", "input", "tcp dport 7207")]);
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{far}:7207")]);
+    let config = limits_config(
+        &lab,
+        "[[alerts.rule]]\nname = \"nightly\"\nprocess = \"ng-night\"\ntraffic = \"sent\"\nlimit = \"20 MB\"\nper = \"day\"\naction = \"throttle\"\nthrottle_to = \"8 Mbit/s\"\n",
+    );
+    // The day ends 15 s after netgraph starts, by its clock's time zone.
+    let zone = format!("TZ={}", midnight_in(15));
+    let netgraph = lab.netgraph_as(&["env", &zone], &["--engine", "ebpf", "--config", &config]);
+    netgraph.wait_for_log("netgraph running", Duration::from_secs(10));
+    lab.start_on_host("ng-night", &["tcp-send", &format!("{far}:7207"), "30s"]);
+    netgraph.wait_for_log("bandwidth limits in force", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(1500));
+    let throttled = rate_over(&lab, &b, "rolled", Duration::from_secs(3));
+    netgraph.wait_for_log("alert nightly cleared", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(2500));
+    let lifted = rate_over(&lab, &b, "rolled", Duration::from_secs(2));
+    let records = netgraph.stop();
+    report(&format!(
+        "Limits, quota period: throttled to {:.3} Mbit/s; once the day ended (local midnight, by TZ) {:.0} Mbit/s",
+        throttled * 8e-6,
+        lifted * 8e-6
+    ));
+    assert!(
+        records.log.contains("its limit is lifted"),
+        "{}",
+        records.log
+    );
+    assert!(
+        within(throttled, 1_000_000.0, 0.05),
+        "throttled to {throttled:.0} B/s, not 1 MB/s ± 5%"
+    );
+    assert!(
+        lifted > 10.0 * 1_000_000.0,
+        "still throttled after the period ended: {lifted:.0} B/s"
+    );
+}

@@ -170,10 +170,13 @@ in_a "$WORK/bin/ng-refused" tcp-send $ADDR_B:7107 1 > /dev/null 2>&1 && say "@er
 # Drops: every datagram to this port is dropped by netfilter on its way out.
 in_a "$WORK/bin/ng-dropped" udp-trickle $ADDR_B:7108 1 100 > /dev/null 2>&1
 
-# Limits: a process held to 400 kB/s for 4 s (the far end counts what passed).
+# Limits: a process held to 400 kB/s, writing for 4 s; it ends once the far end has
+# everything it wrote (the far end counts what passed, over the time it took).
 serve in_b "$WORK/bin/ng-sink3" tcp-sink $ADDR_B:7109
 ready b 7109
+started=$(date +%s%N)
 in_a "$WORK/bin/ng-limited" tcp-send $ADDR_B:7109 4s > /dev/null || say "@error limited"
+say "@limited_ms $(( ($(date +%s%N) - started) / 1000000 ))"
 
 # Two intervals for the last counts to be drained, then the last partial one at exit.
 sleep 2.5
