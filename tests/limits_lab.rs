@@ -28,6 +28,28 @@ fn rate_over(lab: &Lab, ns: &str, counter: &str, span: Duration) -> f64 {
     (after - before) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The lab with a TCP sink at its far end (namespace b, reached from the host) for
+/// each `(counter, port)`, and a truth counter there of what reaches each; returns the
+/// lab, b's name and the far end's address.
+fn far_sinks(counters: &[(&str, u16)]) -> (Lab, String, String) {
+    let mut lab = Lab::new();
+    let b = lab.b.clone();
+    let (_, _, _, far) = lab.host_link();
+    let rules: Vec<(&str, &str, String)> = counters
+        .iter()
+        .map(|(name, port)| (*name, "input", format!("tcp dport {port}")))
+        .collect();
+    let rules: Vec<(&str, &str, &str)> = rules
+        .iter()
+        .map(|(name, hook, rule)| (*name, *hook, rule.as_str()))
+        .collect();
+    lab.truth_in(&b, &rules);
+    for (_, port) in counters {
+        lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{far}:{port}")]);
+    }
+    (lab, b, far)
+}
+
 fn within(measured: f64, expected: f64, share: f64) -> bool {
     (measured - expected).abs() <= expected * share
 }
@@ -36,18 +58,7 @@ fn within(measured: f64, expected: f64, share: f64) -> bool {
 #[ignore = "needs root; scripts/test.sh runs it as root"]
 fn an_egress_limit_holds_its_process_to_the_rate_and_dies_with_netgraph() {
     require_root();
-    let mut lab = Lab::new();
-    let b = lab.b.clone();
-    let (_, _, _, far) = lab.host_link();
-    lab.truth_in(
-        &b,
-        &[
-            ("limited", "input", "tcp dport 7201"),
-            ("free", "input", "tcp dport 7202"),
-        ],
-    );
-    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{far}:7201")]);
-    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{far}:7202")]);
+    let (mut lab, b, far) = far_sinks(&[("limited", 7201), ("free", 7202)]);
     let (metrics_port, web_port) = (servers::free_port(), servers::free_port());
     let config = limits_config(
         &lab,
@@ -223,18 +234,8 @@ fn an_ingress_limit_delivers_its_rate_to_the_process() {
 /// Bytes the TCP sockets of namespace `ns` on local port `port` had acknowledged, by
 /// `ss` (the kernel's own count at the sending end).
 fn acked(ns: &str, port: u16) -> u64 {
-    let out = run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            ns,
-            "ss",
-            "-tinH",
-            &format!("sport = :{port}"),
-        ],
-    );
-    out.split_whitespace()
+    ss_fields(ns, &[&format!("sport = :{port}")])
+        .iter()
         .filter_map(|field| field.strip_prefix("bytes_acked:")?.parse::<u64>().ok())
         .sum()
 }
@@ -243,11 +244,7 @@ fn acked(ns: &str, port: u16) -> u64 {
 #[ignore = "needs root; scripts/test.sh runs it as root"]
 fn a_cgroup_limit_holds_the_sum_of_its_processes() {
     require_root();
-    let mut lab = Lab::new();
-    let b = lab.b.clone();
-    let (_, _, _, far) = lab.host_link();
-    lab.truth_in(&b, &[("group", "input", "tcp dport 7204")]);
-    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{far}:7204")]);
+    let (mut lab, b, far) = far_sinks(&[("group", 7204)]);
     let cgroup = lab.cgroup(&format!("ng-limit-{}", std::process::id()));
     let config = limits_config(
         &lab,
@@ -286,11 +283,7 @@ fn a_cgroup_limit_holds_the_sum_of_its_processes() {
 #[ignore = "needs root; scripts/test.sh runs it as root"]
 fn a_quota_that_throttles_slows_its_process_once_used_and_a_reload_lifts_it() {
     require_root();
-    let mut lab = Lab::new();
-    let b = lab.b.clone();
-    let (_, _, _, far) = lab.host_link();
-    lab.truth_in(&b, &[("throttled", "input", "tcp dport 7205")]);
-    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{far}:7205")]);
+    let (mut lab, b, far) = far_sinks(&[("throttled", 7205)]);
     let web_port = servers::free_port();
     let rule = format!("[web]\nlisten = \"127.0.0.1:{web_port}\"\n[[alerts.rule]]\nname = \"daily\"\nprocess = \"ng-quota\"\ntraffic = \"sent\"\nlimit = \"20 MB\"\nper = \"day\"\naction = \"throttle\"\nthrottle_to = \"8 Mbit/s\"\n");
     let config = limits_config(&lab, &rule);
@@ -410,11 +403,7 @@ fn midnight_in(seconds: u64) -> String {
 #[ignore = "needs root; scripts/test.sh runs it as root"]
 fn a_throttle_lifts_when_the_quota_period_ends() {
     require_root();
-    let mut lab = Lab::new();
-    let b = lab.b.clone();
-    let (_, _, _, far) = lab.host_link();
-    lab.truth_in(&b, &[("rolled", "input", "tcp dport 7207")]);
-    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{far}:7207")]);
+    let (mut lab, b, far) = far_sinks(&[("rolled", 7207)]);
     let config = limits_config(
         &lab,
         "[[alerts.rule]]\nname = \"nightly\"\nprocess = \"ng-night\"\ntraffic = \"sent\"\nlimit = \"20 MB\"\nper = \"day\"\naction = \"throttle\"\nthrottle_to = \"8 Mbit/s\"\n",

@@ -261,19 +261,8 @@ fn failed_connects_are_counted_once_by_kind() {
 
 /// The smoothed RTT of a socket as `ss -ti` shows it (`rtt:52.1/0.4`), in microseconds.
 fn ss_rtt_us(ns: &str, port: u16) -> Option<f64> {
-    let out = run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            ns,
-            "ss",
-            "-tin",
-            "dst",
-            &format!("{B4}:{port}"),
-        ],
-    );
-    let field = out.split_whitespace().find(|f| f.starts_with("rtt:"))?;
+    let fields = ss_fields(ns, &["dst", &format!("{B4}:{port}")]);
+    let field = fields.iter().find(|f| f.starts_with("rtt:"))?;
     let ms: f64 = field
         .trim_start_matches("rtt:")
         .split('/')

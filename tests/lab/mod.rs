@@ -61,6 +61,17 @@ pub fn run(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The TCP sockets of namespace `ns` that `filter` selects, with their internals
+/// (`ss -tin FILTER`), one field per item: `rtt:52.1/0.4`, `bytes_acked:1234`, ...
+pub fn ss_fields(ns: &str, filter: &[&str]) -> Vec<String> {
+    let mut line = vec!["netns", "exec", ns, "ss", "-tinH"];
+    line.extend(filter);
+    run("ip", &line)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
 /// Loads nftables `rules` (behind `launcher`, such as `ip netns exec NS`).
 pub fn apply_nft(launcher: &[&str], rules: &str) {
     let line: Vec<&str> = launcher.iter().copied().chain(["nft", "-f", "-"]).collect();
