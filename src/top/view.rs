@@ -63,6 +63,8 @@ pub fn draw(frame: &mut Frame, app: &App) {
     }
 
     let rate = app.mode == Mode::Rate;
+    // The LIMIT column only where limits are in force: the program's path keeps the room.
+    let limits = !app.limits.is_empty();
     let visible = app.visible();
     let selected = app.selected.min(visible.len().saturating_sub(1));
     let rows = visible.iter().enumerate().map(|(index, row)| {
@@ -78,7 +80,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         } else {
             " "
         };
-        Row::new(vec![
+        let mut cells = vec![
             format!(
                 "{cursor}{}",
                 row.pid.map(|p| p.to_string()).unwrap_or_default()
@@ -96,11 +98,13 @@ pub fn draw(frame: &mut Frame, app: &App) {
                 (true, last, _) => last.to_string(),
                 (false, _, total) => total.to_string(),
             },
-            app.limit_of(row),
-        ])
-        .style(style)
+        ];
+        if limits {
+            cells.push(app.limit_of(row));
+        }
+        Row::new(cells).style(style)
     });
-    let widths = [
+    let mut widths = vec![
         Constraint::Length(9),
         Constraint::Length(6),
         Constraint::Min(20),
@@ -110,9 +114,8 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Constraint::Length(12),
         Constraint::Length(9),
         Constraint::Length(6),
-        Constraint::Length(16),
     ];
-    let header_row = Row::new([
+    let mut header = vec![
         " PID",
         "UID",
         "PROGRAM",
@@ -122,9 +125,12 @@ pub fn draw(frame: &mut Frame, app: &App) {
         "RECEIVED",
         "RTT",
         "RETR",
-        "LIMIT",
-    ])
-    .style(Style::new().add_modifier(Modifier::BOLD));
+    ];
+    if limits {
+        widths.push(Constraint::Length(16));
+        header.push("LIMIT");
+    }
+    let header_row = Row::new(header).style(Style::new().add_modifier(Modifier::BOLD));
     frame.render_widget(
         Table::new(rows, widths)
             .header(header_row)
@@ -259,6 +265,17 @@ mod tests {
         assert!(restic.contains("backup (held)"), "{shown}");
         let curl = shown.lines().find(|l| l.contains("curl")).unwrap();
         assert!(!curl.contains("backup"), "{shown}");
+    }
+
+    #[test]
+    fn no_limit_column_without_limits() {
+        let shown = screen(vec![LiveRow {
+            name: "curl".into(),
+            interface: "eth0".into(),
+            attributed: true,
+            ..LiveRow::default()
+        }]);
+        assert!(!shown.contains("LIMIT"), "{shown}");
     }
 
     #[test]
