@@ -100,8 +100,10 @@ fn a_full_disk_loses_no_point_and_logs_once() {
         failures("store"),
         leftovers.len()
     ));
+    // A sink's appends can fit in its file's last, partly filled block for a while, so
+    // which sink meets the full disk first varies; one of them must.
     assert!(
-        failures("influxdb") >= 1,
+        failures("influxdb") + failures("store") >= 1,
         "the full disk was not noticed:\n{full_log}"
     );
     assert!(
