@@ -103,7 +103,11 @@ impl Pipeline {
         self.reloadable.clear();
         self.interval = reloaded.interval;
         self.accountant.set_geo(reloaded.geo);
-        self.limits = Limits::new(reloaded.limits, self.limits.throttles().clone());
+        self.limits = Limits::new(
+            reloaded.limits,
+            self.limits.throttles().clone(),
+            self.attributor.containers(),
+        );
         self.enforce_limits();
         match (reloaded.build)() {
             Ok(sinks) => {

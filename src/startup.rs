@@ -212,7 +212,11 @@ pub fn pipeline(
         reload: None,
         write_failures: Default::default(),
         slow_intervals: Repeats::every_minute(),
-        limits: Limits::new(LimitSetup::default(), Default::default()),
+        limits: Limits::new(
+            LimitSetup::default(),
+            Default::default(),
+            Default::default(),
+        ),
         applied_limits: Default::default(),
     })
 }
@@ -249,7 +253,11 @@ pub fn run(args: RunArgs, mut config: Config) -> anyhow::Result<()> {
     }
     let mut pipeline = pipeline(&settings, accountant, outputs.lasting, outputs.reloadable)?;
     pipeline.attributor.restore_names(outputs.remembered_names);
-    pipeline.limits = Limits::new(config.limit_setup()?, outputs.shared.throttles.clone());
+    pipeline.limits = Limits::new(
+        config.limit_setup()?,
+        outputs.shared.throttles.clone(),
+        pipeline.attributor.containers(),
+    );
     pipeline.enforce_limits();
     let addresses_recorded = pipeline.engine.records_addresses();
     let shared = outputs.shared.clone();

@@ -2,8 +2,8 @@
 //! a process limited to 20 Mbit/s going out reaches the far end at that rate (its
 //! nftables counter over 10 s) while an unlimited one beside it keeps the link's; the
 //! same limit coming in delivers that rate to the receiving process; a limit on a
-//! cgroup holds two processes in it to their sum; and killing netgraph with SIGKILL
-//! lifts every limit at once.
+//! cgroup, a container or a pod holds the processes in it to their sum; and killing
+//! netgraph with SIGKILL lifts every limit at once.
 
 mod lab;
 mod servers;
@@ -279,6 +279,133 @@ fn a_cgroup_limit_holds_the_sum_of_its_processes() {
     );
 }
 
+/// The distinct processes (by pid) of a container's rows.
+fn pids_in(records: &Records, field: &str, value: &str) -> std::collections::BTreeSet<u64> {
+    records
+        .processes()
+        .filter(|row| row[field] == value)
+        .filter_map(|row| row["pid"].as_u64())
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn a_container_limit_holds_the_sum_of_its_processes() {
+    require_root();
+    let (lab, b, far) = far_sinks(&[("container", 7208)]);
+    let tag = lab.b.clone();
+    let mut podman = lab::podman::Podman::start(&lab.path(""), &tag);
+    let container = format!("ng-limited-{tag}");
+    let config = podman.config(&lab.path("containers.toml"));
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += &format!(
+        "[[limits]]\nname = \"web\"\ncontainer = \"{container}\"\negress = \"20 Mbit/s\"\n"
+    );
+    std::fs::write(&config, text).unwrap();
+    let netgraph = lab.netgraph_ebpf(&["--config", config.to_str().unwrap()]);
+    netgraph.wait_for_log("following a container runtime", Duration::from_secs(10));
+    let send = format!("/ng-cont tcp-send {far}:7208 15s");
+    podman.start_container(
+        &container,
+        &[],
+        &[
+            "/bin/busybox",
+            "sh",
+            "-c",
+            &format!("{send} & {send}; wait"),
+        ],
+    );
+    // Named by the runtime's event, limited from the next interval on.
+    std::thread::sleep(Duration::from_secs(3));
+    let rate = rate_over(&lab, &b, "container", Duration::from_secs(10));
+    let records = netgraph.stop();
+    let scopes: std::collections::BTreeSet<String> = records
+        .of_type("limit")
+        .filter_map(|line| Some(line["scope"].as_str()?.to_string()))
+        .collect();
+    let pids = pids_in(&records, "container", &container);
+    report(&format!(
+        "Limits, container: two processes in podman container {container} under one 20 Mbit/s limit: the far end counted {:.3} Mbit/s together ({:+.2}%); pids {pids:?}",
+        rate * 8e-6,
+        (rate / LIMIT - 1.0) * 100.0
+    ));
+    assert!(
+        pids.len() >= 2,
+        "two processes sent from the container: {pids:?}\n{}",
+        records.log
+    );
+    assert_eq!(scopes, [format!("container {container}")].into());
+    assert!(
+        within(rate, LIMIT, 0.05),
+        "the container reached the far end at {rate:.0} B/s together, not 2.5 MB/s ± 5%"
+    );
+}
+
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn a_pod_limit_holds_the_sum_of_its_containers() {
+    require_root();
+    let (lab, b, far) = far_sinks(&[("pod", 7209)]);
+    let tag = lab.b.clone();
+    let podman = lab::podman::Podman::start(&lab.path(""), &tag);
+    let containerd = lab::containerd::Containerd::start(&lab.path("containerd"), &podman);
+    let (pod, namespace) = (format!("shop-api-{tag}"), "shop");
+    let config = limits_config(
+        &lab,
+        &format!(
+            "[containers]\ndocker_api = []\ncontainerd = [{:?}]\n\
+             [[limits]]\nname = \"shop\"\npod = \"{namespace}/{pod}\"\negress = \"20 Mbit/s\"\n",
+            containerd.socket.display().to_string()
+        ),
+    );
+    let netgraph = lab.netgraph_ebpf(&["--config", &config]);
+    netgraph.wait_for_log("following a container runtime", Duration::from_secs(10));
+    let target = format!("{far}:7209");
+    let mut running = Vec::new();
+    for (index, name) in ["api", "sidecar"].into_iter().enumerate() {
+        // Ids as the CRI makes them: 64 hexadecimal digits.
+        let id = format!("{:016x}{:048x}", std::process::id(), index + 1);
+        running.push(containerd.start_container(
+            &id,
+            &[
+                &format!("io.kubernetes.pod.name={pod}"),
+                &format!("io.kubernetes.pod.namespace={namespace}"),
+                &format!("io.kubernetes.container.name={name}"),
+            ],
+            &["/ng-cont", "tcp-send", &target, "15s"],
+        ));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let rate = rate_over(&lab, &b, "pod", Duration::from_secs(10));
+    for mut child in running {
+        assert!(
+            child.wait().unwrap().success(),
+            "a container of the pod failed"
+        );
+    }
+    let records = netgraph.stop();
+    let containers: std::collections::BTreeSet<String> = records
+        .processes()
+        .filter(|row| row["pod"] == pod.as_str())
+        .filter_map(|row| Some(row["container"].as_str()?.to_string()))
+        .collect();
+    report(&format!(
+        "Limits, pod: containers {containers:?} of pod {namespace}/{pod} (containerd) under one 20 Mbit/s limit: the far end counted {:.3} Mbit/s together ({:+.2}%)",
+        rate * 8e-6,
+        (rate / LIMIT - 1.0) * 100.0
+    ));
+    assert_eq!(
+        containers,
+        ["api".to_string(), "sidecar".to_string()].into(),
+        "{}",
+        records.log
+    );
+    assert!(
+        within(rate, LIMIT, 0.05),
+        "the pod reached the far end at {rate:.0} B/s together, not 2.5 MB/s ± 5%"
+    );
+}
+
 #[test]
 #[ignore = "needs root; scripts/test.sh runs it as root"]
 fn a_quota_that_throttles_slows_its_process_once_used_and_a_reload_lifts_it() {
@@ -405,9 +532,10 @@ fn midnight_in(seconds: u64) -> String {
 fn a_throttle_lifts_when_the_quota_period_ends() {
     require_root();
     let (mut lab, b, far) = far_sinks(&[("rolled", 7207)]);
+    let webhook = lab::webhook::Webhook::start(0);
     let config = limits_config(
         &lab,
-        "[[alerts.rule]]\nname = \"nightly\"\nprocess = \"ng-night\"\ntraffic = \"sent\"\nlimit = \"20 MB\"\nper = \"day\"\naction = \"throttle\"\nthrottle_to = \"8 Mbit/s\"\n",
+        &format!("[alerts]\nwebhook = \"{}\"\n[[alerts.rule]]\nname = \"nightly\"\nprocess = \"ng-night\"\ntraffic = \"sent\"\nlimit = \"20 MB\"\nper = \"day\"\naction = \"throttle\"\nthrottle_to = \"8 Mbit/s\"\n", webhook.url),
     );
     // The day ends 15 s after netgraph starts, by its clock's time zone.
     let zone = format!("TZ={}", midnight_in(15));
@@ -420,7 +548,35 @@ fn a_throttle_lifts_when_the_quota_period_ends() {
     netgraph.wait_for_log("alert nightly cleared", Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(2500));
     let lifted = rate_over(&lab, &b, "rolled", Duration::from_secs(2));
+    let notices = webhook.wait_for("nightly", 2, Duration::from_secs(10));
     let records = netgraph.stop();
+    // The webhook hears the throttle start with its rate, and end with the period.
+    let (fired, cleared) = (&notices[0], &notices[1]);
+    assert_eq!(fired["state"], "firing", "{fired}");
+    assert_eq!(fired["throttle"]["action"], "throttle", "{fired}");
+    assert_eq!(
+        fired["throttle"]["egress_bytes_per_second"], 1_000_000,
+        "{fired}"
+    );
+    assert!(
+        fired["throttle"]["ingress_bytes_per_second"].is_null(),
+        "{fired}"
+    );
+    assert!(
+        fired["message"]
+            .as_str()
+            .unwrap()
+            .contains("its traffic is throttled to 8.0 Mbit/s until the period ends"),
+        "{fired}"
+    );
+    assert_eq!(cleared["state"], "cleared", "{cleared}");
+    assert!(
+        cleared["message"]
+            .as_str()
+            .unwrap()
+            .contains("its limit is lifted"),
+        "{cleared}"
+    );
     report(&format!(
         "Limits, quota period: throttled to {:.3} Mbit/s; once the day ended (local midnight, by TZ) {:.0} Mbit/s",
         throttled * 8e-6,

@@ -144,7 +144,7 @@ fn top_reads_the_running_daemon() {
     let config = lab.path("top.toml");
     std::fs::write(
         &config,
-        format!("[web]\nlisten = \"127.0.0.1:{port}\"\n[peers]\nenabled = true\n"),
+        format!("[web]\nlisten = \"127.0.0.1:{port}\"\n[peers]\nenabled = true\n[[limits]]\nname = \"toplimit\"\nprocess = \"ng-top\"\negress = \"48 kbit/s\"\n"),
     )
     .unwrap();
     let b = lab.b.clone();
@@ -162,8 +162,19 @@ fn top_reads_the_running_daemon() {
             env!("CARGO_BIN_EXE_netgraph")
         ),
     );
+    // The limit (12 kB/s sent into 6 kB/s) shows in its column, holding.
+    let screen = tmux.wait_for("toplimit (held)", Duration::from_secs(15));
+    assert!(screen.contains("LIMIT"), "{screen}");
+    let row = screen
+        .lines()
+        .find(|line| line.contains("/ng-top"))
+        .unwrap_or_default();
+    assert!(
+        row.contains("toplimit (held)"),
+        "the limit on ng-top's row:\n{screen}"
+    );
     exercise(&tmux, "ng-top", "daemon at http://127.0.0.1");
-    report("top: the daemon's live view under tmux; s/r/n sort, m mode and q work");
+    report("top: the daemon's live view under tmux; the LIMIT column names ng-top's limit, holding; s/r/n sort, m mode and q work");
     let _ = traffic.kill();
     let _ = traffic.wait();
     drop(daemon);

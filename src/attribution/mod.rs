@@ -111,6 +111,11 @@ impl Attributor {
         })
     }
 
+    /// The containers the runtimes named, for limits that find them by name.
+    pub fn containers(&self) -> crate::workload::ContainerDirectory {
+        self.workloads.directory()
+    }
+
     pub fn attribute(&mut self, report: EngineReport) -> AttributedReport {
         // Sockets the kernel named are done; the rest are looked up in the socket table.
         let mut traffic = Vec::with_capacity(report.flows.len() + report.sockets.len());

@@ -258,7 +258,8 @@ impl RuleConfig {
         let scope = match (&self.process, self.uid()?, &self.container, &self.interface) {
             (Some(process), None, None, None) => LimitScope::Process(process.clone()),
             (None, Some(uid), None, None) => LimitScope::Uid(uid),
-            _ => anyhow::bail!("[[alerts.rule]] \"{name}\": a quota that throttles or blocks needs one scope, process or user (not a container or interface yet)"),
+            (None, None, Some(container), None) => LimitScope::Container(container.clone()),
+            _ => anyhow::bail!("[[alerts.rule]] \"{name}\": a quota that throttles or blocks needs one scope, process, user or container (not an interface, nor two at once)"),
         };
         let rate = match (action, &self.throttle_to) {
             (RuleAction::Block, None) => 0,
@@ -524,6 +525,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("one scope"), "{error}");
+        let container =
+            throttle("limit = \"5 MB\"\nper = \"day\"\ncontainer = \"web\"\naction = \"block\"")
+                .unwrap()
+                .unwrap();
+        assert_eq!(container.scope, LimitScope::Container("web".into()));
     }
 
     #[test]

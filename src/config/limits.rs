@@ -1,5 +1,5 @@
-//! `[[limits]]`: bandwidth limits on a process name, a user, a systemd unit or a cgroup,
-//! each egress and/or ingress; `[never_limit]` names the processes no limit touches.
+//! `[[limits]]`: bandwidth limits on a process name, a user, a systemd unit, a cgroup, a
+//! container or a Kubernetes pod, each egress and/or ingress; `[never_limit]` names the processes no limit touches.
 
 use super::alerts::{parse_rate, UserSetting};
 use serde::Deserialize;
@@ -20,6 +20,10 @@ pub struct LimitConfig {
     /// A cgroup path under /sys/fs/cgroup ("machine.slice/libpod-1234.scope"), with
     /// everything below it.
     pub cgroup: Option<String>,
+    /// A container by name or id (12 hex digits or more): everything in it, together.
+    pub container: Option<String>,
+    /// A Kubernetes pod, "namespace/name" or a name: all its containers together.
+    pub pod: Option<String>,
     /// Bytes or bits per second, as alert rates ("20 Mbit/s", "5 MB/s").
     pub egress: Option<String>,
     pub ingress: Option<String>,
@@ -39,6 +43,8 @@ pub enum LimitScope {
     Uid(u32),
     Unit(String),
     Cgroup(String),
+    Container(String),
+    Pod(String),
 }
 
 impl LimitScope {
@@ -49,6 +55,8 @@ impl LimitScope {
             LimitScope::Uid(uid) => format!("uid {uid}"),
             LimitScope::Unit(unit) => format!("unit {unit}"),
             LimitScope::Cgroup(path) => format!("cgroup {path}"),
+            LimitScope::Container(container) => format!("container {container}"),
+            LimitScope::Pod(pod) => format!("pod {pod}"),
         }
     }
 }
@@ -89,10 +97,23 @@ impl LimitConfig {
             }
             scopes.push(LimitScope::Cgroup(path.to_string()));
         }
+        if let Some(container) = &self.container {
+            if container.trim().is_empty() || container.contains('/') {
+                anyhow::bail!("[[limits]] \"{name}\": container = \"{container}\" is no container name; give its name or id, as `podman ps` shows them");
+            }
+            scopes.push(LimitScope::Container(container.clone()));
+        }
+        if let Some(pod) = &self.pod {
+            let parts: Vec<&str> = pod.split('/').collect();
+            if parts.len() > 2 || parts.iter().any(|part| part.trim().is_empty()) {
+                anyhow::bail!("[[limits]] \"{name}\": pod = \"{pod}\" is no pod; give \"namespace/name\" or a pod name");
+            }
+            scopes.push(LimitScope::Pod(pod.clone()));
+        }
         let scope = match scopes.len() {
             1 => scopes.remove(0),
-            0 => anyhow::bail!("[[limits]] \"{name}\" limits nothing: give one of process, user, unit or cgroup"),
-            _ => anyhow::bail!("[[limits]] \"{name}\" has more than one of process, user, unit and cgroup: give one (a limit per scope)"),
+            0 => anyhow::bail!("[[limits]] \"{name}\" limits nothing: give one of process, user, unit, cgroup, container or pod"),
+            _ => anyhow::bail!("[[limits]] \"{name}\" has more than one of process, user, unit, cgroup, container and pod: give one (a limit per scope)"),
         };
         let rate = |text: &Option<String>, way: &str| -> anyhow::Result<Option<u64>> {
             text.as_ref()
@@ -211,6 +232,21 @@ mod tests {
             checked.scope,
             LimitScope::Cgroup("system.slice/a.service".into())
         );
+    }
+
+    #[test]
+    fn containers_and_pods() {
+        let checked = limit("name = \"x\"\ncontainer = \"web\"\negress = \"1 MB/s\"").unwrap();
+        assert_eq!(checked.scope, LimitScope::Container("web".into()));
+        assert_eq!(checked.scope.describe(), "container web");
+        let checked = limit("name = \"x\"\npod = \"shop/api-1\"\negress = \"1 MB/s\"").unwrap();
+        assert_eq!(checked.scope, LimitScope::Pod("shop/api-1".into()));
+        for bad in ["pod = \"a/b/c\"", "pod = \"shop/\"", "container = \"\""] {
+            let error = limit(&format!("name = \"x\"\n{bad}\negress = \"1 MB/s\""))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("is no"), "{bad}: {error}");
+        }
     }
 
     #[test]

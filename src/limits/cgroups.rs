@@ -2,6 +2,8 @@
 //! (bounded), so that a unit's or container's cgroups, created after netgraph started,
 //! are limited too.
 
+use crate::workload::{ContainerDirectory, Workload};
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -61,6 +63,31 @@ impl CgroupTree {
             .collect()
     }
 
+    /// The cgroups of containers whose workload `wanted` picks, and all below them.
+    pub fn of_workloads(
+        &self,
+        containers: &ContainerDirectory,
+        wanted: impl Fn(&Workload) -> bool,
+    ) -> Vec<u64> {
+        // A container's cgroups share its id: each container is judged once.
+        let mut judged: HashMap<String, bool> = HashMap::new();
+        let mut found = Vec::new();
+        for (path, id) in &self.cgroups {
+            let Some(container) = crate::workload::origin(path).container else {
+                continue;
+            };
+            let picked = *judged.entry(container.id).or_insert_with(|| {
+                containers
+                    .workload_of(path)
+                    .is_some_and(|workload| wanted(&workload))
+            });
+            if picked {
+                found.push(*id);
+            }
+        }
+        found
+    }
+
     /// The cgroup at `path` below the root and all below it.
     pub fn below(&self, path: &str) -> Vec<u64> {
         self.cgroups
@@ -111,6 +138,74 @@ mod tests {
         ];
         expected.sort();
         assert_eq!(below, expected);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn containers_and_pods_take_their_cgroups() {
+        use crate::workload::ContainerFacts;
+        let root = std::env::temp_dir().join(format!("netgraph-containers-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let (web, db) = ("a".repeat(64), "b".repeat(64));
+        for dir in [
+            format!("machine.slice/libpod-{web}.scope/container"),
+            format!("machine.slice/libpod-conmon-{web}.scope"),
+            format!("kubepods/besteffort/pod0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0/{db}"),
+        ] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        let containers = ContainerDirectory::default();
+        containers.learn(ContainerFacts {
+            id: web.clone(),
+            name: "web".into(),
+            ..ContainerFacts::default()
+        });
+        containers.learn(ContainerFacts::new(
+            db.clone(),
+            "k8s_api",
+            String::new(),
+            [
+                ("io.kubernetes.pod.name", "api-1"),
+                ("io.kubernetes.pod.namespace", "shop"),
+                ("io.kubernetes.container.name", "api"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ));
+        let tree = CgroupTree::read(&root);
+        let id = |path: &str| std::fs::metadata(root.join(path)).unwrap().ino();
+        let mut by_name = tree.of_workloads(&containers, |w| w.is_container("web"));
+        by_name.sort();
+        let mut expected = vec![
+            id(&format!("machine.slice/libpod-{web}.scope")),
+            id(&format!("machine.slice/libpod-{web}.scope/container")),
+        ];
+        expected.sort();
+        assert_eq!(by_name, expected, "the container's cgroups, not conmon's");
+        let by_id = tree.of_workloads(&containers, |w| w.is_container(&web[..12]));
+        assert_eq!(by_id.len(), 2);
+        assert!(tree
+            .of_workloads(&containers, |w| w.is_container("aaaa"))
+            .is_empty());
+        let pod_cgroup = id(&format!(
+            "kubepods/besteffort/pod0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0/{db}"
+        ));
+        assert_eq!(
+            tree.of_workloads(&containers, |w| w.is_pod("shop/api-1")),
+            vec![pod_cgroup]
+        );
+        assert_eq!(
+            tree.of_workloads(&containers, |w| w.is_pod("api-1")),
+            vec![pod_cgroup]
+        );
+        assert!(tree
+            .of_workloads(&containers, |w| w.is_pod("other/api-1"))
+            .is_empty());
+        assert_eq!(
+            tree.of_workloads(&containers, |w| w.is_container("api")),
+            vec![pod_cgroup]
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

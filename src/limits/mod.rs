@@ -10,6 +10,7 @@ mod throttles;
 pub use throttles::Throttles;
 
 use crate::config::limits::{Limit, LimitScope};
+use crate::workload::ContainerDirectory;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -90,28 +91,21 @@ pub fn kernel_name(name: &str) -> String {
 }
 
 /// Resolves a setup, and the throttles alert rules apply, against the host's cgroup
-/// tree.
+/// tree and the containers the runtimes named.
 pub struct Limits {
     setup: LimitSetup,
     throttles: Throttles,
+    containers: ContainerDirectory,
     cgroup_root: Option<PathBuf>,
 }
 
 impl Limits {
-    pub fn new(setup: LimitSetup, throttles: Throttles) -> Limits {
-        let cgroup_root = if setup
-            .limits
-            .iter()
-            .any(|limit| matches!(limit.scope, LimitScope::Unit(_) | LimitScope::Cgroup(_)))
-        {
-            crate::cgroup::cgroup2_root()
-        } else {
-            None
-        };
+    pub fn new(setup: LimitSetup, throttles: Throttles, containers: ContainerDirectory) -> Limits {
         Limits {
             setup,
             throttles,
-            cgroup_root,
+            containers,
+            cgroup_root: crate::cgroup::cgroup2_root(),
         }
     }
 
@@ -142,7 +136,14 @@ impl Limits {
         for name in &self.setup.never {
             targets.names.push((kernel_name(name), None));
         }
-        let tree = self.cgroup_root.as_deref().map(cgroups::CgroupTree::read);
+        // The tree is walked only for the scopes that live in it.
+        let walks_tree = all
+            .iter()
+            .any(|limit| !matches!(limit.scope, LimitScope::Process(_) | LimitScope::Uid(_)));
+        let tree = match &self.cgroup_root {
+            Some(root) if walks_tree => Some(cgroups::CgroupTree::read(root)),
+            _ => None,
+        };
         for (index, limit) in all.into_iter().enumerate() {
             let id = index as LimitId + 1;
             targets.limits.push(LimitRates {
@@ -173,6 +174,23 @@ impl Limits {
                         targets
                             .cgroups
                             .extend(tree.below(path).into_iter().map(|cgroup| (cgroup, id)));
+                    }
+                }
+                LimitScope::Container(wanted) => {
+                    if let Some(tree) = &tree {
+                        let cgroups =
+                            tree.of_workloads(&self.containers, |w| w.is_container(wanted));
+                        targets
+                            .cgroups
+                            .extend(cgroups.into_iter().map(|cgroup| (cgroup, id)));
+                    }
+                }
+                LimitScope::Pod(wanted) => {
+                    if let Some(tree) = &tree {
+                        let cgroups = tree.of_workloads(&self.containers, |w| w.is_pod(wanted));
+                        targets
+                            .cgroups
+                            .extend(cgroups.into_iter().map(|cgroup| (cgroup, id)));
                     }
                 }
             }
@@ -213,6 +231,7 @@ mod tests {
                 never: vec!["sshd".into()],
             },
             Throttles::default(),
+            ContainerDirectory::default(),
         );
         let targets = limits.targets();
         assert_eq!(targets.names, vec![("sshd".to_string(), None)]);
@@ -230,6 +249,7 @@ mod tests {
                 never: vec!["sshd".into()],
             },
             throttles.clone(),
+            ContainerDirectory::default(),
         );
         assert!(limits.targets().is_empty());
         assert!(limits.targets().names.is_empty());

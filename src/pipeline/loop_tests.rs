@@ -106,7 +106,11 @@ fn pipeline(drains: &Arc<AtomicU64>, sink: &Arc<Mutex<Seen>>) -> Pipeline {
         reload: None,
         write_failures: HashMap::new(),
         slow_intervals: Repeats::every_minute(),
-        limits: crate::limits::Limits::new(Default::default(), Default::default()),
+        limits: crate::limits::Limits::new(
+            Default::default(),
+            Default::default(),
+            Default::default(),
+        ),
         applied_limits: Default::default(),
     }
 }

@@ -94,6 +94,22 @@ impl LiveLimit {
                         .is_some_and(|rest| rest.starts_with('/'))
             });
         }
+        if let Some(container) = &self.container {
+            // The row shows the container's name, else its short id.
+            return row.container.as_deref().is_some_and(|shown| {
+                shown == container
+                    || (container.len() >= 12
+                        && (container.starts_with(shown) || shown.starts_with(container.as_str())))
+            });
+        }
+        if let Some(pod) = &self.pod {
+            return match pod.split_once('/') {
+                Some((namespace, name)) => {
+                    row.namespace.as_deref() == Some(namespace) && row.pod.as_deref() == Some(name)
+                }
+                None => row.pod.as_deref() == Some(pod.as_str()),
+            };
+        }
         false
     }
 }
@@ -112,6 +128,10 @@ pub struct LiveLimit {
     pub unit: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
     /// Bytes per second; None: not limited that way.
     pub egress_limit: Option<u64>,
     pub ingress_limit: Option<u64>,
@@ -237,6 +257,14 @@ impl Sink for LiveSink {
                         LimitScope::Cgroup(path) => Some(path.clone()),
                         _ => None,
                     },
+                    container: match &row.covers {
+                        LimitScope::Container(container) => Some(container.clone()),
+                        _ => None,
+                    },
+                    pod: match &row.covers {
+                        LimitScope::Pod(pod) => Some(pod.clone()),
+                        _ => None,
+                    },
                     egress_limit: row.egress_rate,
                     ingress_limit: row.ingress_rate,
                     holding: row.holding(),
@@ -251,5 +279,45 @@ impl Sink for LiveSink {
         };
         *crate::locks::write(&self.shared) = snapshot;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(container: Option<&str>, pod: Option<&str>, namespace: Option<&str>) -> LiveRow {
+        LiveRow {
+            name: "nginx".into(),
+            container: container.map(String::from),
+            pod: pod.map(String::from),
+            namespace: namespace.map(String::from),
+            ..LiveRow::default()
+        }
+    }
+
+    #[test]
+    fn containers_and_pods_are_covered_as_the_kernel_side_finds_them() {
+        let by_container = |container: &str| LiveLimit {
+            container: Some(container.into()),
+            ..LiveLimit::default()
+        };
+        let web = row(Some("web"), None, None);
+        assert!(by_container("web").covers(&web));
+        assert!(!by_container("db").covers(&web));
+        // Unnamed containers show their short id; a longer id given covers them.
+        let unnamed = row(Some("e51ba2bf58d6"), None, None);
+        assert!(by_container("e51ba2bf58d6c1f1a5ad").covers(&unnamed));
+        assert!(!by_container("e51b").covers(&unnamed));
+        assert!(!by_container("web").covers(&row(None, None, None)));
+        let by_pod = |pod: &str| LiveLimit {
+            pod: Some(pod.into()),
+            ..LiveLimit::default()
+        };
+        let api = row(Some("api"), Some("api-1"), Some("shop"));
+        assert!(by_pod("shop/api-1").covers(&api));
+        assert!(by_pod("api-1").covers(&api));
+        assert!(!by_pod("other/api-1").covers(&api));
+        assert!(!by_pod("api-2").covers(&api));
     }
 }

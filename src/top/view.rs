@@ -8,6 +8,8 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Paragraph, Row, Table};
 use ratatui::Frame;
 
+const LIMIT_WIDTH: u16 = 16;
+
 fn human(bytes: f64, rate: bool) -> String {
     let suffix = if rate { "/s" } else { "" };
     format!("{}{suffix}", crate::units::human(bytes, 1))
@@ -26,6 +28,17 @@ fn container_column(row: &LiveRow) -> String {
         (_, _, Some(container)) => container.clone(),
         _ => String::new(),
     }
+}
+
+/// A program's path within `width` columns: cut from the left, so that the program's
+/// own name, at the end, stays in sight.
+fn fit_path(path: &str, width: usize) -> String {
+    let chars = path.chars().count();
+    if chars <= width || width == 0 {
+        return path.to_string();
+    }
+    let kept: String = path.chars().skip(chars - (width - 1)).collect();
+    format!("…{kept}")
 }
 
 pub fn draw(frame: &mut Frame, app: &App) {
@@ -65,6 +78,35 @@ pub fn draw(frame: &mut Frame, app: &App) {
     let rate = app.mode == Mode::Rate;
     // The LIMIT column only where limits are in force: the program's path keeps the room.
     let limits = !app.limits.is_empty();
+    let mut widths = vec![
+        Constraint::Length(9),
+        Constraint::Length(6),
+        Constraint::Min(20),
+        Constraint::Length(20),
+        Constraint::Length(12),
+        Constraint::Length(12),
+        Constraint::Length(12),
+        Constraint::Length(9),
+        Constraint::Length(6),
+    ];
+    if limits {
+        widths.push(Constraint::Length(LIMIT_WIDTH));
+    }
+    // What the program's column gets: the table's inside less the fixed columns and
+    // the one-column gaps between all of them.
+    let fixed: u16 = widths
+        .iter()
+        .map(|width| match width {
+            Constraint::Length(length) => *length,
+            _ => 0,
+        })
+        .sum();
+    let program_width = usize::from(
+        table
+            .width
+            .saturating_sub(2 + fixed + widths.len() as u16 - 1)
+            .max(20),
+    );
     let visible = app.visible();
     let selected = app.selected.min(visible.len().saturating_sub(1));
     let rows = visible.iter().enumerate().map(|(index, row)| {
@@ -86,7 +128,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
                 row.pid.map(|p| p.to_string()).unwrap_or_default()
             ),
             row.uid.map(|u| u.to_string()).unwrap_or_default(),
-            row.exe.clone().unwrap_or_else(|| row.name.clone()),
+            fit_path(row.exe.as_deref().unwrap_or(&row.name), program_width),
             container_column(row),
             row.interface.clone(),
             human(sent, rate),
@@ -104,17 +146,6 @@ pub fn draw(frame: &mut Frame, app: &App) {
         }
         Row::new(cells).style(style)
     });
-    let mut widths = vec![
-        Constraint::Length(9),
-        Constraint::Length(6),
-        Constraint::Min(20),
-        Constraint::Length(20),
-        Constraint::Length(12),
-        Constraint::Length(12),
-        Constraint::Length(12),
-        Constraint::Length(9),
-        Constraint::Length(6),
-    ];
     let mut header = vec![
         " PID",
         "UID",
@@ -127,7 +158,6 @@ pub fn draw(frame: &mut Frame, app: &App) {
         "RETR",
     ];
     if limits {
-        widths.push(Constraint::Length(16));
         header.push("LIMIT");
     }
     let header_row = Row::new(header).style(Style::new().add_modifier(Modifier::BOLD));
@@ -265,6 +295,39 @@ mod tests {
         assert!(restic.contains("backup (held)"), "{shown}");
         let curl = shown.lines().find(|l| l.contains("curl")).unwrap();
         assert!(!curl.contains("backup"), "{shown}");
+    }
+
+    #[test]
+    fn long_paths_keep_the_programs_name_in_sight() {
+        assert_eq!(fit_path("/usr/bin/curl", 20), "/usr/bin/curl");
+        assert_eq!(
+            fit_path("/tmp/netgraph-lab-220740/ng-top", 12),
+            "…0740/ng-top"
+        );
+        let mut app = App::new("test".into());
+        app.update(Ok(LiveSnapshot {
+            interval_seconds: 1.0,
+            processes: vec![LiveRow {
+                name: "ng-top".into(),
+                exe: Some(format!("/tmp/{}ng-top", "deep/".repeat(20))),
+                interface: "eth0".into(),
+                attributed: true,
+                sent_rate: 1000.0,
+                ..LiveRow::default()
+            }],
+            limits: vec![crate::sinks::live::LiveLimit {
+                name: "capped".into(),
+                process: Some("ng-top".into()),
+                ..Default::default()
+            }],
+            ..LiveSnapshot::default()
+        }));
+        let shown = render(&app);
+        let row = shown.lines().find(|l| l.contains("capped")).unwrap();
+        assert!(
+            row.contains("…deep/") && row.contains("deep/ng-top "),
+            "{shown}"
+        );
     }
 
     #[test]

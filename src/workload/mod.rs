@@ -236,6 +236,69 @@ impl Workloads {
     pub fn learn(&self, facts: ContainerFacts) {
         lock(&self.known).insert(facts);
     }
+
+    /// The containers known, for those who find them by name (limits).
+    pub fn directory(&self) -> ContainerDirectory {
+        ContainerDirectory {
+            known: self.known.clone(),
+            asker: self.asker.clone(),
+        }
+    }
+}
+
+/// What the runtimes said of each container, shared: finds a container's facts and
+/// asks the runtimes about one it has not heard of.
+#[derive(Clone, Default)]
+pub struct ContainerDirectory {
+    known: Arc<Mutex<KnownContainers>>,
+    asker: Option<runtimes::Asker>,
+}
+
+impl ContainerDirectory {
+    /// The workload of the processes in cgroup `path` (below the cgroup root), as far
+    /// as is known now; a container not yet heard of is asked about, not waited for.
+    pub fn workload_of(&self, path: &str) -> Option<Workload> {
+        let origin = origin(path);
+        let container = origin.container.as_ref()?;
+        let facts = lock(&self.known).get(&container.id);
+        if let (None, Some(asker)) = (&facts, &self.asker) {
+            asker.ask(container.clone());
+        }
+        Some(Workload::new(&origin, facts.as_deref()))
+    }
+
+    /// Facts handed in directly (tests).
+    pub fn learn(&self, facts: ContainerFacts) {
+        lock(&self.known).insert(facts);
+    }
+}
+
+impl Workload {
+    /// Whether this is the container a person named: by its name (in a pod, the
+    /// kubelet's container name, or the runtime's), or by its id (12 hexadecimal digits
+    /// or more, short or full).
+    pub fn is_container(&self, wanted: &str) -> bool {
+        if self.container.as_deref() == Some(wanted) {
+            return true;
+        }
+        let looks_like_id = wanted.len() >= 12 && wanted.bytes().all(|b| b.is_ascii_hexdigit());
+        looks_like_id
+            && self
+                .container_id
+                .as_deref()
+                .is_some_and(|id| id.starts_with(wanted) || wanted.starts_with(id))
+    }
+
+    /// Whether this is the pod a person named: "namespace/name", or a name alone.
+    pub fn is_pod(&self, wanted: &str) -> bool {
+        let Some(pod) = self.pod.as_deref() else {
+            return false;
+        };
+        match wanted.split_once('/') {
+            Some((namespace, name)) => self.namespace.as_deref() == Some(namespace) && pod == name,
+            None => pod == wanted,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -93,6 +93,7 @@ impl Endpoint {
 }
 
 /// Hands containers to inspect to the runtimes' thread, never waiting.
+#[derive(Clone)]
 pub struct Asker(mpsc::Sender<ContainerRef>);
 
 impl Asker {

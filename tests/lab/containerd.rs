@@ -69,13 +69,34 @@ impl Containerd {
     /// Runs `command` in a container with id `id` (64 hexadecimal digits, as the CRI
     /// makes them) and `labels`, in the host's network namespace, to its end.
     pub fn run(&self, id: &str, labels: &[&str], command: &[&str]) {
+        self.ctr(&self.run_args(id, labels, command));
+    }
+
+    /// As [`Containerd::run`], without waiting: `ctr` runs until the container ends
+    /// (wait for the child).
+    pub fn start_container(&self, id: &str, labels: &[&str], command: &[&str]) -> Child {
+        Command::new("ctr")
+            .args(["-a", self.socket.to_str().unwrap(), "-n", "k8s.io"])
+            .args(self.run_args(id, labels, command))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ctr runs")
+    }
+
+    fn run_args<'a>(
+        &'a self,
+        id: &'a str,
+        labels: &[&'a str],
+        command: &[&'a str],
+    ) -> Vec<&'a str> {
         let mut args = vec!["run", "--rm", "--net-host"];
         for label in labels {
-            args.extend(["--label", label]);
+            args.extend(["--label", *label]);
         }
         args.extend([self.image.as_str(), id]);
         args.extend(command);
-        self.ctr(&args);
+        args
     }
 }
 

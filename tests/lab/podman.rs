@@ -110,6 +110,25 @@ impl Podman {
     /// new container named `name` and waits for it to end; returns the container's
     /// full id. The container is removed with the lab.
     pub fn run(&mut self, name: &str, labels: &[&str], command_line: &[&str]) -> String {
+        let id = self.start_container(name, labels, command_line);
+        let status = podman(&["wait", name]);
+        assert_eq!(
+            status.trim(),
+            "0",
+            "{name} failed: {}",
+            podman(&["logs", name])
+        );
+        id
+    }
+
+    /// Starts `command` in a new container named `name`, without waiting for it;
+    /// returns its full id. The container is removed with the lab.
+    pub fn start_container(
+        &mut self,
+        name: &str,
+        labels: &[&str],
+        command_line: &[&str],
+    ) -> String {
         let mut command = vec![
             "run",
             "-d",
@@ -126,15 +145,7 @@ impl Podman {
         command.push(&self.image);
         command.extend(command_line);
         self.containers.push(name.to_string());
-        let id = podman(&command).trim().to_string();
-        let status = podman(&["wait", name]);
-        assert_eq!(
-            status.trim(),
-            "0",
-            "{name} failed: {}",
-            podman(&["logs", name])
-        );
-        id
+        podman(&command).trim().to_string()
     }
 
     /// How long the container `name` ran, from its start to its end.
