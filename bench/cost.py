@@ -20,8 +20,14 @@ program's runs). Tables give the median of the rounds: ns per run per hook, ns
 per packet, netgraph's ratio to the floor, and the throughput kept against the
 baseline. Writes bench/results/<date>-cost.json and .md, and bench/results/cost-latest.md.
 
+With `--compare LABEL=PATH`, another netgraph build (an earlier commit's, say) runs its
+default path in the same rounds as "netgraph LABEL": a change's cost is measured against
+the code before it, round by round, rather than against a run at another time.
+`--paths default,...` keeps only the named paths.
+
 Usage (root, after `cargo build --profile dist --bins --examples`):
     bench/cost.py [--rounds 5] [--seconds 5] [--netgraph target/dist/netgraph]
+                  [--compare before=/tmp/old/netgraph] [--paths default]
 """
 
 import argparse
@@ -49,6 +55,8 @@ PATHS = [
 ]
 NETGRAPH_KINDS = tuple(f"netgraph {name}" for name, _ in PATHS)
 MONITORS = (*NETGRAPH_KINDS, "floor", "one call")
+# Other netgraph builds in the run (--compare): kind -> binary; their default path.
+COMPARED = {}
 # Program names per hook: netgraph's (any of its variants), the floor's, the one-call
 # programs'.
 # bpftool shows a longer name whole where the program's BTF has it, else cut to 15.
@@ -103,7 +111,8 @@ def start_monitor(kind, netgraph, workdir):
     config = workdir / "cost.toml"
     config.write_text("[store]\nenabled = false\n[web]\nenabled = false\n")
     log = open(workdir / "netgraph.log", "w+")
-    without = dict((f"netgraph {name}", switch) for name, switch in PATHS)[kind]
+    without = dict((f"netgraph {name}", switch) for name, switch in PATHS).get(kind, "")
+    netgraph = COMPARED.get(kind, netgraph)
     process = subprocess.Popen([netgraph, "run", "--engine", "ebpf", "--config", str(config)],
                                stdout=subprocess.DEVNULL, stderr=log,
                                env={**os.environ, "NETGRAPH_EBPF_WITHOUT": without})
@@ -232,7 +241,26 @@ def main():
     parser.add_argument("--netgraph", default=str(ROOT / "target/dist/netgraph"))
     parser.add_argument("--only", choices=list(WORKLOADS))
     parser.add_argument("--summarize", metavar="JSON", help="write the tables again from a run's JSON")
+    parser.add_argument("--compare", action="append", default=[], metavar="LABEL=PATH",
+                        help="another netgraph build, run on its default path as 'netgraph LABEL'")
+    parser.add_argument("--paths", help="only these of netgraph's paths, comma-separated (default, 'no drops', ...)")
     args = parser.parse_args()
+    global NETGRAPH_KINDS, MONITORS
+    if args.paths:
+        wanted = [f"netgraph {name.strip()}" for name in args.paths.split(",")]
+        unknown = [kind for kind in wanted if kind not in NETGRAPH_KINDS]
+        if unknown:
+            raise SystemExit(f"no such path: {unknown}; the paths are {[name for name, _ in PATHS]}")
+        NETGRAPH_KINDS = tuple(wanted)
+    if args.summarize:
+        COMPARED.update(json.loads(Path(args.summarize).read_text())["meta"].get("compared", {}))
+    for compared in args.compare:
+        label, _, path = compared.partition("=")
+        if not path or not Path(path).exists():
+            raise SystemExit(f"--compare {compared}: give LABEL=PATH of an existing netgraph binary")
+        COMPARED[f"netgraph {label}"] = path
+    NETGRAPH_KINDS = (*NETGRAPH_KINDS, *COMPARED)
+    MONITORS = (*NETGRAPH_KINDS, "floor", "one call")
     if args.summarize:
         run = json.loads(Path(args.summarize).read_text())
         for kinds in run["rounds"].values():
@@ -276,6 +304,7 @@ def main():
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
         "commit": commit, "rounds": args.rounds, "seconds": args.seconds,
+        "compared": {kind: path for kind, path in COMPARED.items()},
     }
     text = markdown(summary, meta)
     print(text)

@@ -53,6 +53,7 @@ fn process(index: u32) -> ProcessRow {
 
 fn peer(process: &ProcessRow, address: u32, bytes: u64) -> PeerRow {
     PeerRow {
+        near: None,
         key: process.key.clone(),
         workload: None,
         peer: Some(std::net::IpAddr::V4(address.into())),

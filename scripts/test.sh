@@ -14,11 +14,12 @@ require_cargo
 # qemu-system-x86, kmod (depmod), cpio and xz-utils boot the kernel matrix's Debian
 # kernels (fetched from Debian's archive by tests/kernel_matrix/kernels.sh).
 # procps (sysctl): the TCP health lab's per-namespace TCP settings.
+# nfdump (nfcapd): the IPFIX collector of the flows lab.
 install_packages "${BUILD_PACKAGES[@]}" iproute2 nftables iputils-ping mount util-linux \
     influxdb victoria-metrics prometheus openssl curl chromium nodejs tmux systemd adduser \
     libmaxmind-db-writer-perl podman runc busybox-static containerd python3-yaml \
     dnsmasq-base ethtool docker.io tzdata qemu-system-x86 kmod cpio xz-utils \
-    rpm rpmlint man-db groff-base python3-pip procps
+    rpm rpmlint man-db groff-base python3-pip procps nfdump
 # npm comes with nodejs from NodeSource; Debian's own npm conflicts with that one.
 command -v npm >/dev/null 2>&1 || install_packages npm
 # The browser test drives chromium with playwright-core (no browser download).
@@ -27,6 +28,10 @@ npm ci --prefix tests/browser --no-audit --no-fund --silent
 python3 -c "import kubernetes_validate" >/dev/null 2>&1 ||
     python3 -m pip install --quiet --root-user-action=ignore kubernetes-validate ||
     python3 -m pip install --quiet --root-user-action=ignore --break-system-packages kubernetes-validate
+# python-ipfix decodes the IPFIX lab's records over TCP with netgraph's published template.
+python3 -c "import ipfix.reader" >/dev/null 2>&1 ||
+    python3 -m pip install --quiet --root-user-action=ignore ipfix ||
+    python3 -m pip install --quiet --root-user-action=ignore --break-system-packages ipfix
 # The package test builds the .deb and the RPM.
 command -v cargo-deb >/dev/null 2>&1 || cargo install --locked --quiet cargo-deb
 command -v cargo-generate-rpm >/dev/null 2>&1 || cargo install --locked --quiet cargo-generate-rpm

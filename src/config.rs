@@ -51,6 +51,8 @@ pub struct Config {
     pub limits: Vec<limits::LimitConfig>,
     /// Processes no limit touches (default: sshd, the way in to fix a limit).
     pub never_limit: Option<limits::NeverLimit>,
+    /// Flow records for an IPFIX collector (turns on `[peers]`).
+    pub ipfix: Option<ipfix::IpfixConfig>,
     /// The GeoIP database of `geoip`, opened once when the file is loaded.
     #[serde(skip)]
     pub geo: Option<crate::geo::Geo>,
@@ -345,6 +347,10 @@ impl Config {
         }
         let place = || path.display().to_string();
         config.check().with_context(place)?;
+        // Flow records are made of the per-peer accounting.
+        if config.ipfix.is_some() {
+            config.peers.enabled = true;
+        }
         if let Some(geoip) = &config.geoip {
             config.geo = Some(
                 crate::geo::Geo::open(&geoip.database, geoip.countries_per_process)
@@ -377,6 +383,9 @@ impl Config {
         self.alerts
             .check(self.peers.enabled, self.geoip.is_some())?;
         limits::check_all(&self.limits)?;
+        if let Some(ipfix) = &self.ipfix {
+            ipfix.check()?;
+        }
         if self.web.enabled {
             // Read now, so that `check` and `run` refuse the same files and variables.
             let token = self.web.token()?;
@@ -559,6 +568,7 @@ fn closest_key(message: &str) -> Option<String> {
 
 pub mod alerts;
 mod influx;
+pub mod ipfix;
 mod legacy;
 pub mod limits;
 mod secret;

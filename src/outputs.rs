@@ -7,6 +7,7 @@ use crate::alerts::Alerts;
 use crate::attribution::RememberedName;
 use crate::config::{Config, DEFAULT_WEB_LISTEN};
 use crate::sinks::influxdb::InfluxSink;
+use crate::sinks::ipfix::IpfixSink;
 use crate::sinks::json_lines::JsonLinesSink;
 use crate::sinks::live::{LiveSink, SharedLive};
 use crate::sinks::prometheus::PrometheusSink;
@@ -116,8 +117,8 @@ pub fn start(config: &Config, json_lines: bool) -> anyhow::Result<Outputs> {
     })
 }
 
-/// The sinks a SIGHUP rebuilds: JSON lines, InfluxDB (whose spools carry over) and the
-/// alert rules (whose state is in the store).
+/// The sinks a SIGHUP rebuilds: JSON lines, InfluxDB (whose spools carry over), IPFIX and
+/// the alert rules (whose state is in the store).
 pub fn reloadable(
     config: &Config,
     json_lines: bool,
@@ -139,6 +140,9 @@ pub fn reloadable(
             &shared.self_metrics,
         )?;
         sinks.push(Box::new(sink));
+    }
+    if let Some(ipfix) = &config.ipfix {
+        sinks.push(Box::new(IpfixSink::start(ipfix)?));
     }
     if let Some(alerts) = Alerts::start(config, &hostname, shared) {
         sinks.push(Box::new(alerts));

@@ -24,6 +24,17 @@ impl Protocol {
         }
     }
 
+    /// The IP protocol number (ICMP's by the address family).
+    pub fn ip_number(self, ipv6: bool) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Icmp if ipv6 => 58,
+            Protocol::Icmp => 1,
+            Protocol::Other(number) => number,
+        }
+    }
+
     /// Name of the bucket that collects this protocol's unattributed bytes.
     pub fn unknown_bucket(self) -> &'static str {
         match self {

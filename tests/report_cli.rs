@@ -476,6 +476,7 @@ fn peer_row(
     last: Traffic,
 ) -> netgraph::accounting::PeerRow {
     netgraph::accounting::PeerRow {
+        near: None,
         key: series.key.clone(),
         workload: None,
         peer: Some(address.parse().unwrap()),

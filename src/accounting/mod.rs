@@ -277,7 +277,12 @@ impl Accountant {
                     service: ends.service,
                 });
                 let name = item.peer_name.as_ref();
-                peers.add(&key, item.workload.as_ref(), peer, name, item.traffic);
+                let near = item
+                    .ends
+                    .as_ref()
+                    .filter(|ends| ends.near_is_host)
+                    .map(|ends| ends.near);
+                peers.add(&key, item.workload.as_ref(), peer, near, name, item.traffic);
             }
             let (traffic, contributors) = rows.entry(key).or_default();
             traffic.merge(item.traffic);

@@ -21,6 +21,9 @@ pub struct PeerRow {
     pub peer: Option<IpAddr>,
     /// The far end's service (e.g. 443/tcp), where the ports tell it.
     pub service: Option<Service>,
+    /// The host's own address the traffic used (the one that carried the most bytes,
+    /// should there be several); `None` for `other`.
+    pub near: Option<IpAddr>,
     /// The peer's name, learnt from DNS answers, ClientHellos or reverse DNS.
     pub name: Option<Arc<str>>,
     /// The peer's country, with GeoIP.
@@ -59,8 +62,14 @@ pub struct PeerId {
     pub service: Option<Service>,
 }
 
-/// A peer's traffic this interval, and its name.
-type Peer = (Traffic, Option<Arc<str>>);
+/// A peer's traffic this interval, its name, and the host's address that carried the
+/// most bytes to it (with those bytes).
+#[derive(Default)]
+struct Peer {
+    traffic: Traffic,
+    name: Option<Arc<str>>,
+    near: Option<(IpAddr, u64)>,
+}
 
 impl PeerTally {
     pub fn add(
@@ -68,6 +77,7 @@ impl PeerTally {
         key: &SeriesKey,
         workload: Option<&Arc<Workload>>,
         peer: Option<PeerId>,
+        near: Option<IpAddr>,
         name: Option<&Arc<str>>,
         traffic: Traffic,
     ) {
@@ -75,10 +85,16 @@ impl PeerTally {
         if series.workload.is_none() {
             series.workload = workload.cloned();
         }
-        let (total, known_name) = series.peers.entry(peer).or_default();
-        total.merge(traffic);
+        let entry = series.peers.entry(peer).or_default();
+        entry.traffic.merge(traffic);
         if name.is_some() {
-            *known_name = name.cloned();
+            entry.name = name.cloned();
+        }
+        if let Some(near) = near {
+            let bytes = traffic.bytes();
+            if entry.near.is_none_or(|(_, most)| bytes > most) {
+                entry.near = Some((near, bytes));
+            }
         }
     }
 
@@ -89,35 +105,43 @@ impl PeerTally {
         let mut series: Vec<(SeriesKey, SeriesPeers)> = self.series.into_iter().collect();
         series.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, SeriesPeers { workload, peers }) in series {
-            let mut other = peers.get(&None).map(|(t, _)| *t).unwrap_or_default();
+            let mut other = peers.get(&None).map(|p| p.traffic).unwrap_or_default();
             let mut known: Vec<(PeerId, Peer)> = peers
                 .into_iter()
                 .filter_map(|(peer, entry)| Some((peer?, entry)))
                 .collect();
             let bytes = |t: &Traffic| t.sent.bytes + t.recv.bytes;
-            known.sort_by(|a, b| bytes(&b.1 .0).cmp(&bytes(&a.1 .0)).then(a.0.cmp(&b.0)));
-            for (_, (traffic, _)) in known.iter().skip(per_process) {
-                other.merge(*traffic);
+            known.sort_by(|a, b| {
+                bytes(&b.1.traffic)
+                    .cmp(&bytes(&a.1.traffic))
+                    .then(a.0.cmp(&b.0))
+            });
+            for (_, peer) in known.iter().skip(per_process) {
+                other.merge(peer.traffic);
             }
             known.truncate(per_process);
-            let row = |peer: Option<PeerId>, name, last| PeerRow {
+            let row = |peer: Option<PeerId>, near, name, last| PeerRow {
                 key: key.clone(),
                 workload: workload.clone(),
                 peer: peer.map(|p| p.address),
                 service: peer.and_then(|p| p.service),
+                near,
                 name,
                 country: None,
                 pid: None,
                 last,
                 total: Traffic::default(),
             };
-            rows.extend(
-                known
-                    .into_iter()
-                    .map(|(peer, (last, name))| row(Some(peer), name, last)),
-            );
+            rows.extend(known.into_iter().map(|(id, peer)| {
+                row(
+                    Some(id),
+                    peer.near.map(|(near, _)| near),
+                    peer.name,
+                    peer.traffic,
+                )
+            }));
             if !other.is_zero() {
-                rows.push(row(None, None, other));
+                rows.push(row(None, None, None, other));
             }
         }
         rows
@@ -158,12 +182,24 @@ mod tests {
         for n in 1..=30u8 {
             let peer = peer(IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)));
             let bytes = u64::from(n) * 100;
-            tally.add(&key("scanner"), None, peer, None, traffic(bytes));
+            tally.add(&key("scanner"), None, peer, None, None, traffic(bytes));
         }
-        tally.add(&key("scanner"), None, None, None, traffic(7));
+        tally.add(&key("scanner"), None, None, None, None, traffic(7));
         let name: Arc<str> = Arc::from("localhost");
         let local = peer(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        tally.add(&key("curl"), None, local, Some(&name), traffic(5));
+        let (lo, other_lo) = (
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+        );
+        tally.add(
+            &key("curl"),
+            None,
+            local,
+            Some(other_lo),
+            Some(&name),
+            traffic(2),
+        );
+        tally.add(&key("curl"), None, local, Some(lo), None, traffic(3));
         let rows = tally.rows(20);
         let scanner: Vec<&PeerRow> = rows.iter().filter(|r| &*r.key.name == "scanner").collect();
         assert_eq!(scanner.len(), 21, "20 peers and other");
@@ -181,5 +217,11 @@ mod tests {
         let curl: Vec<&PeerRow> = rows.iter().filter(|r| &*r.key.name == "curl").collect();
         assert_eq!(curl.len(), 1, "no empty other row");
         assert_eq!(curl[0].name.as_deref(), Some("localhost"));
+        assert_eq!(
+            curl[0].near,
+            Some(lo),
+            "the host's address that carried most"
+        );
+        assert_eq!(other.near, None);
     }
 }

@@ -157,6 +157,7 @@ mod tests {
         country: Option<&str>,
     ) -> PeerRow {
         PeerRow {
+            near: None,
             key: key(process, uid),
             workload: None,
             peer: address.map(|a| a.parse().unwrap()),

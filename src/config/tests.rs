@@ -42,6 +42,23 @@ fn the_sample_configuration_is_the_defaults_until_uncommented() {
 }
 
 #[test]
+fn the_sample_ipfix_section_is_valid_and_turns_peers_on() {
+    let sample = include_str!("../../examples/netgraph.toml");
+    let config = parse(&uncommented(sample, "# [ipfix]")).unwrap();
+    let ipfix = config.ipfix.as_ref().unwrap();
+    assert_eq!(ipfix.collector, "127.0.0.1:4739");
+    assert!(
+        config.peers.enabled,
+        "records are made of the per-peer accounting"
+    );
+    let Err(error) = parse("[ipfix]\ncollector = \"collector.example\"\n") else {
+        panic!("a collector without a port was taken");
+    };
+    let error = format!("{error:#}");
+    assert!(error.contains("is no HOST:PORT"), "{error}");
+}
+
+#[test]
 fn the_sample_peers_section_is_valid_once_uncommented() {
     let sample = include_str!("../../examples/netgraph.toml");
     let section: String = sample

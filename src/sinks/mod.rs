@@ -1,6 +1,7 @@
 //! Sinks read what accounting produced and deliver it somewhere.
 
 pub mod influxdb;
+pub mod ipfix;
 pub mod json_lines;
 pub mod line_protocol;
 pub mod live;

@@ -391,6 +391,7 @@ fn peer(process: &ProcessRow, address: Option<&str>, name: Option<&str>, sent: u
     last.sent.bytes = sent;
     last.sent.packets = 1;
     PeerRow {
+        near: None,
         key: process.key.clone(),
         workload: None,
         peer: address.map(|a| a.parse().unwrap()),

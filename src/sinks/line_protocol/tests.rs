@@ -232,6 +232,7 @@ fn peers_are_a_measurement_of_their_own() {
     let key = report.processes[0].key.clone();
     for peer in [Some("2001:db8::1".parse().unwrap()), None] {
         report.peers.push(crate::accounting::PeerRow {
+            near: None,
             key: key.clone(),
             workload: None,
             peer,

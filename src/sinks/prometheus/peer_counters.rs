@@ -123,6 +123,7 @@ mod tests {
         let mut last = Traffic::default();
         last.sent.bytes = sent;
         PeerRow {
+            near: None,
             key: SeriesKey {
                 name: "curl".into(),
                 uid: Some(1000),
