@@ -88,7 +88,8 @@ pub struct IntervalReport {
     /// Each series' traffic by remote peer this interval; empty unless peers are on.
     pub peers: Vec<PeerRow>,
     pub interfaces: Vec<InterfaceRow>,
-    /// Events the engine could not record this interval; 0 unless its maps were full.
+    /// Events the engine could not record this interval: records its maps refused when
+    /// full, and its tracing programs' runs the kernel skipped.
     pub lost: u64,
     /// Since start.
     pub lost_total: u64,

@@ -232,7 +232,7 @@ impl Metrics {
         register_all(registry, interface_families);
         registry.register(
             "netgraph_engine_lost_events",
-            "Events the engine could not record (full maps)",
+            "Events the engine could not record (full maps, tracing program runs the kernel skipped)",
             self.lost_events.clone(),
         );
         registry.register(

@@ -58,9 +58,27 @@ struct Plan {
     socket_counts: bool,
     device_netns: bool,
     path_tracepoints: bool,
-    tcp_health: bool,
+    tcp_health: Option<TracepointKind>,
     /// `SKB_DROP_REASON_NOT_SPECIFIED`, where dropped packets are counted.
-    drops: Option<u32>,
+    drops: Option<(u32, TracepointKind)>,
+}
+
+/// Which of a tracepoint's two programs: the BTF-typed one (which the kernel skips only
+/// when the same program is already running on the CPU), else the classic one (skipped
+/// when any kprobe or tracepoint program is; counted as lost either way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TracepointKind {
+    Typed,
+    Classic,
+}
+
+impl TracepointKind {
+    fn describe(self) -> &'static str {
+        match self {
+            TracepointKind::Typed => "typed",
+            TracepointKind::Classic => "classic",
+        }
+    }
 }
 
 impl Plan {
@@ -69,7 +87,7 @@ impl Plan {
         socket_counts: false,
         device_netns: false,
         path_tracepoints: false,
-        tcp_health: false,
+        tcp_health: None,
         drops: None,
     };
 }
@@ -135,13 +153,13 @@ pub fn load(recording: Recording) -> Result<Loaded, Unsupported> {
             ..plan
         },
         Plan {
-            tcp_health: false,
+            tcp_health: None,
             drops: None,
             ..plan
         },
         Plan {
             device_netns: false,
-            tcp_health: false,
+            tcp_health: None,
             drops: None,
             ..plan
         },
@@ -196,8 +214,8 @@ pub fn load(recording: Recording) -> Result<Loaded, Unsupported> {
             (
                 "tcp_health",
                 LOSES_TCP_HEALTH,
-                plan.tcp_health,
-                used.tcp_health,
+                plan.tcp_health.is_some(),
+                used.tcp_health.is_some(),
             ),
             (
                 "drops",
@@ -392,16 +410,23 @@ fn choose(
         Err(Without::failure("tcp_health"))
     } else {
         probes::ensure_tracefs();
-        probes::run(Probe::TcpHealth, configure(plan))
+        typed_else_classic(
+            |kind| probes::run(Probe::TcpHealth(kind), configure(plan)),
+            without,
+        )
     };
     plan.tcp_health = note_probe(
         features,
         "tcp_health",
         health,
-        "tcp_retransmit_skb and inet_sock_set_state tracepoints",
+        |kind| {
+            format!(
+                "{} tcp_retransmit_skb and inet_sock_set_state tracepoints",
+                kind.describe()
+            )
+        },
         LOSES_TCP_HEALTH,
-    )
-    .is_some();
+    );
     let drops = match reasons {
         _ if without.has("drops") => Err(Without::failure("drops")),
         None => Err(ProbeFailure {
@@ -409,23 +434,40 @@ fn choose(
             why: "the kernel does not say why it drops packets (skb_drop_reason, Linux 5.17+)"
                 .to_string(),
         }),
-        Some(reasons) => probes::run(
-            Probe::Drops,
-            configure(Plan {
-                drops: Some(reasons.first),
-                ..plan
-            }),
+        Some(reasons) => typed_else_classic(
+            |kind| {
+                probes::run(
+                    Probe::Drops(kind),
+                    configure(Plan {
+                        drops: Some((reasons.first, kind)),
+                        ..plan
+                    }),
+                )
+            },
+            without,
         )
-        .map(|()| reasons.first),
+        .map(|kind| (reasons.first, kind)),
     };
     plan.drops = note_probe(
         features,
         "drops",
         drops,
-        "kfree_skb tracepoint with drop reasons",
+        |(_, kind)| format!("{} kfree_skb tracepoint with drop reasons", kind.describe()),
         LOSES_DROPS,
     );
     plan
+}
+
+/// The typed program where the kernel allows it, else the classic one (also when
+/// `typed_tracepoints` is switched off); the classic one's failure is the one told.
+fn typed_else_classic(
+    probe: impl Fn(TracepointKind) -> Result<(), ProbeFailure>,
+    without: &Without,
+) -> Result<TracepointKind, ProbeFailure> {
+    if !without.has("typed_tracepoints") && probe(TracepointKind::Typed).is_ok() {
+        return Ok(TracepointKind::Typed);
+    }
+    probe(TracepointKind::Classic).map(|()| TracepointKind::Classic)
 }
 
 /// Notes how an optional part's probe went: used (and how), or why not and what that
@@ -434,12 +476,12 @@ fn note_probe<T>(
     features: &mut Vec<Feature>,
     name: &str,
     outcome: Result<T, ProbeFailure>,
-    how: &str,
+    how: impl FnOnce(&T) -> String,
     loses: &str,
 ) -> Option<T> {
     match outcome {
         Ok(found) => {
-            features.push(Feature::used(name, how));
+            features.push(Feature::used(name, how(&found)));
             Some(found)
         }
         Err(failure) => {
@@ -499,13 +541,21 @@ fn load_plan(
         }
     };
     let mut tcp_health = false;
-    if plan.tcp_health {
+    if let Some(kind) = plan.tcp_health {
+        let (retransmit, state) = match kind {
+            TracepointKind::Typed => (
+                &skel.progs.health_on_retransmit_typed,
+                &skel.progs.health_on_state_typed,
+            ),
+            TracepointKind::Classic => (
+                &skel.progs.health_on_retransmit,
+                &skel.progs.health_on_state,
+            ),
+        };
         // Probed with its attachment: a failure now is a surprise worth a line.
-        let attached = skel
-            .progs
-            .health_on_retransmit
+        let attached = retransmit
             .attach()
-            .and_then(|retransmits| Ok([retransmits, skel.progs.health_on_state.attach()?]));
+            .and_then(|retransmits| Ok([retransmits, state.attach()?]));
         match attached {
             Ok(health_links) => {
                 links.extend(health_links);
@@ -520,8 +570,12 @@ fn load_plan(
         }
     }
     let mut drops = None;
-    if plan.drops.is_some() {
-        match skel.progs.drops_on_free.attach() {
+    if let Some((_, kind)) = plan.drops {
+        let program = match kind {
+            TracepointKind::Typed => &skel.progs.drops_on_free_typed,
+            TracepointKind::Classic => &skel.progs.drops_on_free,
+        };
+        match program.attach() {
             Ok(link) => {
                 links.push(link);
                 drops = reasons.cloned();
@@ -588,9 +642,26 @@ fn configure(open: &mut OpenNetgraphSkel<'_>, recording: Recording, plan: Plan) 
         .set_autoload(plan.socket_counts);
     progs.record_exe.set_autoload(plan.path_tracepoints);
     progs.record_cgroup_path.set_autoload(plan.path_tracepoints);
-    progs.health_on_retransmit.set_autoload(plan.tcp_health);
-    progs.health_on_state.set_autoload(plan.tcp_health);
-    progs.drops_on_free.set_autoload(plan.drops.is_some());
+    let health = |kind| plan.tcp_health == Some(kind);
+    progs
+        .health_on_retransmit_typed
+        .set_autoload(health(TracepointKind::Typed));
+    progs
+        .health_on_state_typed
+        .set_autoload(health(TracepointKind::Typed));
+    progs
+        .health_on_retransmit
+        .set_autoload(health(TracepointKind::Classic));
+    progs
+        .health_on_state
+        .set_autoload(health(TracepointKind::Classic));
+    let drops = |kind| plan.drops.is_some_and(|(_, k)| k == kind);
+    progs
+        .drops_on_free_typed
+        .set_autoload(drops(TracepointKind::Typed));
+    progs
+        .drops_on_free
+        .set_autoload(drops(TracepointKind::Classic));
     // tcx needs the attach types; classic TC, where tcx is missing, ignores them.
     progs
         .interface_ingress
@@ -605,8 +676,8 @@ fn configure(open: &mut OpenNetgraphSkel<'_>, recording: Recording, plan: Plan) 
         rodata.count_in_storage = u8::from(plan.socket_counts);
         rodata.use_kern_ctx = u8::from(plan.device_netns);
         rodata.match_accepted = u8::from(plan.owners == OwnerTracepoints::Accept);
-        rodata.count_tcp_health = u8::from(plan.tcp_health);
-        rodata.first_drop_reason = plan.drops.unwrap_or(0);
+        rodata.count_tcp_health = u8::from(plan.tcp_health.is_some());
+        rodata.first_drop_reason = plan.drops.map_or(0, |(first, _)| first);
         rodata.own_tgid = std::process::id();
     }
     // The counter maps not used get one entry, to take no memory.
@@ -624,7 +695,7 @@ fn configure(open: &mut OpenNetgraphSkel<'_>, recording: Recording, plan: Plan) 
     if !(recording.addresses && (recording.dns_answers || recording.tls_hellos)) {
         let _ = open.maps.payload_samples.set_max_entries(1);
     }
-    if !plan.tcp_health {
+    if plan.tcp_health.is_none() {
         let _ = open.maps.tcp_health.set_max_entries(1);
     }
     if plan.drops.is_none() {

@@ -14,6 +14,7 @@ mod interface_names;
 mod limits;
 mod loading;
 mod map_ops;
+mod missed_runs;
 mod owner_records;
 mod plain_data;
 mod probes;
@@ -33,6 +34,7 @@ use counters::{CounterKey, Counters, HookCount};
 use drops::{DropCounters, DropDelta};
 use interface_hooks::InterfaceHooks;
 use interface_names::InterfaceNames;
+use libbpf_rs::skel::Skel;
 use libbpf_rs::{Link, MapCore, MapFlags, MapMut};
 use owner_records::{OwnerLookups, Sweeper};
 use skeleton::{types, NetgraphMaps, NetgraphSkel};
@@ -84,6 +86,8 @@ pub struct EbpfEngine {
     counters: Counters,
     names: InterfaceNames,
     lost_reported: u64,
+    /// Skipped tracing program runs already reported.
+    missed_reported: u64,
     drains: u64,
     /// Whether sockets are adopted by the processes that use them (Linux 6.3+).
     pub follows_use: bool,
@@ -135,6 +139,7 @@ impl EbpfEngine {
             counters: Counters::default(),
             names: InterfaceNames::new(),
             lost_reported: 0,
+            missed_reported: 0,
             drains: 0,
             follows_use: loaded.follows_use,
             recording,
@@ -402,21 +407,31 @@ impl EbpfEngine {
             .collect()
     }
 
-    /// Losses the kernel side counted since the last call (a full map).
+    /// Losses the kernel side counted since the last call: records a full map
+    /// refused, and tracing programs' runs the kernel skipped.
     fn new_losses(&mut self) -> u64 {
-        let lost = self.lost_total();
-        let new = lost.saturating_sub(self.lost_reported);
-        self.lost_reported = lost;
-        if new > 0 {
+        let full = self.map_full_total();
+        let new_full = full.saturating_sub(self.lost_reported);
+        self.lost_reported = full;
+        if new_full > 0 {
             tracing::warn!(
-                lost = new,
+                lost = new_full,
                 "eBPF maps full: some packets or owners were not recorded"
             );
         }
-        new
+        let missed = missed_runs::total(self.skel.object());
+        let new_missed = missed.saturating_sub(self.missed_reported);
+        self.missed_reported = missed;
+        if new_missed > 0 {
+            tracing::warn!(
+                missed = new_missed,
+                "the kernel skipped netgraph's tracing programs (another tracing program ran on the same CPU): some events were not recorded"
+            );
+        }
+        new_full + new_missed
     }
 
-    fn lost_total(&self) -> u64 {
+    fn map_full_total(&self) -> u64 {
         let mut total = 0;
         // One counter per kind of loss: the kernel side sizes the map by LOSS_KINDS.
         for kind in 0..self.skel.maps.losses.max_entries() {

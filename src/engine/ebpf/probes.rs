@@ -3,6 +3,7 @@
 //! load: a kernel's BTF lists what it has, not what its security policy allows, and one
 //! refused program would fail the whole load.
 
+use super::loading::TracepointKind;
 use super::skeleton::{NetgraphSkelBuilder, OpenNetgraphSkel};
 use crate::engine::features::FeatureState;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -26,10 +27,10 @@ pub enum Probe {
     StorageIterator,
     /// Raw tracepoints on exec and cgroup creation.
     PathTracepoints,
-    /// Classic tracepoints on TCP retransmissions and state changes (TCP health).
-    TcpHealth,
-    /// The classic tracepoint on dropped packets (skb:kfree_skb with its reason).
-    Drops,
+    /// Tracepoints on TCP retransmissions and state changes (TCP health).
+    TcpHealth(TracepointKind),
+    /// The tracepoint on dropped packets (skb:kfree_skb with its reason).
+    Drops(TracepointKind),
 }
 
 impl Probe {
@@ -40,8 +41,14 @@ impl Probe {
             Probe::AcceptTracepoints => &["owner_on_accept4_exit", "owner_on_accept_exit"],
             Probe::StorageIterator => &["take_socket_counts"],
             Probe::PathTracepoints => &["record_exe", "record_cgroup_path"],
-            Probe::TcpHealth => &["health_on_retransmit", "health_on_state"],
-            Probe::Drops => &["drops_on_free"],
+            Probe::TcpHealth(TracepointKind::Typed) => {
+                &["health_on_retransmit_typed", "health_on_state_typed"]
+            }
+            Probe::TcpHealth(TracepointKind::Classic) => {
+                &["health_on_retransmit", "health_on_state"]
+            }
+            Probe::Drops(TracepointKind::Typed) => &["drops_on_free_typed"],
+            Probe::Drops(TracepointKind::Classic) => &["drops_on_free"],
         }
     }
 }
@@ -122,13 +129,20 @@ pub fn run(
             .map(drop),
         // Each is attached on its own later, and may fail alone.
         Probe::PathTracepoints => Ok(()),
-        Probe::TcpHealth => skel
+        Probe::TcpHealth(TracepointKind::Typed) => skel
+            .progs
+            .health_on_retransmit_typed
+            .attach()
+            .and_then(|_| skel.progs.health_on_state_typed.attach())
+            .map(drop),
+        Probe::TcpHealth(TracepointKind::Classic) => skel
             .progs
             .health_on_retransmit
             .attach()
             .and_then(|_| skel.progs.health_on_state.attach())
             .map(drop),
-        Probe::Drops => skel.progs.drops_on_free.attach().map(drop),
+        Probe::Drops(TracepointKind::Typed) => skel.progs.drops_on_free_typed.attach().map(drop),
+        Probe::Drops(TracepointKind::Classic) => skel.progs.drops_on_free.attach().map(drop),
     };
     attached.map_err(|e| ProbeFailure::from_error(&e))
 }

@@ -1,6 +1,7 @@
 /* Packets the kernel dropped, by owning socket and the kernel's reason: the
- * skb:kfree_skb tracepoint, which says why since Linux 5.17. It fires only for freed
- * packets (delivered ones go through consume_skb), so it costs counting nothing. */
+ * skb:kfree_skb tracepoint (BTF-typed, else classic), which says why since Linux
+ * 5.17. It fires only for freed packets (delivered ones go through consume_skb), so it
+ * costs counting nothing. */
 #pragma once
 
 #include "socket_ends.bpf.h"
@@ -44,21 +45,17 @@ struct trace_event_raw_kfree_skb {
 	enum skb_drop_reason reason;
 } __attribute__((preserve_access_index));
 
-SEC("tracepoint/skb/kfree_skb")
-int drops_on_free(void *ctx)
+/* One dropped packet: counted on its socket (the sender's, else the receiver's
+ * `rx_sk`) under the kernel's reason. */
+static __always_inline void count_drop(struct sk_buff *skb, struct sock *rx_sk, __u32 reason)
 {
-	struct trace_event_raw_kfree_skb *record = ctx;
-	__u32 reason = 0;
-	bpf_probe_read_kernel(&reason, sizeof(reason), ctx + bpf_core_field_offset(record->reason));
 	if (reason < first_drop_reason)
-		return 0;
-	struct sk_buff *skb = 0;
-	bpf_probe_read_kernel(&skb, sizeof(skb), ctx + bpf_core_field_offset(record->skbaddr));
+		return;
 	struct sock *sk = BPF_CORE_READ(skb, sk);
-	if (!sk && bpf_core_field_exists(record->rx_sk))
-		bpf_probe_read_kernel(&sk, sizeof(sk), ctx + bpf_core_field_offset(record->rx_sk));
 	if (!sk)
-		return 0;
+		sk = rx_sk;
+	if (!sk)
+		return;
 	struct drop_key key = {
 		.cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter),
 		.reason = reason,
@@ -66,7 +63,7 @@ int drops_on_free(void *ctx)
 	/* A socket netgraph never saw (made before it started, never counted) has no
 	 * cookie yet, and so no owner to give the drop to. */
 	if (!key.cookie)
-		return 0;
+		return;
 	struct drop_count *count = bpf_map_lookup_elem(&drops, &key);
 	if (!count) {
 		struct drop_count fresh = {.protocol = BPF_CORE_READ(sk, sk_protocol)};
@@ -77,10 +74,40 @@ int drops_on_free(void *ctx)
 		count = bpf_map_lookup_elem(&drops, &key);
 		if (!count) {
 			count_loss(LOSS_DROPS_FULL);
-			return 0;
+			return;
 		}
 	}
 	__sync_fetch_and_add(&count->packets, 1);
 	__sync_fetch_and_add(&count->bytes, BPF_CORE_READ(skb, len));
+}
+
+/* The BTF-typed tracepoint: preferred, as the kernel skips a classic tracepoint's
+ * program whenever any other kprobe or tracepoint program runs on the CPU (a
+ * preemptible kernel runs them preemptibly), but a typed one only when this same
+ * program does. Its arguments (skb, location, reason[, rx_sk]); `rx_sk` exists where
+ * the record has it, and its read is left out by the loader elsewhere. */
+SEC("tp_btf/kfree_skb")
+int drops_on_free_typed(__u64 *ctx)
+{
+	struct trace_event_raw_kfree_skb *record = 0;
+	struct sock *rx_sk = 0;
+	if (bpf_core_field_exists(record->rx_sk))
+		rx_sk = (struct sock *)ctx[3];
+	count_drop((struct sk_buff *)ctx[0], rx_sk, (__u32)ctx[2]);
+	return 0;
+}
+
+SEC("tracepoint/skb/kfree_skb")
+int drops_on_free(void *ctx)
+{
+	struct trace_event_raw_kfree_skb *record = ctx;
+	__u32 reason = 0;
+	bpf_probe_read_kernel(&reason, sizeof(reason), ctx + bpf_core_field_offset(record->reason));
+	struct sk_buff *skb = 0;
+	bpf_probe_read_kernel(&skb, sizeof(skb), ctx + bpf_core_field_offset(record->skbaddr));
+	struct sock *rx_sk = 0;
+	if (bpf_core_field_exists(record->rx_sk))
+		bpf_probe_read_kernel(&rx_sk, sizeof(rx_sk), ctx + bpf_core_field_offset(record->rx_sk));
+	count_drop(skb, rx_sk, reason);
 	return 0;
 }

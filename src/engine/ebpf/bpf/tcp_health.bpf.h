@@ -1,6 +1,6 @@
 /* TCP's health per socket: segments retransmitted (and their payload bytes), connects
  * made and how those that failed failed, the smoothed round-trip time. From two
- * classic tracepoints (tcp:tcp_retransmit_skb, sock:inet_sock_set_state), which fire
+ * tracepoints (tcp:tcp_retransmit_skb, sock:inet_sock_set_state), which fire
  * only on those events: counting packets costs nothing more. Cumulative per socket
  * cookie; userspace takes deltas and joins them to the socket's owner. */
 #pragma once
@@ -125,23 +125,17 @@ static __always_inline void sample_rtt(struct bpf_sock *sk, struct socket_state 
 		health->rtt_us = tcp->srtt_us >> 3;
 }
 
-SEC("tracepoint/tcp/tcp_retransmit_skb")
-int health_on_retransmit(struct retransmit_args *ctx)
+/* One retransmission attempt: counted unless it failed before the kernel counted it
+ * (see `err` above; `has_err` where the kernel traces every attempt). */
+static __always_inline void count_retransmit(struct sock *sk, struct sk_buff *skb, int has_err, int err)
 {
-	struct sock *sk = (struct sock *)ctx->skaddr;
-	struct sk_buff *skb = (struct sk_buff *)ctx->skbaddr;
 	if (!sk || !skb)
-		return 0;
-	struct trace_event_raw_tcp_retransmit_skb *record = (void *)ctx;
-	if (bpf_core_field_exists(record->err)) {
-		int err = 0;
-		bpf_probe_read_kernel(&err, sizeof(err), (void *)ctx + bpf_core_field_offset(record->err));
-		if (err < 0 && err != -ENOBUFS && err != -EPERM)
-			return 0;
-	}
+		return;
+	if (has_err && err < 0 && err != -ENOBUFS && err != -EPERM)
+		return;
 	struct tcp_health *health = health_of(sk);
 	if (!health)
-		return 0;
+		return;
 	/* tcp_skb_pcount(): tcp_gso_segs, 8 bytes into the skb's control block on every
 	 * kernel since 4.x (after seq and end_seq). */
 	__u16 segments = 0;
@@ -149,32 +143,27 @@ int health_on_retransmit(struct retransmit_args *ctx)
 	__sync_fetch_and_add(&health->retransmits, segments ? segments : 1);
 	__sync_fetch_and_add(&health->retransmit_bytes, BPF_CORE_READ(skb, len));
 	note_path(health, sk);
-	return 0;
 }
 
-SEC("tracepoint/sock/inet_sock_set_state")
-int health_on_state(struct set_state_args *ctx)
+/* A TCP socket's state change: connects made, and how those that failed failed. */
+static __always_inline void count_state(struct sock *sk, int old, int new)
 {
-	if (ctx->protocol != 6 /* TCP */)
-		return 0;
-	int old = ctx->oldstate, new = ctx->newstate;
 	/* Connects, accepted connections (their RTT from the handshake), and the end of
 	 * connections (their last RTT); nothing else. */
 	if (old != TCP_SYN_SENT && old != TCP_SYN_RECV && new != TCP_CLOSE)
-		return 0;
-	struct sock *sk = (struct sock *)ctx->skaddr;
+		return;
 	struct tcp_health *health = health_of(sk);
 	if (!health)
-		return 0;
+		return;
 	note_path(health, sk);
 	if (old != TCP_SYN_SENT)
-		return 0;
+		return;
 	if (new == TCP_ESTABLISHED) {
 		__sync_fetch_and_add(&health->connects, 1);
-		return 0;
+		return;
 	}
 	if (new != TCP_CLOSE)
-		return 0;
+		return;
 	/* Set before the state changes: by the reset, the retransmission timer's end, or
 	 * the ICMP error that ended the attempt. */
 	int error = BPF_CORE_READ(sk, sk_err);
@@ -186,5 +175,53 @@ int health_on_state(struct set_state_args *ctx)
 		__sync_fetch_and_add(&health->unreachable, 1);
 	else
 		__sync_fetch_and_add(&health->aborted, 1);
+}
+
+/* The BTF-typed tracepoints are preferred: the kernel skips a classic tracepoint's
+ * program whenever another kprobe or tracepoint program runs on the same CPU (on a
+ * preemptible kernel, one that was preempted), a typed one only when this same program
+ * does. Arguments (sk, skb[, err]): `err` exists where the record has it, and its read
+ * is left out by the loader elsewhere. */
+SEC("tp_btf/tcp_retransmit_skb")
+int health_on_retransmit_typed(__u64 *ctx)
+{
+	struct trace_event_raw_tcp_retransmit_skb *record = 0;
+	int has_err = bpf_core_field_exists(record->err);
+	int err = 0;
+	if (has_err)
+		err = (int)ctx[2];
+	count_retransmit((struct sock *)ctx[0], (struct sk_buff *)ctx[1], has_err, err);
+	return 0;
+}
+
+/* Arguments (sk, oldstate, newstate). */
+SEC("tp_btf/inet_sock_set_state")
+int health_on_state_typed(__u64 *ctx)
+{
+	struct sock *sk = (struct sock *)ctx[0];
+	if (BPF_CORE_READ(sk, sk_protocol) != 6 /* TCP */)
+		return 0;
+	count_state(sk, (int)ctx[1], (int)ctx[2]);
+	return 0;
+}
+
+SEC("tracepoint/tcp/tcp_retransmit_skb")
+int health_on_retransmit(struct retransmit_args *ctx)
+{
+	struct trace_event_raw_tcp_retransmit_skb *record = (void *)ctx;
+	int has_err = bpf_core_field_exists(record->err);
+	int err = 0;
+	if (has_err)
+		bpf_probe_read_kernel(&err, sizeof(err), (void *)ctx + bpf_core_field_offset(record->err));
+	count_retransmit((struct sock *)ctx->skaddr, (struct sk_buff *)ctx->skbaddr, has_err, err);
+	return 0;
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int health_on_state(struct set_state_args *ctx)
+{
+	if (ctx->protocol != 6 /* TCP */)
+		return 0;
+	count_state((struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate);
 	return 0;
 }
