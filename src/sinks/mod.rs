@@ -1,5 +1,6 @@
 //! Sinks read what accounting produced and deliver it somewhere.
 
+pub mod delivery;
 pub mod influxdb;
 pub mod ipfix;
 pub mod json_lines;
@@ -7,6 +8,7 @@ pub mod line_protocol;
 pub mod live;
 pub mod prometheus;
 pub mod self_metrics;
+pub mod spool;
 pub mod store;
 
 use crate::accounting::IntervalReport;

@@ -1,22 +1,31 @@
-//! The delivery thread of one InfluxDB sink: takes batches from the spool in order, one
-//! request at a time, and acts on each answer (see `verdict`).
+//! The delivery thread of one spooled sink (InfluxDB, OTLP): takes batches from the
+//! spool in order, one request at a time, and acts on each answer (see `Verdict`).
 
-use super::endpoint::Endpoint;
+mod verdict;
+
+pub use verdict::{parse_retry_after, Verdict};
+
+use super::self_metrics::SinkMetrics;
 use super::spool::Spool;
-use super::verdict::{classify, Verdict};
-use crate::sinks::self_metrics::SinkMetrics;
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-pub struct Writer {
+/// Where a sink's batches go: sends one and says what the server made of it.
+pub trait Destination: Send {
+    /// The server as log lines name it ("InfluxDB").
+    fn server(&self) -> &str;
+    /// What one spooled line is to the server ("points").
+    fn items(&self) -> &str;
+    fn send(&self, lines: &[String]) -> Verdict;
+}
+
+pub struct Writer<D: Destination> {
     pub name: String,
-    pub endpoint: Endpoint,
+    pub destination: D,
     pub spool: Arc<Spool>,
     pub metrics: SinkMetrics,
     pub stop: Arc<AtomicBool>,
-    pub gzip: bool,
     pub batch: BatchSize,
     pub flush_interval: Duration,
     pub jitter: f64,
@@ -85,7 +94,7 @@ fn retry_wait(retry_after: Option<Duration>, backoff: Duration, longest: Duratio
     retry_after.map_or(backoff, |after| after.min(longest))
 }
 
-impl Writer {
+impl<D: Destination> Writer<D> {
     pub fn run(mut self) {
         let mut delay = FIRST_RETRY_DELAY;
         let mut failing_since: Option<(Instant, String, Instant)> = None;
@@ -114,12 +123,13 @@ impl Writer {
                     self.spool.commit(&batch);
                     delay = FIRST_RETRY_DELAY;
                     if let Some(grown) = self.batch.delivered() {
-                        tracing::info!(sink = %self.name, "sending up to {grown} points per request again");
+                        tracing::info!(sink = %self.name, "sending up to {grown} {} per request again", self.destination.items());
                     }
                     if let Some((since, _, _)) = failing_since.take() {
                         tracing::info!(
                             sink = %self.name,
-                            "InfluxDB accepts writes again after {}; sending what was spooled",
+                            "{} accepts writes again after {}; sending what was spooled",
+                            self.destination.server(),
                             humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()))
                         );
                     }
@@ -156,7 +166,9 @@ impl Writer {
             self.metrics.dropped.inc_by(evicted);
             tracing::error!(
                 sink = %self.name,
-                "the spool is full: dropped the {evicted} oldest points; raise spool_max_mib or fix the database"
+                "the spool is full: dropped the {evicted} oldest {}; raise spool_max_mib or fix {}",
+                self.destination.items(),
+                self.destination.server()
             );
         }
     }
@@ -170,7 +182,8 @@ impl Writer {
     }
 
     fn deliver(&mut self, lines: &[String]) -> Delivery {
-        match self.send(lines) {
+        let (server, items) = (self.destination.server(), self.destination.items());
+        match self.destination.send(lines) {
             Verdict::Written => {
                 self.metrics.written.inc_by(lines.len() as u64);
                 Delivery::Settled
@@ -182,7 +195,7 @@ impl Writer {
                 self.metrics.error_now();
                 tracing::error!(
                     sink = %self.name,
-                    "InfluxDB stored part of a batch and refused {dropped} of {} points: {message}",
+                    "{server} stored part of a batch and refused {dropped} of {} {items}: {message}",
                     lines.len()
                 );
                 Delivery::Settled
@@ -192,7 +205,7 @@ impl Writer {
                 self.metrics.error_now();
                 tracing::error!(
                     sink = %self.name,
-                    "InfluxDB refused {} points as malformed, dropped them: {message}",
+                    "{server} refused {} {items} as malformed, dropped them: {message}",
                     lines.len()
                 );
                 Delivery::Settled
@@ -202,7 +215,7 @@ impl Writer {
                 if self.batch.shrink_to(half) {
                     tracing::warn!(
                         sink = %self.name,
-                        "request too large (413): sending at most {} points per request",
+                        "request too large (413): sending at most {} {items} per request",
                         self.batch.lines
                     );
                 }
@@ -215,78 +228,12 @@ impl Writer {
                 self.metrics.dropped.inc_by(1);
                 tracing::error!(
                     sink = %self.name,
-                    "a single point is larger than the server accepts (413), dropped it; raise the server's max-body-size"
+                    "one of the {items} is larger than {server} accepts (413), dropped it; raise the server's largest request size"
                 );
                 Delivery::Settled
             }
             Verdict::Retry { after, message } => Delivery::Retry { after, message },
         }
-    }
-
-    fn send(&self, lines: &[String]) -> Verdict {
-        let body = match self.body(lines) {
-            Ok(body) => body,
-            Err(error) => {
-                return Verdict::Retry {
-                    after: None,
-                    message: format!("cannot compress a batch: {error}"),
-                }
-            }
-        };
-        let mut request = self
-            .endpoint
-            .agent
-            .post(&self.endpoint.url)
-            .header("Content-Type", "text/plain; charset=utf-8");
-        if self.gzip {
-            request = request.header("Content-Encoding", "gzip");
-        }
-        if let Some(authorization) = &self.endpoint.authorization {
-            request = request.header("Authorization", authorization);
-        }
-        match request.send(&body[..]) {
-            Ok(mut response) => {
-                let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get("Retry-After")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
-                let text = response
-                    .body_mut()
-                    .with_config()
-                    .limit(64 * 1024)
-                    .read_to_string()
-                    .unwrap_or_default();
-                classify(status, retry_after.as_deref(), &text, SystemTime::now())
-            }
-            Err(error) => Verdict::Retry {
-                after: None,
-                message: format!(
-                    "cannot reach InfluxDB at {}: {error}; points are kept and retried",
-                    self.endpoint.url.split('?').next().unwrap_or_default()
-                ),
-            },
-        }
-    }
-
-    fn body(&self, lines: &[String]) -> std::io::Result<Vec<u8>> {
-        let size = lines.iter().map(String::len).sum();
-        if !self.gzip {
-            let mut body = Vec::with_capacity(size);
-            for line in lines {
-                body.extend_from_slice(line.as_bytes());
-            }
-            return Ok(body);
-        }
-        let mut encoder = flate2::write::GzEncoder::new(
-            Vec::with_capacity(size / 4),
-            flate2::Compression::fast(),
-        );
-        for line in lines {
-            encoder.write_all(line.as_bytes())?;
-        }
-        encoder.finish()
     }
 }
 

@@ -2,13 +2,14 @@
 //! writer thread delivers them to the v1, v2 or v3 write API, so that neither an outage
 //! nor a restart loses a point.
 
+mod destination;
 mod endpoint;
-mod spool;
 mod verdict;
-mod writer;
 
+use super::delivery::{BatchSize, Writer};
 use super::line_protocol;
 use super::self_metrics::SelfMetrics;
+use super::spool::Spool;
 use super::Sink;
 use crate::accounting::IntervalReport;
 use crate::config::InfluxConfig;
@@ -21,7 +22,7 @@ use std::time::Duration;
 pub struct InfluxSink {
     name: String,
     hostname: String,
-    spool: Arc<spool::Spool>,
+    spool: Arc<Spool>,
     stop: Arc<AtomicBool>,
     finished: crossbeam_channel::Receiver<()>,
 }
@@ -41,10 +42,10 @@ pub fn probe(config: &InfluxConfig) -> anyhow::Result<()> {
     let status = response.status().as_u16();
     let body = response.body_mut().read_to_string().unwrap_or_default();
     match verdict::classify(status, None, &body, std::time::SystemTime::now()) {
-        verdict::Verdict::Written => Ok(()),
+        super::delivery::Verdict::Written => Ok(()),
         // An empty body is "malformed" to some servers, but they read the credentials.
-        verdict::Verdict::Rejected { .. } => Ok(()),
-        verdict::Verdict::Retry { message, .. } => Err(anyhow::anyhow!("{message}")),
+        super::delivery::Verdict::Rejected { .. } => Ok(()),
+        super::delivery::Verdict::Retry { message, .. } => Err(anyhow::anyhow!("{message}")),
         other => Err(anyhow::anyhow!("unexpected answer {status}: {other:?}")),
     }
 }
@@ -67,8 +68,7 @@ impl InfluxSink {
         let directory = state_directory.join("spool").join(name);
         // A reload's new sink shares the old one's spool, whose writer may still be in a
         // request: its batch is marked in flight, so the two never send the same points.
-        let spool =
-            spool::Spool::shared(&directory, config.spool_max_mib << 20).with_context(sink)?;
+        let spool = Spool::shared(&directory, config.spool_max_mib << 20).with_context(sink)?;
         let waiting = spool.waiting();
         if waiting > 0 {
             tracing::info!(
@@ -78,14 +78,16 @@ impl InfluxSink {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let (done, finished) = crossbeam_channel::bounded(1);
-        let writer = writer::Writer {
+        let writer = Writer {
             name: name.to_string(),
-            endpoint,
+            destination: destination::InfluxDestination {
+                endpoint,
+                gzip: config.gzip,
+            },
             spool: spool.clone(),
             metrics: metrics.for_sink(name),
             stop: stop.clone(),
-            gzip: config.gzip,
-            batch: writer::BatchSize::new(config.batch_lines),
+            batch: BatchSize::new(config.batch_lines),
             flush_interval: config.flush_interval,
             jitter: config.jitter,
             max_retry_delay: config.max_retry_delay,

@@ -1,29 +1,10 @@
-//! What a write API's answer means for the points sent, as the best clients read it:
-//! malformed data is dropped (retrying cannot fix it), everything else is kept.
+//! What InfluxDB's write API's answer means for the points sent, as the best clients
+//! read it: malformed data is dropped (retrying cannot fix it), everything else is kept.
 
-use std::time::{Duration, SystemTime};
-
-#[derive(Debug, PartialEq)]
-pub enum Verdict {
-    Written,
-    /// The server stored the good lines and refused `dropped` others (InfluxDB answers 400
-    /// "partial write"); `dropped` is `None` when it did not say how many.
-    PartlyWritten {
-        dropped: Option<u64>,
-        message: String,
-    },
-    /// Malformed data (400, 422): dropped.
-    Rejected {
-        message: String,
-    },
-    /// 413: the same points in smaller requests.
-    TooLarge,
-    /// Kept and sent again after `after` (from `Retry-After`) or the backoff.
-    Retry {
-        after: Option<Duration>,
-        message: String,
-    },
-}
+use crate::sinks::delivery::{parse_retry_after, Verdict};
+#[cfg(test)]
+use std::time::Duration;
+use std::time::SystemTime;
 
 pub fn classify(status: u16, retry_after: Option<&str>, body: &str, now: SystemTime) -> Verdict {
     let message = server_message(body);
@@ -85,16 +66,6 @@ fn dropped_count(message: &str) -> Option<u64> {
     let rest = &message[message.find("dropped=")? + "dropped=".len()..];
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
-}
-
-/// `Retry-After` is either seconds or an HTTP date.
-fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let date = httpdate::parse_http_date(value).ok()?;
-    Some(date.duration_since(now).unwrap_or_default())
 }
 
 #[cfg(test)]
