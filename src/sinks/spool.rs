@@ -1,8 +1,9 @@
-//! A bounded on-disk queue of line-protocol points. Each interval is one file, written
-//! to a temporary name and renamed, so a crash leaves whole intervals or nothing; a
-//! batch's files are deleted only once the server took them (or refused them for good).
-//! Replaying a batch twice is harmless: a point with the same series and timestamp
-//! overwrites itself in InfluxDB.
+//! A bounded on-disk queue of lines (line-protocol points, or whatever a sink's
+//! destination sends). Each interval is one file, written to a temporary name and
+//! renamed, so a crash leaves whole intervals or nothing; a batch's files are deleted
+//! only once the server took them (or refused them for good). A batch may be sent twice
+//! (a crash between the answer and the deletion): InfluxDB overwrites a point with the
+//! same series and timestamp.
 
 use std::collections::HashMap;
 use std::collections::VecDeque;
