@@ -87,7 +87,7 @@ pub struct EbpfEngine {
     names: InterfaceNames,
     lost_reported: u64,
     /// Skipped tracing program runs already reported.
-    missed_reported: u64,
+    missed_runs: missed_runs::MissedRuns,
     drains: u64,
     /// Whether sockets are adopted by the processes that use them (Linux 6.3+).
     pub follows_use: bool,
@@ -139,7 +139,7 @@ impl EbpfEngine {
             counters: Counters::default(),
             names: InterfaceNames::new(),
             lost_reported: 0,
-            missed_reported: 0,
+            missed_runs: missed_runs::MissedRuns::default(),
             drains: 0,
             follows_use: loaded.follows_use,
             recording,
@@ -419,13 +419,13 @@ impl EbpfEngine {
                 "eBPF maps full: some packets or owners were not recorded"
             );
         }
-        let missed = missed_runs::total(self.skel.object());
-        let new_missed = missed.saturating_sub(self.missed_reported);
-        self.missed_reported = missed;
+        let misses = self.missed_runs.new_misses(self.skel.object());
+        let new_missed: u64 = misses.values().sum();
         if new_missed > 0 {
             tracing::warn!(
                 missed = new_missed,
-                "the kernel skipped netgraph's tracing programs (another tracing program ran on the same CPU): some events were not recorded"
+                programs = %missed_runs::describe(&misses),
+                "the kernel skipped runs of netgraph's tracing programs (an interrupt came while one ran on the same CPU): some events were not recorded"
             );
         }
         new_full + new_missed
