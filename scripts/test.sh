@@ -32,6 +32,10 @@ python3 -c "import kubernetes_validate" >/dev/null 2>&1 ||
 python3 -c "import ipfix.reader" >/dev/null 2>&1 ||
     python3 -m pip install --quiet --root-user-action=ignore ipfix ||
     python3 -m pip install --quiet --root-user-action=ignore --break-system-packages ipfix
+# opentelemetry-proto decodes the OTLP lab's requests with OpenTelemetry's own definitions.
+python3 -c "import opentelemetry.proto.collector.metrics.v1.metrics_service_pb2" >/dev/null 2>&1 ||
+    python3 -m pip install --quiet --root-user-action=ignore opentelemetry-proto ||
+    python3 -m pip install --quiet --root-user-action=ignore --break-system-packages opentelemetry-proto
 # The package test builds the .deb and the RPM.
 command -v cargo-deb >/dev/null 2>&1 || cargo install --locked --quiet cargo-deb
 command -v cargo-generate-rpm >/dev/null 2>&1 || cargo install --locked --quiet cargo-generate-rpm

@@ -53,6 +53,8 @@ pub struct Config {
     pub never_limit: Option<limits::NeverLimit>,
     /// Flow records for an IPFIX collector (turns on `[peers]`).
     pub ipfix: Option<ipfix::IpfixConfig>,
+    /// Metrics for an OpenTelemetry collector (OTLP/HTTP).
+    pub otlp: Option<otlp::OtlpConfig>,
     /// The GeoIP database of `geoip`, opened once when the file is loaded.
     #[serde(skip)]
     pub geo: Option<crate::geo::Geo>,
@@ -347,8 +349,8 @@ impl Config {
         }
         let place = || path.display().to_string();
         config.check().with_context(place)?;
-        // Flow records are made of the per-peer accounting.
-        if config.ipfix.is_some() {
+        // Flow records and OTLP's peer series are made of the per-peer accounting.
+        if config.ipfix.is_some() || config.otlp.as_ref().is_some_and(|o| o.peers > 0) {
             config.peers.enabled = true;
         }
         if let Some(geoip) = &config.geoip {
@@ -385,6 +387,9 @@ impl Config {
         limits::check_all(&self.limits)?;
         if let Some(ipfix) = &self.ipfix {
             ipfix.check()?;
+        }
+        if let Some(otlp) = &self.otlp {
+            otlp.check()?;
         }
         if self.web.enabled {
             // Read now, so that `check` and `run` refuse the same files and variables.
@@ -497,6 +502,16 @@ pub fn check_log_level(filter: &str) -> anyhow::Result<()> {
 
 /// An InfluxDB URL: http or https, a host, a port in range, and no credentials (they
 /// would be logged with the URL; they belong in username/password or token).
+/// A PEM file with the CA that signs a server's certificate (`ca_file`).
+pub(crate) fn read_ca_file(path: &Path) -> anyhow::Result<ureq::tls::Certificate<'static>> {
+    let pem = std::fs::read(path).map_err(|e| {
+        anyhow::anyhow!("ca_file {}: {e}; give a readable PEM file", path.display())
+    })?;
+    let certificate = ureq::tls::Certificate::from_pem(&pem)
+        .map_err(|e| anyhow::anyhow!("ca_file {}: not a PEM certificate ({e})", path.display()))?;
+    Ok(certificate.to_owned())
+}
+
 pub(crate) fn check_url(text: &str) -> anyhow::Result<()> {
     let text = &redact_userinfo(text);
     let url = url::Url::parse(text).map_err(|e| {
@@ -571,6 +586,7 @@ mod influx;
 pub mod ipfix;
 mod legacy;
 pub mod limits;
+pub mod otlp;
 mod secret;
 
 pub use alerts::AlertsConfig;

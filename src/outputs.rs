@@ -10,6 +10,7 @@ use crate::sinks::influxdb::InfluxSink;
 use crate::sinks::ipfix::IpfixSink;
 use crate::sinks::json_lines::JsonLinesSink;
 use crate::sinks::live::{LiveSink, SharedLive};
+use crate::sinks::otlp::OtlpSink;
 use crate::sinks::prometheus::PrometheusSink;
 use crate::sinks::self_metrics::SelfMetrics;
 use crate::sinks::store::StoreSink;
@@ -117,7 +118,7 @@ pub fn start(config: &Config, json_lines: bool) -> anyhow::Result<Outputs> {
     })
 }
 
-/// The sinks a SIGHUP rebuilds: JSON lines, InfluxDB (whose spools carry over), IPFIX and
+/// The sinks a SIGHUP rebuilds: JSON lines, InfluxDB and OTLP (whose spools carry over), IPFIX and
 /// the alert rules (whose state is in the store).
 pub fn reloadable(
     config: &Config,
@@ -143,6 +144,10 @@ pub fn reloadable(
     }
     if let Some(ipfix) = &config.ipfix {
         sinks.push(Box::new(IpfixSink::start(ipfix)?));
+    }
+    if let Some(otlp) = &config.otlp {
+        let sink = OtlpSink::start(otlp, &hostname, &state_directory, &shared.self_metrics)?;
+        sinks.push(Box::new(sink));
     }
     if let Some(alerts) = Alerts::start(config, &hostname, shared) {
         sinks.push(Box::new(alerts));

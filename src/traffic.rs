@@ -99,15 +99,21 @@ impl Service {
     }
 }
 
-impl std::fmt::Display for Service {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let protocol = match self.protocol {
+impl Service {
+    /// The protocol as `443/tcp` writes it.
+    pub fn protocol_label(&self) -> &'static str {
+        match self.protocol {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
             Protocol::Icmp => "icmp",
             Protocol::Other(_) => "ip",
-        };
-        write!(f, "{}/{protocol}", self.port)
+        }
+    }
+}
+
+impl std::fmt::Display for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.port, self.protocol_label())
     }
 }
 

@@ -9,29 +9,6 @@ mod servers;
 use lab::*;
 use std::time::Duration;
 
-/// The host's nftables table of this test, deleted however the test ends.
-struct HostTable(String);
-
-impl Drop for HostTable {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("nft")
-            .args(["delete", "table", "inet", &self.0])
-            .status();
-    }
-}
-
-impl HostTable {
-    fn counter(&self, name: &str, figure: &str) -> u64 {
-        let json = run("nft", &["-j", "list", "counter", "inet", &self.0, name]);
-        serde_json::from_str::<serde_json::Value>(&json).unwrap()["nftables"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find_map(|item| item["counter"][figure].as_u64())
-            .unwrap_or_else(|| panic!("no counter {name} in {json}"))
-    }
-}
-
 #[test]
 #[ignore = "needs root; scripts/test.sh runs it as root"]
 fn netfilter_drops_are_counted_on_the_process_whose_packets_they_were() {

@@ -257,16 +257,7 @@ impl InfluxConfig {
 
     /// The certificate authority in `ca_file`, if one is configured.
     pub fn ca_certificate(&self) -> anyhow::Result<Option<ureq::tls::Certificate<'static>>> {
-        let Some(path) = &self.ca_file else {
-            return Ok(None);
-        };
-        let pem = std::fs::read(path).map_err(|e| {
-            anyhow::anyhow!("ca_file {}: {e}; give a readable PEM file", path.display())
-        })?;
-        let certificate = ureq::tls::Certificate::from_pem(&pem).map_err(|e| {
-            anyhow::anyhow!("ca_file {}: not a PEM certificate ({e})", path.display())
-        })?;
-        Ok(Some(certificate.to_owned()))
+        self.ca_file.as_deref().map(super::read_ca_file).transpose()
     }
 
     /// v1's password, read from where it is kept.

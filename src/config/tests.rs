@@ -59,6 +59,19 @@ fn the_sample_ipfix_section_is_valid_and_turns_peers_on() {
 }
 
 #[test]
+fn the_sample_otlp_section_is_valid_and_its_peers_turn_peers_on() {
+    let sample = include_str!("../../examples/netgraph.toml");
+    let section = uncommented(sample, "# [otlp]");
+    let config = parse(&section).unwrap();
+    let otlp = config.otlp.as_ref().unwrap();
+    assert_eq!(otlp.url(), "http://127.0.0.1:4318/v1/metrics");
+    assert_eq!(otlp.headers["Authorization"], "Bearer TOKEN");
+    assert!(!config.peers.enabled, "no peer series, no peer accounting");
+    let with_peers = parse(&section.replace("peers = 0", "peers = 500")).unwrap();
+    assert!(with_peers.peers.enabled, "peer series are made of it");
+}
+
+#[test]
 fn the_sample_peers_section_is_valid_once_uncommented() {
     let sample = include_str!("../../examples/netgraph.toml");
     let section: String = sample

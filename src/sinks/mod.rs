@@ -6,6 +6,7 @@ pub mod ipfix;
 pub mod json_lines;
 pub mod line_protocol;
 pub mod live;
+pub mod otlp;
 pub mod prometheus;
 pub mod self_metrics;
 pub mod spool;

@@ -824,6 +824,31 @@ impl Records {
     }
 }
 
+/// An nftables table of a test in the host's namespace (inet family), deleted however
+/// the test ends.
+pub struct HostTable(pub String);
+
+impl Drop for HostTable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("nft")
+            .args(["delete", "table", "inet", &self.0])
+            .status();
+    }
+}
+
+impl HostTable {
+    /// A counter's `packets` or `bytes`.
+    pub fn counter(&self, name: &str, figure: &str) -> u64 {
+        let json = run("nft", &["-j", "list", "counter", "inet", &self.0, name]);
+        serde_json::from_str::<serde_json::Value>(&json).unwrap()["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|item| item["counter"][figure].as_u64())
+            .unwrap_or_else(|| panic!("no counter {name} in {json}"))
+    }
+}
+
 /// `part / whole` as a fraction, for share checks.
 pub fn share(part: u64, whole: u64) -> f64 {
     assert!(

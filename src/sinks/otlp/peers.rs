@@ -1,0 +1,175 @@
+//! Opt-in peer series, bounded as `/metrics` bounds them: at most `limit` (process,
+//! peer) series, the busiest; a new one takes the place of the one idle longest (once it
+//! has been idle a whole interval), which is then no longer sent.
+
+use super::metrics::{process_attributes, PEER_IO};
+use super::series::{Attributes, Series};
+use crate::accounting::PeerRow;
+use std::collections::HashMap;
+
+pub struct PeerSeats {
+    limit: usize,
+    /// Each kept series and the interval it last moved in.
+    kept: HashMap<Attributes, u64>,
+    interval: u64,
+}
+
+impl PeerSeats {
+    pub fn new(limit: usize) -> PeerSeats {
+        PeerSeats {
+            limit,
+            kept: HashMap::new(),
+            interval: 0,
+        }
+    }
+
+    pub fn record(&mut self, series: &mut Series, rows: &[PeerRow]) {
+        if self.limit == 0 {
+            return;
+        }
+        self.interval += 1;
+        let mut rows: Vec<&PeerRow> = rows.iter().collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.last.bytes()));
+        for row in rows {
+            let of = peer_attributes(row);
+            if !self.kept.contains_key(&of) && !self.make_room(series) {
+                continue;
+            }
+            self.kept.insert(of.clone(), self.interval);
+            for (way, bytes) in [
+                ("transmit", row.last.sent.bytes),
+                ("receive", row.last.recv.bytes),
+            ] {
+                series.add(
+                    &PEER_IO,
+                    of.clone().text("network.io.direction", way),
+                    bytes,
+                );
+            }
+        }
+    }
+
+    /// Whether a new series fits, dropping the one idle longest if need be.
+    fn make_room(&mut self, series: &mut Series) -> bool {
+        if self.kept.len() < self.limit {
+            return true;
+        }
+        let idlest = self
+            .kept
+            .iter()
+            .filter(|(_, moved)| **moved < self.interval)
+            .min_by_key(|(_, moved)| **moved)
+            .map(|(of, _)| of.clone());
+        let Some(idlest) = idlest else {
+            return false;
+        };
+        self.kept.remove(&idlest);
+        for way in ["transmit", "receive"] {
+            series.forget(&PEER_IO, &idlest.clone().text("network.io.direction", way));
+        }
+        true
+    }
+}
+
+fn peer_attributes(row: &PeerRow) -> Attributes {
+    let mut of = process_attributes(&row.key, row.workload.as_deref(), None)
+        .text("network.peer.address", row.peer_label())
+        .text_if("netgraph.peer.name", row.name.as_deref());
+    if let Some(service) = row.service {
+        of = of
+            .integer("server.port", i64::from(service.port))
+            .text("network.transport", service.protocol_label());
+    }
+    of
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounting::SeriesKey;
+    use crate::config::otlp::Temporality;
+    use crate::traffic::Traffic;
+
+    fn row(peer: &str, sent: u64) -> PeerRow {
+        let mut last = Traffic::default();
+        last.sent.bytes = sent;
+        PeerRow {
+            near: None,
+            key: SeriesKey {
+                name: "curl".into(),
+                uid: Some(1000),
+                interface: "eth0".into(),
+                container: None,
+                reason: None,
+            },
+            workload: None,
+            peer: Some(peer.parse().unwrap()),
+            service: None,
+            name: None,
+            country: None,
+            pid: None,
+            last,
+            total: last,
+        }
+    }
+
+    /// Each exported peer and its bytes sent.
+    fn sent(series: &Series) -> Vec<(String, String)> {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
+        let text = |point: &opentelemetry_proto::tonic::metrics::v1::NumberDataPoint, key| {
+            let kv = point.attributes.iter().find(|kv| kv.key == key)?;
+            match kv.value.as_ref()?.value.as_ref()? {
+                Value::StringValue(text) => Some(text.clone()),
+                _ => None,
+            }
+        };
+        let mut peers = Vec::new();
+        for metric in series.finish() {
+            let Some(Data::Sum(sum)) = metric.data else {
+                continue;
+            };
+            for point in &sum.data_points {
+                if text(point, "network.io.direction").as_deref() != Some("transmit") {
+                    continue;
+                }
+                let Some(number_data_point::Value::AsInt(bytes)) = point.value else {
+                    continue;
+                };
+                let peer = text(point, "network.peer.address").unwrap();
+                peers.push((peer, bytes.to_string()));
+            }
+        }
+        peers.sort();
+        peers
+    }
+
+    #[test]
+    fn only_the_busiest_series_are_kept() {
+        let mut series = Series::new(Temporality::Cumulative);
+        let mut seats = PeerSeats::new(2);
+        series.begin(0, 1);
+        seats.record(
+            &mut series,
+            &[
+                row("192.0.2.1", 10),
+                row("192.0.2.2", 300),
+                row("192.0.2.3", 200),
+            ],
+        );
+        let two = |a: &str, x: &str, b: &str, y: &str| {
+            vec![
+                (a.to_string(), x.to_string()),
+                (b.to_string(), y.to_string()),
+            ]
+        };
+        assert_eq!(sent(&series), two("192.0.2.2", "300", "192.0.2.3", "200"));
+        // .2 moves again, .3 is idle and gives way to .1.
+        series.begin(1, 2);
+        seats.record(&mut series, &[row("192.0.2.2", 5), row("192.0.2.1", 1)]);
+        assert_eq!(sent(&series), two("192.0.2.1", "1", "192.0.2.2", "305"));
+        let mut none = Series::new(Temporality::Cumulative);
+        PeerSeats::new(0).record(&mut none, &[row("192.0.2.1", 10)]);
+        assert!(none.finish().is_empty());
+    }
+}
