@@ -529,6 +529,47 @@ fn traffic_without_a_socket_is_counted_per_interface() {
     );
 }
 
+/// Replies the kernel sends while netgraph drains are counted once. (Interfaces read
+/// after sockets: a reply counted by its socket hook and TC in between was reported as
+/// no socket's traffic, and again with its socket at the next drain.) Many drains
+/// while a ping flood is answered: each is a chance to double one.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn replies_sent_while_netgraph_drains_are_counted_once() {
+    require_root();
+    let lab = Lab::new();
+    let (host_end, _, host_address, _) = lab.host_link();
+    let b = lab.b.clone();
+    lab.truth_in(
+        &b,
+        &[
+            ("requests", "output", "icmp type echo-request"),
+            ("replies", "input", "icmp type echo-reply"),
+        ],
+    );
+    let netgraph = EBPF.start(&lab, &["--interval", "100ms"]);
+    std::thread::sleep(Duration::from_millis(500));
+    lab.ping_from_b(&host_address, 3000, "0.001", 1000);
+    settle();
+    let records = netgraph.stop();
+    records.assert_conservation();
+    let (requests, replies) = (
+        lab.truth_bytes_in(&b, "requests"),
+        lab.truth_bytes_in(&b, "replies"),
+    );
+    let received = records.sum("unknown ICMP", &host_end, "recv_bytes_last");
+    let sent = records.sum("unknown ICMP", &host_end, "sent_bytes_last");
+    report(&format!(
+        "eBPF engine, a ping flood answered across {} drains: {received} bytes in, {sent} out; the far end sent {requests}, received {replies}",
+        records
+            .interfaces()
+            .filter(|l| l["interface"] == host_end.as_str())
+            .count()
+    ));
+    assert_eq!(requests, 3000 * 1028, "the far end sent every request");
+    assert_eq!((received, sent), (requests, replies));
+}
+
 /// netgraph's interface programs hand every packet on: a second instance (or any
 /// program or tc filter after them) still sees it. (They returned "pass", which ended
 /// the chain: the second instance counted none of the pings it received.)

@@ -507,8 +507,11 @@ impl Lab {
         std::fs::create_dir_all(&state).unwrap();
         std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o777))
             .unwrap();
+        command.args(["run", "--json"]);
+        if !extra.contains(&"--interval") {
+            command.args(["--interval", "1s"]);
+        }
         let child = command
-            .args(["run", "--json", "--interval", "1s"])
             .args(extra)
             // Each run keeps its store (and spools) in the lab, never in /var/lib.
             .env("STATE_DIRECTORY", &state)

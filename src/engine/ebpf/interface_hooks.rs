@@ -91,6 +91,8 @@ pub struct InterfaceHooks {
     attributed: HashMap<Key, Counter>,
     unattributed: HashMap<Key, Counter>,
     non_ip_reported: HashMap<u32, Counter>,
+    /// Non-IP frames per interface, as last read (cumulative).
+    non_ip_crossed: HashMap<u32, Counter>,
     /// This drain's traffic by pair of addresses (when recorded): crossed and moved by sockets.
     pairs_crossed: HashMap<(Key, Pair), Counter>,
     pairs_attributed: HashMap<(Key, Pair), Counter>,
@@ -127,6 +129,7 @@ impl InterfaceHooks {
             attributed: HashMap::new(),
             unattributed: HashMap::new(),
             non_ip_reported: HashMap::new(),
+            non_ip_crossed: HashMap::new(),
             pairs_crossed: HashMap::new(),
             pairs_attributed: HashMap::new(),
         }
@@ -250,21 +253,32 @@ impl InterfaceHooks {
         }
     }
 
-    /// What crossed the interfaces beyond what sockets moved, since the last call.
-    /// Cumulative totals make this exact over time: the socket hooks and TC see a packet
-    /// at slightly different moments, so one interval's difference may run ahead, and
-    /// only a growing excess is reported. With addresses recorded, the excess is named
-    /// after the pairs that crossed more than sockets moved this drain, pairs no socket
-    /// moved anything for first; whatever is left keeps no addresses.
+    /// Reads what crossed the interfaces, before the sockets' counters are read: a
+    /// packet leaving is counted by its socket before TC sees it, so every packet read
+    /// here has its socket's count in the read that follows. (Read after the sockets, a
+    /// reply sent in between was TC's alone for a drain, reported as no socket's, and
+    /// counted again with its socket at the next.) Arriving packets meet TC first and
+    /// their socket within the same softirq, well inside the gap between the reads.
     /// `carries_segments` says whether an interface's link carries the segments of
     /// offloaded packets in a direction (see `HookCount::on_link`).
-    pub fn unattributed(
+    pub fn read_crossed(
         &mut self,
         map: &MapMut<'_>,
         carries_segments: &mut dyn FnMut(u32, Direction) -> bool,
-    ) -> (Vec<Unattributed>, HashMap<u32, Counter>) {
-        let mut non_ip: HashMap<u32, Counter> = HashMap::new();
+    ) {
+        let mut non_ip = HashMap::new();
         self.read(map, &mut non_ip, carries_segments);
+        self.non_ip_crossed = non_ip;
+    }
+
+    /// What crossed the interfaces (as `read_crossed` last read it) beyond what sockets
+    /// moved, since the last call. Cumulative totals make this exact over time: a
+    /// packet a socket counted but TC not yet makes one drain's difference run behind,
+    /// so only a growing excess is reported. With addresses recorded, the excess is
+    /// named after the pairs that crossed more than sockets moved this drain, pairs no
+    /// socket moved anything for first; whatever is left keeps no addresses.
+    pub fn unattributed(&mut self) -> (Vec<Unattributed>, HashMap<u32, Counter>) {
+        let non_ip = std::mem::take(&mut self.non_ip_crossed);
         let mut found: HashMap<(u32, Protocol, Option<Pair>), Traffic> = HashMap::new();
         let mut candidates: HashMap<Key, Vec<(Pair, Counter, bool)>> = HashMap::new();
         for ((key, pair), crossed) in self.pairs_crossed.drain() {

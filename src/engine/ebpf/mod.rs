@@ -324,9 +324,8 @@ impl EbpfEngine {
         }
     }
 
-    /// What crossed the interfaces without a local socket (forwarded, or the kernel's
-    /// own), and frames that carry no IP, by interface.
-    fn interface_only_traffic(&mut self) -> (Vec<SocketTraffic>, Vec<(u32, Counter)>) {
+    /// Hooks interfaces that appeared, and reads what crossed them all.
+    fn read_interfaces(&mut self) {
         self.hooks.sync(&self.skel);
         let maps = &self.skel.maps;
         let interface_map = if self.recording.addresses {
@@ -342,9 +341,14 @@ impl EbpfEngine {
                 Direction::Ingress => offloads.segments_received(),
             }
         };
-        let (unattributed, non_ip) = self
-            .hooks
-            .unattributed(interface_map, &mut carries_segments);
+        self.hooks
+            .read_crossed(interface_map, &mut carries_segments);
+    }
+
+    /// What crossed the interfaces without a local socket (forwarded, or the kernel's
+    /// own), and frames that carry no IP, by interface.
+    fn interface_only_traffic(&mut self) -> (Vec<SocketTraffic>, Vec<(u32, Counter)>) {
+        let (unattributed, non_ip) = self.hooks.unattributed();
         if unattributed.iter().any(|item| item.ends.is_some()) {
             match host_addresses::discover() {
                 Ok(host) => self.host = host,
@@ -494,6 +498,10 @@ impl Engine for EbpfEngine {
 
     fn drain(&mut self) -> EngineReport {
         self.drains += 1;
+        // Interfaces before sockets (see `InterfaceHooks::read_crossed`).
+        if self.hooks.active() {
+            self.read_interfaces();
+        }
         // Slots first: a socket released between the two reads has its last counts
         // handed over to the map, read after.
         let in_sockets = self
