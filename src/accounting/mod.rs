@@ -11,6 +11,8 @@ use crate::traffic::{Counter, Traffic};
 use crate::workload::Workload;
 pub use limits::LimitRow;
 use limits::LimitTotals;
+#[cfg(test)]
+pub use peers::sample_row as sample_peer_row;
 use peers::{PeerId, PeerTally};
 pub use peers::{PeerRow, DEFAULT_PER_PROCESS};
 use std::collections::HashMap;

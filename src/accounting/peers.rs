@@ -35,6 +35,31 @@ pub struct PeerRow {
     pub total: Traffic,
 }
 
+/// A row of `sent` bytes from curl (uid 1000, eth0) to `peer`, for sinks' tests.
+#[cfg(test)]
+pub fn sample_row(peer: &str, sent: u64) -> PeerRow {
+    let mut last = Traffic::default();
+    last.sent.bytes = sent;
+    PeerRow {
+        near: None,
+        key: SeriesKey {
+            name: "curl".into(),
+            uid: Some(1000),
+            interface: "eth0".into(),
+            container: None,
+            reason: None,
+        },
+        workload: None,
+        peer: Some(peer.parse().unwrap()),
+        service: None,
+        name: None,
+        country: None,
+        pid: None,
+        last,
+        total: last,
+    }
+}
+
 impl PeerRow {
     /// The peer as written out: its address, or `other`.
     pub fn peer_label(&self) -> String {

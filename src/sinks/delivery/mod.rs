@@ -1,8 +1,11 @@
 //! The delivery thread of one spooled sink (InfluxDB, OTLP): takes batches from the
 //! spool in order, one request at a time, and acts on each answer (see `Verdict`).
 
+mod delivering;
+pub mod http;
 mod verdict;
 
+pub use delivering::Delivering;
 pub use verdict::{parse_retry_after, Verdict};
 
 use super::self_metrics::SinkMetrics;

@@ -2,9 +2,8 @@
 
 use super::endpoint::Endpoint;
 use super::verdict::classify;
-use crate::sinks::delivery::{Destination, Verdict};
+use crate::sinks::delivery::{http, Destination, Verdict};
 use std::io::Write;
-use std::time::SystemTime;
 
 pub struct InfluxDestination {
     pub endpoint: Endpoint,
@@ -41,22 +40,13 @@ impl Destination for InfluxDestination {
         if let Some(authorization) = &self.endpoint.authorization {
             request = request.header("Authorization", authorization);
         }
-        match request.send(&body[..]) {
-            Ok(mut response) => {
-                let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get("Retry-After")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
-                let text = response
-                    .body_mut()
-                    .with_config()
-                    .limit(64 * 1024)
-                    .read_to_string()
-                    .unwrap_or_default();
-                classify(status, retry_after.as_deref(), &text, SystemTime::now())
-            }
+        match http::post(request, &body) {
+            Ok(answer) => classify(
+                answer.status,
+                answer.retry_after.as_deref(),
+                &String::from_utf8_lossy(&answer.body),
+                answer.at,
+            ),
             Err(error) => Verdict::Retry {
                 after: None,
                 message: format!(

@@ -6,7 +6,7 @@ mod destination;
 mod endpoint;
 mod verdict;
 
-use super::delivery::{BatchSize, Writer};
+use super::delivery::{BatchSize, Delivering, Writer};
 use super::line_protocol;
 use super::self_metrics::SelfMetrics;
 use super::spool::Spool;
@@ -15,16 +15,13 @@ use crate::accounting::IntervalReport;
 use crate::config::InfluxConfig;
 use anyhow::Context;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
 
 pub struct InfluxSink {
     name: String,
     hostname: String,
-    spool: Arc<Spool>,
-    stop: Arc<AtomicBool>,
-    finished: crossbeam_channel::Receiver<()>,
+    delivery: Delivering,
 }
 
 /// For `netgraph check`: a write of no points, which the server answers like any
@@ -50,11 +47,6 @@ pub fn probe(config: &InfluxConfig) -> anyhow::Result<()> {
     }
 }
 
-/// How long shutdown lets the writer finish: a healthy server takes the last interval
-/// within it, a hung one is not waited for. What is left stays spooled and is sent at
-/// the next start (a batch sent twice overwrites itself).
-const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
-
 impl InfluxSink {
     pub fn start(
         name: &str,
@@ -76,8 +68,6 @@ impl InfluxSink {
                 "{waiting} points spooled by an earlier run will be sent"
             );
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let (done, finished) = crossbeam_channel::bounded(1);
         let writer = Writer {
             name: name.to_string(),
             destination: destination::InfluxDestination {
@@ -86,25 +76,18 @@ impl InfluxSink {
             },
             spool: spool.clone(),
             metrics: metrics.for_sink(name),
-            stop: stop.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
             batch: BatchSize::new(config.batch_lines),
             flush_interval: config.flush_interval,
             jitter: config.jitter,
             max_retry_delay: config.max_retry_delay,
         };
-        std::thread::Builder::new()
-            .name(format!("influx-{name}"))
-            .spawn(move || {
-                writer.run();
-                let _ = done.send(());
-            })?;
+        let delivery = Delivering::start(format!("influx-{name}"), writer)?;
         tracing::info!(sink = name, url = %config.url, api = ?config.api(), "writing to InfluxDB");
         Ok(InfluxSink {
             name: name.to_string(),
             hostname: hostname.to_string(),
-            spool,
-            stop,
-            finished,
+            delivery,
         })
     }
 }
@@ -116,27 +99,16 @@ impl Sink for InfluxSink {
 
     fn write(&mut self, report: &IntervalReport) -> anyhow::Result<()> {
         let lines = line_protocol::encode(report, &self.hostname);
-        self.spool.push(&lines)
+        self.delivery.push(&lines)
     }
 
-    /// The writer stops after the request it may be in (a hung server: its timeout),
-    /// off the interval loop; the next sink's writer sends what is spooled meanwhile.
     fn release(&mut self) -> anyhow::Result<()> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.spool.wake();
+        self.delivery.release();
         Ok(())
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.spool.wake();
-        if self.finished.recv_timeout(SHUTDOWN_GRACE).is_err() {
-            tracing::warn!(sink = %self.name, "InfluxDB has not answered by shutdown; not waiting for it");
-        }
-        let waiting = self.spool.waiting();
-        if waiting > 0 {
-            tracing::info!(sink = %self.name, "{waiting} points stay spooled for the next start");
-        }
+        self.delivery.finish();
         Ok(())
     }
 }

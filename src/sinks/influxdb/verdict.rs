@@ -1,7 +1,7 @@
 //! What InfluxDB's write API's answer means for the points sent, as the best clients
 //! read it: malformed data is dropped (retrying cannot fix it), everything else is kept.
 
-use crate::sinks::delivery::{parse_retry_after, Verdict};
+use crate::sinks::delivery::{http, parse_retry_after, Verdict};
 #[cfg(test)]
 use std::time::Duration;
 use std::time::SystemTime;
@@ -45,20 +45,7 @@ fn server_message(body: &str) -> String {
             .find_map(|k| v.get(k).and_then(|m| m.as_str()).map(str::to_string))
     });
     let text = field.unwrap_or_else(|| body.trim().to_string());
-    let mut text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if text.len() > 500 {
-        let cut = (0..=500)
-            .rev()
-            .find(|&i| text.is_char_boundary(i))
-            .unwrap_or(0);
-        text.truncate(cut);
-        text.push('…');
-    }
-    if text.is_empty() {
-        "no reason given".into()
-    } else {
-        text
-    }
+    http::one_line(&text, 500)
 }
 
 /// 1.x says `partial write: ... dropped=N`.

@@ -3,7 +3,7 @@
 //! messages merges their repeated fields, so the intervals' bytes back to back are one
 //! request with all their resource metrics.
 
-use crate::sinks::delivery::{parse_retry_after, Destination, Verdict};
+use crate::sinks::delivery::{http, parse_retry_after, Destination, Verdict};
 use base64::Engine;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use prost::Message;
@@ -49,22 +49,13 @@ impl Destination for OtlpDestination {
         for (name, value) in &self.headers {
             request = request.header(name, value);
         }
-        match request.send(&body[..]) {
-            Ok(mut response) => {
-                let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get("Retry-After")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
-                let body = response
-                    .body_mut()
-                    .with_config()
-                    .limit(64 * 1024)
-                    .read_to_vec()
-                    .unwrap_or_default();
-                classify(status, retry_after.as_deref(), &body, SystemTime::now())
-            }
+        match http::post(request, &body) {
+            Ok(answer) => classify(
+                answer.status,
+                answer.retry_after.as_deref(),
+                &answer.body,
+                answer.at,
+            ),
             Err(error) => Verdict::Retry {
                 after: None,
                 message: format!(
@@ -141,22 +132,7 @@ fn classify(status: u16, retry_after: Option<&str>, body: &[u8], now: SystemTime
 
 /// A google.rpc.Status in protobuf, JSON or plain text: its readable part, on one line.
 fn server_message(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let printable: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .filter(|c| *c != char::REPLACEMENT_CHARACTER)
-        .collect();
-    let mut text = printable.split_whitespace().collect::<Vec<_>>().join(" ");
-    if let Some(cut) = text.char_indices().nth(300).map(|(i, _)| i) {
-        text.truncate(cut);
-        text.push('…');
-    }
-    if text.is_empty() {
-        "no reason given".into()
-    } else {
-        text
-    }
+    http::one_line(&String::from_utf8_lossy(body), 300)
 }
 
 #[cfg(test)]

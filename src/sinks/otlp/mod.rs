@@ -8,7 +8,7 @@ mod metrics;
 mod peers;
 mod series;
 
-use super::delivery::{BatchSize, Writer};
+use super::delivery::{BatchSize, Delivering, Writer};
 use super::self_metrics::SelfMetrics;
 use super::spool::Spool;
 use super::Sink;
@@ -23,7 +23,7 @@ use peers::PeerSeats;
 use prost::Message;
 use series::Series;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ureq::tls::{RootCerts, TlsConfig};
@@ -35,17 +35,13 @@ const BATCH_INTERVALS: usize = 20;
 /// Spooled intervals are sent this soon: a collector wants them as they come.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
-/// As InfluxDB's: what a hung collector has not taken stays spooled for the next start.
-const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 
 pub struct OtlpSink {
     series: Series,
     peers: PeerSeats,
     with_pid: bool,
     resource: Resource,
-    spool: Arc<Spool>,
-    stop: Arc<AtomicBool>,
-    finished: crossbeam_channel::Receiver<()>,
+    delivery: Delivering,
 }
 
 impl OtlpSink {
@@ -67,8 +63,6 @@ impl OtlpSink {
             );
         }
         let url = config.url();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (done, finished) = crossbeam_channel::bounded(1);
         let writer = Writer {
             name: NAME.to_string(),
             destination: destination::OtlpDestination {
@@ -79,27 +73,20 @@ impl OtlpSink {
             },
             spool: spool.clone(),
             metrics: metrics.for_sink(NAME),
-            stop: stop.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
             batch: BatchSize::new(BATCH_INTERVALS),
             flush_interval: FLUSH_INTERVAL,
             jitter: 0.0,
             max_retry_delay: MAX_RETRY_DELAY,
         };
-        std::thread::Builder::new()
-            .name("otlp".into())
-            .spawn(move || {
-                writer.run();
-                let _ = done.send(());
-            })?;
+        let delivery = Delivering::start("otlp".into(), writer)?;
         tracing::info!(sink = NAME, url = %url, temporality = ?config.temporality, "sending metrics over OTLP");
         Ok(OtlpSink {
             series: Series::new(config.temporality),
             peers: PeerSeats::new(config.peers),
             with_pid: config.temporality == Temporality::Delta,
             resource: resource(hostname),
-            spool,
-            stop,
-            finished,
+            delivery,
         })
     }
 
@@ -169,31 +156,16 @@ impl Sink for OtlpSink {
 
     fn write(&mut self, report: &IntervalReport) -> anyhow::Result<()> {
         let request = self.request(report).encode_to_vec();
-        self.spool.push(&[destination::to_line(&request)])
+        self.delivery.push(&[destination::to_line(&request)])
     }
 
     fn release(&mut self) -> anyhow::Result<()> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.spool.wake();
+        self.delivery.release();
         Ok(())
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.spool.wake();
-        if self.finished.recv_timeout(SHUTDOWN_GRACE).is_err() {
-            tracing::warn!(
-                sink = NAME,
-                "the OTLP collector has not answered by shutdown; not waiting for it"
-            );
-        }
-        let waiting = self.spool.waiting();
-        if waiting > 0 {
-            tracing::info!(
-                sink = NAME,
-                "{waiting} intervals stay spooled for the next start"
-            );
-        }
+        self.delivery.finish();
         Ok(())
     }
 }

@@ -86,31 +86,10 @@ fn peer_attributes(row: &PeerRow) -> Attributes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::accounting::SeriesKey;
     use crate::config::otlp::Temporality;
-    use crate::traffic::Traffic;
 
     fn row(peer: &str, sent: u64) -> PeerRow {
-        let mut last = Traffic::default();
-        last.sent.bytes = sent;
-        PeerRow {
-            near: None,
-            key: SeriesKey {
-                name: "curl".into(),
-                uid: Some(1000),
-                interface: "eth0".into(),
-                container: None,
-                reason: None,
-            },
-            workload: None,
-            peer: Some(peer.parse().unwrap()),
-            service: None,
-            name: None,
-            country: None,
-            pid: None,
-            last,
-            total: last,
-        }
+        crate::accounting::sample_peer_row(peer, sent)
     }
 
     /// Each exported peer and its bytes sent.

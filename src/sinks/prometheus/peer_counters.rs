@@ -116,30 +116,9 @@ impl PeerCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::accounting::SeriesKey;
-    use crate::traffic::Traffic;
 
     fn row(peer: &str, sent: u64) -> PeerRow {
-        let mut last = Traffic::default();
-        last.sent.bytes = sent;
-        PeerRow {
-            near: None,
-            key: SeriesKey {
-                name: "curl".into(),
-                uid: Some(1000),
-                interface: "eth0".into(),
-                container: None,
-                reason: None,
-            },
-            workload: None,
-            peer: Some(peer.parse().unwrap()),
-            service: None,
-            name: None,
-            country: None,
-            pid: None,
-            last,
-            total: last,
-        }
+        crate::accounting::sample_peer_row(peer, sent)
     }
 
     fn exported(counters: &PeerCounters) -> String {
