@@ -8,6 +8,7 @@ pub mod line_protocol;
 pub mod live;
 pub mod otlp;
 pub mod prometheus;
+pub mod seats;
 pub mod self_metrics;
 pub mod spool;
 pub mod store;

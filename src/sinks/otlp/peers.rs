@@ -5,37 +5,39 @@
 use super::metrics::{process_attributes, PEER_IO};
 use super::series::{Attributes, Series};
 use crate::accounting::PeerRow;
-use std::collections::HashMap;
+use crate::sinks::seats::Seats;
 
 pub struct PeerSeats {
-    limit: usize,
-    /// Each kept series and the interval it last moved in.
-    kept: HashMap<Attributes, u64>,
-    interval: u64,
+    seats: Seats<Attributes>,
 }
 
 impl PeerSeats {
     pub fn new(limit: usize) -> PeerSeats {
         PeerSeats {
-            limit,
-            kept: HashMap::new(),
-            interval: 0,
+            seats: Seats::new(limit),
         }
     }
 
     pub fn record(&mut self, series: &mut Series, rows: &[PeerRow]) {
-        if self.limit == 0 {
+        if self.seats.none_wanted() {
             return;
         }
-        self.interval += 1;
+        self.seats.next_interval();
         let mut rows: Vec<&PeerRow> = rows.iter().collect();
         rows.sort_by_key(|r| std::cmp::Reverse(r.last.bytes()));
         for row in rows {
             let of = peer_attributes(row);
-            if !self.kept.contains_key(&of) && !self.make_room(series) {
+            let Some(replaced) = self.seats.seat(&of) else {
                 continue;
+            };
+            if let Some(replaced) = replaced {
+                for way in ["transmit", "receive"] {
+                    series.forget(
+                        &PEER_IO,
+                        &replaced.clone().text("network.io.direction", way),
+                    );
+                }
             }
-            self.kept.insert(of.clone(), self.interval);
             for (way, bytes) in [
                 ("transmit", row.last.sent.bytes),
                 ("receive", row.last.recv.bytes),
@@ -47,27 +49,6 @@ impl PeerSeats {
                 );
             }
         }
-    }
-
-    /// Whether a new series fits, dropping the one idle longest if need be.
-    fn make_room(&mut self, series: &mut Series) -> bool {
-        if self.kept.len() < self.limit {
-            return true;
-        }
-        let idlest = self
-            .kept
-            .iter()
-            .filter(|(_, moved)| **moved < self.interval)
-            .min_by_key(|(_, moved)| **moved)
-            .map(|(of, _)| of.clone());
-        let Some(idlest) = idlest else {
-            return false;
-        };
-        self.kept.remove(&idlest);
-        for way in ["transmit", "receive"] {
-            series.forget(&PEER_IO, &idlest.clone().text("network.io.direction", way));
-        }
-        true
     }
 }
 

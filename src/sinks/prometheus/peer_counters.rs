@@ -5,11 +5,11 @@
 //! `/metrics`, which Prometheus reads as the end of that series.
 
 use crate::accounting::PeerRow;
+use crate::sinks::seats::Seats;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use std::collections::HashMap;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PeerLabels {
@@ -37,27 +37,22 @@ impl PeerLabels {
 }
 
 pub struct PeerCounters {
-    limit: usize,
     sent: Family<PeerLabels, Counter>,
     received: Family<PeerLabels, Counter>,
-    /// Each kept series and the interval it last moved in.
-    kept: HashMap<PeerLabels, u64>,
-    interval: u64,
+    seats: Seats<PeerLabels>,
 }
 
 impl PeerCounters {
     pub fn new(limit: usize) -> PeerCounters {
         PeerCounters {
-            limit,
             sent: Family::default(),
             received: Family::default(),
-            kept: HashMap::new(),
-            interval: 0,
+            seats: Seats::new(limit),
         }
     }
 
     pub fn register(&self, registry: &mut Registry) {
-        if self.limit == 0 {
+        if self.seats.none_wanted() {
             return;
         }
         registry.register(
@@ -73,43 +68,26 @@ impl PeerCounters {
     }
 
     pub fn add(&mut self, rows: &[PeerRow]) {
-        if self.limit == 0 {
+        if self.seats.none_wanted() {
             return;
         }
-        self.interval += 1;
+        self.seats.next_interval();
         let mut rows: Vec<&PeerRow> = rows.iter().collect();
-        rows.sort_by_key(|r| std::cmp::Reverse(r.last.sent.bytes + r.last.recv.bytes));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.last.bytes()));
         for row in rows {
             let labels = PeerLabels::of(row);
-            if !self.kept.contains_key(&labels) && !self.make_room() {
+            let Some(replaced) = self.seats.seat(&labels) else {
                 continue;
+            };
+            if let Some(replaced) = replaced {
+                self.sent.remove(&replaced);
+                self.received.remove(&replaced);
             }
-            self.kept.insert(labels.clone(), self.interval);
             self.sent.get_or_create(&labels).inc_by(row.last.sent.bytes);
             self.received
                 .get_or_create(&labels)
                 .inc_by(row.last.recv.bytes);
         }
-    }
-
-    /// Whether a new series fits, replacing the one idle longest if need be.
-    fn make_room(&mut self) -> bool {
-        if self.kept.len() < self.limit {
-            return true;
-        }
-        let idlest = self
-            .kept
-            .iter()
-            .filter(|(_, moved)| **moved < self.interval)
-            .min_by_key(|(_, moved)| **moved)
-            .map(|(labels, _)| labels.clone());
-        let Some(idlest) = idlest else {
-            return false;
-        };
-        self.kept.remove(&idlest);
-        self.sent.remove(&idlest);
-        self.received.remove(&idlest);
-        true
     }
 }
 
