@@ -3,6 +3,7 @@
 //! otherwise takes the seat of the one idle longest (once it has been idle a whole
 //! interval), which its sink then stops sending.
 
+use crate::accounting::PeerRow;
 use std::collections::HashMap;
 use std::hash::Hash;
 
@@ -27,8 +28,16 @@ impl<K: Hash + Eq + Clone> Seats<K> {
         self.limit == 0
     }
 
-    pub fn next_interval(&mut self) {
+    /// Starts an interval: its rows in the order to seat them, busiest first (none if
+    /// no series are wanted).
+    pub fn next_interval<'a>(&mut self, rows: &'a [PeerRow]) -> Vec<&'a PeerRow> {
+        if self.none_wanted() {
+            return Vec::new();
+        }
         self.interval += 1;
+        let mut rows: Vec<&PeerRow> = rows.iter().collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.last.bytes()));
+        rows
     }
 
     /// Seats a series that moved this interval: `None` if there is no room, else the
@@ -57,11 +66,11 @@ mod tests {
     #[test]
     fn a_new_series_takes_the_seat_of_the_one_idle_longest() {
         let mut seats = Seats::new(2);
-        seats.next_interval();
+        seats.next_interval(&[]);
         assert_eq!(seats.seat(&"a"), Some(None));
         assert_eq!(seats.seat(&"b"), Some(None));
         assert_eq!(seats.seat(&"c"), None, "both moved this interval");
-        seats.next_interval();
+        seats.next_interval(&[]);
         assert_eq!(seats.seat(&"b"), Some(None));
         assert_eq!(seats.seat(&"c"), Some(Some("a")));
         assert_eq!(seats.seat(&"a"), None);

@@ -3,6 +3,7 @@
 
 use super::{Destination, Writer};
 use crate::sinks::spool::Spool;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,25 @@ pub struct Delivering {
     spool: Arc<Spool>,
     stop: Arc<AtomicBool>,
     finished: crossbeam_channel::Receiver<()>,
+}
+
+/// The sink's spool, shared with the sink a reload replaces (whose writer may still be
+/// in a request: its batch is marked in flight, so the two never send the same lines).
+pub fn open_spool(
+    directory: &Path,
+    max_bytes: u64,
+    sink: &str,
+    items: &str,
+) -> anyhow::Result<Arc<Spool>> {
+    let spool = Spool::shared(directory, max_bytes)?;
+    let waiting = spool.waiting();
+    if waiting > 0 {
+        tracing::info!(
+            sink,
+            "{waiting} {items} spooled by an earlier run will be sent"
+        );
+    }
+    Ok(spool)
 }
 
 impl Delivering {

@@ -5,7 +5,7 @@ mod delivering;
 pub mod http;
 mod verdict;
 
-pub use delivering::Delivering;
+pub use delivering::{open_spool, Delivering};
 pub use verdict::{parse_retry_after, Verdict};
 
 use super::self_metrics::SinkMetrics;

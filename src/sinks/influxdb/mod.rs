@@ -6,10 +6,9 @@ mod destination;
 mod endpoint;
 mod verdict;
 
-use super::delivery::{BatchSize, Delivering, Writer};
+use super::delivery::{open_spool, BatchSize, Delivering, Writer};
 use super::line_protocol;
 use super::self_metrics::SelfMetrics;
-use super::spool::Spool;
 use super::Sink;
 use crate::accounting::IntervalReport;
 use crate::config::InfluxConfig;
@@ -58,16 +57,8 @@ impl InfluxSink {
         let sink = || format!("InfluxDB sink {name}");
         let endpoint = endpoint::Endpoint::new(config).with_context(sink)?;
         let directory = state_directory.join("spool").join(name);
-        // A reload's new sink shares the old one's spool, whose writer may still be in a
-        // request: its batch is marked in flight, so the two never send the same points.
-        let spool = Spool::shared(&directory, config.spool_max_mib << 20).with_context(sink)?;
-        let waiting = spool.waiting();
-        if waiting > 0 {
-            tracing::info!(
-                sink = name,
-                "{waiting} points spooled by an earlier run will be sent"
-            );
-        }
+        let spool = open_spool(&directory, config.spool_max_mib << 20, name, "points")
+            .with_context(sink)?;
         let writer = Writer {
             name: name.to_string(),
             destination: destination::InfluxDestination {

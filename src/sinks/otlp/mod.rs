@@ -8,9 +8,8 @@ mod metrics;
 mod peers;
 mod series;
 
-use super::delivery::{BatchSize, Delivering, Writer};
+use super::delivery::{open_spool, BatchSize, Delivering, Writer};
 use super::self_metrics::SelfMetrics;
-use super::spool::Spool;
 use super::Sink;
 use crate::accounting::IntervalReport;
 use crate::config::otlp::{OtlpConfig, Temporality};
@@ -53,15 +52,8 @@ impl OtlpSink {
     ) -> anyhow::Result<OtlpSink> {
         let sink = || "OTLP sink".to_string();
         let directory = state_directory.join("spool").join(NAME);
-        // Shared with the sink a reload replaces, as InfluxDB's spools are.
-        let spool = Spool::shared(&directory, config.spool_max_mib << 20).with_context(sink)?;
-        let waiting = spool.waiting();
-        if waiting > 0 {
-            tracing::info!(
-                sink = NAME,
-                "{waiting} intervals spooled by an earlier run will be sent"
-            );
-        }
+        let spool = open_spool(&directory, config.spool_max_mib << 20, NAME, "intervals")
+            .with_context(sink)?;
         let url = config.url();
         let writer = Writer {
             name: NAME.to_string(),

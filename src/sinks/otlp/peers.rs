@@ -19,13 +19,7 @@ impl PeerSeats {
     }
 
     pub fn record(&mut self, series: &mut Series, rows: &[PeerRow]) {
-        if self.seats.none_wanted() {
-            return;
-        }
-        self.seats.next_interval();
-        let mut rows: Vec<&PeerRow> = rows.iter().collect();
-        rows.sort_by_key(|r| std::cmp::Reverse(r.last.bytes()));
-        for row in rows {
+        for row in self.seats.next_interval(rows) {
             let of = peer_attributes(row);
             let Some(replaced) = self.seats.seat(&of) else {
                 continue;

@@ -68,13 +68,7 @@ impl PeerCounters {
     }
 
     pub fn add(&mut self, rows: &[PeerRow]) {
-        if self.seats.none_wanted() {
-            return;
-        }
-        self.seats.next_interval();
-        let mut rows: Vec<&PeerRow> = rows.iter().collect();
-        rows.sort_by_key(|r| std::cmp::Reverse(r.last.bytes()));
-        for row in rows {
+        for row in self.seats.next_interval(rows) {
             let labels = PeerLabels::of(row);
             let Some(replaced) = self.seats.seat(&labels) else {
                 continue;
