@@ -48,6 +48,10 @@ fn netfilter_drops_are_counted_on_the_process_whose_packets_they_were() {
     )
     .unwrap();
     let netgraph = lab.netgraph_ebpf(&["--config", config.to_str().unwrap()]);
+    // Each tool in place before the threads start them.
+    for tool in ["ng-receiver", "ng-clean", "ng-blocked"] {
+        lab.tool(tool);
+    }
     std::thread::scope(|threads| {
         threads.spawn(|| lab.exec_on_host("ng-receiver", &["tcp-recv", &format!("{far}:7102")]));
         threads.spawn(|| {

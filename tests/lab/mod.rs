@@ -374,9 +374,13 @@ impl Lab {
     }
 
     /// A copy of the traffic generator under its own name, so it is its own process name.
+    /// A link to labtraffic under `name` (the process's name). A hard link opens no file
+    /// for writing: a copy's descriptor, inherited by a child another thread forked at
+    /// that moment, made exec of the new tool fail with ETXTBSY. A copy only where the
+    /// lab directory is on another filesystem.
     pub fn tool(&self, name: &str) -> PathBuf {
         let path = self.dir.join(name);
-        if !path.exists() {
+        if !path.exists() && std::fs::hard_link(labtraffic(), &path).is_err() {
             std::fs::copy(labtraffic(), &path).unwrap();
         }
         path
