@@ -48,6 +48,9 @@ enum Command {
     /// Bandwidth limits: `netgraph limit list` shows those in force and what each held
     /// back, from the running daemon.
     Limit(netgraph::limits::command::LimitArgs),
+    /// Packets of a process, pid, container or peer into a pcapng file, each with its
+    /// owner (process, pid, user, container, direction) in its comment; eBPF engine.
+    Capture(netgraph::capture::command::CaptureArgs),
     /// Write the manual pages (netgraph.1 and one per command) into a directory; the
     /// packages install them.
     #[command(hide = true)]
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
         Command::Check(args) => return check(args),
         Command::Report(args) => return said(report(&args)),
         Command::Limit(args) => return said(netgraph::limits::command::run(args)),
+        Command::Capture(args) => return said(netgraph::capture::command::run(args)),
         Command::Man { directory } => return said(manual_pages(&directory)),
         Command::Run(mut args) => {
             // The packaged file where it exists, as `check` and `report` read it; a

@@ -39,6 +39,8 @@ pub struct Shared {
     pub deliveries: Deliveries,
     /// The limits quotas apply while they fire.
     pub throttles: crate::limits::Throttles,
+    /// The captures alert rules ask for when they fire.
+    pub captures: crate::capture::Captures,
 }
 
 /// Starts every configured output; one that cannot start stops netgraph before it runs,

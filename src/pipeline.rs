@@ -3,6 +3,7 @@
 
 use crate::accounting::Accountant;
 use crate::attribution::Attributor;
+use crate::capture::Capturing;
 use crate::engine::Engine;
 use crate::geo::Geo;
 use crate::limits::{LimitSetup, LimitTargets, Limits};
@@ -29,6 +30,8 @@ pub struct Pipeline {
     pub limits: Limits,
     /// What the engine enforces now.
     pub applied_limits: LimitTargets,
+    /// Packet captures asked for (`netgraph capture`, alert rules), run one at a time.
+    pub capturing: Capturing,
 }
 
 /// SIGHUP: the configuration read again, applied without losing a count.
@@ -55,6 +58,7 @@ impl Pipeline {
         loop {
             requests.wait_until(boundary);
             if requests.shutdown_requested() {
+                self.capturing.stop(&mut *self.engine);
                 self.engine.stop();
                 self.tick(SystemTime::now());
                 for sink in self.sinks.iter_mut().chain(self.reloadable.iter_mut()) {
@@ -141,6 +145,8 @@ impl Pipeline {
     fn tick(&mut self, end: SystemTime) {
         let started = Instant::now();
         self.enforce_limits();
+        self.capturing
+            .tick(&mut *self.engine, &self.attributor.containers());
         let observed = self.engine.drain();
         let drained = started.elapsed();
         let attributed = self.attributor.attribute(observed);

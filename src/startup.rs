@@ -218,6 +218,7 @@ pub fn pipeline(
             Default::default(),
         ),
         applied_limits: Default::default(),
+        capturing: crate::capture::Capturing::new(Default::default()),
     })
 }
 
@@ -259,6 +260,7 @@ pub fn run(args: RunArgs, mut config: Config) -> anyhow::Result<()> {
         pipeline.attributor.containers(),
     );
     pipeline.enforce_limits();
+    pipeline.capturing = crate::capture::Capturing::new(outputs.shared.captures.clone());
     let addresses_recorded = pipeline.engine.records_addresses();
     let shared = outputs.shared.clone();
     pipeline.reload = Some(Reload {

@@ -6,6 +6,7 @@ pub mod ebpf;
 pub mod features;
 pub mod host_addresses;
 pub mod offloads;
+pub mod packets;
 
 use crate::traffic::{Counter, Ends, Flow, Protocol, Traffic};
 use std::sync::Arc;
@@ -211,6 +212,17 @@ pub trait Engine: Send {
                 "the {} engine cannot enforce limits: they need the eBPF engine (engine = \"ebpf\", Linux 5.10+)",
                 self.name()
             ))
+        }
+    }
+    /// Copies the packets of `targets` to `tap` from now on, in place of any capture
+    /// before; `None` stops copying. An engine that cannot capture says why.
+    fn set_capture(
+        &mut self,
+        capture: Option<(&packets::CaptureTargets, &packets::PacketTap)>,
+    ) -> Result<(), String> {
+        match capture {
+            None => Ok(()),
+            Some(_) => Err(format!("the {} engine cannot capture packets by owner: capturing needs the eBPF engine (engine = \"ebpf\")", self.name())),
         }
     }
     /// Stops observing; a last `drain` afterwards still returns what was seen.

@@ -3,7 +3,6 @@
 //! interval as units and cgroups come and go. The engine enforces them and counts what
 //! each let through and held back.
 
-mod cgroups;
 pub mod command;
 mod throttles;
 
@@ -141,7 +140,7 @@ impl Limits {
             .iter()
             .any(|limit| !matches!(limit.scope, LimitScope::Process(_) | LimitScope::Uid(_)));
         let tree = match &self.cgroup_root {
-            Some(root) if walks_tree => Some(cgroups::CgroupTree::read(root)),
+            Some(root) if walks_tree => Some(crate::cgroup_tree::CgroupTree::read(root)),
             _ => None,
         };
         for (index, limit) in all.into_iter().enumerate() {

@@ -112,6 +112,7 @@ fn pipeline(drains: &Arc<AtomicU64>, sink: &Arc<Mutex<Seen>>) -> Pipeline {
             Default::default(),
         ),
         applied_limits: Default::default(),
+        capturing: crate::capture::Capturing::new(Default::default()),
     }
 }
 

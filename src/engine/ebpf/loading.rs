@@ -19,7 +19,8 @@ use std::path::Path;
 /// Switches optional parts off, for tests of each fallback on a kernel that has them:
 /// a comma-separated list of `typed_tracepoints`, `socket_tracepoints` (typed and raw),
 /// `accept_tracepoints`, `owner_tracepoints` (all three), `socket_counts`,
-/// `device_netns`, `tcx`, `interface_hooks`, `path_tracepoints`, `tcp_health`, `drops`.
+/// `device_netns`, `tcx`, `interface_hooks`, `path_tracepoints`, `tcp_health`, `drops`,
+/// `packet_capture`.
 pub const WITHOUT_VARIABLE: &str = "NETGRAPH_EBPF_WITHOUT";
 
 /// The programs, loaded and attached.
@@ -39,6 +40,8 @@ pub struct Loaded {
     pub tcp_health: bool,
     /// The kernel's drop reasons, where dropped packets are counted.
     pub drops: Option<DropReasons>,
+    /// Whether packets can be captured by owner.
+    pub packet_capture: bool,
 }
 
 /// How sockets are adopted by the processes that send and receive on them.
@@ -61,6 +64,8 @@ struct Plan {
     tcp_health: Option<TracepointKind>,
     /// `SKB_DROP_REASON_NOT_SPECIFIED`, where dropped packets are counted.
     drops: Option<(u32, TracepointKind)>,
+    /// The counting programs copy packets by owner to a perf buffer when asked.
+    packet_capture: bool,
 }
 
 /// Which of a tracepoint's two programs: the BTF-typed one (which the kernel skips only
@@ -89,6 +94,7 @@ impl Plan {
         path_tracepoints: false,
         tcp_health: None,
         drops: None,
+        packet_capture: false,
     };
 }
 
@@ -131,6 +137,7 @@ const LOSES_PATHS: &str = "a process or container that ends within an interval m
 const LOSES_TCP_HEALTH: &str =
     "no TCP retransmissions, connect failures or round-trip times per process";
 const LOSES_DROPS: &str = "no dropped packets per process";
+const LOSES_CAPTURE: &str = "no packet capture by process (`netgraph capture`, alert captures)";
 
 /// `recording.addresses` counts by both ends of each packet too, at the cost of a
 /// larger key per packet.
@@ -149,7 +156,12 @@ pub fn load(recording: Recording) -> Result<Loaded, Unsupported> {
     let fallbacks = [
         plan,
         Plan {
+            packet_capture: false,
+            ..plan
+        },
+        Plan {
             drops: None,
+            packet_capture: false,
             ..plan
         },
         Plan {
@@ -222,6 +234,12 @@ pub fn load(recording: Recording) -> Result<Loaded, Unsupported> {
                 LOSES_DROPS,
                 plan.drops.is_some(),
                 used.drops.is_some(),
+            ),
+            (
+                "packet_capture",
+                LOSES_CAPTURE,
+                plan.packet_capture,
+                used.packet_capture,
             ),
         ] {
             if was && !is {
@@ -455,6 +473,26 @@ fn choose(
         |(_, kind)| format!("{} kfree_skb tracepoint with drop reasons", kind.describe()),
         LOSES_DROPS,
     );
+    // Last: it is probed with the counting programs as every other choice left them.
+    let capture = if without.has("packet_capture") {
+        Err(Without::failure("packet_capture"))
+    } else {
+        probes::run(
+            Probe::PacketCapture,
+            configure(Plan {
+                packet_capture: true,
+                ..plan
+            }),
+        )
+    };
+    plan.packet_capture = note_probe(
+        features,
+        "packet_capture",
+        capture,
+        |()| "perf buffer from the counting programs".to_string(),
+        LOSES_CAPTURE,
+    )
+    .is_some();
     plan
 }
 
@@ -610,6 +648,7 @@ fn load_plan(
         without: Without::default(),
         tcp_health,
         drops,
+        packet_capture: plan.packet_capture,
     })
 }
 
@@ -679,6 +718,7 @@ fn configure(open: &mut OpenNetgraphSkel<'_>, recording: Recording, plan: Plan) 
         rodata.count_tcp_health = u8::from(plan.tcp_health.is_some());
         rodata.first_drop_reason = plan.drops.map_or(0, |(first, _)| first);
         rodata.own_tgid = std::process::id();
+        rodata.can_capture = u8::from(plan.packet_capture);
     }
     // The counter maps not used get one entry, to take no memory.
     let unused = if recording.addresses {

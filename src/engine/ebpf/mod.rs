@@ -16,6 +16,7 @@ mod loading;
 mod map_ops;
 mod missed_runs;
 mod owner_records;
+mod packet_capture;
 mod plain_data;
 mod probes;
 mod skeleton;
@@ -102,6 +103,9 @@ pub struct EbpfEngine {
     /// Dropped packets per socket, where the kernel says why it drops.
     drops: Option<DropCounters>,
     limits: limits::KernelLimits,
+    /// Whether the counting programs can copy packets (decided by loading).
+    can_capture: bool,
+    capture: packet_capture::KernelCapture,
 }
 
 /// A socket an event happened to, as the tracepoint programs recorded it.
@@ -149,6 +153,8 @@ impl EbpfEngine {
             health: loaded.tcp_health.then(HealthCounters::default),
             drops: loaded.drops.map(DropCounters::new),
             limits: limits::KernelLimits::default(),
+            can_capture: loaded.packet_capture,
+            capture: packet_capture::KernelCapture::default(),
         })
     }
 
@@ -602,5 +608,27 @@ impl Engine for EbpfEngine {
         }
     }
 
-    fn stop(&mut self) {}
+    fn set_capture(
+        &mut self,
+        capture: Option<(
+            &crate::engine::packets::CaptureTargets,
+            &crate::engine::packets::PacketTap,
+        )>,
+    ) -> Result<(), String> {
+        if capture.is_some() && !self.can_capture {
+            let why = self
+                .features
+                .iter()
+                .find(|feature| feature.name == "packet_capture")
+                .map_or("it did not load".to_string(), |feature| feature.describe());
+            return Err(format!(
+                "this kernel does not let netgraph capture packets: {why}"
+            ));
+        }
+        self.capture.apply(&mut self.skel, capture)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.capture.apply(&mut self.skel, None);
+    }
 }

@@ -31,6 +31,8 @@ pub enum Probe {
     TcpHealth(TracepointKind),
     /// The tracepoint on dropped packets (skb:kfree_skb with its reason).
     Drops(TracepointKind),
+    /// The counting programs with packet capture (a perf buffer from cgroup_skb).
+    PacketCapture,
 }
 
 impl Probe {
@@ -49,6 +51,12 @@ impl Probe {
             }
             Probe::Drops(TracepointKind::Typed) => &["drops_on_free_typed"],
             Probe::Drops(TracepointKind::Classic) => &["drops_on_free"],
+            Probe::PacketCapture => &[
+                "count_egress",
+                "count_ingress",
+                "count_egress_in_storage",
+                "count_ingress_in_storage",
+            ],
         }
     }
 }
@@ -92,7 +100,9 @@ pub fn run(
     let wanted = probe.programs();
     for mut program in open.open_object_mut().progs_mut() {
         let name = program.name().to_string_lossy().into_owned();
-        program.set_autoload(wanted.contains(&name.as_str()));
+        // Of the counting programs, only the variant the plan uses.
+        let counting_variant = probe != Probe::PacketCapture || program.autoload();
+        program.set_autoload(wanted.contains(&name.as_str()) && counting_variant);
     }
     for mut map in open.open_object_mut().maps_mut() {
         let shrinkable = !matches!(map.map_type(), MapType::SkStorage | MapType::Array)
@@ -143,6 +153,8 @@ pub fn run(
             .map(drop),
         Probe::Drops(TracepointKind::Typed) => skel.progs.drops_on_free_typed.attach().map(drop),
         Probe::Drops(TracepointKind::Classic) => skel.progs.drops_on_free.attach().map(drop),
+        // Attached at the cgroup root with the core, which needs it anyway.
+        Probe::PacketCapture => Ok(()),
     };
     attached.map_err(|e| ProbeFailure::from_error(&e))
 }

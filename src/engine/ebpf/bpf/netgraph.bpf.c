@@ -706,6 +706,9 @@ static __always_inline __u32 state_owner(struct __sk_buff *skb, struct socket_st
 	return recorded_owner(state->cookie);
 }
 
+/* Packets copied for a capture, by owner. */
+#include "capture.bpf.h"
+
 /* Counts the packet, and says what its owner's limit decides for it. A packet refused
  * going out never reaches the wire and is not counted; one refused coming in was
  * carried by the wire to its socket, and is.
@@ -730,6 +733,12 @@ static __always_inline enum limit_verdict count(struct __sk_buff *skb, enum dire
 		verdict = limit_packet(skb, direction, state_owner(skb, state, in_storage), skb->len, key.protocol);
 		if (verdict >= LIMIT_REFUSE && direction == EGRESS)
 			return verdict;
+	}
+	if (can_capture && capture_scope.active && state) {
+		__u32 owner = state_owner(skb, state, in_storage);
+		if (!state->cookie)
+			state->cookie = bpf_get_socket_cookie(skb);
+		capture_packet(skb, direction, key.protocol, state->cookie, owner);
 	}
 	if (state) {
 		if (in_storage && !record_addresses && count_in_socket(skb, state, direction, key.protocol))

@@ -1,6 +1,6 @@
-//! The cgroup tree as limits see it: every cgroup's path and id, read each interval
+//! The cgroup tree as limits and captures see it: every cgroup's path and id, read each interval
 //! (bounded), so that a unit's or container's cgroups, created after netgraph started,
-//! are limited too.
+//! are limited (or captured) too.
 
 use crate::workload::{ContainerDirectory, Workload};
 use std::collections::HashMap;

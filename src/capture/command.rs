@@ -1,0 +1,133 @@
+//! `netgraph capture`: the packets of a process, pid, container or peer into a pcapng
+//! file, each with its owner in its comment. Counts with an engine of its own (a
+//! running daemon goes on counting), for a bounded time and size.
+
+use super::{CaptureJob, CaptureScope, Captures, Ended, SNAP_LENGTH};
+use crate::accounting::Accountant;
+use crate::config::EngineSetting;
+use crate::startup::Settings;
+use anyhow::{bail, Context};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  netgraph capture --process curl --for 30s -w curl.pcapng\n  netgraph capture --container web --peer 10.0.0.7 -w web.pcapng\nRead the file with tshark -r FILE -T fields -e frame.comment, or in Wireshark."
+)]
+pub struct CaptureArgs {
+    /// The process's name (as `ps -o comm` shows it; the first 15 bytes count).
+    #[arg(long)]
+    pub process: Option<String>,
+    /// The process's id.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// The owner's user id.
+    #[arg(long)]
+    pub uid: Option<u32>,
+    /// The container's name or id (12 hexadecimal digits or more).
+    #[arg(long)]
+    pub container: Option<String>,
+    /// The interface, as netgraph names it.
+    #[arg(long)]
+    pub interface: Option<String>,
+    /// The far end's address (IPv4 or IPv6).
+    #[arg(long)]
+    pub peer: Option<IpAddr>,
+    /// How long to capture.
+    #[arg(long = "for", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Largest file, in MiB: the capture ends when it is reached.
+    #[arg(long, default_value_t = 100)]
+    pub max_mib: u64,
+    /// Bytes kept of each packet (its length is kept whole).
+    #[arg(long, default_value_t = SNAP_LENGTH)]
+    pub snap_length: u32,
+    /// The file to write (pcapng).
+    #[arg(short = 'w', long = "write")]
+    pub file: PathBuf,
+}
+
+impl CaptureArgs {
+    fn scope(&self) -> CaptureScope {
+        CaptureScope {
+            process: self.process.clone(),
+            pid: self.pid,
+            uid: self.uid,
+            container: self.container.clone(),
+            interface: self.interface.clone(),
+            peer: self.peer,
+        }
+    }
+}
+
+/// How often the capture's own loop turns: a capture starts within this of netgraph
+/// starting, and ends within this of its time.
+const LOOP_INTERVAL: Duration = Duration::from_secs(1);
+
+pub fn run(args: CaptureArgs) -> anyhow::Result<()> {
+    let scope = args.scope();
+    if scope == CaptureScope::default() {
+        bail!("say whose packets to capture: --process NAME, --pid N, --uid N, --container NAME, --interface NAME or --peer ADDRESS");
+    }
+    if args.max_mib == 0 || args.snap_length == 0 || args.duration.is_zero() {
+        bail!("--for, --max-mib and --snap-length must be more than 0");
+    }
+    let snap_length = args.snap_length.min(SNAP_LENGTH);
+    let captures = Captures::default();
+    let (done, outcome) = crossbeam_channel::bounded(1);
+    captures.request(CaptureJob {
+        scope: scope.clone(),
+        path: args.file.clone(),
+        duration: args.duration,
+        max_bytes: args.max_mib.saturating_mul(1 << 20),
+        snap_length,
+        done: Some(done),
+    });
+    let mut settings = Settings::defaults(EngineSetting::Ebpf);
+    settings.interval = LOOP_INTERVAL;
+    let mut pipeline = crate::startup::pipeline(
+        &settings,
+        Accountant::new(SystemTime::now()),
+        Vec::new(),
+        Vec::new(),
+    )
+    .context("cannot start counting")?;
+    pipeline.capturing = super::Capturing::new(captures);
+    let requests = crate::requests::Requests::default();
+    requests
+        .follow_signals()
+        .context("cannot install signal handlers")?;
+    let stop = requests.clone();
+    let counting = std::thread::spawn(move || pipeline.run(&stop));
+    // Ends when the capture does, or with netgraph (SIGINT, SIGTERM).
+    let outcome = outcome.recv();
+    requests.shutdown();
+    let _ = counting.join();
+    let outcome = outcome.context("netgraph stopped before the capture ended")?;
+    if let Some(error) = outcome.error {
+        bail!("{error}");
+    }
+    let why = match outcome.ended {
+        Ended::Time => "its time was up",
+        Ended::Size => "the file reached --max-mib",
+        Ended::Stopped => "it was stopped",
+        Ended::Failed => "it failed",
+    };
+    eprintln!(
+        "netgraph: {} packets ({} bytes) of {} in {}; ended because {why}{}",
+        outcome.packets,
+        outcome.bytes,
+        scope.describe(),
+        outcome.path.display(),
+        if outcome.lost > 0 {
+            format!(
+                "; {} packets lost (no room in the kernel's or netgraph's buffer)",
+                outcome.lost
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
