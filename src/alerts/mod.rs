@@ -55,6 +55,8 @@ struct Rule {
     watch: Watch,
     /// A quota's limit while it fires (`action = "throttle"` or `"block"`).
     throttle: Option<Limit>,
+    /// How long its scope's packets are captured when it fires.
+    capture: Option<std::time::Duration>,
 }
 
 pub struct Alerts {
@@ -70,6 +72,9 @@ pub struct Alerts {
     billing_day: u32,
     /// Where quotas that throttle or block apply their limits.
     throttles: Throttles,
+    /// Where rules that capture ask for their captures, and where those are kept.
+    captures: crate::capture::Captures,
+    kept_captures: crate::capture::KeptCaptures,
 }
 
 fn seconds_f(time: SystemTime) -> f64 {
@@ -141,6 +146,12 @@ impl Alerts {
             hostname: hostname.to_string(),
             billing_day: config.report.billing_day,
             throttles: shared.throttles.clone(),
+            captures: shared.captures.clone(),
+            kept_captures: crate::capture::KeptCaptures::new(
+                &state_directory,
+                alerts.captures_kept,
+                alerts.capture_max_mib,
+            ),
         };
         let now = crate::store::seconds(SystemTime::now());
         for rule in &alerts.rules {
@@ -224,6 +235,7 @@ impl Alerts {
             watch,
             // Checked when the configuration loaded.
             throttle: config.throttle().ok().flatten(),
+            capture: config.capture,
         }
     }
 
@@ -484,6 +496,30 @@ impl Alerts {
             details,
         };
         self.delivery.send(notice, rule.targets.clone());
+        if state != State::Cleared {
+            self.capture(rule, now);
+        }
+    }
+
+    /// A firing rule's capture of its scope, where it asks for one.
+    fn capture(&self, rule: &Rule, now: i64) {
+        let Some(duration) = rule.capture else {
+            return;
+        };
+        let scope = crate::capture::CaptureScope {
+            process: rule.scope.process.clone(),
+            uid: rule.scope.uid,
+            interface: rule.scope.interface.clone(),
+            container: rule.scope.container.clone(),
+            ..Default::default()
+        };
+        match self.kept_captures.job(&rule.name, scope, duration, now) {
+            Ok(job) => self.captures.request(job),
+            Err(error) => tracing::error!(
+                rule = rule.name,
+                "alerts: no capture: cannot make room in the captures directory: {error}"
+            ),
+        }
     }
 
     fn remember_firing(&self, index: usize, firing: bool, period_start: i64) {

@@ -90,11 +90,9 @@ impl Capturing {
         }
     }
 
-    /// At shutdown: the running capture ends with what it has, waiting ones do not run.
+    /// At shutdown: the running capture ends with what was copied, waiting ones do not
+    /// run.
     pub fn stop(&mut self, engine: &mut dyn Engine) {
-        if let Some(running) = &self.running {
-            running.state.finished.store(true, Ordering::Relaxed);
-        }
         self.finish(engine);
         for job in self.waiting.drain(..).chain(self.requests.take()) {
             tell(job, "netgraph stopped before it could start".into());
@@ -126,6 +124,7 @@ impl Capturing {
         let tap = PacketTap {
             packets: sender,
             lost: Arc::new(AtomicU64::new(0)),
+            queued: Arc::new(AtomicU64::new(0)),
         };
         if let Err(error) = engine.set_capture(Some((&targets, &tap))) {
             let _ = std::fs::remove_file(&job.path);
@@ -135,10 +134,12 @@ impl Capturing {
         let state = WriterState {
             finished: Arc::new(AtomicBool::new(false)),
             lost: tap.lost.clone(),
+            queued: tap.queued.clone(),
         };
         let thread_state = WriterState {
             finished: state.finished.clone(),
             lost: state.lost.clone(),
+            queued: state.queued.clone(),
         };
         let containers = containers.clone();
         let scope = job.scope.clone();
@@ -182,7 +183,8 @@ impl Capturing {
         }
     }
 
-    /// Stops the engine copying and waits for the writer, then tells the outcome.
+    /// Stops the engine copying (its reader hands over what the kernel still holds) and
+    /// waits for the writer to write what was copied, then tells the outcome.
     fn finish(&mut self, engine: &mut dyn Engine) {
         let Some(running) = self.running.take() else {
             return;

@@ -5,11 +5,13 @@
 
 mod capturing;
 pub mod command;
+mod kept;
 mod pcapng;
 pub mod scope;
 mod writer;
 
 pub use capturing::Capturing;
+pub use kept::KeptCaptures;
 pub use scope::CaptureScope;
 
 use std::path::PathBuf;

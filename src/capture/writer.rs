@@ -18,9 +18,11 @@ use std::time::{Duration, Instant};
 const WAKE: Duration = Duration::from_millis(100);
 
 pub struct WriterState {
-    /// Set by the writer when its time or size is up; by the loop to stop it early.
+    /// Set by the writer when its time or size is up.
     pub finished: Arc<AtomicBool>,
+    /// The tap's counts (engine/packets.rs): packets lost, bytes waiting.
     pub lost: Arc<AtomicU64>,
+    pub queued: Arc<AtomicU64>,
 }
 
 pub fn write(
@@ -50,9 +52,6 @@ pub fn write(
         }
     };
     loop {
-        if state.finished.load(Ordering::Relaxed) {
-            break;
-        }
         let now = Instant::now();
         if now >= deadline {
             outcome.ended = Ended::Time;
@@ -61,8 +60,12 @@ pub fn write(
         let packet = match packets.recv_timeout((deadline - now).min(WAKE)) {
             Ok(packet) => packet,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+            // The engine stopped copying (netgraph stops): everything copied is in.
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         };
+        state
+            .queued
+            .fetch_sub(packet.data.len() as u64, Ordering::Relaxed);
         // Copied before the deadline and read after it: still in the window.
         if !job.scope.keeps(&packet) {
             continue;

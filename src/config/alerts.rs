@@ -6,7 +6,7 @@ use bytesize::ByteSize;
 use serde::Deserialize;
 use std::time::Duration;
 
-#[derive(Deserialize, Clone, Debug, Default)]
+#[derive(Deserialize, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct AlertsConfig {
     /// Where every rule's notices are POSTed, unless the rule names its own.
@@ -16,6 +16,33 @@ pub struct AlertsConfig {
     pub command: Option<Vec<String>>,
     #[serde(default, rename = "rule")]
     pub rules: Vec<RuleConfig>,
+    /// Captures rules write (`capture = "60s"`) kept in the state directory's
+    /// `captures/`; the oldest go first.
+    #[serde(default = "default_captures_kept")]
+    pub captures_kept: usize,
+    /// Largest capture a rule writes, in MiB.
+    #[serde(default = "default_capture_max_mib")]
+    pub capture_max_mib: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            webhook: None,
+            command: None,
+            rules: Vec::new(),
+            captures_kept: default_captures_kept(),
+            capture_max_mib: default_capture_max_mib(),
+        }
+    }
+}
+
+fn default_captures_kept() -> usize {
+    10
+}
+
+fn default_capture_max_mib() -> u64 {
+    20
 }
 
 #[derive(Deserialize, Clone, Debug)]
@@ -59,6 +86,10 @@ pub struct RuleConfig {
     /// traffic to `throttle_to`, or "block" it, until the period ends.
     pub action: Option<RuleAction>,
     pub throttle_to: Option<String>,
+    /// When the rule fires, capture its scope's packets this long into the state
+    /// directory (eBPF engine).
+    #[serde(default, with = "humantime_serde")]
+    pub capture: Option<Duration>,
 }
 
 #[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -396,6 +427,9 @@ impl AlertsConfig {
         if let Some(url) = &self.webhook {
             check_webhook(url, "[alerts]")?;
         }
+        if self.captures_kept == 0 || self.capture_max_mib == 0 {
+            anyhow::bail!("[alerts] captures_kept and capture_max_mib must be more than 0");
+        }
         let mut names = std::collections::HashSet::new();
         for rule in &self.rules {
             if rule.name.is_empty() || !names.insert(rule.name.as_str()) {
@@ -406,6 +440,12 @@ impl AlertsConfig {
             }
             rule.uid()?;
             rule.throttle()?;
+            if rule.capture.is_some_and(|duration| duration.is_zero()) {
+                anyhow::bail!(
+                    "[[alerts.rule]] \"{}\": capture = \"0s\" captures nothing; give how long (e.g. \"60s\") or remove it",
+                    rule.name
+                );
+            }
             if let Some(url) = &rule.webhook {
                 check_webhook(url, &format!("[[alerts.rule]] \"{}\"", rule.name))?;
             }

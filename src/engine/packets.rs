@@ -3,7 +3,7 @@
 
 use super::{InterfaceName, KernelOwner};
 use std::net::IpAddr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -23,12 +23,43 @@ pub struct CaptureTargets {
     pub snap_length: u32,
 }
 
-/// Where an engine hands the packets it copied; a full channel loses the packet, counted
-/// in `lost`, and never waits.
+/// Where an engine hands the packets it copied. A packet that finds no room (the
+/// channel full, or `QUEUED_AT_MOST` bytes waiting) is lost, counted in `lost`; the
+/// engine never waits.
 #[derive(Clone, Debug)]
 pub struct PacketTap {
     pub packets: crossbeam_channel::Sender<CapturedPacket>,
     pub lost: Arc<AtomicU64>,
+    /// Bytes handed over and not yet taken.
+    pub queued: Arc<AtomicU64>,
+}
+
+/// Packet bytes waiting for the writer, at most.
+pub const QUEUED_AT_MOST: u64 = 64 << 20;
+
+impl PacketTap {
+    /// Hands a packet over, or counts it lost; false once nobody takes packets.
+    pub fn offer(&self, packet: CapturedPacket) -> bool {
+        let size = packet.data.len() as u64;
+        if self.queued.fetch_add(size, Ordering::Relaxed) + size > QUEUED_AT_MOST {
+            self.queued.fetch_sub(size, Ordering::Relaxed);
+            self.lost.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        match self.packets.try_send(packet) {
+            Ok(()) => true,
+            Err(crossbeam_channel::TrySendError::Full(_)) => {
+                self.queued.fetch_sub(size, Ordering::Relaxed);
+                self.lost.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            // The capture is over: what comes after it is not lost.
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
+                self.queued.fetch_sub(size, Ordering::Relaxed);
+                false
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

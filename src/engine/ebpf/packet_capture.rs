@@ -146,9 +146,7 @@ fn read(
         .pages(PAGES_PER_CPU)
         .sample_cb(move |_cpu, data: &[u8]| {
             if let Some(packet) = packet_of(data, &mut names, &clock) {
-                if tap.packets.try_send(packet).is_err() {
-                    tap.lost.fetch_add(1, Ordering::Relaxed);
-                }
+                tap.offer(packet);
             }
         })
         .lost_cb(move |_cpu, count| {
