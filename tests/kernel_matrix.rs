@@ -33,7 +33,7 @@ const LIMIT_BYTES_PER_SECOND: f64 = 400_000.0;
 /// offloaded packet let in at its edge.
 const LIMIT_BACKLOG: f64 = LIMIT_BYTES_PER_SECOND / 4.0 + 65_536.0;
 
-const FEATURES: [&str; 7] = [
+const FEATURES: [&str; 8] = [
     "owner_tracepoints",
     "socket_counts",
     "device_netns",
@@ -41,6 +41,7 @@ const FEATURES: [&str; 7] = [
     "interface_hooks",
     "tcp_health",
     "drops",
+    "packet_capture",
 ];
 
 /// What one run of the scenario printed.
@@ -56,6 +57,8 @@ struct Outcome {
     limited_ms: u64,
     /// Datagrams netfilter dropped on their way out (`@dropped N`).
     dropped: u64,
+    /// What `netgraph capture --process ng-up` wrote: packets and bytes.
+    captured: Option<(u64, u64)>,
     /// `@error` and `@log` lines (warnings and errors of netgraph's log), but for
     /// the runs the kernel skipped, which netgraph reports as lost.
     problems: Vec<String>,
@@ -103,6 +106,11 @@ impl Outcome {
                 outcome.limited_ms = ms.trim().parse().unwrap_or(0);
             } else if let Some(packets) = line.strip_prefix("@dropped ") {
                 outcome.dropped = packets.trim().parse().unwrap_or(0);
+            } else if let Some(rest) = line.strip_prefix("@capture") {
+                let mut words = rest.split_whitespace().map(|w| w.parse::<u64>().ok());
+                if let (Some(Some(packets)), Some(Some(bytes))) = (words.next(), words.next()) {
+                    outcome.captured = Some((packets, bytes));
+                }
             } else if line == "@done" {
                 outcome.done = true;
             }
@@ -197,6 +205,19 @@ impl Outcome {
                 "{label}: ng-dropped drops_netfilter = {dropped}, expected {expected} (netfilter dropped {}, the kernel skipped {skipped} runs)",
                 self.dropped
             ));
+        }
+    }
+
+    /// The capture of ng-up holds exactly the upload's bytes both ways, as the far end
+    /// of the link counted them.
+    fn check_capture(&self, label: &str, failures: &mut Vec<String>) {
+        let far = self.far.get("up").copied().unwrap_or(0)
+            + self.far.get("up_back").copied().unwrap_or(0);
+        match self.captured {
+            Some((packets, bytes)) if packets > 0 && bytes == far => {}
+            other => failures.push(format!(
+                "{label}: the capture of ng-up wrote {other:?} (packets, bytes), the far end counted {far} bytes"
+            )),
         }
     }
 
@@ -327,6 +348,7 @@ fn each_fallback_on_this_host_is_exact() {
                 ("owner_tracepoints", "used", ""),
                 ("tcp_health", "used", ""),
                 ("drops", "used", ""),
+                ("packet_capture", "used", ""),
             ],
             &[],
         ),
@@ -399,6 +421,7 @@ fn each_fallback_on_this_host_is_exact() {
         outcome.check_health(&label, &mut failures);
         outcome.check_skipped_are_lost(&label, &mut failures);
         outcome.check_limit(&label, &mut failures);
+        outcome.check_capture(&label, &mut failures);
         let shares = outcome.shares(&label, lost, &mut failures);
         rows.push(table_row(&label, &outcome, &shares));
     }
@@ -466,6 +489,7 @@ fn debian_kernels_from_5_10_to_the_newest_are_exact() {
         outcome.check_health(&label, &mut failures);
         outcome.check_skipped_are_lost(&label, &mut failures);
         outcome.check_limit(&label, &mut failures);
+        outcome.check_capture(&label, &mut failures);
         let shares = outcome.shares(&label, &[], &mut failures);
         rows.push(table_row(&label, &outcome, &shares));
     }
@@ -512,6 +536,8 @@ fn expected_by_version(name: &str) -> Vec<(&'static str, String, &'static str)> 
             used(version >= (5, 17)),
             if version >= (5, 17) { "typed" } else { "" },
         ),
+        // bpf_perf_event_output from cgroup_skb: every kernel of the matrix.
+        ("packet_capture", used(true), ""),
     ]
 }
 

@@ -86,7 +86,14 @@ struct Packet {
 
 fn tshark(file: &Path) -> Vec<Packet> {
     let output = Command::new("tshark")
-        .args(["-r", file.to_str().unwrap(), "-T", "fields", "-E", "separator=|"])
+        .args([
+            "-r",
+            file.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+        ])
         .args([
             "-e",
             "frame.len",
@@ -113,7 +120,12 @@ fn tshark(file: &Path) -> Vec<Packet> {
         .lines()
         .map(|line| {
             let fields: Vec<&str> = line.split('|').collect();
-            let number = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+            let number = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|f| f.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
             let direction = fields
                 .get(3)
                 .and_then(|f| u32::from_str_radix(f.trim_start_matches("0x"), 16).ok())
@@ -135,8 +147,22 @@ fn shape_far_end(lab: &Lab) {
     run(
         "ip",
         &[
-            "netns", "exec", &lab.b, "tc", "qdisc", "add", "dev", &lab.veth_b, "root", "tbf",
-            "rate", "200mbit", "burst", "1mb", "latency", "100ms",
+            "netns",
+            "exec",
+            &lab.b,
+            "tc",
+            "qdisc",
+            "add",
+            "dev",
+            &lab.veth_b,
+            "root",
+            "tbf",
+            "rate",
+            "200mbit",
+            "burst",
+            "1mb",
+            "latency",
+            "100ms",
         ],
     );
 }
@@ -162,7 +188,14 @@ fn a_process_capture_holds_every_packet_of_its_flow_and_nothing_else() {
     let file = lab.path("download.pcapng");
     let capture = Capture::start(
         &lab,
-        &["--process", "ng-dl", "--for", "60s", "-w", file.to_str().unwrap()],
+        &[
+            "--process",
+            "ng-dl",
+            "--for",
+            "60s",
+            "-w",
+            file.to_str().unwrap(),
+        ],
     );
     let mine = lab.spawn(&lab.a, "ng-dl", &["tcp-recv", &format!("{B4}:6301")]);
     let other = lab.spawn(&lab.a, "ng-other", &["tcp-recv", &format!("{B4}:6302")]);
@@ -208,7 +241,9 @@ fn a_process_capture_holds_every_packet_of_its_flow_and_nothing_else() {
         );
     }
     assert!(
-        log.contains(&format!("netgraph: {far_packets} packets ({far_bytes} bytes) of process ng-dl")),
+        log.contains(&format!(
+            "netgraph: {far_packets} packets ({far_bytes} bytes) of process ng-dl"
+        )),
         "the summary tells what was written:\n{log}"
     );
 }
@@ -249,10 +284,15 @@ fn a_peer_capture_ends_at_its_time_with_only_that_peers_packets() {
         packets.len()
     ));
     assert!(log.contains("ended because its time was up"), "{log}");
-    assert!(took < Duration::from_secs(12), "a 6 s capture took {took:?}");
+    assert!(
+        took < Duration::from_secs(12),
+        "a 6 s capture took {took:?}"
+    );
     assert_eq!(bytes, far_bytes, "{log}");
     assert!(
-        packets.iter().all(|p| p.comment.starts_with("process=ng-dl pid=")),
+        packets
+            .iter()
+            .all(|p| p.comment.starts_with("process=ng-dl pid=")),
         "only the lab peer's client: {packets:?}"
     );
 }
@@ -282,7 +322,12 @@ fn a_quota_that_fires_writes_a_capture_of_its_scope() {
         .map(|entry| entry.unwrap().path())
         .collect();
     assert_eq!(captures.len(), 1, "{captures:?}\n{}", records.log);
-    let name = captures[0].file_name().unwrap().to_str().unwrap().to_string();
+    let name = captures[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(
         name.starts_with("daily_cap-") && name.ends_with("Z.pcapng"),
         "{name}"

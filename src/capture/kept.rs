@@ -36,7 +36,13 @@ impl KeptCaptures {
             .format("%Y%m%dT%H%M%SZ");
         let name: String = rule
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         Ok(CaptureJob {
             scope,
@@ -75,16 +81,27 @@ mod tests {
         let mut made = Vec::new();
         for (second, rule) in [(0, "a"), (1, "b/../x"), (2, "c")] {
             let job = kept
-                .job(rule, CaptureScope::default(), Duration::from_secs(1), 1_700_000_000 + second)
+                .job(
+                    rule,
+                    CaptureScope::default(),
+                    Duration::from_secs(1),
+                    1_700_000_000 + second,
+                )
                 .unwrap();
             std::fs::write(&job.path, b"x").unwrap();
             // Distinct modification times, oldest first.
-            let file = std::fs::File::options().write(true).open(&job.path).unwrap();
+            let file = std::fs::File::options()
+                .write(true)
+                .open(&job.path)
+                .unwrap();
             file.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1000 + second as u64))
                 .unwrap();
             made.push(job.path);
         }
-        assert_eq!(made[1].file_name().unwrap(), "b_.._x-20231114T221321Z.pcapng");
+        assert_eq!(
+            made[1].file_name().unwrap(),
+            "b_.._x-20231114T221321Z.pcapng"
+        );
         assert_eq!(made[1].parent().unwrap(), state.join("captures"));
         let left: Vec<bool> = made.iter().map(|path| path.exists()).collect();
         assert_eq!(left, [false, true, true], "two kept, the oldest gone");

@@ -87,6 +87,7 @@ table inet truth {
     counter short {}
     counter accepted {}
     counter limited {}
+    counter up_back {}
     chain input {
         type filter hook input priority 0;
         iifname "ngm-vb" tcp dport 7101 counter name up
@@ -96,6 +97,7 @@ table inet truth {
     }
     chain output {
         type filter hook output priority 0;
+        oifname "ngm-vb" tcp sport 7101 counter name up_back
         oifname "ngm-vb" tcp sport 7102 counter name down
         oifname "ngm-vb" udp sport 7103 counter name udp_in
         oifname "ngm-vb" tcp dport 7105 counter name accepted
@@ -140,9 +142,24 @@ ready() {
     say "@error nothing listens on port $2 in namespace $1"
 }
 
+# Packet capture: the upload's packets, both ways, by a second engine of its own;
+# its summary line says how many packets and bytes it wrote.
+"$NETGRAPH" capture --process ng-up --for 300s -w "$WORK/up.pcapng" 2> "$WORK/capture.log" &
+CAPTURE_PID=$!
+for _ in $(seq 1 600); do
+    grep -q "capture started" "$WORK/capture.log" 2>/dev/null && break
+    kill -0 "$CAPTURE_PID" 2>/dev/null || break
+    sleep 0.1
+done
+grep -q "capture started" "$WORK/capture.log" || { say "@error the capture did not start"; sed 's/^/@log /' "$WORK/capture.log"; }
 serve in_b "$WORK/bin/ng-sink" tcp-sink $ADDR_B:7101
 ready b 7101
 in_a "$WORK/bin/ng-up" tcp-send $ADDR_B:7101 6000000 > /dev/null || say "@error upload"
+sleep 0.5
+kill -INT "$CAPTURE_PID"
+wait "$CAPTURE_PID" || say "@error the capture failed"
+say "@capture $(sed -n 's/^netgraph: \([0-9]*\) packets (\([0-9]*\) bytes).*/\1 \2/p' "$WORK/capture.log")"
+grep -E " (WARN|ERROR) " "$WORK/capture.log" | sed "s/^/@log capture: /"
 
 serve in_b "$WORK/bin/ng-src" tcp-source $ADDR_B:7102 1
 ready b 7102
@@ -192,7 +209,7 @@ done
 packets=$(in_a "$NFT" list counter inet truth dropped | sed -n 's/.*packets \([0-9]*\).*/\1/p')
 say "@dropped ${packets:-0}"
 # Loopback has no far end: its traffic never leaves namespace a.
-for counter in up down udp_out udp_in short accepted limited; do
+for counter in up up_back down udp_out udp_in short accepted limited; do
     bytes=$(in_b "$NFT" list counter inet truth $counter | sed -n 's/.*bytes \([0-9]*\).*/\1/p')
     say "@far $counter ${bytes:-0}"
 done
