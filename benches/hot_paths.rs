@@ -106,6 +106,7 @@ fn interval(processes: u32) -> AttributedReport {
                 traffic,
                 workload: None,
                 peer_name: None,
+                flow: None,
             }
         })
         .collect();

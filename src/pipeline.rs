@@ -150,6 +150,7 @@ impl Pipeline {
         let observed = self.engine.drain();
         let drained = started.elapsed();
         let attributed = self.attributor.attribute(observed);
+        self.capturing.name_flows(&attributed, &mut *self.engine);
         let attributed_at = started.elapsed();
         let report = self.accountant.close_interval(attributed, end);
         for sink in self.sinks.iter_mut().chain(self.reloadable.iter_mut()) {

@@ -13,7 +13,7 @@ fn netgraph(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-const COMMANDS: [&str; 4] = ["run", "top", "check", "report"];
+const COMMANDS: [&str; 6] = ["run", "top", "check", "report", "limit", "capture"];
 
 #[test]
 fn every_option_of_every_command_has_a_help_text() {

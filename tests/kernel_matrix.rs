@@ -305,8 +305,17 @@ fn table_row(label: &str, outcome: &Outcome, shares: &[f64]) -> String {
         })
         .collect();
     let shares: Vec<String> = shares.iter().map(|s| format!("{s:.4}")).collect();
+    // The capture of ng-up: its packets, and its bytes' share of the far end's.
+    let far = outcome.far.get("up").copied().unwrap_or(0)
+        + outcome.far.get("up_back").copied().unwrap_or(0);
+    let capture = match outcome.captured {
+        Some((packets, bytes)) if far > 0 => {
+            format!("{packets} pkts, {:.4}", bytes as f64 / far as f64)
+        }
+        _ => "-".to_string(),
+    };
     format!(
-        "| {label} | {} | {} |",
+        "| {label} | {} | {} | {capture} |",
         features.join(" | "),
         shares.join(" | ")
     )
@@ -315,7 +324,7 @@ fn table_row(label: &str, outcome: &Outcome, shares: &[f64]) -> String {
 fn table_header() -> String {
     let workloads: Vec<&str> = WORKLOADS.iter().map(|w| w.0).collect();
     format!(
-        "kernel matrix, share of the far end's bytes per workload:\n| kernel / forced off | {} | {} |",
+        "kernel matrix, share of the far end's bytes per workload:\n| kernel / forced off | {} | {} | capture of up |",
         FEATURES.join(" | "),
         workloads.join(" | ")
     )

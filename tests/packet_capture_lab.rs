@@ -17,8 +17,16 @@ struct Capture {
 
 impl Capture {
     fn start(lab: &Lab, args: &[&str]) -> Capture {
-        let log = lab.path(&format!("capture-{}.log", std::process::id()));
-        let child = Command::new(env!("CARGO_BIN_EXE_netgraph"))
+        Capture::start_behind(lab, &[], args)
+    }
+
+    /// Started behind a launcher (`ip netns exec NS`).
+    fn start_behind(lab: &Lab, launcher: &[&str], args: &[&str]) -> Capture {
+        let log = lab.path(&format!("capture-{}.log", args.join("_").replace('/', "_")));
+        let mut line: Vec<&str> = launcher.to_vec();
+        line.push(env!("CARGO_BIN_EXE_netgraph"));
+        let child = Command::new(line[0])
+            .args(&line[1..])
             .arg("capture")
             .args(args)
             .env("RUST_LOG", "netgraph=info")
@@ -143,37 +151,35 @@ fn tshark(file: &Path) -> Vec<Packet> {
 
 /// Shapes what `b` sends (the downloads) to a rate the capture keeps up with whatever
 /// the machine, without cutting offloaded packets (the burst holds the largest).
-fn shape_far_end(lab: &Lab) {
-    run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &lab.b,
-            "tc",
-            "qdisc",
-            "add",
-            "dev",
-            &lab.veth_b,
-            "root",
-            "tbf",
-            "rate",
-            "200mbit",
-            "burst",
-            "1mb",
-            "latency",
-            "100ms",
-        ],
+fn shape_far_end(lab: &Lab, rate: &str) {
+    let command = format!(
+        "netns exec {} tc qdisc add dev {} root tbf rate {rate} burst 1mb latency 100ms",
+        lab.b, lab.veth_b
     );
+    let args: Vec<&str> = command.split(' ').collect();
+    run("ip", &args);
 }
 
 #[test]
 #[ignore = "needs root; scripts/test.sh runs it as root"]
 fn a_process_capture_holds_every_packet_of_its_flow_and_nothing_else() {
     require_root();
+    process_capture("eBPF", "200mbit", false);
+}
+
+/// The capture engine, in namespace a: the flow table's flows, named by attribution
+/// each second, pick the packets.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn the_capture_engine_captures_a_process_by_its_flows() {
+    require_root();
+    process_capture("capture engine", "100mbit", true);
+}
+
+fn process_capture(engine: &str, rate: &str, capture_engine: bool) {
     let mut lab = Lab::new();
     let b = lab.b.clone();
-    shape_far_end(&lab);
+    shape_far_end(&lab, rate);
     // At the far end: what b sent to and received from each client.
     lab.truth_in(
         &b,
@@ -186,9 +192,18 @@ fn a_process_capture_holds_every_packet_of_its_flow_and_nothing_else() {
     lab.serve(&b, "ng-src", &["tcp-source", &format!("{B4}:6301"), "2"]);
     lab.serve(&b, "ng-src2", &["tcp-source", &format!("{B4}:6302"), "2"]);
     let file = lab.path("download.pcapng");
-    let capture = Capture::start(
+    let a = lab.a.clone();
+    let (launcher, engine_option): (Vec<&str>, &str) = if capture_engine {
+        (vec!["ip", "netns", "exec", &a], "capture")
+    } else {
+        (vec![], "ebpf")
+    };
+    let capture = Capture::start_behind(
         &lab,
+        &launcher,
         &[
+            "--engine",
+            engine_option,
             "--process",
             "ng-dl",
             "--for",
@@ -204,7 +219,12 @@ fn a_process_capture_holds_every_packet_of_its_flow_and_nothing_else() {
     let other = other.wait_with_output().unwrap();
     assert!(mine.status.success() && other.status.success());
     // What is still in flight (the last ACKs) is copied before Ctrl-C ends it.
-    std::thread::sleep(Duration::from_millis(500));
+    // On the capture engine the flows are named each second.
+    std::thread::sleep(Duration::from_millis(if capture_engine {
+        2500
+    } else {
+        500
+    }));
     let log = capture.interrupt();
     let packets = tshark(&file);
     let far_packets = lab.truth_packets_in(&b, "mine_out") + lab.truth_packets_in(&b, "mine_in");
@@ -212,7 +232,7 @@ fn a_process_capture_holds_every_packet_of_its_flow_and_nothing_else() {
     let bytes: u64 = packets.iter().map(|p| p.length).sum();
     let received = packets.iter().filter(|p| p.direction == 1).count() as u64;
     report(&format!(
-        "Capture, process: {} packets ({bytes} bytes) of ng-dl in the pcapng, the far end counted {far_packets} ({far_bytes} bytes) on its flow; the other download's {} bytes absent",
+        "Capture, process, {engine}: {} packets ({bytes} bytes) of ng-dl in the pcapng, the far end counted {far_packets} ({far_bytes} bytes) on its flow; the other download's {} bytes absent",
         packets.len(),
         lab.truth_bytes_in(&b, "other_out")
     ));
@@ -254,7 +274,7 @@ fn a_peer_capture_ends_at_its_time_with_only_that_peers_packets() {
     require_root();
     let mut lab = Lab::new();
     let b = lab.b.clone();
-    shape_far_end(&lab);
+    shape_far_end(&lab, "200mbit");
     let (_, _, _, far) = lab.host_link();
     lab.truth_in(
         &b,

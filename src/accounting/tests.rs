@@ -25,6 +25,7 @@ fn traffic(owner: Owner, sent: u64, recv: u64) -> AttributedTraffic {
         traffic: t,
         workload: None,
         peer_name: None,
+        flow: None,
     }
 }
 

@@ -53,6 +53,8 @@ pub struct AttributedTraffic {
     /// The far end's name, learnt from DNS answers, ClientHellos or reverse DNS
     /// (where the ends are known).
     pub peer_name: Option<Arc<str>>,
+    /// The capture engine's flow (captures follow flows to their owners).
+    pub flow: Option<Flow>,
 }
 
 #[derive(Debug, Default)]
@@ -151,6 +153,7 @@ impl Attributor {
                 traffic: socket.traffic,
                 workload: None,
                 peer_name: None,
+                flow: None,
             });
         }
         self.kernel_owners.end_interval();
@@ -200,6 +203,10 @@ impl Attributor {
                     traffic: u.traffic,
                     workload: None,
                     peer_name: None,
+                    flow: match u.socket {
+                        SocketRef::Flow(flow) => Some(flow),
+                        SocketRef::Cookie(_) => None,
+                    },
                 }),
         );
         let now = std::time::Instant::now();
@@ -266,6 +273,7 @@ fn without_socket(
         traffic,
         workload: None,
         peer_name: None,
+        flow: None,
     };
     if received == sent {
         return vec![item(received, traffic)];

@@ -4,9 +4,12 @@
 
 use super::writer::{self, WriterState};
 use super::{CaptureJob, CaptureOutcome, Captures, Ended, WAITING_AT_MOST};
+use crate::attribution::{AttributedReport, Owner};
 use crate::cgroup_tree::CgroupTree;
-use crate::engine::packets::{CaptureTargets, PacketTap};
+use crate::engine::packets::{CaptureTargets, FlowOwner, PacketTap};
 use crate::engine::Engine;
+use crate::engine::KernelOwner;
+use crate::traffic::Flow;
 use crate::workload::ContainerDirectory;
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -87,6 +90,46 @@ impl Capturing {
             if self.start(job, engine, containers) {
                 break;
             }
+        }
+    }
+
+    /// Tells an engine that captures by flow (the capture engine) who owns the flows
+    /// attribution named this interval, and which of them the running capture wants.
+    pub fn name_flows(&self, report: &AttributedReport, engine: &mut dyn Engine) {
+        let Some(running) = &self.running else {
+            return;
+        };
+        let named: Vec<(Flow, Option<FlowOwner>)> = report
+            .traffic
+            .iter()
+            .filter_map(|traffic| {
+                let flow = traffic.flow?;
+                let owner = match &traffic.owner {
+                    Owner::Process(process)
+                        if running.scope.owned_by(process, traffic.workload.as_deref()) =>
+                    {
+                        Some(FlowOwner {
+                            owner: KernelOwner {
+                                tgid: process.pid,
+                                uid: process.uid,
+                                comm: process.name.clone(),
+                                cgroup_path: process.cgroup.as_deref().map(Arc::from),
+                                ..Default::default()
+                            },
+                            container: traffic
+                                .workload
+                                .as_deref()
+                                .and_then(|w| w.container_label())
+                                .map(Arc::from),
+                        })
+                    }
+                    _ => None,
+                };
+                Some((flow, owner))
+            })
+            .collect();
+        if !named.is_empty() {
+            engine.capture_owners(named);
         }
     }
 

@@ -1,6 +1,6 @@
 //! `netgraph capture`: the packets of a process, pid, container or peer into a pcapng
-//! file, each with its owner in its comment. Counts with an engine of its own (a
-//! running daemon goes on counting), for a bounded time and size.
+//! file, each with its owner in its comment. Runs an engine of its own (a running
+//! daemon goes on counting), for a bounded time and size.
 
 use super::{CaptureJob, CaptureScope, Captures, Ended, SNAP_LENGTH};
 use crate::accounting::Accountant;
@@ -46,6 +46,10 @@ pub struct CaptureArgs {
     /// The file to write (pcapng).
     #[arg(short = 'w', long = "write")]
     pub file: PathBuf,
+    /// How to find the packets: eBPF (by owner, in the kernel) where the kernel
+    /// allows it, else packet capture (by flow, named by attribution each second).
+    #[arg(long, value_enum, default_value_t = EngineSetting::Auto)]
+    pub engine: EngineSetting,
 }
 
 impl CaptureArgs {
@@ -84,7 +88,7 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<()> {
         snap_length,
         done: Some(done),
     });
-    let mut settings = Settings::defaults(EngineSetting::Ebpf);
+    let mut settings = Settings::defaults(args.engine);
     settings.interval = LOOP_INTERVAL;
     let mut pipeline = crate::startup::pipeline(
         &settings,

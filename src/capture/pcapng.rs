@@ -131,6 +131,7 @@ mod tests {
                 exe: None,
                 netns: 0,
             },
+            container: None,
             length: 1500,
             segments: 1,
             data: vec![0x45; 60],

@@ -2,9 +2,10 @@
 //! peer, any of them together; resolved each interval into what the engine matches by
 //! (a container's cgroups change as it restarts).
 
+use crate::attribution::ProcessIdentity;
 use crate::cgroup_tree::CgroupTree;
 use crate::engine::packets::{CaptureTargets, CapturedPacket};
-use crate::workload::ContainerDirectory;
+use crate::workload::{ContainerDirectory, Workload};
 use std::net::IpAddr;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -65,6 +66,20 @@ impl CaptureScope {
             peer: self.peer,
             snap_length,
         }
+    }
+
+    /// Whether a process (and its workload) is one the scope names; the peer and the
+    /// interface are the packet's, judged elsewhere.
+    pub fn owned_by(&self, process: &ProcessIdentity, workload: Option<&Workload>) -> bool {
+        self.process
+            .as_deref()
+            .is_none_or(|name| process.name == crate::limits::kernel_name(name))
+            && self.pid.is_none_or(|pid| process.pid == pid)
+            && self.uid.is_none_or(|uid| process.uid == uid)
+            && self
+                .container
+                .as_deref()
+                .is_none_or(|wanted| workload.is_some_and(|w| w.is_container(wanted)))
     }
 
     /// What the engine cannot match by: the interface.

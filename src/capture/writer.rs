@@ -121,7 +121,15 @@ impl Namer {
             "process={} pid={} uid={}",
             owner.comm, owner.tgid, owner.uid
         );
-        if let Some(container) = self.container(owner.cgroup_id) {
+        let container = match (&packet.container, &owner.cgroup_path) {
+            (Some(known), _) => Some(known.to_string()),
+            (None, Some(path)) => self
+                .containers
+                .workload_of(path)
+                .and_then(|workload| workload.container_label().map(String::from)),
+            (None, None) => self.container(owner.cgroup_id),
+        };
+        if let Some(container) = container {
             comment.push_str(&format!(" container={container}"));
         }
         comment.push_str(&format!(" direction={direction}"));

@@ -65,7 +65,7 @@ impl InterfaceTraffic {
 }
 
 /// The process that owned a socket, as the kernel recorded it in process context.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct KernelOwner {
     /// Process id (thread group id).
     pub tgid: u32,
@@ -225,6 +225,9 @@ pub trait Engine: Send {
             Some(_) => Err(format!("the {} engine cannot capture packets by owner: capturing needs the eBPF engine (engine = \"ebpf\")", self.name())),
         }
     }
+    /// The owners attribution found for flows this interval (`None`: out of the
+    /// capture's scope), for an engine that captures by flow; others ignore them.
+    fn capture_owners(&mut self, _owners: Vec<(Flow, Option<packets::FlowOwner>)>) {}
     /// Stops observing; a last `drain` afterwards still returns what was seen.
     fn stop(&mut self);
 }

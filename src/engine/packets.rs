@@ -62,6 +62,13 @@ impl PacketTap {
     }
 }
 
+/// A flow's owner as attribution named it, for an engine that captures by flow.
+#[derive(Clone, Debug)]
+pub struct FlowOwner {
+    pub owner: KernelOwner,
+    pub container: Option<Arc<str>>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PacketDirection {
     Sent,
@@ -73,8 +80,11 @@ pub struct CapturedPacket {
     pub time: SystemTime,
     pub interface: InterfaceName,
     pub direction: PacketDirection,
-    /// The socket's owner as the kernel recorded it (no cgroup path or executable).
+    /// The socket's owner: as the kernel recorded it (eBPF: a cgroup id), or as
+    /// attribution named its flow (capture engine: a cgroup path).
     pub owner: KernelOwner,
+    /// The owner's container, where the engine knows it already.
+    pub container: Option<Arc<str>>,
     /// The packet's length from its IP header on; `data` may be shorter (cut).
     pub length: u32,
     /// Packets an offloaded packet stands for (1 if it is not one).

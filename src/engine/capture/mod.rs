@@ -10,6 +10,7 @@ pub mod hot_path;
 mod interfaces;
 mod link;
 mod name_samples;
+mod packet_copier;
 mod ring;
 mod worker;
 
@@ -64,6 +65,10 @@ pub struct CaptureEngine {
     /// Per interface: packets the kernel dropped because its ring was full, said once a
     /// minute.
     ring_full: HashMap<InterfaceName, Repeats>,
+    /// A capture's copiers, one per interface, while one runs.
+    copiers: Vec<packet_copier::PacketCopier>,
+    /// The owners of flows, as attribution named them while a capture runs.
+    flow_owners: Arc<ArcSwap<packet_copier::FlowOwners>>,
 }
 
 struct Shared {
@@ -116,6 +121,8 @@ impl CaptureEngine {
             watcher: Some(watcher),
             name_samples: NameSamples::start(recording),
             ring_full: HashMap::new(),
+            copiers: Vec::new(),
+            flow_owners: Default::default(),
         })
     }
 
@@ -245,7 +252,57 @@ impl Engine for CaptureEngine {
         report
     }
 
+    fn set_capture(
+        &mut self,
+        capture: Option<(&super::packets::CaptureTargets, &super::packets::PacketTap)>,
+    ) -> Result<(), String> {
+        let Some((targets, tap)) = capture else {
+            // Dropping a copier reads what its ring holds, then ends it.
+            self.copiers.clear();
+            self.flow_owners.store(Default::default());
+            return Ok(());
+        };
+        // The scope's owners change with each interval's names, not its copiers.
+        if !self.copiers.is_empty() {
+            return Ok(());
+        }
+        let interfaces: Vec<(String, bool)> = self
+            .shared
+            .workers()
+            .running
+            .iter()
+            .map(|(name, worker)| (name.clone(), worker.loopback))
+            .collect();
+        for (interface, loopback) in interfaces {
+            match packet_copier::PacketCopier::start(
+                &interface,
+                loopback,
+                targets,
+                tap.clone(),
+                self.flow_owners.clone(),
+            ) {
+                Ok(copier) => self.copiers.push(copier),
+                Err(error) => {
+                    self.copiers.clear();
+                    return Err(format!("cannot capture on {interface}: {error}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn capture_owners(
+        &mut self,
+        owners: Vec<(crate::traffic::Flow, Option<super::packets::FlowOwner>)>,
+    ) {
+        if !self.copiers.is_empty() {
+            let known = self.flow_owners.load();
+            self.flow_owners.store(Arc::new(known.with(owners)));
+        }
+    }
+
     fn stop(&mut self) {
+        self.copiers.clear();
         self.shared.stop.store(true, Ordering::Relaxed);
         if let Some(watcher) = self.watcher.take() {
             let _ = watcher.join();

@@ -35,6 +35,8 @@ pub struct Frame<'a> {
     pub outgoing: bool,
     /// The EtherType of what `data` carries, on interfaces without an Ethernet header.
     pub protocol: u16,
+    /// When the kernel received or sent it, since the Unix epoch.
+    pub time: std::time::Duration,
 }
 
 /// What the kernel counted for this socket since it opened.
@@ -367,6 +369,7 @@ impl Ring {
                 wire_len: header.tp_len,
                 outgoing,
                 protocol: u16::from_be(address.sll_protocol),
+                time: std::time::Duration::new(u64::from(header.tp_sec), header.tp_nsec),
             })
         };
         Some((frame, header.tp_next_offset))

@@ -69,6 +69,7 @@ impl WorkerState {
 }
 
 pub struct Worker {
+    pub loopback: bool,
     state: Arc<Mutex<WorkerState>>,
     stop: Arc<AtomicBool>,
     /// Wakes the capture thread out of a wait on a quiet interface.
@@ -118,6 +119,7 @@ impl Worker {
             .spawn(move || read(&interface_name, ring, tally, &thread_stop))
             .map_err(|e| std::io::Error::other(format!("cannot start capture thread: {e}")))?;
         Ok(Worker {
+            loopback,
             state,
             stop,
             wake,
@@ -201,7 +203,7 @@ impl Tally {
 
 /// Decodes a frame from the ring: Ethernet frames whole, others by the protocol the
 /// kernel names (they start at the network header).
-fn decode_frame(link: &Link, frame: &Frame<'_>) -> Decoded {
+pub(super) fn decode_frame(link: &Link, frame: &Frame<'_>) -> Decoded {
     let direction = if frame.outgoing {
         LinkDirection::Outgoing
     } else {

@@ -226,6 +226,7 @@ fn packet_of(data: &[u8], names: &mut InterfaceNames, clock: &Clock) -> Option<C
             exe: None,
             netns: header.netns,
         },
+        container: None,
         length: header.length,
         segments: header.gso_segs.max(1),
         data: bytes.to_vec(),
