@@ -15,12 +15,13 @@ require_cargo
 # kernels (fetched from Debian's archive by tests/kernel_matrix/kernels.sh).
 # procps (sysctl): the TCP health lab's per-namespace TCP settings.
 # nfdump (nfcapd): the IPFIX collector of the flows lab.
-# tshark reads the packet capture lab's pcapng files.
+# tshark reads the packet capture lab's pcapng files; pmacct (nfacctd) decodes netgraph's
+# IPFIX elements in the flows lab.
 install_packages "${BUILD_PACKAGES[@]}" iproute2 nftables iputils-ping mount util-linux \
     influxdb victoria-metrics prometheus openssl curl chromium nodejs tmux systemd adduser \
     libmaxmind-db-writer-perl podman runc busybox-static containerd python3-yaml \
     dnsmasq-base ethtool docker.io tzdata qemu-system-x86 kmod cpio xz-utils \
-    rpm rpmlint man-db groff-base python3-pip procps nfdump tshark
+    rpm rpmlint man-db groff-base python3-pip procps nfdump tshark pmacct
 # npm comes with nodejs from NodeSource; Debian's own npm conflicts with that one.
 command -v npm >/dev/null 2>&1 || install_packages npm
 # The browser test drives chromium with playwright-core (no browser download).

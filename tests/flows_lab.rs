@@ -283,3 +283,117 @@ fn ipfix_over_tcp_names_the_process_with_the_published_template() {
     );
     assert_eq!(bytes_where(0), received_bytes, "bytes back");
 }
+
+/// pmacct's nfacctd, printing each flow as a JSON line with netgraph's elements as
+/// declared by docs/pmacct-primitives.lst.
+struct Nfacctd {
+    child: Child,
+    output: std::path::PathBuf,
+    port: u16,
+}
+
+impl Nfacctd {
+    fn start(dir: std::path::PathBuf) -> Nfacctd {
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let output = dir.join("flows.json");
+        let config = dir.join("nfacctd.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\n\
+                 aggregate_primitives: {}/docs/pmacct-primitives.lst\nplugins: print\n\
+                 aggregate: src_host, dst_host, dst_port, proto, process_name, process_id, user_id\n\
+                 print_output: json\nprint_output_file: {}\nprint_output_file_append: true\n\
+                 print_refresh_time: 1\n",
+                env!("CARGO_MANIFEST_DIR"),
+                output.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nfacctd")
+            .arg("-f")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nfacctd runs (scripts/test.sh installs pmacct)");
+        std::thread::sleep(Duration::from_millis(500));
+        Nfacctd {
+            child,
+            output,
+            port,
+        }
+    }
+
+    /// Every flow it printed.
+    fn flows(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.output)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+}
+
+impl Drop for Nfacctd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn pmacct_nfacctd_decodes_the_process_with_the_published_primitives() {
+    require_root();
+    let mut lab = Lab::new();
+    let nfacctd = Nfacctd::start(lab.path("nfacctd"));
+    let config = lab.path("ipfix.toml");
+    std::fs::write(
+        &config,
+        format!("[ipfix]\ncollector = \"127.0.0.1:{}\"\n", nfacctd.port),
+    )
+    .unwrap();
+    let netgraph = lab.netgraph_ebpf(&["--config", config.to_str().unwrap()]);
+    netgraph.wait_for_log("exporting flows over IPFIX", Duration::from_secs(5));
+    let far = transfer(&mut lab, "ng-pmacct", 7403);
+    std::thread::sleep(Duration::from_millis(2500));
+    let records = netgraph.stop();
+    // Its print plugin writes what it holds each second.
+    std::thread::sleep(Duration::from_millis(2500));
+    let flows = nfacctd.flows();
+    let (sent, received, _) = json_bytes(&records, "ng-pmacct", &far);
+    let pids: std::collections::BTreeSet<String> = records
+        .of_type("peer")
+        .filter(|line| line["name"] == "ng-pmacct")
+        .filter_map(|line| line["pid"].as_u64().map(|pid| pid.to_string()))
+        .collect();
+    let ours: Vec<&Value> = flows
+        .iter()
+        .filter(|flow| flow["process_name"] == "ng-pmacct")
+        .collect();
+    let bytes_to = |end: &str, field: &str| -> u64 {
+        ours.iter()
+            .filter(|flow| flow[field] == end)
+            .filter_map(|flow| flow["bytes"].as_u64())
+            .sum()
+    };
+    let (out, back) = (bytes_to(&far, "ip_dst"), bytes_to(&far, "ip_src"));
+    report(&format!(
+        "IPFIX to pmacct's nfacctd with docs/pmacct-primitives.lst: {} flows of ng-pmacct (pid {pids:?}): {out} bytes out, {back} back; netgraph's JSON {sent} / {received}",
+        ours.len()
+    ));
+    assert!(!ours.is_empty(), "no flow of ng-pmacct: {flows:?}");
+    for flow in &ours {
+        let pid = flow["process_id"].as_str().unwrap_or_default();
+        assert!(pids.contains(pid), "{flow}");
+        assert_eq!(flow["user_id"], "0", "{flow}");
+    }
+    assert_eq!(out, sent, "bytes out: nfacctd against the JSON lines");
+    assert_eq!(back, received, "bytes back");
+}

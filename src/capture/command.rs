@@ -77,6 +77,9 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<()> {
     if args.max_mib == 0 || args.snap_length == 0 || args.duration.is_zero() {
         bail!("--for, --max-mib and --snap-length must be more than 0");
     }
+    // Said before an engine loads: a file that cannot be written.
+    crate::private_files::create_file(&args.file)
+        .with_context(|| format!("cannot create {}", args.file.display()))?;
     let snap_length = args.snap_length.min(SNAP_LENGTH);
     let captures = Captures::default();
     let (done, outcome) = crossbeam_channel::bounded(1);
