@@ -105,15 +105,23 @@ async fn serve(label: &str, listener: tokio::net::TcpListener, router: axum::Rou
         };
         while connections.try_join_next().is_some() {}
         open.retain(|connection| !connection.task.is_finished());
+        let mut evicted = false;
         while open.len() >= limit {
             if let Some(victim) = open.remove(eviction_victim(&open)) {
                 victim.task.abort();
+                evicted = true;
                 if let Some(repeated) = dropped.check("full") {
                     tracing::warn!(
                         "{label}: {limit} connections open, dropping the slowest for a new one{repeated}"
                     );
                 }
             }
+        }
+        // An aborted connection lets go of its descriptor only once the runtime drops
+        // its task: let it, before accepting more, or a flood that is always ready to
+        // accept holds the evicted ones' descriptors too.
+        if evicted {
+            tokio::task::yield_now().await;
         }
         let served = Arc::new(AtomicBool::new(false));
         let marks = served.clone();

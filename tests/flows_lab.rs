@@ -50,38 +50,54 @@ fn json_bytes(records: &Records, tool: &str, far: &str) -> (u64, u64, u64) {
     )
 }
 
+/// A collector started by `command` (given a free UDP port of 127.0.0.1 to listen on)
+/// with its output dropped, killed with the test.
+fn udp_collector(dir: &std::path::Path, command: impl FnOnce(u16) -> Command) -> (Receiver, u16) {
+    std::fs::create_dir_all(dir).unwrap();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = command(port)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the collector runs (scripts/test.sh installs nfdump and pmacct)");
+    // It binds at once; give it a moment to.
+    std::thread::sleep(Duration::from_millis(500));
+    (Receiver(child), port)
+}
+
 struct Nfcapd {
-    child: Child,
+    collector: Receiver,
     dir: std::path::PathBuf,
     port: u16,
 }
 
 impl Nfcapd {
     fn start(dir: std::path::PathBuf) -> Nfcapd {
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("nfcapd")
-            .args(["-w", dir.to_str().unwrap(), "-b", "127.0.0.1"])
-            .args(["-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nfcapd runs (scripts/test.sh installs nfdump)");
-        // It binds at once; give it a moment to.
-        std::thread::sleep(Duration::from_millis(500));
-        Nfcapd { child, dir, port }
+        let (collector, port) = udp_collector(&dir, |port| {
+            let mut command = Command::new("nfcapd");
+            command
+                .args(["-w", dir.to_str().unwrap(), "-b", "127.0.0.1"])
+                .args(["-p", &port.to_string()]);
+            command
+        });
+        Nfcapd {
+            collector,
+            dir,
+            port,
+        }
     }
 
     /// Stops it (its current file is closed and kept), and reads every flow back with
     /// nfdump: (source, destination, source port, destination port, protocol, bytes,
     /// packets).
     fn stop_and_read(mut self) -> Vec<(String, String, u16, u16, String, u64, u64)> {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
+        let child = &mut self.collector.0;
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let _ = child.wait();
         let out = run(
             "nfdump",
             &[
@@ -107,13 +123,6 @@ impl Nfcapd {
                 ))
             })
             .collect()
-    }
-}
-
-impl Drop for Nfcapd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -287,44 +296,35 @@ fn ipfix_over_tcp_names_the_process_with_the_published_template() {
 /// pmacct's nfacctd, printing each flow as a JSON line with netgraph's elements as
 /// declared by docs/pmacct-primitives.lst.
 struct Nfacctd {
-    child: Child,
+    _collector: Receiver,
     output: std::path::PathBuf,
     port: u16,
 }
 
 impl Nfacctd {
     fn start(dir: std::path::PathBuf) -> Nfacctd {
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let output = dir.join("flows.json");
         let config = dir.join("nfacctd.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\n\
-                 aggregate_primitives: {}/docs/pmacct-primitives.lst\nplugins: print\n\
-                 aggregate: src_host, dst_host, dst_port, proto, process_name, process_id, user_id\n\
-                 print_output: json\nprint_output_file: {}\nprint_output_file_append: true\n\
-                 print_refresh_time: 1\n",
-                env!("CARGO_MANIFEST_DIR"),
-                output.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("nfacctd")
-            .arg("-f")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nfacctd runs (scripts/test.sh installs pmacct)");
-        std::thread::sleep(Duration::from_millis(500));
+        let (collector, port) = udp_collector(&dir, |port| {
+            std::fs::write(
+                &config,
+                format!(
+                    "daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\n\
+                     aggregate_primitives: {}/docs/pmacct-primitives.lst\nplugins: print\n\
+                     aggregate: src_host, dst_host, dst_port, proto, process_name, process_id, user_id\n\
+                     print_output: json\nprint_output_file: {}\nprint_output_file_append: true\n\
+                     print_refresh_time: 1\n",
+                    env!("CARGO_MANIFEST_DIR"),
+                    output.display()
+                ),
+            )
+            .unwrap();
+            let mut command = Command::new("nfacctd");
+            command.arg("-f").arg(&config);
+            command
+        });
         Nfacctd {
-            child,
+            _collector: collector,
             output,
             port,
         }
@@ -337,13 +337,6 @@ impl Nfacctd {
             .lines()
             .filter_map(|line| serde_json::from_str(line).ok())
             .collect()
-    }
-}
-
-impl Drop for Nfacctd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

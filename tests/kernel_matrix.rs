@@ -57,8 +57,10 @@ struct Outcome {
     limited_ms: u64,
     /// Datagrams netfilter dropped on their way out (`@dropped N`).
     dropped: u64,
-    /// What `netgraph capture --process ng-up` wrote: packets and bytes.
+    /// What `netgraph capture --process ng-up` wrote: packets and bytes, and the
+    /// packets it said were lost.
     captured: Option<(u64, u64)>,
+    capture_lost: u64,
     /// `@error` and `@log` lines (warnings and errors of netgraph's log), but for
     /// the runs the kernel skipped, which netgraph reports as lost.
     problems: Vec<String>,
@@ -111,6 +113,7 @@ impl Outcome {
                 if let (Some(Some(packets)), Some(Some(bytes))) = (words.next(), words.next()) {
                     outcome.captured = Some((packets, bytes));
                 }
+                outcome.capture_lost = words.next().flatten().unwrap_or(0);
             } else if line == "@done" {
                 outcome.done = true;
             }
@@ -216,7 +219,8 @@ impl Outcome {
         match self.captured {
             Some((packets, bytes)) if packets > 0 && bytes == far => {}
             other => failures.push(format!(
-                "{label}: the capture of ng-up wrote {other:?} (packets, bytes), the far end counted {far} bytes"
+                "{label}: the capture of ng-up wrote {other:?} (packets, bytes; {} packets lost), the far end counted {far} bytes",
+                self.capture_lost
             )),
         }
     }

@@ -151,10 +151,10 @@ fn tshark(file: &Path) -> Vec<Packet> {
 
 /// Shapes what `b` sends (the downloads) to a rate the capture keeps up with whatever
 /// the machine, without cutting offloaded packets (the burst holds the largest).
-fn shape_far_end(lab: &Lab, rate: &str) {
+fn shape_far_end(lab: &Lab, device: &str, rate: &str) {
     let command = format!(
-        "netns exec {} tc qdisc add dev {} root tbf rate {rate} burst 1mb latency 100ms",
-        lab.b, lab.veth_b
+        "netns exec {} tc qdisc add dev {device} root tbf rate {rate} burst 1mb latency 100ms",
+        lab.b
     );
     let args: Vec<&str> = command.split(' ').collect();
     run("ip", &args);
@@ -179,7 +179,7 @@ fn the_capture_engine_captures_a_process_by_its_flows() {
 fn process_capture(engine: &str, rate: &str, capture_engine: bool) {
     let mut lab = Lab::new();
     let b = lab.b.clone();
-    shape_far_end(&lab, rate);
+    shape_far_end(&lab, &lab.veth_b, rate);
     // At the far end: what b sent to and received from each client.
     lab.truth_in(
         &b,
@@ -212,11 +212,14 @@ fn process_capture(engine: &str, rate: &str, capture_engine: bool) {
             file.to_str().unwrap(),
         ],
     );
+    // One after the other, each with the whole link (at once, one may starve the other).
     let mine = lab.spawn(&lab.a, "ng-dl", &["tcp-recv", &format!("{B4}:6301")]);
-    let other = lab.spawn(&lab.a, "ng-other", &["tcp-recv", &format!("{B4}:6302")]);
     let pid = mine.id();
     let mine = mine.wait_with_output().unwrap();
-    let other = other.wait_with_output().unwrap();
+    let other = lab
+        .spawn(&lab.a, "ng-other", &["tcp-recv", &format!("{B4}:6302")])
+        .wait_with_output()
+        .unwrap();
     assert!(mine.status.success() && other.status.success());
     // What is still in flight (the last ACKs) is copied before Ctrl-C ends it.
     // On the capture engine the flows are named each second.
@@ -274,7 +277,7 @@ fn a_peer_capture_ends_at_its_time_with_only_that_peers_packets() {
     require_root();
     let mut lab = Lab::new();
     let b = lab.b.clone();
-    shape_far_end(&lab, "200mbit");
+    shape_far_end(&lab, &lab.veth_b, "200mbit");
     let (_, _, _, far) = lab.host_link();
     lab.truth_in(
         &b,
@@ -367,4 +370,62 @@ fn a_quota_that_fires_writes_a_capture_of_its_scope() {
         "another process's packet in the rule's capture"
     );
     assert!(records.log.contains("capture started"), "{}", records.log);
+}
+
+/// `--engine auto` where the kernel (here: NETGRAPH_EBPF_WITHOUT) refuses the eBPF
+/// engine's copy: the capture engine captures instead, as exactly.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn auto_captures_with_the_capture_engine_where_ebpf_cannot() {
+    require_root();
+    let mut lab = Lab::new();
+    let b = lab.b.clone();
+    let (_, far_device, _, far) = lab.host_link();
+    shape_far_end(&lab, &far_device, "100mbit");
+    lab.truth_in(
+        &b,
+        &[
+            ("host_out", "output", "tcp sport 6306"),
+            ("host_in", "input", "tcp dport 6306"),
+        ],
+    );
+    lab.serve(&b, "ng-src", &["tcp-source", &format!("{far}:6306"), "2"]);
+    let file = lab.path("fallback.pcapng");
+    let capture = Capture::start_behind(
+        &lab,
+        &["env", "NETGRAPH_EBPF_WITHOUT=packet_capture"],
+        &[
+            "--process",
+            "ng-hostdl",
+            "--for",
+            "60s",
+            "-w",
+            file.to_str().unwrap(),
+        ],
+    );
+    lab.exec_on_host("ng-hostdl", &["tcp-recv", &format!("{far}:6306")]);
+    std::thread::sleep(Duration::from_millis(2500));
+    let log = capture.interrupt();
+    let packets = tshark(&file);
+    let bytes: u64 = packets.iter().map(|p| p.length).sum();
+    let far_packets =
+        lab.truth_packets_in(&b, "host_out") + lab.truth_packets_in(&b, "host_in");
+    let far_bytes = lab.truth_bytes_in(&b, "host_out") + lab.truth_bytes_in(&b, "host_in");
+    report(&format!(
+        "Capture, auto without eBPF's copy: the capture engine wrote {} packets ({bytes} bytes) of ng-hostdl, the far end counted {far_packets} ({far_bytes} bytes)",
+        packets.len()
+    ));
+    assert!(
+        log.contains("capturing with the capture engine"),
+        "the fallback is said:\n{log}"
+    );
+    assert!(far_bytes > 10_000_000, "too small a download: {far_bytes}");
+    assert_eq!(packets.len() as u64, far_packets, "packets\n{log}");
+    assert_eq!(bytes, far_bytes, "bytes\n{log}");
+    assert!(
+        packets
+            .iter()
+            .all(|p| p.comment.starts_with("process=ng-hostdl pid=")),
+        "another process's packet"
+    );
 }

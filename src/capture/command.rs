@@ -65,6 +65,19 @@ impl CaptureArgs {
     }
 }
 
+/// The pipeline the capture runs in: an engine, attribution, no sinks.
+fn start(engine: EngineSetting) -> anyhow::Result<crate::pipeline::Pipeline> {
+    let mut settings = Settings::defaults(engine);
+    settings.interval = LOOP_INTERVAL;
+    crate::startup::pipeline(
+        &settings,
+        Accountant::new(SystemTime::now()),
+        Vec::new(),
+        Vec::new(),
+    )
+    .context("cannot start counting")
+}
+
 /// How often the capture's own loop turns: a capture starts within this of netgraph
 /// starting, and ends within this of its time.
 const LOOP_INTERVAL: Duration = Duration::from_secs(1);
@@ -91,15 +104,23 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<()> {
         snap_length,
         done: Some(done),
     });
-    let mut settings = Settings::defaults(args.engine);
-    settings.interval = LOOP_INTERVAL;
-    let mut pipeline = crate::startup::pipeline(
-        &settings,
-        Accountant::new(SystemTime::now()),
-        Vec::new(),
-        Vec::new(),
-    )
-    .context("cannot start counting")?;
+    let mut pipeline = start(args.engine)?;
+    // Auto: the eBPF engine where it can capture, else the capture engine.
+    if args.engine == EngineSetting::Auto {
+        let refused = pipeline
+            .engine
+            .features()
+            .into_iter()
+            .find(|feature| feature.name == "packet_capture" && feature.is_degraded());
+        if let Some(refused) = refused {
+            tracing::warn!(
+                "the eBPF engine cannot capture here ({}): capturing with the capture engine",
+                refused.describe()
+            );
+            drop(pipeline);
+            pipeline = start(EngineSetting::Capture)?;
+        }
+    }
     pipeline.capturing = super::Capturing::new(captures);
     let requests = crate::requests::Requests::default();
     requests

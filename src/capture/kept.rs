@@ -100,7 +100,7 @@ mod tests {
         }
         assert_eq!(
             made[1].file_name().unwrap(),
-            "b_.._x-20231114T221321Z.pcapng"
+            "b____x-20231114T221321Z.pcapng"
         );
         assert_eq!(made[1].parent().unwrap(), state.join("captures"));
         let left: Vec<bool> = made.iter().map(|path| path.exists()).collect();

@@ -158,7 +158,8 @@ in_a "$WORK/bin/ng-up" tcp-send $ADDR_B:7101 6000000 > /dev/null || say "@error 
 sleep 0.5
 kill -INT "$CAPTURE_PID"
 wait "$CAPTURE_PID" || say "@error the capture failed"
-say "@capture $(sed -n 's/^netgraph: \([0-9]*\) packets (\([0-9]*\) bytes).*/\1 \2/p' "$WORK/capture.log")"
+lost=$(sed -n 's/.*; \([0-9]*\) packets lost.*/\1/p' "$WORK/capture.log")
+say "@capture $(sed -n 's/^netgraph: \([0-9]*\) packets (\([0-9]*\) bytes).*/\1 \2/p' "$WORK/capture.log") ${lost:-0}"
 grep -E " (WARN|ERROR) " "$WORK/capture.log" | sed "s/^/@log capture: /"
 
 serve in_b "$WORK/bin/ng-src" tcp-source $ADDR_B:7102 1

@@ -70,14 +70,7 @@ impl PacketCopier {
         owners: Arc<ArcSwap<FlowOwners>>,
     ) -> std::io::Result<PacketCopier> {
         let ring = Ring::open(interface, targets.snap_length.max(128), RING_BYTES)?;
-        let link = Link {
-            link_type: if ring.is_ethernet() {
-                LinkType::Ethernet
-            } else {
-                LinkType::RawIp
-            },
-            own_mac: None,
-        };
+        let link = ring.link();
         let stop = Arc::new(AtomicBool::new(false));
         let wake = ring.waker();
         let mut copier = Copier {

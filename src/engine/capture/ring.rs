@@ -196,6 +196,19 @@ impl Ring {
         self.ethernet
     }
 
+    /// How its frames start: the ring says each frame's direction, the link type only
+    /// where IP starts.
+    pub fn link(&self) -> super::link::Link {
+        super::link::Link {
+            link_type: if self.is_ethernet() {
+                super::link::LinkType::Ethernet
+            } else {
+                super::link::LinkType::RawIp
+            },
+            own_mac: None,
+        }
+    }
+
     pub fn waker(&self) -> RingWaker {
         RingWaker(self.wake.clone())
     }

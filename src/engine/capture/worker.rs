@@ -87,15 +87,7 @@ impl Worker {
         hints: FlowHints,
     ) -> std::io::Result<Worker> {
         let ring = Ring::open(interface, settings.snaplen, settings.buffer_bytes)?;
-        // The ring says each frame's direction; the link type only where IP starts.
-        let link = Link {
-            link_type: if ring.is_ethernet() {
-                LinkType::Ethernet
-            } else {
-                LinkType::RawIp
-            },
-            own_mac: None,
-        };
+        let link = ring.link();
         let state = Arc::new(Mutex::new(WorkerState {
             table: FlowTable::new(interface.into(), loopback, settings.max_flows)
                 .with_segments(link_segments(interface)),

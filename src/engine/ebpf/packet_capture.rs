@@ -18,9 +18,14 @@ use std::time::{Duration, SystemTime};
 // SAFETY: a repr(C) struct of integers and byte arrays, generated from the BTF.
 unsafe impl PlainData for types::captured_header {}
 
-/// Pages of the perf buffer per CPU: 4 MiB, room for a burst of large packets while
-/// the reader is between polls. Allocated only while a capture runs.
-const PAGES_PER_CPU: usize = 1024;
+/// The perf buffer, all CPUs together: room for a burst of large packets while the
+/// reader waits for a CPU. Allocated only while a capture runs.
+const BUFFER_BYTES: usize = 64 << 20;
+/// Each CPU's share, at least and at most.
+const CPU_BYTES: (usize, usize) = (1 << 20, 16 << 20);
+/// The reader runs before a busy host's other threads, as the capture engine's do: a
+/// buffer that fills while it waits for a CPU loses packets.
+const READER_NICE: i32 = -10;
 /// How long the reader waits for packets before looking at its stop flag.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -142,8 +147,11 @@ fn read(
     let mut names = InterfaceNames::new();
     let clock = Clock::now();
     let lost = tap.lost.clone();
+    if let Err(error) = crate::thread_priority::raise(READER_NICE) {
+        tracing::debug!(%error, "the capture's reader keeps its priority");
+    }
     let buffer = PerfBufferBuilder::new(map)
-        .pages(PAGES_PER_CPU)
+        .pages(pages_per_cpu())
         .sample_cb(move |_cpu, data: &[u8]| {
             if let Some(packet) = packet_of(data, &mut names, &clock) {
                 tap.offer(packet);
@@ -175,6 +183,19 @@ fn read(
     }
     // What is in the buffer still belongs to the capture.
     let _ = buffer.consume();
+}
+
+/// Pages of each CPU's buffer: a power of two, as the kernel wants.
+fn pages_per_cpu() -> usize {
+    let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1).max(1);
+    let bytes = (BUFFER_BYTES / cpus).clamp(CPU_BYTES.0, CPU_BYTES.1);
+    // SAFETY: sysconf reads a constant of the system.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+        .ok()
+        .filter(|page| *page > 0)
+        .unwrap_or(4096);
+    // The largest power of two not above the share.
+    1 << (usize::BITS - 1 - (bytes / page).leading_zeros())
 }
 
 /// Turns the kernel's monotonic packet times into wall-clock times.
