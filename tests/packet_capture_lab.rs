@@ -408,8 +408,7 @@ fn auto_captures_with_the_capture_engine_where_ebpf_cannot() {
     let log = capture.interrupt();
     let packets = tshark(&file);
     let bytes: u64 = packets.iter().map(|p| p.length).sum();
-    let far_packets =
-        lab.truth_packets_in(&b, "host_out") + lab.truth_packets_in(&b, "host_in");
+    let far_packets = lab.truth_packets_in(&b, "host_out") + lab.truth_packets_in(&b, "host_in");
     let far_bytes = lab.truth_bytes_in(&b, "host_out") + lab.truth_bytes_in(&b, "host_in");
     report(&format!(
         "Capture, auto without eBPF's copy: the capture engine wrote {} packets ({bytes} bytes) of ng-hostdl, the far end counted {far_packets} ({far_bytes} bytes)",
