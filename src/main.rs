@@ -97,7 +97,7 @@ fn main() -> ExitCode {
         Command::Check(args) => return check(args),
         Command::Report(args) => return said(report(&args)),
         Command::Limit(args) => return said(netgraph::limits::command::run(args)),
-        Command::Capture(args) => return said(netgraph::capture::command::run(args)),
+        Command::Capture(args) => return said(capture(args)),
         Command::Man { directory } => return said(manual_pages(&directory)),
         Command::Run(mut args) => {
             // The packaged file where it exists, as `check` and `report` read it; a
@@ -177,6 +177,15 @@ fn report(args: &netgraph::report::command::ReportArgs) -> anyhow::Result<()> {
     };
     print!("{}", netgraph::report::command::run(args, &config)?);
     Ok(())
+}
+
+fn capture(args: netgraph::capture::command::CaptureArgs) -> anyhow::Result<()> {
+    let path = args.config.clone().or_else(packaged_config);
+    let config = match &path {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    netgraph::capture::command::run(args, &config)
 }
 
 /// netgraph(1) and netgraph-COMMAND(1) for each command shown in `--help`.

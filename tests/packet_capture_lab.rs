@@ -428,3 +428,77 @@ fn auto_captures_with_the_capture_engine_where_ebpf_cannot() {
         "another process's packet"
     );
 }
+
+/// `--container NAME`: a podman container's packets (its cgroups, followed as the
+/// runtime names it), and not those of the same kind of process outside it.
+#[test]
+#[ignore = "needs root; scripts/test.sh runs it as root"]
+fn a_container_capture_holds_its_packets_and_nothing_else() {
+    require_root();
+    let mut lab = Lab::new();
+    let b = lab.b.clone();
+    let (_, _, _, far) = lab.host_link();
+    lab.truth_in(
+        &b,
+        &[
+            ("cont_in", "input", "tcp dport 6307"),
+            ("cont_out", "output", "tcp sport 6307"),
+            ("host_in", "input", "tcp dport 6308"),
+        ],
+    );
+    lab.serve(&b, "ng-sink", &["tcp-sink", &format!("{far}:6307")]);
+    lab.serve(&b, "ng-sink2", &["tcp-sink", &format!("{far}:6308")]);
+    let tag = lab.b.clone();
+    let mut podman = lab::podman::Podman::start(&lab.path(""), &tag);
+    let container = format!("ng-captured-{tag}");
+    let config = podman.config(&lab.path("containers.toml"));
+    let file = lab.path("container.pcapng");
+    let capture = Capture::start(
+        &lab,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--container",
+            &container,
+            "--for",
+            "60s",
+            "-w",
+            file.to_str().unwrap(),
+        ],
+    );
+    // The same tool outside the container, at the same time.
+    lab.start_on_host("ng-cont", &["tcp-send", &format!("{far}:6308"), "6s"]);
+    // It sends once the runtime has named it and its cgroup is in the capture's scope.
+    podman.run(
+        &container,
+        &[],
+        &[
+            "/bin/busybox",
+            "sh",
+            "-c",
+            &format!("/bin/busybox sleep 3; /ng-cont tcp-send {far}:6307 8000000"),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let log = capture.interrupt();
+    let packets = tshark(&file);
+    let bytes: u64 = packets.iter().map(|p| p.length).sum();
+    let far_packets = lab.truth_packets_in(&b, "cont_in") + lab.truth_packets_in(&b, "cont_out");
+    let far_bytes = lab.truth_bytes_in(&b, "cont_in") + lab.truth_bytes_in(&b, "cont_out");
+    report(&format!(
+        "Capture, container {container}: {} packets ({bytes} bytes), the far end counted {far_packets} ({far_bytes} bytes); the same tool outside it sent {} bytes, absent",
+        packets.len(),
+        lab.truth_bytes_in(&b, "host_in")
+    ));
+    assert!(far_bytes >= 8_000_000, "{far_bytes}");
+    assert_eq!(packets.len() as u64, far_packets, "packets\n{log}");
+    assert_eq!(bytes, far_bytes, "bytes\n{log}");
+    let named = format!(" container={container} direction=");
+    assert!(
+        packets
+            .iter()
+            .all(|p| p.comment.starts_with("process=ng-cont pid=") && p.comment.contains(&named)),
+        "each comment names the container: {:?}",
+        packets.first().map(|p| &p.comment)
+    );
+}

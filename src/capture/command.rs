@@ -4,7 +4,7 @@
 
 use super::{CaptureJob, CaptureScope, Captures, Ended, SNAP_LENGTH};
 use crate::accounting::Accountant;
-use crate::config::EngineSetting;
+use crate::config::{Config, EngineSetting};
 use crate::startup::Settings;
 use anyhow::{bail, Context};
 use std::net::IpAddr;
@@ -50,6 +50,10 @@ pub struct CaptureArgs {
     /// allows it, else packet capture (by flow, named by attribution each second).
     #[arg(long, value_enum, default_value_t = EngineSetting::Auto)]
     pub engine: EngineSetting,
+    /// Configuration file, for where the container runtimes listen ([containers]);
+    /// default: /etc/netgraph/netgraph.toml where it exists.
+    #[arg(short = 'c', long)]
+    pub config: Option<PathBuf>,
 }
 
 impl CaptureArgs {
@@ -66,9 +70,13 @@ impl CaptureArgs {
 }
 
 /// The pipeline the capture runs in: an engine, attribution, no sinks.
-fn start(engine: EngineSetting) -> anyhow::Result<crate::pipeline::Pipeline> {
+fn start(
+    engine: EngineSetting,
+    runtimes: &crate::workload::RuntimeSockets,
+) -> anyhow::Result<crate::pipeline::Pipeline> {
     let mut settings = Settings::defaults(engine);
     settings.interval = LOOP_INTERVAL;
+    settings.runtimes = runtimes.clone();
     crate::startup::pipeline(
         &settings,
         Accountant::new(SystemTime::now()),
@@ -82,7 +90,7 @@ fn start(engine: EngineSetting) -> anyhow::Result<crate::pipeline::Pipeline> {
 /// starting, and ends within this of its time.
 const LOOP_INTERVAL: Duration = Duration::from_secs(1);
 
-pub fn run(args: CaptureArgs) -> anyhow::Result<()> {
+pub fn run(args: CaptureArgs, config: &Config) -> anyhow::Result<()> {
     let scope = args.scope();
     if scope == CaptureScope::default() {
         bail!("say whose packets to capture: --process NAME, --pid N, --uid N, --container NAME, --interface NAME or --peer ADDRESS");
@@ -104,7 +112,8 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<()> {
         snap_length,
         done: Some(done),
     });
-    let mut pipeline = start(args.engine)?;
+    let runtimes = config.containers.runtime_sockets();
+    let mut pipeline = start(args.engine, &runtimes)?;
     // Auto: the eBPF engine where it can capture, else the capture engine.
     if args.engine == EngineSetting::Auto {
         let refused = pipeline
@@ -118,7 +127,7 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<()> {
                 refused.describe()
             );
             drop(pipeline);
-            pipeline = start(EngineSetting::Capture)?;
+            pipeline = start(EngineSetting::Capture, &runtimes)?;
         }
     }
     pipeline.capturing = super::Capturing::new(captures);
