@@ -504,8 +504,8 @@ fn a_container_capture_holds_its_packets_and_nothing_else() {
 }
 
 /// `--pid N`: one process's packets, not those of another process of the same name.
-/// Here the captured process is the server in namespace b; the far end of its link is
-/// namespace a, where the truth is counted.
+/// The pid is known before the process connects: a shell that waits, then becomes the
+/// client.
 #[test]
 #[ignore = "needs root; scripts/test.sh runs it as root"]
 fn a_pid_capture_takes_that_process_and_not_its_namesake() {
@@ -514,23 +514,25 @@ fn a_pid_capture_takes_that_process_and_not_its_namesake() {
     let (a, b) = (lab.a.clone(), lab.b.clone());
     shape_far_end(&lab, &lab.veth_b, "200mbit");
     lab.truth_in(
-        &a,
+        &b,
         &[
-            ("pid_in", "input", "tcp sport 6309"),
-            ("pid_out", "output", "tcp dport 6309"),
+            ("pid_out", "output", "tcp sport 6309"),
+            ("pid_in", "input", "tcp dport 6309"),
         ],
     );
-    let mut server = lab.spawn(&b, "ng-pidsrc", &["tcp-source", &format!("{B4}:6309"), "2"]);
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "listening");
-    let pid = server.id();
-    // Its namesake, another process.
-    lab.serve(&b, "ng-pidsrc", &["tcp-source", &format!("{B4}:6310"), "2"]);
+    lab.serve(&b, "ng-src", &["tcp-source", &format!("{B4}:6309"), "2"]);
+    lab.serve(&b, "ng-src2", &["tcp-source", &format!("{B4}:6310"), "2"]);
+    let tool = lab.tool("ng-pidcli");
+    let client = Command::new("ip")
+        .args(["netns", "exec", &a, "sh", "-c"])
+        .arg(format!(
+            "sleep 3; exec {} tcp-recv {B4}:6309",
+            tool.display()
+        ))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = client.id();
     let file = lab.path("pid.pcapng");
     let capture = Capture::start(
         &lab,
@@ -543,23 +545,24 @@ fn a_pid_capture_takes_that_process_and_not_its_namesake() {
             file.to_str().unwrap(),
         ],
     );
-    lab.exec(&a, "ng-dl", &["tcp-recv", &format!("{B4}:6309")]);
-    lab.exec(&a, "ng-dl", &["tcp-recv", &format!("{B4}:6310")]);
-    let _ = server.wait();
+    let client = client.wait_with_output().unwrap();
+    assert!(client.status.success());
+    // Its namesake, another process, after it.
+    lab.exec(&a, "ng-pidcli", &["tcp-recv", &format!("{B4}:6310")]);
     std::thread::sleep(Duration::from_millis(500));
     let log = capture.interrupt();
     let packets = tshark(&file);
     let bytes: u64 = packets.iter().map(|p| p.length).sum();
-    let far_packets = lab.truth_packets_in(&a, "pid_in") + lab.truth_packets_in(&a, "pid_out");
-    let far_bytes = lab.truth_bytes_in(&a, "pid_in") + lab.truth_bytes_in(&a, "pid_out");
+    let far_packets = lab.truth_packets_in(&b, "pid_in") + lab.truth_packets_in(&b, "pid_out");
+    let far_bytes = lab.truth_bytes_in(&b, "pid_in") + lab.truth_bytes_in(&b, "pid_out");
     report(&format!(
-        "Capture, pid {pid}: {} packets ({bytes} bytes) of that ng-pidsrc, the far end counted {far_packets} ({far_bytes} bytes); its namesake's absent",
+        "Capture, pid {pid}: {} packets ({bytes} bytes) of that ng-pidcli, the far end counted {far_packets} ({far_bytes} bytes); its namesake's absent",
         packets.len()
     ));
     assert!(far_bytes > 10_000_000, "{far_bytes}");
     assert_eq!(packets.len() as u64, far_packets, "packets\n{log}");
     assert_eq!(bytes, far_bytes, "bytes\n{log}");
-    let expected = format!("process=ng-pidsrc pid={pid} ");
+    let expected = format!("process=ng-pidcli pid={pid} ");
     assert!(
         packets
             .iter()
