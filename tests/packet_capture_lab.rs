@@ -149,6 +149,30 @@ fn tshark(file: &Path) -> Vec<Packet> {
         .collect()
 }
 
+/// A capture file against the far end's two nftables counters in namespace `ns`.
+struct Compared {
+    packets: Vec<Packet>,
+    bytes: u64,
+    far_packets: u64,
+    far_bytes: u64,
+}
+
+fn compare(lab: &Lab, ns: &str, counters: [&str; 2], file: &Path) -> Compared {
+    let packets = tshark(file);
+    Compared {
+        bytes: packets.iter().map(|p| p.length).sum(),
+        packets,
+        far_packets: counters.iter().map(|c| lab.truth_packets_in(ns, c)).sum(),
+        far_bytes: counters.iter().map(|c| lab.truth_bytes_in(ns, c)).sum(),
+    }
+}
+
+/// Every packet the far end counted, and its bytes, no more.
+fn assert_equal(packets: usize, bytes: u64, far_packets: u64, far_bytes: u64, log: &str) {
+    assert_eq!(packets as u64, far_packets, "packets\n{log}");
+    assert_eq!(bytes, far_bytes, "bytes\n{log}");
+}
+
 /// Shapes what `b` sends (the downloads) to a rate the capture keeps up with whatever
 /// the machine, without cutting offloaded packets (the burst holds the largest).
 fn shape_far_end(lab: &Lab, device: &str, rate: &str) {
@@ -229,10 +253,13 @@ fn process_capture(engine: &str, rate: &str, capture_engine: bool) {
         500
     }));
     let log = capture.interrupt();
-    let packets = tshark(&file);
-    let far_packets = lab.truth_packets_in(&b, "mine_out") + lab.truth_packets_in(&b, "mine_in");
-    let far_bytes = lab.truth_bytes_in(&b, "mine_out") + lab.truth_bytes_in(&b, "mine_in");
-    let bytes: u64 = packets.iter().map(|p| p.length).sum();
+    let compared = compare(&lab, &b, ["mine_out", "mine_in"], &file);
+    let Compared {
+        packets,
+        bytes,
+        far_packets,
+        far_bytes,
+    } = compared;
     let received = packets.iter().filter(|p| p.direction == 1).count() as u64;
     report(&format!(
         "Capture, process, {engine}: {} packets ({bytes} bytes) of ng-dl in the pcapng, the far end counted {far_packets} ({far_bytes} bytes) on its flow; the other download's {} bytes absent",
@@ -243,8 +270,7 @@ fn process_capture(engine: &str, rate: &str, capture_engine: bool) {
         far_bytes > 10_000_000,
         "the download was too small to say anything: {far_bytes} bytes"
     );
-    assert_eq!(packets.len() as u64, far_packets, "packets\n{log}");
-    assert_eq!(bytes, far_bytes, "bytes\n{log}");
+    assert_equal(packets.len(), bytes, far_packets, far_bytes, &log);
     assert_eq!(
         received,
         lab.truth_packets_in(&b, "mine_out"),
@@ -406,10 +432,13 @@ fn auto_captures_with_the_capture_engine_where_ebpf_cannot() {
     lab.exec_on_host("ng-hostdl", &["tcp-recv", &format!("{far}:6306")]);
     std::thread::sleep(Duration::from_millis(2500));
     let log = capture.interrupt();
-    let packets = tshark(&file);
-    let bytes: u64 = packets.iter().map(|p| p.length).sum();
-    let far_packets = lab.truth_packets_in(&b, "host_out") + lab.truth_packets_in(&b, "host_in");
-    let far_bytes = lab.truth_bytes_in(&b, "host_out") + lab.truth_bytes_in(&b, "host_in");
+    let compared = compare(&lab, &b, ["host_out", "host_in"], &file);
+    let Compared {
+        packets,
+        bytes,
+        far_packets,
+        far_bytes,
+    } = compared;
     report(&format!(
         "Capture, auto without eBPF's copy: the capture engine wrote {} packets ({bytes} bytes) of ng-hostdl, the far end counted {far_packets} ({far_bytes} bytes)",
         packets.len()
@@ -419,8 +448,7 @@ fn auto_captures_with_the_capture_engine_where_ebpf_cannot() {
         "the fallback is said:\n{log}"
     );
     assert!(far_bytes > 10_000_000, "too small a download: {far_bytes}");
-    assert_eq!(packets.len() as u64, far_packets, "packets\n{log}");
-    assert_eq!(bytes, far_bytes, "bytes\n{log}");
+    assert_equal(packets.len(), bytes, far_packets, far_bytes, &log);
     assert!(
         packets
             .iter()
@@ -481,18 +509,20 @@ fn a_container_capture_holds_its_packets_and_nothing_else() {
     );
     std::thread::sleep(Duration::from_millis(500));
     let log = capture.interrupt();
-    let packets = tshark(&file);
-    let bytes: u64 = packets.iter().map(|p| p.length).sum();
-    let far_packets = lab.truth_packets_in(&b, "cont_in") + lab.truth_packets_in(&b, "cont_out");
-    let far_bytes = lab.truth_bytes_in(&b, "cont_in") + lab.truth_bytes_in(&b, "cont_out");
+    let compared = compare(&lab, &b, ["cont_in", "cont_out"], &file);
+    let Compared {
+        packets,
+        bytes,
+        far_packets,
+        far_bytes,
+    } = compared;
     report(&format!(
         "Capture, container {container}: {} packets ({bytes} bytes), the far end counted {far_packets} ({far_bytes} bytes); the same tool outside it sent {} bytes, absent",
         packets.len(),
         lab.truth_bytes_in(&b, "host_in")
     ));
     assert!(far_bytes >= 8_000_000, "{far_bytes}");
-    assert_eq!(packets.len() as u64, far_packets, "packets\n{log}");
-    assert_eq!(bytes, far_bytes, "bytes\n{log}");
+    assert_equal(packets.len(), bytes, far_packets, far_bytes, &log);
     let named = format!(" container={container} direction=");
     assert!(
         packets
@@ -551,17 +581,19 @@ fn a_pid_capture_takes_that_process_and_not_its_namesake() {
     lab.exec(&a, "ng-pidcli", &["tcp-recv", &format!("{B4}:6310")]);
     std::thread::sleep(Duration::from_millis(500));
     let log = capture.interrupt();
-    let packets = tshark(&file);
-    let bytes: u64 = packets.iter().map(|p| p.length).sum();
-    let far_packets = lab.truth_packets_in(&b, "pid_in") + lab.truth_packets_in(&b, "pid_out");
-    let far_bytes = lab.truth_bytes_in(&b, "pid_in") + lab.truth_bytes_in(&b, "pid_out");
+    let compared = compare(&lab, &b, ["pid_in", "pid_out"], &file);
+    let Compared {
+        packets,
+        bytes,
+        far_packets,
+        far_bytes,
+    } = compared;
     report(&format!(
         "Capture, pid {pid}: {} packets ({bytes} bytes) of that ng-pidcli, the far end counted {far_packets} ({far_bytes} bytes); its namesake's absent",
         packets.len()
     ));
     assert!(far_bytes > 10_000_000, "{far_bytes}");
-    assert_eq!(packets.len() as u64, far_packets, "packets\n{log}");
-    assert_eq!(bytes, far_bytes, "bytes\n{log}");
+    assert_equal(packets.len(), bytes, far_packets, far_bytes, &log);
     let expected = format!("process=ng-pidcli pid={pid} ");
     assert!(
         packets
